@@ -1,0 +1,142 @@
+//! Profiles: what a trader logs into (SPEC §2, rules 2, 3, 6, 8).
+
+use super::note_change;
+use crate::secret::PasswordHash;
+use crate::validate::{self, ValidationError};
+use crate::{ProfileId, Timestamp};
+
+/// Minimum length of the three profile passwords.
+pub const PROFILE_PASSWORD_MIN: usize = 4;
+
+/// Per-profile switches an administrator sets (SPEC rule 6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileFlags {
+    /// Call memory is collected for this profile only when this is on.
+    pub collect_call_memory: bool,
+    /// The user may delete call-memory entries one by one.
+    pub allow_call_memory_deletion: bool,
+    /// Showing call memory asks for the call-memory password.
+    pub call_memory_password_protected: bool,
+}
+
+/// A profile as shown to administrators: never its password hashes, only
+/// whether the optional passwords are set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub id: ProfileId,
+    /// Often a person's name: personal data (SPEC §2).
+    pub name: String,
+    pub has_contacts_password: bool,
+    pub has_call_memory_password: bool,
+    pub flags: ProfileFlags,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewProfile {
+    pub name: String,
+    pub password: PasswordHash,
+    pub contacts_password: Option<PasswordHash>,
+    pub call_memory_password: Option<PasswordHash>,
+    pub flags: ProfileFlags,
+}
+
+/// A change to a profile: `None` leaves a field as it is. For the optional
+/// passwords, `Some(None)` removes the password.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileChanges {
+    pub name: Option<String>,
+    pub password: Option<PasswordHash>,
+    pub contacts_password: Option<Option<PasswordHash>>,
+    pub call_memory_password: Option<Option<PasswordHash>>,
+    pub collect_call_memory: Option<bool>,
+    pub allow_call_memory_deletion: Option<bool>,
+    pub call_memory_password_protected: Option<bool>,
+}
+
+impl ProfileChanges {
+    /// The names of the fields this change alters, for the audit log. A
+    /// password given is always a change (its old value is not comparable).
+    pub fn changed_fields(&self, current: &Profile) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        note_change(&mut changed, "name", &self.name, &current.name);
+        if self.password.is_some() {
+            changed.push("password");
+        }
+        if self.contacts_password.is_some() {
+            changed.push("contacts_password");
+        }
+        if self.call_memory_password.is_some() {
+            changed.push("call_memory_password");
+        }
+        let f = &current.flags;
+        note_change(
+            &mut changed,
+            "collect_call_memory",
+            &self.collect_call_memory,
+            &f.collect_call_memory,
+        );
+        note_change(
+            &mut changed,
+            "allow_call_memory_deletion",
+            &self.allow_call_memory_deletion,
+            &f.allow_call_memory_deletion,
+        );
+        note_change(
+            &mut changed,
+            "call_memory_password_protected",
+            &self.call_memory_password_protected,
+            &f.call_memory_password_protected,
+        );
+        changed
+    }
+}
+
+/// A profile name: the login list entry every client sees (SPEC rule 2).
+pub fn profile_name(value: &str) -> Result<String, ValidationError> {
+    validate::text("name", value, 100)
+}
+
+/// What deleting a profile erases (SPEC rule 8), counted so that the
+/// administrator can be told exactly what goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileErasure {
+    pub local_contacts: u64,
+    pub speed_dials: u64,
+    pub call_memory_entries: u64,
+    pub line_assignments: u64,
+    pub consents: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            id: ProfileId(1),
+            name: "Ann".into(),
+            has_contacts_password: false,
+            has_call_memory_password: false,
+            flags: ProfileFlags::default(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn only_fields_that_differ_are_reported_and_passwords_always_are() {
+        let c = ProfileChanges {
+            name: Some("Ann".into()),
+            password: Some(PasswordHash::from_phc("x".into())),
+            collect_call_memory: Some(true),
+            allow_call_memory_deletion: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.changed_fields(&profile()),
+            vec!["password", "collect_call_memory"]
+        );
+    }
+}

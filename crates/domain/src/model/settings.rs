@@ -1,0 +1,68 @@
+//! System settings (SPEC rules 4, 7, 11): every switch off by default.
+
+use crate::Timestamp;
+use crate::secret::PasswordHash;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Rule 4: client users may modify (never delete) global contacts.
+    pub global_contacts_changeable: bool,
+    /// Rule 7: an admin may log into any profile with the master password.
+    pub master_password_enabled: bool,
+    /// Rule 11: the CTI interface.
+    pub cti_enabled: bool,
+    /// Rule 11: the API interface.
+    pub api_enabled: bool,
+    /// Rule 11: forwarding calls to a voice recorder.
+    pub recorder_forwarding_enabled: bool,
+    pub updated_at: Timestamp,
+}
+
+/// A change to the settings; `None` leaves a switch as it is.
+///
+/// The master password is enabled by giving its hash and disabled by
+/// `master_password: Some(None)`, which also clears the hash.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsChanges {
+    pub global_contacts_changeable: Option<bool>,
+    pub master_password: Option<Option<PasswordHash>>,
+    pub cti_enabled: Option<bool>,
+    pub api_enabled: Option<bool>,
+    pub recorder_forwarding_enabled: Option<bool>,
+}
+
+impl SettingsChanges {
+    pub fn changed_fields(&self, current: &Settings) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        super::note_change(
+            &mut c,
+            "global_contacts_changeable",
+            &self.global_contacts_changeable,
+            &current.global_contacts_changeable,
+        );
+        match &self.master_password {
+            Some(Some(_)) => c.push("master_password"),
+            Some(None) if current.master_password_enabled => c.push("master_password"),
+            _ => {}
+        }
+        super::note_change(
+            &mut c,
+            "cti_enabled",
+            &self.cti_enabled,
+            &current.cti_enabled,
+        );
+        super::note_change(
+            &mut c,
+            "api_enabled",
+            &self.api_enabled,
+            &current.api_enabled,
+        );
+        super::note_change(
+            &mut c,
+            "recorder_forwarding_enabled",
+            &self.recorder_forwarding_enabled,
+            &current.recorder_forwarding_enabled,
+        );
+        c
+    }
+}

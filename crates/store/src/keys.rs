@@ -1,0 +1,191 @@
+//! Keys kept outside the database.
+//!
+//! One 32-byte master key lives in a file of the data directory, created
+//! with mode 0600 on first start and never stored in the database, so a copy
+//! of the database alone reveals no line password and cannot forge the audit
+//! chain. Purpose keys are derived from it with HMAC-SHA-256 and a label.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use openturret_domain::LineId;
+use openturret_domain::secret::Secret;
+use rand_core::{OsRng, RngCore};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::{Result, StoreError};
+
+const KEY_LEN: usize = 32;
+/// First byte of every line-password ciphertext: the format version.
+const LINE_CIPHER_V1: u8 = 1;
+
+/// The keys derived from the master key file.
+#[derive(Clone)]
+pub struct Keys {
+    line: Zeroizing<[u8; KEY_LEN]>,
+    audit: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys([redacted])")
+    }
+}
+
+impl Keys {
+    /// Reads the master key at `path`, creating it (mode 0600) if absent.
+    pub fn load_or_create(path: &Path) -> Result<Keys> {
+        let master = match fs::read(path) {
+            Ok(bytes) => {
+                let mode = fs::metadata(path)
+                    .map_err(StoreError::backend)?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
+                        "key file is readable by group or others; setting mode 0600");
+                    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+                        .map_err(StoreError::backend)?;
+                }
+                Zeroizing::new(bytes)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
+                OsRng.fill_bytes(&mut key);
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(StoreError::backend)?;
+                f.write_all(&key).map_err(StoreError::backend)?;
+                f.sync_all().map_err(StoreError::backend)?;
+                key
+            }
+            Err(e) => return Err(StoreError::backend(e)),
+        };
+        if master.len() != KEY_LEN {
+            return Err(StoreError::Integrity(format!(
+                "key file {} holds {} bytes, expected {KEY_LEN}",
+                path.display(),
+                master.len()
+            )));
+        }
+        Ok(Keys::derive(&master))
+    }
+
+    fn derive(master: &[u8]) -> Keys {
+        let sub = |label: &[u8]| {
+            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(master).expect("any key length");
+            m.update(label);
+            let out: [u8; KEY_LEN] = m.finalize().into_bytes().into();
+            Zeroizing::new(out)
+        };
+        Keys {
+            line: sub(b"openturret line-password v1"),
+            audit: sub(b"openturret audit-chain v1"),
+        }
+    }
+
+    /// The key of the audit hash chain.
+    pub fn audit_key(&self) -> &[u8] {
+        &self.audit[..]
+    }
+
+    fn line_aad(id: LineId) -> Vec<u8> {
+        format!("openturret line password v1; line {}", id.0).into_bytes()
+    }
+
+    /// Encrypts a line password, bound to the line's id so a ciphertext
+    /// copied onto another line does not decrypt.
+    pub fn seal_line_password(&self, id: LineId, password: &Secret) -> Vec<u8> {
+        let cipher = XChaCha20Poly1305::new(self.line.as_slice().into());
+        let mut nonce = [0u8; 24];
+        OsRng.fill_bytes(&mut nonce);
+        let aad = Self::line_aad(id);
+        let ct = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: password.expose().as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption does not fail for small messages");
+        let mut out = Vec::with_capacity(1 + nonce.len() + ct.len());
+        out.push(LINE_CIPHER_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    pub fn open_line_password(&self, id: LineId, sealed: &[u8]) -> Result<Secret> {
+        let bad = || StoreError::Integrity(format!("line {id}: stored password does not decrypt"));
+        if sealed.len() < 1 + 24 + 16 || sealed[0] != LINE_CIPHER_V1 {
+            return Err(bad());
+        }
+        let cipher = XChaCha20Poly1305::new(self.line.as_slice().into());
+        let aad = Self::line_aad(id);
+        let pt = Zeroizing::new(
+            cipher
+                .decrypt(
+                    XNonce::from_slice(&sealed[1..25]),
+                    Payload {
+                        msg: &sealed[25..],
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| bad())?,
+        );
+        let s = std::str::from_utf8(&pt).map_err(|_| bad())?;
+        Ok(Secret::new(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret.key");
+        let k1 = Keys::load_or_create(&p).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let k2 = Keys::load_or_create(&p).unwrap();
+        assert_eq!(k1.audit_key(), k2.audit_key());
+    }
+
+    #[test]
+    fn line_passwords_are_bound_to_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Keys::load_or_create(&dir.path().join("k")).unwrap();
+        let sealed = k.seal_line_password(LineId(1), &Secret::new("sip-pass"));
+        assert!(!sealed.windows(8).any(|w| w == b"sip-pass"));
+        assert_eq!(
+            k.open_line_password(LineId(1), &sealed).unwrap().expose(),
+            "sip-pass"
+        );
+        assert!(k.open_line_password(LineId(2), &sealed).is_err());
+    }
+
+    #[test]
+    fn a_short_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        fs::write(&p, b"short").unwrap();
+        assert!(matches!(
+            Keys::load_or_create(&p),
+            Err(StoreError::Integrity(_))
+        ));
+    }
+}

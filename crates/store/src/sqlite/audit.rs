@@ -1,0 +1,142 @@
+//! The audit log: append, filter, verify the chain.
+
+use async_trait::async_trait;
+use openturret_domain::Timestamp;
+use openturret_domain::audit::*;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{SqliteStore, db, to32};
+use crate::{AuditFilter, AuditStore, AuditVerification, Result, StoreError};
+
+fn entry(r: &SqliteRow) -> Result<AuditEntry> {
+    let level: String = r.get("level");
+    let changes: String = r.get("changes");
+    let salt: Option<Vec<u8>> = r.get("pii_salt");
+    Ok(AuditEntry {
+        seq: r.get("seq"),
+        record: AuditRecord {
+            at: Timestamp(r.get("at")),
+            level: AuditLevel::parse(&level)
+                .ok_or_else(|| StoreError::Integrity(format!("audit level {level:?}")))?,
+            event_type: r.get("event_type"),
+            object_type: r.get("object_type"),
+            object_id: r.get("object_id"),
+            changes: changes
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            success: r.get("success"),
+            server_host: r.get("server_host"),
+            pii: AuditPii {
+                actor: r.get("actor"),
+                client_ip: r.get("client_ip"),
+                client_host: r.get("client_host"),
+            },
+        },
+        pii_salt: match salt {
+            Some(s) => Some(
+                s.try_into()
+                    .map_err(|_| StoreError::Integrity("audit salt length".into()))?,
+            ),
+            None => None,
+        },
+        pii_commit: to32(&r.get::<Vec<u8>, _>("pii_commit"))?,
+        prev_mac: to32(&r.get::<Vec<u8>, _>("prev_mac"))?,
+        mac: to32(&r.get::<Vec<u8>, _>("mac"))?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let seq = self.audit(&mut tx, &record).await?;
+        self.commit(tx).await?;
+        Ok(seq)
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM audit_log WHERE 1 = 1");
+        if let Some(v) = &f.actor {
+            b.push(" AND actor = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.event_type {
+            b.push(" AND event_type = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.object_type {
+            b.push(" AND object_type = ").push_bind(v.clone());
+        }
+        if let Some(v) = &f.object_id {
+            b.push(" AND object_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = f.from {
+            b.push(" AND at >= ").push_bind(v.0);
+        }
+        if let Some(v) = f.to {
+            b.push(" AND at < ").push_bind(v.0);
+        }
+        if let Some(v) = f.before_seq {
+            b.push(" AND seq < ").push_bind(v);
+        }
+        b.push(" ORDER BY seq DESC LIMIT ").push_bind(f.limit);
+        let rows = b.build().fetch_all(&self.reader).await.map_err(db)?;
+        rows.iter().map(entry).collect()
+    }
+
+    async fn verify_audit(&self) -> Result<AuditVerification> {
+        let mut v = ChainVerifier::new(self.keys.audit_key());
+        let mut last = 0i64;
+        loop {
+            let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000")
+                .bind(last)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let e = entry(r)?;
+                last = e.seq;
+                if let Err(brk) = v.check(&e) {
+                    return Ok(AuditVerification {
+                        verified: v.verified(),
+                        broken: Some(brk),
+                    });
+                }
+            }
+        }
+        // The newest rows could have been removed: compare with the head
+        // anchored outside the database.
+        if let Some((head_seq, head_mac)) = self.read_head()? {
+            let broken = if head_seq > v.verified() {
+                Some(ChainBreak {
+                    seq: v.verified() + 1,
+                    reason: format!(
+                        "entries {} to {head_seq} are missing (deleted)",
+                        v.verified() + 1
+                    ),
+                })
+            } else if head_seq == v.verified() && head_mac != v.last_mac() {
+                Some(ChainBreak {
+                    seq: head_seq,
+                    reason: "does not match the recorded chain head".into(),
+                })
+            } else {
+                None
+            };
+            if broken.is_some() {
+                return Ok(AuditVerification {
+                    verified: v.verified(),
+                    broken,
+                });
+            }
+        }
+        Ok(AuditVerification {
+            verified: v.verified(),
+            broken: None,
+        })
+    }
+}

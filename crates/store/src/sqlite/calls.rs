@@ -1,0 +1,137 @@
+//! Call memory (sealed, FIFO of 100 per profile) and call data records.
+
+use async_trait::async_trait;
+use openturret_domain::audit::AuditRecord;
+use openturret_domain::model::*;
+use openturret_domain::{CallMemoryId, CdrId, ProfileId, Timestamp};
+use sqlx::Row;
+
+use super::{SqliteStore, db, one_row};
+use crate::{CallStore, Result};
+
+#[async_trait]
+impl CallStore for SqliteStore {
+    async fn push_call_memory(
+        &self,
+        profile: ProfileId,
+        at: Timestamp,
+        sealed: Vec<u8>,
+    ) -> Result<CallMemoryId> {
+        let mut tx = self.begin().await?;
+        self.require_profile(&mut tx, profile).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO call_memory (profile_id, created_at, sealed) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(profile.0)
+        .bind(at.0)
+        .bind(sealed)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        // FIFO: keep the newest CALL_MEMORY_CAPACITY entries of this profile.
+        sqlx::query(
+            "DELETE FROM call_memory WHERE profile_id = ?1 AND id NOT IN
+               (SELECT id FROM call_memory WHERE profile_id = ?1 ORDER BY id DESC LIMIT ?2)",
+        )
+        .bind(profile.0)
+        .bind(CALL_MEMORY_CAPACITY as i64)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        self.commit(tx).await?;
+        Ok(CallMemoryId(id))
+    }
+
+    async fn list_call_memory(&self, profile: ProfileId) -> Result<Vec<CallMemoryRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, profile_id, created_at, sealed FROM call_memory
+             WHERE profile_id = ? ORDER BY id",
+        )
+        .bind(profile.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| CallMemoryRecord {
+                id: CallMemoryId(r.get("id")),
+                profile_id: ProfileId(r.get("profile_id")),
+                created_at: Timestamp(r.get("created_at")),
+                sealed: r.get("sealed"),
+            })
+            .collect())
+    }
+
+    async fn delete_call_memory(
+        &self,
+        profile: ProfileId,
+        id: CallMemoryId,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM call_memory WHERE profile_id = ? AND id = ?")
+            .bind(profile.0)
+            .bind(id.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        one_row(r, "call memory entry")?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn insert_cdr(&self, c: Cdr) -> Result<CdrId> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO cdrs (profile_name, attendant_group, called_number, calling_number,
+               duration_ms, call_type, direction, started_at, ended_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&c.profile_name)
+        .bind(&c.attendant_group)
+        .bind(&c.called_number)
+        .bind(&c.calling_number)
+        .bind(c.duration_ms)
+        .bind(c.call_type.map(|t| t.as_str()))
+        .bind(c.direction.map(|d| d.as_str()))
+        .bind(c.started_at.map(|t| t.0))
+        .bind(c.ended_at.map(|t| t.0))
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        self.commit(tx).await?;
+        Ok(CdrId(id))
+    }
+
+    async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>> {
+        let rows = sqlx::query(
+            "SELECT * FROM cdrs WHERE started_at >= ? AND started_at < ?
+             ORDER BY started_at, id LIMIT ?",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| Cdr {
+                id: Some(CdrId(r.get("id"))),
+                profile_name: r.get("profile_name"),
+                attendant_group: r.get("attendant_group"),
+                called_number: r.get("called_number"),
+                calling_number: r.get("calling_number"),
+                duration_ms: r.get("duration_ms"),
+                call_type: r
+                    .get::<Option<String>, _>("call_type")
+                    .and_then(|s| Locality::parse(&s)),
+                direction: r
+                    .get::<Option<String>, _>("direction")
+                    .and_then(|s| Direction::parse(&s)),
+                started_at: r.get::<Option<i64>, _>("started_at").map(Timestamp),
+                ended_at: r.get::<Option<i64>, _>("ended_at").map(Timestamp),
+            })
+            .collect())
+    }
+}

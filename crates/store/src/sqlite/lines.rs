@@ -1,0 +1,220 @@
+//! Lines (with their encrypted passwords) and line assignments.
+
+use async_trait::async_trait;
+use openturret_domain::audit::AuditRecord;
+use openturret_domain::model::*;
+use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, ProfileId, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, Tx, db, one_row};
+use crate::{LineStore, Result, StoreError};
+
+const SELECT: &str = "SELECT id, name, uri, username, display_name, alternate_text,
+    preferred_identity, password_sealed IS NOT NULL AS has_password, created_at, updated_at
+    FROM lines";
+
+fn line(r: &SqliteRow) -> Line {
+    Line {
+        id: LineId(r.get("id")),
+        fields: LineFields {
+            name: r.get("name"),
+            uri: r.get("uri"),
+            username: r.get("username"),
+            display_name: r.get("display_name"),
+            alternate_text: r.get("alternate_text"),
+            preferred_identity: r.get("preferred_identity"),
+        },
+        has_password: r.get("has_password"),
+        created_at: Timestamp(r.get("created_at")),
+        updated_at: Timestamp(r.get("updated_at")),
+    }
+}
+
+impl SqliteStore {
+    async fn set_line_password(&self, tx: &mut Tx, id: LineId, password: &Secret) -> Result<()> {
+        let sealed = self.keys.seal_line_password(id, password);
+        sqlx::query("UPDATE lines SET password_sealed = ? WHERE id = ?")
+            .bind(sealed)
+            .bind(id.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LineStore for SqliteStore {
+    async fn list_lines(&self) -> Result<Vec<Line>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY name, id")))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(line).collect())
+    }
+
+    async fn get_line(&self, id: LineId) -> Result<Line> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .map(|r| line(&r))
+            .ok_or(StoreError::NotFound("line"))
+    }
+
+    async fn create_line(
+        &self,
+        f: LineFields,
+        password: Option<Secret>,
+        mut audit: AuditRecord,
+    ) -> Result<Line> {
+        let now = Timestamp::now();
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO lines (name, uri, username, display_name, alternate_text,
+               preferred_identity, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&f.name)
+        .bind(&f.uri)
+        .bind(&f.username)
+        .bind(&f.display_name)
+        .bind(&f.alternate_text)
+        .bind(&f.preferred_identity)
+        .bind(now.0)
+        .bind(now.0)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        if let Some(p) = &password {
+            self.set_line_password(&mut tx, LineId(id), p).await?;
+        }
+        audit.object_id = Some(id.to_string());
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_line(LineId(id)).await
+    }
+
+    async fn update_line(
+        &self,
+        id: LineId,
+        f: LineFields,
+        password: Option<Secret>,
+        audit: AuditRecord,
+    ) -> Result<Line> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE lines SET name = ?, uri = ?, username = ?, display_name = ?,
+               alternate_text = ?, preferred_identity = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&f.name)
+        .bind(&f.uri)
+        .bind(&f.username)
+        .bind(&f.display_name)
+        .bind(&f.alternate_text)
+        .bind(&f.preferred_identity)
+        .bind(Timestamp::now().0)
+        .bind(id.0)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        one_row(r, "line")?;
+        if let Some(p) = &password {
+            self.set_line_password(&mut tx, id, p).await?;
+        }
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_line(id).await
+    }
+
+    async fn delete_line(&self, id: LineId, audit: AuditRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM lines WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        one_row(r, "line")?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn line_password(&self, id: LineId) -> Result<Option<Secret>> {
+        let sealed: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT password_sealed FROM lines WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db)?;
+        match sealed.ok_or(StoreError::NotFound("line"))? {
+            Some(s) => Ok(Some(self.keys.open_line_password(id, &s)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_profile_lines(&self, profile: ProfileId) -> Result<Vec<LineAssignment>> {
+        let rows = sqlx::query(
+            "SELECT profile_id, line_id, position FROM line_assignments
+             WHERE profile_id = ? ORDER BY position",
+        )
+        .bind(profile.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| LineAssignment {
+                profile_id: ProfileId(r.get("profile_id")),
+                line_id: LineId(r.get("line_id")),
+                position: r.get::<i64, _>("position") as u32,
+            })
+            .collect())
+    }
+
+    async fn assign_line(&self, a: LineAssignment, audit: AuditRecord) -> Result<LineAssignment> {
+        let mut tx = self.begin().await?;
+        self.require_profile(&mut tx, a.profile_id).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lines WHERE id = ?")
+            .bind(a.line_id.0)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("line"));
+        }
+        sqlx::query(
+            "INSERT INTO line_assignments (profile_id, line_id, position) VALUES (?, ?, ?)
+             ON CONFLICT (profile_id, line_id) DO UPDATE SET position = excluded.position",
+        )
+        .bind(a.profile_id.0)
+        .bind(a.line_id.0)
+        .bind(a.position as i64)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(a)
+    }
+
+    async fn unassign_line(
+        &self,
+        profile: ProfileId,
+        line: LineId,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM line_assignments WHERE profile_id = ? AND line_id = ?")
+            .bind(profile.0)
+            .bind(line.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        one_row(r, "line key")?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await
+    }
+}

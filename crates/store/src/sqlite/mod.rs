@@ -1,0 +1,275 @@
+//! The SQLite implementation of the [`crate::Store`] traits: the embedded
+//! default (SPEC §1).
+//!
+//! Shape: a read pool of several connections and a write pool of exactly
+//! one, so writers queue in-process instead of meeting `SQLITE_BUSY`; every
+//! write transaction starts with `BEGIN IMMEDIATE` so another process (the
+//! CLI) waits on the lock instead of failing half-way. WAL journal,
+//! `synchronous=FULL` (a committed change survives power loss), foreign keys
+//! on, `secure_delete` on (erased rows are overwritten, not left in free
+//! pages). The database file is created with mode 0600.
+//!
+//! The audit chain's head (last sequence number and MAC) is also written to
+//! a file beside the database after each commit, so removing the newest
+//! audit rows is detected too.
+
+mod admins;
+mod audit;
+mod calls;
+mod contacts;
+mod lines;
+mod profiles;
+mod settings;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use openturret_domain::ProfileId;
+use openturret_domain::audit::{AuditRecord, entry_mac, pii_commitment};
+use openturret_domain::number::NumberPlan;
+use rand_core::{OsRng, RngCore};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use crate::keys::Keys;
+use crate::{Result, StoreError};
+
+/// The embedded store: one SQLite database file.
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+    keys: Keys,
+    plan: NumberPlan,
+    /// Where the audit chain's head is anchored outside the database.
+    head_path: PathBuf,
+    /// Serialises head-file updates within this process.
+    head_lock: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("head_path", &self.head_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path, keys: Keys, plan: NumberPlan) -> Result<SqliteStore> {
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(StoreError::backend)?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(StoreError::backend)?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("secure_delete", "ON");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(StoreError::backend)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(StoreError::backend)?;
+        let mut head_path = path.as_os_str().to_owned();
+        head_path.push(".audit-head");
+        Ok(SqliteStore {
+            reader,
+            writer,
+            keys,
+            plan,
+            head_path: head_path.into(),
+            head_lock: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Closes both pools, checkpointing the WAL.
+    pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`).
+    async fn begin(&self) -> Result<Tx> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        Ok(Tx { tx, head: None })
+    }
+
+    /// Commits and then anchors the audit head outside the database.
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        tx.tx.commit().await.map_err(db)?;
+        if let Some(head) = tx.head {
+            self.write_head(head)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `record` to the audit chain inside `tx`; returns its sequence.
+    async fn audit(&self, tx: &mut Tx, record: &AuditRecord) -> Result<i64> {
+        let last: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        let (seq, prev) = match last {
+            Some((s, mac)) => (s + 1, to32(&mac)?),
+            None => (1, [0u8; 32]),
+        };
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let commit = pii_commitment(&salt, &record.pii);
+        let mac = entry_mac(self.keys.audit_key(), seq, &prev, record, &commit);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, level, event_type, object_type, object_id, changes,
+               success, server_host, actor, client_ip, client_host, pii_salt, pii_commit,
+               prev_mac, mac)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(record.at.0)
+        .bind(record.level.as_str())
+        .bind(&record.event_type)
+        .bind(&record.object_type)
+        .bind(&record.object_id)
+        .bind(record.changes.join(","))
+        .bind(record.success)
+        .bind(&record.server_host)
+        .bind(&record.pii.actor)
+        .bind(&record.pii.client_ip)
+        .bind(&record.pii.client_host)
+        .bind(&salt[..])
+        .bind(&commit[..])
+        .bind(&prev[..])
+        .bind(&mac[..])
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        tx.head = Some((seq, mac));
+        Ok(seq)
+    }
+
+    fn write_head(&self, (seq, mac): (i64, [u8; 32])) -> Result<()> {
+        let _g = self.head_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((old, _)) = self.read_head()? {
+            if old >= seq {
+                return Ok(());
+            }
+        }
+        let tmp = self.head_path.with_extension("audit-head.tmp");
+        std::fs::write(&tmp, format!("{seq} {}\n", hex(&mac))).map_err(StoreError::backend)?;
+        std::fs::rename(&tmp, &self.head_path).map_err(StoreError::backend)?;
+        Ok(())
+    }
+
+    fn read_head(&self) -> Result<Option<(i64, [u8; 32])>> {
+        let text = match std::fs::read_to_string(&self.head_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::backend(e)),
+        };
+        let bad = || StoreError::Integrity(format!("{} is malformed", self.head_path.display()));
+        let (s, m) = text.trim().split_once(' ').ok_or_else(bad)?;
+        let seq = s.parse().map_err(|_| bad())?;
+        let mac = unhex(m).ok_or_else(bad)?;
+        Ok(Some((seq, to32(&mac).map_err(|_| bad())?)))
+    }
+}
+
+impl SqliteStore {
+    /// Fails with `NotFound("profile")` unless the profile exists.
+    async fn require_profile(&self, tx: &mut Tx, profile: ProfileId) -> Result<()> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles WHERE id = ?")
+            .bind(profile.0)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("profile"));
+        }
+        Ok(())
+    }
+}
+
+/// A write transaction and the audit head it will anchor on commit.
+struct Tx {
+    tx: Transaction<'static, Sqlite>,
+    head: Option<(i64, [u8; 32])>,
+}
+
+/// Maps a database error, turning unique-key clashes into
+/// [`StoreError::Conflict`] naming the column.
+fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            // "UNIQUE constraint failed: speed_dials.profile_id, speed_dials.position"
+            let field = d
+                .message()
+                .rsplit(['.', ' '])
+                .next()
+                .unwrap_or("value")
+                .to_string();
+            return StoreError::Conflict {
+                field,
+                reason: "is already in use".into(),
+            };
+        }
+    }
+    StoreError::backend(e)
+}
+
+fn to32(v: &[u8]) -> Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|_| StoreError::Integrity("stored hash has the wrong length".into()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Fails with `NotFound(what)` when an UPDATE or DELETE touched no row.
+fn one_row(r: sqlx::sqlite::SqliteQueryResult, what: &'static str) -> Result<()> {
+    if r.rows_affected() == 0 {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! Profiles and their consent records.
+
+use async_trait::async_trait;
+use openturret_domain::audit::AuditRecord;
+use openturret_domain::model::*;
+use openturret_domain::{ConsentId, ProfileId, Timestamp};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{SqliteStore, db, one_row};
+use crate::{Page, ProfileStore, Result, StoreError};
+
+fn profile(r: &SqliteRow) -> Profile {
+    Profile {
+        id: ProfileId(r.get("id")),
+        name: r.get("name"),
+        has_contacts_password: r.get("has_cp"),
+        has_call_memory_password: r.get("has_cmp"),
+        flags: ProfileFlags {
+            collect_call_memory: r.get("collect_call_memory"),
+            allow_call_memory_deletion: r.get("allow_call_memory_deletion"),
+            call_memory_password_protected: r.get("call_memory_password_protected"),
+        },
+        created_at: Timestamp(r.get("created_at")),
+        updated_at: Timestamp(r.get("updated_at")),
+    }
+}
+
+fn consent(r: &SqliteRow) -> Result<Consent> {
+    let channel: String = r.get("channel");
+    Ok(Consent {
+        id: ConsentId(r.get("id")),
+        profile_id: ProfileId(r.get("profile_id")),
+        purpose: r.get("purpose"),
+        channel: ConsentChannel::parse(&channel)
+            .map_err(|_| StoreError::Integrity(format!("consent channel {channel:?}")))?,
+        given_at: Timestamp(r.get("given_at")),
+        recorded_by: r.get("recorded_by"),
+        created_at: Timestamp(r.get("created_at")),
+    })
+}
+
+async fn erasure_counts(conn: &mut SqliteConnection, id: ProfileId) -> Result<ProfileErasure> {
+    let row = sqlx::query(
+        "SELECT
+           (SELECT COUNT(*) FROM local_contacts WHERE profile_id = ?1) AS lc,
+           (SELECT COUNT(*) FROM speed_dials WHERE profile_id = ?1) AS sd,
+           (SELECT COUNT(*) FROM call_memory WHERE profile_id = ?1) AS cm,
+           (SELECT COUNT(*) FROM line_assignments WHERE profile_id = ?1) AS la,
+           (SELECT COUNT(*) FROM consents WHERE profile_id = ?1) AS co,
+           (SELECT COUNT(*) FROM profiles WHERE id = ?1) AS p",
+    )
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    if row.get::<i64, _>("p") == 0 {
+        return Err(StoreError::NotFound("profile"));
+    }
+    let n = |c: &str| row.get::<i64, _>(c) as u64;
+    Ok(ProfileErasure {
+        local_contacts: n("lc"),
+        speed_dials: n("sd"),
+        call_memory_entries: n("cm"),
+        line_assignments: n("la"),
+        consents: n("co"),
+    })
+}
+
+impl SqliteStore {
+    /// Deletes a profile and everything it owns inside `tx`.
+    async fn erase_profile(
+        &self,
+        conn: &mut SqliteConnection,
+        id: ProfileId,
+    ) -> Result<ProfileErasure> {
+        let counts = erasure_counts(conn, id).await?;
+        // ON DELETE CASCADE removes contacts, keys, call memory, line
+        // assignments and consents; secure_delete overwrites the pages.
+        sqlx::query("DELETE FROM profiles WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        Ok(counts)
+    }
+}
+
+const SELECT: &str = "SELECT id, name, contacts_password_hash IS NOT NULL AS has_cp,
+    call_memory_password_hash IS NOT NULL AS has_cmp, collect_call_memory,
+    allow_call_memory_deletion, call_memory_password_protected, created_at, updated_at
+    FROM profiles";
+
+#[async_trait]
+impl ProfileStore for SqliteStore {
+    async fn list_profiles(
+        &self,
+        name_contains: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Profile>> {
+        let filter = "WHERE (?1 IS NULL OR instr(lower(name), lower(?1)) > 0)";
+        let items = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} {filter} ORDER BY name COLLATE NOCASE, id LIMIT ?2 OFFSET ?3"
+        )))
+        .bind(name_contains)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        let total = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM profiles {filter}"
+        )))
+        .bind(name_contains)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(Page {
+            items: items.iter().map(profile).collect(),
+            total,
+        })
+    }
+
+    async fn get_profile(&self, id: ProfileId) -> Result<Profile> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .map(|r| profile(&r))
+            .ok_or(StoreError::NotFound("profile"))
+    }
+
+    async fn create_profile(&self, new: NewProfile, mut audit: AuditRecord) -> Result<Profile> {
+        let now = Timestamp::now();
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO profiles (name, password_hash, contacts_password_hash,
+               call_memory_password_hash, collect_call_memory, allow_call_memory_deletion,
+               call_memory_password_protected, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(new.password.as_phc())
+        .bind(new.contacts_password.as_ref().map(|h| h.as_phc()))
+        .bind(new.call_memory_password.as_ref().map(|h| h.as_phc()))
+        .bind(new.flags.collect_call_memory)
+        .bind(new.flags.allow_call_memory_deletion)
+        .bind(new.flags.call_memory_password_protected)
+        .bind(now.0)
+        .bind(now.0)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        audit.object_id = Some(id.to_string());
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_profile(ProfileId(id)).await
+    }
+
+    async fn update_profile(
+        &self,
+        id: ProfileId,
+        c: ProfileChanges,
+        audit: AuditRecord,
+    ) -> Result<Profile> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE profiles SET
+               name = COALESCE(?, name),
+               password_hash = COALESCE(?, password_hash),
+               contacts_password_hash = CASE WHEN ? THEN ? ELSE contacts_password_hash END,
+               call_memory_password_hash = CASE WHEN ? THEN ? ELSE call_memory_password_hash END,
+               collect_call_memory = COALESCE(?, collect_call_memory),
+               allow_call_memory_deletion = COALESCE(?, allow_call_memory_deletion),
+               call_memory_password_protected = COALESCE(?, call_memory_password_protected),
+               updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&c.name)
+        .bind(c.password.as_ref().map(|h| h.as_phc()))
+        .bind(c.contacts_password.is_some())
+        .bind(
+            c.contacts_password
+                .as_ref()
+                .and_then(|o| o.as_ref().map(|h| h.as_phc())),
+        )
+        .bind(c.call_memory_password.is_some())
+        .bind(
+            c.call_memory_password
+                .as_ref()
+                .and_then(|o| o.as_ref().map(|h| h.as_phc())),
+        )
+        .bind(c.collect_call_memory)
+        .bind(c.allow_call_memory_deletion)
+        .bind(c.call_memory_password_protected)
+        .bind(Timestamp::now().0)
+        .bind(id.0)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        one_row(r, "profile")?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_profile(id).await
+    }
+
+    async fn profile_erasure_preview(&self, id: ProfileId) -> Result<ProfileErasure> {
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        erasure_counts(&mut conn, id).await
+    }
+
+    async fn delete_profile(&self, id: ProfileId, audit: AuditRecord) -> Result<ProfileErasure> {
+        let mut tx = self.begin().await?;
+        let erased = self.erase_profile(&mut tx.tx, id).await?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(erased)
+    }
+
+    async fn list_consents(&self, profile: Option<ProfileId>) -> Result<Vec<Consent>> {
+        let rows =
+            sqlx::query("SELECT * FROM consents WHERE (?1 IS NULL OR profile_id = ?1) ORDER BY id")
+                .bind(profile.map(|p| p.0))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+        rows.iter().map(consent).collect()
+    }
+
+    async fn get_consent(&self, id: ConsentId) -> Result<Consent> {
+        let row = sqlx::query("SELECT * FROM consents WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound("consent"))?;
+        consent(&row)
+    }
+
+    async fn create_consent(&self, new: NewConsent, mut audit: AuditRecord) -> Result<Consent> {
+        let mut tx = self.begin().await?;
+        self.require_profile(&mut tx, new.profile_id).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO consents (profile_id, purpose, channel, given_at, recorded_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.profile_id.0)
+        .bind(&new.purpose)
+        .bind(new.channel.as_str())
+        .bind(new.given_at.0)
+        .bind(&new.recorded_by)
+        .bind(Timestamp::now().0)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        audit.object_id = Some(id.to_string());
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_consent(ConsentId(id)).await
+    }
+
+    async fn withdraw_consent(&self, id: ConsentId, audit: AuditRecord) -> Result<ProfileErasure> {
+        let mut tx = self.begin().await?;
+        let profile: i64 = sqlx::query_scalar("SELECT profile_id FROM consents WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound("consent"))?;
+        let erased = self.erase_profile(&mut tx.tx, ProfileId(profile)).await?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(erased)
+    }
+}

@@ -1,0 +1,74 @@
+//! System settings: one row.
+
+use async_trait::async_trait;
+use openturret_domain::Timestamp;
+use openturret_domain::audit::AuditRecord;
+use openturret_domain::model::{Settings, SettingsChanges};
+use openturret_domain::secret::PasswordHash;
+use sqlx::Row;
+
+use super::{SqliteStore, db};
+use crate::{Result, SettingsStore};
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn get_settings(&self) -> Result<Settings> {
+        let r = sqlx::query("SELECT * FROM settings WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(Settings {
+            global_contacts_changeable: r.get("global_contacts_changeable"),
+            master_password_enabled: r.get("master_password_enabled"),
+            cti_enabled: r.get("cti_enabled"),
+            api_enabled: r.get("api_enabled"),
+            recorder_forwarding_enabled: r.get("recorder_forwarding_enabled"),
+            updated_at: Timestamp(r.get("updated_at")),
+        })
+    }
+
+    async fn update_settings(&self, c: SettingsChanges, audit: AuditRecord) -> Result<Settings> {
+        let mut tx = self.begin().await?;
+        let master_hash = c
+            .master_password
+            .as_ref()
+            .and_then(|o| o.as_ref().map(|h| h.as_phc()));
+        sqlx::query(
+            "UPDATE settings SET
+               global_contacts_changeable = COALESCE(?, global_contacts_changeable),
+               master_password_enabled = CASE WHEN ? THEN ? ELSE master_password_enabled END,
+               master_password_hash = CASE WHEN ? THEN ? ELSE master_password_hash END,
+               cti_enabled = COALESCE(?, cti_enabled),
+               api_enabled = COALESCE(?, api_enabled),
+               recorder_forwarding_enabled = COALESCE(?, recorder_forwarding_enabled),
+               updated_at = ?
+             WHERE id = 1",
+        )
+        .bind(c.global_contacts_changeable)
+        .bind(c.master_password.is_some())
+        .bind(master_hash.is_some())
+        .bind(c.master_password.is_some())
+        .bind(master_hash)
+        .bind(c.cti_enabled)
+        .bind(c.api_enabled)
+        .bind(c.recorder_forwarding_enabled)
+        .bind(Timestamp::now().0)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_settings().await
+    }
+
+    async fn master_password_hash(&self) -> Result<Option<PasswordHash>> {
+        let h: Option<String> = sqlx::query_scalar(
+            "SELECT master_password_hash FROM settings WHERE id = 1 AND master_password_enabled = 1",
+        )
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?
+        .flatten();
+        Ok(h.map(PasswordHash::from_phc))
+    }
+}

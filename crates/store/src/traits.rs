@@ -1,0 +1,321 @@
+//! The storage traits. One trait per area keeps each implementation file
+//! small; [`Store`] gathers them for callers.
+
+use async_trait::async_trait;
+use openturret_domain::audit::{AuditEntry, AuditRecord, ChainBreak};
+use openturret_domain::model::*;
+use openturret_domain::secret::{PasswordHash, Secret};
+use openturret_domain::*;
+
+use crate::Result;
+
+/// Every storage area, as one object callers hold (`Arc<dyn Store>`).
+pub trait Store:
+    AdminStore
+    + ProfileStore
+    + ContactStore
+    + LineStore
+    + SettingsStore
+    + CallStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: AdminStore
+        + ProfileStore
+        + ContactStore
+        + LineStore
+        + SettingsStore
+        + CallStore
+        + AuditStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A change to an administrator account.
+#[derive(Clone, Debug, Default)]
+pub struct AdminChanges {
+    pub enabled: Option<bool>,
+    /// A new password hash and whether it must be changed at next login.
+    pub password: Option<(PasswordHash, bool)>,
+}
+
+#[async_trait]
+pub trait AdminStore {
+    async fn count_admins(&self) -> Result<i64>;
+    async fn list_admins(&self) -> Result<Vec<Admin>>;
+    async fn get_admin(&self, id: AdminId) -> Result<Admin>;
+    /// The account and its hash, for a login. `None` if no such username.
+    async fn admin_credentials(&self, username: &str) -> Result<Option<(Admin, PasswordHash)>>;
+    async fn create_admin(
+        &self,
+        username: &str,
+        password: PasswordHash,
+        must_change_password: bool,
+        audit: AuditRecord,
+    ) -> Result<Admin>;
+    /// Disabling an admin or changing their password also ends their
+    /// sessions.
+    async fn update_admin(
+        &self,
+        id: AdminId,
+        changes: AdminChanges,
+        audit: AuditRecord,
+    ) -> Result<Admin>;
+    async fn delete_admin(&self, id: AdminId, audit: AuditRecord) -> Result<()>;
+
+    /// Stores a session under the SHA-256 of its token (the token itself is
+    /// never stored).
+    async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        admin: AdminId,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The enabled admin owning an unexpired session.
+    async fn session_admin(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Admin>>;
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
+}
+
+/// One page of a list, with the total where it is cheap to count.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+#[async_trait]
+pub trait ProfileStore {
+    /// Profiles ordered by name; `name_contains` filters case-insensitively.
+    async fn list_profiles(
+        &self,
+        name_contains: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Profile>>;
+    async fn get_profile(&self, id: ProfileId) -> Result<Profile>;
+    async fn create_profile(&self, new: NewProfile, audit: AuditRecord) -> Result<Profile>;
+    async fn update_profile(
+        &self,
+        id: ProfileId,
+        changes: ProfileChanges,
+        audit: AuditRecord,
+    ) -> Result<Profile>;
+    /// What deleting the profile would erase (SPEC rule 8).
+    async fn profile_erasure_preview(&self, id: ProfileId) -> Result<ProfileErasure>;
+    /// Deletes the profile with its contacts, keys, call memory, line
+    /// assignments, consents and credentials.
+    async fn delete_profile(&self, id: ProfileId, audit: AuditRecord) -> Result<ProfileErasure>;
+
+    async fn list_consents(&self, profile: Option<ProfileId>) -> Result<Vec<Consent>>;
+    async fn get_consent(&self, id: ConsentId) -> Result<Consent>;
+    async fn create_consent(&self, new: NewConsent, audit: AuditRecord) -> Result<Consent>;
+    /// Withdrawal equals deletion of the profile (SPEC rule 8).
+    async fn withdraw_consent(&self, id: ConsentId, audit: AuditRecord) -> Result<ProfileErasure>;
+}
+
+/// How to search global contacts. Results are ordered by the searched key
+/// and then id; `after` continues from the last item of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct GlobalContactQuery {
+    /// Case-insensitive prefix of the name.
+    pub name_prefix: Option<String>,
+    /// Prefix of the normalised number (see `openturret_domain::number`).
+    pub number_prefix: Option<String>,
+    /// Continue after this (sort key, id).
+    pub after: Option<(String, GlobalContactId)>,
+    pub limit: i64,
+}
+
+/// The key a global contact sorts by in a query: its lower-cased name, or
+/// its number key when searching by number.
+pub type SortKey = String;
+
+#[async_trait]
+pub trait ContactStore {
+    async fn list_local_contacts(&self, profile: ProfileId) -> Result<Vec<LocalContact>>;
+    async fn get_local_contact(
+        &self,
+        profile: ProfileId,
+        id: LocalContactId,
+    ) -> Result<LocalContact>;
+    async fn create_local_contact(
+        &self,
+        profile: ProfileId,
+        fields: ContactFields,
+        audit: AuditRecord,
+    ) -> Result<LocalContact>;
+    async fn update_local_contact(
+        &self,
+        profile: ProfileId,
+        id: LocalContactId,
+        fields: ContactFields,
+        audit: AuditRecord,
+    ) -> Result<LocalContact>;
+    async fn delete_local_contact(
+        &self,
+        profile: ProfileId,
+        id: LocalContactId,
+        audit: AuditRecord,
+    ) -> Result<()>;
+
+    async fn list_speed_dials(&self, profile: ProfileId) -> Result<Vec<SpeedDial>>;
+    async fn get_speed_dial(&self, profile: ProfileId, id: SpeedDialId) -> Result<SpeedDial>;
+    async fn create_speed_dial(
+        &self,
+        profile: ProfileId,
+        fields: SpeedDialFields,
+        audit: AuditRecord,
+    ) -> Result<SpeedDial>;
+    async fn update_speed_dial(
+        &self,
+        profile: ProfileId,
+        id: SpeedDialId,
+        fields: SpeedDialFields,
+        audit: AuditRecord,
+    ) -> Result<SpeedDial>;
+    async fn delete_speed_dial(
+        &self,
+        profile: ProfileId,
+        id: SpeedDialId,
+        audit: AuditRecord,
+    ) -> Result<()>;
+
+    /// A page of global contacts with each one's sort key (for the cursor).
+    async fn search_global_contacts(
+        &self,
+        query: &GlobalContactQuery,
+    ) -> Result<Vec<(SortKey, GlobalContact)>>;
+    async fn get_global_contact(&self, id: GlobalContactId) -> Result<GlobalContact>;
+    async fn create_global_contact(
+        &self,
+        fields: ContactFields,
+        audit: AuditRecord,
+    ) -> Result<GlobalContact>;
+    /// Inserts many contacts in one transaction with one audit entry.
+    async fn insert_global_contacts(
+        &self,
+        contacts: Vec<ContactFields>,
+        audit: AuditRecord,
+    ) -> Result<u64>;
+    async fn update_global_contact(
+        &self,
+        id: GlobalContactId,
+        fields: ContactFields,
+        audit: AuditRecord,
+    ) -> Result<GlobalContact>;
+    async fn delete_global_contact(&self, id: GlobalContactId, audit: AuditRecord) -> Result<()>;
+}
+
+#[async_trait]
+pub trait LineStore {
+    async fn list_lines(&self) -> Result<Vec<Line>>;
+    async fn get_line(&self, id: LineId) -> Result<Line>;
+    async fn create_line(
+        &self,
+        fields: LineFields,
+        password: Option<Secret>,
+        audit: AuditRecord,
+    ) -> Result<Line>;
+    /// `password: None` keeps the stored password.
+    async fn update_line(
+        &self,
+        id: LineId,
+        fields: LineFields,
+        password: Option<Secret>,
+        audit: AuditRecord,
+    ) -> Result<Line>;
+    async fn delete_line(&self, id: LineId, audit: AuditRecord) -> Result<()>;
+    /// The decrypted password, for the Multi-Line Controller only.
+    async fn line_password(&self, id: LineId) -> Result<Option<Secret>>;
+
+    async fn list_profile_lines(&self, profile: ProfileId) -> Result<Vec<LineAssignment>>;
+    /// Shows `line` on `profile` at `position` (moving it if already shown).
+    async fn assign_line(
+        &self,
+        assignment: LineAssignment,
+        audit: AuditRecord,
+    ) -> Result<LineAssignment>;
+    async fn unassign_line(
+        &self,
+        profile: ProfileId,
+        line: LineId,
+        audit: AuditRecord,
+    ) -> Result<()>;
+}
+
+#[async_trait]
+pub trait SettingsStore {
+    async fn get_settings(&self) -> Result<Settings>;
+    async fn update_settings(
+        &self,
+        changes: SettingsChanges,
+        audit: AuditRecord,
+    ) -> Result<Settings>;
+    /// The master password hash while it is enabled.
+    async fn master_password_hash(&self) -> Result<Option<PasswordHash>>;
+}
+
+#[async_trait]
+pub trait CallStore {
+    /// Appends a sealed entry; if the profile then holds more than
+    /// [`CALL_MEMORY_CAPACITY`] entries the oldest go (SPEC rule 6).
+    async fn push_call_memory(
+        &self,
+        profile: ProfileId,
+        at: Timestamp,
+        sealed: Vec<u8>,
+    ) -> Result<CallMemoryId>;
+    /// Oldest first.
+    async fn list_call_memory(&self, profile: ProfileId) -> Result<Vec<CallMemoryRecord>>;
+    async fn delete_call_memory(
+        &self,
+        profile: ProfileId,
+        id: CallMemoryId,
+        audit: AuditRecord,
+    ) -> Result<()>;
+
+    async fn insert_cdr(&self, cdr: Cdr) -> Result<CdrId>;
+    /// CDRs that started in `[from, to)`, oldest first.
+    async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>>;
+}
+
+/// Filters for reading the audit log; every one optional.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Only entries older than this sequence number (paging backwards).
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// The result of checking the whole chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Entries that verified.
+    pub verified: i64,
+    /// The first break, if any.
+    pub broken: Option<ChainBreak>,
+}
+
+#[async_trait]
+pub trait AuditStore {
+    /// Appends an entry that goes with no data change (a login, a refusal).
+    async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
+    /// Newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Checks every entry's link and MAC, and that none after the last
+    /// recorded head was removed.
+    async fn verify_audit(&self) -> Result<AuditVerification>;
+}

@@ -1,0 +1,311 @@
+//! One behaviour suite for the storage traits (STYLE habit 7). It runs on
+//! the SQLite store; a PostgreSQL store will run the same functions.
+
+use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
+use openturret_domain::model::*;
+use openturret_domain::number::NumberPlan;
+use openturret_domain::secret::{PasswordHash, Secret};
+use openturret_domain::*;
+use openturret_store::keys::Keys;
+use openturret_store::sqlite::SqliteStore;
+use openturret_store::*;
+
+async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::load_or_create(&dir.path().join("secret.key")).unwrap();
+    let plan = NumberPlan {
+        country_code: Some("44".into()),
+    };
+    let store = SqliteStore::open(&dir.path().join("t.db"), keys, plan)
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn audit(event: &str) -> AuditRecord {
+    AuditRecord {
+        at: Timestamp::now(),
+        level: AuditLevel::Info,
+        event_type: event.into(),
+        object_type: "test".into(),
+        object_id: None,
+        changes: vec![],
+        success: true,
+        server_host: "test-host".into(),
+        pii: AuditPii {
+            actor: "tester".into(),
+            client_ip: "127.0.0.1".into(),
+            client_host: String::new(),
+        },
+    }
+}
+
+fn hash(s: &str) -> PasswordHash {
+    PasswordHash::from_phc(format!("$test${s}"))
+}
+
+async fn profile(s: &impl Store, name: &str) -> Profile {
+    s.create_profile(
+        NewProfile {
+            name: name.into(),
+            password: hash("p"),
+            contacts_password: None,
+            call_memory_password: Some(hash("cm")),
+            flags: ProfileFlags {
+                collect_call_memory: true,
+                ..Default::default()
+            },
+        },
+        audit("profile.created"),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn call_memory_is_a_fifo_of_100_per_profile_rule_6() {
+    let (_d, s) = sqlite().await;
+    let a = profile(&s, "Ann").await;
+    let b = profile(&s, "Bob").await;
+    s.push_call_memory(b.id, Timestamp(1), vec![9])
+        .await
+        .unwrap();
+    for i in 0..101u8 {
+        s.push_call_memory(a.id, Timestamp(i as i64), vec![i])
+            .await
+            .unwrap();
+    }
+    let entries = s.list_call_memory(a.id).await.unwrap();
+    assert_eq!(entries.len(), CALL_MEMORY_CAPACITY);
+    assert_eq!(entries[0].sealed, vec![1], "the oldest entry went first");
+    assert_eq!(entries[99].sealed, vec![100]);
+    assert_eq!(
+        s.list_call_memory(b.id).await.unwrap().len(),
+        1,
+        "other profile untouched"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_profile_erases_everything_it_owns_rule_8() {
+    let (_d, s) = sqlite().await;
+    let p = profile(&s, "Ann").await;
+    let f = ContactFields::new("Bob", "+44 20 1", "", "").unwrap();
+    s.create_local_contact(p.id, f, audit("c")).await.unwrap();
+    let k = SpeedDialFields::new("DKM", 1, "Desk", "2001").unwrap();
+    s.create_speed_dial(p.id, k, audit("k")).await.unwrap();
+    s.push_call_memory(p.id, Timestamp(1), vec![1])
+        .await
+        .unwrap();
+    let l = LineFields::new("L1", "sip:1@pbx", "1", "", "", "").unwrap();
+    let line = s.create_line(l, None, audit("l")).await.unwrap();
+    let a = LineAssignment {
+        profile_id: p.id,
+        line_id: line.id,
+        position: 1,
+    };
+    s.assign_line(a, audit("a")).await.unwrap();
+    let consent = NewConsent {
+        profile_id: p.id,
+        purpose: "recording".into(),
+        channel: ConsentChannel::Paper,
+        given_at: Timestamp(5),
+        recorded_by: "admin".into(),
+    };
+    s.create_consent(consent, audit("consent")).await.unwrap();
+
+    let preview = s.profile_erasure_preview(p.id).await.unwrap();
+    let erased = s
+        .delete_profile(p.id, audit("profile.deleted"))
+        .await
+        .unwrap();
+    assert_eq!(preview, erased);
+    assert_eq!(
+        erased,
+        ProfileErasure {
+            local_contacts: 1,
+            speed_dials: 1,
+            call_memory_entries: 1,
+            line_assignments: 1,
+            consents: 1
+        }
+    );
+    assert!(matches!(
+        s.get_profile(p.id).await,
+        Err(StoreError::NotFound("profile"))
+    ));
+    assert!(s.list_local_contacts(p.id).await.unwrap().is_empty());
+    assert!(s.list_call_memory(p.id).await.unwrap().is_empty());
+    assert!(s.list_consents(Some(p.id)).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_lines().await.unwrap().len(),
+        1,
+        "the line itself stays"
+    );
+}
+
+#[tokio::test]
+async fn unique_clashes_name_the_field() {
+    let (_d, s) = sqlite().await;
+    let p = profile(&s, "Ann").await;
+    let new = NewProfile {
+        name: "Ann".into(),
+        password: hash("x"),
+        contacts_password: None,
+        call_memory_password: None,
+        flags: ProfileFlags::default(),
+    };
+    match s.create_profile(new, audit("x")).await {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "name"),
+        other => panic!("expected conflict, got {other:?}"),
+    }
+    let k = SpeedDialFields::new("DKA", 4, "A", "1").unwrap();
+    s.create_speed_dial(p.id, k.clone(), audit("k"))
+        .await
+        .unwrap();
+    match s.create_speed_dial(p.id, k, audit("k")).await {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "position"),
+        other => panic!("expected conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_change_writes_no_audit_entry() {
+    let (_d, s) = sqlite().await;
+    let before = s.verify_audit().await.unwrap().verified;
+    let l = LineFields::new("L1", "sip:1@pbx", "", "", "", "").unwrap();
+    assert!(
+        s.update_line(LineId(99), l, None, audit("line.updated"))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.verify_audit().await.unwrap().verified, before);
+}
+
+#[tokio::test]
+async fn global_contacts_search_by_prefix_and_page_by_cursor() {
+    let (_d, s) = sqlite().await;
+    let contacts = (0..30)
+        .map(|i| {
+            ContactFields::new(
+                &format!("Smith {i:02}"),
+                &format!("020 7946 {i:04}"),
+                "",
+                "",
+            )
+            .unwrap()
+        })
+        .chain([ContactFields::new("Jones", "+1 212 555", "", "").unwrap()])
+        .collect();
+    assert_eq!(
+        s.insert_global_contacts(contacts, audit("import"))
+            .await
+            .unwrap(),
+        31
+    );
+
+    let mut q = GlobalContactQuery {
+        name_prefix: Some("SMI".into()),
+        limit: 20,
+        ..Default::default()
+    };
+    let page1 = s.search_global_contacts(&q).await.unwrap();
+    assert_eq!(page1.len(), 20);
+    let (k, last) = page1.last().unwrap();
+    q.after = Some((k.clone(), last.id));
+    let page2 = s.search_global_contacts(&q).await.unwrap();
+    assert_eq!(page2.len(), 10);
+    assert_eq!(page2[0].1.fields.name, "Smith 20");
+
+    // National and international forms meet under the number key.
+    let q = GlobalContactQuery {
+        number_prefix: Some("+44 20 7946 001".into()),
+        limit: 50,
+        ..Default::default()
+    };
+    let hits = s.search_global_contacts(&q).await.unwrap();
+    assert_eq!(hits.len(), 10, "0010..0019");
+}
+
+#[tokio::test]
+async fn line_passwords_are_encrypted_and_readable_only_through_line_password() {
+    let (d, s) = sqlite().await;
+    let l = LineFields::new("L1", "sip:1@pbx", "1", "", "", "").unwrap();
+    let line = s
+        .create_line(l.clone(), Some(Secret::new("sip-secret-77")), audit("l"))
+        .await
+        .unwrap();
+    assert!(line.has_password);
+    assert_eq!(
+        s.line_password(line.id).await.unwrap().unwrap().expose(),
+        "sip-secret-77"
+    );
+    // Updating other fields keeps the password.
+    s.update_line(line.id, l, None, audit("l")).await.unwrap();
+    assert_eq!(
+        s.line_password(line.id).await.unwrap().unwrap().expose(),
+        "sip-secret-77"
+    );
+    s.close().await;
+    for f in std::fs::read_dir(d.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"sip-secret-77"));
+    }
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_after_every_kind_of_change() {
+    let (_d, s) = sqlite().await;
+    let p = profile(&s, "Ann").await;
+    s.update_profile(
+        p.id,
+        ProfileChanges {
+            name: Some("Anne".into()),
+            ..Default::default()
+        },
+        audit("u"),
+    )
+    .await
+    .unwrap();
+    let ch = SettingsChanges {
+        master_password: Some(Some(hash("m"))),
+        ..Default::default()
+    };
+    let st = s.update_settings(ch, audit("settings")).await.unwrap();
+    assert!(st.master_password_enabled);
+    assert!(s.master_password_hash().await.unwrap().is_some());
+    let ch = SettingsChanges {
+        master_password: Some(None),
+        ..Default::default()
+    };
+    assert!(
+        !s.update_settings(ch, audit("settings"))
+            .await
+            .unwrap()
+            .master_password_enabled
+    );
+    assert!(s.master_password_hash().await.unwrap().is_none());
+    s.append_audit(audit("auth.login")).await.unwrap();
+    let v = s.verify_audit().await.unwrap();
+    assert_eq!(v.broken, None);
+    assert_eq!(v.verified, 5);
+    let f = AuditFilter {
+        event_type: Some("settings".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(s.list_audit(&f).await.unwrap().len(), 2);
+    assert_eq!(
+        s.list_audit(&AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[4]
+            .record
+            .object_id
+            .as_deref(),
+        Some(p.id.to_string().as_str()),
+        "a create records the new object's id"
+    );
+}
