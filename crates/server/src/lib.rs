@@ -1,1 +1,92 @@
+//! The System Manager (SPEC §1): the admin REST API over HTTPS, audit,
+//! login throttling, configuration and start-up. The `turret` binary
+//! (`main.rs`) is thin glue over this library.
+//!
+//! Map of the modules:
+//! - [`config`]: layered configuration (defaults, TOML, `TURRET_*`, flags).
+//! - [`startup`]: data directory, keys, store, certificate, first admin.
+//! - [`tls`]: certificate handling and the TLS listener.
+//! - [`http`]: the router, the error type, extractors and one module per
+//!   resource; [`openapi`] documents it.
+//! - [`passwords`]: argon2id hashing off the async runtime; random secrets.
+//! - [`throttle`]: brute-force limits for every login.
+//! - [`cli`]: the subcommands that work on a data directory directly.
+//!
+//! Architecture invariant: handlers reach data only through
+//! `openturret_store::Store`; nothing here knows which database is behind it.
+#![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod openapi;
+pub mod passwords;
+pub mod startup;
+pub mod throttle;
+pub mod tls;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use openturret_store::Store;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::throttle::Throttle;
+use crate::tls::{ClientAddr, TlsListener};
+
+/// What every request handler shares.
+pub struct AppInner {
+    pub store: Arc<dyn Store>,
+    pub throttle: Throttle,
+    pub config: Config,
+    /// This server's host name, recorded in audit entries.
+    pub host: String,
+}
+
+/// Cheap-to-clone handle on [`AppInner`].
+#[derive(Clone)]
+pub struct App(pub Arc<AppInner>);
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: Config, host: String) -> App {
+        App(Arc::new(AppInner {
+            store,
+            throttle: Throttle::new(config.auth.clone()),
+            config,
+            host,
+        }))
+    }
+}
+
+/// Serves the System Manager on `listener` over TLS until `shutdown`
+/// completes, then lets requests in flight finish.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = TlsListener::new(listener, tls)?;
+    let service = http::router(app).into_make_service_with_connect_info::<ClientAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// This machine's host name (empty if it cannot be read).
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

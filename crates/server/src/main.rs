@@ -1,1 +1,203 @@
-fn main() {}
+//! `turret`: the OpenTurret command line. Thin glue over `openturret_server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use openturret_server::config::{self, Config, Overrides};
+use openturret_server::{App, cli, host_name, serve, startup};
+
+/// OpenTurret: multiline voice communication for trading floors.
+///
+/// Configuration comes from defaults, then the TOML file given with
+/// --config (or TURRET_CONFIG), then TURRET_* environment variables
+/// (TURRET_LISTEN, TURRET_AUTH__TOKEN_TTL_SECS, ...), then flags.
+#[derive(Parser)]
+#[command(name = "turret", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (`turret config default` prints an example).
+    #[arg(long, global = true, env = "TURRET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: database, keys, certificate [default: ./turret-data]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the System Manager: admin API and portal over HTTPS.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8443]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage administrator accounts on the data directory.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a new password for an administrator (and re-enable the account).
+    ResetPassword {
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit hash chain; exits 1 naming the first bad entry.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration with every default.
+    Default,
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("TURRET_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run_serve(config: Config) -> anyhow::Result<()> {
+    let host = host_name();
+    let prepared = startup::prepare(&config, &host).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("while binding {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    println!("OpenTurret System Manager {}", env!("CARGO_PKG_VERSION"));
+    println!("  portal:      {}", startup::portal_url(bound, &host));
+    println!("  data:        {}", config.data_dir.display());
+    println!(
+        "  certificate: {}{}",
+        prepared.cert.cert_path.display(),
+        if prepared.cert.generated {
+            " (self-signed, generated now)"
+        } else {
+            ""
+        }
+    );
+    if let Some(pw) = &prepared.first_admin_password {
+        println!("  first administrator: admin");
+        println!("  one-time password:   {}", pw.expose());
+        println!("  (shown once; you must change it at first login)");
+    }
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    let store = prepared.store.clone();
+    let app = App::new(prepared.store, config, host);
+    tracing::info!(%bound, "serving");
+    serve(app, listener, prepared.tls, shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let listen = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen,
+    };
+    let loaded = config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
+    let config = loaded.config;
+    init_logging(&config);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    match cli.command {
+        Command::Serve { .. } => run_serve(config).await?,
+        Command::Admin { command } => match command {
+            AdminCommand::Create { username, .. } => {
+                let pw = cli::read_password(std::io::stdin().lock())?;
+                cli::admin_create(&config, &username, pw).await?
+            }
+            AdminCommand::ResetPassword { username, .. } => {
+                let pw = cli::read_password(std::io::stdin().lock())?;
+                cli::admin_reset_password(&config, &username, pw).await?
+            }
+        },
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            if !cli::audit_verify(&config).await? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => print!("{}", config::DEFAULT_TOML),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -10,6 +10,9 @@ use openturret_domain::*;
 use crate::Result;
 
 /// Every storage area, as one object callers hold (`Arc<dyn Store>`).
+/// Audit records passed to a create method may carry an `object_id` ending
+/// in `/` (such as `"7/"` for a contact of profile 7): the store appends the
+/// new object's id. Otherwise the new id becomes the object id.
 pub trait Store:
     AdminStore
     + ProfileStore
@@ -128,14 +131,11 @@ pub struct GlobalContactQuery {
     pub name_prefix: Option<String>,
     /// Prefix of the normalised number (see `openturret_domain::number`).
     pub number_prefix: Option<String>,
-    /// Continue after this (sort key, id).
-    pub after: Option<(String, GlobalContactId)>,
+    /// Continue after this contact (the last one of the previous page). The
+    /// cursor is an id, not a name, so no personal value travels in it.
+    pub after: Option<GlobalContactId>,
     pub limit: i64,
 }
-
-/// The key a global contact sorts by in a query: its lower-cased name, or
-/// its number key when searching by number.
-pub type SortKey = String;
 
 #[async_trait]
 pub trait ContactStore {
@@ -187,11 +187,11 @@ pub trait ContactStore {
         audit: AuditRecord,
     ) -> Result<()>;
 
-    /// A page of global contacts with each one's sort key (for the cursor).
+    /// A page of global contacts.
     async fn search_global_contacts(
         &self,
         query: &GlobalContactQuery,
-    ) -> Result<Vec<(SortKey, GlobalContact)>>;
+    ) -> Result<Vec<GlobalContact>>;
     async fn get_global_contact(&self, id: GlobalContactId) -> Result<GlobalContact>;
     async fn create_global_contact(
         &self,

@@ -95,7 +95,7 @@ impl AdminStore for SqliteStore {
             },
             other => other,
         })?;
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_admin(AdminId(id)).await

@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{SqliteStore, db, one_row};
-use crate::{ContactStore, GlobalContactQuery, Result, SortKey, StoreError};
+use crate::{ContactStore, GlobalContactQuery, Result, StoreError};
 
 fn fields(r: &SqliteRow) -> ContactFields {
     ContactFields {
@@ -110,7 +110,7 @@ impl ContactStore for SqliteStore {
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_local_contact(profile, LocalContactId(id)).await
@@ -204,7 +204,7 @@ impl ContactStore for SqliteStore {
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_speed_dial(profile, SpeedDialId(id)).await
@@ -255,34 +255,32 @@ impl ContactStore for SqliteStore {
         self.commit(tx).await
     }
 
-    async fn search_global_contacts(
-        &self,
-        q: &GlobalContactQuery,
-    ) -> Result<Vec<(SortKey, GlobalContact)>> {
+    async fn search_global_contacts(&self, q: &GlobalContactQuery) -> Result<Vec<GlobalContact>> {
         let (key, prefix) = match (&q.number_prefix, &q.name_prefix) {
             (Some(n), _) => ("number_key", Some(self.plan.key(n))),
             (None, Some(n)) => ("name_key", Some(n.to_lowercase())),
             (None, None) => ("name_key", None),
         };
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT *, {key} AS sort_key FROM global_contacts WHERE 1 = 1"
-        ));
+        let mut b: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM global_contacts WHERE 1 = 1");
         if let Some(p) = &prefix {
             b.push(format!(" AND {key} >= ")).push_bind(p.clone());
             b.push(format!(" AND {key} < ")).push_bind(prefix_end(p));
         }
-        if let Some((after_key, after_id)) = &q.after {
-            b.push(format!(" AND ({key}, id) > ("))
-                .push_bind(after_key.clone());
-            b.push(", ").push_bind(after_id.0).push(")");
+        if let Some(after) = q.after {
+            // Keyset paging: continue after the cursor contact's (key, id).
+            b.push(format!(
+                " AND ({key}, id) > ((SELECT {key} FROM global_contacts WHERE id = "
+            ))
+            .push_bind(after.0)
+            .push("), ")
+            .push_bind(after.0)
+            .push(")");
         }
         b.push(format!(" ORDER BY {key}, id LIMIT "))
             .push_bind(q.limit);
         let rows = b.build().fetch_all(&self.reader).await.map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("sort_key"), global(r)))
-            .collect())
+        Ok(rows.iter().map(global).collect())
     }
 
     async fn get_global_contact(&self, id: GlobalContactId) -> Result<GlobalContact> {
@@ -317,7 +315,7 @@ impl ContactStore for SqliteStore {
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_global_contact(GlobalContactId(id)).await

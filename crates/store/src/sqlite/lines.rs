@@ -92,7 +92,7 @@ impl LineStore for SqliteStore {
         if let Some(p) = &password {
             self.set_line_password(&mut tx, LineId(id), p).await?;
         }
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_line(LineId(id)).await

@@ -185,7 +185,15 @@ impl SqliteStore {
             }
         }
         let tmp = self.head_path.with_extension("audit-head.tmp");
-        std::fs::write(&tmp, format!("{seq} {}\n", hex(&mac))).map_err(StoreError::backend)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(StoreError::backend)?;
+        std::io::Write::write_all(&mut f, format!("{seq} {}\n", hex(&mac)).as_bytes())
+            .map_err(StoreError::backend)?;
         std::fs::rename(&tmp, &self.head_path).map_err(StoreError::backend)?;
         Ok(())
     }
@@ -244,6 +252,14 @@ fn db(e: sqlx::Error) -> StoreError {
         }
     }
     StoreError::backend(e)
+}
+
+/// The audit object id of a new object (see the `Store` docs).
+fn object_id(prefix: Option<String>, id: i64) -> String {
+    match prefix {
+        Some(p) if p.ends_with('/') => format!("{p}{id}"),
+        _ => id.to_string(),
+    }
 }
 
 fn to32(v: &[u8]) -> Result<[u8; 32]> {

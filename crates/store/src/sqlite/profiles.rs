@@ -153,7 +153,7 @@ impl ProfileStore for SqliteStore {
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_profile(ProfileId(id)).await
@@ -255,7 +255,7 @@ impl ProfileStore for SqliteStore {
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
-        audit.object_id = Some(id.to_string());
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_consent(ConsentId(id)).await

@@ -1,0 +1,160 @@
+//! Subcommands that work on a data directory directly, without a running
+//! server: administrator accounts and audit verification. Each action is
+//! audited as actor `cli:<os user>`.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use openturret_domain::model::{ADMIN_PASSWORD_MIN, admin_username};
+use openturret_domain::secret::Secret;
+use openturret_domain::validate;
+use openturret_store::{AdminChanges, AdminStore, AuditStore};
+
+use crate::config::Config;
+use crate::http::extract::Ctx;
+use crate::{passwords, startup};
+
+/// `cli:<os user>`, the actor of CLI actions.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_uid)
+        .unwrap_or_else(|| "unknown".into());
+    format!("cli:{user}")
+}
+
+fn user_from_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    })
+}
+
+fn ctx() -> Ctx {
+    Ctx {
+        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        client_host: String::new(),
+        server_host: crate::host_name(),
+    }
+}
+
+fn record(
+    event: &str,
+    object_id: Option<String>,
+    changes: Vec<&str>,
+) -> openturret_store::AuditRecord {
+    let mut r = ctx().record(&actor(), event, "admin", object_id, changes);
+    r.pii.client_ip = String::new();
+    r
+}
+
+/// Reads a password from the first line of `input`.
+pub fn read_password(input: impl BufRead) -> anyhow::Result<Secret> {
+    let mut line = String::new();
+    input
+        .take(1024)
+        .read_line(&mut line)
+        .context("while reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    validate::new_password("password", pw, ADMIN_PASSWORD_MIN)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Secret::new(pw))
+}
+
+async fn existing_store(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<openturret_store::sqlite::SqliteStore>> {
+    if !startup::has_database(&config.data_dir) {
+        bail!(
+            "no OpenTurret database in {} (start `turret serve --data-dir {}` once, or pass the right --data-dir)",
+            config.data_dir.display(),
+            config.data_dir.display()
+        );
+    }
+    startup::open_store(config).await
+}
+
+pub async fn admin_create(config: &Config, username: &str, password: Secret) -> anyhow::Result<()> {
+    let username = admin_username(username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = startup::open_store(config).await?;
+    let hash = passwords::hash(password).await;
+    let r = record("admin.created", None, vec!["username", "password"]);
+    let result = store.create_admin(&username, hash, false, r).await;
+    store.close().await;
+    match result {
+        Ok(a) => {
+            println!("administrator {} created (id {})", a.username, a.id);
+            Ok(())
+        }
+        Err(openturret_store::StoreError::Conflict { .. }) => {
+            bail!("an administrator named {username} already exists")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn admin_reset_password(
+    config: &Config,
+    username: &str,
+    password: Secret,
+) -> anyhow::Result<()> {
+    let store = existing_store(config).await?;
+    let Some((admin, _)) = store.admin_credentials(username.trim()).await? else {
+        store.close().await;
+        bail!("no administrator named {}", username.trim());
+    };
+    let hash = passwords::hash(password).await;
+    let r = record(
+        "admin.password_reset",
+        Some(admin.id.to_string()),
+        vec!["password"],
+    );
+    let changes = AdminChanges {
+        password: Some((hash, false)),
+        enabled: Some(true),
+    };
+    store.update_admin(admin.id, changes, r).await?;
+    store.close().await;
+    println!(
+        "password of {} reset; their sessions have ended",
+        admin.username
+    );
+    Ok(())
+}
+
+/// Verifies the audit chain; `Ok(false)` when it is broken.
+pub async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
+    let store = existing_store(config).await?;
+    let v = store.verify_audit().await?;
+    let ok = v.broken.is_none();
+    match &v.broken {
+        None => println!("audit log intact: {} entries verified", v.verified),
+        Some(b) => println!(
+            "audit log BROKEN at entry {}: {} ({} entries verified before it)",
+            b.seq, b.reason, v.verified
+        ),
+    }
+    let mut r = record("audit.verified", None, vec![]);
+    r.object_type = "audit".into();
+    r.success = ok;
+    store.append_audit(r).await?;
+    store.close().await;
+    Ok(ok)
+}
+
+/// True when `dir` looks like a data directory.
+pub fn is_data_dir(dir: &Path) -> bool {
+    startup::has_database(dir)
+}

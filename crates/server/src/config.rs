@@ -1,0 +1,337 @@
+//! Configuration: defaults, then a TOML file, then `TURRET_*` environment
+//! variables, then command-line flags, each layer overriding the one before.
+//!
+//! Environment variables map onto keys by lower-casing and splitting on a
+//! double underscore: `TURRET_LISTEN` sets `listen`, `TURRET_AUTH__TOKEN_TTL_SECS`
+//! sets `auth.token_ttl_secs`. Unknown keys, in the file or the environment,
+//! are reported as warnings, never silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// Everything `turret` can be configured with.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// Where the database, keys and generated certificate live.
+    pub data_dir: PathBuf,
+    /// HTTPS address of the admin API, portal and client protocol.
+    pub listen: SocketAddr,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub numbers: NumbersConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; when unset a self-signed one is generated in
+    /// `<data_dir>/tls/` on first start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Lifetime of an admin API token.
+    pub token_ttl_secs: u64,
+    /// Failed logins for one username, within the window, before it is
+    /// locked out.
+    pub max_failures_per_user: u32,
+    /// Failed logins from one client address, within the window, before the
+    /// address is locked out (higher: many users may share an address).
+    pub max_failures_per_ip: u32,
+    /// The window over which failures are counted.
+    pub failure_window_secs: u64,
+    /// How long a lockout lasts (an administrator can lift it sooner).
+    pub lockout_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_secs: 8 * 3600,
+            max_failures_per_user: 5,
+            max_failures_per_ip: 50,
+            failure_window_secs: 15 * 60,
+            lockout_secs: 5 * 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct NumbersConfig {
+    /// Country calling code without `+` (e.g. "44"): national numbers
+    /// (leading 0) are matched as international ones.
+    pub country_code: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: String,
+    /// A tracing filter such as `info` or `openturret_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./turret-data"),
+            listen: "127.0.0.1:8443".parse().expect("valid default address"),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            numbers: NumbersConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The commented example printed by `turret config default`.
+pub const DEFAULT_TOML: &str = r#"# OpenTurret configuration. Every key is optional; shown are the defaults.
+# Each key can also be set from the environment: TURRET_LISTEN, TURRET_DATA_DIR,
+# TURRET_AUTH__TOKEN_TTL_SECS (sections joined by a double underscore), and
+# the flags of `turret serve --help` override both.
+
+# Where the database, keys and generated certificate live.
+data_dir = "./turret-data"
+# HTTPS address of the admin API, the Management Portal and the client protocol.
+listen = "127.0.0.1:8443"
+
+[tls]
+# A real certificate chain and key (PEM). When unset, a self-signed
+# certificate is generated in <data_dir>/tls/ on first start.
+# cert = "/etc/turret/cert.pem"
+# key = "/etc/turret/key.pem"
+
+[auth]
+# Lifetime of an admin API token, in seconds.
+token_ttl_secs = 28800
+# Failed logins allowed per username within the window before a lockout.
+max_failures_per_user = 5
+# Failed logins allowed per client address within the window.
+max_failures_per_ip = 50
+failure_window_secs = 900
+# How long a lockout lasts; an administrator can lift it sooner.
+lockout_secs = 300
+
+[numbers]
+# Country calling code without "+": national numbers (leading 0) then match
+# their international form in searches and caller identification.
+# country_code = "44"
+
+[log]
+# "text" or "json"
+format = "text"
+# A tracing filter, e.g. "info" or "openturret_server=debug,info"
+level = "info"
+"#;
+
+/// Flags that override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+/// A loaded configuration and the warnings met on the way (unknown keys),
+/// to be logged once logging is set up.
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Loads the configuration layers.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> anyhow::Result<Loaded> {
+    let mut table = match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("while reading config file {}", p.display()))?;
+            text.parse::<toml::Table>()
+                .with_context(|| format!("while parsing config file {}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let defaults = toml::Table::try_from(Config::default()).context("while encoding defaults")?;
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("TURRET_") else {
+            continue;
+        };
+        if rest == "CONFIG" {
+            continue;
+        }
+        let path: Vec<String> = rest
+            .to_lowercase()
+            .split("__")
+            .map(str::to_string)
+            .collect();
+        let typed = typed_env_value(&defaults, &path, &value)
+            .with_context(|| format!("while reading environment variable {name}"))?;
+        set_path(&mut table, &path, typed)
+            .with_context(|| format!("while applying environment variable {name}"))?;
+    }
+    let mut warnings = Vec::new();
+    let mut config: Config = serde_ignored::deserialize(toml::Value::Table(table), |path| {
+        warnings.push(format!("unknown configuration key `{path}` ignored"))
+    })
+    .context("while reading the configuration")?;
+    if let Some(d) = &overrides.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = overrides.listen {
+        config.listen = l;
+    }
+    if !matches!(config.log.format.as_str(), "text" | "json") {
+        bail!(
+            "log.format must be \"text\" or \"json\", not {:?}",
+            config.log.format
+        );
+    }
+    if config.tls.cert.is_some() != config.tls.key.is_some() {
+        bail!("tls.cert and tls.key must be set together");
+    }
+    Ok(Loaded { config, warnings })
+}
+
+/// An environment value typed like the default at the same path (integers
+/// and booleans are parsed; everything else stays a string).
+fn typed_env_value(
+    defaults: &toml::Table,
+    path: &[String],
+    raw: &str,
+) -> anyhow::Result<toml::Value> {
+    let mut cur = defaults;
+    let mut found = None;
+    for (i, key) in path.iter().enumerate() {
+        match cur.get(key) {
+            Some(toml::Value::Table(t)) if i + 1 < path.len() => cur = t,
+            Some(v) if i + 1 == path.len() => found = Some(v),
+            _ => break,
+        }
+    }
+    Ok(match found {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .with_context(|| format!("{raw:?} is not a whole number"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => bail!("{raw:?} is not true or false"),
+        }),
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let (last, parents) = path.split_last().context("empty key")?;
+    let mut cur = table;
+    for key in parents {
+        let entry = cur
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("`{key}` is not a section"),
+        };
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_printed_example_is_the_default() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn layers_override_in_order_and_unknown_keys_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\nlistn = 3\n[auth]\nlockout_secs = 7\n",
+        )
+        .unwrap();
+        let loaded = load(
+            Some(&file),
+            env(&[
+                ("TURRET_LISTEN", "127.0.0.1:2"),
+                ("TURRET_AUTH__TOKEN_TTL_SECS", "60"),
+                ("TURRET_NUMBERS__COUNTRY_CODE", "44"),
+                ("TURRET_BOGUS", "x"),
+                ("HOME", "/root"),
+            ]),
+            &Overrides {
+                data_dir: Some("/tmp/x".into()),
+                listen: None,
+            },
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.listen.port(), 2, "environment beats file");
+        assert_eq!(c.auth.lockout_secs, 7);
+        assert_eq!(c.auth.token_ttl_secs, 60);
+        assert_eq!(c.numbers.country_code.as_deref(), Some("44"));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "flag beats all");
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("listn")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("bogus")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let err = load(
+            None,
+            env(&[("TURRET_AUTH__LOCKOUT_SECS", "soon")]),
+            &Overrides::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            format!("{err:#}").contains("TURRET_AUTH__LOCKOUT_SECS"),
+            "{err:#}"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Lines (write-only passwords) and the line keys of profiles.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use openturret_domain::model::*;
+use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, ProfileId};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AdminAuth, Json, PathId, PathIds};
+use super::ts;
+use crate::App;
+
+/// A line as the API shows it: never its password, only whether one is set.
+#[derive(Serialize)]
+pub struct LineOut {
+    id: i64,
+    name: String,
+    uri: String,
+    username: String,
+    display_name: String,
+    alternate_text: String,
+    preferred_identity: String,
+    has_password: bool,
+    /// Reported by the Multi-Line Controller; `unknown` until it does.
+    registration_state: &'static str,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Line> for LineOut {
+    fn from(l: Line) -> Self {
+        LineOut {
+            id: l.id.0,
+            name: l.fields.name,
+            uri: l.fields.uri,
+            username: l.fields.username,
+            display_name: l.fields.display_name,
+            alternate_text: l.fields.alternate_text,
+            preferred_identity: l.fields.preferred_identity,
+            has_password: l.has_password,
+            registration_state: "unknown",
+            created_at: ts(l.created_at),
+            updated_at: ts(l.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineIn {
+    name: String,
+    uri: String,
+    #[serde(default)]
+    username: String,
+    /// Write-only: stored encrypted, never shown again.
+    password: Option<String>,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    alternate_text: String,
+    #[serde(default)]
+    preferred_identity: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinePatch {
+    name: Option<String>,
+    uri: Option<String>,
+    username: Option<String>,
+    /// Write-only; absent keeps the stored password.
+    password: Option<String>,
+    display_name: Option<String>,
+    alternate_text: Option<String>,
+    preferred_identity: Option<String>,
+}
+
+fn password(p: Option<String>) -> ApiResult<Option<Secret>> {
+    match p {
+        Some(p) if p.is_empty() => Err(ApiError::invalid("password", "must not be empty")),
+        Some(p) if p.len() > 256 => Err(ApiError::invalid(
+            "password",
+            "must be at most 256 characters",
+        )),
+        Some(p) => Ok(Some(Secret::new(p))),
+        None => Ok(None),
+    }
+}
+
+pub async fn list(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<Vec<LineOut>>> {
+    Ok(axum::Json(
+        app.store
+            .list_lines()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    _a: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<LineOut>> {
+    Ok(axum::Json(app.store.get_line(LineId(id)).await?.into()))
+}
+
+pub async fn create(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<LineIn>,
+) -> ApiResult<(StatusCode, axum::Json<LineOut>)> {
+    let f = LineFields::new(
+        &b.name,
+        &b.uri,
+        &b.username,
+        &b.display_name,
+        &b.alternate_text,
+        &b.preferred_identity,
+    )?;
+    let pw = password(b.password)?;
+    let mut changed = vec![
+        "name",
+        "uri",
+        "username",
+        "display_name",
+        "alternate_text",
+        "preferred_identity",
+    ];
+    if pw.is_some() {
+        changed.push("password");
+    }
+    let r = auth.record("line.created", "line", None, changed);
+    let l = app.store.create_line(f, pw, r).await?;
+    Ok((StatusCode::CREATED, axum::Json(l.into())))
+}
+
+pub async fn update(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+    Json(b): Json<LinePatch>,
+) -> ApiResult<axum::Json<LineOut>> {
+    let id = LineId(id);
+    let cur = app.store.get_line(id).await?.fields;
+    let f = LineFields::new(
+        b.name.as_deref().unwrap_or(&cur.name),
+        b.uri.as_deref().unwrap_or(&cur.uri),
+        b.username.as_deref().unwrap_or(&cur.username),
+        b.display_name.as_deref().unwrap_or(&cur.display_name),
+        b.alternate_text.as_deref().unwrap_or(&cur.alternate_text),
+        b.preferred_identity
+            .as_deref()
+            .unwrap_or(&cur.preferred_identity),
+    )?;
+    let pw = password(b.password)?;
+    let mut changed = f.changed_fields(&cur);
+    if pw.is_some() {
+        changed.push("password");
+    }
+    let r = auth.record("line.updated", "line", Some(id.to_string()), changed);
+    Ok(axum::Json(
+        app.store.update_line(id, f, pw, r).await?.into(),
+    ))
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    let r = auth.record("line.deleted", "line", Some(id.to_string()), vec![]);
+    app.store.delete_line(LineId(id), r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A line key of a profile.
+#[derive(Serialize)]
+pub struct LineKeyOut {
+    line_id: i64,
+    position: u32,
+    name: String,
+    display_name: String,
+    alternate_text: String,
+}
+
+pub async fn list_profile_lines(
+    State(app): State<App>,
+    _a: AdminAuth,
+    PathId(pid): PathId,
+) -> ApiResult<axum::Json<Vec<LineKeyOut>>> {
+    let pid = ProfileId(pid);
+    app.store.get_profile(pid).await?;
+    let keys = app.store.list_profile_lines(pid).await?;
+    let lines = app.store.list_lines().await?;
+    let out = keys
+        .into_iter()
+        .filter_map(|k| {
+            lines
+                .iter()
+                .find(|l| l.id == k.line_id)
+                .map(|l| LineKeyOut {
+                    line_id: k.line_id.0,
+                    position: k.position,
+                    name: l.fields.name.clone(),
+                    display_name: l.fields.display_name.clone(),
+                    alternate_text: l.fields.alternate_text.clone(),
+                })
+        })
+        .collect();
+    Ok(axum::Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignIn {
+    position: i64,
+}
+
+#[derive(Serialize)]
+pub struct AssignmentOut {
+    profile_id: i64,
+    line_id: i64,
+    position: u32,
+}
+
+/// `PUT /profiles/{id}/lines/{line_id}`: shows the line on the profile at
+/// a key position (moves it if already shown).
+pub async fn assign(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathIds(pid, lid): PathIds,
+    Json(b): Json<AssignIn>,
+) -> ApiResult<axum::Json<AssignmentOut>> {
+    let a = LineAssignment {
+        profile_id: ProfileId(pid),
+        line_id: LineId(lid),
+        position: line_key_position(b.position)?,
+    };
+    let r = auth.record(
+        "line_key.assigned",
+        "line_key",
+        Some(format!("{pid}/{lid}")),
+        vec!["position"],
+    );
+    let a = app.store.assign_line(a, r).await?;
+    Ok(axum::Json(AssignmentOut {
+        profile_id: a.profile_id.0,
+        line_id: a.line_id.0,
+        position: a.position,
+    }))
+}
+
+pub async fn unassign(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathIds(pid, lid): PathIds,
+) -> ApiResult<StatusCode> {
+    let r = auth.record(
+        "line_key.removed",
+        "line_key",
+        Some(format!("{pid}/{lid}")),
+        vec![],
+    );
+    app.store
+        .unassign_line(ProfileId(pid), LineId(lid), r)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

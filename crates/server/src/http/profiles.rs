@@ -1,0 +1,419 @@
+//! Profiles (SPEC §2, rules 2, 3, 6, 8) and consent records.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use openturret_domain::model::*;
+use openturret_domain::secret::{PasswordHash, Secret};
+use openturret_domain::{ConsentId, ProfileId, Timestamp, validate};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AdminAuth, Json, PathId, Query};
+use super::{double_option, limit, parse_ts, ts};
+use crate::{App, passwords};
+
+#[derive(Serialize)]
+pub struct ProfileOut {
+    id: i64,
+    name: String,
+    has_contacts_password: bool,
+    has_call_memory_password: bool,
+    collect_call_memory: bool,
+    allow_call_memory_deletion: bool,
+    call_memory_password_protected: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Profile> for ProfileOut {
+    fn from(p: Profile) -> Self {
+        ProfileOut {
+            id: p.id.0,
+            name: p.name,
+            has_contacts_password: p.has_contacts_password,
+            has_call_memory_password: p.has_call_memory_password,
+            collect_call_memory: p.flags.collect_call_memory,
+            allow_call_memory_deletion: p.flags.allow_call_memory_deletion,
+            call_memory_password_protected: p.flags.call_memory_password_protected,
+            created_at: ts(p.created_at),
+            updated_at: ts(p.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ProfilePage {
+    items: Vec<ProfileOut>,
+    total: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    /// Part of the name, any case.
+    q: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list(
+    State(app): State<App>,
+    _a: AdminAuth,
+    Query(q): Query<ProfileQuery>,
+) -> ApiResult<axum::Json<ProfilePage>> {
+    let lim = limit(q.limit, 100, 1000)?;
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid("offset", "must not be negative"));
+    }
+    let needle = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let page = app.store.list_profiles(needle, lim, offset).await?;
+    Ok(axum::Json(ProfilePage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        total: page.total,
+    }))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    _a: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<ProfileOut>> {
+    Ok(axum::Json(
+        app.store.get_profile(ProfileId(id)).await?.into(),
+    ))
+}
+
+/// Validates and hashes an optional profile password given as `field`.
+async fn optional_hash(field: &str, v: Option<String>) -> ApiResult<Option<PasswordHash>> {
+    match v {
+        Some(p) => {
+            validate::new_password(field, &p, PROFILE_PASSWORD_MIN)?;
+            Ok(Some(passwords::hash(Secret::new(p)).await))
+        }
+        None => Ok(None),
+    }
+}
+
+fn protection_needs_password(protected: bool, has_password: bool) -> ApiResult<()> {
+    if protected && !has_password {
+        return Err(ApiError::invalid(
+            "call_memory_password",
+            "is required while call memory is password protected",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileIn {
+    name: String,
+    password: String,
+    contacts_password: Option<String>,
+    call_memory_password: Option<String>,
+    #[serde(default)]
+    collect_call_memory: bool,
+    #[serde(default)]
+    allow_call_memory_deletion: bool,
+    #[serde(default)]
+    call_memory_password_protected: bool,
+}
+
+pub async fn create(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<ProfileIn>,
+) -> ApiResult<(StatusCode, axum::Json<ProfileOut>)> {
+    let name = profile_name(&b.name)?;
+    validate::new_password("password", &b.password, PROFILE_PASSWORD_MIN)?;
+    protection_needs_password(
+        b.call_memory_password_protected,
+        b.call_memory_password.is_some(),
+    )?;
+    let contacts_password = optional_hash("contacts_password", b.contacts_password).await?;
+    let call_memory_password =
+        optional_hash("call_memory_password", b.call_memory_password).await?;
+    let flags = ProfileFlags {
+        collect_call_memory: b.collect_call_memory,
+        allow_call_memory_deletion: b.allow_call_memory_deletion,
+        call_memory_password_protected: b.call_memory_password_protected,
+    };
+    let mut changed = vec!["name", "password"];
+    if contacts_password.is_some() {
+        changed.push("contacts_password");
+    }
+    if call_memory_password.is_some() {
+        changed.push("call_memory_password");
+    }
+    let new = NewProfile {
+        name,
+        password: passwords::hash(Secret::new(b.password)).await,
+        contacts_password,
+        call_memory_password,
+        flags,
+    };
+    let r = auth.record("profile.created", "profile", None, changed);
+    let p = app.store.create_profile(new, r).await?;
+    Ok((StatusCode::CREATED, axum::Json(p.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    name: Option<String>,
+    password: Option<String>,
+    /// `null` removes the contacts password.
+    #[serde(default, deserialize_with = "double_option")]
+    contacts_password: Option<Option<String>>,
+    /// `null` removes the call-memory password.
+    #[serde(default, deserialize_with = "double_option")]
+    call_memory_password: Option<Option<String>>,
+    collect_call_memory: Option<bool>,
+    allow_call_memory_deletion: Option<bool>,
+    call_memory_password_protected: Option<bool>,
+}
+
+pub async fn update(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+    Json(b): Json<ProfilePatch>,
+) -> ApiResult<axum::Json<ProfileOut>> {
+    let id = ProfileId(id);
+    let current = app.store.get_profile(id).await?;
+    let name = b.name.as_deref().map(profile_name).transpose()?;
+    if let Some(p) = &b.password {
+        validate::new_password("password", p, PROFILE_PASSWORD_MIN)?;
+    }
+    let protected = b
+        .call_memory_password_protected
+        .unwrap_or(current.flags.call_memory_password_protected);
+    let has_cm = match &b.call_memory_password {
+        Some(v) => v.is_some(),
+        None => current.has_call_memory_password,
+    };
+    protection_needs_password(protected, has_cm)?;
+    let hash_opt = |field: &'static str, v: Option<Option<String>>| async move {
+        match v {
+            Some(inner) => Ok::<_, ApiError>(Some(optional_hash(field, inner).await?)),
+            None => Ok(None),
+        }
+    };
+    let changes = ProfileChanges {
+        name,
+        password: optional_hash("password", b.password).await?,
+        contacts_password: hash_opt("contacts_password", b.contacts_password).await?,
+        call_memory_password: hash_opt("call_memory_password", b.call_memory_password).await?,
+        collect_call_memory: b.collect_call_memory,
+        allow_call_memory_deletion: b.allow_call_memory_deletion,
+        call_memory_password_protected: b.call_memory_password_protected,
+    };
+    let r = auth.record(
+        "profile.updated",
+        "profile",
+        Some(id.to_string()),
+        changes.changed_fields(&current),
+    );
+    Ok(axum::Json(
+        app.store.update_profile(id, changes, r).await?.into(),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct ErasureOut {
+    local_contacts: u64,
+    speed_dials: u64,
+    call_memory_entries: u64,
+    line_assignments: u64,
+    consents: u64,
+    /// Always erased with the profile.
+    credentials: &'static str,
+}
+
+impl From<ProfileErasure> for ErasureOut {
+    fn from(e: ProfileErasure) -> Self {
+        ErasureOut {
+            local_contacts: e.local_contacts,
+            speed_dials: e.speed_dials,
+            call_memory_entries: e.call_memory_entries,
+            line_assignments: e.line_assignments,
+            consents: e.consents,
+            credentials: "profile, contacts and call-memory passwords",
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DeletedOut {
+    erased: ErasureOut,
+}
+
+/// The audit change list of an erasure: which categories went.
+fn erased_fields(e: &ProfileErasure) -> Vec<&'static str> {
+    let mut v = vec!["profile", "credentials"];
+    for (n, name) in [
+        (e.local_contacts, "local_contacts"),
+        (e.speed_dials, "speed_dials"),
+        (e.call_memory_entries, "call_memory"),
+        (e.line_assignments, "line_assignments"),
+        (e.consents, "consents"),
+    ] {
+        if n > 0 {
+            v.push(name);
+        }
+    }
+    v
+}
+
+/// `GET /profiles/{id}/erasure-preview`: what deleting it would erase.
+pub async fn erasure_preview(
+    State(app): State<App>,
+    _a: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<ErasureOut>> {
+    Ok(axum::Json(
+        app.store
+            .profile_erasure_preview(ProfileId(id))
+            .await?
+            .into(),
+    ))
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<DeletedOut>> {
+    let id = ProfileId(id);
+    let preview = app.store.profile_erasure_preview(id).await?;
+    let r = auth.record(
+        "profile.deleted",
+        "profile",
+        Some(id.to_string()),
+        erased_fields(&preview),
+    );
+    let erased = app.store.delete_profile(id, r).await?;
+    Ok(axum::Json(DeletedOut {
+        erased: erased.into(),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct ConsentOut {
+    id: i64,
+    profile_id: i64,
+    purpose: String,
+    channel: &'static str,
+    given_at: String,
+    recorded_by: String,
+    created_at: String,
+}
+
+impl From<Consent> for ConsentOut {
+    fn from(c: Consent) -> Self {
+        ConsentOut {
+            id: c.id.0,
+            profile_id: c.profile_id.0,
+            purpose: c.purpose,
+            channel: c.channel.as_str(),
+            given_at: ts(c.given_at),
+            recorded_by: c.recorded_by,
+            created_at: ts(c.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentQuery {
+    profile_id: Option<i64>,
+}
+
+pub async fn list_consents(
+    State(app): State<App>,
+    _a: AdminAuth,
+    Query(q): Query<ConsentQuery>,
+) -> ApiResult<axum::Json<Vec<ConsentOut>>> {
+    let list = app.store.list_consents(q.profile_id.map(ProfileId)).await?;
+    Ok(axum::Json(list.into_iter().map(Into::into).collect()))
+}
+
+pub async fn get_consent(
+    State(app): State<App>,
+    _a: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<ConsentOut>> {
+    Ok(axum::Json(
+        app.store.get_consent(ConsentId(id)).await?.into(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentIn {
+    profile_id: i64,
+    purpose: String,
+    /// `paper`, `email` or `electronic`.
+    channel: String,
+    /// When the consent was given; default now.
+    given_at: Option<String>,
+}
+
+pub async fn create_consent(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<ConsentIn>,
+) -> ApiResult<(StatusCode, axum::Json<ConsentOut>)> {
+    let new = NewConsent {
+        profile_id: ProfileId(b.profile_id),
+        purpose: consent_purpose(&b.purpose)?,
+        channel: ConsentChannel::parse(&b.channel)?,
+        given_at: match &b.given_at {
+            Some(s) => parse_ts("given_at", s)?,
+            None => Timestamp::now(),
+        },
+        recorded_by: auth.admin.username.clone(),
+    };
+    let r = auth.record(
+        "consent.recorded",
+        "consent",
+        Some(format!("{}/", b.profile_id)),
+        vec!["purpose", "channel", "given_at"],
+    );
+    let c = app
+        .store
+        .create_consent(new, r)
+        .await
+        .map_err(|e| match e {
+            openturret_store::StoreError::NotFound(_) => {
+                ApiError::invalid("profile_id", "no such profile")
+            }
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, axum::Json(c.into())))
+}
+
+/// `POST /consents/{id}/withdraw`: withdrawal equals deletion of the
+/// profile (SPEC rule 8); answers what was erased.
+pub async fn withdraw_consent(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<DeletedOut>> {
+    let consent = app.store.get_consent(ConsentId(id)).await?;
+    let preview = app
+        .store
+        .profile_erasure_preview(consent.profile_id)
+        .await?;
+    let r = auth.record(
+        "consent.withdrawn",
+        "consent",
+        Some(format!("{}/{}", consent.profile_id, consent.id)),
+        erased_fields(&preview),
+    );
+    let erased = app.store.withdraw_consent(consent.id, r).await?;
+    Ok(axum::Json(DeletedOut {
+        erased: erased.into(),
+    }))
+}

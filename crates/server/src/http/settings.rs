@@ -1,0 +1,99 @@
+//! System settings (SPEC rules 4, 7, 11). Enabling, changing and disabling
+//! the master password are audited under their own event types.
+
+use axum::extract::State;
+use openturret_domain::model::{ADMIN_PASSWORD_MIN, Settings, SettingsChanges};
+use openturret_domain::secret::Secret;
+use openturret_domain::validate;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AdminAuth, Json};
+use super::ts;
+use crate::{App, passwords};
+
+#[derive(Serialize)]
+pub struct SettingsOut {
+    global_contacts_changeable: bool,
+    master_password_enabled: bool,
+    cti_enabled: bool,
+    api_enabled: bool,
+    recorder_forwarding_enabled: bool,
+    updated_at: String,
+}
+
+impl From<Settings> for SettingsOut {
+    fn from(s: Settings) -> Self {
+        SettingsOut {
+            global_contacts_changeable: s.global_contacts_changeable,
+            master_password_enabled: s.master_password_enabled,
+            cti_enabled: s.cti_enabled,
+            api_enabled: s.api_enabled,
+            recorder_forwarding_enabled: s.recorder_forwarding_enabled,
+            updated_at: ts(s.updated_at),
+        }
+    }
+}
+
+pub async fn get(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<SettingsOut>> {
+    Ok(axum::Json(app.store.get_settings().await?.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    global_contacts_changeable: Option<bool>,
+    /// `true` needs `master_password` (unless already enabled); `false`
+    /// disables it and clears the stored hash.
+    master_password_enabled: Option<bool>,
+    /// Sets (and enables) the master password. Write-only.
+    master_password: Option<String>,
+    cti_enabled: Option<bool>,
+    api_enabled: Option<bool>,
+    recorder_forwarding_enabled: Option<bool>,
+}
+
+pub async fn update(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<SettingsPatch>,
+) -> ApiResult<axum::Json<SettingsOut>> {
+    let current = app.store.get_settings().await?;
+    let master_password = match (b.master_password_enabled, b.master_password) {
+        (Some(false), Some(_)) => {
+            return Err(ApiError::invalid(
+                "master_password",
+                "must not be given while disabling the master password",
+            ));
+        }
+        (Some(false), None) => Some(None),
+        (_, Some(p)) => {
+            validate::new_password("master_password", &p, ADMIN_PASSWORD_MIN)?;
+            Some(Some(passwords::hash(Secret::new(p)).await))
+        }
+        (Some(true), None) if !current.master_password_enabled => {
+            return Err(ApiError::invalid(
+                "master_password",
+                "is required to enable the master password",
+            ));
+        }
+        _ => None,
+    };
+    let event = match &master_password {
+        Some(Some(_)) if current.master_password_enabled => "master_password.changed",
+        Some(Some(_)) => "master_password.enabled",
+        Some(None) if current.master_password_enabled => "master_password.disabled",
+        _ => "settings.updated",
+    };
+    let changes = SettingsChanges {
+        global_contacts_changeable: b.global_contacts_changeable,
+        master_password,
+        cti_enabled: b.cti_enabled,
+        api_enabled: b.api_enabled,
+        recorder_forwarding_enabled: b.recorder_forwarding_enabled,
+    };
+    let r = auth.record(event, "settings", None, changes.changed_fields(&current));
+    Ok(axum::Json(
+        app.store.update_settings(changes, r).await?.into(),
+    ))
+}

@@ -1,0 +1,115 @@
+//! Start-up: prepares a data directory (created with mode 0700), opens the
+//! key file and the store, loads or generates the certificate, and creates
+//! the first administrator with a one-time password when there is none.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use openturret_domain::number::NumberPlan;
+use openturret_domain::secret::Secret;
+use openturret_store::Store;
+use openturret_store::keys::Keys;
+use openturret_store::sqlite::SqliteStore;
+
+use crate::config::Config;
+use crate::http::extract::Ctx;
+use crate::passwords;
+use crate::tls::{self, CertInfo};
+
+/// Name of the database file in the data directory.
+pub const DB_FILE: &str = "turret.db";
+/// Name of the master key file in the data directory.
+pub const KEY_FILE: &str = "secret.key";
+
+/// Opens the store of a data directory, creating the directory if needed.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("while creating data directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("while restricting {}", dir.display()))?;
+    }
+    let keys = Keys::load_or_create(&dir.join(KEY_FILE))
+        .with_context(|| format!("while opening the key file in {}", dir.display()))?;
+    let plan = NumberPlan {
+        country_code: config.numbers.country_code.clone(),
+    };
+    let store = SqliteStore::open(&dir.join(DB_FILE), keys, plan)
+        .await
+        .with_context(|| format!("while opening the database in {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// A System Manager ready to serve.
+pub struct Prepared {
+    pub store: Arc<SqliteStore>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub cert: CertInfo,
+    /// Set only on the start that created the first administrator.
+    pub first_admin_password: Option<Secret>,
+}
+
+pub async fn prepare(config: &Config, host: &str) -> anyhow::Result<Prepared> {
+    let store = open_store(config).await?;
+    let (tls, cert) = tls::server_config(&config.tls, &config.data_dir, host)?;
+    let first_admin_password = bootstrap_admin(store.as_ref(), host).await?;
+    Ok(Prepared {
+        store,
+        tls,
+        cert,
+        first_admin_password,
+    })
+}
+
+/// Creates `admin` with a random one-time password if no administrator
+/// exists; returns that password, to be shown once.
+pub async fn bootstrap_admin(store: &dyn Store, host: &str) -> anyhow::Result<Option<Secret>> {
+    if store.count_admins().await? > 0 {
+        return Ok(None);
+    }
+    let password = passwords::random_password();
+    let hash = passwords::hash(password.clone()).await;
+    let ctx = Ctx {
+        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        client_host: String::new(),
+        server_host: host.to_string(),
+    };
+    let mut audit = ctx.record(
+        "system",
+        "admin.created",
+        "admin",
+        None,
+        vec!["username", "password"],
+    );
+    audit.pii.client_ip = String::new();
+    store
+        .create_admin("admin", hash, true, audit)
+        .await
+        .context("while creating the first administrator")?;
+    Ok(Some(password))
+}
+
+/// The URL administrators open, for the listen address.
+pub fn portal_url(listen: std::net::SocketAddr, host: &str) -> String {
+    let ip = listen.ip();
+    let h = if ip.is_unspecified() {
+        if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host.to_string()
+        }
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!("https://{h}:{}/", listen.port())
+}
+
+/// True when `path` is an existing data directory with a database.
+pub fn has_database(dir: &Path) -> bool {
+    dir.join(DB_FILE).exists()
+}
