@@ -4,7 +4,9 @@
 //! Environment variables map onto keys by lower-casing and splitting on a
 //! double underscore: `TURRET_LISTEN` sets `listen`, `TURRET_AUTH__TOKEN_TTL_SECS`
 //! sets `auth.token_ttl_secs`. Unknown keys, in the file or the environment,
-//! are reported as warnings, never silently ignored.
+//! are reported as warnings, never silently ignored. Two variables are not
+//! keys: `TURRET_CONFIG` names the file and `TURRET_LOG` is a log filter
+//! that overrides `log.level`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -178,7 +180,9 @@ pub fn load(
         let Some(rest) = name.strip_prefix("TURRET_") else {
             continue;
         };
-        if rest == "CONFIG" {
+        // TURRET_CONFIG names the file; TURRET_LOG is a tracing filter that
+        // overrides log.level (like RUST_LOG).
+        if rest == "CONFIG" || rest == "LOG" {
             continue;
         }
         let path: Vec<String> = rest
@@ -295,6 +299,7 @@ mod tests {
                 ("TURRET_NUMBERS__COUNTRY_CODE", "44"),
                 ("TURRET_BOGUS", "x"),
                 ("HOME", "/root"),
+                ("TURRET_LOG", "debug"),
             ]),
             &Overrides {
                 data_dir: Some("/tmp/x".into()),

@@ -1,9 +1,622 @@
-//! The OpenAPI 3 document served at `/api/openapi.json`. Written by hand
-//! beside the router; a test checks that every documented operation is
-//! routed.
+//! The OpenAPI 3 document served at `/api/openapi.json`, written beside the
+//! router. The test `every_documented_operation_is_routed` checks that each
+//! operation here reaches a handler.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn array(item: Value) -> Value {
+    json!({"type": "array", "items": item})
+}
+
+fn obj(required: &[&str], props: &[(&str, Value)]) -> Value {
+    let mut p = Map::new();
+    for (k, v) in props {
+        p.insert(k.to_string(), v.clone());
+    }
+    json!({"type": "object", "required": required, "properties": p, "additionalProperties": false})
+}
+
+fn s() -> Value {
+    json!({"type": "string"})
+}
+fn b() -> Value {
+    json!({"type": "boolean"})
+}
+fn i() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+fn t() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+fn nullable_s() -> Value {
+    json!({"type": "string", "nullable": true})
+}
+fn secret(what: &str) -> Value {
+    json!({"type": "string", "format": "password", "writeOnly": true, "description": what})
+}
+
+fn schemas() -> Value {
+    let contact = obj(
+        &[
+            "id",
+            "name",
+            "number",
+            "field3",
+            "field4",
+            "created_at",
+            "updated_at",
+        ],
+        &[
+            ("id", i()),
+            ("name", s()),
+            ("number", s()),
+            ("field3", s()),
+            ("field4", s()),
+            ("created_at", t()),
+            ("updated_at", t()),
+        ],
+    );
+    json!({
+        "Error": obj(&["error", "message"], &[
+            ("error", json!({"type": "string", "description": "unauthorized, password_change_required, not_found, invalid, duplicate, invalid_body, too_many_attempts, internal"})),
+            ("message", s()),
+            ("field", json!({"type": "string", "description": "the field that was rejected (422)"})),
+            ("retry_after_secs", i()),
+        ]),
+        "LoginRequest": obj(&["username", "password"], &[("username", s()), ("password", secret("the password"))]),
+        "Token": obj(&["token", "expires_at", "must_change_password"], &[
+            ("token", json!({"type": "string", "description": "send as Authorization: Bearer <token>"})),
+            ("expires_at", t()), ("must_change_password", b())]),
+        "PasswordChange": obj(&["current_password", "new_password"], &[
+            ("current_password", secret("the current password")),
+            ("new_password", secret("at least 12 characters"))]),
+        "Admin": obj(&["id", "username", "enabled", "must_change_password", "created_at", "updated_at"], &[
+            ("id", i()), ("username", s()), ("enabled", b()), ("must_change_password", b()),
+            ("created_at", t()), ("updated_at", t())]),
+        "AdminCreate": obj(&["username", "password"], &[("username", s()),
+            ("password", secret("at least 12 characters")), ("must_change_password", b())]),
+        "AdminPatch": obj(&[], &[("enabled", b())]),
+        "PasswordReset": obj(&["password"], &[("password", secret("at least 12 characters")),
+            ("must_change_password", b())]),
+        "Lockout": obj(&["retry_after_secs"], &[("realm", nullable_s()), ("username", nullable_s()),
+            ("address", nullable_s()), ("retry_after_secs", i())]),
+        "LockoutClear": obj(&[], &[("realm", json!({"type": "string", "enum": ["admin", "profile"]})),
+            ("username", s()), ("address", s())]),
+        "Cleared": obj(&["cleared"], &[("cleared", b())]),
+        "Profile": obj(&["id", "name", "has_contacts_password", "has_call_memory_password",
+            "collect_call_memory", "allow_call_memory_deletion", "call_memory_password_protected",
+            "created_at", "updated_at"], &[
+            ("id", i()), ("name", s()), ("has_contacts_password", b()), ("has_call_memory_password", b()),
+            ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
+            ("call_memory_password_protected", b()), ("created_at", t()), ("updated_at", t())]),
+        "ProfilePage": obj(&["items", "total"], &[("items", array(r("Profile"))), ("total", i())]),
+        "ProfileCreate": obj(&["name", "password"], &[("name", s()),
+            ("password", secret("profile password, at least 4 characters")),
+            ("contacts_password", secret("gates contacts (SPEC rule 3)")),
+            ("call_memory_password", secret("gates call memory (SPEC rule 3)")),
+            ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
+            ("call_memory_password_protected", b())]),
+        "ProfilePatch": obj(&[], &[("name", s()), ("password", secret("new profile password")),
+            ("contacts_password", json!({"type": "string", "format": "password", "writeOnly": true, "nullable": true, "description": "null removes it"})),
+            ("call_memory_password", json!({"type": "string", "format": "password", "writeOnly": true, "nullable": true, "description": "null removes it"})),
+            ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
+            ("call_memory_password_protected", b())]),
+        "Erasure": obj(&["local_contacts", "speed_dials", "call_memory_entries", "line_assignments", "consents", "credentials"], &[
+            ("local_contacts", i()), ("speed_dials", i()), ("call_memory_entries", i()),
+            ("line_assignments", i()), ("consents", i()), ("credentials", s())]),
+        "Deleted": obj(&["erased"], &[("erased", r("Erasure"))]),
+        "Contact": contact,
+        "ContactCreate": obj(&["name", "number"], &[("name", s()), ("number", s()), ("field3", s()), ("field4", s())]),
+        "ContactPatch": obj(&[], &[("name", s()), ("number", s()), ("field3", s()), ("field4", s())]),
+        "ContactPage": obj(&["items"], &[("items", array(r("Contact"))),
+            ("next_cursor", json!({"type": "string", "description": "pass as cursor for the next page"}))]),
+        "SpeedDial": obj(&["id", "kind", "position", "name", "number"], &[("id", i()),
+            ("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})), ("position", i()), ("name", s()), ("number", s())]),
+        "SpeedDialCreate": obj(&["kind", "position", "name", "number"], &[
+            ("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})), ("position", i()), ("name", s()), ("number", s())]),
+        "SpeedDialPatch": obj(&[], &[("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})),
+            ("position", i()), ("name", s()), ("number", s())]),
+        "Line": obj(&["id", "name", "uri", "username", "display_name", "alternate_text", "preferred_identity",
+            "has_password", "registration_state", "created_at", "updated_at"], &[
+            ("id", i()), ("name", s()), ("uri", s()), ("username", s()), ("display_name", s()),
+            ("alternate_text", s()), ("preferred_identity", s()),
+            ("has_password", json!({"type": "boolean", "description": "the password itself is never returned"})),
+            ("registration_state", json!({"type": "string", "description": "unknown until the Multi-Line Controller reports"})),
+            ("created_at", t()), ("updated_at", t())]),
+        "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),
+            ("username", s()), ("password", secret("SIP digest password; stored encrypted, never shown again")),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s())]),
+        "LinePatch": obj(&[], &[("name", s()), ("uri", s()), ("username", s()),
+            ("password", secret("absent keeps the stored password")),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s())]),
+        "LineKey": obj(&["line_id", "position", "name", "display_name", "alternate_text"], &[
+            ("line_id", i()), ("position", i()), ("name", s()), ("display_name", s()), ("alternate_text", s())]),
+        "LineKeyAssign": obj(&["position"], &[("position", i())]),
+        "LineAssignment": obj(&["profile_id", "line_id", "position"], &[("profile_id", i()), ("line_id", i()), ("position", i())]),
+        "Settings": obj(&["global_contacts_changeable", "master_password_enabled", "cti_enabled", "api_enabled",
+            "recorder_forwarding_enabled", "updated_at"], &[
+            ("global_contacts_changeable", b()), ("master_password_enabled", b()), ("cti_enabled", b()),
+            ("api_enabled", b()), ("recorder_forwarding_enabled", b()), ("updated_at", t())]),
+        "SettingsPatch": obj(&[], &[("global_contacts_changeable", b()), ("master_password_enabled", b()),
+            ("master_password", secret("sets and enables the master password; at least 12 characters")),
+            ("cti_enabled", b()), ("api_enabled", b()), ("recorder_forwarding_enabled", b())]),
+        "Consent": obj(&["id", "profile_id", "purpose", "channel", "given_at", "recorded_by", "created_at"], &[
+            ("id", i()), ("profile_id", i()), ("purpose", s()),
+            ("channel", json!({"type": "string", "enum": ["paper", "email", "electronic"]})),
+            ("given_at", t()), ("recorded_by", s()), ("created_at", t())]),
+        "ConsentCreate": obj(&["profile_id", "purpose", "channel"], &[("profile_id", i()), ("purpose", s()),
+            ("channel", json!({"type": "string", "enum": ["paper", "email", "electronic"]})), ("given_at", t())]),
+        "AuditEntry": obj(&["seq", "at", "level", "event_type", "object_type", "changes", "success",
+            "server_host", "actor", "client_ip", "client_host"], &[
+            ("seq", i()), ("at", t()), ("level", json!({"type": "string", "enum": ["info", "warning", "error"]})),
+            ("event_type", s()), ("object_type", s()), ("object_id", nullable_s()),
+            ("changes", json!({"type": "array", "items": {"type": "string"}, "description": "names of changed fields, never values"})),
+            ("success", b()), ("server_host", s()), ("actor", s()), ("client_ip", s()), ("client_host", s())]),
+        "AuditPage": obj(&["items"], &[("items", array(r("AuditEntry"))), ("next_before", i())]),
+        "AuditVerification": obj(&["ok", "verified"], &[("ok", b()), ("verified", i()),
+            ("broken_at", i()), ("reason", s())]),
+    })
+}
+
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    query: &'static [(&'static str, &'static str)],
+    body: Option<&'static str>,
+    status: u16,
+    response: Option<Value>,
+}
+
+fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Op {
+    Op {
+        method,
+        path,
+        summary,
+        tag,
+        query: &[],
+        body: None,
+        status: 200,
+        response: None,
+    }
+}
+
+impl Op {
+    fn body(mut self, schema: &'static str) -> Op {
+        self.body = Some(schema);
+        self
+    }
+    fn ok(mut self, status: u16, response: Option<Value>) -> Op {
+        self.status = status;
+        self.response = response;
+        self
+    }
+    fn query(mut self, q: &'static [(&'static str, &'static str)]) -> Op {
+        self.query = q;
+        self
+    }
+}
+
+/// Every operation of the API.
+fn operations() -> Vec<Op> {
+    use Some as S;
+    vec![
+        op(
+            "post",
+            "/api/v1/auth/login",
+            "auth",
+            "Log in; returns a bearer token",
+        )
+        .body("LoginRequest")
+        .ok(200, S(r("Token"))),
+        op(
+            "post",
+            "/api/v1/auth/logout",
+            "auth",
+            "End this token's session",
+        )
+        .ok(204, None),
+        op(
+            "post",
+            "/api/v1/auth/password",
+            "auth",
+            "Change your own password (required after the one-time password)",
+        )
+        .body("PasswordChange")
+        .ok(200, S(r("Token"))),
+        op(
+            "get",
+            "/api/v1/auth/me",
+            "auth",
+            "The administrator owning the token",
+        )
+        .ok(200, S(r("Admin"))),
+        op("get", "/api/v1/lockouts", "auth", "Login lockouts in force")
+            .ok(200, S(array(r("Lockout")))),
+        op(
+            "post",
+            "/api/v1/lockouts/clear",
+            "auth",
+            "Lift the lockout of a username or address",
+        )
+        .body("LockoutClear")
+        .ok(200, S(r("Cleared"))),
+        op("get", "/api/v1/admins", "admins", "List administrators").ok(200, S(array(r("Admin")))),
+        op(
+            "post",
+            "/api/v1/admins",
+            "admins",
+            "Create an administrator",
+        )
+        .body("AdminCreate")
+        .ok(201, S(r("Admin"))),
+        op(
+            "get",
+            "/api/v1/admins/{id}",
+            "admins",
+            "Get an administrator",
+        )
+        .ok(200, S(r("Admin"))),
+        op(
+            "patch",
+            "/api/v1/admins/{id}",
+            "admins",
+            "Enable or disable an administrator",
+        )
+        .body("AdminPatch")
+        .ok(200, S(r("Admin"))),
+        op(
+            "delete",
+            "/api/v1/admins/{id}",
+            "admins",
+            "Delete an administrator",
+        )
+        .ok(204, None),
+        op(
+            "post",
+            "/api/v1/admins/{id}/password",
+            "admins",
+            "Reset an administrator's password",
+        )
+        .body("PasswordReset")
+        .ok(200, S(r("Admin"))),
+        op("get", "/api/v1/profiles", "profiles", "List profiles")
+            .query(&[
+                ("q", "part of the name"),
+                ("limit", "1-1000, default 100"),
+                ("offset", "default 0"),
+            ])
+            .ok(200, S(r("ProfilePage"))),
+        op("post", "/api/v1/profiles", "profiles", "Create a profile")
+            .body("ProfileCreate")
+            .ok(201, S(r("Profile"))),
+        op("get", "/api/v1/profiles/{id}", "profiles", "Get a profile").ok(200, S(r("Profile"))),
+        op(
+            "patch",
+            "/api/v1/profiles/{id}",
+            "profiles",
+            "Change a profile",
+        )
+        .body("ProfilePatch")
+        .ok(200, S(r("Profile"))),
+        op(
+            "delete",
+            "/api/v1/profiles/{id}",
+            "profiles",
+            "Delete a profile and everything it owns (SPEC rule 8)",
+        )
+        .ok(200, S(r("Deleted"))),
+        op(
+            "get",
+            "/api/v1/profiles/{id}/erasure-preview",
+            "profiles",
+            "What deleting the profile would erase",
+        )
+        .ok(200, S(r("Erasure"))),
+        op(
+            "get",
+            "/api/v1/profiles/{id}/contacts",
+            "profiles",
+            "List a profile's local contacts",
+        )
+        .ok(200, S(array(r("Contact")))),
+        op(
+            "post",
+            "/api/v1/profiles/{id}/contacts",
+            "profiles",
+            "Create a local contact",
+        )
+        .body("ContactCreate")
+        .ok(201, S(r("Contact"))),
+        op(
+            "get",
+            "/api/v1/profiles/{id}/contacts/{contact_id}",
+            "profiles",
+            "Get a local contact",
+        )
+        .ok(200, S(r("Contact"))),
+        op(
+            "patch",
+            "/api/v1/profiles/{id}/contacts/{contact_id}",
+            "profiles",
+            "Change a local contact",
+        )
+        .body("ContactPatch")
+        .ok(200, S(r("Contact"))),
+        op(
+            "delete",
+            "/api/v1/profiles/{id}/contacts/{contact_id}",
+            "profiles",
+            "Delete a local contact",
+        )
+        .ok(204, None),
+        op(
+            "get",
+            "/api/v1/profiles/{id}/speed-dials",
+            "profiles",
+            "List a profile's speed dial keys",
+        )
+        .ok(200, S(array(r("SpeedDial")))),
+        op(
+            "post",
+            "/api/v1/profiles/{id}/speed-dials",
+            "profiles",
+            "Create a speed dial key",
+        )
+        .body("SpeedDialCreate")
+        .ok(201, S(r("SpeedDial"))),
+        op(
+            "get",
+            "/api/v1/profiles/{id}/speed-dials/{key_id}",
+            "profiles",
+            "Get a speed dial key",
+        )
+        .ok(200, S(r("SpeedDial"))),
+        op(
+            "patch",
+            "/api/v1/profiles/{id}/speed-dials/{key_id}",
+            "profiles",
+            "Change a speed dial key",
+        )
+        .body("SpeedDialPatch")
+        .ok(200, S(r("SpeedDial"))),
+        op(
+            "delete",
+            "/api/v1/profiles/{id}/speed-dials/{key_id}",
+            "profiles",
+            "Delete a speed dial key",
+        )
+        .ok(204, None),
+        op(
+            "get",
+            "/api/v1/profiles/{id}/lines",
+            "profiles",
+            "A profile's line keys",
+        )
+        .ok(200, S(array(r("LineKey")))),
+        op(
+            "put",
+            "/api/v1/profiles/{id}/lines/{line_id}",
+            "profiles",
+            "Show a line on the profile at a key position",
+        )
+        .body("LineKeyAssign")
+        .ok(200, S(r("LineAssignment"))),
+        op(
+            "delete",
+            "/api/v1/profiles/{id}/lines/{line_id}",
+            "profiles",
+            "Remove a line key",
+        )
+        .ok(204, None),
+        op(
+            "get",
+            "/api/v1/global-contacts",
+            "global contacts",
+            "Search global contacts by name or number prefix",
+        )
+        .query(&[
+            (
+                "q",
+                "name prefix, or number prefix when it looks like a number",
+            ),
+            ("name", "name prefix"),
+            ("number", "number prefix in any written form"),
+            ("limit", "1-500, default 50"),
+            ("cursor", "next_cursor of the previous page"),
+        ])
+        .ok(200, S(r("ContactPage"))),
+        op(
+            "post",
+            "/api/v1/global-contacts",
+            "global contacts",
+            "Create a global contact",
+        )
+        .body("ContactCreate")
+        .ok(201, S(r("Contact"))),
+        op(
+            "get",
+            "/api/v1/global-contacts/{id}",
+            "global contacts",
+            "Get a global contact",
+        )
+        .ok(200, S(r("Contact"))),
+        op(
+            "patch",
+            "/api/v1/global-contacts/{id}",
+            "global contacts",
+            "Change a global contact",
+        )
+        .body("ContactPatch")
+        .ok(200, S(r("Contact"))),
+        op(
+            "delete",
+            "/api/v1/global-contacts/{id}",
+            "global contacts",
+            "Delete a global contact",
+        )
+        .ok(204, None),
+        op(
+            "get",
+            "/api/v1/lines",
+            "lines",
+            "List lines (never their passwords)",
+        )
+        .ok(200, S(array(r("Line")))),
+        op("post", "/api/v1/lines", "lines", "Create a line")
+            .body("LineCreate")
+            .ok(201, S(r("Line"))),
+        op("get", "/api/v1/lines/{id}", "lines", "Get a line").ok(200, S(r("Line"))),
+        op("patch", "/api/v1/lines/{id}", "lines", "Change a line")
+            .body("LinePatch")
+            .ok(200, S(r("Line"))),
+        op("delete", "/api/v1/lines/{id}", "lines", "Delete a line").ok(204, None),
+        op("get", "/api/v1/settings", "settings", "System settings").ok(200, S(r("Settings"))),
+        op(
+            "patch",
+            "/api/v1/settings",
+            "settings",
+            "Change system settings (master password changes are audited apart)",
+        )
+        .body("SettingsPatch")
+        .ok(200, S(r("Settings"))),
+        op(
+            "get",
+            "/api/v1/consents",
+            "consents",
+            "List consent records",
+        )
+        .query(&[("profile_id", "only this profile's")])
+        .ok(200, S(array(r("Consent")))),
+        op("post", "/api/v1/consents", "consents", "Record a consent")
+            .body("ConsentCreate")
+            .ok(201, S(r("Consent"))),
+        op(
+            "get",
+            "/api/v1/consents/{id}",
+            "consents",
+            "Get a consent record",
+        )
+        .ok(200, S(r("Consent"))),
+        op(
+            "post",
+            "/api/v1/consents/{id}/withdraw",
+            "consents",
+            "Withdraw a consent: erases the profile (SPEC rule 8)",
+        )
+        .ok(200, S(r("Deleted"))),
+        op(
+            "get",
+            "/api/v1/audit",
+            "audit",
+            "Audit entries, newest first",
+        )
+        .query(&[
+            ("actor", "user account"),
+            ("event_type", "e.g. profile.created"),
+            ("object_type", "e.g. profile"),
+            ("object_id", "object id"),
+            ("from", "RFC 3339, inclusive"),
+            ("to", "RFC 3339, exclusive"),
+            ("before", "sequence number: entries below it"),
+            ("limit", "1-1000, default 100"),
+        ])
+        .ok(200, S(r("AuditPage"))),
+        op(
+            "get",
+            "/api/v1/audit/verify",
+            "audit",
+            "Verify the audit hash chain",
+        )
+        .ok(200, S(r("AuditVerification"))),
+    ]
+}
+
+/// The methods and paths of every documented operation (for tests).
+pub fn documented_operations() -> Vec<(&'static str, &'static str)> {
+    operations().iter().map(|o| (o.method, o.path)).collect()
+}
 
 pub fn document() -> Value {
-    json!({"openapi": "3.0.3", "info": {"title": "OpenTurret admin API", "version": "1"}, "paths": {}})
+    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": r("Error")}}});
+    let mut paths = Map::new();
+    for o in operations() {
+        let mut params: Vec<Value> = o
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": i()}))
+            .collect();
+        params.extend(o.query.iter().map(|(name, d)| {
+            json!({"name": name, "in": "query", "required": false, "description": d, "schema": s()})
+        }));
+        let mut responses = Map::new();
+        let ok = match &o.response {
+            Some(schema) => {
+                json!({"description": "success", "content": {"application/json": {"schema": schema}}})
+            }
+            None => json!({"description": "success, no content"}),
+        };
+        responses.insert(o.status.to_string(), ok);
+        if o.path != "/api/v1/auth/login" {
+            responses.insert("401".into(), err("missing, unknown or expired token"));
+            responses.insert(
+                "403".into(),
+                err("the one-time password must be changed first"),
+            );
+        } else {
+            responses.insert("401".into(), err("wrong username or password"));
+            responses.insert("429".into(), err("too many failed logins; see Retry-After"));
+        }
+        if o.path.contains('{') {
+            responses.insert("404".into(), err("no such object"));
+        }
+        if o.body.is_some() || !o.query.is_empty() {
+            responses.insert("422".into(), err("invalid input; `field` names the field"));
+        }
+        let mut operation = json!({
+            "summary": o.summary,
+            "tags": [o.tag],
+            "operationId": format!("{}{}", o.method, o.path.replace(['/', '{', '}', '-'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if o.path != "/api/v1/auth/login" {
+            operation["security"] = json!([{"bearer": []}]);
+        } else {
+            operation["security"] = json!([]);
+        }
+        if let Some(body) = o.body {
+            operation["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": r(body)}}});
+        }
+        let entry = paths.entry(o.path.to_string()).or_insert_with(|| json!({}));
+        entry[o.method] = operation;
+    }
+    paths.insert(
+        "/healthz".into(),
+        json!({"get": {"summary": "Health check: 200 while the database answers", "tags": ["health"], "security": [],
+            "operationId": "get_healthz", "responses": {"200": {"description": "healthy"}, "503": {"description": "database unavailable"}}}}),
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "OpenTurret System Manager admin API",
+            "version": "1",
+            "description": "Administration of profiles, contacts, speed dial keys, lines, settings, consents and the audit log. \
+                Every change is audited; secrets are write-only; call memory is never readable here (SPEC rule 6).",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    })
 }

@@ -1,0 +1,899 @@
+//! The admin REST API, driven over HTTPS against the real `turret serve`.
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn id(v: &Value) -> i64 {
+    v["id"].as_i64().unwrap_or_else(|| panic!("no id in {v}"))
+}
+
+#[tokio::test]
+async fn first_start_prints_a_one_time_password_that_must_be_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let otp = server
+        .one_time_password()
+        .expect("one-time password printed");
+    assert!(otp.len() >= 16);
+    let mut api = server.client();
+    let v = api.login("admin", &otp).await;
+    assert_eq!(v["must_change_password"], true);
+    let (s, v) = api.get("/api/v1/profiles").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"], "password_change_required");
+
+    let (s, v) = api
+        .post(
+            "/api/v1/auth/password",
+            json!({"current_password": otp, "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "new_password");
+    let (s, v) = api
+        .post(
+            "/api/v1/auth/password",
+            json!({"current_password": otp, "new_password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["must_change_password"], false);
+    let (s, _) = api.get("/api/v1/profiles").await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the old session ended with the change"
+    );
+    api.token = Some(v["token"].as_str().unwrap().into());
+    let (s, _) = api.get("/api/v1/profiles").await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The one-time password is printed once: a restart prints none.
+    server.stop();
+    let again = Server::start(dir.path(), &[]).await;
+    assert_eq!(again.one_time_password(), None);
+    let mut api = again.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+}
+
+/// Creates one of everything; returns the ids.
+async fn populate(api: &Api) -> Value {
+    let (s, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Ann Trader", "password": "profile-pw-1111",
+                   "contacts_password": "contacts-pw-2222", "call_memory_password": "callmem-pw-3333",
+                   "collect_call_memory": true, "call_memory_password_protected": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let pid = id(&p);
+    for (name, number) in [
+        ("Bob Broker", "+44 20 7946 0001"),
+        ("Cat Clerk", "020 7946 0002"),
+    ] {
+        let (s, v) = api
+            .post(
+                &format!("/api/v1/profiles/{pid}/contacts"),
+                json!({"name": name, "number": number, "field3": "desk"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    for (kind, pos) in [("DKA", 1), ("DKM", 1), ("DKM", 2)] {
+        let (s, v) = api
+            .post(
+                &format!("/api/v1/profiles/{pid}/speed-dials"),
+                json!({"kind": kind, "position": pos, "name": format!("{kind} {pos}"), "number": "2001"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, l) = api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Line 1", "uri": "sip:1001@pbx.example.com", "username": "1001",
+                   "password": "line-secret-4444", "display_name": "FX Desk", "alternate_text": "FX",
+                   "preferred_identity": "+44 20 7946 1000"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{l}");
+    let lid = id(&l);
+    let (s, v) = api
+        .put(
+            &format!("/api/v1/profiles/{pid}/lines/{lid}"),
+            json!({"position": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, g) = api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Zed Global", "number": "+1 212 555 0100"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let (s, c) = api
+        .post(
+            "/api/v1/consents",
+            json!({"profile_id": pid, "purpose": "call memory", "channel": "paper", "given_at": "2026-01-02T03:04:05Z"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (s, v) = api
+        .patch(
+            "/api/v1/settings",
+            json!({"global_contacts_changeable": true, "cti_enabled": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    json!({"profile": pid, "line": lid, "global": id(&g), "consent": id(&c)})
+}
+
+/// Reads everything back as one JSON value (without volatile timestamps of
+/// settings).
+async fn snapshot(api: &Api, ids: &Value) -> Value {
+    let pid = ids["profile"].as_i64().unwrap();
+    let mut out = json!({});
+    for (k, path) in [
+        ("profile", format!("/api/v1/profiles/{pid}")),
+        ("contacts", format!("/api/v1/profiles/{pid}/contacts")),
+        ("keys", format!("/api/v1/profiles/{pid}/speed-dials")),
+        ("line_keys", format!("/api/v1/profiles/{pid}/lines")),
+        ("lines", "/api/v1/lines".to_string()),
+        ("globals", "/api/v1/global-contacts".to_string()),
+        ("consents", "/api/v1/consents".to_string()),
+        ("settings", "/api/v1/settings".to_string()),
+        ("admins", "/api/v1/admins".to_string()),
+    ] {
+        let (s, v) = api.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        out[k] = v;
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_resource_can_be_created_read_updated_deleted_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let ids = populate(&api).await;
+    let pid = ids["profile"].as_i64().unwrap();
+
+    let snap = snapshot(&api, &ids).await;
+    assert_eq!(snap["profile"]["name"], "Ann Trader");
+    assert_eq!(snap["profile"]["has_contacts_password"], true);
+    assert_eq!(snap["contacts"].as_array().unwrap().len(), 2);
+    assert_eq!(snap["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(snap["line_keys"][0]["position"], 3);
+    assert_eq!(snap["line_keys"][0]["display_name"], "FX Desk");
+    assert_eq!(snap["settings"]["global_contacts_changeable"], true);
+    assert_eq!(
+        snap["settings"]["api_enabled"], false,
+        "off until switched on"
+    );
+    assert_eq!(snap["lines"][0]["registration_state"], "unknown");
+
+    // Update.
+    let (s, v) = api
+        .patch(
+            &format!("/api/v1/profiles/{pid}"),
+            json!({"name": "Ann T.", "allow_call_memory_deletion": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["name"], "Ann T.");
+    let cid = snap["contacts"][0]["id"].as_i64().unwrap();
+    let (s, v) = api
+        .patch(
+            &format!("/api/v1/profiles/{pid}/contacts/{cid}"),
+            json!({"field4": "note"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["field4"].clone(), v["name"].clone()),
+        (
+            StatusCode::OK,
+            json!("note"),
+            snap["contacts"][0]["name"].clone()
+        )
+    );
+    let kid = snap["keys"][0]["id"].as_i64().unwrap();
+    let (s, v) = api
+        .patch(
+            &format!("/api/v1/profiles/{pid}/speed-dials/{kid}"),
+            json!({"position": 9}),
+        )
+        .await;
+    assert_eq!((s, v["position"].clone()), (StatusCode::OK, json!(9)));
+    let lid = ids["line"].as_i64().unwrap();
+    let (s, v) = api
+        .patch(
+            &format!("/api/v1/lines/{lid}"),
+            json!({"display_name": "Rates Desk"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["display_name"].clone(), v["has_password"].clone()),
+        (StatusCode::OK, json!("Rates Desk"), json!(true))
+    );
+    let gid = ids["global"].as_i64().unwrap();
+    let (s, v) = api
+        .patch(
+            &format!("/api/v1/global-contacts/{gid}"),
+            json!({"number": "+1 212 555 0199"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["number"].clone()),
+        (StatusCode::OK, json!("+1 212 555 0199"))
+    );
+
+    // Search global contacts by name and by number, in any written form.
+    for q in ["name=zed", "number=%2B1%20212", "q=0012125550", "q=Ze"] {
+        let (s, v) = api.get(&format!("/api/v1/global-contacts?{q}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["items"].as_array().unwrap().len(), 1, "{q}: {v}");
+    }
+    let (_, v) = api.get("/api/v1/global-contacts?name=nobody").await;
+    assert!(v["items"].as_array().unwrap().is_empty());
+    let (_, v) = api.get("/api/v1/profiles?q=ann").await;
+    assert_eq!(v["total"], 1);
+
+    // Delete one of each kind of child.
+    let cid2 = snap["contacts"][1]["id"].as_i64().unwrap();
+    assert_eq!(
+        api.delete(&format!("/api/v1/profiles/{pid}/contacts/{cid2}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/profiles/{pid}/speed-dials/{kid}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/global-contacts/{gid}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/global-contacts/{gid}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let before = snapshot(&api, &ids).await;
+    server.stop();
+    let server = Server::start(dir.path(), &[]).await;
+    let mut api = server.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+    let after = snapshot(&api, &ids).await;
+    assert_eq!(before, after, "a restart keeps everything");
+
+    // Unassign the line key, delete the line, delete the profile.
+    assert_eq!(
+        api.delete(&format!("/api/v1/profiles/{pid}/lines/{lid}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/lines/{lid}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (s, v) = api
+        .get(&format!("/api/v1/profiles/{pid}/erasure-preview"))
+        .await;
+    assert_eq!(
+        (s, v["local_contacts"].clone(), v["speed_dials"].clone()),
+        (StatusCode::OK, json!(1), json!(2))
+    );
+    let (s, v) = api.delete(&format!("/api/v1/profiles/{pid}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["erased"]["consents"], 1);
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/contacts")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn withdrawing_consent_erases_the_profile_rule_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    let ids = populate(&api).await;
+    let (pid, consent) = (
+        ids["profile"].as_i64().unwrap(),
+        ids["consent"].as_i64().unwrap(),
+    );
+    let (s, v) = api
+        .post(&format!("/api/v1/consents/{consent}/withdraw"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["erased"]["local_contacts"], 2);
+    assert_eq!(v["erased"]["speed_dials"], 3);
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/consents/{consent}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, audit) = api.get("/api/v1/audit?event_type=consent.withdrawn").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_answers_422_naming_the_field_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    let ids = populate(&api).await;
+    let pid = ids["profile"].as_i64().unwrap();
+    let lid = ids["line"].as_i64().unwrap();
+    let before = snapshot(&api, &ids).await;
+    let (_, audit_before) = api.get("/api/v1/audit?limit=1").await;
+
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/profiles".into(),
+            json!({"name": "", "password": "pppp"}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/v1/profiles".into(),
+            json!({"name": "X", "password": "p"}),
+            "password",
+        ),
+        (
+            Method::POST,
+            "/api/v1/profiles".into(),
+            json!({"name": "Ann Trader", "password": "pppp"}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/v1/profiles".into(),
+            json!({"name": "Y", "password": "pppp", "call_memory_password_protected": true}),
+            "call_memory_password",
+        ),
+        (
+            Method::POST,
+            "/api/v1/profiles".into(),
+            json!({"name": "Y", "password": "pppp", "colour": "red"}),
+            "",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/profiles/{pid}"),
+            json!({"collect_call_memory": "yes"}),
+            "collect_call_memory",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/profiles/{pid}/contacts"),
+            json!({"name": "Q", "number": "call me"}),
+            "number",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/profiles/{pid}/speed-dials"),
+            json!({"kind": "DKX", "position": 5, "name": "a", "number": "1"}),
+            "kind",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/profiles/{pid}/speed-dials"),
+            json!({"kind": "DKM", "position": 1, "name": "dup", "number": "1"}),
+            "position",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/lines/{lid}"),
+            json!({"uri": "http://nope"}),
+            "uri",
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/profiles/{pid}/lines/{lid}"),
+            json!({"position": 0}),
+            "position",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/settings".into(),
+            json!({"master_password_enabled": true}),
+            "master_password",
+        ),
+        (
+            Method::POST,
+            "/api/v1/consents".into(),
+            json!({"profile_id": pid, "purpose": "x", "channel": "pigeon"}),
+            "channel",
+        ),
+        (
+            Method::POST,
+            "/api/v1/consents".into(),
+            json!({"profile_id": pid, "purpose": "x", "channel": "paper", "given_at": "yesterday"}),
+            "given_at",
+        ),
+        (
+            Method::GET,
+            "/api/v1/global-contacts?limit=0".into(),
+            Value::Null,
+            "limit",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let body = (!body.is_null()).then_some(body);
+        let (s, v) = api.call(method.clone(), &path, body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method} {path}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["field"], field, "{method} {path}: {v}");
+        }
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        let text = v.to_string().to_lowercase();
+        for leak in [
+            "sqlite",
+            "select",
+            "insert",
+            "/tmp",
+            "panicked",
+            "constraint",
+        ] {
+            assert!(!text.contains(leak), "{path} leaks {leak}: {v}");
+        }
+    }
+    assert_eq!(before, snapshot(&api, &ids).await, "nothing changed");
+    let (_, audit_after) = api.get("/api/v1/audit?limit=1").await;
+    assert_eq!(
+        audit_before["items"][0]["seq"], audit_after["items"][0]["seq"],
+        "no change was audited"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_answer_404_without_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    for path in [
+        "/api/v1/profiles/999",
+        "/api/v1/profiles/abc",
+        "/api/v1/lines/999",
+        "/api/v1/profiles/999/contacts/1",
+        "/api/v1/admins/999",
+        "/api/v1/consents/5",
+        "/api/v1/global-contacts/77",
+        "/api/v1/nothing-here",
+    ] {
+        let (s, v) = api.get(path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(v["error"], "not_found", "{path}: {v}");
+    }
+    let (s, _) = api
+        .patch("/api/v1/profiles/999", json!({"name": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.delete("/api/v1/profiles/999/speed-dials/4").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn requests_without_a_token_or_with_an_expired_one_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut api) =
+        fresh_with_env(dir.path(), &[("TURRET_AUTH__TOKEN_TTL_SECS", "2")]).await;
+    let anon = Api {
+        token: None,
+        ..api.clone()
+    };
+    for path in [
+        "/api/v1/profiles",
+        "/api/v1/audit",
+        "/api/v1/settings",
+        "/api/v1/lines",
+    ] {
+        let (s, _, v) = anon.call_full(Method::GET, path, None, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {v}");
+    }
+    let forged = Api {
+        token: Some("0".repeat(64)),
+        ..api.clone()
+    };
+    assert_eq!(
+        forged.get("/api/v1/profiles").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    api.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(api.get("/api/v1/profiles").await.0, StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, h, _) = api
+            .call_full(Method::GET, "/api/v1/profiles", None, &[])
+            .await;
+        if s == StatusCode::UNAUTHORIZED {
+            assert_eq!(h["www-authenticate"], "Bearer");
+            break;
+        }
+        assert_eq!(s, StatusCode::OK);
+        assert!(std::time::Instant::now() < deadline, "token never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Logout ends a session at once.
+    api.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(
+        api.post("/api/v1/auth/logout", json!({})).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get("/api/v1/profiles").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn lines_never_show_their_password_and_audit_names_fields_not_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    let ids = populate(&api).await;
+    let lid = ids["line"].as_i64().unwrap();
+    let (s, v) = api
+        .patch(
+            &format!("/api/v1/lines/{lid}"),
+            json!({"password": "line-secret-5555"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for path in ["/api/v1/lines".to_string(), format!("/api/v1/lines/{lid}")] {
+        let (_, v) = api.get(&path).await;
+        let text = v.to_string();
+        assert!(
+            !text.contains("line-secret"),
+            "{path} shows a password: {text}"
+        );
+        assert!(!text.contains("\"password\""), "{path}: {text}");
+    }
+    assert_eq!(v["has_password"], true);
+    let (_, audit) = api.get("/api/v1/audit?limit=1000").await;
+    let text = audit.to_string();
+    for secret in [
+        "line-secret",
+        "profile-pw",
+        "contacts-pw",
+        "callmem-pw",
+        ADMIN_PASSWORD,
+        "Ann Trader",
+        "Bob Broker",
+        "7946",
+    ] {
+        assert!(!text.contains(secret), "audit holds {secret}");
+    }
+    let line_update = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == "line.updated")
+        .unwrap();
+    assert_eq!(line_update["changes"], json!(["password"]));
+    assert_eq!(line_update["actor"], "admin");
+    assert_eq!(line_update["client_ip"], "127.0.0.1");
+    assert!(
+        !line_update["server_host"].as_str().unwrap().is_empty()
+            || openturret_server::host_name().is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_database_and_its_wal_hold_no_clear_text_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    populate(&api).await;
+    let (s, _) = api
+        .patch(
+            "/api/v1/settings",
+            json!({"master_password": "master-pw-6666-xyz"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let secrets = [
+        "profile-pw-1111",
+        "contacts-pw-2222",
+        "callmem-pw-3333",
+        "line-secret-4444",
+        "master-pw-6666-xyz",
+        ADMIN_PASSWORD,
+    ];
+    let scan = |when: &str| {
+        let mut files = 0;
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let path = f.unwrap().path();
+            if path.is_file() {
+                files += 1;
+                let bytes = std::fs::read(&path).unwrap();
+                for s in secrets {
+                    assert!(
+                        !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                        "{when}: {} holds {s}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        files
+    };
+    assert!(
+        std::fs::metadata(dir.path().join("turret.db-wal")).is_ok_and(|m| m.len() > 0),
+        "the WAL is in use"
+    );
+    assert!(scan("while running") >= 3);
+    server.stop();
+    scan("after stop");
+    // The data really is there: hashes of the right kind.
+    let hashes = sqlite3(
+        &dir.path().join("turret.db"),
+        "SELECT password_hash FROM profiles UNION ALL SELECT password_hash FROM admins",
+    );
+    assert!(
+        hashes
+            .lines()
+            .all(|h| h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$")),
+        "{hashes}"
+    );
+    let journal = sqlite3(
+        &dir.path().join("turret.db"),
+        "PRAGMA journal_mode; PRAGMA secure_delete;",
+    );
+    assert!(journal.starts_with("wal"), "{journal}");
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_throttled_audited_and_spare_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, admin) = fresh(dir.path()).await;
+    let (s, _) = admin
+        .post("/api/v1/admins", json!({"username": "bob", "password": "bob-password-0001", "must_change_password": false}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let anon = Api {
+        token: None,
+        ..admin.clone()
+    };
+    for _ in 0..5 {
+        let (s, _) = anon
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "bob", "password": "guess"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, h, v) = anon
+        .call_full(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"username": "bob", "password": "bob-password-0001"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 300);
+    assert!(
+        v["message"].as_str().unwrap().contains("try again in"),
+        "{v}"
+    );
+
+    // Another user from the same address is not affected.
+    let mut other = anon.clone();
+    other.login("admin", ADMIN_PASSWORD).await;
+
+    let (_, audit) = admin.get("/api/v1/audit?actor=bob").await;
+    let events: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "auth.login_failed").count(),
+        5,
+        "{events:?}"
+    );
+    assert!(events.contains(&"auth.account_locked"), "{events:?}");
+    assert!(events.contains(&"auth.login_throttled"), "{events:?}");
+
+    let (_, locks) = admin.get("/api/v1/lockouts").await;
+    assert_eq!(locks[0]["username"], "bob");
+    let (s, v) = admin
+        .post("/api/v1/lockouts/clear", json!({"username": "bob"}))
+        .await;
+    assert_eq!((s, v["cleared"].clone()), (StatusCode::OK, json!(true)));
+    let mut bob = anon.clone();
+    bob.login("bob", "bob-password-0001").await;
+}
+
+#[tokio::test]
+async fn master_password_changes_are_audited_under_their_own_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    let (s, v) = api
+        .patch(
+            "/api/v1/settings",
+            json!({"master_password_enabled": true, "master_password": "master-pw-0001-ab"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["master_password_enabled"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{v}"
+    );
+    let (s, v) = api
+        .patch(
+            "/api/v1/settings",
+            json!({"master_password_enabled": false}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["master_password_enabled"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    let (_, a) = api.get("/api/v1/audit?object_type=settings").await;
+    let events: Vec<&str> = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        vec!["master_password.disabled", "master_password.enabled"]
+    );
+}
+
+#[tokio::test]
+async fn admins_can_be_disabled_reset_and_never_all_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, admin) = fresh(dir.path()).await;
+    let me = admin.get("/api/v1/auth/me").await.1;
+    let (_, bob) = admin
+        .post(
+            "/api/v1/admins",
+            json!({"username": "bob", "password": "bob-password-0001"}),
+        )
+        .await;
+    let bid = id(&bob);
+    assert_eq!(
+        bob["must_change_password"], true,
+        "a new admin chooses their own password"
+    );
+    let mut bob_api = Api {
+        token: None,
+        ..admin.clone()
+    };
+    bob_api.login("bob", "bob-password-0001").await;
+    let (s, v) = admin
+        .patch(&format!("/api/v1/admins/{bid}"), json!({"enabled": false}))
+        .await;
+    assert_eq!((s, v["enabled"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(
+        bob_api.get("/api/v1/auth/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "disabling ends sessions"
+    );
+    let (s, _) = Api {
+        token: None,
+        ..admin.clone()
+    }
+    .post(
+        "/api/v1/auth/login",
+        json!({"username": "bob", "password": "bob-password-0001"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = admin
+        .patch(
+            &format!("/api/v1/admins/{}", id(&me)),
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("enabled"))
+    );
+    let (s, _) = admin
+        .patch(&format!("/api/v1/admins/{bid}"), json!({"enabled": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = admin
+        .post(
+            &format!("/api/v1/admins/{bid}/password"),
+            json!({"password": "bob-password-0002"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["must_change_password"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    bob_api.login("bob", "bob-password-0002").await;
+    assert_eq!(
+        admin.delete(&format!("/api/v1/admins/{bid}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_no_route_reads_call_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    let anon = Api {
+        token: None,
+        ..api.clone()
+    };
+    let (s, doc) = anon.get("/api/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 25);
+    let mut ops: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), p.clone()))
+        })
+        .collect();
+    // Log out last: it ends the session the others use.
+    ops.sort_by_key(|(_, p)| p.ends_with("/logout"));
+    for (method, path) in ops {
+        assert!(
+            !path.contains("call-memory") && !path.contains("call_memory"),
+            "{path} would expose call memory"
+        );
+        let concrete = path
+            .replace("{id}", "999999")
+            .replace("{contact_id}", "1")
+            .replace("{key_id}", "1")
+            .replace("{line_id}", "1");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (s, v) = api.call(m, &concrete, Some(json!({}))).await;
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(
+            v["message"], "resource not found",
+            "{method} {path} is not routed"
+        );
+    }
+    for path in ["/api/v1/profiles/1/call-memory", "/api/v1/call-memory"] {
+        assert_eq!(api.get(path).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn health_answers_and_responses_carry_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let api = server.client();
+    let (s, h, v) = api.call_full(Method::GET, "/healthz", None, &[]).await;
+    assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("ok")));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(
+        h["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    assert_eq!(h["cache-control"], "no-store");
+}

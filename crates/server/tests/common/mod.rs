@@ -1,0 +1,300 @@
+//! Test harness: starts the real `turret` binary on 127.0.0.1:0 with a
+//! temporary data directory, waits for `/healthz` (polling, never sleeping
+//! blindly), and talks to it over HTTPS trusting only the certificate the
+//! server generated.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_turret");
+
+/// A running `turret serve`, stopped on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    out: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` with extra environment variables.
+    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("TURRET_CONFIG")
+            .env("TURRET_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("turret binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Some(u) = out.lock().unwrap().iter().find_map(|l| {
+                l.trim()
+                    .strip_prefix("portal:")
+                    .map(|u| u.trim().trim_end_matches('/').to_string())
+            }) {
+                break u;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("turret serve exited early with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "turret serve printed no portal URL"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let cert = std::fs::read(data_dir.join("tls/cert.pem")).expect("certificate generated");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let server = Server {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            out,
+            client,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.url))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server never became healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the server printed on standard output so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// The one-time password printed on first start.
+    pub fn one_time_password(&self) -> Option<String> {
+        self.stdout().iter().find_map(|l| {
+            l.trim()
+                .strip_prefix("one-time password:")
+                .map(|p| p.trim().to_string())
+        })
+    }
+
+    pub fn client(&self) -> Api {
+        Api {
+            base: self.url.clone(),
+            client: self.client.clone(),
+            token: None,
+        }
+    }
+
+    /// Stops the server (SIGTERM) and waits for it to exit.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A JSON client with an optional bearer token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (s, _, v) = self.call_full(method, path, body, &[]).await;
+        (s, v)
+    }
+
+    pub async fn call_full(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request reaches the server");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path}: body is not JSON: {text}"))
+        };
+        (status, headers, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Logs in; panics unless it succeeds.
+    pub async fn login(&mut self, username: &str, password: &str) -> Value {
+        let (s, v) = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "login as {username}: {v}");
+        self.token = Some(v["token"].as_str().unwrap().to_string());
+        v
+    }
+}
+
+/// The password the tests give the first administrator.
+pub const ADMIN_PASSWORD: &str = "admin-password-0001";
+
+/// Starts a fresh server and returns it with a client logged in as `admin`
+/// whose one-time password was already changed.
+pub async fn fresh(dir: &Path) -> (Server, Api) {
+    fresh_with_env(dir, &[]).await
+}
+
+pub async fn fresh_with_env(dir: &Path, env: &[(&str, &str)]) -> (Server, Api) {
+    let server = Server::start(dir, env).await;
+    let otp = server
+        .one_time_password()
+        .expect("first start prints a one-time password");
+    let mut api = server.client();
+    api.login("admin", &otp).await;
+    let (s, v) = api
+        .post(
+            "/api/v1/auth/password",
+            json!({"current_password": otp, "new_password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    api.token = Some(v["token"].as_str().unwrap().to_string());
+    (server, api)
+}
+
+/// Runs `turret` with `args` on `data_dir`, feeding `stdin`; returns the
+/// exit code and standard output.
+pub fn turret(data_dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("TURRET_CONFIG")
+        .env("TURRET_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("turret runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the `sqlite3` tool on a database. Fails loudly when it is missing:
+/// the README's test command installs it.
+pub fn sqlite3(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect(
+        "the sqlite3 tool is required (scripts/test.sh installs it: apt-get install sqlite3)",
+    );
+    assert!(
+        out.status.success(),
+        "sqlite3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
