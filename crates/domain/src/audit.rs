@@ -186,10 +186,10 @@ impl<'k> ChainVerifier<'k> {
         if e.prev_mac != self.prev_mac {
             return Err(brk(e.seq, "does not link to the previous entry"));
         }
-        if let Some(salt) = &e.pii_salt {
-            if pii_commitment(salt, &e.record.pii) != e.pii_commit {
-                return Err(brk(e.seq, "personal fields were altered"));
-            }
+        if let Some(salt) = &e.pii_salt
+            && pii_commitment(salt, &e.record.pii) != e.pii_commit
+        {
+            return Err(brk(e.seq, "personal fields were altered"));
         }
         if entry_mac(self.key, e.seq, &e.prev_mac, &e.record, &e.pii_commit) != e.mac {
             return Err(brk(e.seq, "content was altered"));

@@ -89,10 +89,9 @@ impl Server {
                 .get(format!("{}/healthz", self.url))
                 .send()
                 .await
+                && r.status() == StatusCode::OK
             {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
+                return;
             }
             assert!(Instant::now() < deadline, "server never became healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -179,10 +179,10 @@ impl SqliteStore {
 
     fn write_head(&self, (seq, mac): (i64, [u8; 32])) -> Result<()> {
         let _g = self.head_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((old, _)) = self.read_head()? {
-            if old >= seq {
-                return Ok(());
-            }
+        if let Some((old, _)) = self.read_head()?
+            && old >= seq
+        {
+            return Ok(());
         }
         let tmp = self.head_path.with_extension("audit-head.tmp");
         let mut f = OpenOptions::new()
@@ -236,20 +236,20 @@ struct Tx {
 /// Maps a database error, turning unique-key clashes into
 /// [`StoreError::Conflict`] naming the column.
 fn db(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(d) = &e {
-        if d.is_unique_violation() {
-            // "UNIQUE constraint failed: speed_dials.profile_id, speed_dials.position"
-            let field = d
-                .message()
-                .rsplit(['.', ' '])
-                .next()
-                .unwrap_or("value")
-                .to_string();
-            return StoreError::Conflict {
-                field,
-                reason: "is already in use".into(),
-            };
-        }
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        // "UNIQUE constraint failed: speed_dials.profile_id, speed_dials.position"
+        let field = d
+            .message()
+            .rsplit(['.', ' '])
+            .next()
+            .unwrap_or("value")
+            .to_string();
+        return StoreError::Conflict {
+            field,
+            reason: "is already in use".into(),
+        };
     }
     StoreError::backend(e)
 }
@@ -272,7 +272,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
