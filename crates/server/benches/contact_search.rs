@@ -9,16 +9,19 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use openturret_domain::Timestamp;
 use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
 use openturret_domain::model::ContactFields;
-use openturret_domain::Timestamp;
 use openturret_server::config::Config;
 use openturret_server::{App, serve, startup};
 use openturret_store::ContactStore;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-const SYLLABLES: [&str; 16] = ["ka", "ri", "mo", "tan", "le", "su", "vor", "en", "bi", "sha", "ol", "pe", "dra", "ni", "gu", "ast"];
+const SYLLABLES: [&str; 16] = [
+    "ka", "ri", "mo", "tan", "le", "su", "vor", "en", "bi", "sha", "ol", "pe", "dra", "ni", "gu",
+    "ast",
+];
 
 /// A small deterministic generator (xorshift64*), so every run searches
 /// the same data.
@@ -31,7 +34,9 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn word(&mut self, n: usize) -> String {
-        let mut w: String = (0..n).map(|_| SYLLABLES[(self.next() % 16) as usize]).collect();
+        let mut w: String = (0..n)
+            .map(|_| SYLLABLES[(self.next() % 16) as usize])
+            .collect();
         w[..1].make_ascii_uppercase();
         w
     }
@@ -55,16 +60,28 @@ fn audit() -> AuditRecord {
         changes: vec![],
         success: true,
         server_host: "bench".into(),
-        pii: AuditPii { actor: "bench".into(), ..Default::default() },
+        pii: AuditPii {
+            actor: "bench".into(),
+            ..Default::default()
+        },
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let contacts: usize = std::env::var("BENCH_CONTACTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let queries: usize = std::env::var("BENCH_QUERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let contacts: usize = std::env::var("BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let queries: usize = std::env::var("BENCH_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
     let prepared = startup::prepare(&config, "bench").await.unwrap();
 
     let t = Instant::now();
@@ -75,22 +92,39 @@ async fn main() {
         let number = format!("+44 20 7{:03} {:04}", rng.next() % 1000, i % 10_000);
         batch.push(ContactFields::new(&name, &number, "", "").unwrap());
         if batch.len() == 100_000 || i + 1 == contacts {
-            prepared.store.insert_global_contacts(std::mem::take(&mut batch), audit()).await.unwrap();
+            prepared
+                .store
+                .insert_global_contacts(std::mem::take(&mut batch), audit())
+                .await
+                .unwrap();
         }
     }
-    eprintln!("seeded {contacts} global contacts in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {contacts} global contacts in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = App::new(prepared.store.clone(), config.clone(), "bench".into());
-    tokio::spawn(serve(app, listener, prepared.tls.clone(), std::future::pending()));
+    tokio::spawn(serve(
+        app,
+        listener,
+        prepared.tls.clone(),
+        std::future::pending(),
+    ));
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
         .build()
         .unwrap();
     let base = format!("https://{addr}/api/v1");
-    let otp = prepared.first_admin_password.as_ref().unwrap().expose().to_string();
+    let otp = prepared
+        .first_admin_password
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_string();
     let login = |pw: String| {
         let client = client.clone();
         let base = base.clone();
@@ -98,7 +132,12 @@ async fn main() {
             let v: serde_json::Value = client
                 .post(format!("{base}/auth/login"))
                 .json(&serde_json::json!({"username": "admin", "password": pw}))
-                .send().await.unwrap().json().await.unwrap();
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             v["token"].as_str().unwrap().to_string()
         }
     };
@@ -107,17 +146,29 @@ async fn main() {
         .post(format!("{base}/auth/password"))
         .bearer_auth(&tok)
         .json(&serde_json::json!({"current_password": otp, "new_password": "bench-password-01"}))
-        .send().await.unwrap().error_for_status().unwrap();
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
     let token = login("bench-password-01".into()).await;
 
     // The baseline: the same indexed range query, straight on the file.
-    let opts = SqliteConnectOptions::from_str("sqlite:").unwrap()
+    let opts = SqliteConnectOptions::from_str("sqlite:")
+        .unwrap()
         .filename(dir.path().join(startup::DB_FILE))
         .read_only(true);
-    let direct = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+    let direct = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap();
 
     println!("global-contact search over {contacts} contacts, {queries} queries each, 50 per page");
-    println!("{:<14} {:>11} {:>11} {:>14} {:>14} {:>10}", "search", "API p50 ms", "API p99 ms", "direct p50 ms", "direct p99 ms", "p99 ratio");
+    println!(
+        "{:<14} {:>11} {:>11} {:>14} {:>14} {:>10}",
+        "search", "API p50 ms", "API p99 ms", "direct p50 ms", "direct p99 ms", "p99 ratio"
+    );
     for (label, key) in [("name prefix", "name_key"), ("number prefix", "number_key")] {
         let mut rng = Rng(0xC0FFEE);
         let terms: Vec<String> = (0..queries)
@@ -135,7 +186,9 @@ async fn main() {
                 .get(format!("{base}/global-contacts"))
                 .query(&[(param, term.as_str()), ("limit", "50")])
                 .bearer_auth(&token)
-                .send().await.unwrap();
+                .send()
+                .await
+                .unwrap();
             let v: serde_json::Value = res.json().await.unwrap();
             api.push(t.elapsed());
             rows_seen += v["items"].as_array().unwrap().len();
@@ -143,13 +196,21 @@ async fn main() {
         let mut db = Vec::with_capacity(queries);
         let mut direct_rows = 0usize;
         for term in &terms {
-            let k = if key == "name_key" { term.to_lowercase() } else { term.chars().filter(char::is_ascii_digit).collect() };
-            let sql = format!("SELECT id, name, number, field3, field4 FROM global_contacts WHERE {key} >= ? AND {key} < ? ORDER BY {key}, id LIMIT 50");
+            let k = if key == "name_key" {
+                term.to_lowercase()
+            } else {
+                term.chars().filter(char::is_ascii_digit).collect()
+            };
+            let sql = format!(
+                "SELECT id, name, number, field3, field4 FROM global_contacts WHERE {key} >= ? AND {key} < ? ORDER BY {key}, id LIMIT 50"
+            );
             let t = Instant::now();
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&k)
                 .bind(format!("{k}\u{10FFFF}"))
-                .fetch_all(&direct).await.unwrap();
+                .fetch_all(&direct)
+                .await
+                .unwrap();
             let names: Vec<String> = rows.iter().map(|r| r.get("name")).collect();
             db.push(t.elapsed());
             direct_rows += names.len();
@@ -157,10 +218,19 @@ async fn main() {
         assert_eq!(rows_seen, direct_rows, "both paths return the same rows");
         api.sort();
         db.sort();
-        let (a50, a99, d50, d99) = (percentile(&api, 0.5), percentile(&api, 0.99), percentile(&db, 0.5), percentile(&db, 0.99));
+        let (a50, a99, d50, d99) = (
+            percentile(&api, 0.5),
+            percentile(&api, 0.99),
+            percentile(&db, 0.5),
+            percentile(&db, 0.99),
+        );
         println!(
             "{label:<14} {:>11.3} {:>11.3} {:>14.3} {:>14.3} {:>9.1}x",
-            ms(a50), ms(a99), ms(d50), ms(d99), a99.as_secs_f64() / d99.as_secs_f64()
+            ms(a50),
+            ms(a99),
+            ms(d50),
+            ms(d99),
+            a99.as_secs_f64() / d99.as_secs_f64()
         );
     }
 }

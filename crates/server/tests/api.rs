@@ -896,8 +896,21 @@ async fn health_answers_and_responses_carry_security_headers() {
             .contains("max-age")
     );
     assert_eq!(h["cache-control"], "no-store");
-    let res = api.client.get(format!("{}/", api.base)).send().await.unwrap();
+    let res = api
+        .client
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
-    assert!(res.text().await.unwrap().contains("/api/openapi.json"), "the start page points at the API");
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(
+        res.text().await.unwrap().contains("/api/openapi.json"),
+        "the start page points at the API"
+    );
 }

@@ -148,15 +148,8 @@ impl AdminStore for SqliteStore {
     }
 
     async fn delete_admin(&self, id: AdminId, audit: AuditRecord) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM admins WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *tx.tx)
+        self.delete_audited("DELETE FROM admins WHERE id = ?", &[id.0], "admin", &audit)
             .await
-            .map_err(db)?;
-        one_row(r, "admin")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
     }
 
     async fn create_session(

@@ -6,7 +6,7 @@ use openturret_domain::model::*;
 use openturret_domain::{CallMemoryId, CdrId, ProfileId, Timestamp};
 use sqlx::Row;
 
-use super::{SqliteStore, db, one_row};
+use super::{SqliteStore, db};
 use crate::{CallStore, Result};
 
 #[async_trait]
@@ -68,16 +68,13 @@ impl CallStore for SqliteStore {
         id: CallMemoryId,
         audit: AuditRecord,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM call_memory WHERE profile_id = ? AND id = ?")
-            .bind(profile.0)
-            .bind(id.0)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
-        one_row(r, "call memory entry")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
+        self.delete_audited(
+            "DELETE FROM call_memory WHERE profile_id = ? AND id = ?",
+            &[profile.0, id.0],
+            "call memory entry",
+            &audit,
+        )
+        .await
     }
 
     async fn insert_cdr(&self, c: Cdr) -> Result<CdrId> {

@@ -151,16 +151,13 @@ impl ContactStore for SqliteStore {
         id: LocalContactId,
         audit: AuditRecord,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM local_contacts WHERE profile_id = ? AND id = ?")
-            .bind(profile.0)
-            .bind(id.0)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
-        one_row(r, "contact")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
+        self.delete_audited(
+            "DELETE FROM local_contacts WHERE profile_id = ? AND id = ?",
+            &[profile.0, id.0],
+            "contact",
+            &audit,
+        )
+        .await
     }
 
     async fn list_speed_dials(&self, profile: ProfileId) -> Result<Vec<SpeedDial>> {
@@ -243,16 +240,13 @@ impl ContactStore for SqliteStore {
         id: SpeedDialId,
         audit: AuditRecord,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM speed_dials WHERE profile_id = ? AND id = ?")
-            .bind(profile.0)
-            .bind(id.0)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
-        one_row(r, "speed dial")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
+        self.delete_audited(
+            "DELETE FROM speed_dials WHERE profile_id = ? AND id = ?",
+            &[profile.0, id.0],
+            "speed dial",
+            &audit,
+        )
+        .await
     }
 
     async fn search_global_contacts(&self, q: &GlobalContactQuery) -> Result<Vec<GlobalContact>> {
@@ -385,14 +379,12 @@ impl ContactStore for SqliteStore {
     }
 
     async fn delete_global_contact(&self, id: GlobalContactId, audit: AuditRecord) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM global_contacts WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
-        one_row(r, "global contact")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
+        self.delete_audited(
+            "DELETE FROM global_contacts WHERE id = ?",
+            &[id.0],
+            "global contact",
+            &audit,
+        )
+        .await
     }
 }

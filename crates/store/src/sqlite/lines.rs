@@ -131,15 +131,8 @@ impl LineStore for SqliteStore {
     }
 
     async fn delete_line(&self, id: LineId, audit: AuditRecord) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM lines WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *tx.tx)
+        self.delete_audited("DELETE FROM lines WHERE id = ?", &[id.0], "line", &audit)
             .await
-            .map_err(db)?;
-        one_row(r, "line")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
     }
 
     async fn line_password(&self, id: LineId) -> Result<Option<Secret>> {
@@ -206,15 +199,12 @@ impl LineStore for SqliteStore {
         line: LineId,
         audit: AuditRecord,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM line_assignments WHERE profile_id = ? AND line_id = ?")
-            .bind(profile.0)
-            .bind(line.0)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
-        one_row(r, "line key")?;
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await
+        self.delete_audited(
+            "DELETE FROM line_assignments WHERE profile_id = ? AND line_id = ?",
+            &[profile.0, line.0],
+            "line key",
+            &audit,
+        )
+        .await
     }
 }

@@ -227,6 +227,27 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs a `DELETE` that must remove exactly the row `ids` name, with its
+    /// audit entry, in one transaction; `NotFound(what)` if there is none.
+    async fn delete_audited(
+        &self,
+        sql: &'static str,
+        ids: &[i64],
+        what: &'static str,
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let mut q = sqlx::query(sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        one_row(q.execute(&mut *tx.tx).await.map_err(db)?, what)?;
+        self.audit(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+}
+
 /// A write transaction and the audit head it will anchor on commit.
 struct Tx {
     tx: Transaction<'static, Sqlite>,
