@@ -21,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod openapi;
 pub mod passwords;
+pub mod portal;
 pub mod startup;
 pub mod throttle;
 pub mod tls;
@@ -43,6 +44,8 @@ pub struct AppInner {
     pub config: Config,
     /// This server's host name, recorded in audit entries.
     pub host: String,
+    /// Per-session view state of the Management Portal.
+    pub portal: portal::Memory,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -63,6 +66,7 @@ impl App {
             throttle: Throttle::new(config.auth.clone()),
             config,
             host,
+            portal: portal::Memory::default(),
         }))
     }
 }

@@ -93,12 +93,23 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// The order of a profile list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProfileSort {
+    #[default]
+    NameAsc,
+    NameDesc,
+    CreatedAsc,
+    CreatedDesc,
+}
+
 #[async_trait]
 pub trait ProfileStore {
-    /// Profiles ordered by name; `name_contains` filters case-insensitively.
+    /// A page of profiles; `name_contains` filters case-insensitively.
     async fn list_profiles(
         &self,
         name_contains: Option<&str>,
+        sort: ProfileSort,
         limit: i64,
         offset: i64,
     ) -> Result<Page<Profile>>;

@@ -55,10 +55,10 @@ pub async fn get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminIn {
-    username: String,
-    password: String,
+    pub username: String,
+    pub password: String,
     /// Default `true`: the new administrator chooses their own password.
-    must_change_password: Option<bool>,
+    pub must_change_password: Option<bool>,
 }
 
 pub async fn create(
@@ -103,7 +103,7 @@ async fn ensure_another_enabled(app: &App, id: AdminId, field: &str) -> ApiResul
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminPatch {
-    enabled: Option<bool>,
+    pub enabled: Option<bool>,
 }
 
 /// `PATCH /admins/{id}`: enable or disable (disabling ends their sessions).
@@ -142,9 +142,9 @@ pub async fn update(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetIn {
-    password: String,
+    pub password: String,
     /// Default `true`.
-    must_change_password: Option<bool>,
+    pub must_change_password: Option<bool>,
 }
 
 /// `POST /admins/{id}/password`: sets a new password (ends their sessions).

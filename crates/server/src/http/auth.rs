@@ -22,15 +22,15 @@ use crate::{App, passwords};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
-    username: String,
-    password: String,
+    pub username: String,
+    pub password: String,
 }
 
 #[derive(Serialize)]
 pub struct TokenOut {
-    token: String,
-    expires_at: String,
-    must_change_password: bool,
+    pub token: String,
+    pub expires_at: String,
+    pub must_change_password: bool,
 }
 
 /// Longest username kept in an audit entry of a failed login.
@@ -151,8 +151,8 @@ pub async fn me(auth: AnyAdminAuth) -> axum::Json<AdminOut> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeIn {
-    current_password: String,
-    new_password: String,
+    pub current_password: String,
+    pub new_password: String,
 }
 
 /// `POST /auth/password`: changes one's own password (required after the
@@ -238,9 +238,9 @@ pub async fn lockouts(State(app): State<App>, _auth: AdminAuth) -> axum::Json<Ve
 #[serde(deny_unknown_fields)]
 pub struct ClearIn {
     /// `admin` (default) or `profile`.
-    realm: Option<String>,
-    username: Option<String>,
-    address: Option<String>,
+    pub realm: Option<String>,
+    pub username: Option<String>,
+    pub address: Option<String>,
 }
 
 #[derive(Serialize)]

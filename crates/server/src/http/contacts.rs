@@ -55,12 +55,12 @@ impl From<GlobalContact> for ContactOut {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactIn {
-    name: String,
-    number: String,
+    pub name: String,
+    pub number: String,
     #[serde(default)]
-    field3: String,
+    pub field3: String,
     #[serde(default)]
-    field4: String,
+    pub field4: String,
 }
 
 impl ContactIn {
@@ -77,10 +77,10 @@ impl ContactIn {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
-    name: Option<String>,
-    number: Option<String>,
-    field3: Option<String>,
-    field4: Option<String>,
+    pub name: Option<String>,
+    pub number: Option<String>,
+    pub field3: Option<String>,
+    pub field4: Option<String>,
 }
 
 impl ContactPatch {
@@ -198,19 +198,19 @@ impl From<SpeedDial> for SpeedDialOut {
 #[serde(deny_unknown_fields)]
 pub struct SpeedDialIn {
     /// `DKA` or `DKM`.
-    kind: String,
-    position: i64,
-    name: String,
-    number: String,
+    pub kind: String,
+    pub position: i64,
+    pub name: String,
+    pub number: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpeedDialPatch {
-    kind: Option<String>,
-    position: Option<i64>,
-    name: Option<String>,
-    number: Option<String>,
+    pub kind: Option<String>,
+    pub position: Option<i64>,
+    pub name: Option<String>,
+    pub number: Option<String>,
 }
 
 pub async fn list_keys(
@@ -300,14 +300,14 @@ pub async fn delete_key(
 #[serde(deny_unknown_fields)]
 pub struct GlobalQuery {
     /// A name prefix or, when it looks like a number, a number prefix.
-    q: Option<String>,
+    pub q: Option<String>,
     /// Name prefix, any case.
-    name: Option<String>,
+    pub name: Option<String>,
     /// Number prefix, in any written form (`+44 20`, `020`).
-    number: Option<String>,
-    limit: Option<i64>,
+    pub number: Option<String>,
+    pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 #[derive(Serialize)]

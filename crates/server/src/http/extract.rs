@@ -167,6 +167,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 /// An authenticated administrator whose password needs no change: what
 /// every admin endpoint requires.
+#[derive(Clone)]
 pub struct AdminAuth {
     pub admin: Admin,
     pub ctx: Ctx,

@@ -50,31 +50,31 @@ impl From<Line> for LineOut {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineIn {
-    name: String,
-    uri: String,
+    pub name: String,
+    pub uri: String,
     #[serde(default)]
-    username: String,
+    pub username: String,
     /// Write-only: stored encrypted, never shown again.
-    password: Option<String>,
+    pub password: Option<String>,
     #[serde(default)]
-    display_name: String,
+    pub display_name: String,
     #[serde(default)]
-    alternate_text: String,
+    pub alternate_text: String,
     #[serde(default)]
-    preferred_identity: String,
+    pub preferred_identity: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinePatch {
-    name: Option<String>,
-    uri: Option<String>,
-    username: Option<String>,
+    pub name: Option<String>,
+    pub uri: Option<String>,
+    pub username: Option<String>,
     /// Write-only; absent keeps the stored password.
-    password: Option<String>,
-    display_name: Option<String>,
-    alternate_text: Option<String>,
-    preferred_identity: Option<String>,
+    pub password: Option<String>,
+    pub display_name: Option<String>,
+    pub alternate_text: Option<String>,
+    pub preferred_identity: Option<String>,
 }
 
 fn password(p: Option<String>) -> ApiResult<Option<Secret>> {
@@ -217,7 +217,7 @@ pub async fn list_profile_lines(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignIn {
-    position: i64,
+    pub position: i64,
 }
 
 #[derive(Serialize)]

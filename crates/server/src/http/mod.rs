@@ -108,7 +108,7 @@ pub fn router(app: App) -> Router {
         .route("/audit/verify", get(audit::verify));
     Router::new()
         .nest("/api/v1", api)
-        .route("/", get(landing))
+        .merge(crate::portal::routes())
         .route("/healthz", get(health))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
@@ -129,17 +129,6 @@ async fn health(State(app): State<App>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// `GET /`: where the Management Portal will be; until then, a page that
-/// says how to reach the API.
-async fn landing() -> Response {
-    let mut res = axum::response::Html(include_str!("landing.html")).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
-    );
-    res
 }
 
 async fn openapi() -> Json<serde_json::Value> {

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use openturret_domain::model::*;
 use openturret_domain::secret::{PasswordHash, Secret};
 use openturret_domain::{ConsentId, ProfileId, Timestamp, validate};
+use openturret_store::ProfileSort;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
@@ -51,9 +52,22 @@ pub struct ProfilePage {
 #[serde(deny_unknown_fields)]
 pub struct ProfileQuery {
     /// Part of the name, any case.
-    q: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    /// `name` (default), `-name`, `created` or `-created`.
+    pub sort: Option<String>,
+}
+
+/// Parses a profile list order.
+pub fn profile_sort(s: Option<&str>) -> ApiResult<ProfileSort> {
+    Ok(match s.unwrap_or("name") {
+        "name" => ProfileSort::NameAsc,
+        "-name" => ProfileSort::NameDesc,
+        "created" => ProfileSort::CreatedAsc,
+        "-created" => ProfileSort::CreatedDesc,
+        _ => return Err(ApiError::invalid("sort", "must be name, -name, created or -created")),
+    })
 }
 
 pub async fn list(
@@ -67,7 +81,7 @@ pub async fn list(
         return Err(ApiError::invalid("offset", "must not be negative"));
     }
     let needle = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let page = app.store.list_profiles(needle, lim, offset).await?;
+    let page = app.store.list_profiles(needle, profile_sort(q.sort.as_deref())?, lim, offset).await?;
     Ok(axum::Json(ProfilePage {
         items: page.items.into_iter().map(Into::into).collect(),
         total: page.total,
@@ -108,16 +122,16 @@ fn protection_needs_password(protected: bool, has_password: bool) -> ApiResult<(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileIn {
-    name: String,
-    password: String,
-    contacts_password: Option<String>,
-    call_memory_password: Option<String>,
+    pub name: String,
+    pub password: String,
+    pub contacts_password: Option<String>,
+    pub call_memory_password: Option<String>,
     #[serde(default)]
-    collect_call_memory: bool,
+    pub collect_call_memory: bool,
     #[serde(default)]
-    allow_call_memory_deletion: bool,
+    pub allow_call_memory_deletion: bool,
     #[serde(default)]
-    call_memory_password_protected: bool,
+    pub call_memory_password_protected: bool,
 }
 
 pub async fn create(
@@ -125,6 +139,12 @@ pub async fn create(
     auth: AdminAuth,
     Json(b): Json<ProfileIn>,
 ) -> ApiResult<(StatusCode, axum::Json<ProfileOut>)> {
+    let p = create_profile(&app, &auth, b).await?;
+    Ok((StatusCode::CREATED, axum::Json(p.into())))
+}
+
+/// Creates a profile (API and portal).
+pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiResult<Profile> {
     let name = profile_name(&b.name)?;
     validate::new_password("password", &b.password, PROFILE_PASSWORD_MIN)?;
     protection_needs_password(
@@ -154,24 +174,23 @@ pub async fn create(
         flags,
     };
     let r = auth.record("profile.created", "profile", None, changed);
-    let p = app.store.create_profile(new, r).await?;
-    Ok((StatusCode::CREATED, axum::Json(p.into())))
+    Ok(app.store.create_profile(new, r).await?)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
-    name: Option<String>,
-    password: Option<String>,
+    pub name: Option<String>,
+    pub password: Option<String>,
     /// `null` removes the contacts password.
     #[serde(default, deserialize_with = "double_option")]
-    contacts_password: Option<Option<String>>,
+    pub contacts_password: Option<Option<String>>,
     /// `null` removes the call-memory password.
     #[serde(default, deserialize_with = "double_option")]
-    call_memory_password: Option<Option<String>>,
-    collect_call_memory: Option<bool>,
-    allow_call_memory_deletion: Option<bool>,
-    call_memory_password_protected: Option<bool>,
+    pub call_memory_password: Option<Option<String>>,
+    pub collect_call_memory: Option<bool>,
+    pub allow_call_memory_deletion: Option<bool>,
+    pub call_memory_password_protected: Option<bool>,
 }
 
 pub async fn update(
@@ -180,7 +199,11 @@ pub async fn update(
     PathId(id): PathId,
     Json(b): Json<ProfilePatch>,
 ) -> ApiResult<axum::Json<ProfileOut>> {
-    let id = ProfileId(id);
+    Ok(axum::Json(update_profile(&app, &auth, ProfileId(id), b).await?.into()))
+}
+
+/// Changes a profile (API and portal).
+pub async fn update_profile(app: &App, auth: &AdminAuth, id: ProfileId, b: ProfilePatch) -> ApiResult<Profile> {
     let current = app.store.get_profile(id).await?;
     let name = b.name.as_deref().map(profile_name).transpose()?;
     if let Some(p) = &b.password {
@@ -215,9 +238,7 @@ pub async fn update(
         Some(id.to_string()),
         changes.changed_fields(&current),
     );
-    Ok(axum::Json(
-        app.store.update_profile(id, changes, r).await?.into(),
-    ))
+    Ok(app.store.update_profile(id, changes, r).await?)
 }
 
 #[derive(Serialize)]
@@ -285,7 +306,14 @@ pub async fn delete(
     auth: AdminAuth,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<DeletedOut>> {
-    let id = ProfileId(id);
+    let erased = delete_profile(&app, &auth, ProfileId(id)).await?;
+    Ok(axum::Json(DeletedOut {
+        erased: erased.into(),
+    }))
+}
+
+/// Deletes a profile and all it owns (API and portal).
+pub async fn delete_profile(app: &App, auth: &AdminAuth, id: ProfileId) -> ApiResult<ProfileErasure> {
     let preview = app.store.profile_erasure_preview(id).await?;
     let r = auth.record(
         "profile.deleted",
@@ -293,10 +321,7 @@ pub async fn delete(
         Some(id.to_string()),
         erased_fields(&preview),
     );
-    let erased = app.store.delete_profile(id, r).await?;
-    Ok(axum::Json(DeletedOut {
-        erased: erased.into(),
-    }))
+    Ok(app.store.delete_profile(id, r).await?)
 }
 
 #[derive(Serialize)]
@@ -327,7 +352,7 @@ impl From<Consent> for ConsentOut {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentQuery {
-    profile_id: Option<i64>,
+    pub profile_id: Option<i64>,
 }
 
 pub async fn list_consents(
@@ -352,12 +377,12 @@ pub async fn get_consent(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentIn {
-    profile_id: i64,
-    purpose: String,
+    pub profile_id: i64,
+    pub purpose: String,
     /// `paper`, `email` or `electronic`.
-    channel: String,
+    pub channel: String,
     /// When the consent was given; default now.
-    given_at: Option<String>,
+    pub given_at: Option<String>,
 }
 
 pub async fn create_consent(
@@ -365,6 +390,12 @@ pub async fn create_consent(
     auth: AdminAuth,
     Json(b): Json<ConsentIn>,
 ) -> ApiResult<(StatusCode, axum::Json<ConsentOut>)> {
+    let c = record_consent(&app, &auth, b).await?;
+    Ok((StatusCode::CREATED, axum::Json(c.into())))
+}
+
+/// Records a consent (API and portal).
+pub async fn record_consent(app: &App, auth: &AdminAuth, b: ConsentIn) -> ApiResult<Consent> {
     let new = NewConsent {
         profile_id: ProfileId(b.profile_id),
         purpose: consent_purpose(&b.purpose)?,
@@ -381,7 +412,7 @@ pub async fn create_consent(
         Some(format!("{}/", b.profile_id)),
         vec!["purpose", "channel", "given_at"],
     );
-    let c = app
+    app
         .store
         .create_consent(new, r)
         .await
@@ -390,8 +421,7 @@ pub async fn create_consent(
                 ApiError::invalid("profile_id", "no such profile")
             }
             other => other.into(),
-        })?;
-    Ok((StatusCode::CREATED, axum::Json(c.into())))
+        })
 }
 
 /// `POST /consents/{id}/withdraw`: withdrawal equals deletion of the
@@ -401,7 +431,13 @@ pub async fn withdraw_consent(
     auth: AdminAuth,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<DeletedOut>> {
-    let consent = app.store.get_consent(ConsentId(id)).await?;
+    let erased = withdraw(&app, &auth, ConsentId(id)).await?;
+    Ok(axum::Json(DeletedOut { erased: erased.into() }))
+}
+
+/// Withdraws a consent, erasing its profile (API and portal).
+pub async fn withdraw(app: &App, auth: &AdminAuth, id: ConsentId) -> ApiResult<ProfileErasure> {
+    let consent = app.store.get_consent(id).await?;
     let preview = app
         .store
         .profile_erasure_preview(consent.profile_id)
@@ -412,8 +448,5 @@ pub async fn withdraw_consent(
         Some(format!("{}/{}", consent.profile_id, consent.id)),
         erased_fields(&preview),
     );
-    let erased = app.store.withdraw_consent(consent.id, r).await?;
-    Ok(axum::Json(DeletedOut {
-        erased: erased.into(),
-    }))
+    Ok(app.store.withdraw_consent(consent.id, r).await?)
 }

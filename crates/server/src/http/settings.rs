@@ -42,15 +42,15 @@ pub async fn get(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
-    global_contacts_changeable: Option<bool>,
+    pub global_contacts_changeable: Option<bool>,
     /// `true` needs `master_password` (unless already enabled); `false`
     /// disables it and clears the stored hash.
-    master_password_enabled: Option<bool>,
+    pub master_password_enabled: Option<bool>,
     /// Sets (and enables) the master password. Write-only.
-    master_password: Option<String>,
-    cti_enabled: Option<bool>,
-    api_enabled: Option<bool>,
-    recorder_forwarding_enabled: Option<bool>,
+    pub master_password: Option<String>,
+    pub cti_enabled: Option<bool>,
+    pub api_enabled: Option<bool>,
+    pub recorder_forwarding_enabled: Option<bool>,
 }
 
 pub async fn update(

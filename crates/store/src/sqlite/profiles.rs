@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, db, one_row};
-use crate::{Page, ProfileStore, Result, StoreError};
+use crate::{Page, ProfileSort, ProfileStore, Result, StoreError};
 
 fn profile(r: &SqliteRow) -> Profile {
     Profile {
@@ -96,12 +96,19 @@ impl ProfileStore for SqliteStore {
     async fn list_profiles(
         &self,
         name_contains: Option<&str>,
+        sort: ProfileSort,
         limit: i64,
         offset: i64,
     ) -> Result<Page<Profile>> {
         let filter = "WHERE (?1 IS NULL OR instr(lower(name), lower(?1)) > 0)";
+        let order = match sort {
+            ProfileSort::NameAsc => "name COLLATE NOCASE, id",
+            ProfileSort::NameDesc => "name COLLATE NOCASE DESC, id DESC",
+            ProfileSort::CreatedAsc => "created_at, id",
+            ProfileSort::CreatedDesc => "created_at DESC, id DESC",
+        };
         let items = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} {filter} ORDER BY name COLLATE NOCASE, id LIMIT ?2 OFFSET ?3"
+            "{SELECT} {filter} ORDER BY {order} LIMIT ?2 OFFSET ?3"
         )))
         .bind(name_contains)
         .bind(limit)

@@ -1,0 +1,293 @@
+//! Global contacts (search, keyset paging) and lines (write-only passwords).
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::html;
+use openturret_domain::number::looks_like_number;
+use openturret_domain::{GlobalContactId, LineId};
+use openturret_store::GlobalContactQuery;
+use serde::Deserialize;
+
+use super::extract::{Portal, PortalForm};
+use super::layout::{self, FormState, button_form, field, page, page_with_status};
+use super::profiles::{ContactFormFields, done};
+use crate::App;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, PathId};
+use crate::http::{contacts as api_contacts, lines as api_lines};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/global-contacts", get(contacts))
+        .route("/global-contacts/search", post(search))
+        .route("/global-contacts/new", get(new_contact).post(create_contact))
+        .route("/global-contacts/{id}", get(edit_contact).post(update_contact))
+        .route("/global-contacts/{id}/delete", post(delete_contact))
+        .route("/lines", get(lines))
+        .route("/lines/new", get(new_line).post(create_line))
+        .route("/lines/{id}", get(edit_line).post(update_line))
+        .route("/lines/{id}/delete", post(delete_line))
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    /// Id of the last contact of the previous page.
+    after: Option<i64>,
+}
+
+const PAGE: i64 = 50;
+
+async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>) -> Response {
+    let term = app.portal.filter(p.session, "global-contacts");
+    let (name, number) = if term.is_empty() {
+        (None, None)
+    } else if looks_like_number(&term) {
+        (None, Some(term.clone()))
+    } else {
+        (Some(term.clone()), None)
+    };
+    let query = GlobalContactQuery { name_prefix: name, number_prefix: number, after: q.after.map(GlobalContactId), limit: PAGE + 1 };
+    let mut items = match app.store.search_global_contacts(&query).await {
+        Ok(i) => i,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let more = items.len() as i64 > PAGE;
+    items.truncate(PAGE as usize);
+    let state = FormState::with_values("search", &[("q", &term)]);
+    let content = html! {
+        div.row {
+            form.row method="post" action="/global-contacts/search" role="search" {
+                (layout::csrf(&p))
+                (field(&state, "Search by name or number (beginning)", "q", "search", None))
+                div.field { button.secondary type="submit" { "Search" } }
+            }
+            div.field { a.button href="/global-contacts/new" { "New global contact" } }
+        }
+        table {
+            thead { tr { th { "Name" } th { "Number" } th { "Field 3" } th { "Field 4" } th { span.muted { "Actions" } } } }
+            tbody {
+                @for c in &items {
+                    tr {
+                        td { (c.fields.name) } td { (c.fields.number) } td { (c.fields.field3) } td { (c.fields.field4) }
+                        td.actions {
+                            a href=(format!("/global-contacts/{}", c.id)) { "Edit" } " "
+                            (button_form(&p, &format!("/global-contacts/{}/delete", c.id), "Delete", "small secondary"))
+                        }
+                    }
+                }
+                @if items.is_empty() { tr { td colspan="5" .muted { "No global contacts match." } } }
+            }
+        }
+        (layout::pager(
+            q.after.map(|_| "/global-contacts".to_string()),
+            more.then(|| items.last().map(|c| format!("/global-contacts?after={}", c.id))).flatten(),
+            if q.after.is_some() { "Later results" } else { "First results" },
+        ))
+    };
+    page(&app, &p, "/global-contacts", "Global contacts", content)
+}
+
+#[derive(Deserialize)]
+pub struct SearchForm {
+    #[serde(default)]
+    q: String,
+}
+
+async fn search(State(app): State<App>, PortalForm(p, f): PortalForm<SearchForm>) -> Response {
+    app.portal.set_filter(p.session, "global-contacts", f.q.trim().to_string());
+    Redirect::to("/global-contacts").into_response()
+}
+
+fn contact_page(app: &App, p: &Portal, action: &str, title: &str, state: &FormState, status: StatusCode) -> Response {
+    let content = html! {
+        section.card {
+            @if let Some(e) = state.general_error(&["name", "number", "field3", "field4"]) { p.error-box role="alert" { (e) } }
+            form method="post" action=(action) {
+                (layout::csrf(p))
+                (field(state, "Name", "name", "text", None))
+                (field(state, "Number", "number", "tel", None))
+                (field(state, "Field 3", "field3", "text", None))
+                (field(state, "Field 4", "field4", "text", None))
+                button type="submit" { "Save" } " " a href="/global-contacts" { "Cancel" }
+            }
+        }
+    };
+    page_with_status(app, p, "/global-contacts", title, status, content)
+}
+
+async fn new_contact(State(app): State<App>, p: Portal) -> Response {
+    contact_page(&app, &p, "/global-contacts/new", "New global contact", &FormState { form: "gc", ..Default::default() }, StatusCode::OK)
+}
+
+async fn create_contact(State(app): State<App>, PortalForm(p, f): PortalForm<ContactFormFields>) -> Response {
+    let body = api_contacts::ContactIn { name: f.name.clone(), number: f.number.clone(), field3: f.field3.clone(), field4: f.field4.clone() };
+    let r = api_contacts::create_global(State(app.clone()), p.auth.clone(), Json(body)).await;
+    done(&app, &p, r, "/global-contacts", "Global contact created.", |err| {
+        contact_page(&app, &p, "/global-contacts/new", "New global contact", &f.state("gc", err), StatusCode::UNPROCESSABLE_ENTITY)
+    })
+}
+
+async fn edit_contact(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    match app.store.get_global_contact(GlobalContactId(id)).await {
+        Ok(c) => {
+            let f = &c.fields;
+            let state = FormState::with_values("gc", &[("name", &f.name), ("number", &f.number), ("field3", &f.field3), ("field4", &f.field4)]);
+            contact_page(&app, &p, &format!("/global-contacts/{id}"), "Edit global contact", &state, StatusCode::OK)
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn update_contact(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<ContactFormFields>) -> Response {
+    let body = api_contacts::ContactPatch { name: Some(f.name.clone()), number: Some(f.number.clone()), field3: Some(f.field3.clone()), field4: Some(f.field4.clone()) };
+    let r = api_contacts::update_global(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
+    done(&app, &p, r, "/global-contacts", "Global contact saved.", |err| {
+        contact_page(&app, &p, &format!("/global-contacts/{id}"), "Edit global contact", &f.state("gc", err), StatusCode::UNPROCESSABLE_ENTITY)
+    })
+}
+
+async fn delete_contact(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+    let r = api_contacts::delete_global(State(app.clone()), p.auth.clone(), PathId(id)).await;
+    done(&app, &p, r, "/global-contacts", "Global contact deleted.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+}
+
+async fn lines(State(app): State<App>, p: Portal) -> Response {
+    let lines = match app.store.list_lines().await {
+        Ok(l) => l,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let content = html! {
+        p { a.button href="/lines/new" { "New line" } }
+        table {
+            thead { tr { th { "Name" } th { "SIP address" } th { "Username" } th { "Display name" } th { "Password" } th { "Registration" } } }
+            tbody {
+                @for l in &lines {
+                    tr {
+                        td { a href=(format!("/lines/{}", l.id)) { (l.fields.name) } }
+                        td { (l.fields.uri) } td { (l.fields.username) } td { (l.fields.display_name) }
+                        td { @if l.has_password { span.badge.on { "set" } } @else { span.badge { "none" } } }
+                        td { span.badge { "unknown" } }
+                    }
+                }
+                @if lines.is_empty() { tr { td colspan="6" .muted { "No lines yet." } } }
+            }
+        }
+        p.muted { "Registration states appear once the Multi-Line Controller reports them." }
+    };
+    page(&app, &p, "/lines", "Lines", content)
+}
+
+#[derive(Deserialize)]
+pub struct LineForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uri: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    alternate_text: String,
+    #[serde(default)]
+    preferred_identity: String,
+}
+
+impl LineForm {
+    fn state(&self, err: Option<(String, String)>) -> FormState {
+        let mut s = FormState::with_values("line", &[
+            ("name", &self.name), ("uri", &self.uri), ("username", &self.username),
+            ("display_name", &self.display_name), ("alternate_text", &self.alternate_text),
+            ("preferred_identity", &self.preferred_identity),
+        ]);
+        s.error = err;
+        s
+    }
+}
+
+fn line_page(app: &App, p: &Portal, action: &str, title: &str, state: &FormState, has_password: Option<bool>, status: StatusCode) -> Response {
+    let pw_hint = match has_password {
+        Some(true) => "A password is stored. It is never shown; type a new one only to replace it.",
+        Some(false) => "No password is stored yet.",
+        None => "Stored encrypted; never shown again.",
+    };
+    let content = html! {
+        section.card {
+            @if let Some(e) = state.general_error(&["name", "uri", "username", "password", "display_name", "alternate_text", "preferred_identity"]) {
+                p.error-box role="alert" { (e) }
+            }
+            form method="post" action=(action) autocomplete="off" {
+                (layout::csrf(p))
+                (field(state, "Name", "name", "text", None))
+                (field(state, "SIP address", "uri", "text", Some("For example sip:1001@pbx.example.com")))
+                (field(state, "Username", "username", "text", Some("Digest authentication username.")))
+                (field(state, "Password", "password", "password", Some(pw_hint)))
+                (field(state, "Display name", "display_name", "text", Some("Shown on the line key.")))
+                (field(state, "Alternate text", "alternate_text", "text", None))
+                (field(state, "Preferred identity number", "preferred_identity", "tel", Some("Presented on outgoing calls.")))
+                button type="submit" { "Save line" } " " a href="/lines" { "Cancel" }
+            }
+        }
+        @if has_password.is_some() {
+            section.card {
+                h2 { "Delete" }
+                (button_form(p, &format!("{action}/delete"), "Delete line", "danger"))
+            }
+        }
+    };
+    page_with_status(app, p, "/lines", title, status, content)
+}
+
+async fn new_line(State(app): State<App>, p: Portal) -> Response {
+    line_page(&app, &p, "/lines/new", "New line", &FormState { form: "line", ..Default::default() }, None, StatusCode::OK)
+}
+
+async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineForm>) -> Response {
+    let body = api_lines::LineIn {
+        name: f.name.clone(), uri: f.uri.clone(), username: f.username.clone(),
+        password: layout::given(&f.password), display_name: f.display_name.clone(),
+        alternate_text: f.alternate_text.clone(), preferred_identity: f.preferred_identity.clone(),
+    };
+    let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
+    done(&app, &p, r, "/lines", "Line created.", |err| {
+        line_page(&app, &p, "/lines/new", "New line", &f.state(Some(err)), None, StatusCode::UNPROCESSABLE_ENTITY)
+    })
+}
+
+async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    match app.store.get_line(LineId(id)).await {
+        Ok(l) => {
+            let f = &l.fields;
+            let form = LineForm {
+                name: f.name.clone(), uri: f.uri.clone(), username: f.username.clone(), password: String::new(),
+                display_name: f.display_name.clone(), alternate_text: f.alternate_text.clone(),
+                preferred_identity: f.preferred_identity.clone(),
+            };
+            line_page(&app, &p, &format!("/lines/{id}"), &format!("Line {}", f.name), &form.state(None), Some(l.has_password), StatusCode::OK)
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn update_line(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<LineForm>) -> Response {
+    let body = api_lines::LinePatch {
+        name: Some(f.name.clone()), uri: Some(f.uri.clone()), username: Some(f.username.clone()),
+        password: layout::given(&f.password), display_name: Some(f.display_name.clone()),
+        alternate_text: Some(f.alternate_text.clone()), preferred_identity: Some(f.preferred_identity.clone()),
+    };
+    let r = api_lines::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
+    let has_password = app.store.get_line(LineId(id)).await.map(|l| l.has_password).unwrap_or(false);
+    done(&app, &p, r, "/lines", "Line saved.", |err| {
+        line_page(&app, &p, &format!("/lines/{id}"), "Edit line", &f.state(Some(err)), Some(has_password), StatusCode::UNPROCESSABLE_ENTITY)
+    })
+}
+
+async fn delete_line(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+    let r = api_lines::delete(State(app.clone()), p.auth.clone(), PathId(id)).await;
+    done(&app, &p, r, "/lines", "Line deleted.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+}

@@ -1,0 +1,414 @@
+//! Settings (with the master password), consents, the audit log viewer,
+//! and the places kept for import/export, backups and privacy.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::html;
+use openturret_domain::ConsentId;
+use openturret_store::{AuditFilter, ProfileSort};
+use serde::Deserialize;
+
+use super::extract::{Portal, PortalForm};
+use super::layout::{self, FormState, checkbox, field, on, page, page_with_status, select};
+use super::profiles::{done, erasure_list};
+use crate::App;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, PathId};
+use crate::http::{parse_ts, profiles as api_profiles, settings as api_settings, ts};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/settings", get(settings).post(save_settings))
+        .route("/settings/master-password", post(set_master))
+        .route("/settings/master-password/disable", post(disable_master))
+        .route("/consents", get(consents).post(record_consent))
+        .route("/consents/{id}/withdraw", get(withdraw_page).post(withdraw))
+        .route("/audit", get(audit))
+        .route("/audit/filter", post(audit_filter))
+        .route("/data", get(|s, p| later(s, p, "/data", "Import & export")))
+        .route("/backups", get(|s, p| later(s, p, "/backups", "Backups")))
+        .route("/privacy", get(|s, p| later(s, p, "/privacy", "Privacy")))
+}
+
+async fn later(State(app): State<App>, p: Portal, path: &'static str, title: &'static str) -> Response {
+    let content = html! {
+        section.card {
+            p { "This part of the portal arrives with the data lifecycle release: CSV and JSON import and export, encrypted backups and restore, subject access exports, retention and the live privacy report." }
+        }
+    };
+    page(&app, &p, path, title, content)
+}
+
+async fn settings_page(app: &App, p: &Portal, master: &FormState, status: StatusCode) -> Response {
+    let s = match app.store.get_settings().await {
+        Ok(s) => s,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let sw = FormState { form: "switches", ..Default::default() };
+    let content = html! {
+        section.card {
+            h2 { "Switches" }
+            form method="post" action="/settings" {
+                (layout::csrf(p))
+                (checkbox(&sw, "Client users may change global contacts (never delete them)", "global_contacts_changeable", s.global_contacts_changeable))
+                h3 { "External interfaces" }
+                p.muted { "Each interface stays off until switched on." }
+                (checkbox(&sw, "CTI interface", "cti_enabled", s.cti_enabled))
+                (checkbox(&sw, "API interface", "api_enabled", s.api_enabled))
+                (checkbox(&sw, "Recorder forwarding", "recorder_forwarding_enabled", s.recorder_forwarding_enabled))
+                button type="submit" { "Save switches" }
+            }
+        }
+        section.card #master {
+            h2 { "Master password" }
+            p.warning {
+                "The master password lets an administrator sign in to any profile from a client to delete call-memory entries. "
+                "Enabling it, disabling it and every use are recorded in the audit log."
+            }
+            @if s.master_password_enabled {
+                p { span.badge.on { "enabled" } }
+            } @else {
+                p { span.badge { "disabled" } }
+            }
+            @if let Some(e) = master.general_error(&["master_password", "confirm"]) { p.error-box role="alert" { (e) } }
+            form method="post" action="/settings/master-password" {
+                (layout::csrf(p))
+                (field(master, if s.master_password_enabled { "New master password" } else { "Master password" }, "master_password", "password", Some("At least 12 characters.")))
+                (field(master, "Master password again", "confirm", "password", None))
+                button type="submit" { @if s.master_password_enabled { "Change master password" } @else { "Enable master password" } }
+            }
+            @if s.master_password_enabled {
+                p {}
+                (layout::button_form(p, "/settings/master-password/disable", "Disable master password", "danger"))
+            }
+        }
+    };
+    page_with_status(app, p, "/settings", "Settings", status, content)
+}
+
+async fn settings(State(app): State<App>, p: Portal) -> Response {
+    settings_page(&app, &p, &FormState { form: "master", ..Default::default() }, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct Switches {
+    global_contacts_changeable: Option<String>,
+    cti_enabled: Option<String>,
+    api_enabled: Option<String>,
+    recorder_forwarding_enabled: Option<String>,
+}
+
+fn patch() -> api_settings::SettingsPatch {
+    api_settings::SettingsPatch {
+        global_contacts_changeable: None,
+        master_password_enabled: None,
+        master_password: None,
+        cti_enabled: None,
+        api_enabled: None,
+        recorder_forwarding_enabled: None,
+    }
+}
+
+async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Switches>) -> Response {
+    let body = api_settings::SettingsPatch {
+        global_contacts_changeable: Some(on(&f.global_contacts_changeable)),
+        cti_enabled: Some(on(&f.cti_enabled)),
+        api_enabled: Some(on(&f.api_enabled)),
+        recorder_forwarding_enabled: Some(on(&f.recorder_forwarding_enabled)),
+        ..patch()
+    };
+    let r = api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await;
+    done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MasterForm {
+    #[serde(default)]
+    master_password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn set_master(State(app): State<App>, PortalForm(p, f): PortalForm<MasterForm>) -> Response {
+    let master = |err: (String, String)| FormState { error: Some(err), form: "master", ..Default::default() };
+    if f.master_password != f.confirm {
+        let state = master(("confirm".into(), "The two passwords differ.".into()));
+        return settings_page(&app, &p, &state, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let body = api_settings::SettingsPatch {
+        master_password_enabled: Some(true),
+        master_password: Some(f.master_password),
+        ..patch()
+    };
+    match api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await {
+        Ok(_) => {
+            p.flash(&app, "The master password is enabled. This was recorded in the audit log.");
+            Redirect::to("/settings").into_response()
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => settings_page(&app, &p, &master(err), StatusCode::UNPROCESSABLE_ENTITY).await,
+            Err(res) => res,
+        },
+    }
+}
+
+async fn disable_master(State(app): State<App>, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+    let body = api_settings::SettingsPatch { master_password_enabled: Some(false), ..patch() };
+    let r = api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await;
+    done(&app, &p, r, "/settings", "The master password is disabled and cleared.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+}
+
+async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Response {
+    let loaded = async {
+        Ok::<_, ApiError>((
+            app.store.list_consents(None).await?,
+            app.store.list_profiles(None, ProfileSort::NameAsc, 10_000, 0).await?.items,
+        ))
+    }
+    .await;
+    let (consents, profiles) = match loaded {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let name_of = |id| profiles.iter().find(|p| p.id == id).map(|p| p.name.as_str()).unwrap_or("?");
+    let options: Vec<(String, String)> = profiles.iter().map(|p| (p.id.0.to_string(), p.name.clone())).collect();
+    let channels: Vec<(String, String)> = [("paper", "Paper"), ("email", "E-mail"), ("electronic", "Electronic")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let content = html! {
+        table {
+            thead { tr { th { "Profile" } th { "Purpose" } th { "How" } th { "Given" } th { "Recorded by" } th { span.muted { "Actions" } } } }
+            tbody {
+                @for c in &consents {
+                    tr {
+                        td { a href=(format!("/profiles/{}", c.profile_id)) { (name_of(c.profile_id)) } }
+                        td { (c.purpose) } td { (c.channel.as_str()) } td { (ts(c.given_at)) } td { (c.recorded_by) }
+                        td.actions { a.button.danger href=(format!("/consents/{}/withdraw", c.id)) { "Withdraw…" } }
+                    }
+                }
+                @if consents.is_empty() { tr { td colspan="6" .muted { "No consent records." } } }
+            }
+        }
+        section.card {
+            h2 { "Record a consent" }
+            @if let Some(e) = state.general_error(&["profile_id", "purpose", "channel", "given_at"]) { p.error-box role="alert" { (e) } }
+            @if profiles.is_empty() {
+                p.muted { "Create a profile first." }
+            } @else {
+                form method="post" action="/consents" {
+                    (layout::csrf(p))
+                    (select(state, "Profile", "profile_id", &options))
+                    (field(state, "Purpose", "purpose", "text", Some("What the person agreed to, e.g. call memory collection.")))
+                    (select(state, "Given by", "channel", &channels))
+                    (field(state, "Date given", "given_at", "date", None))
+                    button type="submit" { "Record consent" }
+                }
+            }
+        }
+    };
+    page_with_status(app, p, "/consents", "Consents", status, content)
+}
+
+async fn consents(State(app): State<App>, p: Portal) -> Response {
+    consents_page(&app, &p, &FormState::with_values("consent", &[("channel", "paper")]), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    profile_id: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    given_at: String,
+}
+
+async fn record_consent(State(app): State<App>, PortalForm(p, f): PortalForm<ConsentForm>) -> Response {
+    let r = async {
+        let profile_id = super::profiles::number_field("profile_id", &f.profile_id)?;
+        let given_at = layout::given(&f.given_at).map(|d| format!("{}T00:00:00Z", d.trim()));
+        let body = api_profiles::ConsentIn { profile_id, purpose: f.purpose.clone(), channel: f.channel.clone(), given_at };
+        api_profiles::record_consent(&app, &p.auth, body).await
+    }
+    .await;
+    let state = match r {
+        Ok(_) => {
+            p.flash(&app, "Consent recorded.");
+            return Redirect::to("/consents").into_response();
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                let mut s = FormState::with_values("consent", &[("profile_id", &f.profile_id), ("purpose", &f.purpose), ("channel", &f.channel), ("given_at", &f.given_at)]);
+                s.error = Some(err);
+                s
+            }
+            Err(res) => return res,
+        },
+    };
+    consents_page(&app, &p, &state, StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+async fn withdraw_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    let loaded = async {
+        let c = app.store.get_consent(ConsentId(id)).await?;
+        Ok::<_, ApiError>((
+            app.store.get_profile(c.profile_id).await?,
+            app.store.profile_erasure_preview(c.profile_id).await?,
+            c,
+        ))
+    }
+    .await;
+    let (profile, preview, consent) = match loaded {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let content = html! {
+        section.card {
+            p.warning {
+                "Withdrawing the consent of " strong { (profile.name) } " (" (consent.purpose) ") deletes the profile. This erases, for good:"
+            }
+            (erasure_list(&preview))
+            form method="post" action=(format!("/consents/{id}/withdraw")) {
+                (layout::csrf(&p))
+                button.danger type="submit" { "Withdraw consent and erase the profile" } " "
+                a href="/consents" { "Cancel" }
+            }
+        }
+    };
+    page(&app, &p, "/consents", "Withdraw consent", content)
+}
+
+async fn withdraw(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+    match api_profiles::withdraw(&app, &p.auth, ConsentId(id)).await {
+        Ok(e) => {
+            p.flash(&app, format!(
+                "Consent withdrawn and profile erased: {} local contacts, {} speed dial keys, {} call-memory entries, {} line keys, {} consent records and its passwords.",
+                e.local_contacts, e.speed_dials, e.call_memory_entries, e.line_assignments, e.consents));
+            Redirect::to("/consents").into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<i64>,
+}
+
+/// The audit filter kept for a session, as `key=value` lines.
+fn filter_value(stored: &str, key: &str) -> String {
+    stored
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or("")
+        .to_string()
+}
+
+const AUDIT_KEYS: [&str; 6] = ["actor", "event_type", "object_type", "object_id", "from", "to"];
+
+async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -> Response {
+    let stored = app.portal.filter(p.session, "audit");
+    let v = |k: &str| layout::given(&filter_value(&stored, k)).map(|s| s.trim().to_string());
+    let date = |k: &str, end: bool| -> Result<Option<openturret_domain::Timestamp>, ApiError> {
+        match v(k) {
+            Some(d) => {
+                let t = parse_ts(k, &format!("{d}T00:00:00Z"))?;
+                Ok(Some(if end { openturret_domain::Timestamp(t.0 + 86_400_000) } else { t }))
+            }
+            None => Ok(None),
+        }
+    };
+    let filter = match (date("from", false), date("to", true)) {
+        (Ok(from), Ok(to)) => AuditFilter {
+            actor: v("actor"), event_type: v("event_type"), object_type: v("object_type"), object_id: v("object_id"),
+            from, to, before_seq: q.before, limit: 50,
+        },
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let loaded = async { Ok::<_, ApiError>((app.store.list_audit(&filter).await?, app.store.verify_audit().await?)) }.await;
+    let (entries, chain) = match loaded {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let values: Vec<(&str, String)> = AUDIT_KEYS.iter().map(|k| (*k, filter_value(&stored, k))).collect();
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let state = FormState::with_values("audit", &pairs);
+    let next = (entries.len() == 50).then(|| entries.last().map(|e| format!("/audit?before={}", e.seq))).flatten();
+    let content = html! {
+        @match &chain.broken {
+            None => p.chain.ok role="status" { "Hash chain verified: " (chain.verified) " entries, none altered or removed." },
+            Some(b) => p.chain.bad role="alert" { "Hash chain BROKEN at entry " (b.seq) ": " (b.reason) "." },
+        }
+        form method="post" action="/audit/filter" {
+            (layout::csrf(&p))
+            div.row {
+                (field(&state, "Administrator", "actor", "text", None))
+                (field(&state, "Event type", "event_type", "text", Some("e.g. profile.created")))
+                (field(&state, "Object type", "object_type", "text", Some("e.g. profile")))
+                (field(&state, "Object id", "object_id", "text", None))
+                (field(&state, "From", "from", "date", None))
+                (field(&state, "To", "to", "date", None))
+            }
+            button.secondary type="submit" { "Filter" } " "
+            button.secondary type="submit" name="clear" value="on" { "Clear filters" }
+        }
+        table {
+            thead { tr { th { "#" } th { "Time (UTC)" } th { "Level" } th { "Event" } th { "Object" } th { "Changed fields" } th { "By" } th { "From" } } }
+            tbody {
+                @for e in &entries {
+                    @let r = &e.record;
+                    tr {
+                        td { (e.seq) } td { (ts(r.at)) }
+                        td { @if r.success { (r.level.as_str()) } @else { span.badge.bad { (r.level.as_str()) } } }
+                        td { (r.event_type) }
+                        td { (r.object_type) @if let Some(id) = &r.object_id { " " (id) } }
+                        td { (r.changes.join(", ")) }
+                        td { (r.pii.actor) }
+                        td { (r.pii.client_ip) @if !r.pii.client_host.is_empty() { " (" (r.pii.client_host) ")" } }
+                    }
+                }
+                @if entries.is_empty() { tr { td colspan="8" .muted { "No entries match." } } }
+            }
+        }
+        (layout::pager(q.before.map(|_| "/audit".to_string()), next, if q.before.is_some() { "Older entries" } else { "Newest entries" }))
+    };
+    page(&app, &p, "/audit", "Audit log", content)
+}
+
+#[derive(Deserialize)]
+pub struct AuditFilterForm {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    event_type: String,
+    #[serde(default)]
+    object_type: String,
+    #[serde(default)]
+    object_id: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    clear: Option<String>,
+}
+
+async fn audit_filter(State(app): State<App>, PortalForm(p, f): PortalForm<AuditFilterForm>) -> Response {
+    let value = if on(&f.clear) {
+        String::new()
+    } else {
+        [("actor", &f.actor), ("event_type", &f.event_type), ("object_type", &f.object_type), ("object_id", &f.object_id), ("from", &f.from), ("to", &f.to)]
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    app.portal.set_filter(p.session, "audit", value);
+    Redirect::to("/audit").into_response()
+}
