@@ -66,7 +66,12 @@ pub fn profile_sort(s: Option<&str>) -> ApiResult<ProfileSort> {
         "-name" => ProfileSort::NameDesc,
         "created" => ProfileSort::CreatedAsc,
         "-created" => ProfileSort::CreatedDesc,
-        _ => return Err(ApiError::invalid("sort", "must be name, -name, created or -created")),
+        _ => {
+            return Err(ApiError::invalid(
+                "sort",
+                "must be name, -name, created or -created",
+            ));
+        }
     })
 }
 
@@ -81,7 +86,10 @@ pub async fn list(
         return Err(ApiError::invalid("offset", "must not be negative"));
     }
     let needle = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let page = app.store.list_profiles(needle, profile_sort(q.sort.as_deref())?, lim, offset).await?;
+    let page = app
+        .store
+        .list_profiles(needle, profile_sort(q.sort.as_deref())?, lim, offset)
+        .await?;
     Ok(axum::Json(ProfilePage {
         items: page.items.into_iter().map(Into::into).collect(),
         total: page.total,
@@ -199,11 +207,18 @@ pub async fn update(
     PathId(id): PathId,
     Json(b): Json<ProfilePatch>,
 ) -> ApiResult<axum::Json<ProfileOut>> {
-    Ok(axum::Json(update_profile(&app, &auth, ProfileId(id), b).await?.into()))
+    Ok(axum::Json(
+        update_profile(&app, &auth, ProfileId(id), b).await?.into(),
+    ))
 }
 
 /// Changes a profile (API and portal).
-pub async fn update_profile(app: &App, auth: &AdminAuth, id: ProfileId, b: ProfilePatch) -> ApiResult<Profile> {
+pub async fn update_profile(
+    app: &App,
+    auth: &AdminAuth,
+    id: ProfileId,
+    b: ProfilePatch,
+) -> ApiResult<Profile> {
     let current = app.store.get_profile(id).await?;
     let name = b.name.as_deref().map(profile_name).transpose()?;
     if let Some(p) = &b.password {
@@ -313,7 +328,11 @@ pub async fn delete(
 }
 
 /// Deletes a profile and all it owns (API and portal).
-pub async fn delete_profile(app: &App, auth: &AdminAuth, id: ProfileId) -> ApiResult<ProfileErasure> {
+pub async fn delete_profile(
+    app: &App,
+    auth: &AdminAuth,
+    id: ProfileId,
+) -> ApiResult<ProfileErasure> {
     let preview = app.store.profile_erasure_preview(id).await?;
     let r = auth.record(
         "profile.deleted",
@@ -412,16 +431,12 @@ pub async fn record_consent(app: &App, auth: &AdminAuth, b: ConsentIn) -> ApiRes
         Some(format!("{}/", b.profile_id)),
         vec!["purpose", "channel", "given_at"],
     );
-    app
-        .store
-        .create_consent(new, r)
-        .await
-        .map_err(|e| match e {
-            openturret_store::StoreError::NotFound(_) => {
-                ApiError::invalid("profile_id", "no such profile")
-            }
-            other => other.into(),
-        })
+    app.store.create_consent(new, r).await.map_err(|e| match e {
+        openturret_store::StoreError::NotFound(_) => {
+            ApiError::invalid("profile_id", "no such profile")
+        }
+        other => other.into(),
+    })
 }
 
 /// `POST /consents/{id}/withdraw`: withdrawal equals deletion of the
@@ -432,7 +447,9 @@ pub async fn withdraw_consent(
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<DeletedOut>> {
     let erased = withdraw(&app, &auth, ConsentId(id)).await?;
-    Ok(axum::Json(DeletedOut { erased: erased.into() }))
+    Ok(axum::Json(DeletedOut {
+        erased: erased.into(),
+    }))
 }
 
 /// Withdraws a consent, erasing its profile (API and portal).

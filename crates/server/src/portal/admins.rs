@@ -24,7 +24,13 @@ pub fn routes() -> Router<App> {
         .route("/admins/{id}/password", post(reset))
 }
 
-async fn render(app: &App, p: &Portal, create: &FormState, reset: Option<(i64, FormState)>, status: StatusCode) -> Response {
+async fn render(
+    app: &App,
+    p: &Portal,
+    create: &FormState,
+    reset: Option<(i64, FormState)>,
+    status: StatusCode,
+) -> Response {
     let admins = match app.store.list_admins().await {
         Ok(a) => a,
         Err(e) => return ApiError::from(e).into_response(),
@@ -76,7 +82,17 @@ async fn render(app: &App, p: &Portal, create: &FormState, reset: Option<(i64, F
 }
 
 async fn list(State(app): State<App>, p: Portal) -> Response {
-    render(&app, &p, &FormState { form: "admin", ..Default::default() }, None, StatusCode::OK).await
+    render(
+        &app,
+        &p,
+        &FormState {
+            form: "admin",
+            ..Default::default()
+        },
+        None,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -89,16 +105,27 @@ pub struct AdminForm {
 }
 
 async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<AdminForm>) -> Response {
-    let body = api::AdminIn { username: f.username.clone(), password: f.password, must_change_password: Some(on(&f.must_change_password)) };
+    let body = api::AdminIn {
+        username: f.username.clone(),
+        password: f.password,
+        must_change_password: Some(on(&f.must_change_password)),
+    };
     match api::create(State(app.clone()), p.auth.clone(), Json(body)).await {
-        Ok(_) => done(&app, &p, Ok(()), "/admins", "Administrator created.", |_| unreachable_response()),
+        Ok(_) => done(
+            &app,
+            &p,
+            Ok(()),
+            "/admins",
+            "Administrator created.",
+            |_| unreachable_response(),
+        ),
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
                 let mut s = FormState::with_values("admin", &[("username", &f.username)]);
                 s.error = Some(err);
                 render(&app, &p, &s, None, StatusCode::UNPROCESSABLE_ENTITY).await
             }
-            Err(res) => res,
+            Err(e) => e.into_response(),
         },
     }
 }
@@ -108,16 +135,38 @@ fn unreachable_response() -> Response {
 }
 
 async fn set_enabled(app: App, p: Portal, id: i64, enabled: bool) -> Response {
-    let r = api::update(State(app.clone()), p.auth.clone(), PathId(id), Json(api::AdminPatch { enabled: Some(enabled) })).await;
-    let msg = if enabled { "Administrator enabled." } else { "Administrator disabled; their sessions have ended." };
-    done(&app, &p, r, "/admins", msg, |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    let r = api::update(
+        State(app.clone()),
+        p.auth.clone(),
+        PathId(id),
+        Json(api::AdminPatch {
+            enabled: Some(enabled),
+        }),
+    )
+    .await;
+    let msg = if enabled {
+        "Administrator enabled."
+    } else {
+        "Administrator disabled; their sessions have ended."
+    };
+    done(&app, &p, r, "/admins", msg, |(_, m)| {
+        (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
+    })
 }
 
-async fn enable(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn enable(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     set_enabled(app, p, id, true).await
 }
 
-async fn disable(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn disable(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     set_enabled(app, p, id, false).await
 }
 
@@ -127,16 +176,44 @@ pub struct ResetForm {
     password: String,
 }
 
-async fn reset(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<ResetForm>) -> Response {
-    let body = api::ResetIn { password: f.password, must_change_password: Some(true) };
+async fn reset(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<ResetForm>,
+) -> Response {
+    let body = api::ResetIn {
+        password: f.password,
+        must_change_password: Some(true),
+    };
     match api::reset_password(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await {
-        Ok(_) => done(&app, &p, Ok(()), "/admins", "Password reset; they must choose a new one at sign-in.", |_| unreachable_response()),
+        Ok(_) => done(
+            &app,
+            &p,
+            Ok(()),
+            "/admins",
+            "Password reset; they must choose a new one at sign-in.",
+            |_| unreachable_response(),
+        ),
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let s = FormState { error: Some(err), form: "reset", ..Default::default() };
-                render(&app, &p, &FormState { form: "admin", ..Default::default() }, Some((id, s)), StatusCode::UNPROCESSABLE_ENTITY).await
+                let s = FormState {
+                    error: Some(err),
+                    form: "reset",
+                    ..Default::default()
+                };
+                render(
+                    &app,
+                    &p,
+                    &FormState {
+                        form: "admin",
+                        ..Default::default()
+                    },
+                    Some((id, s)),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
             }
-            Err(res) => res,
+            Err(e) => e.into_response(),
         },
     }
 }

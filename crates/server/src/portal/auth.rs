@@ -65,10 +65,17 @@ pub struct LoginForm {
 }
 
 /// `POST /login`
-pub async fn login(State(app): State<App>, headers: HeaderMap, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
+pub async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: Ctx,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if extract::cross_site(&headers) || expected.is_empty() || !extract::same(&expected, &f.csrf) {
-        return extract::forbidden("This sign-in form has expired. Go back, reload the page and try again.");
+        return extract::forbidden(
+            "This sign-in form has expired. Go back, reload the page and try again.",
+        );
     }
     let body = api::LoginIn {
         username: f.username.clone(),
@@ -76,7 +83,11 @@ pub async fn login(State(app): State<App>, headers: HeaderMap, ctx: Ctx, Form(f)
     };
     match api::login(State(app), ctx, Json(body)).await {
         Ok(token) => {
-            let next = if token.must_change_password { "/password" } else { "/profiles" };
+            let next = if token.must_change_password {
+                "/password"
+            } else {
+                "/profiles"
+            };
             let mut res = Redirect::to(next).into_response();
             let h = res.headers_mut();
             if let Ok(v) = extract::set_cookie(SESSION_COOKIE, &token.token).parse() {
@@ -90,7 +101,10 @@ pub async fn login(State(app): State<App>, headers: HeaderMap, ctx: Ctx, Form(f)
         Err(e) => {
             let (status, msg) = match e {
                 ApiError::TooMany { message, .. } => (StatusCode::TOO_MANY_REQUESTS, message),
-                ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Wrong username or password.".into()),
+                ApiError::Unauthorized(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    "Wrong username or password.".into(),
+                ),
                 other => return other.into_response(),
             };
             let token = passwords::random_token(16);
@@ -151,7 +165,14 @@ fn password_page_for(p: &Portal, state: &FormState, status: StatusCode) -> Respo
 
 /// `GET /password`
 pub async fn password_page(p: Portal) -> Response {
-    password_page_for(&p, &FormState { form: "pw", ..Default::default() }, StatusCode::OK)
+    password_page_for(
+        &p,
+        &FormState {
+            form: "pw",
+            ..Default::default()
+        },
+        StatusCode::OK,
+    )
 }
 
 #[derive(Deserialize)]
@@ -165,7 +186,10 @@ pub struct PasswordForm {
 }
 
 /// `POST /password`
-pub async fn change_password(State(app): State<App>, PortalForm(p, f): PortalForm<PasswordForm>) -> Response {
+pub async fn change_password(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<PasswordForm>,
+) -> Response {
     let fail = |field: &str, msg: String| {
         let state = FormState {
             error: Some((field.to_string(), msg)),
@@ -189,7 +213,8 @@ pub async fn change_password(State(app): State<App>, PortalForm(p, f): PortalFor
     match api::change_password(State(app.clone()), any, Json(body)).await {
         Ok(token) => {
             app.portal.forget(p.session);
-            app.portal.flash(token_hash(&token.token), "Your password was changed.");
+            app.portal
+                .flash(token_hash(&token.token), "Your password was changed.");
             let mut res = Redirect::to("/profiles").into_response();
             if let Ok(v) = extract::set_cookie(SESSION_COOKIE, &token.token).parse() {
                 res.headers_mut().append(header::SET_COOKIE, v);
@@ -198,7 +223,7 @@ pub async fn change_password(State(app): State<App>, PortalForm(p, f): PortalFor
         }
         Err(e) => match layout::form_error(e) {
             Ok((field, msg)) => fail(&field, msg),
-            Err(res) => res,
+            Err(e) => e.into_response(),
         },
     }
 }

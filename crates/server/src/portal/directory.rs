@@ -23,8 +23,14 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/global-contacts", get(contacts))
         .route("/global-contacts/search", post(search))
-        .route("/global-contacts/new", get(new_contact).post(create_contact))
-        .route("/global-contacts/{id}", get(edit_contact).post(update_contact))
+        .route(
+            "/global-contacts/new",
+            get(new_contact).post(create_contact),
+        )
+        .route(
+            "/global-contacts/{id}",
+            get(edit_contact).post(update_contact),
+        )
         .route("/global-contacts/{id}/delete", post(delete_contact))
         .route("/lines", get(lines))
         .route("/lines/new", get(new_line).post(create_line))
@@ -49,7 +55,12 @@ async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>)
     } else {
         (Some(term.clone()), None)
     };
-    let query = GlobalContactQuery { name_prefix: name, number_prefix: number, after: q.after.map(GlobalContactId), limit: PAGE + 1 };
+    let query = GlobalContactQuery {
+        name_prefix: name,
+        number_prefix: number,
+        after: q.after.map(GlobalContactId),
+        limit: PAGE + 1,
+    };
     let mut items = match app.store.search_global_contacts(&query).await {
         Ok(i) => i,
         Err(e) => return ApiError::from(e).into_response(),
@@ -62,9 +73,9 @@ async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>)
             form.row method="post" action="/global-contacts/search" role="search" {
                 (layout::csrf(&p))
                 (field(&state, "Search by name or number (beginning)", "q", "search", None))
-                div.field { button.secondary type="submit" { "Search" } }
+                div.field.submit { button.secondary type="submit" { "Search" } }
             }
-            div.field { a.button href="/global-contacts/new" { "New global contact" } }
+            div.field.submit { a.button href="/global-contacts/new" { "New global contact" } }
         }
         table {
             thead { tr { th { "Name" } th { "Number" } th { "Field 3" } th { "Field 4" } th { span.muted { "Actions" } } } }
@@ -97,11 +108,19 @@ pub struct SearchForm {
 }
 
 async fn search(State(app): State<App>, PortalForm(p, f): PortalForm<SearchForm>) -> Response {
-    app.portal.set_filter(p.session, "global-contacts", f.q.trim().to_string());
+    app.portal
+        .set_filter(p.session, "global-contacts", f.q.trim().to_string());
     Redirect::to("/global-contacts").into_response()
 }
 
-fn contact_page(app: &App, p: &Portal, action: &str, title: &str, state: &FormState, status: StatusCode) -> Response {
+fn contact_page(
+    app: &App,
+    p: &Portal,
+    action: &str,
+    title: &str,
+    state: &FormState,
+    status: StatusCode,
+) -> Response {
     let content = html! {
         section.card {
             @if let Some(e) = state.general_error(&["name", "number", "field3", "field4"]) { p.error-box role="alert" { (e) } }
@@ -119,39 +138,121 @@ fn contact_page(app: &App, p: &Portal, action: &str, title: &str, state: &FormSt
 }
 
 async fn new_contact(State(app): State<App>, p: Portal) -> Response {
-    contact_page(&app, &p, "/global-contacts/new", "New global contact", &FormState { form: "gc", ..Default::default() }, StatusCode::OK)
+    contact_page(
+        &app,
+        &p,
+        "/global-contacts/new",
+        "New global contact",
+        &FormState {
+            form: "gc",
+            ..Default::default()
+        },
+        StatusCode::OK,
+    )
 }
 
-async fn create_contact(State(app): State<App>, PortalForm(p, f): PortalForm<ContactFormFields>) -> Response {
-    let body = api_contacts::ContactIn { name: f.name.clone(), number: f.number.clone(), field3: f.field3.clone(), field4: f.field4.clone() };
+async fn create_contact(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<ContactFormFields>,
+) -> Response {
+    let body = api_contacts::ContactIn {
+        name: f.name.clone(),
+        number: f.number.clone(),
+        field3: f.field3.clone(),
+        field4: f.field4.clone(),
+    };
     let r = api_contacts::create_global(State(app.clone()), p.auth.clone(), Json(body)).await;
-    done(&app, &p, r, "/global-contacts", "Global contact created.", |err| {
-        contact_page(&app, &p, "/global-contacts/new", "New global contact", &f.state("gc", err), StatusCode::UNPROCESSABLE_ENTITY)
-    })
+    done(
+        &app,
+        &p,
+        r,
+        "/global-contacts",
+        "Global contact created.",
+        |err| {
+            contact_page(
+                &app,
+                &p,
+                "/global-contacts/new",
+                "New global contact",
+                &f.state("gc", err),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        },
+    )
 }
 
 async fn edit_contact(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
     match app.store.get_global_contact(GlobalContactId(id)).await {
         Ok(c) => {
             let f = &c.fields;
-            let state = FormState::with_values("gc", &[("name", &f.name), ("number", &f.number), ("field3", &f.field3), ("field4", &f.field4)]);
-            contact_page(&app, &p, &format!("/global-contacts/{id}"), "Edit global contact", &state, StatusCode::OK)
+            let state = FormState::with_values(
+                "gc",
+                &[
+                    ("name", &f.name),
+                    ("number", &f.number),
+                    ("field3", &f.field3),
+                    ("field4", &f.field4),
+                ],
+            );
+            contact_page(
+                &app,
+                &p,
+                &format!("/global-contacts/{id}"),
+                "Edit global contact",
+                &state,
+                StatusCode::OK,
+            )
         }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-async fn update_contact(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<ContactFormFields>) -> Response {
-    let body = api_contacts::ContactPatch { name: Some(f.name.clone()), number: Some(f.number.clone()), field3: Some(f.field3.clone()), field4: Some(f.field4.clone()) };
-    let r = api_contacts::update_global(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
-    done(&app, &p, r, "/global-contacts", "Global contact saved.", |err| {
-        contact_page(&app, &p, &format!("/global-contacts/{id}"), "Edit global contact", &f.state("gc", err), StatusCode::UNPROCESSABLE_ENTITY)
-    })
+async fn update_contact(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<ContactFormFields>,
+) -> Response {
+    let body = api_contacts::ContactPatch {
+        name: Some(f.name.clone()),
+        number: Some(f.number.clone()),
+        field3: Some(f.field3.clone()),
+        field4: Some(f.field4.clone()),
+    };
+    let r = api_contacts::update_global(State(app.clone()), p.auth.clone(), PathId(id), Json(body))
+        .await;
+    done(
+        &app,
+        &p,
+        r,
+        "/global-contacts",
+        "Global contact saved.",
+        |err| {
+            contact_page(
+                &app,
+                &p,
+                &format!("/global-contacts/{id}"),
+                "Edit global contact",
+                &f.state("gc", err),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        },
+    )
 }
 
-async fn delete_contact(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn delete_contact(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     let r = api_contacts::delete_global(State(app.clone()), p.auth.clone(), PathId(id)).await;
-    done(&app, &p, r, "/global-contacts", "Global contact deleted.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(
+        &app,
+        &p,
+        r,
+        "/global-contacts",
+        "Global contact deleted.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }
 
 async fn lines(State(app): State<App>, p: Portal) -> Response {
@@ -200,17 +301,31 @@ pub struct LineForm {
 
 impl LineForm {
     fn state(&self, err: Option<(String, String)>) -> FormState {
-        let mut s = FormState::with_values("line", &[
-            ("name", &self.name), ("uri", &self.uri), ("username", &self.username),
-            ("display_name", &self.display_name), ("alternate_text", &self.alternate_text),
-            ("preferred_identity", &self.preferred_identity),
-        ]);
+        let mut s = FormState::with_values(
+            "line",
+            &[
+                ("name", &self.name),
+                ("uri", &self.uri),
+                ("username", &self.username),
+                ("display_name", &self.display_name),
+                ("alternate_text", &self.alternate_text),
+                ("preferred_identity", &self.preferred_identity),
+            ],
+        );
         s.error = err;
         s
     }
 }
 
-fn line_page(app: &App, p: &Portal, action: &str, title: &str, state: &FormState, has_password: Option<bool>, status: StatusCode) -> Response {
+fn line_page(
+    app: &App,
+    p: &Portal,
+    action: &str,
+    title: &str,
+    state: &FormState,
+    has_password: Option<bool>,
+    status: StatusCode,
+) -> Response {
     let pw_hint = match has_password {
         Some(true) => "A password is stored. It is never shown; type a new one only to replace it.",
         Some(false) => "No password is stored yet.",
@@ -244,18 +359,41 @@ fn line_page(app: &App, p: &Portal, action: &str, title: &str, state: &FormState
 }
 
 async fn new_line(State(app): State<App>, p: Portal) -> Response {
-    line_page(&app, &p, "/lines/new", "New line", &FormState { form: "line", ..Default::default() }, None, StatusCode::OK)
+    line_page(
+        &app,
+        &p,
+        "/lines/new",
+        "New line",
+        &FormState {
+            form: "line",
+            ..Default::default()
+        },
+        None,
+        StatusCode::OK,
+    )
 }
 
 async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineForm>) -> Response {
     let body = api_lines::LineIn {
-        name: f.name.clone(), uri: f.uri.clone(), username: f.username.clone(),
-        password: layout::given(&f.password), display_name: f.display_name.clone(),
-        alternate_text: f.alternate_text.clone(), preferred_identity: f.preferred_identity.clone(),
+        name: f.name.clone(),
+        uri: f.uri.clone(),
+        username: f.username.clone(),
+        password: layout::given(&f.password),
+        display_name: f.display_name.clone(),
+        alternate_text: f.alternate_text.clone(),
+        preferred_identity: f.preferred_identity.clone(),
     };
     let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
     done(&app, &p, r, "/lines", "Line created.", |err| {
-        line_page(&app, &p, "/lines/new", "New line", &f.state(Some(err)), None, StatusCode::UNPROCESSABLE_ENTITY)
+        line_page(
+            &app,
+            &p,
+            "/lines/new",
+            "New line",
+            &f.state(Some(err)),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
     })
 }
 
@@ -264,30 +402,69 @@ async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Res
         Ok(l) => {
             let f = &l.fields;
             let form = LineForm {
-                name: f.name.clone(), uri: f.uri.clone(), username: f.username.clone(), password: String::new(),
-                display_name: f.display_name.clone(), alternate_text: f.alternate_text.clone(),
+                name: f.name.clone(),
+                uri: f.uri.clone(),
+                username: f.username.clone(),
+                password: String::new(),
+                display_name: f.display_name.clone(),
+                alternate_text: f.alternate_text.clone(),
                 preferred_identity: f.preferred_identity.clone(),
             };
-            line_page(&app, &p, &format!("/lines/{id}"), &format!("Line {}", f.name), &form.state(None), Some(l.has_password), StatusCode::OK)
+            line_page(
+                &app,
+                &p,
+                &format!("/lines/{id}"),
+                &format!("Line {}", f.name),
+                &form.state(None),
+                Some(l.has_password),
+                StatusCode::OK,
+            )
         }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-async fn update_line(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<LineForm>) -> Response {
+async fn update_line(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<LineForm>,
+) -> Response {
     let body = api_lines::LinePatch {
-        name: Some(f.name.clone()), uri: Some(f.uri.clone()), username: Some(f.username.clone()),
-        password: layout::given(&f.password), display_name: Some(f.display_name.clone()),
-        alternate_text: Some(f.alternate_text.clone()), preferred_identity: Some(f.preferred_identity.clone()),
+        name: Some(f.name.clone()),
+        uri: Some(f.uri.clone()),
+        username: Some(f.username.clone()),
+        password: layout::given(&f.password),
+        display_name: Some(f.display_name.clone()),
+        alternate_text: Some(f.alternate_text.clone()),
+        preferred_identity: Some(f.preferred_identity.clone()),
     };
     let r = api_lines::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
-    let has_password = app.store.get_line(LineId(id)).await.map(|l| l.has_password).unwrap_or(false);
+    let has_password = app
+        .store
+        .get_line(LineId(id))
+        .await
+        .map(|l| l.has_password)
+        .unwrap_or(false);
     done(&app, &p, r, "/lines", "Line saved.", |err| {
-        line_page(&app, &p, &format!("/lines/{id}"), "Edit line", &f.state(Some(err)), Some(has_password), StatusCode::UNPROCESSABLE_ENTITY)
+        line_page(
+            &app,
+            &p,
+            &format!("/lines/{id}"),
+            "Edit line",
+            &f.state(Some(err)),
+            Some(has_password),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
     })
 }
 
-async fn delete_line(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn delete_line(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     let r = api_lines::delete(State(app.clone()), p.auth.clone(), PathId(id)).await;
-    done(&app, &p, r, "/lines", "Line deleted.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(&app, &p, r, "/lines", "Line deleted.", |(_, m)| {
+        (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
+    })
 }

@@ -63,7 +63,11 @@ pub fn csrf_for(session: &[u8; 32]) -> String {
 
 /// Constant-time string comparison.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn to_login() -> Response {
@@ -79,10 +83,18 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
 }
 
 pub fn forbidden(message: &str) -> Response {
-    (StatusCode::FORBIDDEN, layout::bare("Request refused", message)).into_response()
+    (
+        StatusCode::FORBIDDEN,
+        layout::bare("Request refused", message),
+    )
+        .into_response()
 }
 
-async fn session(parts: &mut Parts, app: &App, allow_must_change: bool) -> Result<Portal, Response> {
+async fn session(
+    parts: &mut Parts,
+    app: &App,
+    allow_must_change: bool,
+) -> Result<Portal, Response> {
     let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?;
     let session = token_hash(&token);
     let admin = app
@@ -94,7 +106,9 @@ async fn session(parts: &mut Parts, app: &App, allow_must_change: bool) -> Resul
     if admin.must_change_password && !allow_must_change {
         return Err(Redirect::to("/password").into_response());
     }
-    let ctx = Ctx::from_request_parts(parts, app).await.map_err(|e| e.into_response())?;
+    let ctx = Ctx::from_request_parts(parts, app)
+        .await
+        .map_err(|e| e.into_response())?;
     Ok(Portal {
         auth: AdminAuth { admin, ctx },
         session,
@@ -122,7 +136,9 @@ impl<T: DeserializeOwned> FromRequest<App> for PortalForm<T> {
     async fn from_request(req: Request, app: &App) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         if cross_site(&parts.headers) {
-            return Err(forbidden("This request came from another site and was refused."));
+            return Err(forbidden(
+                "This request came from another site and was refused.",
+            ));
         }
         let allow = parts.uri.path() == "/password" || parts.uri.path() == "/logout";
         let portal = session(&mut parts, app, allow).await?;
@@ -131,14 +147,18 @@ impl<T: DeserializeOwned> FromRequest<App> for PortalForm<T> {
             .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response())?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
             .map_err(|_| (StatusCode::BAD_REQUEST, "malformed form").into_response())?;
-        let sent = pairs.iter().find(|(k, _)| k == "_csrf").map(|(_, v)| v.as_str());
+        let sent = pairs
+            .iter()
+            .find(|(k, _)| k == "_csrf")
+            .map(|(_, v)| v.as_str());
         if !sent.is_some_and(|s| same(s, &portal.csrf)) {
             return Err(forbidden(
                 "This form has expired or did not come from this portal. Go back, reload the page and try again.",
             ));
         }
-        let value = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("form: {e}")).into_response())?;
+        let value = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("form: {e}")).into_response()
+        })?;
         Ok(PortalForm(portal, value))
     }
 }

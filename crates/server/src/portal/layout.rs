@@ -40,9 +40,18 @@ fn head(title: &str) -> Markup {
 pub fn respond(status: StatusCode, body: Markup) -> Response {
     let mut res = (status, body.into_string()).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     res
 }
 
@@ -97,7 +106,10 @@ pub fn page_with_status(
 
 /// A page without navigation (sign-in, refusals).
 pub fn bare(title: &str, message: &str) -> Response {
-    respond(StatusCode::FORBIDDEN, bare_page(title, html! { p.error-box { (message) } }))
+    respond(
+        StatusCode::FORBIDDEN,
+        bare_page(title, html! { p.error-box { (message) } }),
+    )
 }
 
 pub fn bare_page(title: &str, content: Markup) -> Markup {
@@ -134,7 +146,10 @@ pub struct FormState {
 impl FormState {
     pub fn with_values(form: &'static str, values: &[(&str, &str)]) -> Self {
         FormState {
-            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             error: None,
             form,
         }
@@ -162,9 +177,9 @@ impl FormState {
     }
 }
 
-/// Turns an operation's error into a field and message for the form, or a
-/// response for errors a form cannot show.
-pub fn form_error(e: ApiError) -> Result<(String, String), Response> {
+/// Turns an operation's error into a field and message for the form, or
+/// hands back errors a form cannot show (not found, internal).
+pub fn form_error(e: ApiError) -> Result<(String, String), ApiError> {
     match e {
         ApiError::Invalid { field, reason } | ApiError::Duplicate { field, reason } => {
             let label = field.replace('_', " ");
@@ -175,7 +190,7 @@ pub fn form_error(e: ApiError) -> Result<(String, String), Response> {
             Ok((field, msg))
         }
         ApiError::BadBody(m) => Ok((String::new(), m)),
-        other => Err(other.into_response()),
+        other => Err(other),
     }
 }
 
@@ -183,7 +198,11 @@ pub fn form_error(e: ApiError) -> Result<(String, String), Response> {
 pub fn field(state: &FormState, label: &str, name: &str, kind: &str, hint: Option<&str>) -> Markup {
     let id = format!("{}-{name}", state.form);
     let err = state.error_for(name);
-    let value = if kind == "password" { "" } else { state.value(name) };
+    let value = if kind == "password" {
+        ""
+    } else {
+        state.value(name)
+    };
     let hint_id = format!("{id}-hint");
     let err_id = format!("{id}-error");
     html! {

@@ -54,7 +54,10 @@ impl Memory {
     }
 
     pub fn take_flash(&self, session: [u8; 32]) -> Option<String> {
-        self.flashes.lock().unwrap_or_else(|p| p.into_inner()).remove(&session)
+        self.flashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session)
     }
 
     pub fn set_filter(&self, session: [u8; 32], view: &'static str, value: String) {
@@ -80,7 +83,10 @@ impl Memory {
 
     /// Forgets everything about a session (at logout).
     pub fn forget(&self, session: [u8; 32]) {
-        self.flashes.lock().unwrap_or_else(|p| p.into_inner()).remove(&session);
+        self.flashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session);
         self.filters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -91,11 +97,17 @@ impl Memory {
 /// The portal's routes (merged into the main router).
 pub fn routes() -> Router<App> {
     Router::new()
-        .route("/", get(|| async { axum::response::Redirect::to("/profiles") }))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/profiles") }),
+        )
         .route("/assets/portal.css", get(css))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
-        .route("/password", get(auth::password_page).post(auth::change_password))
+        .route(
+            "/password",
+            get(auth::password_page).post(auth::change_password),
+        )
         .merge(profiles::routes())
         .merge(directory::routes())
         .merge(system::routes())
@@ -104,7 +116,10 @@ pub fn routes() -> Router<App> {
 
 async fn css() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        )],
         include_str!("portal.css"),
     )
         .into_response()

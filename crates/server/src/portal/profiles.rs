@@ -12,7 +12,9 @@ use openturret_domain::{LocalContactId, ProfileId};
 use serde::Deserialize;
 
 use super::extract::{Portal, PortalForm};
-use super::layout::{self, FormState, button_form, checkbox, field, given, on, page, page_with_status, select};
+use super::layout::{
+    self, FormState, button_form, checkbox, field, given, on, page, page_with_status, select,
+};
 use crate::App;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, PathId, PathIds};
@@ -26,10 +28,19 @@ pub fn routes() -> Router<App> {
         .route("/profiles/{id}", get(detail).post(update))
         .route("/profiles/{id}/delete", get(delete_page).post(delete))
         .route("/profiles/{id}/contacts", post(add_contact))
-        .route("/profiles/{id}/contacts/{contact_id}", get(contact_page).post(update_contact))
-        .route("/profiles/{id}/contacts/{contact_id}/delete", post(delete_contact))
+        .route(
+            "/profiles/{id}/contacts/{contact_id}",
+            get(contact_page).post(update_contact),
+        )
+        .route(
+            "/profiles/{id}/contacts/{contact_id}/delete",
+            post(delete_contact),
+        )
         .route("/profiles/{id}/speed-dials", post(add_key))
-        .route("/profiles/{id}/speed-dials/{key_id}/delete", post(delete_key))
+        .route(
+            "/profiles/{id}/speed-dials/{key_id}/delete",
+            post(delete_key),
+        )
         .route("/profiles/{id}/lines", post(assign_line))
         .route("/profiles/{id}/lines/{line_id}/delete", post(remove_line))
 }
@@ -51,7 +62,7 @@ pub fn done<T>(
         }
         Err(e) => match layout::form_error(e) {
             Ok(fe) => on_error(fe),
-            Err(res) => res,
+            Err(e) => e.into_response(),
         },
     }
 }
@@ -73,18 +84,32 @@ async fn list(State(app): State<App>, p: Portal, Query(q): Query<ListQuery>) -> 
     };
     let term = app.portal.filter(p.session, "profiles");
     let needle = (!term.is_empty()).then_some(term.as_str());
-    let result = match app.store.list_profiles(needle, sort, PAGE, (page_no - 1) * PAGE).await {
+    let result = match app
+        .store
+        .list_profiles(needle, sort, PAGE, (page_no - 1) * PAGE)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let pages = ((result.total + PAGE - 1) / PAGE).max(1);
     let link = |n: i64| format!("/profiles?page={n}&sort={sort_key}");
     let sort_link = |key: &str| {
-        let next = if sort_key == key { format!("-{key}") } else { key.to_string() };
+        let next = if sort_key == key {
+            format!("-{key}")
+        } else {
+            key.to_string()
+        };
         format!("/profiles?sort={next}")
     };
     let arrow = |key: &str| {
-        if sort_key == key { " ▲" } else if sort_key == format!("-{key}") { " ▼" } else { "" }
+        if sort_key == key {
+            " ▲"
+        } else if sort_key == format!("-{key}") {
+            " ▼"
+        } else {
+            ""
+        }
     };
     let state = FormState::with_values("search", &[("q", &term)]);
     let content = html! {
@@ -92,9 +117,9 @@ async fn list(State(app): State<App>, p: Portal, Query(q): Query<ListQuery>) -> 
             form.row method="post" action="/profiles/search" role="search" {
                 (layout::csrf(&p))
                 (field(&state, "Search profiles by name", "q", "search", None))
-                div.field { button.secondary type="submit" { "Search" } }
+                div.field.submit { button.secondary type="submit" { "Search" } }
             }
-            div.field { a.button href="/profiles/new" { "New profile" } }
+            div.field.submit { a.button href="/profiles/new" { "New profile" } }
         }
         table {
             thead { tr {
@@ -130,7 +155,8 @@ pub struct SearchForm {
 }
 
 async fn search(State(app): State<App>, PortalForm(p, f): PortalForm<SearchForm>) -> Response {
-    app.portal.set_filter(p.session, "profiles", f.q.trim().to_string());
+    app.portal
+        .set_filter(p.session, "profiles", f.q.trim().to_string());
     Redirect::to("/profiles").into_response()
 }
 
@@ -153,7 +179,11 @@ pub struct ProfileForm {
     call_memory_password_protected: Option<String>,
 }
 
-fn profile_fields(state: &FormState, flags: (bool, bool, bool), existing: Option<(bool, bool)>) -> Markup {
+fn profile_fields(
+    state: &FormState,
+    flags: (bool, bool, bool),
+    existing: Option<(bool, bool)>,
+) -> Markup {
     let keep = "Leave empty to keep the current one.";
     html! {
         (field(state, "Name", "name", "text", Some("Shown in every client's login list.")))
@@ -189,7 +219,15 @@ fn new_form(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Res
 }
 
 async fn new_page(State(app): State<App>, p: Portal) -> Response {
-    new_form(&app, &p, &FormState { form: "profile", ..Default::default() }, StatusCode::OK)
+    new_form(
+        &app,
+        &p,
+        &FormState {
+            form: "profile",
+            ..Default::default()
+        },
+        StatusCode::OK,
+    )
 }
 
 async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm>) -> Response {
@@ -210,7 +248,14 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
                 let mut state = FormState::with_values("profile", &[("name", &f.name)]);
-                for (k, v) in [("collect_call_memory", &f.collect_call_memory), ("allow_call_memory_deletion", &f.allow_call_memory_deletion), ("call_memory_password_protected", &f.call_memory_password_protected)] {
+                for (k, v) in [
+                    ("collect_call_memory", &f.collect_call_memory),
+                    ("allow_call_memory_deletion", &f.allow_call_memory_deletion),
+                    (
+                        "call_memory_password_protected",
+                        &f.call_memory_password_protected,
+                    ),
+                ] {
                     if on(v) {
                         state.values.insert(k.into(), "on".into());
                     }
@@ -218,7 +263,7 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm
                 state.error = Some(err);
                 new_form(&app, &p, &state, StatusCode::UNPROCESSABLE_ENTITY)
             }
-            Err(res) => res,
+            Err(e) => e.into_response(),
         },
     }
 }
@@ -233,7 +278,13 @@ struct Forms {
     line: Option<FormState>,
 }
 
-async fn render_detail(app: &App, p: &Portal, id: i64, forms: Forms, status: StatusCode) -> Response {
+async fn render_detail(
+    app: &App,
+    p: &Portal,
+    id: i64,
+    forms: Forms,
+    status: StatusCode,
+) -> Response {
     let pid = ProfileId(id);
     let loaded = async {
         Ok::<_, ApiError>((
@@ -249,15 +300,30 @@ async fn render_detail(app: &App, p: &Portal, id: i64, forms: Forms, status: Sta
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let ps = forms.profile.unwrap_or_else(|| FormState::with_values("profile", &[("name", &profile.name)]));
-    let cs = forms.contact.unwrap_or_else(|| FormState { form: "contact", ..Default::default() });
-    let ks = forms.key.unwrap_or_else(|| FormState::with_values("key", &[("kind", "DKM")]));
-    let ls = forms.line.unwrap_or_else(|| FormState { form: "linekey", ..Default::default() });
+    let ps = forms
+        .profile
+        .unwrap_or_else(|| FormState::with_values("profile", &[("name", &profile.name)]));
+    let cs = forms.contact.unwrap_or_else(|| FormState {
+        form: "contact",
+        ..Default::default()
+    });
+    let ks = forms
+        .key
+        .unwrap_or_else(|| FormState::with_values("key", &[("kind", "DKM")]));
+    let ls = forms.line.unwrap_or_else(|| FormState {
+        form: "linekey",
+        ..Default::default()
+    });
     let f = profile.flags;
     let base = format!("/profiles/{id}");
     let grid = |kind: SpeedDialKind| {
         let of_kind: Vec<_> = keys.iter().filter(|k| k.fields.kind == kind).collect();
-        let max = of_kind.iter().map(|k| k.fields.position).max().unwrap_or(0).max(8);
+        let max = of_kind
+            .iter()
+            .map(|k| k.fields.position)
+            .max()
+            .unwrap_or(0)
+            .max(8);
         html! {
             div.keys role="list" aria-label=(format!("{} keys", kind.as_str())) {
                 @for pos in 1..=max {
@@ -276,9 +342,17 @@ async fn render_detail(app: &App, p: &Portal, id: i64, forms: Forms, status: Sta
     };
     let line_options: Vec<(String, String)> = lines
         .iter()
-        .map(|l| (l.id.0.to_string(), format!("{} ({})", l.fields.name, l.fields.display_name)))
+        .map(|l| {
+            (
+                l.id.0.to_string(),
+                format!("{} ({})", l.fields.name, l.fields.display_name),
+            )
+        })
         .collect();
-    let kinds = vec![("DKM".to_string(), "DKM: speed dial memory".to_string()), ("DKA".to_string(), "DKA: direct key".to_string())];
+    let kinds = vec![
+        ("DKM".to_string(), "DKM: speed dial memory".to_string()),
+        ("DKA".to_string(), "DKA: direct key".to_string()),
+    ];
     let content = html! {
         section.card {
             h2 { "Profile" }
@@ -315,7 +389,7 @@ async fn render_detail(app: &App, p: &Portal, id: i64, forms: Forms, status: Sta
                 (field(&cs, "Number", "number", "tel", None))
                 (field(&cs, "Field 3", "field3", "text", None))
                 (field(&cs, "Field 4", "field4", "text", None))
-                div.field { button type="submit" { "Add contact" } }
+                div.field.submit { button type="submit" { "Add contact" } }
             }
         }
         section.card #keys {
@@ -330,7 +404,7 @@ async fn render_detail(app: &App, p: &Portal, id: i64, forms: Forms, status: Sta
                 (field(&ks, "Position", "position", "number", None))
                 (field(&ks, "Name", "name", "text", None))
                 (field(&ks, "Number", "number", "tel", None))
-                div.field { button type="submit" { "Add key" } }
+                div.field.submit { button type="submit" { "Add key" } }
             }
         }
         section.card #lines {
@@ -359,7 +433,7 @@ async fn render_detail(app: &App, p: &Portal, id: i64, forms: Forms, status: Sta
                     (layout::csrf(p))
                     (select(&ls, "Line", "line_id", &line_options))
                     (field(&ls, "Position", "position", "number", None))
-                    div.field { button type="submit" { "Add line key" } }
+                    div.field.submit { button type="submit" { "Add line key" } }
                 }
             }
         }
@@ -376,8 +450,18 @@ async fn detail(State(app): State<App>, p: Portal, PathId(id): PathId) -> Respon
     render_detail(&app, &p, id, Forms::default(), StatusCode::OK).await
 }
 
-async fn update(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<ProfileForm>) -> Response {
-    let opt_pw = |v: &str, clear: &Option<String>| if on(clear) { Some(None) } else { given(v).map(Some) };
+async fn update(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<ProfileForm>,
+) -> Response {
+    let opt_pw = |v: &str, clear: &Option<String>| {
+        if on(clear) {
+            Some(None)
+        } else {
+            given(v).map(Some)
+        }
+    };
     let patch = api::ProfilePatch {
         name: Some(f.name.clone()),
         password: given(&f.password),
@@ -397,10 +481,13 @@ async fn update(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): Po
             Ok(err) => {
                 let mut state = FormState::with_values("profile", &[("name", &f.name)]);
                 state.error = Some(err);
-                let forms = Forms { profile: Some(state), ..Default::default() };
+                let forms = Forms {
+                    profile: Some(state),
+                    ..Default::default()
+                };
                 render_detail(&app, &p, id, forms, StatusCode::UNPROCESSABLE_ENTITY).await
             }
-            Err(res) => res,
+            Err(e) => e.into_response(),
         },
     }
 }
@@ -421,7 +508,14 @@ pub fn erasure_list(e: &ProfileErasure) -> Markup {
 
 async fn delete_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
     let pid = ProfileId(id);
-    let (profile, preview) = match async { Ok::<_, ApiError>((app.store.get_profile(pid).await?, app.store.profile_erasure_preview(pid).await?)) }.await {
+    let (profile, preview) = match async {
+        Ok::<_, ApiError>((
+            app.store.get_profile(pid).await?,
+            app.store.profile_erasure_preview(pid).await?,
+        ))
+    }
+    .await
+    {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
@@ -439,7 +533,11 @@ async fn delete_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> R
     page(&app, &p, "/profiles", "Delete profile", content)
 }
 
-async fn delete(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn delete(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     match api::delete_profile(&app, &p.auth, ProfileId(id)).await {
         Ok(e) => {
             p.flash(&app, format!(
@@ -466,15 +564,33 @@ pub struct ContactFormFields {
 
 impl ContactFormFields {
     pub fn state(&self, form: &'static str, err: (String, String)) -> FormState {
-        let mut s = FormState::with_values(form, &[("name", &self.name), ("number", &self.number), ("field3", &self.field3), ("field4", &self.field4)]);
+        let mut s = FormState::with_values(
+            form,
+            &[
+                ("name", &self.name),
+                ("number", &self.number),
+                ("field3", &self.field3),
+                ("field4", &self.field4),
+            ],
+        );
         s.error = Some(err);
         s
     }
 }
 
-async fn add_contact(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<ContactFormFields>) -> Response {
-    let body = api_contacts::ContactIn { name: f.name.clone(), number: f.number.clone(), field3: f.field3.clone(), field4: f.field4.clone() };
-    let r = api_contacts::create_local(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
+async fn add_contact(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<ContactFormFields>,
+) -> Response {
+    let body = api_contacts::ContactIn {
+        name: f.name.clone(),
+        number: f.number.clone(),
+        field3: f.field3.clone(),
+        field4: f.field4.clone(),
+    };
+    let r = api_contacts::create_local(State(app.clone()), p.auth.clone(), PathId(id), Json(body))
+        .await;
     let state = match r {
         Ok(_) => {
             p.flash(&app, "Contact added.");
@@ -482,13 +598,30 @@ async fn add_contact(State(app): State<App>, PathId(id): PathId, PortalForm(p, f
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => f.state("contact", err),
-            Err(res) => return res,
+            Err(e) => return e.into_response(),
         },
     };
-    render_detail(&app, &p, id, Forms { contact: Some(state), ..Default::default() }, StatusCode::UNPROCESSABLE_ENTITY).await
+    render_detail(
+        &app,
+        &p,
+        id,
+        Forms {
+            contact: Some(state),
+            ..Default::default()
+        },
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
 }
 
-fn contact_form_page(app: &App, p: &Portal, pid: i64, cid: i64, state: &FormState, status: StatusCode) -> Response {
+fn contact_form_page(
+    app: &App,
+    p: &Portal,
+    pid: i64,
+    cid: i64,
+    state: &FormState,
+    status: StatusCode,
+) -> Response {
     let content = html! {
         section.card {
             @if let Some(e) = state.general_error(&["name", "number", "field3", "field4"]) { p.error-box role="alert" { (e) } }
@@ -507,27 +640,79 @@ fn contact_form_page(app: &App, p: &Portal, pid: i64, cid: i64, state: &FormStat
 }
 
 async fn contact_page(State(app): State<App>, p: Portal, PathIds(pid, cid): PathIds) -> Response {
-    match app.store.get_local_contact(ProfileId(pid), LocalContactId(cid)).await {
+    match app
+        .store
+        .get_local_contact(ProfileId(pid), LocalContactId(cid))
+        .await
+    {
         Ok(c) => {
             let f = &c.fields;
-            let state = FormState::with_values("contact", &[("name", &f.name), ("number", &f.number), ("field3", &f.field3), ("field4", &f.field4)]);
+            let state = FormState::with_values(
+                "contact",
+                &[
+                    ("name", &f.name),
+                    ("number", &f.number),
+                    ("field3", &f.field3),
+                    ("field4", &f.field4),
+                ],
+            );
             contact_form_page(&app, &p, pid, cid, &state, StatusCode::OK)
         }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-async fn update_contact(State(app): State<App>, PathIds(pid, cid): PathIds, PortalForm(p, f): PortalForm<ContactFormFields>) -> Response {
-    let body = api_contacts::ContactPatch { name: Some(f.name.clone()), number: Some(f.number.clone()), field3: Some(f.field3.clone()), field4: Some(f.field4.clone()) };
-    let r = api_contacts::update_local(State(app.clone()), p.auth.clone(), PathIds(pid, cid), Json(body)).await;
-    done(&app, &p, r, &format!("/profiles/{pid}#contacts"), "Contact saved.", |err| {
-        contact_form_page(&app, &p, pid, cid, &f.state("contact", err), StatusCode::UNPROCESSABLE_ENTITY)
-    })
+async fn update_contact(
+    State(app): State<App>,
+    PathIds(pid, cid): PathIds,
+    PortalForm(p, f): PortalForm<ContactFormFields>,
+) -> Response {
+    let body = api_contacts::ContactPatch {
+        name: Some(f.name.clone()),
+        number: Some(f.number.clone()),
+        field3: Some(f.field3.clone()),
+        field4: Some(f.field4.clone()),
+    };
+    let r = api_contacts::update_local(
+        State(app.clone()),
+        p.auth.clone(),
+        PathIds(pid, cid),
+        Json(body),
+    )
+    .await;
+    done(
+        &app,
+        &p,
+        r,
+        &format!("/profiles/{pid}#contacts"),
+        "Contact saved.",
+        |err| {
+            contact_form_page(
+                &app,
+                &p,
+                pid,
+                cid,
+                &f.state("contact", err),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        },
+    )
 }
 
-async fn delete_contact(State(app): State<App>, PathIds(pid, cid): PathIds, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn delete_contact(
+    State(app): State<App>,
+    PathIds(pid, cid): PathIds,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     let r = api_contacts::delete_local(State(app.clone()), p.auth.clone(), PathIds(pid, cid)).await;
-    done(&app, &p, r, &format!("/profiles/{pid}#contacts"), "Contact deleted.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(
+        &app,
+        &p,
+        r,
+        &format!("/profiles/{pid}#contacts"),
+        "Contact deleted.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -544,14 +729,27 @@ pub struct KeyForm {
 
 /// A whole number typed into `field`.
 pub fn number_field(field: &str, v: &str) -> ApiResult<i64> {
-    v.trim().parse().map_err(|_| ApiError::invalid(field, "must be a whole number"))
+    v.trim()
+        .parse()
+        .map_err(|_| ApiError::invalid(field, "must be a whole number"))
 }
 
-async fn add_key(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<KeyForm>) -> Response {
+async fn add_key(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<KeyForm>,
+) -> Response {
     let r = match number_field("position", &f.position) {
         Ok(position) => {
-            let body = api_contacts::SpeedDialIn { kind: f.kind.clone(), position, name: f.name.clone(), number: f.number.clone() };
-            api_contacts::create_key(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await.map(|_| ())
+            let body = api_contacts::SpeedDialIn {
+                kind: f.kind.clone(),
+                position,
+                name: f.name.clone(),
+                number: f.number.clone(),
+            };
+            api_contacts::create_key(State(app.clone()), p.auth.clone(), PathId(id), Json(body))
+                .await
+                .map(|_| ())
         }
         Err(e) => Err(e),
     };
@@ -562,19 +760,48 @@ async fn add_key(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): P
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut s = FormState::with_values("key", &[("kind", &f.kind), ("position", &f.position), ("name", &f.name), ("number", &f.number)]);
+                let mut s = FormState::with_values(
+                    "key",
+                    &[
+                        ("kind", &f.kind),
+                        ("position", &f.position),
+                        ("name", &f.name),
+                        ("number", &f.number),
+                    ],
+                );
                 s.error = Some(err);
                 s
             }
-            Err(res) => return res,
+            Err(e) => return e.into_response(),
         },
     };
-    render_detail(&app, &p, id, Forms { key: Some(state), ..Default::default() }, StatusCode::UNPROCESSABLE_ENTITY).await
+    render_detail(
+        &app,
+        &p,
+        id,
+        Forms {
+            key: Some(state),
+            ..Default::default()
+        },
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
 }
 
-async fn delete_key(State(app): State<App>, PathIds(pid, kid): PathIds, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn delete_key(
+    State(app): State<App>,
+    PathIds(pid, kid): PathIds,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     let r = api_contacts::delete_key(State(app.clone()), p.auth.clone(), PathIds(pid, kid)).await;
-    done(&app, &p, r, &format!("/profiles/{pid}#keys"), "Speed dial key removed.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(
+        &app,
+        &p,
+        r,
+        &format!("/profiles/{pid}#keys"),
+        "Speed dial key removed.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -585,11 +812,21 @@ pub struct LineKeyForm {
     position: String,
 }
 
-async fn assign_line(State(app): State<App>, PathId(id): PathId, PortalForm(p, f): PortalForm<LineKeyForm>) -> Response {
+async fn assign_line(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<LineKeyForm>,
+) -> Response {
     let r = async {
         let line = number_field("line_id", &f.line_id)?;
         let position = number_field("position", &f.position)?;
-        api_lines::assign(State(app.clone()), p.auth.clone(), PathIds(id, line), Json(api_lines::AssignIn { position })).await
+        api_lines::assign(
+            State(app.clone()),
+            p.auth.clone(),
+            PathIds(id, line),
+            Json(api_lines::AssignIn { position }),
+        )
+        .await
     }
     .await;
     let state = match r {
@@ -599,17 +836,41 @@ async fn assign_line(State(app): State<App>, PathId(id): PathId, PortalForm(p, f
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut s = FormState::with_values("linekey", &[("line_id", &f.line_id), ("position", &f.position)]);
+                let mut s = FormState::with_values(
+                    "linekey",
+                    &[("line_id", &f.line_id), ("position", &f.position)],
+                );
                 s.error = Some(err);
                 s
             }
-            Err(res) => return res,
+            Err(e) => return e.into_response(),
         },
     };
-    render_detail(&app, &p, id, Forms { line: Some(state), ..Default::default() }, StatusCode::UNPROCESSABLE_ENTITY).await
+    render_detail(
+        &app,
+        &p,
+        id,
+        Forms {
+            line: Some(state),
+            ..Default::default()
+        },
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
 }
 
-async fn remove_line(State(app): State<App>, PathIds(pid, lid): PathIds, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn remove_line(
+    State(app): State<App>,
+    PathIds(pid, lid): PathIds,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     let r = api_lines::unassign(State(app.clone()), p.auth.clone(), PathIds(pid, lid)).await;
-    done(&app, &p, r, &format!("/profiles/{pid}#lines"), "Line key removed.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(
+        &app,
+        &p,
+        r,
+        &format!("/profiles/{pid}#lines"),
+        "Line key removed.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }

@@ -33,7 +33,12 @@ pub fn routes() -> Router<App> {
         .route("/privacy", get(|s, p| later(s, p, "/privacy", "Privacy")))
 }
 
-async fn later(State(app): State<App>, p: Portal, path: &'static str, title: &'static str) -> Response {
+async fn later(
+    State(app): State<App>,
+    p: Portal,
+    path: &'static str,
+    title: &'static str,
+) -> Response {
     let content = html! {
         section.card {
             p { "This part of the portal arrives with the data lifecycle release: CSV and JSON import and export, encrypted backups and restore, subject access exports, retention and the live privacy report." }
@@ -47,7 +52,10 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
         Ok(s) => s,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let sw = FormState { form: "switches", ..Default::default() };
+    let sw = FormState {
+        form: "switches",
+        ..Default::default()
+    };
     let content = html! {
         section.card {
             h2 { "Switches" }
@@ -90,7 +98,16 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
 }
 
 async fn settings(State(app): State<App>, p: Portal) -> Response {
-    settings_page(&app, &p, &FormState { form: "master", ..Default::default() }, StatusCode::OK).await
+    settings_page(
+        &app,
+        &p,
+        &FormState {
+            form: "master",
+            ..Default::default()
+        },
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -121,7 +138,9 @@ async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Swit
         ..patch()
     };
     let r = api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await;
-    done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| {
+        (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
+    })
 }
 
 #[derive(Deserialize)]
@@ -133,7 +152,11 @@ pub struct MasterForm {
 }
 
 async fn set_master(State(app): State<App>, PortalForm(p, f): PortalForm<MasterForm>) -> Response {
-    let master = |err: (String, String)| FormState { error: Some(err), form: "master", ..Default::default() };
+    let master = |err: (String, String)| FormState {
+        error: Some(err),
+        form: "master",
+        ..Default::default()
+    };
     if f.master_password != f.confirm {
         let state = master(("confirm".into(), "The two passwords differ.".into()));
         return settings_page(&app, &p, &state, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -145,27 +168,48 @@ async fn set_master(State(app): State<App>, PortalForm(p, f): PortalForm<MasterF
     };
     match api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await {
         Ok(_) => {
-            p.flash(&app, "The master password is enabled. This was recorded in the audit log.");
+            p.flash(
+                &app,
+                "The master password is enabled. This was recorded in the audit log.",
+            );
             Redirect::to("/settings").into_response()
         }
         Err(e) => match layout::form_error(e) {
-            Ok(err) => settings_page(&app, &p, &master(err), StatusCode::UNPROCESSABLE_ENTITY).await,
-            Err(res) => res,
+            Ok(err) => {
+                settings_page(&app, &p, &master(err), StatusCode::UNPROCESSABLE_ENTITY).await
+            }
+            Err(e) => e.into_response(),
         },
     }
 }
 
-async fn disable_master(State(app): State<App>, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
-    let body = api_settings::SettingsPatch { master_password_enabled: Some(false), ..patch() };
+async fn disable_master(
+    State(app): State<App>,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
+    let body = api_settings::SettingsPatch {
+        master_password_enabled: Some(false),
+        ..patch()
+    };
     let r = api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await;
-    done(&app, &p, r, "/settings", "The master password is disabled and cleared.", |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response())
+    done(
+        &app,
+        &p,
+        r,
+        "/settings",
+        "The master password is disabled and cleared.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }
 
 async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Response {
     let loaded = async {
         Ok::<_, ApiError>((
             app.store.list_consents(None).await?,
-            app.store.list_profiles(None, ProfileSort::NameAsc, 10_000, 0).await?.items,
+            app.store
+                .list_profiles(None, ProfileSort::NameAsc, 10_000, 0)
+                .await?
+                .items,
         ))
     }
     .await;
@@ -173,12 +217,25 @@ async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusC
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let name_of = |id| profiles.iter().find(|p| p.id == id).map(|p| p.name.as_str()).unwrap_or("?");
-    let options: Vec<(String, String)> = profiles.iter().map(|p| (p.id.0.to_string(), p.name.clone())).collect();
-    let channels: Vec<(String, String)> = [("paper", "Paper"), ("email", "E-mail"), ("electronic", "Electronic")]
+    let name_of = |id| {
+        profiles
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.name.as_str())
+            .unwrap_or("?")
+    };
+    let options: Vec<(String, String)> = profiles
         .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .map(|p| (p.id.0.to_string(), p.name.clone()))
         .collect();
+    let channels: Vec<(String, String)> = [
+        ("paper", "Paper"),
+        ("email", "E-mail"),
+        ("electronic", "Electronic"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
     let content = html! {
         table {
             thead { tr { th { "Profile" } th { "Purpose" } th { "How" } th { "Given" } th { "Recorded by" } th { span.muted { "Actions" } } } }
@@ -214,7 +271,13 @@ async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusC
 }
 
 async fn consents(State(app): State<App>, p: Portal) -> Response {
-    consents_page(&app, &p, &FormState::with_values("consent", &[("channel", "paper")]), StatusCode::OK).await
+    consents_page(
+        &app,
+        &p,
+        &FormState::with_values("consent", &[("channel", "paper")]),
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -229,11 +292,19 @@ pub struct ConsentForm {
     given_at: String,
 }
 
-async fn record_consent(State(app): State<App>, PortalForm(p, f): PortalForm<ConsentForm>) -> Response {
+async fn record_consent(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<ConsentForm>,
+) -> Response {
     let r = async {
         let profile_id = super::profiles::number_field("profile_id", &f.profile_id)?;
         let given_at = layout::given(&f.given_at).map(|d| format!("{}T00:00:00Z", d.trim()));
-        let body = api_profiles::ConsentIn { profile_id, purpose: f.purpose.clone(), channel: f.channel.clone(), given_at };
+        let body = api_profiles::ConsentIn {
+            profile_id,
+            purpose: f.purpose.clone(),
+            channel: f.channel.clone(),
+            given_at,
+        };
         api_profiles::record_consent(&app, &p.auth, body).await
     }
     .await;
@@ -244,11 +315,19 @@ async fn record_consent(State(app): State<App>, PortalForm(p, f): PortalForm<Con
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut s = FormState::with_values("consent", &[("profile_id", &f.profile_id), ("purpose", &f.purpose), ("channel", &f.channel), ("given_at", &f.given_at)]);
+                let mut s = FormState::with_values(
+                    "consent",
+                    &[
+                        ("profile_id", &f.profile_id),
+                        ("purpose", &f.purpose),
+                        ("channel", &f.channel),
+                        ("given_at", &f.given_at),
+                    ],
+                );
                 s.error = Some(err);
                 s
             }
-            Err(res) => return res,
+            Err(e) => return e.into_response(),
         },
     };
     consents_page(&app, &p, &state, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -284,7 +363,11 @@ async fn withdraw_page(State(app): State<App>, p: Portal, PathId(id): PathId) ->
     page(&app, &p, "/consents", "Withdraw consent", content)
 }
 
-async fn withdraw(State(app): State<App>, PathId(id): PathId, PortalForm(p, _): PortalForm<super::auth::Empty>) -> Response {
+async fn withdraw(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     match api_profiles::withdraw(&app, &p.auth, ConsentId(id)).await {
         Ok(e) => {
             p.flash(&app, format!(
@@ -310,7 +393,14 @@ fn filter_value(stored: &str, key: &str) -> String {
         .to_string()
 }
 
-const AUDIT_KEYS: [&str; 6] = ["actor", "event_type", "object_type", "object_id", "from", "to"];
+const AUDIT_KEYS: [&str; 6] = [
+    "actor",
+    "event_type",
+    "object_type",
+    "object_id",
+    "from",
+    "to",
+];
 
 async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -> Response {
     let stored = app.portal.filter(p.session, "audit");
@@ -319,27 +409,48 @@ async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -
         match v(k) {
             Some(d) => {
                 let t = parse_ts(k, &format!("{d}T00:00:00Z"))?;
-                Ok(Some(if end { openturret_domain::Timestamp(t.0 + 86_400_000) } else { t }))
+                Ok(Some(if end {
+                    openturret_domain::Timestamp(t.0 + 86_400_000)
+                } else {
+                    t
+                }))
             }
             None => Ok(None),
         }
     };
     let filter = match (date("from", false), date("to", true)) {
         (Ok(from), Ok(to)) => AuditFilter {
-            actor: v("actor"), event_type: v("event_type"), object_type: v("object_type"), object_id: v("object_id"),
-            from, to, before_seq: q.before, limit: 50,
+            actor: v("actor"),
+            event_type: v("event_type"),
+            object_type: v("object_type"),
+            object_id: v("object_id"),
+            from,
+            to,
+            before_seq: q.before,
+            limit: 50,
         },
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
-    let loaded = async { Ok::<_, ApiError>((app.store.list_audit(&filter).await?, app.store.verify_audit().await?)) }.await;
+    let loaded = async {
+        Ok::<_, ApiError>((
+            app.store.list_audit(&filter).await?,
+            app.store.verify_audit().await?,
+        ))
+    }
+    .await;
     let (entries, chain) = match loaded {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let values: Vec<(&str, String)> = AUDIT_KEYS.iter().map(|k| (*k, filter_value(&stored, k))).collect();
+    let values: Vec<(&str, String)> = AUDIT_KEYS
+        .iter()
+        .map(|k| (*k, filter_value(&stored, k)))
+        .collect();
     let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let state = FormState::with_values("audit", &pairs);
-    let next = (entries.len() == 50).then(|| entries.last().map(|e| format!("/audit?before={}", e.seq))).flatten();
+    let next = (entries.len() == 50)
+        .then(|| entries.last().map(|e| format!("/audit?before={}", e.seq)))
+        .flatten();
     let content = html! {
         @match &chain.broken {
             None => p.chain.ok role="status" { "Hash chain verified: " (chain.verified) " entries, none altered or removed." },
@@ -398,16 +509,26 @@ pub struct AuditFilterForm {
     clear: Option<String>,
 }
 
-async fn audit_filter(State(app): State<App>, PortalForm(p, f): PortalForm<AuditFilterForm>) -> Response {
+async fn audit_filter(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<AuditFilterForm>,
+) -> Response {
     let value = if on(&f.clear) {
         String::new()
     } else {
-        [("actor", &f.actor), ("event_type", &f.event_type), ("object_type", &f.object_type), ("object_id", &f.object_id), ("from", &f.from), ("to", &f.to)]
-            .iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
-            .collect::<Vec<_>>()
-            .join("\n")
+        [
+            ("actor", &f.actor),
+            ("event_type", &f.event_type),
+            ("object_type", &f.object_type),
+            ("object_id", &f.object_id),
+            ("from", &f.from),
+            ("to", &f.to),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
+        .collect::<Vec<_>>()
+        .join("\n")
     };
     app.portal.set_filter(p.session, "audit", value);
     Redirect::to("/audit").into_response()

@@ -1,0 +1,526 @@
+//! The Management Portal in real headless Chromium, against the real
+//! `turret serve` over HTTPS.
+
+mod common;
+
+use common::browser::Browser;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// A server whose admin signed in through the portal (one-time password,
+/// then the forced change), and an API client for cross-checks.
+async fn signed_in(dir: &std::path::Path) -> (Server, Browser, Api) {
+    let server = Server::start(dir, &[]).await;
+    let otp = server.one_time_password().unwrap();
+    let b = Browser::start(&server.url).await;
+    b.goto("/login").await;
+    b.fill("#login-username", "admin").await;
+    b.fill("#login-password", &otp).await;
+    b.submit("form[action='/login'] button[type=submit]").await;
+    assert_eq!(b.path().await, "/password");
+    b.fill("#pw-current_password", &otp).await;
+    b.fill("#pw-new_password", ADMIN_PASSWORD).await;
+    b.fill("#pw-confirm", ADMIN_PASSWORD).await;
+    b.submit("form[action='/password'] button[type=submit]")
+        .await;
+    assert_eq!(b.path().await, "/profiles");
+    let mut api = server.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+    (server, b, api)
+}
+
+#[tokio::test]
+async fn signing_in_with_the_one_time_password_forces_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let otp = server.one_time_password().unwrap();
+    let b = Browser::start(&server.url).await;
+    b.goto("/").await;
+    assert_eq!(
+        b.path().await,
+        "/login",
+        "signed-out visitors land on the sign-in page"
+    );
+    b.screenshot("login").await;
+
+    b.fill("#login-username", "admin").await;
+    b.fill("#login-password", "not-the-password").await;
+    b.submit("form[action='/login'] button[type=submit]").await;
+    assert!(
+        b.text(".error-box")
+            .await
+            .contains("Wrong username or password")
+    );
+
+    b.fill("#login-username", "admin").await;
+    b.fill("#login-password", &otp).await;
+    b.submit("form[action='/login'] button[type=submit]").await;
+    assert_eq!(b.path().await, "/password");
+    assert!(b.source().await.contains("one-time password"));
+    b.goto("/profiles").await;
+    assert_eq!(
+        b.path().await,
+        "/password",
+        "nothing else is reachable before the change"
+    );
+
+    b.fill("#pw-current_password", &otp).await;
+    b.fill("#pw-new_password", ADMIN_PASSWORD).await;
+    b.fill("#pw-confirm", "something-else-entirely").await;
+    b.submit("form[action='/password'] button[type=submit]")
+        .await;
+    assert_eq!(
+        b.client
+            .find(fantoccini::Locator::Css("#pw-confirm"))
+            .await
+            .unwrap()
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+
+    b.fill("#pw-current_password", &otp).await;
+    b.fill("#pw-new_password", ADMIN_PASSWORD).await;
+    b.fill("#pw-confirm", ADMIN_PASSWORD).await;
+    b.submit("form[action='/password'] button[type=submit]")
+        .await;
+    assert_eq!(b.path().await, "/profiles");
+    assert!(b.text(".flash").await.contains("password was changed"));
+
+    // The cookie is locked down.
+    let cookie = b.client.get_named_cookie("turret_session").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+
+    // Sign out, and the old session is gone.
+    b.submit("form[action='/logout'] button").await;
+    assert_eq!(b.path().await, "/login");
+    b.goto("/profiles").await;
+    assert_eq!(b.path().await, "/login");
+    let mut api = server.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+
+    b.goto("/lines/new").await;
+    b.fill("#line-name", "Line 1").await;
+    b.fill("#line-uri", "sip:1001@pbx.example.com").await;
+    b.fill("#line-username", "1001").await;
+    b.fill("#line-password", "line-secret-4444").await;
+    b.fill("#line-display_name", "FX Desk").await;
+    b.submit("form[action='/lines/new'] button[type=submit]")
+        .await;
+    assert_eq!(b.path().await, "/lines");
+
+    b.goto("/profiles/new").await;
+    b.fill("#profile-name", "Ann Trader").await;
+    b.fill("#profile-password", "1234").await;
+    b.click("#profile-collect_call_memory").await;
+    b.submit("form[action='/profiles/new'] button[type=submit]")
+        .await;
+    let profile_path = b.path().await;
+    assert!(profile_path.starts_with("/profiles/"), "{profile_path}");
+    let pid: i64 = profile_path.rsplit('/').next().unwrap().parse().unwrap();
+
+    for (name, number) in [
+        ("Bob Broker", "+44 20 7946 0001"),
+        ("Cat Clerk", "020 7946 0002"),
+    ] {
+        b.fill("#contact-name", name).await;
+        b.fill("#contact-number", number).await;
+        b.submit(&format!(
+            "form[action='/profiles/{pid}/contacts'] button[type=submit]"
+        ))
+        .await;
+        assert!(b.text(".flash").await.contains("Contact added"));
+    }
+    for (kind, pos, name) in [
+        ("DKA: direct key", "1", "Desk A"),
+        ("DKM: speed dial memory", "1", "Desk M1"),
+        ("DKM: speed dial memory", "2", "Desk M2"),
+    ] {
+        b.choose("#key-kind", kind).await;
+        b.fill("#key-position", pos).await;
+        b.fill("#key-name", name).await;
+        b.fill("#key-number", "2001").await;
+        b.submit(&format!(
+            "form[action='/profiles/{pid}/speed-dials'] button[type=submit]"
+        ))
+        .await;
+        assert!(
+            b.text(".flash").await.contains("Speed dial key added"),
+            "{kind} {pos}"
+        );
+    }
+    b.choose("#linekey-line_id", "Line 1 (FX Desk)").await;
+    b.fill("#linekey-position", "1").await;
+    b.submit(&format!(
+        "form[action='/profiles/{pid}/lines'] button[type=submit]"
+    ))
+    .await;
+    assert!(b.text(".flash").await.contains("Line key added"));
+    let page = b.source().await;
+    for text in ["Bob Broker", "Cat Clerk", "Desk A", "Desk M2", "FX Desk"] {
+        assert!(page.contains(text), "{text} shown on the profile page");
+    }
+    b.screenshot("profile").await;
+
+    // The API sees the same.
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/contacts"))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/speed-dials"))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/lines")).await.1[0]["position"],
+        1
+    );
+
+    // Edit the line: its password is never sent back to the browser.
+    b.goto("/lines").await;
+    b.screenshot("lines").await;
+    b.submit("table a").await;
+    let edit = b.source().await;
+    assert!(
+        !edit.contains("line-secret-4444"),
+        "the line page never holds the password"
+    );
+    let pw = b
+        .client
+        .find(fantoccini::Locator::Css("#line-password"))
+        .await
+        .unwrap();
+    assert_eq!(pw.prop("value").await.unwrap().as_deref(), Some(""));
+    assert!(edit.contains("A password is stored"));
+    b.fill("#line-display_name", "Rates Desk").await;
+    b.submit("form[action^='/lines/'] button[type=submit]")
+        .await;
+    assert_eq!(b.path().await, "/lines");
+    assert!(!b.source().await.contains("line-secret-4444"));
+    let (_, lines) = api.get("/api/v1/lines").await;
+    assert_eq!(lines[0]["display_name"], "Rates Desk");
+    assert_eq!(
+        lines[0]["has_password"], true,
+        "saving without a password keeps the stored one"
+    );
+}
+
+#[tokio::test]
+async fn enabling_the_master_password_shows_in_the_audit_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    b.goto("/settings").await;
+    assert!(
+        b.text("#master .warning")
+            .await
+            .contains("sign in to any profile")
+    );
+    b.fill("#master-master_password", "master-pw-0001-ab").await;
+    b.fill("#master-confirm", "master-pw-0001-ab").await;
+    b.submit("form[action='/settings/master-password'] button[type=submit]")
+        .await;
+    assert!(
+        b.text(".flash")
+            .await
+            .contains("master password is enabled")
+    );
+    b.screenshot("settings").await;
+    assert_eq!(
+        api.get("/api/v1/settings").await.1["master_password_enabled"],
+        true
+    );
+
+    b.goto("/audit").await;
+    assert!(b.text(".chain").await.contains("verified"));
+    b.fill("#audit-event_type", "master_password.enabled").await;
+    b.submit("form[action='/audit/filter'] button[type=submit]")
+        .await;
+    assert_eq!(
+        b.path().await,
+        "/audit",
+        "the filter does not travel in the URL"
+    );
+    let rows = b
+        .client
+        .find_all(fantoccini::Locator::Css("tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = rows[0].text().await.unwrap();
+    assert!(
+        row.contains("master_password.enabled") && row.contains("admin"),
+        "{row}"
+    );
+    b.submit("form[action='/audit/filter'] button[name=clear]")
+        .await;
+    assert!(
+        b.client
+            .find_all(fantoccini::Locator::Css("tbody tr"))
+            .await
+            .unwrap()
+            .len()
+            > 3
+    );
+    b.screenshot("audit").await;
+}
+
+#[tokio::test]
+async fn withdrawing_a_consent_erases_the_profile_and_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Dora Dealer", "password": "1234"}),
+        )
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    for n in ["1", "2"] {
+        api.post(
+            &format!("/api/v1/profiles/{pid}/contacts"),
+            json!({"name": format!("C{n}"), "number": n}),
+        )
+        .await;
+    }
+    b.goto("/consents").await;
+    b.choose("#consent-profile_id", "Dora Dealer").await;
+    b.fill("#consent-purpose", "call memory collection").await;
+    b.choose("#consent-channel", "E-mail").await;
+    b.submit("form[action='/consents'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Consent recorded"));
+    b.screenshot("consents").await;
+
+    b.submit("a[href$='/withdraw']").await;
+    let confirm = b.text("main").await;
+    assert!(
+        confirm.contains("Dora Dealer") && confirm.contains("Local contacts\n2")
+            || confirm.contains("Local contacts 2"),
+        "{confirm}"
+    );
+    b.screenshot("withdraw").await;
+    b.submit("form[action$='/withdraw'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Consent withdrawn"));
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/contacts")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    b.goto("/profiles").await;
+    assert!(!b.source().await.contains("Dora Dealer"));
+}
+
+#[tokio::test]
+async fn bad_input_shows_its_error_beside_the_field_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Eve Exec", "password": "1234"}),
+        )
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    let audit_before = api.get("/api/v1/audit?limit=1").await.1["items"][0]["seq"].clone();
+
+    b.goto(&format!("/profiles/{pid}")).await;
+    b.fill("#contact-name", "Frank").await;
+    b.fill("#contact-number", "call me").await;
+    b.submit(&format!(
+        "form[action='/profiles/{pid}/contacts'] button[type=submit]"
+    ))
+    .await;
+    let number = b
+        .client
+        .find(fantoccini::Locator::Css("#contact-number"))
+        .await
+        .unwrap();
+    assert_eq!(
+        number.attr("aria-invalid").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let err = b.text("#contact-number-error").await;
+    assert!(err.contains("Number"), "{err}");
+    assert_eq!(
+        b.client
+            .find(fantoccini::Locator::Css("#contact-name"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Frank"),
+        "what was typed stays"
+    );
+    b.screenshot("bad-input").await;
+
+    b.goto("/profiles/new").await;
+    b.fill("#profile-name", "Eve Exec").await;
+    b.fill("#profile-password", "1234").await;
+    b.submit("form[action='/profiles/new'] button[type=submit]")
+        .await;
+    assert!(
+        b.text("#profile-name-error")
+            .await
+            .contains("already in use")
+    );
+
+    assert!(
+        api.get(&format!("/api/v1/profiles/{pid}/contacts"))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(api.get("/api/v1/profiles").await.1["total"], 1);
+    assert_eq!(
+        api.get("/api/v1/audit?limit=1").await.1["items"][0]["seq"],
+        audit_before,
+        "nothing was changed or audited"
+    );
+}
+
+#[tokio::test]
+async fn a_post_without_a_valid_csrf_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, api) = signed_in(dir.path()).await;
+    b.goto("/profiles/new").await;
+    let token = b
+        .client
+        .find(fantoccini::Locator::Css("input[name=_csrf]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let session = b.cookie("turret_session").await;
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |body: String, extra: Option<(&'static str, &'static str)>| {
+        let mut req = http
+            .post(format!("{}/profiles/new", server.url))
+            .header("cookie", format!("turret_session={session}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((k, v)) = extra {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let no_token = post("name=Mallory&password=1234".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    let wrong = post(
+        format!("name=Mallory&password=1234&_csrf={}", "0".repeat(64)),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let cross = post(
+        format!("name=Mallory&password=1234&_csrf={token}"),
+        Some(("sec-fetch-site", "cross-site")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.get("/api/v1/profiles").await.1["total"],
+        0,
+        "nothing was created"
+    );
+
+    // The same request with the page's token goes through: the check is real.
+    let ok = post(format!("name=Mallory&password=1234&_csrf={token}"), None)
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api.get("/api/v1/profiles").await.1["total"], 1);
+
+    // And every page carries a strict Content-Security-Policy.
+    let res = http
+        .get(format!("{}/profiles", server.url))
+        .header("cookie", format!("turret_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
+    b.goto("/admins").await;
+    b.screenshot("admins").await;
+}
+
+#[tokio::test]
+async fn administrators_are_created_disabled_and_reset_in_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    b.goto("/admins").await;
+    b.fill("#admin-username", "grace").await;
+    b.fill("#admin-password", "grace-password-01").await;
+    b.submit("form[action='/admins'] button[type=submit]").await;
+    assert!(b.text(".flash").await.contains("Administrator created"));
+    let (_, admins) = api.get("/api/v1/admins").await;
+    let grace = admins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "grace")
+        .unwrap()
+        .clone();
+    assert_eq!(grace["must_change_password"], true);
+    let gid = grace["id"].as_i64().unwrap();
+    b.submit(&format!("form[action='/admins/{gid}/disable'] button"))
+        .await;
+    assert!(b.text(".flash").await.contains("disabled"));
+    assert_eq!(
+        api.get(&format!("/api/v1/admins/{gid}")).await.1["enabled"],
+        false
+    );
+    b.fill(&format!("#reset-{gid}"), "short").await;
+    b.submit(&format!("form[action='/admins/{gid}/password'] button"))
+        .await;
+    assert!(b.text(".field-error").await.contains("at least 12"));
+    b.fill(&format!("#reset-{gid}"), "grace-password-02").await;
+    b.submit(&format!("form[action='/admins/{gid}/password'] button"))
+        .await;
+    assert!(b.text(".flash").await.contains("Password reset"));
+}
