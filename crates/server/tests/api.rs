@@ -910,7 +910,7 @@ async fn health_answers_and_responses_carry_security_headers() {
             .contains("default-src 'none'")
     );
     assert!(
-        res.text().await.unwrap().contains("/api/openapi.json"),
-        "the start page points at the API"
+        res.text().await.unwrap().contains("Sign in"),
+        "the start page leads to the portal sign-in"
     );
 }
