@@ -106,7 +106,9 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = App::new(prepared.store.clone(), config.clone(), "bench".into());
+    let app = App::start(prepared.store.clone(), config.clone(), "bench".into())
+        .await
+        .unwrap();
     tokio::spawn(serve(
         app,
         listener,

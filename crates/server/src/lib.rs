@@ -16,9 +16,13 @@
 //! `openturret_store::Store`; nothing here knows which database is behind it.
 #![forbid(unsafe_code)]
 
+pub mod callerid;
+pub mod callmem;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod http;
+pub mod hub;
 pub mod openapi;
 pub mod passwords;
 pub mod portal;
@@ -46,6 +50,12 @@ pub struct AppInner {
     pub host: String,
     /// Per-session view state of the Management Portal.
     pub portal: portal::Memory,
+    /// Caller identification: numbers to names, in memory.
+    pub caller_id: callerid::CallerId,
+    /// Pushes to connected turret clients.
+    pub hub: hub::Hub,
+    /// Logged-in turret client sessions.
+    pub sessions: client::session::Sessions,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -60,14 +70,25 @@ impl Deref for App {
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, config: Config, host: String) -> App {
-        App(Arc::new(AppInner {
+    /// Builds the shared state, loads the caller-id index from the store
+    /// and starts the change pipeline (needs a Tokio runtime).
+    pub async fn start(store: Arc<dyn Store>, config: Config, host: String) -> anyhow::Result<App> {
+        let plan = openturret_domain::number::NumberPlan {
+            country_code: config.numbers.country_code.clone(),
+        };
+        let app = App(Arc::new(AppInner {
             store,
             throttle: Throttle::new(config.auth.clone()),
             config,
             host,
             portal: portal::Memory::default(),
-        }))
+            caller_id: callerid::CallerId::new(plan),
+            hub: hub::Hub::default(),
+            sessions: client::session::Sessions::default(),
+        }));
+        app.caller_id.load(app.store.as_ref()).await?;
+        hub::start(&app);
+        Ok(app)
     }
 }
 

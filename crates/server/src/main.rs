@@ -45,6 +45,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A scriptable turret client speaking the client protocol.
+    ///
+    /// COMMAND is one of: profiles, config, contacts [SEARCH], lookup NUMBER,
+    /// call-memory, watch [SECONDS]. Passwords come from standard input: the
+    /// profile password on the first line, then (optional) the contacts or
+    /// call-memory password.
+    Client {
+        /// System Manager URL [default: https://<listen address>]
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Certificate (PEM) to trust [default: <data-dir>/tls/cert.pem]
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Profile name to log in to.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Read the password(s) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        command: String,
+        arg: Option<String>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -136,7 +158,7 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush().ok();
     let store = prepared.store.clone();
-    let app = App::new(prepared.store, config, host);
+    let app = App::start(prepared.store, config, host).await?;
     tracing::info!(%bound, "serving");
     serve(app, listener, prepared.tls, shutdown_signal()).await?;
     store.close().await;
@@ -180,6 +202,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Default,
         } => print!("{}", config::DEFAULT_TOML),
+        Command::Client {
+            server,
+            ca,
+            profile,
+            password_stdin,
+            command,
+            arg,
+        } => {
+            let url = server.unwrap_or_else(|| {
+                let l = config.listen;
+                let host = if l.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    l.ip().to_string()
+                };
+                format!("https://{host}:{}", l.port())
+            });
+            let ca = ca.unwrap_or_else(|| config.data_dir.join("tls/cert.pem"));
+            let pem = std::fs::read(&ca)
+                .with_context(|| format!("while reading the certificate {}", ca.display()))?;
+            let passwords: Vec<String> = if password_stdin {
+                std::io::read_to_string(std::io::stdin())?
+                    .lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            openturret_server::client::conn::run_cli(
+                &url,
+                &pem,
+                profile.as_deref(),
+                &passwords,
+                &command,
+                arg.as_deref(),
+            )
+            .await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod sealing;
 pub mod sqlite;
 mod traits;
 

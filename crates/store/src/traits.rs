@@ -127,6 +127,14 @@ pub trait ProfileStore {
     /// assignments, consents and credentials.
     async fn delete_profile(&self, id: ProfileId, audit: AuditRecord) -> Result<ProfileErasure>;
 
+    /// The profile's password hashes (for client logins and unlocks).
+    async fn profile_secrets(&self, id: ProfileId) -> Result<ProfileSecrets>;
+    /// The profile's call-memory keys (public key and wrapped private keys).
+    async fn call_memory_keys(&self, id: ProfileId) -> Result<CallMemoryKeys>;
+    /// Replaces the call-memory keys (re-wrapping after a password change,
+    /// or the first key pair). Not audited: no person-visible data changes.
+    async fn set_call_memory_keys(&self, id: ProfileId, keys: CallMemoryKeys) -> Result<()>;
+
     async fn list_consents(&self, profile: Option<ProfileId>) -> Result<Vec<Consent>>;
     async fn get_consent(&self, id: ConsentId) -> Result<Consent>;
     async fn create_consent(&self, new: NewConsent, audit: AuditRecord) -> Result<Consent>;
@@ -151,6 +159,8 @@ pub struct GlobalContactQuery {
 #[async_trait]
 pub trait ContactStore {
     async fn list_local_contacts(&self, profile: ProfileId) -> Result<Vec<LocalContact>>;
+    /// Every profile's local contacts (to build the caller-id index).
+    async fn list_all_local_contacts(&self) -> Result<Vec<LocalContact>>;
     async fn get_local_contact(
         &self,
         profile: ProfileId,
@@ -247,6 +257,8 @@ pub trait LineStore {
     async fn line_password(&self, id: LineId) -> Result<Option<Secret>>;
 
     async fn list_profile_lines(&self, profile: ProfileId) -> Result<Vec<LineAssignment>>;
+    /// The profiles showing `line` as a line key.
+    async fn profiles_with_line(&self, line: LineId) -> Result<Vec<ProfileId>>;
     /// Shows `line` on `profile` at `position` (moving it if already shown).
     async fn assign_line(
         &self,
@@ -320,8 +332,15 @@ pub struct AuditVerification {
     pub broken: Option<ChainBreak>,
 }
 
+/// Called after each committed change with its audit record, so that
+/// in-memory views (caller-id index, connected clients) follow the database.
+pub type ChangeObserver = std::sync::Arc<dyn Fn(&AuditRecord) + Send + Sync>;
+
 #[async_trait]
 pub trait AuditStore {
+    /// Registers the observer of committed changes (one; a second call
+    /// replaces it).
+    fn observe(&self, observer: ChangeObserver);
     /// Appends an entry that goes with no data change (a login, a refusal).
     async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
     /// Newest first.

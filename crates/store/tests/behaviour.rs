@@ -55,6 +55,7 @@ async fn profile(s: &impl Store, name: &str) -> Profile {
                 collect_call_memory: true,
                 ..Default::default()
             },
+            call_memory_keys: CallMemoryKeys::default(),
         },
         audit("profile.created"),
     )
@@ -154,6 +155,7 @@ async fn unique_clashes_name_the_field() {
         contacts_password: None,
         call_memory_password: None,
         flags: ProfileFlags::default(),
+        call_memory_keys: CallMemoryKeys::default(),
     };
     match s.create_profile(new, audit("x")).await {
         Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "name"),
@@ -307,4 +309,53 @@ async fn the_audit_chain_verifies_after_every_kind_of_change() {
         Some(p.id.to_string().as_str()),
         "a create records the new object's id"
     );
+}
+
+#[tokio::test]
+async fn call_memory_keys_are_stored_and_a_rekey_can_erase_entries() {
+    let (_d, s) = sqlite().await;
+    let p = profile(&s, "Ann").await;
+    assert_eq!(
+        s.call_memory_keys(p.id).await.unwrap(),
+        CallMemoryKeys::default()
+    );
+    let keys = CallMemoryKeys {
+        public: Some([7; 32]),
+        wrapped_by_profile_password: Some(vec![1, 2, 3]),
+        wrapped_by_call_memory_password: None,
+    };
+    s.set_call_memory_keys(p.id, keys.clone()).await.unwrap();
+    assert_eq!(s.call_memory_keys(p.id).await.unwrap(), keys);
+    s.push_call_memory(p.id, Timestamp(1), vec![1])
+        .await
+        .unwrap();
+    let rekey = ProfileChanges {
+        call_memory_keys: Some(CallMemoryKeys {
+            public: Some([8; 32]),
+            ..Default::default()
+        }),
+        erase_call_memory: true,
+        ..Default::default()
+    };
+    s.update_profile(p.id, rekey, audit("profile.updated"))
+        .await
+        .unwrap();
+    assert!(s.list_call_memory(p.id).await.unwrap().is_empty());
+    assert_eq!(
+        s.call_memory_keys(p.id).await.unwrap().public,
+        Some([8; 32])
+    );
+}
+
+#[tokio::test]
+async fn the_observer_hears_each_committed_change_and_no_failed_one() {
+    let (_d, s) = sqlite().await;
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    s.observe(std::sync::Arc::new(move |r: &AuditRecord| {
+        h.lock().unwrap().push(r.event_type.clone())
+    }));
+    profile(&s, "Ann").await;
+    let _ = s.delete_line(LineId(42), audit("line.deleted")).await;
+    assert_eq!(*heard.lock().unwrap(), vec!["profile.created".to_string()]);
 }

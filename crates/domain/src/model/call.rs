@@ -80,3 +80,19 @@ pub struct Cdr {
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
 }
+
+/// One call-memory entry in clear: what only the profile's user sees
+/// (SPEC §2, rule 6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallMemoryEntry {
+    /// The remote party's number.
+    pub number: String,
+    /// The caller's or called party's name, from caller identification;
+    /// empty when unknown.
+    pub name: String,
+    pub at: Timestamp,
+    pub direction: Direction,
+    pub answered: bool,
+    /// For answered calls: here (local) or at another turret (remote).
+    pub answered_by: Option<Locality>,
+}

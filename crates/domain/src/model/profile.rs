@@ -40,6 +40,18 @@ pub struct NewProfile {
     pub contacts_password: Option<PasswordHash>,
     pub call_memory_password: Option<PasswordHash>,
     pub flags: ProfileFlags,
+    pub call_memory_keys: CallMemoryKeys,
+}
+
+/// A profile's call-memory key pair as stored: the public key entries are
+/// sealed to, and the private key wrapped (encrypted) under each password
+/// that may open it. Opaque bytes here; `openturret_store::sealing` makes
+/// and opens them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallMemoryKeys {
+    pub public: Option<[u8; 32]>,
+    pub wrapped_by_profile_password: Option<Vec<u8>>,
+    pub wrapped_by_call_memory_password: Option<Vec<u8>>,
 }
 
 /// A change to a profile: `None` leaves a field as it is. For the optional
@@ -53,6 +65,10 @@ pub struct ProfileChanges {
     pub collect_call_memory: Option<bool>,
     pub allow_call_memory_deletion: Option<bool>,
     pub call_memory_password_protected: Option<bool>,
+    /// New call-memory keys; `erase_call_memory` deletes every sealed entry
+    /// (they could no longer be opened).
+    pub call_memory_keys: Option<CallMemoryKeys>,
+    pub erase_call_memory: bool,
 }
 
 impl ProfileChanges {
@@ -91,6 +107,15 @@ impl ProfileChanges {
         );
         changed
     }
+}
+
+/// A profile's password hashes, for verifying a client's login and
+/// unlocks; never shown.
+#[derive(Clone, Debug)]
+pub struct ProfileSecrets {
+    pub password: PasswordHash,
+    pub contacts_password: Option<PasswordHash>,
+    pub call_memory_password: Option<PasswordHash>,
 }
 
 /// A profile name: the login list entry every client sees (SPEC rule 2).

@@ -110,6 +110,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api)
         .merge(crate::portal::routes())
         .route("/healthz", get(health))
+        .route("/client", get(crate::client::upgrade))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
         .layer(middleware::from_fn(headers_and_log))

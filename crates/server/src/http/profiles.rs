@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json, PathId, Query};
 use super::{double_option, limit, parse_ts, ts};
-use crate::{App, passwords};
+use crate::{App, callmem, passwords};
 
 #[derive(Serialize)]
 pub struct ProfileOut {
@@ -160,6 +160,7 @@ pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiRes
         b.call_memory_password.is_some(),
     )?;
     let contacts_password = optional_hash("contacts_password", b.contacts_password).await?;
+    let cm_clear = b.call_memory_password.clone();
     let call_memory_password =
         optional_hash("call_memory_password", b.call_memory_password).await?;
     let flags = ProfileFlags {
@@ -174,12 +175,15 @@ pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiRes
     if call_memory_password.is_some() {
         changed.push("call_memory_password");
     }
+    let call_memory_keys =
+        callmem::new_keys(Secret::new(b.password.clone()), cm_clear.map(Secret::new)).await;
     let new = NewProfile {
         name,
         password: passwords::hash(Secret::new(b.password)).await,
         contacts_password,
         call_memory_password,
         flags,
+        call_memory_keys,
     };
     let r = auth.record("profile.created", "profile", None, changed);
     Ok(app.store.create_profile(new, r).await?)
@@ -238,7 +242,13 @@ pub async fn update_profile(
             None => Ok(None),
         }
     };
+    let new_password = b.password.clone().map(Secret::new);
+    let new_cm = b.call_memory_password.clone().map(|o| o.map(Secret::new));
+    let rekeyed = callmem::rekey(app.store.call_memory_keys(id).await?, new_password, new_cm).await;
+    let erase = rekeyed.as_ref().is_some_and(|(_, erase)| *erase);
     let changes = ProfileChanges {
+        call_memory_keys: rekeyed.map(|(k, _)| k),
+        erase_call_memory: erase,
         name,
         password: optional_hash("password", b.password).await?,
         contacts_password: hash_opt("contacts_password", b.contacts_password).await?,
@@ -247,12 +257,14 @@ pub async fn update_profile(
         allow_call_memory_deletion: b.allow_call_memory_deletion,
         call_memory_password_protected: b.call_memory_password_protected,
     };
-    let r = auth.record(
-        "profile.updated",
-        "profile",
-        Some(id.to_string()),
-        changes.changed_fields(&current),
-    );
+    let r = auth.record("profile.updated", "profile", Some(id.to_string()), {
+        let mut c = changes.changed_fields(&current);
+        if changes.erase_call_memory {
+            // Sealed entries no password can open any more are erased.
+            c.push("call_memory");
+        }
+        c
+    });
     Ok(app.store.update_profile(id, changes, r).await?)
 }
 

@@ -50,6 +50,10 @@ fn entry(r: &SqliteRow) -> Result<AuditEntry> {
 
 #[async_trait]
 impl AuditStore for SqliteStore {
+    fn observe(&self, observer: crate::ChangeObserver) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
     async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
         let mut tx = self.begin().await?;
         let seq = self.audit(&mut tx, &record).await?;

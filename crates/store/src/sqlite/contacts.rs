@@ -71,6 +71,14 @@ impl ContactStore for SqliteStore {
         Ok(rows.iter().map(local).collect())
     }
 
+    async fn list_all_local_contacts(&self) -> Result<Vec<LocalContact>> {
+        let rows = sqlx::query("SELECT * FROM local_contacts ORDER BY profile_id, id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(local).collect())
+    }
+
     async fn get_local_contact(
         &self,
         profile: ProfileId,

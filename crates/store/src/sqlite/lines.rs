@@ -167,6 +167,17 @@ impl LineStore for SqliteStore {
             .collect())
     }
 
+    async fn profiles_with_line(&self, line: LineId) -> Result<Vec<ProfileId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT profile_id FROM line_assignments WHERE line_id = ? ORDER BY profile_id",
+        )
+        .bind(line.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(ids.into_iter().map(ProfileId).collect())
+    }
+
     async fn assign_line(&self, a: LineAssignment, audit: AuditRecord) -> Result<LineAssignment> {
         let mut tx = self.begin().await?;
         self.require_profile(&mut tx, a.profile_id).await?;

@@ -49,6 +49,8 @@ pub struct SqliteStore {
     head_path: PathBuf,
     /// Serialises head-file updates within this process.
     head_lock: std::sync::Mutex<()>,
+    /// Told about every committed audited change.
+    observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -102,6 +104,7 @@ impl SqliteStore {
             plan,
             head_path: head_path.into(),
             head_lock: std::sync::Mutex::new(()),
+            observer: std::sync::RwLock::new(None),
         })
     }
 
@@ -121,7 +124,11 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        Ok(Tx { tx, head: None })
+        Ok(Tx {
+            tx,
+            head: None,
+            records: Vec::new(),
+        })
     }
 
     /// Commits and then anchors the audit head outside the database.
@@ -129,6 +136,16 @@ impl SqliteStore {
         tx.tx.commit().await.map_err(db)?;
         if let Some(head) = tx.head {
             self.write_head(head)?;
+        }
+        if !tx.records.is_empty() {
+            let observer = self
+                .observer
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(o) = observer {
+                tx.records.iter().for_each(|r| o(r));
+            }
         }
         Ok(())
     }
@@ -174,6 +191,7 @@ impl SqliteStore {
         .await
         .map_err(db)?;
         tx.head = Some((seq, mac));
+        tx.records.push(record.clone());
         Ok(seq)
     }
 
@@ -252,6 +270,8 @@ impl SqliteStore {
 struct Tx {
     tx: Transaction<'static, Sqlite>,
     head: Option<(i64, [u8; 32])>,
+    /// The audit records of this transaction, for the observer.
+    records: Vec<AuditRecord>,
 }
 
 /// Maps a database error, turning unique-key clashes into

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use openturret_domain::audit::AuditRecord;
 use openturret_domain::model::*;
+use openturret_domain::secret::PasswordHash;
 use openturret_domain::{ConsentId, ProfileId, Timestamp};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -86,6 +87,21 @@ impl SqliteStore {
     }
 }
 
+async fn write_keys(conn: &mut SqliteConnection, id: ProfileId, k: &CallMemoryKeys) -> Result<()> {
+    sqlx::query(
+        "UPDATE profiles SET cm_public_key = ?, cm_wrap_profile = ?, cm_wrap_call_memory = ?
+         WHERE id = ?",
+    )
+    .bind(k.public.map(|p| p.to_vec()))
+    .bind(&k.wrapped_by_profile_password)
+    .bind(&k.wrapped_by_call_memory_password)
+    .bind(id.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 const SELECT: &str = "SELECT id, name, contacts_password_hash IS NOT NULL AS has_cp,
     call_memory_password_hash IS NOT NULL AS has_cmp, collect_call_memory,
     allow_call_memory_deletion, call_memory_password_protected, created_at, updated_at
@@ -145,8 +161,9 @@ impl ProfileStore for SqliteStore {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO profiles (name, password_hash, contacts_password_hash,
                call_memory_password_hash, collect_call_memory, allow_call_memory_deletion,
-               call_memory_password_protected, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+               call_memory_password_protected, created_at, updated_at, cm_public_key,
+               cm_wrap_profile, cm_wrap_call_memory)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&new.name)
         .bind(new.password.as_phc())
@@ -157,6 +174,9 @@ impl ProfileStore for SqliteStore {
         .bind(new.flags.call_memory_password_protected)
         .bind(now.0)
         .bind(now.0)
+        .bind(new.call_memory_keys.public.map(|k| k.to_vec()))
+        .bind(&new.call_memory_keys.wrapped_by_profile_password)
+        .bind(&new.call_memory_keys.wrapped_by_call_memory_password)
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
@@ -208,9 +228,64 @@ impl ProfileStore for SqliteStore {
         .await
         .map_err(db)?;
         one_row(r, "profile")?;
+        if let Some(keys) = &c.call_memory_keys {
+            write_keys(&mut tx.tx, id, keys).await?;
+        }
+        if c.erase_call_memory {
+            sqlx::query("DELETE FROM call_memory WHERE profile_id = ?")
+                .bind(id.0)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        }
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_profile(id).await
+    }
+
+    async fn profile_secrets(&self, id: ProfileId) -> Result<ProfileSecrets> {
+        let row = sqlx::query(
+            "SELECT password_hash, contacts_password_hash, call_memory_password_hash
+             FROM profiles WHERE id = ?",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound("profile"))?;
+        let hash = |c: &str| row.get::<Option<String>, _>(c).map(PasswordHash::from_phc);
+        Ok(ProfileSecrets {
+            password: PasswordHash::from_phc(row.get("password_hash")),
+            contacts_password: hash("contacts_password_hash"),
+            call_memory_password: hash("call_memory_password_hash"),
+        })
+    }
+
+    async fn call_memory_keys(&self, id: ProfileId) -> Result<CallMemoryKeys> {
+        let row = sqlx::query(
+            "SELECT cm_public_key, cm_wrap_profile, cm_wrap_call_memory FROM profiles WHERE id = ?",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound("profile"))?;
+        let public: Option<Vec<u8>> = row.get("cm_public_key");
+        Ok(CallMemoryKeys {
+            public: match public {
+                Some(p) => Some(super::to32(&p)?),
+                None => None,
+            },
+            wrapped_by_profile_password: row.get("cm_wrap_profile"),
+            wrapped_by_call_memory_password: row.get("cm_wrap_call_memory"),
+        })
+    }
+
+    async fn set_call_memory_keys(&self, id: ProfileId, keys: CallMemoryKeys) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.require_profile(&mut tx, id).await?;
+        write_keys(&mut tx.tx, id, &keys).await?;
+        self.commit(tx).await
     }
 
     async fn profile_erasure_preview(&self, id: ProfileId) -> Result<ProfileErasure> {

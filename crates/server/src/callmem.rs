@@ -1,0 +1,247 @@
+//! Call memory around the store: key pairs that follow the profile's
+//! passwords, sealing entries as call events arrive, opening them for the
+//! profile's user.
+//!
+//! What a password change by an administrator does (also in
+//! `docs/call-memory.md`): the private key is wrapped under the profile
+//! password and under the call-memory password. An administrator who sets
+//! one of them does not know the private key, so the wrap under that
+//! password is dropped; the other password still opens call memory, and the
+//! next time the user unlocks with it, the key is wrapped again under the
+//! password the user logged in with. When no wrap is left, nothing can open
+//! the stored entries any more: they are erased, and a new key pair is made
+//! under the new password(s). An administrator can therefore never read call
+//! memory by resetting a password.
+
+use openturret_domain::model::{CallMemoryEntry, CallMemoryKeys, Direction, Locality};
+use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, ProfileId, Timestamp};
+use openturret_store::sealing::{OpenKey, SealError, seal};
+use serde::{Deserialize, Serialize};
+
+use crate::App;
+
+/// Makes the key pair of a new profile, wrapped under its passwords.
+pub async fn new_keys(password: Secret, call_memory_password: Option<Secret>) -> CallMemoryKeys {
+    tokio::task::spawn_blocking(move || {
+        let key = OpenKey::generate();
+        CallMemoryKeys {
+            public: Some(key.public()),
+            wrapped_by_profile_password: Some(key.wrap(&password)),
+            wrapped_by_call_memory_password: call_memory_password.as_ref().map(|p| key.wrap(p)),
+        }
+    })
+    .await
+    .expect("key generation does not panic")
+}
+
+/// The keys after an administrator sets the profile password
+/// (`password`) and/or the call-memory password (`call_memory`: `Some(None)`
+/// removes it). Returns the new keys and whether the stored entries must be
+/// erased, or `None` when nothing changes.
+pub async fn rekey(
+    current: CallMemoryKeys,
+    password: Option<Secret>,
+    call_memory: Option<Option<Secret>>,
+) -> Option<(CallMemoryKeys, bool)> {
+    if password.is_none() && call_memory.is_none() {
+        return None;
+    }
+    let mut keys = current.clone();
+    if password.is_some() {
+        keys.wrapped_by_profile_password = None;
+    }
+    if call_memory.is_some() {
+        keys.wrapped_by_call_memory_password = None;
+    }
+    let still_open = keys.public.is_some()
+        && (keys.wrapped_by_profile_password.is_some()
+            || keys.wrapped_by_call_memory_password.is_some());
+    if still_open {
+        return Some((keys, false));
+    }
+    let fresh = tokio::task::spawn_blocking(move || {
+        let key = OpenKey::generate();
+        CallMemoryKeys {
+            public: Some(key.public()),
+            wrapped_by_profile_password: password.as_ref().map(|p| key.wrap(p)),
+            wrapped_by_call_memory_password: call_memory.flatten().as_ref().map(|p| key.wrap(p)),
+        }
+    })
+    .await
+    .expect("key generation does not panic");
+    let has_wrap = fresh.wrapped_by_profile_password.is_some()
+        || fresh.wrapped_by_call_memory_password.is_some();
+    let fresh = if has_wrap {
+        fresh
+    } else {
+        CallMemoryKeys::default()
+    };
+    Some((fresh, current.public.is_some()))
+}
+
+/// Unwraps a key on the blocking pool.
+pub async fn unwrap(
+    wrapped: Vec<u8>,
+    password: Secret,
+    public: [u8; 32],
+) -> Result<OpenKey, SealError> {
+    tokio::task::spawn_blocking(move || OpenKey::unwrap(&wrapped, &password, &public))
+        .await
+        .expect("unwrapping does not panic")
+}
+
+/// Wraps a key on the blocking pool.
+pub async fn wrap(key: OpenKey, password: Secret) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || key.wrap(&password))
+        .await
+        .expect("wrapping does not panic")
+}
+
+/// The sealed plaintext of an entry: internal, versioned.
+#[derive(Serialize, Deserialize)]
+struct Plain {
+    v: u8,
+    number: String,
+    name: String,
+    at: i64,
+    direction: String,
+    answered: bool,
+    answered_by: Option<String>,
+}
+
+pub fn seal_entry(public: &[u8; 32], e: &CallMemoryEntry) -> Vec<u8> {
+    let plain = Plain {
+        v: 1,
+        number: e.number.clone(),
+        name: e.name.clone(),
+        at: e.at.0,
+        direction: e.direction.as_str().into(),
+        answered: e.answered,
+        answered_by: e.answered_by.map(|l| l.as_str().to_string()),
+    };
+    seal(
+        public,
+        &serde_json::to_vec(&plain).expect("entry serialises"),
+    )
+}
+
+pub fn open_entry(key: &OpenKey, sealed: &[u8]) -> Result<CallMemoryEntry, SealError> {
+    let bytes = zeroize::Zeroizing::new(key.open(sealed)?);
+    let p: Plain = serde_json::from_slice(&bytes).map_err(|_| SealError::Malformed)?;
+    Ok(CallMemoryEntry {
+        number: p.number,
+        name: p.name,
+        at: Timestamp(p.at),
+        direction: Direction::parse(&p.direction).ok_or(SealError::Malformed)?,
+        answered: p.answered,
+        answered_by: p.answered_by.as_deref().and_then(Locality::parse),
+    })
+}
+
+/// A finished call on a line, as the Multi-Line Controller will report it.
+/// Until it exists, tests feed these through [`record_call`] in-process:
+/// there is no HTTP route for it.
+#[derive(Clone, Debug)]
+pub struct CallEvent {
+    pub line: LineId,
+    pub direction: Direction,
+    pub remote_number: String,
+    pub at: Timestamp,
+    /// The profile that answered, if the call was answered.
+    pub answered_by: Option<ProfileId>,
+}
+
+/// Writes a call-memory entry for every profile showing the line that
+/// collects call memory, with the caller identified from its contacts.
+/// Returns how many entries were written.
+pub async fn record_call(app: &App, event: &CallEvent) -> anyhow::Result<usize> {
+    let mut written = 0;
+    for pid in app.store.profiles_with_line(event.line).await? {
+        let profile = app.store.get_profile(pid).await?;
+        if !profile.flags.collect_call_memory {
+            continue;
+        }
+        let Some(public) = app.store.call_memory_keys(pid).await?.public else {
+            continue;
+        };
+        let entry = CallMemoryEntry {
+            number: event.remote_number.clone(),
+            name: app
+                .caller_id
+                .lookup(pid, &event.remote_number)
+                .unwrap_or_default(),
+            at: event.at,
+            direction: event.direction,
+            answered: event.answered_by.is_some(),
+            answered_by: event.answered_by.map(|by| {
+                if by == pid {
+                    Locality::Local
+                } else {
+                    Locality::Remote
+                }
+            }),
+        };
+        app.store
+            .push_call_memory(pid, event.at, seal_entry(&public, &entry))
+            .await?;
+        app.hub.call_memory_added(pid);
+        written += 1;
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_admin_reset_keeps_entries_while_another_password_still_opens_them() {
+        let keys = new_keys(Secret::new("pw1"), Some(Secret::new("cm1"))).await;
+        let (after, erase) = rekey(keys.clone(), Some(Secret::new("pw2")), None)
+            .await
+            .unwrap();
+        assert!(!erase);
+        assert_eq!(after.public, keys.public);
+        assert!(after.wrapped_by_profile_password.is_none());
+        let k = unwrap(
+            after.wrapped_by_call_memory_password.unwrap(),
+            Secret::new("cm1"),
+            after.public.unwrap(),
+        )
+        .await;
+        assert!(k.is_ok());
+    }
+
+    #[tokio::test]
+    async fn when_no_password_can_open_the_key_entries_are_erased_and_a_new_key_made() {
+        let keys = new_keys(Secret::new("pw1"), None).await;
+        let (after, erase) = rekey(keys.clone(), Some(Secret::new("pw2")), None)
+            .await
+            .unwrap();
+        assert!(erase, "the old entries can no longer be opened");
+        assert_ne!(after.public, keys.public);
+        let k = unwrap(
+            after.wrapped_by_profile_password.unwrap(),
+            Secret::new("pw2"),
+            after.public.unwrap(),
+        )
+        .await;
+        assert!(k.is_ok(), "the new password opens the new key");
+    }
+
+    #[test]
+    fn entries_round_trip_sealed() {
+        let key = OpenKey::generate();
+        let e = CallMemoryEntry {
+            number: "+44 20 7946 0001".into(),
+            name: "Bob".into(),
+            at: Timestamp(5),
+            direction: Direction::Incoming,
+            answered: true,
+            answered_by: Some(Locality::Remote),
+        };
+        let sealed = seal_entry(&key.public(), &e);
+        assert_eq!(open_entry(&key, &sealed).unwrap(), e);
+    }
+}

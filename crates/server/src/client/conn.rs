@@ -1,0 +1,214 @@
+//! The client side of the protocol, for the CLI client (`turret client`)
+//! and the tests: connects over TLS 1.3, trusting the given CA certificate,
+//! sends requests and collects pushes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::proto::{PROTOCOL_VERSION, ProtoError};
+
+pub struct Connection {
+    ws: WebSocketStream<TlsStream<TcpStream>>,
+    next_id: u64,
+    pushes: VecDeque<Value>,
+}
+
+/// Splits `https://host:port` (or `wss://`) into host and port.
+fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .with_context(|| format!("{url}: the server URL must start with https://"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().context("bad port")?,
+        ),
+        _ => (authority.to_string(), 443),
+    };
+    Ok((host, port))
+}
+
+impl Connection {
+    /// Connects to the System Manager at `url`, trusting the PEM
+    /// certificate(s) in `ca_pem`, and says hello.
+    pub async fn connect(url: &str, ca_pem: &[u8]) -> anyhow::Result<Connection> {
+        let (host, port) = host_port(url)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots
+                .add(cert.context("while reading the CA certificate")?)
+                .context("while trusting the CA certificate")?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("while connecting to {host}:{port}"))?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from(host.clone()).context("bad server name")?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .context("while setting up TLS (is --ca the server's certificate?)")?;
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let (ws, _) = tokio_tungstenite::client_async(format!("wss://{authority}/client"), tls)
+            .await
+            .context("while opening the client protocol")?;
+        let mut c = Connection {
+            ws,
+            next_id: 1,
+            pushes: VecDeque::new(),
+        };
+        c.request(json!({"op": "hello", "version": PROTOCOL_VERSION}))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(c)
+    }
+
+    /// Sends a request (an object with `op`) and waits for its answer;
+    /// pushes that arrive meanwhile are kept for [`Connection::push`].
+    pub async fn request(&mut self, mut req: Value) -> Result<Value, ProtoError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        req["id"] = json!(id);
+        let io =
+            |e: tokio_tungstenite::tungstenite::Error| ProtoError::new("connection", e.to_string());
+        self.ws
+            .send(Message::Text(req.to_string().into()))
+            .await
+            .map_err(io)?;
+        loop {
+            let msg = self
+                .ws
+                .next()
+                .await
+                .ok_or_else(|| ProtoError::new("connection", "connection closed"))?
+                .map_err(io)?;
+            let Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(text.as_str())
+                .map_err(|e| ProtoError::new("connection", e.to_string()))?;
+            if v.get("push").is_some() {
+                self.pushes.push_back(v);
+                continue;
+            }
+            if v["re"].as_u64() != Some(id) {
+                continue;
+            }
+            if let Some(e) = v.get("error") {
+                return Err(serde_json::from_value(e.clone())
+                    .unwrap_or_else(|_| ProtoError::new("connection", e.to_string())));
+            }
+            return Ok(v["ok"].clone());
+        }
+    }
+
+    /// The next push, waiting at most `wait`; `None` on timeout or close.
+    pub async fn push(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Some(p);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(text.as_str()).ok()?;
+                if v.get("push").is_some() {
+                    return Some(v);
+                }
+            }
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Runs one CLI client command and prints its JSON answer.
+pub async fn run_cli(
+    url: &str,
+    ca_pem: &[u8],
+    profile: Option<&str>,
+    passwords: &[String],
+    command: &str,
+    arg: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut c = Connection::connect(url, ca_pem).await?;
+    let show = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    let profiles = c.request(json!({"op": "profiles"})).await?;
+    if command == "profiles" {
+        show(&profiles);
+        return Ok(());
+    }
+    let name = profile.context("--profile NAME is needed for this command")?;
+    let id = profiles
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["id"].as_i64())
+        .with_context(|| format!("no profile named {name}"))?;
+    let password = passwords
+        .first()
+        .context("the profile password is read from standard input")?;
+    let login = c
+        .request(json!({"op": "login", "profile_id": id, "password": password}))
+        .await?;
+    let second = passwords.get(1).cloned();
+    match command {
+        "config" => show(&login["config"]),
+        "contacts" => {
+            if let Some(p) = &second {
+                c.request(json!({"op": "unlock_contacts", "password": p}))
+                    .await?;
+            }
+            show(&c.request(json!({"op": "contacts", "search": arg})).await?)
+        }
+        "lookup" => show(
+            &c.request(json!({"op": "lookup", "number": arg.context("lookup NUMBER")?}))
+                .await?,
+        ),
+        "call-memory" => {
+            c.request(json!({"op": "unlock_call_memory", "password": second.as_ref().unwrap_or(password)})).await?;
+            show(&c.request(json!({"op": "call_memory"})).await?)
+        }
+        "watch" => {
+            let secs: u64 = arg.unwrap_or("60").parse().context("watch SECONDS")?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            while let Some(p) = c
+                .push(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await
+            {
+                println!("{p}");
+            }
+        }
+        other => bail!(
+            "unknown client command {other}: use profiles, config, contacts, lookup, call-memory or watch"
+        ),
+    }
+    c.close().await;
+    Ok(())
+}

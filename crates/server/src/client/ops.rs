@@ -1,0 +1,841 @@
+//! What each client operation does. Every request is authorised here on
+//! the server: a session reaches only its own profile's data (every store
+//! call is scoped by the session's profile id), and each SPEC rule is a
+//! refusal with its own error code.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use openturret_domain::audit::{AuditLevel, AuditRecord};
+use openturret_domain::model::*;
+use openturret_domain::number::looks_like_number;
+use openturret_domain::secret::{PasswordHash, Secret};
+use openturret_domain::{CallMemoryId, GlobalContactId, LocalContactId, ProfileId, SpeedDialId};
+use openturret_store::{GlobalContactQuery, ProfileSort, StoreError};
+use serde_json::{Value, json};
+
+use super::proto::{Envelope, PROTOCOL_VERSION, ProtoError, Request, reply};
+use super::session::{Session, Shared};
+use crate::http::extract::{Ctx, token_hash};
+use crate::http::ts;
+use crate::hub::PushKind;
+use crate::throttle::Realm;
+use crate::{App, callmem, passwords};
+
+type Res = Result<Value, ProtoError>;
+
+pub struct Conn {
+    app: App,
+    ip: IpAddr,
+    hello: bool,
+    session: Option<([u8; 32], Shared)>,
+}
+
+fn err(code: &str, message: &str) -> ProtoError {
+    ProtoError::new(code, message)
+}
+
+fn contact_json(id: i64, f: &ContactFields) -> Value {
+    json!({"id": id, "name": f.name, "number": f.number, "field3": f.field3, "field4": f.field4})
+}
+
+impl Conn {
+    pub fn new(app: App, ip: IpAddr) -> Self {
+        Conn {
+            app,
+            ip,
+            hello: false,
+            session: None,
+        }
+    }
+
+    pub async fn profile(&self) -> Option<ProfileId> {
+        match &self.session {
+            Some((_, s)) => Some(s.lock().await.profile),
+            None => None,
+        }
+    }
+
+    /// Marks the session as last seen now (the connection is closing).
+    pub async fn detach(&mut self) {
+        if let Some((_, s)) = &self.session {
+            s.lock().await.last_seen = Instant::now();
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            client_ip: self.ip,
+            client_host: String::new(),
+            server_host: self.app.host.clone(),
+        }
+    }
+
+    fn record(
+        &self,
+        actor: &str,
+        event: &str,
+        object_type: &str,
+        object_id: Option<String>,
+        changes: Vec<&str>,
+    ) -> AuditRecord {
+        self.ctx()
+            .record(actor, event, object_type, object_id, changes)
+    }
+
+    fn failure(&self, actor: &str, event: &str, pid: i64) -> AuditRecord {
+        let mut r = self.record(actor, event, "profile", Some(pid.to_string()), vec![]);
+        r.success = false;
+        r.level = AuditLevel::Warning;
+        r
+    }
+
+    pub async fn handle(&mut self, text: &str) -> String {
+        let env: Envelope = match serde_json::from_str(text) {
+            Ok(e) => e,
+            Err(e) => {
+                let id = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .and_then(|v| v["id"].as_u64())
+                    .unwrap_or(0);
+                return reply(
+                    id,
+                    Err(err(
+                        "bad_request",
+                        &format!("not a request this server knows: {e}"),
+                    )),
+                );
+            }
+        };
+        let result = self.dispatch(env.request).await;
+        if let Some((_, s)) = &self.session {
+            s.lock().await.last_seen = Instant::now();
+        }
+        reply(env.id, result)
+    }
+
+    /// The session, unless there is none or it is a master-password one.
+    async fn user(&self) -> Result<Shared, ProtoError> {
+        let (_, s) = self
+            .session
+            .as_ref()
+            .ok_or_else(|| err("not_logged_in", "log in to a profile first"))?;
+        if s.lock().await.master {
+            return Err(err(
+                "forbidden",
+                "a master-password session may only list and delete call-memory entries",
+            ));
+        }
+        Ok(s.clone())
+    }
+
+    async fn check_throttle(&self, key: &str) -> Result<(), ProtoError> {
+        self.app
+            .throttle
+            .check(Realm::Profile, key, self.ip)
+            .map_err(|l| ProtoError {
+                retry_after_secs: Some(l.retry_after.as_secs().max(1)),
+                ..err(
+                    "too_many_attempts",
+                    &format!(
+                        "too many wrong passwords; try again in {} seconds",
+                        l.retry_after.as_secs().max(1)
+                    ),
+                )
+            })
+    }
+
+    /// Verifies `password` against `hash` with throttling under `key`.
+    async fn verify(
+        &self,
+        key: &str,
+        password: &str,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, ProtoError> {
+        self.check_throttle(key).await?;
+        let ok = passwords::verify(Secret::new(password), hash).await;
+        if ok {
+            self.app.throttle.success(Realm::Profile, key);
+        } else {
+            self.app.throttle.failure(Realm::Profile, key, self.ip);
+        }
+        Ok(ok)
+    }
+
+    async fn dispatch(&mut self, r: Request) -> Res {
+        if !self.hello && !matches!(r, Request::Hello { .. }) {
+            return Err(err(
+                "hello_required",
+                "send {\"op\": \"hello\", \"version\": 1} first",
+            ));
+        }
+        match r {
+            Request::Hello { version } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(err(
+                        "unsupported_version",
+                        &format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+                    ));
+                }
+                self.hello = true;
+                Ok(
+                    json!({"protocol": PROTOCOL_VERSION, "server": format!("OpenTurret System Manager {}", env!("CARGO_PKG_VERSION"))}),
+                )
+            }
+            Request::Profiles => {
+                let page = self
+                    .app
+                    .store
+                    .list_profiles(None, ProfileSort::NameAsc, 100_000, 0)
+                    .await?;
+                Ok(json!(
+                    page.items
+                        .iter()
+                        .map(|p| json!({"id": p.id.0, "name": p.name}))
+                        .collect::<Vec<_>>()
+                ))
+            }
+            Request::Login {
+                profile_id,
+                password,
+            } => self.login(profile_id, password).await,
+            Request::MasterLogin {
+                profile_id,
+                password,
+            } => self.master_login(profile_id, password).await,
+            Request::Resume { token } => {
+                let hash = token_hash(&token);
+                let s = self
+                    .app
+                    .sessions
+                    .resume(&hash)
+                    .await
+                    .ok_or_else(|| err("session_expired", "log in again"))?;
+                let pid = s.lock().await.profile;
+                self.session = Some((hash, s));
+                let config: Value =
+                    serde_json::from_str(&super::config_json(&self.app, pid).await?)
+                        .unwrap_or_default();
+                Ok(json!({"profile_id": pid.0, "config": config}))
+            }
+            Request::Logout => {
+                let (hash, s) = self
+                    .session
+                    .take()
+                    .ok_or_else(|| err("not_logged_in", "not logged in"))?;
+                let pid = s.lock().await.profile;
+                self.app.sessions.remove(&hash);
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "client.logout",
+                    "profile",
+                    Some(pid.to_string()),
+                    vec![],
+                );
+                self.app.store.append_audit(r).await?;
+                Ok(json!({}))
+            }
+            Request::Config => {
+                let pid = self.user().await?.lock().await.profile;
+                Ok(
+                    serde_json::from_str(&super::config_json(&self.app, pid).await?)
+                        .unwrap_or_default(),
+                )
+            }
+            Request::UnlockContacts { password } => {
+                let s = self.user().await?;
+                let pid = s.lock().await.profile;
+                let secrets = self.app.store.profile_secrets(pid).await?;
+                if let Some(h) = secrets.contacts_password {
+                    if !self
+                        .verify(&format!("contacts:{pid}"), &password, Some(h))
+                        .await?
+                    {
+                        self.app
+                            .store
+                            .append_audit(self.failure(
+                                &format!("profile:{pid}"),
+                                "client.contacts_unlock_failed",
+                                pid.0,
+                            ))
+                            .await?;
+                        return Err(err("wrong_password", "wrong contacts password"));
+                    }
+                }
+                s.lock().await.contacts_unlocked = true;
+                Ok(json!({"unlocked": true}))
+            }
+            Request::Contacts { search, limit } => self.contacts(search, limit).await,
+            Request::CreateContact {
+                name,
+                number,
+                field3,
+                field4,
+            } => {
+                let pid = self.contacts_session().await?;
+                let f = ContactFields::new(&name, &number, &field3, &field4)?;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "local_contact.created",
+                    "local_contact",
+                    Some(format!("{pid}/")),
+                    vec!["name", "number", "field3", "field4"],
+                );
+                let c = self.app.store.create_local_contact(pid, f, r).await?;
+                Ok(contact_json(c.id.0, &c.fields))
+            }
+            Request::UpdateContact {
+                id,
+                name,
+                number,
+                field3,
+                field4,
+            } => {
+                let pid = self.contacts_session().await?;
+                let cur = self
+                    .app
+                    .store
+                    .get_local_contact(pid, LocalContactId(id))
+                    .await?
+                    .fields;
+                let f = ContactFields::new(
+                    name.as_deref().unwrap_or(&cur.name),
+                    number.as_deref().unwrap_or(&cur.number),
+                    field3.as_deref().unwrap_or(&cur.field3),
+                    field4.as_deref().unwrap_or(&cur.field4),
+                )?;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "local_contact.updated",
+                    "local_contact",
+                    Some(format!("{pid}/{id}")),
+                    f.changed_fields(&cur),
+                );
+                let c = self
+                    .app
+                    .store
+                    .update_local_contact(pid, LocalContactId(id), f, r)
+                    .await?;
+                Ok(contact_json(c.id.0, &c.fields))
+            }
+            Request::DeleteContact { id } => {
+                let pid = self.contacts_session().await?;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "local_contact.deleted",
+                    "local_contact",
+                    Some(format!("{pid}/{id}")),
+                    vec![],
+                );
+                self.app
+                    .store
+                    .delete_local_contact(pid, LocalContactId(id), r)
+                    .await?;
+                Ok(json!({}))
+            }
+            Request::UpdateGlobalContact {
+                id,
+                name,
+                number,
+                field3,
+                field4,
+            } => {
+                let pid = self.contacts_session().await?;
+                if !self
+                    .app
+                    .store
+                    .get_settings()
+                    .await?
+                    .global_contacts_changeable
+                {
+                    return Err(err(
+                        "forbidden",
+                        "global contacts are not changeable from clients (an administrator can allow it)",
+                    ));
+                }
+                let cur = self
+                    .app
+                    .store
+                    .get_global_contact(GlobalContactId(id))
+                    .await?
+                    .fields;
+                let f = ContactFields::new(
+                    name.as_deref().unwrap_or(&cur.name),
+                    number.as_deref().unwrap_or(&cur.number),
+                    field3.as_deref().unwrap_or(&cur.field3),
+                    field4.as_deref().unwrap_or(&cur.field4),
+                )?;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "global_contact.updated",
+                    "global_contact",
+                    Some(id.to_string()),
+                    f.changed_fields(&cur),
+                );
+                let c = self
+                    .app
+                    .store
+                    .update_global_contact(GlobalContactId(id), f, r)
+                    .await?;
+                Ok(contact_json(c.id.0, &c.fields))
+            }
+            Request::DeleteGlobalContact { .. } => {
+                self.user().await?;
+                Err(err(
+                    "forbidden",
+                    "client users may modify global contacts, never delete them (SPEC rule 4)",
+                ))
+            }
+            Request::CreateSpeedDial {
+                kind,
+                position,
+                name,
+                number,
+            } => {
+                let pid = self.user().await?.lock().await.profile;
+                let f = SpeedDialFields::new(&kind, position, &name, &number)?;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "speed_dial.created",
+                    "speed_dial",
+                    Some(format!("{pid}/")),
+                    vec!["kind", "position", "name", "number"],
+                );
+                let k = self.app.store.create_speed_dial(pid, f, r).await?;
+                Ok(
+                    json!({"id": k.id.0, "kind": k.fields.kind.as_str(), "position": k.fields.position, "name": k.fields.name, "number": k.fields.number}),
+                )
+            }
+            Request::UpdateSpeedDial {
+                id,
+                kind,
+                position,
+                name,
+                number,
+            } => {
+                let pid = self.user().await?.lock().await.profile;
+                let cur = self
+                    .app
+                    .store
+                    .get_speed_dial(pid, SpeedDialId(id))
+                    .await?
+                    .fields;
+                let f = SpeedDialFields::new(
+                    kind.as_deref().unwrap_or(cur.kind.as_str()),
+                    position.unwrap_or(cur.position as i64),
+                    name.as_deref().unwrap_or(&cur.name),
+                    number.as_deref().unwrap_or(&cur.number),
+                )?;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "speed_dial.updated",
+                    "speed_dial",
+                    Some(format!("{pid}/{id}")),
+                    f.changed_fields(&cur),
+                );
+                let k = self
+                    .app
+                    .store
+                    .update_speed_dial(pid, SpeedDialId(id), f, r)
+                    .await?;
+                Ok(
+                    json!({"id": k.id.0, "kind": k.fields.kind.as_str(), "position": k.fields.position, "name": k.fields.name, "number": k.fields.number}),
+                )
+            }
+            Request::DeleteSpeedDial { id } => {
+                let pid = self.user().await?.lock().await.profile;
+                let r = self.record(
+                    &format!("profile:{pid}"),
+                    "speed_dial.deleted",
+                    "speed_dial",
+                    Some(format!("{pid}/{id}")),
+                    vec![],
+                );
+                self.app
+                    .store
+                    .delete_speed_dial(pid, SpeedDialId(id), r)
+                    .await?;
+                Ok(json!({}))
+            }
+            Request::UnlockCallMemory { password } => self.unlock_call_memory(password).await,
+            Request::CallMemory => self.call_memory().await,
+            Request::DeleteCallMemory { id } => self.delete_call_memory(id).await,
+            Request::Lookup { number } => {
+                let pid = self.user().await?.lock().await.profile;
+                Ok(json!({"number": number, "name": self.app.caller_id.lookup(pid, &number)}))
+            }
+        }
+    }
+
+    async fn contacts_session(&self) -> Result<ProfileId, ProtoError> {
+        let s = self.user().await?;
+        let g = s.lock().await;
+        if !g.contacts_unlocked {
+            return Err(err(
+                "contacts_locked",
+                "give the contacts password first (unlock_contacts)",
+            ));
+        }
+        Ok(g.profile)
+    }
+
+    async fn login(&mut self, profile_id: i64, password: String) -> Res {
+        let pid = ProfileId(profile_id);
+        let actor = format!("profile:{profile_id}");
+        let key = profile_id.to_string();
+        let secrets = match self.app.store.profile_secrets(pid).await {
+            Ok(s) => Some(s),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let ok = self
+            .verify(
+                &key,
+                &password,
+                secrets.as_ref().map(|s| s.password.clone()),
+            )
+            .await?;
+        let Some(secrets) = secrets.filter(|_| ok) else {
+            self.app
+                .store
+                .append_audit(self.failure(&actor, "client.login_failed", profile_id))
+                .await?;
+            return Err(err("wrong_password", "wrong profile or password"));
+        };
+        let profile = self.app.store.get_profile(pid).await?;
+        let password = Secret::new(password);
+        let keys = self.app.store.call_memory_keys(pid).await?;
+        let (key, rewrap) = match (&keys.public, &keys.wrapped_by_profile_password) {
+            (None, _) => {
+                let fresh = callmem::new_keys(password.clone(), None).await;
+                self.app
+                    .store
+                    .set_call_memory_keys(pid, fresh.clone())
+                    .await?;
+                let pk = fresh.public.expect("new keys have a public key");
+                let w = fresh
+                    .wrapped_by_profile_password
+                    .expect("wrapped under the password");
+                (callmem::unwrap(w, password.clone(), pk).await.ok(), None)
+            }
+            (Some(pk), Some(w)) => (
+                callmem::unwrap(w.clone(), password.clone(), *pk).await.ok(),
+                None,
+            ),
+            (Some(_), None) => (None, Some(password.clone())),
+        };
+        let token = passwords::random_token(32);
+        let hash = token_hash(&token);
+        let session = Session {
+            profile: pid,
+            master: false,
+            contacts_unlocked: secrets.contacts_password.is_none(),
+            call_memory_unlocked: !profile.flags.call_memory_password_protected,
+            key,
+            rewrap_profile_password: rewrap,
+            started: Instant::now(),
+            last_seen: Instant::now(),
+        };
+        self.session = Some((hash, self.app.sessions.insert(hash, session)));
+        let r = self.record(&actor, "client.login", "profile", Some(key_id(pid)), vec![]);
+        self.app.store.append_audit(r).await?;
+        let config: Value =
+            serde_json::from_str(&super::config_json(&self.app, pid).await?).unwrap_or_default();
+        Ok(
+            json!({"token": token, "profile": {"id": pid.0, "name": profile.name}, "config": config}),
+        )
+    }
+
+    async fn master_login(&mut self, profile_id: i64, password: String) -> Res {
+        let pid = ProfileId(profile_id);
+        let actor = "master-password";
+        let Some(hash) = self.app.store.master_password_hash().await? else {
+            self.app
+                .store
+                .append_audit(self.failure(actor, "client.master_login_refused", profile_id))
+                .await?;
+            return Err(err("forbidden", "the master password is disabled"));
+        };
+        self.app.store.get_profile(pid).await?;
+        if !self.verify("master", &password, Some(hash)).await? {
+            self.app
+                .store
+                .append_audit(self.failure(actor, "client.master_login_failed", profile_id))
+                .await?;
+            return Err(err("wrong_password", "wrong master password"));
+        }
+        let token = passwords::random_token(32);
+        let th = token_hash(&token);
+        let session = Session {
+            profile: pid,
+            master: true,
+            contacts_unlocked: false,
+            call_memory_unlocked: false,
+            key: None,
+            rewrap_profile_password: None,
+            started: Instant::now(),
+            last_seen: Instant::now(),
+        };
+        self.session = Some((th, self.app.sessions.insert(th, session)));
+        let mut r = self.record(
+            actor,
+            "client.master_login",
+            "profile",
+            Some(key_id(pid)),
+            vec![],
+        );
+        r.level = AuditLevel::Warning;
+        self.app.store.append_audit(r).await?;
+        Ok(json!({"token": token, "profile": {"id": pid.0}, "master": true}))
+    }
+
+    async fn contacts(&self, search: Option<String>, limit: Option<i64>) -> Res {
+        let pid = self.contacts_session().await?;
+        let limit = limit.unwrap_or(50).clamp(1, 200);
+        let term = search
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let plan = openturret_domain::number::NumberPlan {
+            country_code: self.app.config.numbers.country_code.clone(),
+        };
+        let local: Vec<Value> = self
+            .app
+            .store
+            .list_local_contacts(pid)
+            .await?
+            .iter()
+            .filter(|c| match &term {
+                None => true,
+                Some(t) if looks_like_number(t) => {
+                    plan.key(&c.fields.number).starts_with(&plan.key(t))
+                }
+                Some(t) => c.fields.name.to_lowercase().contains(&t.to_lowercase()),
+            })
+            .take(limit as usize)
+            .map(|c| contact_json(c.id.0, &c.fields))
+            .collect();
+        let q = match &term {
+            Some(t) if looks_like_number(t) => GlobalContactQuery {
+                number_prefix: Some(t.clone()),
+                limit,
+                ..Default::default()
+            },
+            Some(t) => GlobalContactQuery {
+                name_prefix: Some(t.clone()),
+                limit,
+                ..Default::default()
+            },
+            None => GlobalContactQuery {
+                limit,
+                ..Default::default()
+            },
+        };
+        let global: Vec<Value> = self
+            .app
+            .store
+            .search_global_contacts(&q)
+            .await?
+            .iter()
+            .map(|c| contact_json(c.id.0, &c.fields))
+            .collect();
+        Ok(json!({"local": local, "global": global}))
+    }
+
+    async fn unlock_call_memory(&self, password: String) -> Res {
+        let s = self.user().await?;
+        let pid = s.lock().await.profile;
+        let secrets = self.app.store.profile_secrets(pid).await?;
+        let (hash, by_cm) = match secrets.call_memory_password {
+            Some(h) => (h, true),
+            None => (secrets.password, false),
+        };
+        if !self
+            .verify(&format!("cm:{pid}"), &password, Some(hash))
+            .await?
+        {
+            self.app
+                .store
+                .append_audit(self.failure(
+                    &format!("profile:{pid}"),
+                    "client.call_memory_unlock_failed",
+                    pid.0,
+                ))
+                .await?;
+            return Err(err("wrong_password", "wrong call-memory password"));
+        }
+        let password = Secret::new(password);
+        let mut keys = self.app.store.call_memory_keys(pid).await?;
+        let mut g = s.lock().await;
+        g.call_memory_unlocked = true;
+        let Some(public) = keys.public else {
+            return Ok(json!({"unlocked": true}));
+        };
+        if g.key.is_none() {
+            let wrap = if by_cm {
+                keys.wrapped_by_call_memory_password.clone()
+            } else {
+                keys.wrapped_by_profile_password.clone()
+            };
+            if let Some(w) = wrap {
+                g.key = callmem::unwrap(w, password.clone(), public).await.ok();
+            }
+        }
+        // Wrap the key again under any password that lost its wrap.
+        let mut changed = false;
+        if let Some(key) = g.key.clone() {
+            if by_cm && keys.wrapped_by_call_memory_password.is_none() {
+                keys.wrapped_by_call_memory_password =
+                    Some(callmem::wrap(key.clone(), password.clone()).await);
+                changed = true;
+            }
+            if let Some(pw) = g.rewrap_profile_password.take() {
+                keys.wrapped_by_profile_password = Some(callmem::wrap(key, pw).await);
+                changed = true;
+            }
+        }
+        drop(g);
+        if changed {
+            self.app.store.set_call_memory_keys(pid, keys).await?;
+        }
+        Ok(json!({"unlocked": true}))
+    }
+
+    async fn call_memory(&self) -> Res {
+        let (_, s) = self
+            .session
+            .as_ref()
+            .ok_or_else(|| err("not_logged_in", "log in to a profile first"))?;
+        let g = s.lock().await;
+        let records = self.app.store.list_call_memory(g.profile).await?;
+        if g.master {
+            // Rule 7: enough to delete entries; sealed, so never readable here.
+            let items: Vec<Value> = records
+                .iter()
+                .map(|r| json!({"id": r.id.0, "at": ts(r.created_at), "sealed": true}))
+                .collect();
+            return Ok(json!({"entries": items}));
+        }
+        if !g.call_memory_unlocked {
+            return Err(err(
+                "call_memory_locked",
+                "give the call-memory password first (unlock_call_memory)",
+            ));
+        }
+        let key = g.key.clone().ok_or_else(|| {
+            err(
+                "call_memory_locked",
+                "unlock call memory with its password (unlock_call_memory)",
+            )
+        })?;
+        drop(g);
+        let mut items = Vec::with_capacity(records.len());
+        let mut unreadable = 0;
+        for r in records.iter().rev() {
+            match callmem::open_entry(&key, &r.sealed) {
+                Ok(e) => items.push(json!({
+                    "id": r.id.0, "number": e.number, "name": e.name, "at": ts(e.at),
+                    "direction": e.direction.as_str(), "answered": e.answered,
+                    "answered_by": e.answered_by.map(|l| l.as_str()),
+                })),
+                Err(_) => unreadable += 1,
+            }
+        }
+        Ok(json!({"entries": items, "unreadable": unreadable}))
+    }
+
+    async fn delete_call_memory(&self, id: i64) -> Res {
+        let (_, s) = self
+            .session
+            .as_ref()
+            .ok_or_else(|| err("not_logged_in", "log in to a profile first"))?;
+        let (pid, master) = {
+            let g = s.lock().await;
+            (g.profile, g.master)
+        };
+        let (actor, event) = if master {
+            (
+                "master-password".to_string(),
+                "call_memory.deleted_with_master_password",
+            )
+        } else {
+            if !self
+                .app
+                .store
+                .get_profile(pid)
+                .await?
+                .flags
+                .allow_call_memory_deletion
+            {
+                return Err(err(
+                    "forbidden",
+                    "deleting call-memory entries is not allowed for this profile",
+                ));
+            }
+            if !s.lock().await.call_memory_unlocked {
+                return Err(err(
+                    "call_memory_locked",
+                    "give the call-memory password first (unlock_call_memory)",
+                ));
+            }
+            (format!("profile:{pid}"), "call_memory.deleted")
+        };
+        let r = self.record(
+            &actor,
+            event,
+            "call_memory",
+            Some(format!("{pid}/{id}")),
+            vec![],
+        );
+        self.app
+            .store
+            .delete_call_memory(pid, CallMemoryId(id), r)
+            .await?;
+        Ok(json!({}))
+    }
+
+    /// The message for a push, and whether the connection must end.
+    pub async fn push_message(
+        &mut self,
+        profile: ProfileId,
+        kind: &PushKind,
+    ) -> (Option<String>, bool) {
+        let master = match &self.session {
+            Some((_, s)) => s.lock().await.master,
+            None => return (None, false),
+        };
+        match kind {
+            PushKind::SessionEnded(reason) => {
+                if let Some((hash, _)) = self.session.take() {
+                    self.app.sessions.remove(&hash);
+                }
+                (
+                    Some(json!({"push": "session_ended", "reason": reason}).to_string()),
+                    true,
+                )
+            }
+            PushKind::CallMemoryAdded => (
+                Some(json!({"push": "call_memory_added"}).to_string()),
+                false,
+            ),
+            _ if master => (None, false),
+            PushKind::ContactsChanged => {
+                (Some(json!({"push": "contacts_changed"}).to_string()), false)
+            }
+            PushKind::Config(Some(json)) => (
+                Some(format!(r#"{{"push":"config","config":{json}}}"#)),
+                false,
+            ),
+            PushKind::Config(None) => match super::config_json(&self.app, profile).await {
+                Ok(json) => (
+                    Some(format!(r#"{{"push":"config","config":{json}}}"#)),
+                    false,
+                ),
+                Err(_) => (None, false),
+            },
+        }
+    }
+}
+
+fn key_id(pid: ProfileId) -> String {
+    pid.0.to_string()
+}

@@ -1,0 +1,94 @@
+//! Client sessions: what a logged-in turret may do, kept in memory under a
+//! resume token so that a dropped connection can carry on without logging
+//! in again. The token itself is never stored, only its SHA-256.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openturret_domain::ProfileId;
+use openturret_domain::secret::Secret;
+use openturret_store::sealing::OpenKey;
+
+/// How long a session waits for its client to come back.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// The longest a session lives, connected or not.
+pub const MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+
+pub struct Session {
+    pub profile: ProfileId,
+    /// Entered with the master password (SPEC rule 7): may only list and
+    /// delete call-memory entries.
+    pub master: bool,
+    pub contacts_unlocked: bool,
+    /// The call-memory gate is passed (its password given, or not needed).
+    pub call_memory_unlocked: bool,
+    /// The private call-memory key, once unwrapped.
+    pub key: Option<OpenKey>,
+    /// The profile password, kept only until the key can be wrapped under
+    /// it again (after an administrator reset it).
+    pub rewrap_profile_password: Option<Secret>,
+    pub started: Instant,
+    pub last_seen: Instant,
+}
+
+pub type Shared = Arc<tokio::sync::Mutex<Session>>;
+
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<[u8; 32], (ProfileId, Shared)>>,
+}
+
+impl Sessions {
+    pub fn insert(&self, token_hash: [u8; 32], s: Session) -> Shared {
+        let profile = s.profile;
+        let shared = Arc::new(tokio::sync::Mutex::new(s));
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(token_hash, (profile, shared.clone()));
+        shared
+    }
+
+    /// The live session of a resume token.
+    pub async fn resume(&self, token_hash: &[u8; 32]) -> Option<Shared> {
+        let found = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token_hash)
+            .map(|(_, s)| s.clone());
+        let s = found?;
+        let alive = {
+            let g = s.lock().await;
+            g.started.elapsed() < MAX_AGE && g.last_seen.elapsed() < RESUME_WINDOW
+        };
+        if alive {
+            Some(s)
+        } else {
+            self.remove(token_hash);
+            None
+        }
+    }
+
+    pub fn remove(&self, token_hash: &[u8; 32]) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token_hash);
+    }
+
+    /// Ends every session of a profile (deleted, password changed).
+    pub fn end_profile(&self, profile: ProfileId) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (p, _)| *p != profile);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,173 @@
+//! The change pipeline: the store tells us about every committed change
+//! (its audit record); this module keeps the caller-id index in step and
+//! pushes what changed to the connected turret clients of the profiles it
+//! concerns.
+
+use std::sync::Arc;
+
+use openturret_domain::audit::AuditRecord;
+use openturret_domain::{GlobalContactId, LineId, LocalContactId, ProfileId};
+use openturret_store::StoreError;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::App;
+
+/// What a connected client is told.
+#[derive(Clone, Debug)]
+pub enum PushKind {
+    /// The profile's configuration changed; the new one, already encoded,
+    /// or `None` when every client must fetch its own (a settings change).
+    Config(Option<Arc<str>>),
+    /// Local or global contacts changed.
+    ContactsChanged,
+    /// A call-memory entry was written.
+    CallMemoryAdded,
+    /// The session must end (profile deleted, password changed).
+    SessionEnded(&'static str),
+}
+
+/// A push for the clients of `profile`, or for all clients when `None`.
+#[derive(Clone, Debug)]
+pub struct Push {
+    pub profile: Option<ProfileId>,
+    pub kind: PushKind,
+}
+
+pub struct Hub {
+    tx: broadcast::Sender<Push>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            tx: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Hub {
+    pub fn subscribe(&self) -> broadcast::Receiver<Push> {
+        self.tx.subscribe()
+    }
+
+    pub fn send(&self, profile: Option<ProfileId>, kind: PushKind) {
+        // No receiver means no client is connected: nothing to do.
+        let _ = self.tx.send(Push { profile, kind });
+    }
+
+    pub fn call_memory_added(&self, profile: ProfileId) {
+        self.send(Some(profile), PushKind::CallMemoryAdded);
+    }
+}
+
+/// Registers the store observer and starts the task that applies changes.
+pub fn start(app: &App) {
+    let (tx, rx) = mpsc::unbounded_channel::<AuditRecord>();
+    app.store.observe(Arc::new(move |r: &AuditRecord| {
+        let _ = tx.send(r.clone());
+    }));
+    tokio::spawn(run(app.clone(), rx));
+}
+
+async fn run(app: App, mut rx: mpsc::UnboundedReceiver<AuditRecord>) {
+    while let Some(r) = rx.recv().await {
+        if let Err(e) = apply(&app, &r).await {
+            tracing::warn!(event = %r.event_type, error = %e, "change not applied to live views");
+        }
+    }
+}
+
+/// `"7/12"` → (7, 12); `"7/"` or `"7"` → (7, None).
+fn ids(object_id: &Option<String>) -> (Option<i64>, Option<i64>) {
+    let Some(s) = object_id else {
+        return (None, None);
+    };
+    let mut parts = s.split('/');
+    let a = parts.next().and_then(|p| p.parse().ok());
+    let b = parts.next().and_then(|p| p.parse().ok());
+    (a, b)
+}
+
+async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
+    let (a, b) = ids(&r.object_id);
+    match r.object_type.as_str() {
+        "local_contact" => {
+            let (Some(pid), Some(cid)) = (a, b) else {
+                return Ok(());
+            };
+            let (pid, cid) = (ProfileId(pid), LocalContactId(cid));
+            match app.store.get_local_contact(pid, cid).await {
+                Ok(c) => app
+                    .caller_id
+                    .upsert_local(pid, cid, &c.fields.number, &c.fields.name),
+                Err(StoreError::NotFound(_)) => app.caller_id.remove_local(pid, cid),
+                Err(e) => return Err(e.into()),
+            }
+            app.hub.send(Some(pid), PushKind::ContactsChanged);
+        }
+        "global_contact" => {
+            match a.map(GlobalContactId) {
+                Some(id) => match app.store.get_global_contact(id).await {
+                    Ok(c) => app
+                        .caller_id
+                        .upsert_global(id, &c.fields.number, &c.fields.name),
+                    Err(StoreError::NotFound(_)) => app.caller_id.remove_global(id),
+                    Err(e) => return Err(e.into()),
+                },
+                None => app.caller_id.reload_global(app.store.as_ref()).await?,
+            }
+            app.hub.send(None, PushKind::ContactsChanged);
+        }
+        "speed_dial" | "line_key" => {
+            if let Some(pid) = a {
+                push_config(app, ProfileId(pid)).await?;
+            }
+        }
+        "line" => {
+            if r.event_type == "line.deleted" {
+                app.hub.send(None, PushKind::Config(None));
+            } else if let Some(lid) = a {
+                for pid in app.store.profiles_with_line(LineId(lid)).await? {
+                    push_config(app, pid).await?;
+                }
+            }
+        }
+        "profile" => {
+            let Some(pid) = a.map(ProfileId) else {
+                return Ok(());
+            };
+            if r.event_type == "profile.deleted" {
+                app.caller_id.drop_profile(pid);
+                app.sessions.end_profile(pid);
+                app.hub
+                    .send(Some(pid), PushKind::SessionEnded("profile_deleted"));
+            } else if r.changes.iter().any(|c| c == "password") {
+                app.sessions.end_profile(pid);
+                app.hub
+                    .send(Some(pid), PushKind::SessionEnded("password_changed"));
+            } else {
+                push_config(app, pid).await?;
+            }
+        }
+        "consent" if r.event_type == "consent.withdrawn" => {
+            if let Some(pid) = a.map(ProfileId) {
+                app.caller_id.drop_profile(pid);
+                app.sessions.end_profile(pid);
+                app.hub
+                    .send(Some(pid), PushKind::SessionEnded("profile_deleted"));
+            }
+        }
+        "settings" => app.hub.send(None, PushKind::Config(None)),
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn push_config(app: &App, pid: ProfileId) -> anyhow::Result<()> {
+    match crate::client::config_json(app, pid).await {
+        Ok(json) => app.hub.send(Some(pid), PushKind::Config(Some(json.into()))),
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
