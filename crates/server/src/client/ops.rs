@@ -285,7 +285,7 @@ impl Conn {
                 Ok(contact_json(c.id.0, &c.fields))
             }
             Request::UpdateContact {
-                id,
+                contact_id: id,
                 name,
                 number,
                 field3,
@@ -318,7 +318,7 @@ impl Conn {
                     .await?;
                 Ok(contact_json(c.id.0, &c.fields))
             }
-            Request::DeleteContact { id } => {
+            Request::DeleteContact { contact_id: id } => {
                 let pid = self.contacts_session().await?;
                 let r = self.record(
                     &format!("profile:{pid}"),
@@ -334,7 +334,7 @@ impl Conn {
                 Ok(json!({}))
             }
             Request::UpdateGlobalContact {
-                id,
+                contact_id: id,
                 name,
                 number,
                 field3,
@@ -407,7 +407,7 @@ impl Conn {
                 )
             }
             Request::UpdateSpeedDial {
-                id,
+                key_id: id,
                 kind,
                 position,
                 name,
@@ -442,7 +442,7 @@ impl Conn {
                     json!({"id": k.id.0, "kind": k.fields.kind.as_str(), "position": k.fields.position, "name": k.fields.name, "number": k.fields.number}),
                 )
             }
-            Request::DeleteSpeedDial { id } => {
+            Request::DeleteSpeedDial { key_id: id } => {
                 let pid = self.user().await?.lock().await.profile;
                 let r = self.record(
                     &format!("profile:{pid}"),
@@ -459,7 +459,7 @@ impl Conn {
             }
             Request::UnlockCallMemory { password } => self.unlock_call_memory(password).await,
             Request::CallMemory => self.call_memory().await,
-            Request::DeleteCallMemory { id } => self.delete_call_memory(id).await,
+            Request::DeleteCallMemory { entry_id } => self.delete_call_memory(entry_id).await,
             Request::Lookup { number } => {
                 let pid = self.user().await?.lock().await.profile;
                 Ok(json!({"number": number, "name": self.app.caller_id.lookup(pid, &number)}))

@@ -58,24 +58,24 @@ pub enum Request {
         field4: String,
     },
     UpdateContact {
-        id: i64,
+        contact_id: i64,
         name: Option<String>,
         number: Option<String>,
         field3: Option<String>,
         field4: Option<String>,
     },
     DeleteContact {
-        id: i64,
+        contact_id: i64,
     },
     UpdateGlobalContact {
-        id: i64,
+        contact_id: i64,
         name: Option<String>,
         number: Option<String>,
         field3: Option<String>,
         field4: Option<String>,
     },
     DeleteGlobalContact {
-        id: i64,
+        contact_id: i64,
     },
     CreateSpeedDial {
         kind: String,
@@ -84,21 +84,21 @@ pub enum Request {
         number: String,
     },
     UpdateSpeedDial {
-        id: i64,
+        key_id: i64,
         kind: Option<String>,
         position: Option<i64>,
         name: Option<String>,
         number: Option<String>,
     },
     DeleteSpeedDial {
-        id: i64,
+        key_id: i64,
     },
     UnlockCallMemory {
         password: String,
     },
     CallMemory,
     DeleteCallMemory {
-        id: i64,
+        entry_id: i64,
     },
     Lookup {
         number: String,

@@ -1,0 +1,760 @@
+//! The client protocol over real TLS: every rule of SPEC §3 that a turret
+//! meets, including the refusals.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::inproc::InProc;
+use common::*;
+use openturret_domain::model::Direction;
+use openturret_domain::{LineId, ProfileId, Timestamp};
+use openturret_server::callmem::{CallEvent, record_call};
+use serde_json::{Value, json};
+
+fn code(r: Result<Value, openturret_server::client::proto::ProtoError>) -> String {
+    match r {
+        Ok(v) => panic!("expected a refusal, got {v}"),
+        Err(e) => e.code,
+    }
+}
+
+#[tokio::test]
+async fn profile_names_are_public_and_everything_else_needs_a_login_rule_2() {
+    let s = InProc::start().await;
+    s.profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .await;
+    s.profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .await;
+    let mut c = s.connect().await;
+    let names = c.request(json!({"op": "profiles"})).await.unwrap();
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Ann", "Bob"]);
+    for op in ["config", "contacts", "call_memory"] {
+        assert_eq!(
+            code(c.request(json!({"op": op})).await),
+            "not_logged_in",
+            "{op}"
+        );
+    }
+    let r = c.request(json!({"op": "hello", "version": 99})).await;
+    assert_eq!(code(r), "unsupported_version");
+}
+
+#[tokio::test]
+async fn logins_need_the_profile_password_and_are_throttled_and_audited() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .await;
+    let bob = s
+        .profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .await;
+    let mut c = s.connect().await;
+    for _ in 0..5 {
+        let r = c
+            .request(json!({"op": "login", "profile_id": ann, "password": "guess"}))
+            .await;
+        assert_eq!(code(r), "wrong_password");
+    }
+    let r = c
+        .request(json!({"op": "login", "profile_id": ann, "password": "ann-pw"}))
+        .await;
+    let e = r.err().unwrap();
+    assert_eq!(e.code, "too_many_attempts");
+    assert!(e.retry_after_secs.unwrap() > 0);
+    // Another profile is not affected.
+    let v = c
+        .request(json!({"op": "login", "profile_id": bob, "password": "bob-pw"}))
+        .await
+        .unwrap();
+    assert_eq!(v["profile"]["name"], "Bob");
+    assert!(v["token"].as_str().unwrap().len() >= 32);
+    let (_, audit) = s
+        .api
+        .get("/api/v1/audit?event_type=client.login_failed")
+        .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 5);
+    let (_, audit) = s.api.get("/api/v1/audit?event_type=client.login").await;
+    assert_eq!(audit["items"][0]["object_id"], bob.to_string());
+}
+
+#[tokio::test]
+async fn a_session_never_reaches_another_profiles_data() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .await;
+    let bob = s
+        .profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .await;
+    let (_, bc) = s
+        .api
+        .post(
+            &format!("/api/v1/profiles/{bob}/contacts"),
+            json!({"name": "Bob's", "number": "1"}),
+        )
+        .await;
+    let (_, bk) = s
+        .api
+        .post(
+            &format!("/api/v1/profiles/{bob}/speed-dials"),
+            json!({"kind": "DKM", "position": 1, "name": "k", "number": "1"}),
+        )
+        .await;
+    let (mut c, _) = s.login(ann, "ann-pw").await;
+    let (cid, kid) = (bc["id"].as_i64().unwrap(), bk["id"].as_i64().unwrap());
+    assert_eq!(
+        code(
+            c.request(json!({"op": "update_contact", "contact_id": cid, "name": "mine"}))
+                .await
+        ),
+        "not_found"
+    );
+    assert_eq!(
+        code(
+            c.request(json!({"op": "delete_contact", "contact_id": cid}))
+                .await
+        ),
+        "not_found"
+    );
+    assert_eq!(
+        code(
+            c.request(json!({"op": "delete_speed_dial", "key_id": kid}))
+                .await
+        ),
+        "not_found"
+    );
+    assert_eq!(
+        code(
+            c.request(json!({"op": "update_speed_dial", "key_id": kid, "name": "x"}))
+                .await
+        ),
+        "not_found"
+    );
+    let contacts = c.request(json!({"op": "contacts"})).await.unwrap();
+    assert!(
+        contacts["local"].as_array().unwrap().is_empty(),
+        "Ann sees none of Bob's contacts"
+    );
+    let (_, still) = s.api.get(&format!("/api/v1/profiles/{bob}/contacts")).await;
+    assert_eq!(still[0]["name"], "Bob's");
+}
+
+#[tokio::test]
+async fn contacts_are_gated_and_global_contacts_are_never_deleted_rules_3_to_5() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw", "contacts_password": "ann-contacts"}))
+        .await;
+    let (_, g) = s
+        .api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Zed Global", "number": "+1 212 555 0100"}),
+        )
+        .await;
+    let gid = g["id"].as_i64().unwrap();
+    let (mut c, login) = s.login(ann, "ann-pw").await;
+    assert_eq!(login["config"]["profile"]["has_contacts_password"], true);
+    assert_eq!(
+        code(c.request(json!({"op": "contacts"})).await),
+        "contacts_locked"
+    );
+    assert_eq!(
+        code(
+            c.request(json!({"op": "create_contact", "name": "X", "number": "1"}))
+                .await
+        ),
+        "contacts_locked"
+    );
+    assert_eq!(
+        code(
+            c.request(json!({"op": "unlock_contacts", "password": "nope"}))
+                .await
+        ),
+        "wrong_password"
+    );
+    c.request(json!({"op": "unlock_contacts", "password": "ann-contacts"}))
+        .await
+        .unwrap();
+
+    // Rule 5: own local contacts, create / modify / delete.
+    let new = c
+        .request(json!({"op": "create_contact", "name": "Bob Broker", "number": "020 7946 0001"}))
+        .await
+        .unwrap();
+    let id = new["id"].as_i64().unwrap();
+    let bad = c
+        .request(json!({"op": "create_contact", "name": "Q", "number": "call me"}))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (bad.code.as_str(), bad.field.as_deref()),
+        ("invalid", Some("number"))
+    );
+    c.request(json!({"op": "update_contact", "contact_id": id, "field3": "desk"}))
+        .await
+        .unwrap();
+    let found = c
+        .request(json!({"op": "contacts", "search": "bob"}))
+        .await
+        .unwrap();
+    assert_eq!(found["local"][0]["field3"], "desk");
+    let found = c
+        .request(json!({"op": "contacts", "search": "+1 212"}))
+        .await
+        .unwrap();
+    assert_eq!(found["global"][0]["name"], "Zed Global");
+    c.request(json!({"op": "delete_contact", "contact_id": id}))
+        .await
+        .unwrap();
+
+    // Rule 4: global contacts changeable only when switched on; never deleted.
+    assert_eq!(
+        code(
+            c.request(json!({"op": "update_global_contact", "contact_id": gid, "field3": "x"}))
+                .await
+        ),
+        "forbidden"
+    );
+    s.api
+        .patch(
+            "/api/v1/settings",
+            json!({"global_contacts_changeable": true}),
+        )
+        .await;
+    c.request(json!({"op": "update_global_contact", "contact_id": gid, "field3": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            c.request(json!({"op": "delete_global_contact", "contact_id": gid}))
+                .await
+        ),
+        "forbidden"
+    );
+    assert_eq!(
+        s.api.get(&format!("/api/v1/global-contacts/{gid}")).await.1["field3"],
+        "x"
+    );
+
+    // Own speed dial keys.
+    let k = c.request(json!({"op": "create_speed_dial", "kind": "DKM", "position": 4, "name": "Desk", "number": "2001"})).await.unwrap();
+    c.request(json!({"op": "update_speed_dial", "key_id": k["id"], "position": 5}))
+        .await
+        .unwrap();
+    let (_, keys) = s
+        .api
+        .get(&format!("/api/v1/profiles/{ann}/speed-dials"))
+        .await;
+    assert_eq!(keys[0]["position"], 5);
+    c.request(json!({"op": "delete_speed_dial", "key_id": k["id"]}))
+        .await
+        .unwrap();
+    let (_, audit) = s
+        .api
+        .get(&format!("/api/v1/audit?actor=profile:{ann}"))
+        .await;
+    assert!(
+        audit["items"].as_array().unwrap().len() >= 6,
+        "client changes are audited"
+    );
+}
+
+static LINES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// A line shown on `profiles`, and `n` incoming calls from `number` on it.
+async fn calls(
+    s: &InProc,
+    profiles: &[i64],
+    n: usize,
+    number: &str,
+    answered_by: Option<i64>,
+) -> i64 {
+    let (_, l) = s.api.post("/api/v1/lines", json!({"name": format!("Line {}", LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)), "uri": "sip:1@pbx"})).await;
+    let lid = l["id"].as_i64().unwrap();
+    for p in profiles {
+        let (st, v) = s
+            .api
+            .put(
+                &format!("/api/v1/profiles/{p}/lines/{lid}"),
+                json!({"position": lid}),
+            )
+            .await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    }
+    for i in 0..n {
+        let ev = CallEvent {
+            line: LineId(lid),
+            direction: Direction::Incoming,
+            remote_number: number.to_string(),
+            at: Timestamp(1_700_000_000_000 + i as i64),
+            answered_by: answered_by.map(ProfileId),
+        };
+        record_call(&s.app, &ev).await.unwrap();
+    }
+    lid
+}
+
+#[tokio::test]
+async fn call_memory_is_sealed_gated_a_fifo_of_100_and_deleted_only_when_allowed() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(
+            json!({"name": "Ann", "password": "ann-pw", "call_memory_password": "ann-callmem",
+                        "collect_call_memory": true, "call_memory_password_protected": true}),
+        )
+        .await;
+    let other = s
+        .profile(json!({"name": "Oscar", "password": "oscar-pw", "collect_call_memory": true}))
+        .await;
+    let off = s
+        .profile(json!({"name": "Nina", "password": "nina-pw"}))
+        .await;
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{ann}/contacts"),
+            json!({"name": "Veronica Vega", "number": "+44 20 7946 0999"}),
+        )
+        .await;
+    // Let the caller-id index catch up with the new contact.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s
+        .app
+        .caller_id
+        .lookup(ProfileId(ann), "020 7946 0999")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "caller id never learned the contact"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    calls(&s, &[ann, other, off], 101, "020 7946 0999", Some(other)).await;
+    // A caller in no contact list: its number exists nowhere but in the
+    // sealed call memory.
+    calls(&s, &[ann], 1, "+44 20 7000 4242", None).await;
+
+    let (mut c, _) = s.login(ann, "ann-pw").await;
+    assert_eq!(
+        code(c.request(json!({"op": "call_memory"})).await),
+        "call_memory_locked"
+    );
+    assert_eq!(
+        code(
+            c.request(json!({"op": "unlock_call_memory", "password": "ann-pw"}))
+                .await
+        ),
+        "wrong_password"
+    );
+    c.request(json!({"op": "unlock_call_memory", "password": "ann-callmem"}))
+        .await
+        .unwrap();
+    let cm = c.request(json!({"op": "call_memory"})).await.unwrap();
+    let entries = cm["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 100, "the 101st entry dropped the oldest");
+    assert_eq!(entries[0]["number"], "+44 20 7000 4242", "newest first");
+    assert_eq!(entries[0]["answered"], false);
+    assert_eq!(
+        entries[1]["name"], "Veronica Vega",
+        "caller identified from local contacts"
+    );
+    assert_eq!(
+        entries[1]["answered_by"], "remote",
+        "answered at another turret"
+    );
+    assert_eq!(entries[1]["at"], "2023-11-14T22:13:20.100Z");
+    assert_eq!(
+        entries[99]["at"], "2023-11-14T22:13:20.002Z",
+        "the two oldest are gone"
+    );
+    let (mut o, _) = s.login(other, "oscar-pw").await;
+    let ocm = o.request(json!({"op": "call_memory"})).await.unwrap();
+    assert_eq!(ocm["entries"][0]["answered_by"], "local");
+    assert_eq!(ocm["entries"][0]["name"], "", "Oscar has no such contact");
+    let (mut n, _) = s.login(off, "nina-pw").await;
+    assert!(
+        n.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "not collected"
+    );
+
+    // Rule 6: deletion only when the admin allows it.
+    let first = entries[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        code(
+            c.request(json!({"op": "delete_call_memory", "entry_id": first}))
+                .await
+        ),
+        "forbidden"
+    );
+    s.api
+        .patch(
+            &format!("/api/v1/profiles/{ann}"),
+            json!({"allow_call_memory_deletion": true}),
+        )
+        .await;
+    c.request(json!({"op": "delete_call_memory", "entry_id": first}))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        99
+    );
+
+    // Sealed: not in the database, its WAL, nor a backup copy of them.
+    let db = s.dir.path().join("turret.db");
+    let copy = s.dir.path().join("copy.db");
+    sqlite3(&db, &format!(".backup '{}'", copy.display()));
+    for f in ["turret.db", "turret.db-wal", "copy.db"] {
+        let bytes = std::fs::read(s.dir.path().join(f)).unwrap_or_default();
+        for needle in ["7000 4242", "70004242", "answered_by"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{f} holds {needle}"
+            );
+        }
+    }
+    assert!(std::fs::metadata(&copy).unwrap().len() > 0);
+}
+
+#[tokio::test]
+async fn the_master_password_opens_any_profile_only_to_delete_call_memory_rule_7() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw", "collect_call_memory": true}))
+        .await;
+    calls(&s, &[ann], 2, "+44 20 7946 0001", None).await;
+    let mut c = s.connect().await;
+    let r = c
+        .request(json!({"op": "master_login", "profile_id": ann, "password": "master-pw-0001-ab"}))
+        .await;
+    assert_eq!(code(r), "forbidden", "disabled by default");
+    s.api
+        .patch(
+            "/api/v1/settings",
+            json!({"master_password": "master-pw-0001-ab"}),
+        )
+        .await;
+    let r = c
+        .request(json!({"op": "master_login", "profile_id": ann, "password": "wrong-wrong-wrong"}))
+        .await;
+    assert_eq!(code(r), "wrong_password");
+    c.request(json!({"op": "master_login", "profile_id": ann, "password": "master-pw-0001-ab"}))
+        .await
+        .unwrap();
+    assert_eq!(code(c.request(json!({"op": "config"})).await), "forbidden");
+    assert_eq!(
+        code(c.request(json!({"op": "contacts"})).await),
+        "forbidden"
+    );
+    let cm = c.request(json!({"op": "call_memory"})).await.unwrap();
+    let entries = cm["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(
+        !cm.to_string().contains("7946"),
+        "a master session never sees the content: {cm}"
+    );
+    c.request(json!({"op": "delete_call_memory", "entry_id": entries[0]["id"]}))
+        .await
+        .unwrap();
+    let (_, audit) = s.api.get("/api/v1/audit?actor=master-password").await;
+    let events: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "call_memory.deleted_with_master_password",
+            "client.master_login",
+            "client.master_login_failed",
+            "client.master_login_refused"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_admin_edit_reaches_a_connected_client_within_a_second() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .await;
+    let (mut c, _) = s.login(ann, "ann-pw").await;
+    let t = Instant::now();
+    let (st, _) = s
+        .api
+        .post(
+            &format!("/api/v1/profiles/{ann}/speed-dials"),
+            json!({"kind": "DKA", "position": 3, "name": "Fresh key", "number": "2001"}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED);
+    // Earlier changes may still be in flight: wait for the one with the key.
+    let push = loop {
+        let p = c
+            .push(Duration::from_secs(5))
+            .await
+            .expect("a push arrives");
+        if p["push"] == "config" && p["config"]["speed_dials"][0]["name"] == "Fresh key" {
+            break p;
+        }
+    };
+    let took = t.elapsed();
+    assert_eq!(push["config"]["speed_dials"].as_array().unwrap().len(), 1);
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    eprintln!("admin edit reached the client in {took:?}");
+
+    // A changed profile password ends the session at once, resume too.
+    let (mut c2, login) = s.login(ann, "ann-pw").await;
+    let token = login["token"].as_str().unwrap().to_string();
+    s.api
+        .patch(
+            &format!("/api/v1/profiles/{ann}"),
+            json!({"password": "ann-pw-2"}),
+        )
+        .await;
+    let mut ended = None;
+    while let Some(p) = c2.push(Duration::from_secs(5)).await {
+        if p["push"] == "session_ended" {
+            ended = Some(p);
+            break;
+        }
+    }
+    assert_eq!(ended.expect("session ended")["reason"], "password_changed");
+    let mut c3 = s.connect().await;
+    assert_eq!(
+        code(c3.request(json!({"op": "resume", "token": token})).await),
+        "session_expired"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_without_logging_in_again() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw", "contacts_password": "cpw1"}))
+        .await;
+    let (mut c, login) = s.login(ann, "ann-pw").await;
+    c.request(json!({"op": "unlock_contacts", "password": "cpw1"}))
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    c.close().await;
+    let mut again = s.connect().await;
+    let v = again
+        .request(json!({"op": "resume", "token": token}))
+        .await
+        .unwrap();
+    assert_eq!(v["config"]["profile"]["name"], "Ann");
+    again
+        .request(json!({"op": "contacts"}))
+        .await
+        .expect("the unlocked contacts stay unlocked");
+    assert_eq!(
+        code(
+            again
+                .request(json!({"op": "resume", "token": "0".repeat(64)}))
+                .await
+        ),
+        "session_expired"
+    );
+    // Deleting the profile ends its sessions.
+    s.api.delete(&format!("/api/v1/profiles/{ann}")).await;
+    let p = again.push(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (p["push"].as_str(), p["reason"].as_str()),
+        (Some("session_ended"), Some("profile_deleted"))
+    );
+}
+
+#[tokio::test]
+async fn caller_id_matches_local_contacts_first_then_global_in_any_number_form() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .await;
+    let bob = s
+        .profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .await;
+    s.api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Global Gail", "number": "+44 20 7946 0001"}),
+        )
+        .await;
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{ann}/contacts"),
+            json!({"name": "Ann's Gail", "number": "020 7946 0001"}),
+        )
+        .await;
+    let (mut a, _) = s.login(ann, "ann-pw").await;
+    let (mut b, _) = s.login(bob, "bob-pw").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let va = a
+            .request(json!({"op": "lookup", "number": "0044 20 7946 0001"}))
+            .await
+            .unwrap();
+        let vb = b
+            .request(json!({"op": "lookup", "number": "+44 (20) 7946-0001"}))
+            .await
+            .unwrap();
+        if va["name"] == "Ann's Gail" && vb["name"] == "Global Gail" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "caller id: {va} {vb}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let none = b
+        .request(json!({"op": "lookup", "number": "+1 555 0000"}))
+        .await
+        .unwrap();
+    assert!(none["name"].is_null());
+}
+
+#[tokio::test]
+async fn an_admin_password_reset_never_opens_call_memory_as_documented() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw", "call_memory_password": "cm-pw", "collect_call_memory": true}))
+        .await;
+    calls(&s, &[ann], 3, "+44 20 7946 0001", None).await;
+    // The profile password is reset: the call-memory password still opens.
+    s.api
+        .patch(
+            &format!("/api/v1/profiles/{ann}"),
+            json!({"password": "ann-pw-2"}),
+        )
+        .await;
+    let (mut c, _) = s.login(ann, "ann-pw-2").await;
+    assert_eq!(
+        code(c.request(json!({"op": "call_memory"})).await),
+        "call_memory_locked"
+    );
+    c.request(json!({"op": "unlock_call_memory", "password": "cm-pw"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    c.close().await;
+    // Now both are reset: nothing can open the old entries; they are erased.
+    s.api
+        .patch(
+            &format!("/api/v1/profiles/{ann}"),
+            json!({"password": "ann-pw-3", "call_memory_password": "cm-pw-3"}),
+        )
+        .await;
+    let (mut c, _) = s.login(ann, "ann-pw-3").await;
+    c.request(json!({"op": "unlock_call_memory", "password": "cm-pw-3"}))
+        .await
+        .unwrap();
+    assert!(
+        c.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (_, audit) = s
+        .api
+        .get(&format!(
+            "/api/v1/audit?event_type=profile.updated&object_id={ann}"
+        ))
+        .await;
+    assert!(
+        audit["items"][0]["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("call_memory")),
+        "the erasure is audited"
+    );
+    // New entries are sealed to the new key and readable.
+    calls(&s, &[ann], 1, "+44 20 7946 0002", None).await;
+    assert_eq!(
+        c.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_client_speaks_the_same_protocol() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann Trader", "password": "ann-pw"}))
+        .await;
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{ann}/speed-dials"),
+            json!({"kind": "DKM", "position": 1, "name": "Desk", "number": "2001"}),
+        )
+        .await;
+    let cert = s.dir.path().join("tls/cert.pem");
+    let run = |args: Vec<&str>, stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(BIN)
+            .arg("client")
+            .args(["--server", &s.url, "--ca", cert.to_str().unwrap()])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| run(vec!["profiles"], ""));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Ann Trader"));
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        run(
+            vec!["--profile", "Ann Trader", "--password-stdin", "config"],
+            "ann-pw\n",
+        )
+    });
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["speed_dials"][0]["name"], "Desk");
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        run(
+            vec!["--profile", "Ann Trader", "--password-stdin", "config"],
+            "wrong\n",
+        )
+    });
+    assert_eq!(code, Some(2));
+    assert!(err.contains("wrong_password"), "{err}");
+}
