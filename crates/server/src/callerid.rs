@@ -41,12 +41,12 @@ impl<I: Copy + Ord + Hash + Eq> Index<I> {
     }
 
     fn remove(&mut self, id: I) {
-        if let Some(key) = self.key_of.remove(&id) {
-            if let Some(v) = self.by_key.get_mut(&key) {
-                v.retain(|(i, _)| *i != id);
-                if v.is_empty() {
-                    self.by_key.remove(&key);
-                }
+        if let Some(key) = self.key_of.remove(&id)
+            && let Some(v) = self.by_key.get_mut(&key)
+        {
+            v.retain(|(i, _)| *i != id);
+            if v.is_empty() {
+                self.by_key.remove(&key);
             }
         }
     }

@@ -77,11 +77,10 @@ async fn run(app: App, mut socket: WebSocket, ip: std::net::IpAddr) {
                     continue;
                 }
                 let (text, end) = conn.push_message(profile, &push.kind).await;
-                if let Some(t) = text {
-                    if socket.send(Message::Text(t.into())).await.is_err() {
+                if let Some(t) = text
+                    && socket.send(Message::Text(t.into())).await.is_err() {
                         break;
                     }
-                }
                 if end {
                     let _ = socket.send(Message::Close(None)).await;
                     break;

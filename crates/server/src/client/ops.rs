@@ -246,21 +246,20 @@ impl Conn {
                 let s = self.user().await?;
                 let pid = s.lock().await.profile;
                 let secrets = self.app.store.profile_secrets(pid).await?;
-                if let Some(h) = secrets.contacts_password {
-                    if !self
+                if let Some(h) = secrets.contacts_password
+                    && !self
                         .verify(&format!("contacts:{pid}"), &password, Some(h))
                         .await?
-                    {
-                        self.app
-                            .store
-                            .append_audit(self.failure(
-                                &format!("profile:{pid}"),
-                                "client.contacts_unlock_failed",
-                                pid.0,
-                            ))
-                            .await?;
-                        return Err(err("wrong_password", "wrong contacts password"));
-                    }
+                {
+                    self.app
+                        .store
+                        .append_audit(self.failure(
+                            &format!("profile:{pid}"),
+                            "client.contacts_unlock_failed",
+                            pid.0,
+                        ))
+                        .await?;
+                    return Err(err("wrong_password", "wrong contacts password"));
                 }
                 s.lock().await.contacts_unlocked = true;
                 Ok(json!({"unlocked": true}))
