@@ -29,6 +29,7 @@ pub mod portal;
 pub mod startup;
 pub mod throttle;
 pub mod tls;
+pub mod turret;
 
 use std::future::Future;
 use std::ops::Deref;

@@ -109,8 +109,10 @@ pub fn router(app: App) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::portal::routes())
+        .merge(crate::turret::routes())
         .route("/healthz", get(health))
-        .route("/client", get(crate::client::upgrade))
+        // WebSockets over HTTP/2 arrive as CONNECT, over HTTP/1.1 as GET.
+        .route("/client", axum::routing::any(crate::client::upgrade))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
         .layer(middleware::from_fn(headers_and_log))

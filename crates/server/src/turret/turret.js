@@ -1,0 +1,316 @@
+// OpenTurret web turret. Speaks the client protocol (docs/protocol.md) over
+// the WebSocket at /client. Builds the page with DOM calls only (never
+// innerHTML), so no contact name or number can inject markup.
+"use strict";
+
+(() => {
+  const app = document.getElementById("app");
+  const linkEl = document.getElementById("link");
+  const whoEl = document.getElementById("who");
+  const logoutBtn = document.getElementById("logout");
+
+  // h("tag.class", {attr: value, onclick: fn}, child, ...)
+  function h(spec, attrs, ...children) {
+    const [tag, ...classes] = spec.split(".");
+    const el = document.createElement(tag);
+    if (classes.length) el.className = classes.join(" ");
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "text") el.textContent = v;
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  const state = {
+    ws: null, nextId: 1, pending: new Map(), token: sessionStorage.getItem("turret-token"),
+    config: null, tab: "contacts", contacts: null, contactsLocked: false, callMemory: null,
+    callMemoryLocked: true, search: "", retry: 500, error: "",
+  };
+
+  function request(op, params) {
+    return new Promise((resolve, reject) => {
+      if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return reject({ code: "offline", message: "not connected" });
+      const id = state.nextId++;
+      state.pending.set(id, { resolve, reject });
+      state.ws.send(JSON.stringify(Object.assign({ id, op }, params || {})));
+    });
+  }
+
+  function setLink(text, cls) { linkEl.textContent = text; linkEl.className = "link " + (cls || ""); }
+
+  function connect() {
+    const ws = new WebSocket(`wss://${location.host}/client`);
+    state.ws = ws;
+    ws.onopen = async () => {
+      state.retry = 500;
+      setLink("connected", "up");
+      try {
+        await request("hello", { version: 1 });
+        if (state.token) {
+          try {
+            const r = await request("resume", { token: state.token });
+            state.config = r.config;
+            return renderDesk();
+          } catch (e) { forget(); }
+        }
+        renderLogin();
+      } catch (e) { showError(e); }
+    };
+    ws.onmessage = (ev) => {
+      const m = JSON.parse(ev.data);
+      if (m.push) return onPush(m);
+      const p = state.pending.get(m.re);
+      if (!p) return;
+      state.pending.delete(m.re);
+      if (m.error) p.reject(m.error); else p.resolve(m.ok);
+    };
+    ws.onclose = () => {
+      setLink("reconnecting…", "down");
+      for (const p of state.pending.values()) p.reject({ code: "offline", message: "connection lost" });
+      state.pending.clear();
+      setTimeout(connect, state.retry);
+      state.retry = Math.min(state.retry * 2, 10000);
+    };
+  }
+
+  function forget() {
+    state.token = null; state.config = null; state.contacts = null; state.callMemory = null;
+    sessionStorage.removeItem("turret-token");
+    whoEl.textContent = ""; logoutBtn.hidden = true;
+  }
+
+  function onPush(m) {
+    if (m.push === "config" && state.config) { state.config = m.config; renderDesk(); }
+    else if (m.push === "contacts_changed" && state.contacts) loadContacts();
+    else if (m.push === "call_memory_added" && state.callMemory) loadCallMemory();
+    else if (m.push === "session_ended") {
+      forget();
+      renderLogin(m.reason === "password_changed" ? "Your profile password was changed: log in again."
+        : "This profile no longer exists.");
+    }
+  }
+
+  // The last error stays on screen until the next action, even when a push
+  // redraws the panel it belongs to.
+  function showError(e) {
+    state.error = e.message || String(e);
+    const el = document.getElementById("error");
+    if (el) el.textContent = state.error;
+  }
+
+  function errorLine() {
+    return h("p.error", { id: "error", role: "alert", text: state.error });
+  }
+
+  function clearError() {
+    state.error = "";
+    const el = document.getElementById("error");
+    if (el) el.textContent = "";
+  }
+
+  async function renderLogin(notice) {
+    app.replaceChildren(h("p.muted", { text: "Loading profiles…" }));
+    let profiles = [];
+    try { profiles = await request("profiles"); } catch (e) { return showError(e); }
+    let chosen = null;
+    const buttons = profiles.map((p) => h("button", {
+      type: "button", "aria-pressed": "false", "data-profile": p.id,
+      onclick: (ev) => {
+        chosen = p.id;
+        for (const b of buttons) b.setAttribute("aria-pressed", String(b === ev.currentTarget));
+        pw.focus();
+      },
+    }, p.name));
+    const pw = h("input", { id: "password", type: "password", autocomplete: "current-password" });
+    const form = h("form", {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        if (chosen === null) return showError({ message: "Choose your profile." });
+        try {
+          const r = await request("login", { profile_id: chosen, password: pw.value });
+          state.token = r.token; sessionStorage.setItem("turret-token", r.token);
+          state.config = r.config; state.contacts = null; state.callMemory = null;
+          renderDesk();
+        } catch (e) { pw.value = ""; showError(e); }
+      },
+    },
+      h("div.profiles", { role: "group", "aria-label": "Profiles" }, buttons),
+      h("label", { for: "password", text: "Profile password" }), pw, " ",
+      h("button", { type: "submit", id: "login" }, "Log in"),
+      errorLine());
+    app.replaceChildren(h("section.login", {},
+      h("h1", { text: "Choose your profile" }),
+      notice ? h("p.notice", { text: notice }) : null,
+      profiles.length ? form : h("p.muted", { text: "No profiles yet: an administrator creates them in the Management Portal." })));
+  }
+
+  function keyGrid(items, label) {
+    return h("div.keys", { role: "list", "aria-label": label }, items);
+  }
+
+  function renderDesk() {
+    const c = state.config;
+    const existing = document.getElementById("desk");
+    if (existing && existing.dataset.profile === String(c.profile.id)) return updateKeys(c);
+    whoEl.textContent = c.profile.name;
+    logoutBtn.hidden = false;
+    const lines = c.line_keys.map((k) => h("div.key", { role: "listitem", "data-line": k.line_id },
+      h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }),
+      h("span.sub", { text: k.alternate_text || "idle" })));
+    const conc = c.concentrators.map((g) => h("div.key", { role: "listitem" },
+      h("span.pos", { text: "Concentrator" }), h("span.name", { text: g.name }),
+      h("span.sub", { text: `${g.line_ids.length} line(s)` })));
+    const dials = (kind) => c.speed_dials.filter((k) => k.kind === kind).map((k) =>
+      h("div.key", { role: "listitem", "data-key": k.id },
+        h("span.pos", { text: `${kind} ${k.position}` }), h("span.name", { text: k.name }), h("span.sub", { text: k.number })));
+    const units = c.speech_units.map((u) => h("div.unit", { "data-unit": u.id },
+      h("strong", { text: u.name }), h("div.state", { text: "idle" }),
+      h("div.controls", {},
+        h("button", { type: "button", disabled: true, title: "Calls arrive with telephony" }, "Answer"),
+        h("button", { type: "button", disabled: true }, "Hold"),
+        h("button", { type: "button", disabled: true }, "Release"))));
+    const monitor = h("table", {}, h("thead", {}, h("tr", {}, h("th", { text: "Speech unit" }), h("th", { text: "Carries" }))),
+      h("tbody", {}, c.speech_units.map((u) => h("tr", {}, h("td", { text: u.name }), h("td.muted", { text: "—" })))));
+    const tabs = h("div.tabs", { role: "tablist" },
+      ["contacts", "call-memory"].map((t) => h("button", {
+        type: "button", role: "tab", id: `tab-${t}`, "aria-selected": String(state.tab === t),
+        onclick: () => { state.tab = t; renderTab(); },
+      }, t === "contacts" ? "Contacts" : "Call memory")));
+    const tabBody = h("div", { id: "tab-body" });
+    app.replaceChildren(h("div.desk", { id: "desk", "data-profile": c.profile.id },
+      h("div", {},
+        h("section.panel", {}, h("h2", { text: "Line keys" }), keyGrid(lines, "Line keys")),
+        h("section.panel", {}, h("h2", { text: "Concentrator keys" }), conc.length ? keyGrid(conc, "Concentrator keys") : h("p.muted", { text: "None." }))),
+      h("div", {},
+        h("section.panel", {}, h("h2", { text: "Call queue" }), h("p.muted", { id: "queue", text: "No calls." })),
+        h("section.panel", {}, h("h2", { text: "Speech units" }), h("div.units", {}, units)),
+        h("section.panel", {}, h("h2", { text: "Speech monitor" }), monitor)),
+      h("div", {},
+        h("section.panel", {}, h("h2", { text: "Speed dial — DKA" }), keyGrid(dials("DKA"), "DKA keys")),
+        h("section.panel", {}, h("h2", { text: "Speed dial — DKM" }), keyGrid(dials("DKM"), "DKM keys")),
+        h("section.panel", {}, tabs, tabBody))));
+    renderTab();
+  }
+
+  function renderTab() {
+    for (const b of document.querySelectorAll("[role=tab]")) {
+      b.setAttribute("aria-selected", String(b.id === `tab-${state.tab}`));
+    }
+    const body = document.getElementById("tab-body");
+    if (state.tab === "contacts") renderContacts(body); else renderCallMemory(body);
+  }
+
+  // A pushed configuration: redraw the keys, leave what the trader is
+  // typing alone.
+  function updateKeys(c) {
+    const lines = c.line_keys.map((k) => h("div.key", { role: "listitem", "data-line": k.line_id },
+      h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }),
+      h("span.sub", { text: k.alternate_text || "idle" })));
+    const dials = (kind) => c.speed_dials.filter((k) => k.kind === kind).map((k) =>
+      h("div.key", { role: "listitem", "data-key": k.id },
+        h("span.pos", { text: `${kind} ${k.position}` }), h("span.name", { text: k.name }), h("span.sub", { text: k.number })));
+    for (const [label, items] of [["Line keys", lines], ["DKA keys", dials("DKA")], ["DKM keys", dials("DKM")]]) {
+      const grid = document.querySelector(`[aria-label='${label}']`);
+      if (grid) grid.replaceChildren(...items);
+    }
+  }
+
+  function unlockForm(label, op, after) {
+    const pw = h("input", { id: `unlock-${op}`, type: "password", autocomplete: "off" });
+    return h("form", {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        clearError();
+        try { await request(op, { password: pw.value }); await after(); }
+        catch (e) { pw.value = ""; showError(e); }
+      },
+    }, h("label", { for: `unlock-${op}`, text: label }), pw, " ", h("button", { type: "submit" }, "Unlock"),
+      errorLine());
+  }
+
+  async function loadContacts() {
+    try {
+      state.contacts = await request("contacts", { search: state.search || null, limit: 50 });
+      state.contactsLocked = false;
+    } catch (e) {
+      if (e.code === "contacts_locked") { state.contactsLocked = true; state.contacts = null; }
+      else return showError(e);
+    }
+    if (state.tab === "contacts" && state.config) renderContacts(document.getElementById("tab-body"));
+  }
+
+  function renderContacts(body) {
+    if (!body) return;
+    if (state.contactsLocked) return body.replaceChildren(unlockForm("Contacts password", "unlock_contacts", loadContacts));
+    if (!state.contacts) { body.replaceChildren(h("p.muted", { text: "Loading…" })); return void loadContacts(); }
+    const search = h("input", { id: "contact-search", type: "search", value: state.search, placeholder: "Name or number" });
+    const rows = (list, local) => list.map((c) => h("tr", {},
+      h("td", { text: c.name }), h("td", { text: c.number }),
+      h("td", {}, local ? h("button.ghost", { type: "button", "aria-label": `Delete ${c.name}`,
+        onclick: async () => { try { await request("delete_contact", { contact_id: c.id }); await loadContacts(); } catch (e) { showError(e); } } }, "Delete")
+        : h("span.muted", { text: "global" }))));
+    const name = h("input", { id: "new-contact-name" });
+    const number = h("input", { id: "new-contact-number", inputmode: "tel" });
+    body.replaceChildren(
+      h("form.row", { role: "search", onsubmit: (ev) => { ev.preventDefault(); state.search = search.value; loadContacts(); } },
+        h("label", { for: "contact-search", text: "Search contacts" }), search, h("button", { type: "submit" }, "Search")),
+      h("table", { id: "contacts" }, h("thead", {}, h("tr", {}, h("th", { text: "Name" }), h("th", { text: "Number" }), h("th", {}))),
+        h("tbody", {}, rows(state.contacts.local, true), rows(state.contacts.global, false))),
+      h("form.row", {
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          try { await request("create_contact", { name: name.value, number: number.value }); name.value = ""; number.value = ""; await loadContacts(); }
+          catch (e) { showError(e); }
+        },
+      }, h("div", {}, h("label", { for: "new-contact-name", text: "Name" }), name),
+        h("div", {}, h("label", { for: "new-contact-number", text: "Number" }), number),
+        h("button", { type: "submit", id: "add-contact" }, "Add contact")),
+      errorLine());
+  }
+
+  async function loadCallMemory() {
+    try {
+      state.callMemory = await request("call_memory");
+      state.callMemoryLocked = false;
+    } catch (e) {
+      if (e.code === "call_memory_locked") { state.callMemoryLocked = true; state.callMemory = null; }
+      else return showError(e);
+    }
+    if (state.tab === "call-memory" && state.config) renderCallMemory(document.getElementById("tab-body"));
+  }
+
+  function renderCallMemory(body) {
+    if (!body) return;
+    if (!state.config.profile.collect_call_memory) return body.replaceChildren(h("p.muted", { text: "Call memory is not collected for this profile." }));
+    if (state.callMemoryLocked && state.callMemory === null && body.dataset.tried) {
+      return body.replaceChildren(unlockForm("Call-memory password", "unlock_call_memory", loadCallMemory));
+    }
+    if (!state.callMemory) { body.dataset.tried = "1"; body.replaceChildren(h("p.muted", { text: "Loading…" })); return void loadCallMemory(); }
+    const canDelete = state.config.profile.allow_call_memory_deletion;
+    const rows = state.callMemory.entries.map((e) => h("tr", {},
+      h("td", { text: new Date(e.at).toLocaleString() }),
+      h("td", { text: e.direction === "in" ? "in" : "out" }),
+      h("td", { text: e.name || e.number }), h("td.muted", { text: e.name ? e.number : "" }),
+      h("td", { text: e.answered ? `answered (${e.answered_by})` : "unanswered" }),
+      h("td", {}, canDelete ? h("button.ghost", { type: "button", "aria-label": "Delete entry",
+        onclick: async () => { try { await request("delete_call_memory", { entry_id: e.id }); await loadCallMemory(); } catch (err) { showError(err); } } }, "Delete") : null)));
+    body.replaceChildren(
+      h("table", { id: "call-memory" }, h("thead", {}, h("tr", {}, ["When", "Dir", "Who", "Number", "Result", ""].map((t) => h("th", { text: t })))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td.muted", { colspan: "6", text: "No calls remembered." })))),
+      errorLine());
+  }
+
+  logoutBtn.addEventListener("click", async () => {
+    try { await request("logout"); } catch (e) { /* offline: forget anyway */ }
+    forget();
+    renderLogin();
+  });
+
+  connect();
+})();
