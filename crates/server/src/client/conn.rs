@@ -143,6 +143,23 @@ impl Connection {
         }
     }
 
+    /// The raw text of the next message of any kind, waiting at most `wait`
+    /// (for benchmarks that time delivery without decoding).
+    pub async fn next_text(&mut self, wait: Duration) -> Option<String> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Some(p.to_string());
+        }
+        loop {
+            let msg = tokio::time::timeout(wait, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Text(text) = msg {
+                return Some(text.as_str().to_string());
+            }
+        }
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;

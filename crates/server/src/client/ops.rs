@@ -59,7 +59,9 @@ impl Conn {
     /// Marks the session as last seen now (the connection is closing).
     pub async fn detach(&mut self) {
         if let Some((_, s)) = &self.session {
-            s.lock().await.last_seen = Instant::now();
+            let mut g = s.lock().await;
+            g.last_seen = Instant::now();
+            g.connected = false;
         }
     }
 
@@ -211,7 +213,11 @@ impl Conn {
                     .resume(&hash)
                     .await
                     .ok_or_else(|| err("session_expired", "log in again"))?;
-                let pid = s.lock().await.profile;
+                let pid = {
+                    let mut g = s.lock().await;
+                    g.connected = true;
+                    g.profile
+                };
                 self.session = Some((hash, s));
                 let config: Value =
                     serde_json::from_str(&super::config_json(&self.app, pid).await?)
@@ -534,6 +540,7 @@ impl Conn {
             rewrap_profile_password: rewrap,
             started: Instant::now(),
             last_seen: Instant::now(),
+            connected: true,
         };
         self.session = Some((hash, self.app.sessions.insert(hash, session)));
         let r = self.record(&actor, "client.login", "profile", Some(key_id(pid)), vec![]);
@@ -574,6 +581,7 @@ impl Conn {
             rewrap_profile_password: None,
             started: Instant::now(),
             last_seen: Instant::now(),
+            connected: true,
         };
         self.session = Some((th, self.app.sessions.insert(th, session)));
         let mut r = self.record(

@@ -30,6 +30,8 @@ pub struct Session {
     pub rewrap_profile_password: Option<Secret>,
     pub started: Instant,
     pub last_seen: Instant,
+    /// A connection is attached now (connected sessions are never swept).
+    pub connected: bool,
 }
 
 pub type Shared = Arc<tokio::sync::Mutex<Session>>;
@@ -44,6 +46,15 @@ impl Sessions {
         let profile = s.profile;
         let shared = Arc::new(tokio::sync::Mutex::new(s));
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Sessions whose client never came back are dropped as new ones
+        // start, so abandoned sessions cannot pile up.
+        m.retain(|_, (_, s)| match s.try_lock() {
+            Ok(g) => {
+                g.connected
+                    || (g.started.elapsed() < MAX_AGE && g.last_seen.elapsed() < RESUME_WINDOW)
+            }
+            Err(_) => true,
+        });
         m.insert(token_hash, (profile, shared.clone()));
         shared
     }
