@@ -186,12 +186,11 @@ impl Browser {
     pub async fn wait_text(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(e) = self.client.find(Locator::Css(css)).await {
-                if let Ok(t) = e.text().await {
-                    if t.contains(needle) {
-                        return t;
-                    }
-                }
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+                && t.contains(needle)
+            {
+                return t;
             }
             assert!(Instant::now() < deadline, "{css} never showed {needle:?}");
             tokio::time::sleep(Duration::from_millis(25)).await;
