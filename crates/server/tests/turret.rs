@@ -82,6 +82,33 @@ async fn a_trader_sees_keys_and_an_admin_change_arrives_without_a_reload() {
     b.wait_text("[aria-label='DKM keys']", "Pushed key").await;
     eprintln!("admin change shown in the browser after {:?}", t.elapsed());
     b.screenshot("turret").await;
+
+    // The trader adds and removes their own keys (SPEC rule 5).
+    // Position 1 of DKM is taken: the server refuses, the form says why.
+    b.fill("#key-position", "1").await;
+    b.fill("#key-name", "Bad key").await;
+    b.fill("#key-number", "2003").await;
+    b.click("#add-key").await;
+    b.wait_text("#key-error", "position").await;
+    b.fill("#key-position", "7").await;
+    b.click("#add-key").await;
+    b.wait_text("[aria-label='DKM keys']", "Bad key").await;
+    let (_, keys) = s
+        .api
+        .get(&format!("/api/v1/profiles/{pid}/speed-dials"))
+        .await;
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "Bad key" && k["position"] == 7)
+    );
+    b.click("[aria-label='Remove key Bad key']").await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while b.text("[aria-label='DKM keys']").await.contains("Bad key") {
+        assert!(Instant::now() < deadline, "the removed key stays on screen");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test]

@@ -98,8 +98,10 @@
 
   // The last error stays on screen until the next action, even when a push
   // redraws the panel it belongs to.
-  function showError(e) {
-    state.error = e.message || String(e);
+  function showError(e, where) {
+    const text = e.message || String(e);
+    if (where) { const w = document.getElementById(where); if (w) w.textContent = text; return; }
+    state.error = text;
     const el = document.getElementById("error");
     if (el) el.textContent = state.error;
   }
@@ -150,6 +152,38 @@
       profiles.length ? form : h("p.muted", { text: "No profiles yet: an administrator creates them in the Management Portal." })));
   }
 
+  function dialKeys(c, kind) {
+    return c.speed_dials.filter((k) => k.kind === kind).map((k) =>
+      h("div.key", { role: "listitem", "data-key": k.id },
+        h("span.pos", { text: `${kind} ${k.position}` }), h("span.name", { text: k.name }), h("span.sub", { text: k.number }),
+        h("button.ghost.remove", { type: "button", "aria-label": `Remove key ${k.name}`,
+          onclick: async () => { clearError(); try { await request("delete_speed_dial", { key_id: k.id }); } catch (e) { showError(e); } } }, "×")));
+  }
+
+  // Own speed dial keys (SPEC rule 5); the pushed configuration redraws the grid.
+  function addKeyForm() {
+    const kind = h("select", { id: "key-kind" }, h("option", { value: "DKM" }, "DKM"), h("option", { value: "DKA" }, "DKA"));
+    const pos = h("input", { id: "key-position", type: "number", min: "1", max: "999" });
+    const name = h("input", { id: "key-name" });
+    const number = h("input", { id: "key-number", inputmode: "tel" });
+    return h("form.row", {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        clearError();
+        try {
+          await request("create_speed_dial", { kind: kind.value, position: Number(pos.value), name: name.value, number: number.value });
+          pos.value = ""; name.value = ""; number.value = "";
+          document.getElementById("key-error").textContent = "";
+        } catch (e) { showError(e, "key-error"); }
+      },
+    }, h("div", {}, h("label", { for: "key-kind", text: "Kind" }), kind),
+      h("div", {}, h("label", { for: "key-position", text: "Position" }), pos),
+      h("div", {}, h("label", { for: "key-name", text: "Name" }), name),
+      h("div", {}, h("label", { for: "key-number", text: "Number" }), number),
+      h("button", { type: "submit", id: "add-key" }, "Add key"),
+      h("p.error", { id: "key-error", role: "alert" }));
+  }
+
   function keyGrid(items, label) {
     return h("div.keys", { role: "list", "aria-label": label }, items);
   }
@@ -166,9 +200,7 @@
     const conc = c.concentrators.map((g) => h("div.key", { role: "listitem" },
       h("span.pos", { text: "Concentrator" }), h("span.name", { text: g.name }),
       h("span.sub", { text: `${g.line_ids.length} line(s)` })));
-    const dials = (kind) => c.speed_dials.filter((k) => k.kind === kind).map((k) =>
-      h("div.key", { role: "listitem", "data-key": k.id },
-        h("span.pos", { text: `${kind} ${k.position}` }), h("span.name", { text: k.name }), h("span.sub", { text: k.number })));
+    const dials = (kind) => dialKeys(c, kind);
     const units = c.speech_units.map((u) => h("div.unit", { "data-unit": u.id },
       h("strong", { text: u.name }), h("div.state", { text: "idle" }),
       h("div.controls", {},
@@ -193,7 +225,7 @@
         h("section.panel", {}, h("h2", { text: "Speech monitor" }), monitor)),
       h("div", {},
         h("section.panel", {}, h("h2", { text: "Speed dial — DKA" }), keyGrid(dials("DKA"), "DKA keys")),
-        h("section.panel", {}, h("h2", { text: "Speed dial — DKM" }), keyGrid(dials("DKM"), "DKM keys")),
+        h("section.panel", {}, h("h2", { text: "Speed dial — DKM" }), keyGrid(dials("DKM"), "DKM keys"), addKeyForm()),
         h("section.panel", {}, tabs, tabBody))));
     renderTab();
   }
@@ -212,9 +244,7 @@
     const lines = c.line_keys.map((k) => h("div.key", { role: "listitem", "data-line": k.line_id },
       h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }),
       h("span.sub", { text: k.alternate_text || "idle" })));
-    const dials = (kind) => c.speed_dials.filter((k) => k.kind === kind).map((k) =>
-      h("div.key", { role: "listitem", "data-key": k.id },
-        h("span.pos", { text: `${kind} ${k.position}` }), h("span.name", { text: k.name }), h("span.sub", { text: k.number })));
+    const dials = (kind) => dialKeys(c, kind);
     for (const [label, items] of [["Line keys", lines], ["DKA keys", dials("DKA")], ["DKM keys", dials("DKM")]]) {
       const grid = document.querySelector(`[aria-label='${label}']`);
       if (grid) grid.replaceChildren(...items);
