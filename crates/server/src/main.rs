@@ -48,7 +48,7 @@ enum Command {
     /// A scriptable turret client speaking the client protocol.
     ///
     /// COMMAND is one of: profiles, config, contacts [SEARCH], lookup NUMBER,
-    /// call-memory, watch [SECONDS]. Passwords come from standard input: the
+    /// call-memory, delete-call-memory ENTRY_ID, watch [SECONDS]. Passwords come from standard input: the
     /// profile password on the first line, then (optional) the contacts or
     /// call-memory password.
     Client {
@@ -64,6 +64,10 @@ enum Command {
         /// Read the password(s) from standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Log in with the master password (SPEC rule 7: only call-memory
+        /// and delete-call-memory; every use is audited).
+        #[arg(long)]
+        master: bool,
         command: String,
         arg: Option<String>,
     },
@@ -207,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ca,
             profile,
             password_stdin,
+            master,
             command,
             arg,
         } => {
@@ -235,6 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &url,
                 &pem,
                 profile.as_deref(),
+                master,
                 &passwords,
                 &command,
                 arg.as_deref(),

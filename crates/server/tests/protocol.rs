@@ -757,4 +757,41 @@ async fn the_cli_client_speaks_the_same_protocol() {
     });
     assert_eq!(code, Some(2));
     assert!(err.contains("wrong_password"), "{err}");
+
+    // The master password, from the CLI: call memory only, and audited.
+    s.api
+        .patch(
+            "/api/v1/settings",
+            json!({"master_password": "master-pw-0001-ab"}),
+        )
+        .await;
+    let master = |cmd: &'static str| {
+        tokio::task::block_in_place(|| {
+            run(
+                vec![
+                    "--profile",
+                    "Ann Trader",
+                    "--master",
+                    "--password-stdin",
+                    cmd,
+                ],
+                "master-pw-0001-ab\n",
+            )
+        })
+    };
+    let (code, _, err) = master("config");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("only call-memory"), "{err}");
+    let (code, out, err) = master("call-memory");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("entries"), "{out}");
+    let (_, audit) = s
+        .api
+        .get("/api/v1/audit?event_type=client.master_login")
+        .await;
+    assert_eq!(
+        audit["items"].as_array().unwrap().len(),
+        2,
+        "every use is audited"
+    );
 }

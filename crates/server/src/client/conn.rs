@@ -171,6 +171,7 @@ pub async fn run_cli(
     url: &str,
     ca_pem: &[u8],
     profile: Option<&str>,
+    master: bool,
     passwords: &[String],
     command: &str,
     arg: Option<&str>,
@@ -190,7 +191,31 @@ pub async fn run_cli(
         .with_context(|| format!("no profile named {name}"))?;
     let password = passwords
         .first()
-        .context("the profile password is read from standard input")?;
+        .context("the password is read from standard input")?;
+    if master {
+        // SPEC rule 7: the master password opens a profile only to delete
+        // call-memory entries; every use is audited.
+        c.request(json!({"op": "master_login", "profile_id": id, "password": password}))
+            .await?;
+        match command {
+            "call-memory" => show(&c.request(json!({"op": "call_memory"})).await?),
+            "delete-call-memory" => {
+                let entry: i64 = arg
+                    .context("delete-call-memory ENTRY_ID")?
+                    .parse()
+                    .context("ENTRY_ID is a number")?;
+                show(
+                    &c.request(json!({"op": "delete_call_memory", "entry_id": entry}))
+                        .await?,
+                )
+            }
+            other => bail!(
+                "with --master only call-memory and delete-call-memory are allowed, not {other}"
+            ),
+        }
+        c.close().await;
+        return Ok(());
+    }
     let login = c
         .request(json!({"op": "login", "profile_id": id, "password": password}))
         .await?;
@@ -222,8 +247,22 @@ pub async fn run_cli(
                 println!("{p}");
             }
         }
+        "delete-call-memory" => {
+            let unlock = second.as_ref().unwrap_or(password);
+            c.request(json!({"op": "unlock_call_memory", "password": unlock}))
+                .await?;
+            let entry: i64 = arg
+                .context("delete-call-memory ENTRY_ID")?
+                .parse()
+                .context("ENTRY_ID is a number")?;
+            show(
+                &c.request(json!({"op": "delete_call_memory", "entry_id": entry}))
+                    .await?,
+            )
+        }
         other => bail!(
-            "unknown client command {other}: use profiles, config, contacts, lookup, call-memory or watch"
+            "unknown client command {other}: use profiles, config, contacts, lookup, call-memory, \
+             delete-call-memory or watch"
         ),
     }
     c.close().await;
