@@ -2,7 +2,7 @@
 //! server: administrator accounts and audit verification. Each action is
 //! audited as actor `cli:<os user>`.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -157,4 +157,92 @@ pub async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
 /// True when `dir` looks like a data directory.
 pub fn is_data_dir(dir: &Path) -> bool {
     startup::has_database(dir)
+}
+
+/// The `turret backup` subcommands.
+pub enum BackupArgs {
+    Create { dir: Option<std::path::PathBuf> },
+    List { dir: Option<std::path::PathBuf> },
+    Verify { file: std::path::PathBuf },
+    Restore { file: std::path::PathBuf },
+}
+
+fn read_passphrase() -> anyhow::Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .take(4096)
+        .read_line(&mut line)
+        .context("while reading the passphrase from standard input")?;
+    let p = Secret::new(line.trim_end_matches(['\r', '\n']));
+    crate::backup::check_passphrase(&p)?;
+    Ok(p)
+}
+
+fn when(ms: i64) -> String {
+    crate::http::ts(openturret_domain::Timestamp(ms))
+}
+
+pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
+    match args {
+        BackupArgs::Create { dir } => {
+            let passphrase = read_passphrase()?;
+            let store = existing_store(config).await?;
+            let out_dir = dir.unwrap_or_else(|| crate::backup::backup_dir(config));
+            eprintln!(
+                "taking a snapshot and encrypting it into {} ...",
+                out_dir.display()
+            );
+            let (path, m) =
+                crate::backup::create(store.as_ref(), &config.data_dir, &out_dir, passphrase)
+                    .await?;
+            let mut r = record("backup.created", None, vec![]);
+            r.object_type = "backup".into();
+            store.append_audit(r).await?;
+            store.close().await;
+            println!(
+                "backup written: {} ({} bytes of data, schema {})",
+                path.display(),
+                m.payload_len,
+                m.schema_version
+            );
+        }
+        BackupArgs::List { dir } => {
+            let dir = dir.unwrap_or_else(|| crate::backup::backup_dir(config));
+            let list = crate::backup::list(&dir)?;
+            if list.is_empty() {
+                println!("no backups in {}", dir.display());
+            }
+            for (p, m) in list {
+                println!(
+                    "{}  {}  {} bytes  schema {}",
+                    when(m.created_at),
+                    p.display(),
+                    m.payload_len,
+                    m.schema_version
+                );
+            }
+        }
+        BackupArgs::Verify { file } => {
+            let passphrase = read_passphrase()?;
+            let v = crate::backup::verify(&file, passphrase, config).await?;
+            println!(
+                "backup intact: taken {}, schema {}, database integrity {}, {} audit entries verified",
+                when(v.manifest.created_at),
+                v.manifest.schema_version,
+                v.integrity,
+                v.audit_entries
+            );
+        }
+        BackupArgs::Restore { file } => {
+            let passphrase = read_passphrase()?;
+            let r = crate::backup::restore(&file, passphrase, config).await?;
+            println!(
+                "restored the backup taken {}; {} profile(s) erased since then were erased again",
+                when(r.manifest.created_at),
+                r.erased_again
+            );
+        }
+    }
+    Ok(())
 }

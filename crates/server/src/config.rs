@@ -25,7 +25,16 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub numbers: NumbersConfig,
+    pub backup: BackupConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct BackupConfig {
+    /// Where backups are written and listed (a local or mounted shared
+    /// folder); default `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -101,6 +110,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             numbers: NumbersConfig::default(),
+            backup: BackupConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -138,6 +148,11 @@ lockout_secs = 300
 # Country calling code without "+": national numbers (leading 0) then match
 # their international form in searches and caller identification.
 # country_code = "44"
+
+[backup]
+# Where backups are written (a local folder or a mounted shared folder).
+# Default: <data_dir>/backups
+# dir = "/mnt/backups/turret"
 
 [log]
 # "text" or "json"

@@ -16,6 +16,7 @@
 //! `openturret_store::Store`; nothing here knows which database is behind it.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod callerid;
 pub mod callmem;
 pub mod cli;

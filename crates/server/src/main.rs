@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Encrypted backups: create, list, verify, restore.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -99,6 +104,37 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum BackupCommand {
+    /// Take an online backup (the server may be running).
+    Create {
+        /// Folder to write to [default: backup.dir, or <data-dir>/backups]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Read the passphrase from the first line of standard input.
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
+    /// List the backups in a folder, newest first.
+    List {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Check a backup without restoring it.
+    Verify {
+        file: PathBuf,
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
+    /// Restore a backup (stop the server first); erasures recorded since the
+    /// backup are applied again.
+    Restore {
+        file: PathBuf,
+        #[arg(long, required = true)]
+        passphrase_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the audit hash chain; exits 1 naming the first bad entry.
     Verify,
@@ -108,6 +144,15 @@ enum AuditCommand {
 enum ConfigCommand {
     /// Print a commented example configuration with every default.
     Default,
+}
+
+fn command_args(c: BackupCommand) -> cli::BackupArgs {
+    match c {
+        BackupCommand::Create { dir, .. } => cli::BackupArgs::Create { dir },
+        BackupCommand::List { dir } => cli::BackupArgs::List { dir },
+        BackupCommand::Verify { file, .. } => cli::BackupArgs::Verify { file },
+        BackupCommand::Restore { file, .. } => cli::BackupArgs::Restore { file },
+    }
 }
 
 fn init_logging(config: &Config) {
@@ -162,6 +207,7 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush().ok();
     let store = prepared.store.clone();
+    let _lock = prepared.lock;
     let app = App::start(prepared.store, config, host).await?;
     tracing::info!(%bound, "serving");
     serve(app, listener, prepared.tls, shutdown_signal()).await?;
@@ -196,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::admin_reset_password(&config, &username, pw).await?
             }
         },
+        Command::Backup { command } => cli::backup(&config, command_args(command)).await?,
         Command::Audit {
             command: AuditCommand::Verify,
         } => {

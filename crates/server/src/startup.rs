@@ -9,9 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use openturret_domain::number::NumberPlan;
 use openturret_domain::secret::Secret;
-use openturret_store::Store;
 use openturret_store::keys::Keys;
+use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::SqliteStore;
+use openturret_store::{ProfileStore, Store};
 
 use crate::config::Config;
 use crate::http::extract::Ctx;
@@ -22,29 +23,89 @@ use crate::tls::{self, CertInfo};
 pub const DB_FILE: &str = "turret.db";
 /// Name of the master key file in the data directory.
 pub const KEY_FILE: &str = "secret.key";
+/// The erasure ledger and its key: outside the database, never in a backup.
+pub const LEDGER_FILE: &str = "erasure-ledger";
+pub const LEDGER_KEY_FILE: &str = "ledger.key";
 
-/// Opens the store of a data directory, creating the directory if needed.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
-    let dir = &config.data_dir;
+/// Name of the lock file `turret serve` holds while it runs.
+pub const LOCK_FILE: &str = "turret.lock";
+
+/// Takes the data directory's exclusive lock (held by `turret serve` for
+/// its lifetime, and by an offline restore). Fails at once when taken.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    ensure_dir(dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .with_context(|| format!("while opening the lock of {}", dir.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another turret process is using {}", dir.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("while creating data directory {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("while restricting {}", dir.display()))?;
     }
+    Ok(())
+}
+
+/// Opens the store of a data directory, creating the directory if needed.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let dir = &config.data_dir;
+    ensure_dir(dir)?;
+    crate::backup::finish_pending_restore(dir)
+        .context("while completing an interrupted restore")?;
     let keys = Keys::load_or_create(&dir.join(KEY_FILE))
         .with_context(|| format!("while opening the key file in {}", dir.display()))?;
     let plan = NumberPlan {
         country_code: config.numbers.country_code.clone(),
     };
-    let store = SqliteStore::open(&dir.join(DB_FILE), keys, plan)
+    let ledger = Ledger::open(&dir.join(LEDGER_FILE), &dir.join(LEDGER_KEY_FILE))
+        .with_context(|| format!("while opening the erasure ledger in {}", dir.display()))?;
+    let store = SqliteStore::open(&dir.join(DB_FILE), keys, plan, ledger)
         .await
         .with_context(|| format!("while opening the database in {}", dir.display()))?;
+    // Whatever was erased stays erased, whatever file came back.
+    let ctx = Ctx {
+        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        client_host: String::new(),
+        server_host: crate::host_name(),
+    };
+    let mut audit = ctx.record(
+        "system",
+        "erasure.reapplied",
+        "profile",
+        None,
+        vec!["profile"],
+    );
+    audit.pii.client_ip = String::new();
+    let again = store
+        .reapply_erasures(audit)
+        .await
+        .context("while re-applying the erasure ledger")?;
+    if !again.is_empty() {
+        tracing::warn!(
+            count = again.len(),
+            "erased profiles found in the database were erased again"
+        );
+    }
     Ok(Arc::new(store))
 }
 
 /// A System Manager ready to serve.
 pub struct Prepared {
+    /// The data directory's lock, held while serving.
+    pub lock: std::fs::File,
     pub store: Arc<SqliteStore>,
     pub tls: Arc<rustls::ServerConfig>,
     pub cert: CertInfo,
@@ -53,10 +114,12 @@ pub struct Prepared {
 }
 
 pub async fn prepare(config: &Config, host: &str) -> anyhow::Result<Prepared> {
+    let lock = lock_data_dir(&config.data_dir)?;
     let store = open_store(config).await?;
     let (tls, cert) = tls::server_config(&config.tls, &config.data_dir, host)?;
     let first_admin_password = bootstrap_admin(store.as_ref(), host).await?;
     Ok(Prepared {
+        lock,
         store,
         tls,
         cert,

@@ -41,43 +41,12 @@ impl std::fmt::Debug for Keys {
 impl Keys {
     /// Reads the master key at `path`, creating it (mode 0600) if absent.
     pub fn load_or_create(path: &Path) -> Result<Keys> {
-        let master = match fs::read(path) {
-            Ok(bytes) => {
-                let mode = fs::metadata(path)
-                    .map_err(StoreError::backend)?
-                    .permissions()
-                    .mode();
-                if mode & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
-                        "key file is readable by group or others; setting mode 0600");
-                    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-                        .map_err(StoreError::backend)?;
-                }
-                Zeroizing::new(bytes)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
-                OsRng.fill_bytes(&mut key);
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(StoreError::backend)?;
-                f.write_all(&key).map_err(StoreError::backend)?;
-                f.sync_all().map_err(StoreError::backend)?;
-                key
-            }
-            Err(e) => return Err(StoreError::backend(e)),
-        };
-        if master.len() != KEY_LEN {
-            return Err(StoreError::Integrity(format!(
-                "key file {} holds {} bytes, expected {KEY_LEN}",
-                path.display(),
-                master.len()
-            )));
-        }
-        Ok(Keys::derive(&master))
+        Ok(Keys::derive(&key_file(path)?))
+    }
+
+    /// The master key bytes themselves, for a backup (encrypted there).
+    pub fn read_master(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+        key_file(path)
     }
 
     fn derive(master: &[u8]) -> Keys {
@@ -146,6 +115,54 @@ impl Keys {
         let s = std::str::from_utf8(&pt).map_err(|_| bad())?;
         Ok(Secret::new(s))
     }
+}
+
+/// Reads a 32-byte key file, creating it (mode 0600, random) if absent and
+/// tightening its mode if others could read it.
+pub fn key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let key = match fs::read(path) {
+        Ok(bytes) => {
+            let mode = fs::metadata(path)
+                .map_err(StoreError::backend)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
+                    "key file is readable by group or others; setting mode 0600");
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+                    .map_err(StoreError::backend)?;
+            }
+            Zeroizing::new(bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
+            OsRng.fill_bytes(&mut key);
+            write_private(path, &key)?;
+            key
+        }
+        Err(e) => return Err(StoreError::backend(e)),
+    };
+    if key.len() != KEY_LEN {
+        return Err(StoreError::Integrity(format!(
+            "key file {} holds {} bytes, expected {KEY_LEN}",
+            path.display(),
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+/// Writes a new file readable by its owner only, synced to disk; fails if
+/// it exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(StoreError::backend)?;
+    f.write_all(bytes).map_err(StoreError::backend)?;
+    f.sync_all().map_err(StoreError::backend)
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@
 //! PostgreSQL implementation adds a sibling module and its own migrations.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod keys;
+pub mod ledger;
 pub mod sealing;
 pub mod sqlite;
 mod traits;

@@ -21,6 +21,7 @@ pub trait Store:
     + SettingsStore
     + CallStore
     + AuditStore
+    + MaintenanceStore
     + Send
     + Sync
     + 'static
@@ -35,6 +36,7 @@ impl<T> Store for T where
         + SettingsStore
         + CallStore
         + AuditStore
+        + MaintenanceStore
         + Send
         + Sync
         + 'static
@@ -134,6 +136,13 @@ pub trait ProfileStore {
     /// Replaces the call-memory keys (re-wrapping after a password change,
     /// or the first key pair). Not audited: no person-visible data changes.
     async fn set_call_memory_keys(&self, id: ProfileId, keys: CallMemoryKeys) -> Result<()>;
+
+    /// Erases again every profile the erasure ledger names that exists
+    /// (after a restore, and at every start); one audit entry each, from
+    /// `audit` with the profile's id. Returns the ids erased.
+    async fn reapply_erasures(&self, audit: AuditRecord) -> Result<Vec<ProfileId>>;
+    /// How many erasures the ledger holds.
+    fn erasure_count(&self) -> Result<usize>;
 
     async fn list_consents(&self, profile: Option<ProfileId>) -> Result<Vec<Consent>>;
     async fn get_consent(&self, id: ConsentId) -> Result<Consent>;
@@ -348,4 +357,16 @@ pub trait AuditStore {
     /// Checks every entry's link and MAC, and that none after the last
     /// recorded head was removed.
     async fn verify_audit(&self) -> Result<AuditVerification>;
+}
+
+/// Whole-database operations for backups.
+#[async_trait]
+pub trait MaintenanceStore {
+    /// Writes a consistent snapshot of the whole database to `dest` (which
+    /// must not exist) while the store keeps serving.
+    async fn snapshot(&self, dest: &std::path::Path) -> Result<()>;
+    /// The newest schema migration applied.
+    async fn schema_version(&self) -> Result<i64>;
+    /// The database's own consistency check: `ok` when sound.
+    async fn integrity_check(&self) -> Result<String>;
 }

@@ -16,7 +16,12 @@ async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let plan = NumberPlan {
         country_code: Some("44".into()),
     };
-    let store = SqliteStore::open(&dir.path().join("t.db"), keys, plan)
+    let ledger = openturret_store::ledger::Ledger::open(
+        &dir.path().join("ledger"),
+        &dir.path().join("ledger.key"),
+    )
+    .unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), keys, plan, ledger)
         .await
         .unwrap();
     (dir, store)
@@ -358,4 +363,59 @@ async fn the_observer_hears_each_committed_change_and_no_failed_one() {
     profile(&s, "Ann").await;
     let _ = s.delete_line(LineId(42), audit("line.deleted")).await;
     assert_eq!(*heard.lock().unwrap(), vec!["profile.created".to_string()]);
+}
+
+#[tokio::test]
+async fn an_erased_profile_is_erased_again_when_it_comes_back() {
+    let (d, s) = sqlite().await;
+    let p = profile(&s, "Ann").await;
+    // Keep a copy of the database from before the erasure (a "backup").
+    s.append_audit(audit("checkpoint")).await.unwrap();
+    sqlx::query("VACUUM INTO ?")
+        .bind(d.path().join("before.db").to_str().unwrap())
+        .execute(&open_raw(&d.path().join("t.db")).await)
+        .await
+        .unwrap();
+    s.delete_profile(p.id, audit("profile.deleted"))
+        .await
+        .unwrap();
+    assert_eq!(s.erasure_count().unwrap(), 1);
+    s.close().await;
+    // "Restore" the old file: the profile is back until the ledger is applied.
+    std::fs::rename(d.path().join("before.db"), d.path().join("t.db")).unwrap();
+    let _ = std::fs::remove_file(d.path().join("t.db-wal"));
+    let _ = std::fs::remove_file(d.path().join("t.db-shm"));
+    let keys = Keys::load_or_create(&d.path().join("secret.key")).unwrap();
+    let ledger = openturret_store::ledger::Ledger::open(
+        &d.path().join("ledger"),
+        &d.path().join("ledger.key"),
+    )
+    .unwrap();
+    let s = SqliteStore::open(&d.path().join("t.db"), keys, NumberPlan::default(), ledger)
+        .await
+        .unwrap();
+    assert!(s.get_profile(p.id).await.is_ok());
+    assert_eq!(
+        s.reapply_erasures(audit("erasure.reapplied"))
+            .await
+            .unwrap(),
+        vec![p.id]
+    );
+    assert!(matches!(
+        s.get_profile(p.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        s.reapply_erasures(audit("erasure.reapplied"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "idempotent"
+    );
+}
+
+async fn open_raw(path: &std::path::Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap()
 }

@@ -18,6 +18,7 @@ mod audit;
 mod calls;
 mod contacts;
 mod lines;
+mod maintenance;
 mod profiles;
 mod settings;
 
@@ -39,6 +40,15 @@ use sqlx::{Sqlite, Transaction};
 use crate::keys::Keys;
 use crate::{Result, StoreError};
 
+/// The newest schema version this build knows.
+pub fn latest_schema_version() -> i64 {
+    sqlx::migrate!("./migrations/sqlite")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The embedded store: one SQLite database file.
 pub struct SqliteStore {
     reader: SqlitePool,
@@ -51,6 +61,8 @@ pub struct SqliteStore {
     head_lock: std::sync::Mutex<()>,
     /// Told about every committed audited change.
     observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
+    /// Where erasures are recorded, outside the database and its backups.
+    ledger: crate::ledger::Ledger,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -64,7 +76,12 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
-    pub async fn open(path: &Path, keys: Keys, plan: NumberPlan) -> Result<SqliteStore> {
+    pub async fn open(
+        path: &Path,
+        keys: Keys,
+        plan: NumberPlan,
+        ledger: crate::ledger::Ledger,
+    ) -> Result<SqliteStore> {
         if !path.exists() {
             OpenOptions::new()
                 .write(true)
@@ -105,7 +122,18 @@ impl SqliteStore {
             head_path: head_path.into(),
             head_lock: std::sync::Mutex::new(()),
             observer: std::sync::RwLock::new(None),
+            ledger,
         })
+    }
+
+    /// Moves the WAL's content into the database and empties it, so erased
+    /// rows do not linger in old WAL frames.
+    async fn checkpoint(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     /// Closes both pools, checkpointing the WAL.

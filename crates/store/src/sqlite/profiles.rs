@@ -69,13 +69,19 @@ async fn erasure_counts(conn: &mut SqliteConnection, id: ProfileId) -> Result<Pr
 }
 
 impl SqliteStore {
-    /// Deletes a profile and everything it owns inside `tx`.
+    /// Deletes a profile and everything it owns inside `conn`'s
+    /// transaction, records the erasure in the ledger (before the commit:
+    /// never resurrect) and erases the personal values of the audit entries
+    /// it made (its client addresses); the chain keeps their commitments and
+    /// still verifies.
     async fn erase_profile(
         &self,
         conn: &mut SqliteConnection,
         id: ProfileId,
     ) -> Result<ProfileErasure> {
         let counts = erasure_counts(conn, id).await?;
+        self.ledger.record("profile", id.0, Timestamp::now().0)?;
+        self.erase_traces(conn, id).await?;
         // ON DELETE CASCADE removes contacts, keys, call memory, line
         // assignments and consents; secure_delete overwrites the pages.
         sqlx::query("DELETE FROM profiles WHERE id = ?")
@@ -84,6 +90,18 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         Ok(counts)
+    }
+
+    async fn erase_traces(&self, conn: &mut SqliteConnection, id: ProfileId) -> Result<()> {
+        sqlx::query(
+            "UPDATE audit_log SET actor = '', client_ip = '', client_host = '', pii_salt = NULL
+             WHERE actor = ?",
+        )
+        .bind(format!("profile:{}", id.0))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 }
 
@@ -298,7 +316,46 @@ impl ProfileStore for SqliteStore {
         let erased = self.erase_profile(&mut tx.tx, id).await?;
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
+        self.checkpoint().await?;
         Ok(erased)
+    }
+
+    async fn reapply_erasures(&self, audit: AuditRecord) -> Result<Vec<ProfileId>> {
+        let mut erased = Vec::new();
+        for e in self.ledger.entries()? {
+            if e.kind != "profile" {
+                continue;
+            }
+            let id = ProfileId(e.id);
+            let mut tx = self.begin().await?;
+            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles WHERE id = ?")
+                .bind(id.0)
+                .fetch_one(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+            if exists == 0 {
+                continue;
+            }
+            self.erase_traces(&mut tx.tx, id).await?;
+            sqlx::query("DELETE FROM profiles WHERE id = ?")
+                .bind(id.0)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+            let mut r = audit.clone();
+            r.object_id = Some(id.0.to_string());
+            self.audit(&mut tx, &r).await?;
+            self.commit(tx).await?;
+            erased.push(id);
+        }
+        if !erased.is_empty() {
+            self.checkpoint().await?;
+        }
+        Ok(erased)
+    }
+
+    fn erasure_count(&self) -> Result<usize> {
+        Ok(self.ledger.entries()?.len())
     }
 
     async fn list_consents(&self, profile: Option<ProfileId>) -> Result<Vec<Consent>> {
@@ -354,6 +411,7 @@ impl ProfileStore for SqliteStore {
         let erased = self.erase_profile(&mut tx.tx, ProfileId(profile)).await?;
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
+        self.checkpoint().await?;
         Ok(erased)
     }
 }

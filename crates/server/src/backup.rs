@@ -1,0 +1,314 @@
+//! Backups of a data directory (SPEC rule 10, §4): online snapshots,
+//! encrypted under the administrator's passphrase; verification without
+//! restoring; restore that builds the new database aside, re-applies the
+//! erasure ledger, and only then swaps it in.
+//!
+//! A backup holds the database and the master key file (so line passwords
+//! and the audit chain survive a move to a new machine). It never holds the
+//! erasure ledger: the ledger belongs to the installation and outlives
+//! every backup.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use openturret_domain::Timestamp;
+use openturret_domain::secret::Secret;
+use openturret_store::backup::{self as format, Manifest};
+use openturret_store::keys::Keys;
+use openturret_store::ledger::Ledger;
+use openturret_store::sqlite::{SqliteStore, latest_schema_version};
+use openturret_store::{AuditStore, MaintenanceStore, ProfileStore, Store};
+
+use crate::config::Config;
+use crate::http::extract::Ctx;
+use crate::startup::{DB_FILE, KEY_FILE, LEDGER_FILE, LEDGER_KEY_FILE};
+
+/// Marks a restore whose files are being swapped in (see [`finish_pending_restore`]).
+const PENDING: &str = "restore-pending";
+/// Minimum passphrase length.
+pub const PASSPHRASE_MIN: usize = 12;
+
+/// Where backups go: `backup.dir`, or `<data_dir>/backups`.
+pub fn backup_dir(config: &Config) -> PathBuf {
+    config
+        .backup
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("backups"))
+}
+
+fn private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("while creating {}", path.display()))
+}
+
+fn scratch(data_dir: &Path, what: &str) -> PathBuf {
+    data_dir.join(format!("{what}-{}", crate::passwords::random_token(6)))
+}
+
+pub fn check_passphrase(p: &Secret) -> anyhow::Result<()> {
+    if p.expose().chars().count() < PASSPHRASE_MIN {
+        bail!("the backup passphrase must be at least {PASSPHRASE_MIN} characters");
+    }
+    Ok(())
+}
+
+/// Takes an online backup of the running store into `out_dir`.
+pub async fn create(
+    store: &dyn Store,
+    data_dir: &Path,
+    out_dir: &Path,
+    passphrase: Secret,
+) -> anyhow::Result<(PathBuf, Manifest)> {
+    check_passphrase(&passphrase)?;
+    private_dir(out_dir)?;
+    let work = scratch(data_dir, "backup");
+    private_dir(&work)?;
+    let snapshot = work.join(DB_FILE);
+    let result = async {
+        store
+            .snapshot(&snapshot)
+            .await
+            .context("while taking the snapshot")?;
+        let schema = store.schema_version().await?;
+        let now = Timestamp::now();
+        let stamp = crate::http::ts(now)
+            .replace([':', '-'], "")
+            .replace('.', "_");
+        let out = out_dir.join(format!("turret-backup-{stamp}.otb"));
+        let files = vec![
+            (DB_FILE.to_string(), snapshot.clone()),
+            (KEY_FILE.to_string(), data_dir.join(KEY_FILE)),
+        ];
+        let by = format!("turret {}", env!("CARGO_PKG_VERSION"));
+        let out2 = out.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            format::write(&out2, &passphrase, now.0, schema, &by, &files)
+        })
+        .await
+        .expect("backup writer does not panic")
+        .context("while writing the backup")?;
+        Ok::<_, anyhow::Error>((out, manifest))
+    }
+    .await;
+    // The snapshot is a clear copy: it never outlives the backup.
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Backups in `dir`, newest first, with their manifests.
+pub fn list(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Manifest)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("while listing {}", dir.display())),
+    };
+    for e in entries {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "otb")
+            && let Ok(m) = format::manifest(&p)
+        {
+            out.push((p, m));
+        }
+    }
+    out.sort_by_key(|(_, m)| std::cmp::Reverse(m.created_at));
+    Ok(out)
+}
+
+/// A decrypted backup in a private scratch directory, removed on drop.
+struct Unpacked {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Drop for Unpacked {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn unpack(file: &Path, passphrase: Secret, data_dir: &Path) -> anyhow::Result<Unpacked> {
+    let dir = scratch(data_dir, "restore");
+    private_dir(&dir)?;
+    let (f, d) = (file.to_path_buf(), dir.clone());
+    let res = tokio::task::spawn_blocking(move || format::extract(&f, &passphrase, &d))
+        .await
+        .expect("backup reader does not panic");
+    let manifest = match res {
+        Ok((m, _)) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e).with_context(|| format!("while reading {}", file.display()));
+        }
+    };
+    let u = Unpacked { dir, manifest };
+    for needed in [DB_FILE, KEY_FILE] {
+        if !u.dir.join(needed).exists() {
+            bail!("{}: the backup holds no {needed}", file.display());
+        }
+    }
+    if u.manifest.schema_version > latest_schema_version() {
+        bail!(
+            "{}: made by a newer turret (schema {}, this one knows {})",
+            file.display(),
+            u.manifest.schema_version,
+            latest_schema_version()
+        );
+    }
+    Ok(u)
+}
+
+/// Opens an unpacked database as a store (with the backup's key and this
+/// installation's ledger), bringing its schema up to date.
+async fn open_unpacked(u: &Unpacked, config: &Config) -> anyhow::Result<SqliteStore> {
+    let keys = Keys::load_or_create(&u.dir.join(KEY_FILE))?;
+    let ledger = Ledger::open(
+        &config.data_dir.join(LEDGER_FILE),
+        &config.data_dir.join(LEDGER_KEY_FILE),
+    )?;
+    let plan = openturret_domain::number::NumberPlan {
+        country_code: config.numbers.country_code.clone(),
+    };
+    Ok(SqliteStore::open(&u.dir.join(DB_FILE), keys, plan, ledger).await?)
+}
+
+/// What a verification found.
+pub struct Verified {
+    pub manifest: Manifest,
+    pub integrity: String,
+    pub audit_entries: i64,
+}
+
+/// Checks a backup without restoring it: decrypts every chunk, checks the
+/// checksum, the database's integrity and its audit chain.
+pub async fn verify(file: &Path, passphrase: Secret, config: &Config) -> anyhow::Result<Verified> {
+    let u = unpack(file, passphrase, &config.data_dir).await?;
+    let store = open_unpacked(&u, config).await?;
+    let integrity = store.integrity_check().await?;
+    let chain = store.verify_audit().await?;
+    store.close().await;
+    if integrity != "ok" {
+        bail!(
+            "{}: database integrity check failed: {integrity}",
+            file.display()
+        );
+    }
+    if let Some(b) = chain.broken {
+        bail!(
+            "{}: the audit chain inside is broken at entry {}: {}",
+            file.display(),
+            b.seq,
+            b.reason
+        );
+    }
+    Ok(Verified {
+        manifest: u.manifest.clone(),
+        integrity,
+        audit_entries: chain.verified,
+    })
+}
+
+/// What a restore did.
+pub struct Restored {
+    pub manifest: Manifest,
+    /// Profiles erased since the backup was taken, erased again.
+    pub erased_again: usize,
+}
+
+fn system_record(event: &str) -> openturret_store::AuditRecord {
+    let ctx = Ctx {
+        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        client_host: String::new(),
+        server_host: crate::host_name(),
+    };
+    let mut r = ctx.record(&crate::cli::actor(), event, "backup", None, vec![]);
+    r.pii.client_ip = String::new();
+    r
+}
+
+/// Restores a backup into the (stopped) data directory. Everything is
+/// prepared aside; the running data is replaced only at the end, file by
+/// file with atomic renames, under a marker that the next start completes
+/// if the process dies half-way. A failed restore leaves the data as it was.
+pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow::Result<Restored> {
+    let data = &config.data_dir;
+    let _lock = crate::startup::lock_data_dir(data)
+        .context("stop the System Manager before restoring (the data directory is in use)")?;
+    let u = unpack(file, passphrase, data).await?;
+    let store = open_unpacked(&u, config).await?;
+    let integrity = store.integrity_check().await?;
+    if integrity != "ok" {
+        store.close().await;
+        bail!(
+            "{}: database integrity check failed: {integrity}",
+            file.display()
+        );
+    }
+    let mut again = system_record("erasure.reapplied");
+    again.object_type = "profile".into();
+    let erased = store.reapply_erasures(again).await?;
+    let mut done = system_record("backup.restored");
+    done.changes = vec!["database".into()];
+    store.append_audit(done).await?;
+    store.close().await;
+
+    // Empty the current database's WAL so no old frame can be replayed onto
+    // the new file, then swap.
+    if data.join(DB_FILE).exists() {
+        let current = crate::startup::open_store(config).await?;
+        current.close().await;
+    }
+    let staged = u
+        .dir
+        .file_name()
+        .expect("scratch dir has a name")
+        .to_string_lossy()
+        .to_string();
+    let mut marker = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(data.join(PENDING))?;
+    marker.write_all(staged.as_bytes())?;
+    marker.sync_all()?;
+    finish_pending_restore(data)?;
+    Ok(Restored {
+        manifest: u.manifest.clone(),
+        erased_again: erased.len(),
+    })
+}
+
+/// Completes a restore that was interrupted while swapping files (called
+/// at every start, before the database is opened). Idempotent.
+pub fn finish_pending_restore(data: &Path) -> anyhow::Result<()> {
+    let marker = data.join(PENDING);
+    let Ok(staged) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    let staged = data.join(staged.trim());
+    for name in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("{DB_FILE}{name}")));
+    }
+    for name in [
+        DB_FILE.to_string(),
+        format!("{DB_FILE}.audit-head"),
+        KEY_FILE.to_string(),
+    ] {
+        let from = staged.join(&name);
+        if from.exists() {
+            std::fs::rename(&from, data.join(&name))
+                .with_context(|| format!("while moving {name} into place"))?;
+        }
+    }
+    std::fs::remove_file(&marker)?;
+    let _ = std::fs::remove_dir_all(&staged);
+    Ok(())
+}

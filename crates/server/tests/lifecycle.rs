@@ -1,0 +1,246 @@
+//! The data lifecycle against the real binary: backup, restore, erasure
+//! that survives restore, and erasure that leaves no trace.
+
+mod common;
+
+use common::*;
+use openturret_server::client::conn::Connection;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSPHRASE: &str = "backup passphrase 0001";
+
+/// Files under `dir` (recursively) that contain any of `needles`.
+fn holders(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            for n in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                    found.push(format!("{} holds {n}", p.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let (_, erin) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Erin Erased", "password": "erin-secret-77"}),
+        )
+        .await;
+    let erin = erin["id"].as_i64().unwrap();
+    api.post(
+        &format!("/api/v1/profiles/{erin}/contacts"),
+        json!({"name": "Zelda Zonk", "number": "+44 20 7555 0101"}),
+    )
+    .await;
+    let (_, karl) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Kept Karl", "password": "karl-secret-88"}),
+        )
+        .await;
+    let (_, line) = api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "L1", "uri": "sip:1@pbx", "password": "line-secret-99"}),
+        )
+        .await;
+    api.post(
+        "/api/v1/global-contacts",
+        json!({"name": "Gloria Global", "number": "+1 212 555 0142"}),
+    )
+    .await;
+
+    // An online backup while the server runs.
+    let (code, out, err) = turret(
+        dir.path(),
+        &["backup", "create", "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let file = out
+        .split_whitespace()
+        .find(|w| w.ends_with(".otb"))
+        .expect("the backup file is named")
+        .to_string();
+    let leaks = holders(
+        &dir.path().join("backups"),
+        &[
+            "Erin Erased",
+            "Zelda",
+            "7555 0101",
+            "Gloria",
+            "erin-secret",
+            "line-secret",
+            ADMIN_PASSWORD,
+        ],
+    );
+    assert!(leaks.is_empty(), "{leaks:?}");
+    let (code, out, _) = turret(dir.path(), &["backup", "list"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains(".otb"));
+
+    // After the backup: a new profile, and Erin is erased.
+    api.post(
+        "/api/v1/profiles",
+        json!({"name": "After Backup", "password": "after-pw"}),
+    )
+    .await;
+    assert_eq!(
+        api.delete(&format!("/api/v1/profiles/{erin}")).await.0,
+        StatusCode::OK
+    );
+
+    // A restore refuses to run under a live server.
+    let (code, _, err) = turret(
+        dir.path(),
+        &["backup", "restore", &file, "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("stop the System Manager"), "{err}");
+    server.stop();
+
+    let (code, _, err) = turret(
+        dir.path(),
+        &["backup", "verify", &file, "--passphrase-stdin"],
+        "not the passphrase\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let (code, out, err) = turret(
+        dir.path(),
+        &["backup", "verify", &file, "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("integrity ok"), "{out}");
+
+    let (code, out, err) = turret(
+        dir.path(),
+        &["backup", "restore", &file, "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("1 profile(s) erased since then were erased again"),
+        "{out}"
+    );
+
+    let server = Server::start(dir.path(), &[]).await;
+    let mut api = server.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+    let (_, profiles) = api.get("/api/v1/profiles").await;
+    let names: Vec<&str> = profiles["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Kept Karl"],
+        "the backup's data, minus the erased person"
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{}", karl["id"])).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/lines/{}", line["id"])).await.1["has_password"],
+        true
+    );
+    let (_, g) = api.get("/api/v1/global-contacts?name=glo").await;
+    assert_eq!(g["items"][0]["name"], "Gloria Global");
+    let (_, audit) = api.get("/api/v1/audit?event_type=backup.restored").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+    let (_, v) = api.get("/api/v1/audit/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
+    // Karl can still log in with his password from the backup.
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let mut c = Connection::connect(&server.url, &cert).await.unwrap();
+    c.request(json!({"op": "login", "profile_id": karl["id"], "password": "karl-secret-88"}))
+        .await
+        .unwrap();
+    server.stop();
+    let (code, out, _) = turret(dir.path(), &["audit", "verify"], "");
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn an_erased_profile_leaves_no_trace_in_the_database_its_wal_or_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let (_, p) = api
+        .post("/api/v1/profiles", json!({"name": "Xavier Xylophone", "password": "xavier-pw", "collect_call_memory": true}))
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    api.post(
+        &format!("/api/v1/profiles/{pid}/contacts"),
+        json!({"name": "Yolanda Yew", "number": "+44 20 7555 0199"}),
+    )
+    .await;
+    api.post(&format!("/api/v1/profiles/{pid}/speed-dials"), json!({"kind": "DKM", "position": 1, "name": "Quentin Quill", "number": "+44 20 7555 0177"})).await;
+    api.post(
+        "/api/v1/consents",
+        json!({"profile_id": pid, "purpose": "call memory for Xavier", "channel": "paper"}),
+    )
+    .await;
+    // The trader logs in from a client: the audit log records the address.
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let mut c = Connection::connect(&server.url, &cert).await.unwrap();
+    c.request(json!({"op": "login", "profile_id": pid, "password": "xavier-pw"}))
+        .await
+        .unwrap();
+    c.close().await;
+    let (_, before) = api.get(&format!("/api/v1/audit?actor=profile:{pid}")).await;
+    assert_eq!(before["items"][0]["client_ip"], "127.0.0.1");
+
+    assert!(
+        !holders(dir.path(), &["Xylophone", "7555 0199"]).is_empty(),
+        "the search finds the data before the erasure"
+    );
+    let (s, v) = api.delete(&format!("/api/v1/profiles/{pid}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let needles = [
+        "Xavier",
+        "Xylophone",
+        "Yolanda",
+        "7555 0199",
+        "75550199",
+        "Quentin",
+        "7555 0177",
+        "call memory for Xavier",
+    ];
+    let leaks = holders(dir.path(), &needles);
+    assert!(leaks.is_empty(), "while running: {leaks:?}");
+    let (_, after) = api.get(&format!("/api/v1/audit?object_id={pid}")).await;
+    for e in after["items"].as_array().unwrap() {
+        assert!(
+            e["actor"] != format!("profile:{pid}") || e["client_ip"] == "",
+            "{e}"
+        );
+    }
+    let (_, v) = api.get("/api/v1/audit/verify").await;
+    assert_eq!(v["ok"], true, "the chain verifies after the erasure: {v}");
+    server.stop();
+    let leaks = holders(dir.path(), &needles);
+    assert!(leaks.is_empty(), "after stop: {leaks:?}");
+    let ledger = std::fs::read_to_string(dir.path().join("erasure-ledger")).unwrap();
+    assert!(ledger.contains(&format!("\tprofile\t{pid}\t")), "{ledger}");
+}
