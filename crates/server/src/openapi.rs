@@ -157,6 +157,12 @@ fn schemas() -> Value {
             ("changes", json!({"type": "array", "items": {"type": "string"}, "description": "names of changed fields, never values"})),
             ("success", b()), ("server_host", s()), ("actor", s()), ("client_ip", s()), ("client_host", s())]),
         "AuditPage": obj(&["items"], &[("items", array(r("AuditEntry"))), ("next_before", i())]),
+        "Backup": obj(&["file", "created_at", "payload_bytes", "schema_version"], &[("file", s()), ("created_at", t()),
+            ("payload_bytes", i()), ("schema_version", i())]),
+        "BackupCreate": obj(&["passphrase"], &[("passphrase", secret("at least 12 characters; without it the backup reveals nothing"))]),
+        "BackupVerify": obj(&["file", "passphrase"], &[("file", s()), ("passphrase", secret("the backup's passphrase"))]),
+        "BackupVerified": obj(&["ok", "file", "created_at", "integrity", "audit_entries"], &[("ok", b()), ("file", s()),
+            ("created_at", t()), ("integrity", s()), ("audit_entries", i())]),
         "AuditVerification": obj(&["ok", "verified"], &[("ok", b()), ("verified", i()),
             ("broken_at", i()), ("reason", s())]),
     })

@@ -524,3 +524,49 @@ async fn administrators_are_created_disabled_and_reset_in_the_portal() {
         .await;
     assert!(b.text(".flash").await.contains("Password reset"));
 }
+
+#[tokio::test]
+async fn backups_are_taken_listed_and_verified_from_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    api.post(
+        "/api/v1/profiles",
+        json!({"name": "Olga Operator", "password": "olga-pw"}),
+    )
+    .await;
+    b.goto("/backups").await;
+    assert!(b.text("main").await.contains("No backups yet"));
+    b.fill("#backup-passphrase", "portal passphrase 01").await;
+    b.fill("#backup-confirm", "portal passphrase 02").await;
+    b.submit("form[action='/backups'] button[type=submit]")
+        .await;
+    assert!(b.text("#backup-confirm-error").await.contains("differ"));
+    b.fill("#backup-passphrase", "portal passphrase 01").await;
+    b.fill("#backup-confirm", "portal passphrase 01").await;
+    b.submit("form[action='/backups'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Backup written"));
+    let (_, list) = api.get("/api/v1/backups").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    b.fill("#verify-passphrase", "not it at all").await;
+    b.submit("form[action='/backups/verify'] button[type=submit]")
+        .await;
+    assert!(b.text("#verify-passphrase-error").await.contains("wrong"));
+    b.fill("#verify-passphrase", "portal passphrase 01").await;
+    b.submit("form[action='/backups/verify'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("is intact"));
+    b.screenshot("backups").await;
+    let (_, audit) = api.get("/api/v1/audit?object_type=backup").await;
+    let events: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["backup.verified", "backup.verified", "backup.created"]
+    );
+}

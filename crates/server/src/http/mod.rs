@@ -9,6 +9,7 @@
 pub mod admins;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod contacts;
 pub mod error;
 pub mod extract;
@@ -104,6 +105,8 @@ pub fn router(app: App) -> Router {
         )
         .route("/consents/{id}", get(profiles::get_consent))
         .route("/consents/{id}/withdraw", post(profiles::withdraw_consent))
+        .route("/backups", get(backups::list).post(backups::create))
+        .route("/backups/verify", post(backups::verify))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify));
     Router::new()

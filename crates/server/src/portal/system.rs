@@ -29,7 +29,8 @@ pub fn routes() -> Router<App> {
         .route("/audit", get(audit))
         .route("/audit/filter", post(audit_filter))
         .route("/data", get(|s, p| later(s, p, "/data", "Import & export")))
-        .route("/backups", get(|s, p| later(s, p, "/backups", "Backups")))
+        .route("/backups", get(backups).post(create_backup))
+        .route("/backups/verify", post(verify_backup))
         .route("/privacy", get(|s, p| later(s, p, "/privacy", "Privacy")))
 }
 
@@ -41,7 +42,7 @@ async fn later(
 ) -> Response {
     let content = html! {
         section.card {
-            p { "This part of the portal arrives with the data lifecycle release: CSV and JSON import and export, encrypted backups and restore, subject access exports, retention and the live privacy report." }
+            p { "This part of the portal arrives with the next data lifecycle release: CSV and JSON import and export, subject access exports, retention and the live privacy report." }
         }
     };
     page(&app, &p, path, title, content)
@@ -532,4 +533,185 @@ async fn audit_filter(
     };
     app.portal.set_filter(p.session, "audit", value);
     Redirect::to("/audit").into_response()
+}
+
+async fn backups_page(
+    app: &App,
+    p: &Portal,
+    create: &FormState,
+    check: &FormState,
+    status: StatusCode,
+) -> Response {
+    let list = match crate::backup::list(&crate::backup::backup_dir(&app.config)) {
+        Ok(l) => l,
+        Err(e) => return ApiError::Internal(e).into_response(),
+    };
+    let files: Vec<(String, String)> = list
+        .iter()
+        .map(|(path, _)| {
+            let f = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (f.clone(), f)
+        })
+        .collect();
+    let content = html! {
+        section.card {
+            h2 { "Backups in " code { (crate::backup::backup_dir(&app.config).display()) } }
+            table {
+                thead { tr { th { "Taken (UTC)" } th { "File" } th { "Size" } th { "Schema" } } }
+                tbody {
+                    @for (path, m) in &list {
+                        tr {
+                            td { (ts(openturret_domain::Timestamp(m.created_at))) }
+                            td { (path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()) }
+                            td { (m.payload_len / 1024) " KiB" }
+                            td { (m.schema_version) }
+                        }
+                    }
+                    @if list.is_empty() { tr { td colspan="4" .muted { "No backups yet." } } }
+                }
+            }
+        }
+        section.card {
+            h2 { "Take a backup now" }
+            p { "The backup holds the whole configuration and the sealed call memory, encrypted under the passphrase you choose. Without the passphrase it reveals nothing, and nobody can recover it for you." }
+            @if let Some(e) = create.general_error(&["passphrase", "confirm"]) { p.error-box role="alert" { (e) } }
+            form method="post" action="/backups" {
+                (layout::csrf(p))
+                (field(create, "Passphrase", "passphrase", "password", Some("At least 12 characters.")))
+                (field(create, "Passphrase again", "confirm", "password", None))
+                button type="submit" { "Take backup" }
+            }
+        }
+        @if !files.is_empty() {
+            section.card {
+                h2 { "Verify a backup" }
+                @if let Some(e) = check.general_error(&["file", "passphrase"]) { p.error-box role="alert" { (e) } }
+                form method="post" action="/backups/verify" {
+                    (layout::csrf(p))
+                    (select(check, "Backup", "file", &files))
+                    (field(check, "Its passphrase", "passphrase", "password", None))
+                    button.secondary type="submit" { "Verify" }
+                }
+            }
+        }
+        section.card {
+            h2 { "Restore" }
+            p { "Restoring replaces all data. Stop the System Manager, then run:" }
+            pre { code { "turret backup restore FILE --passphrase-stdin" } }
+            p.muted { "Profiles erased after the backup was taken are erased again during the restore: the erasure ledger is kept outside every backup." }
+        }
+    };
+    page_with_status(app, p, "/backups", "Backups", status, content)
+}
+
+async fn backups(State(app): State<App>, p: Portal) -> Response {
+    let empty = |form| FormState {
+        form,
+        ..Default::default()
+    };
+    backups_page(&app, &p, &empty("backup"), &empty("verify"), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct BackupForm {
+    #[serde(default)]
+    passphrase: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn create_backup(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<BackupForm>,
+) -> Response {
+    let empty = |form| FormState {
+        form,
+        ..Default::default()
+    };
+    let fail = |err: (String, String)| FormState {
+        error: Some(err),
+        form: "backup",
+        ..Default::default()
+    };
+    if f.passphrase != f.confirm {
+        let s = fail(("confirm".into(), "The two passphrases differ.".into()));
+        return backups_page(
+            &app,
+            &p,
+            &s,
+            &empty("verify"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    match crate::http::backups::create_backup(&app, &p.auth, f.passphrase).await {
+        Ok(b) => {
+            p.flash(&app, format!("Backup written: {}", b.file));
+            Redirect::to("/backups").into_response()
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                backups_page(
+                    &app,
+                    &p,
+                    &fail(err),
+                    &empty("verify"),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    file: String,
+    #[serde(default)]
+    passphrase: String,
+}
+
+async fn verify_backup(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<VerifyForm>,
+) -> Response {
+    let body = crate::http::backups::VerifyIn {
+        file: f.file.clone(),
+        passphrase: f.passphrase,
+    };
+    match crate::http::backups::verify_backup(&app, &p.auth, body).await {
+        Ok(v) => {
+            p.flash(
+                &app,
+                format!(
+                    "{} is intact: taken {}, database integrity {}, {} audit entries verified.",
+                    v.file, v.created_at, v.integrity, v.audit_entries
+                ),
+            );
+            Redirect::to("/backups").into_response()
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                let mut s = FormState::with_values("verify", &[("file", &f.file)]);
+                s.error = Some(err);
+                backups_page(
+                    &app,
+                    &p,
+                    &FormState {
+                        form: "backup",
+                        ..Default::default()
+                    },
+                    &s,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
 }

@@ -1,0 +1,147 @@
+//! Backups over the admin API: take one, list them, verify one. Restore
+//! needs the System Manager stopped (`turret backup restore`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use openturret_domain::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AdminAuth, Json};
+use super::ts;
+use crate::App;
+
+#[derive(Serialize)]
+pub struct BackupOut {
+    pub file: String,
+    pub created_at: String,
+    pub payload_bytes: u64,
+    pub schema_version: i64,
+}
+
+fn out(path: &std::path::Path, m: &openturret_store::backup::Manifest) -> BackupOut {
+    BackupOut {
+        file: path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        created_at: ts(openturret_domain::Timestamp(m.created_at)),
+        payload_bytes: m.payload_len,
+        schema_version: m.schema_version,
+    }
+}
+
+pub async fn list(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<Vec<BackupOut>>> {
+    let dir = crate::backup::backup_dir(&app.config);
+    let list = crate::backup::list(&dir).map_err(ApiError::Internal)?;
+    Ok(axum::Json(list.iter().map(|(p, m)| out(p, m)).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIn {
+    pub passphrase: String,
+}
+
+/// Takes a backup (the operation; API and portal).
+pub async fn create_backup(
+    app: &App,
+    auth: &AdminAuth,
+    passphrase: String,
+) -> ApiResult<BackupOut> {
+    let passphrase = Secret::new(passphrase);
+    if crate::backup::check_passphrase(&passphrase).is_err() {
+        return Err(ApiError::invalid(
+            "passphrase",
+            format!(
+                "must be at least {} characters",
+                crate::backup::PASSPHRASE_MIN
+            ),
+        ));
+    }
+    let dir = crate::backup::backup_dir(&app.config);
+    let (path, m) =
+        crate::backup::create(app.store.as_ref(), &app.config.data_dir, &dir, passphrase)
+            .await
+            .map_err(ApiError::Internal)?;
+    let file = out(&path, &m);
+    let r = auth.record("backup.created", "backup", Some(file.file.clone()), vec![]);
+    app.store.append_audit(r).await?;
+    Ok(file)
+}
+
+pub async fn create(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<CreateIn>,
+) -> ApiResult<(StatusCode, axum::Json<BackupOut>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(create_backup(&app, &auth, b.passphrase).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyIn {
+    /// A file name from the backup list (no folders).
+    pub file: String,
+    pub passphrase: String,
+}
+
+#[derive(Serialize)]
+pub struct VerifiedOut {
+    pub ok: bool,
+    pub file: String,
+    pub created_at: String,
+    pub integrity: String,
+    pub audit_entries: i64,
+}
+
+/// Verifies a backup of the backup folder (API and portal). A wrong
+/// passphrase or a damaged file answers 422 on `passphrase`/`file`.
+pub async fn verify_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResult<VerifiedOut> {
+    if b.file.contains('/') || b.file.starts_with('.') || !b.file.ends_with(".otb") {
+        return Err(ApiError::invalid(
+            "file",
+            "must be a backup file name from the list",
+        ));
+    }
+    let path = crate::backup::backup_dir(&app.config).join(&b.file);
+    if !path.exists() {
+        return Err(ApiError::NotFound("backup"));
+    }
+    let result = crate::backup::verify(&path, Secret::new(b.passphrase), &app.config).await;
+    let mut r = auth.record("backup.verified", "backup", Some(b.file.clone()), vec![]);
+    r.success = result.is_ok();
+    app.store.append_audit(r).await?;
+    let v = result.map_err(|e| {
+        let msg = format!("{e:#}");
+        if msg.contains("wrong passphrase") {
+            ApiError::invalid("passphrase", "is wrong, or the backup is damaged")
+        } else {
+            ApiError::invalid(
+                "file",
+                msg.rsplit(": ")
+                    .next()
+                    .unwrap_or("does not verify")
+                    .to_string(),
+            )
+        }
+    })?;
+    Ok(VerifiedOut {
+        ok: true,
+        file: b.file,
+        created_at: ts(openturret_domain::Timestamp(v.manifest.created_at)),
+        integrity: v.integrity,
+        audit_entries: v.audit_entries,
+    })
+}
+
+pub async fn verify(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<VerifyIn>,
+) -> ApiResult<axum::Json<VerifiedOut>> {
+    Ok(axum::Json(verify_backup(&app, &auth, b).await?))
+}
