@@ -246,3 +246,107 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn check_kind(kind: &str) -> anyhow::Result<()> {
+    if kind != "global-contacts" {
+        bail!("cannot import or export {kind:?} yet: global-contacts is supported");
+    }
+    Ok(())
+}
+
+/// `turret import`: `Ok(false)` when the file had bad rows (nothing changed).
+pub async fn import(
+    config: &Config,
+    kind: &str,
+    file: &Path,
+    format: Option<&str>,
+    on_duplicate: &str,
+) -> anyhow::Result<bool> {
+    use crate::transfer::{Format, ImportError, import_global_contacts};
+    check_kind(kind)?;
+    let format = match format {
+        Some(f) => Format::parse(f)?,
+        None if file
+            .extension()
+            .is_some_and(|e| e == "json" || e == "jsonl" || e == "ndjson") =>
+        {
+            Format::JsonLines
+        }
+        None => Format::Csv,
+    };
+    let mode = match on_duplicate {
+        "reject" => openturret_store::OnDuplicate::Reject,
+        "update" => openturret_store::OnDuplicate::Update,
+        other => bail!("--on-duplicate must be reject or update, not {other:?}"),
+    };
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("while opening {}", file.display()))?
+        .len();
+    let store = existing_store(config).await?;
+    let bar = indicatif::ProgressBar::new(size * 2);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("checking, then importing");
+    let b2 = bar.clone();
+    let mut r = record("global_contact.imported", None, vec![]);
+    r.object_type = "global_contact".into();
+    let plan = openturret_domain::number::NumberPlan {
+        country_code: config.numbers.country_code.clone(),
+    };
+    let result = import_global_contacts(store.as_ref(), &plan, file, format, mode, r, move |n| {
+        b2.inc(n)
+    })
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    match result {
+        Ok(c) => {
+            println!(
+                "imported {}: {} new, {} updated",
+                file.display(),
+                c.inserted,
+                c.updated
+            );
+            Ok(true)
+        }
+        Err(e @ ImportError::Rows { .. }) => {
+            eprint!("{e}");
+            Ok(false)
+        }
+        Err(ImportError::Other(e)) => Err(e),
+    }
+}
+
+/// `turret export`.
+pub async fn export(
+    config: &Config,
+    kind: &str,
+    format: &str,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    check_kind(kind)?;
+    let format = crate::transfer::Format::parse(format)?;
+    let store = existing_store(config).await?;
+    let n = match output {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("while creating {}", p.display()))?,
+            );
+            crate::transfer::export_global_contacts(store.as_ref(), format, &mut f).await?
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            crate::transfer::export_global_contacts(store.as_ref(), format, &mut out).await?
+        }
+    };
+    let mut r = record("global_contact.exported", None, vec![]);
+    r.object_type = "global_contact".into();
+    store.append_audit(r).await?;
+    store.close().await;
+    eprintln!("exported {n} global contacts");
+    Ok(())
+}

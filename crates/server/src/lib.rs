@@ -15,6 +15,7 @@
 //! Architecture invariant: handlers reach data only through
 //! `openturret_store::Store`; nothing here knows which database is behind it.
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod backup;
 pub mod callerid;
@@ -30,6 +31,7 @@ pub mod portal;
 pub mod startup;
 pub mod throttle;
 pub mod tls;
+pub mod transfer;
 pub mod turret;
 
 use std::future::Future;

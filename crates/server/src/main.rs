@@ -40,6 +40,30 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Import data from CSV or JSON lines (all or nothing).
+    Import {
+        /// What to import: global-contacts.
+        kind: String,
+        /// The file to read.
+        file: PathBuf,
+        /// csv (with a header row) or json (one object per line) [default: from the file name]
+        #[arg(long)]
+        format: Option<String>,
+        /// What to do with rows matching an existing contact: reject or update.
+        #[arg(long, default_value = "reject")]
+        on_duplicate: String,
+    },
+    /// Export data as CSV or JSON lines.
+    Export {
+        /// What to export: global-contacts.
+        kind: String,
+        /// csv or json [default: csv]
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Encrypted backups: create, list, verify, restore.
     Backup {
         #[command(subcommand)]
@@ -242,6 +266,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::admin_reset_password(&config, &username, pw).await?
             }
         },
+        Command::Import {
+            kind,
+            file,
+            format,
+            on_duplicate,
+        } => {
+            if !cli::import(&config, &kind, &file, format.as_deref(), &on_duplicate).await? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Export {
+            kind,
+            format,
+            output,
+        } => cli::export(&config, &kind, &format, output.as_deref()).await?,
         Command::Backup { command } => cli::backup(&config, command_args(command)).await?,
         Command::Audit {
             command: AuditCommand::Verify,

@@ -157,6 +157,7 @@ fn schemas() -> Value {
             ("changes", json!({"type": "array", "items": {"type": "string"}, "description": "names of changed fields, never values"})),
             ("success", b()), ("server_host", s()), ("actor", s()), ("client_ip", s()), ("client_host", s())]),
         "AuditPage": obj(&["items"], &[("items", array(r("AuditEntry"))), ("next_before", i())]),
+        "ImportResult": obj(&["inserted", "updated"], &[("inserted", i()), ("updated", i())]),
         "Backup": obj(&["file", "created_at", "payload_bytes", "schema_version"], &[("file", s()), ("created_at", t()),
             ("payload_bytes", i()), ("schema_version", i())]),
         "BackupCreate": obj(&["passphrase"], &[("passphrase", secret("at least 12 characters; without it the backup reveals nothing"))]),

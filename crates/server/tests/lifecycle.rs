@@ -244,3 +244,144 @@ async fn an_erased_profile_leaves_no_trace_in_the_database_its_wal_or_the_audit_
     let ledger = std::fs::read_to_string(dir.path().join("erasure-ledger")).unwrap();
     assert!(ledger.contains(&format!("\tprofile\t{pid}\t")), "{ledger}");
 }
+
+fn contacts_csv(n: usize, bad: Option<usize>) -> String {
+    let mut s = String::from("name,number,field3,field4\n");
+    for i in 0..n {
+        let number = if Some(i) == bad {
+            "call me maybe".to_string()
+        } else {
+            format!("+44 20 7{i:07}")
+        };
+        // Names with commas, quotes and accents exercise the CSV quoting.
+        s.push_str(&format!(
+            "\"Zoë \"\"Z\"\" {i}, Ltd\",{number},desk {},\n",
+            i % 9
+        ));
+    }
+    s
+}
+
+#[tokio::test]
+async fn an_import_with_one_bad_row_among_10000_changes_nothing_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let file = dir.path().join("bad.csv");
+    std::fs::write(&file, contacts_csv(10_000, Some(4_999))).unwrap();
+    let (code, _, err) = turret(
+        dir.path(),
+        &["import", "global-contacts", file.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 5001, column number"), "{err}");
+    assert!(err.contains("1 bad row"), "{err}");
+    let (_, list) = api.get("/api/v1/global-contacts").await;
+    assert!(
+        list["items"].as_array().unwrap().is_empty(),
+        "nothing changed"
+    );
+
+    // The same through the API.
+    let res = api
+        .client
+        .post(format!("{}/api/v1/import/global-contacts", api.base))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .header("content-type", "text/csv")
+        .body(std::fs::read(&file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["rows"][0]["line"], 5001);
+    assert_eq!(v["rows"][0]["column"], "number");
+    assert!(
+        api.get("/api/v1/global-contacts").await.1["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_100000_row_import_and_export_round_trip_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let file = dir.path().join("in.csv");
+    let text = contacts_csv(100_000, None);
+    std::fs::write(&file, &text).unwrap();
+    let (code, out, err) = turret(
+        dir.path(),
+        &["import", "global-contacts", file.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("100000 new"), "{out}");
+    let exported = dir.path().join("out.csv");
+    let (code, _, err) = turret(
+        dir.path(),
+        &[
+            "export",
+            "global-contacts",
+            "--output",
+            exported.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let sorted = |t: &str| {
+        let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(&std::fs::read_to_string(&exported).unwrap()),
+        sorted(&text),
+        "the export is the import, row for row"
+    );
+
+    // The API exports the same file.
+    let res = api
+        .client
+        .get(format!("{}/api/v1/export/global-contacts", api.base))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(sorted(&res.text().await.unwrap()), sorted(&text));
+
+    // Importing it again: duplicates are refused, or update, as asked.
+    let small = dir.path().join("small.csv");
+    std::fs::write(&small, "name,number,field3\n\"Zoë \"\"Z\"\" 7, Ltd\",+44 20 7000 0007,moved\nNew Person,+44 20 9999 0000,\n").unwrap();
+    let (code, _, err) = turret(
+        dir.path(),
+        &["import", "global-contacts", small.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 2, column number") && err.contains("exists"),
+        "{err}"
+    );
+    let (code, out, err) = turret(
+        dir.path(),
+        &[
+            "import",
+            "global-contacts",
+            small.to_str().unwrap(),
+            "--on-duplicate",
+            "update",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 new, 1 updated"), "{out}");
+    let (_, g) = api
+        .get("/api/v1/global-contacts?number=%2B44%2020%207000%200007")
+        .await;
+    assert_eq!(g["items"][0]["field3"], "moved");
+    server.stop();
+}

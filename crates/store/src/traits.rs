@@ -234,6 +234,10 @@ pub trait ContactStore {
         contacts: Vec<ContactFields>,
         audit: AuditRecord,
     ) -> Result<u64>;
+    /// Starts an all-or-nothing import of global contacts: rows are staged
+    /// with [`GlobalImport::add`] and land only at [`GlobalImport::commit`];
+    /// dropping the session changes nothing. Writers wait while it is open.
+    async fn begin_global_import(&self) -> Result<Box<dyn GlobalImport + '_>>;
     async fn update_global_contact(
         &self,
         id: GlobalContactId,
@@ -241,6 +245,37 @@ pub trait ContactStore {
         audit: AuditRecord,
     ) -> Result<GlobalContact>;
     async fn delete_global_contact(&self, id: GlobalContactId, audit: AuditRecord) -> Result<()>;
+}
+
+/// What to do with an imported row whose name and number (normalised) match
+/// an existing contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Refuse the whole import, naming the rows.
+    Reject,
+    /// Update the existing contact's fields 3 and 4 (and spelling).
+    Update,
+}
+
+/// The outcome of a committed import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// An import in progress (one write transaction).
+#[async_trait]
+pub trait GlobalImport: Send {
+    /// Stages rows, each with the line of the file it came from.
+    async fn add(&mut self, rows: Vec<(u64, ContactFields)>) -> Result<()>;
+    /// Applies the staged rows. With [`OnDuplicate::Reject`], rows that
+    /// match existing contacts fail the whole import: `Err(lines)`.
+    async fn commit(
+        self: Box<Self>,
+        mode: OnDuplicate,
+        audit: AuditRecord,
+    ) -> Result<std::result::Result<ImportCounts, Vec<u64>>>;
 }
 
 #[async_trait]

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod lines;
 pub mod profiles;
 pub mod settings;
+pub mod transfer;
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -105,6 +106,13 @@ pub fn router(app: App) -> Router {
         )
         .route("/consents/{id}", get(profiles::get_consent))
         .route("/consents/{id}/withdraw", post(profiles::withdraw_consent))
+        .route(
+            "/import/global-contacts",
+            post(transfer::import_global).layer(axum::extract::DefaultBodyLimit::max(
+                transfer::MAX_IMPORT_BYTES,
+            )),
+        )
+        .route("/export/global-contacts", get(transfer::export_global))
         .route("/backups", get(backups::list).post(backups::create))
         .route("/backups/verify", post(backups::verify))
         .route("/audit", get(audit::list))

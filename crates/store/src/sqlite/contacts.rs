@@ -358,6 +358,10 @@ impl ContactStore for SqliteStore {
         Ok(n)
     }
 
+    async fn begin_global_import(&self) -> Result<Box<dyn crate::GlobalImport + '_>> {
+        Ok(Box::new(self.start_import().await?))
+    }
+
     async fn update_global_contact(
         &self,
         id: GlobalContactId,

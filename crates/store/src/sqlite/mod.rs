@@ -17,6 +17,7 @@ mod admins;
 mod audit;
 mod calls;
 mod contacts;
+mod import;
 mod lines;
 mod maintenance;
 mod profiles;

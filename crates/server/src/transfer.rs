@@ -1,0 +1,491 @@
+//! Import and export (SPEC rule 9), starting with global contacts: CSV with
+//! a header row (`name,number,field3,field4`; the last two optional) or
+//! JSON lines (one object with the same keys per line). Both directions
+//! stream: a million-row file never has to fit in memory.
+//!
+//! Import is all-or-nothing. A first pass reads the whole file and checks
+//! every row (validation, duplicates within the file); any bad row and
+//! nothing changes, and the report names each bad row's line, column and
+//! reason. A second pass stages the rows in one transaction, where
+//! duplicates of existing contacts are rejected or update them, as asked.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use openturret_domain::model::ContactFields;
+use openturret_domain::number::NumberPlan;
+use openturret_store::{AuditRecord, GlobalContactQuery, ImportCounts, OnDuplicate, Store};
+use serde::{Deserialize, Serialize};
+
+/// The two file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    JsonLines,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> anyhow::Result<Format> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "json" | "jsonl" | "ndjson" => Ok(Format::JsonLines),
+            other => bail!("unknown format {other:?}: use csv or json"),
+        }
+    }
+}
+
+/// One bad row of an import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub column: String,
+    pub reason: String,
+}
+
+/// Why an import changed nothing.
+#[derive(Debug)]
+pub enum ImportError {
+    /// Bad rows (at most [`MAX_REPORTED`] are listed; `more` counts the rest).
+    Rows {
+        errors: Vec<RowError>,
+        more: u64,
+    },
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ImportError {
+    fn from(e: anyhow::Error) -> Self {
+        ImportError::Other(e)
+    }
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::Rows { errors, more } => {
+                writeln!(
+                    f,
+                    "the import changed nothing: {} bad row(s)",
+                    errors.len() as u64 + more
+                )?;
+                for e in errors {
+                    writeln!(f, "  line {}, column {}: {}", e.line, e.column, e.reason)?;
+                }
+                if *more > 0 {
+                    writeln!(f, "  … and {more} more")?;
+                }
+                Ok(())
+            }
+            ImportError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// Most bad rows listed in a report.
+pub const MAX_REPORTED: usize = 1000;
+/// Rows staged per batch.
+const BATCH: usize = 10_000;
+
+#[derive(Deserialize, Serialize)]
+struct Row {
+    name: String,
+    number: String,
+    #[serde(default)]
+    field3: String,
+    #[serde(default)]
+    field4: String,
+}
+
+/// Reads rows one at a time with their line numbers.
+struct Rows<R: Read> {
+    inner: RowsInner<R>,
+}
+
+enum RowsInner<R: Read> {
+    Csv(csv::Reader<R>, csv::StringRecord),
+    Json(std::io::Lines<BufReader<R>>, u64),
+}
+
+type RowResult = Result<(u64, Row), RowError>;
+
+impl<R: Read> Rows<R> {
+    fn new(r: R, format: Format) -> Result<Rows<R>, RowError> {
+        let header_err = |reason: String| RowError {
+            line: 1,
+            column: "header".into(),
+            reason,
+        };
+        match format {
+            Format::Csv => {
+                let mut rd = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(false)
+                    .from_reader(r);
+                let headers = rd
+                    .headers()
+                    .map_err(|e| header_err(format!("unreadable header row: {e}")))?
+                    .clone();
+                for needed in ["name", "number"] {
+                    if !headers.iter().any(|h| h.trim() == needed) {
+                        return Err(header_err(format!(
+                            "the header row must name the column {needed:?}"
+                        )));
+                    }
+                }
+                if let Some(extra) = headers
+                    .iter()
+                    .find(|h| !["name", "number", "field3", "field4"].contains(&h.trim()))
+                {
+                    return Err(header_err(format!(
+                        "unknown column {extra:?} (known: name, number, field3, field4)"
+                    )));
+                }
+                let trimmed: csv::StringRecord = headers.iter().map(str::trim).collect();
+                Ok(Rows {
+                    inner: RowsInner::Csv(rd, trimmed),
+                })
+            }
+            Format::JsonLines => Ok(Rows {
+                inner: RowsInner::Json(BufReader::new(r).lines(), 0),
+            }),
+        }
+    }
+}
+
+impl<R: Read> Iterator for Rows<R> {
+    type Item = RowResult;
+
+    fn next(&mut self) -> Option<RowResult> {
+        match &mut self.inner {
+            RowsInner::Csv(rd, headers) => {
+                let mut rec = csv::StringRecord::new();
+                match rd.read_record(&mut rec) {
+                    Ok(false) => None,
+                    Ok(true) => {
+                        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                        Some(
+                            rec.deserialize::<Row>(Some(headers))
+                                .map(|r| (line, r))
+                                .map_err(|e| RowError {
+                                    line,
+                                    column: "row".into(),
+                                    reason: e.to_string(),
+                                }),
+                        )
+                    }
+                    Err(e) => {
+                        let line = e.position().map(|p| p.line()).unwrap_or(0);
+                        Some(Err(RowError {
+                            line,
+                            column: "row".into(),
+                            reason: e.to_string(),
+                        }))
+                    }
+                }
+            }
+            RowsInner::Json(lines, n) => {
+                loop {
+                    *n += 1;
+                    let line = match lines.next()? {
+                        Ok(l) => l,
+                        Err(e) => {
+                            return Some(Err(RowError {
+                                line: *n,
+                                column: "row".into(),
+                                reason: e.to_string(),
+                            }));
+                        }
+                    };
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    return Some(serde_json::from_str::<Row>(&line).map(|r| (*n, r)).map_err(
+                        |e| RowError {
+                            line: *n,
+                            column: "row".into(),
+                            reason: e.to_string(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn fields(row: &Row) -> Result<ContactFields, (String, String)> {
+    ContactFields::new(&row.name, &row.number, &row.field3, &row.field4)
+        .map_err(|e| (e.field, e.reason))
+}
+
+fn key_hash(plan: &NumberPlan, f: &ContactFields) -> u128 {
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    (f.name.to_lowercase(), plan.key(&f.number)).hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    ("salt", f.name.to_lowercase(), plan.key(&f.number)).hash(&mut b);
+    ((a.finish() as u128) << 64) | b.finish() as u128
+}
+
+/// Counts bytes read, for the progress bar.
+struct Counting<R, F: FnMut(u64)> {
+    inner: R,
+    progress: F,
+}
+
+impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// First pass: every row checked, nothing written.
+fn check(
+    path: &Path,
+    format: Format,
+    plan: &NumberPlan,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ImportError> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("while opening {}", path.display()))?;
+    let reader = Counting {
+        inner: file,
+        progress: &mut progress,
+    };
+    let rows = Rows::new(reader, format).map_err(|e| ImportError::Rows {
+        errors: vec![e],
+        more: 0,
+    })?;
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut first_line: std::collections::HashMap<u128, u64> = Default::default();
+    let (mut errors, mut more, mut count) = (Vec::new(), 0u64, 0u64);
+    let mut push = |e: RowError| {
+        if errors.len() < MAX_REPORTED {
+            errors.push(e);
+        } else {
+            more += 1;
+        }
+    };
+    for r in rows {
+        match r {
+            Err(e) => push(e),
+            Ok((line, row)) => match fields(&row) {
+                Err((column, reason)) => push(RowError {
+                    line,
+                    column,
+                    reason,
+                }),
+                Ok(f) => {
+                    let k = key_hash(plan, &f);
+                    if !seen.insert(k) {
+                        let first = first_line.get(&k).copied().unwrap_or(0);
+                        push(RowError {
+                            line,
+                            column: "number".into(),
+                            reason: format!("repeats the name and number of line {first}"),
+                        });
+                    } else {
+                        first_line.insert(k, line);
+                    }
+                    count += 1;
+                }
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(count)
+    } else {
+        Err(ImportError::Rows { errors, more })
+    }
+}
+
+/// Imports global contacts from `path`. `progress` is told how many bytes
+/// of the file were read, over both passes (the total is twice its size).
+pub async fn import_global_contacts(
+    store: &dyn Store,
+    plan: &NumberPlan,
+    path: &Path,
+    format: Format,
+    mode: OnDuplicate,
+    audit: AuditRecord,
+    progress: impl FnMut(u64) + Send + 'static,
+) -> Result<ImportCounts, ImportError> {
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(progress));
+    let (p1, plan1, path1) = (progress.clone(), plan.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        check(&path1, format, &plan1, move |n| {
+            (p1.lock().unwrap_or_else(|e| e.into_inner()))(n)
+        })
+    })
+    .await
+    .expect("checking does not panic")?;
+    // Second pass: a reader thread parses batches, this task stages them.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, ContactFields)>>(2);
+    let (p2, path2) = (progress.clone(), path.to_path_buf());
+    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let file = std::fs::File::open(&path2)?;
+        let counting = Counting {
+            inner: file,
+            progress: move |n| (p2.lock().unwrap_or_else(|e| e.into_inner()))(n),
+        };
+        let rows = Rows::new(counting, format)
+            .map_err(|e| anyhow::anyhow!("line {}: {}", e.line, e.reason))?;
+        let mut batch = Vec::with_capacity(BATCH);
+        for r in rows {
+            let (line, row) = r.map_err(|e| anyhow::anyhow!("line {}: {}", e.line, e.reason))?;
+            let f =
+                fields(&row).map_err(|(c, r)| anyhow::anyhow!("line {line}, column {c}: {r}"))?;
+            batch.push((line, f));
+            if batch.len() == BATCH && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        Ok(())
+    });
+    let mut session = store
+        .begin_global_import()
+        .await
+        .context("while starting the import")?;
+    while let Some(batch) = rx.recv().await {
+        session.add(batch).await.context("while staging rows")?;
+    }
+    reader
+        .await
+        .expect("reader does not panic")
+        .context("the file changed while importing")?;
+    match session.commit(mode, audit).await.context("while applying the import")? {
+        Ok(counts) => Ok(counts),
+        Err(lines) => Err(ImportError::Rows {
+            errors: lines
+                .into_iter()
+                .map(|line| RowError {
+                    line,
+                    column: "number".into(),
+                    reason: "a global contact with this name and number exists (import with updates to change it)".into(),
+                })
+                .collect(),
+            more: 0,
+        }),
+    }
+}
+
+/// Writes every global contact to `out`, a page at a time; returns how
+/// many were written.
+pub async fn export_global_contacts(
+    store: &dyn Store,
+    format: Format,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u64> {
+    let mut q = GlobalContactQuery {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let mut n = 0u64;
+    if format == Format::Csv {
+        out.write_all(b"name,number,field3,field4\n")?;
+    }
+    loop {
+        let page = store.search_global_contacts(&q).await?;
+        let mut buf = Vec::with_capacity(page.len() * 64);
+        if format == Format::Csv {
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(&mut buf);
+            for c in &page {
+                w.write_record([
+                    &c.fields.name,
+                    &c.fields.number,
+                    &c.fields.field3,
+                    &c.fields.field4,
+                ])?;
+            }
+            w.flush()?;
+        } else {
+            for c in &page {
+                let row = Row {
+                    name: c.fields.name.clone(),
+                    number: c.fields.number.clone(),
+                    field3: c.fields.field3.clone(),
+                    field4: c.fields.field4.clone(),
+                };
+                serde_json::to_writer(&mut buf, &row)?;
+                buf.push(b'\n');
+            }
+        }
+        out.write_all(&buf)?;
+        n += page.len() as u64;
+        match page.last() {
+            Some(last) if page.len() as i64 == q.limit => q.after = Some(last.id),
+            _ => break,
+        }
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+        let p = dir.join("in.csv");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn every_bad_row_is_named_with_line_column_and_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "name,number,field3\nAnn,+44 20 1,desk\n,123,\nBob,call me,\nAnn,+44 20 1,again\n",
+        );
+        let Err(ImportError::Rows { errors, more }) =
+            check(&p, Format::Csv, &NumberPlan::default(), |_| {})
+        else {
+            panic!("expected row errors")
+        };
+        assert_eq!(more, 0);
+        let got: Vec<(u64, &str)> = errors.iter().map(|e| (e.line, e.column.as_str())).collect();
+        assert_eq!(got, [(3, "name"), (4, "number"), (5, "number")]);
+        assert!(errors[2].reason.contains("line 2"), "{:?}", errors[2]);
+    }
+
+    #[test]
+    fn headers_are_required_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "Ann,+44 20 1\n");
+        let Err(ImportError::Rows { errors, .. }) =
+            check(&p, Format::Csv, &NumberPlan::default(), |_| {})
+        else {
+            panic!()
+        };
+        assert_eq!((errors[0].line, errors[0].column.as_str()), (1, "header"));
+        let p = write(d.path(), "name,number,colour\nAnn,1,red\n");
+        assert!(check(&p, Format::Csv, &NumberPlan::default(), |_| {}).is_err());
+    }
+
+    #[test]
+    fn json_lines_are_read_with_their_line_numbers() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("in.jsonl");
+        std::fs::write(
+            &p,
+            "{\"name\":\"Ann\",\"number\":\"1\"}\n\n{\"name\":\"Bob\"}\n",
+        )
+        .unwrap();
+        let Err(ImportError::Rows { errors, .. }) =
+            check(&p, Format::JsonLines, &NumberPlan::default(), |_| {})
+        else {
+            panic!()
+        };
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].reason.contains("number"));
+    }
+}
