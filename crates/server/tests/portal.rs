@@ -570,3 +570,88 @@ async fn backups_are_taken_listed_and_verified_from_the_portal() {
         ["backup.verified", "backup.verified", "backup.created"]
     );
 }
+
+#[tokio::test]
+async fn contacts_are_exported_and_imported_back_from_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, api) = signed_in(dir.path()).await;
+    api.post(
+        "/api/v1/global-contacts",
+        json!({"name": "Paula Pound", "number": "+44 20 7946 0300", "field3": "FX"}),
+    )
+    .await;
+    // Export, as the download link would fetch it with the session.
+    let session = b.cookie("turret_session").await;
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .build()
+        .unwrap();
+    let csv = http
+        .get(format!(
+            "{}/data/export/global-contacts?format=csv",
+            server.url
+        ))
+        .header("cookie", format!("turret_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv,
+        "name,number,field3,field4\nPaula Pound,+44 20 7946 0300,FX,\n"
+    );
+
+    // "Edited in a spreadsheet": one changed field, one new row, one bad row.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!("{csv}Quinn Quay,+44 20 7946 0301,,\nNo Number,,,\n").replace(",FX,", ",Rates,"),
+    )
+    .unwrap();
+    b.goto("/data").await;
+    b.fill("#import-file", bad.to_str().unwrap()).await;
+    b.choose("#import-on_duplicate", "Update those contacts")
+        .await;
+    b.submit("form[action='/data/import/global-contacts'] button[type=submit]")
+        .await;
+    let report = b.text(".error-box").await;
+    assert!(
+        report.contains("nothing was imported")
+            && report.contains("4")
+            && report.contains("number"),
+        "{report}"
+    );
+    assert_eq!(
+        api.get("/api/v1/global-contacts").await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing changed"
+    );
+    b.screenshot("import-errors").await;
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        format!("{csv}Quinn Quay,+44 20 7946 0301,,\n").replace(",FX,", ",Rates,"),
+    )
+    .unwrap();
+    b.fill("#import-file", good.to_str().unwrap()).await;
+    b.choose("#import-on_duplicate", "Update those contacts")
+        .await;
+    b.submit("form[action='/data/import/global-contacts'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("1 new, 1 updated"));
+    let (_, list) = api.get("/api/v1/global-contacts").await;
+    let names: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["field3"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("Paula Pound", "Rates"), ("Quinn Quay", "")]);
+}

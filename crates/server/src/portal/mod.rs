@@ -15,6 +15,7 @@
 
 mod admins;
 mod auth;
+mod data;
 mod directory;
 mod extract;
 mod layout;
@@ -112,6 +113,7 @@ pub fn routes() -> Router<App> {
         .merge(directory::routes())
         .merge(system::routes())
         .merge(admins::routes())
+        .merge(data::routes())
 }
 
 async fn css() -> Response {

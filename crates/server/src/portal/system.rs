@@ -28,7 +28,6 @@ pub fn routes() -> Router<App> {
         .route("/consents/{id}/withdraw", get(withdraw_page).post(withdraw))
         .route("/audit", get(audit))
         .route("/audit/filter", post(audit_filter))
-        .route("/data", get(|s, p| later(s, p, "/data", "Import & export")))
         .route("/backups", get(backups).post(create_backup))
         .route("/backups/verify", post(verify_backup))
         .route("/privacy", get(|s, p| later(s, p, "/privacy", "Privacy")))
