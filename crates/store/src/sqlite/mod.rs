@@ -98,7 +98,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            // Temporary tables (import staging) live in memory, never on disk.
+            .pragma("temp_store", "MEMORY");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
