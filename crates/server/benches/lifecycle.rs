@@ -37,8 +37,16 @@ fn audit() -> AuditRecord {
 
 fn sqlite3(db: &std::path::Path, script: &str) -> Duration {
     let t = Instant::now();
-    let out = Command::new("sqlite3").arg(db).arg(script).output().expect("the sqlite3 tool is needed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(script)
+        .output()
+        .expect("the sqlite3 tool is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     t.elapsed()
 }
 
@@ -47,12 +55,20 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn api_latencies(client: &reqwest::Client, base: &str, token: &str, n: usize) -> Vec<Duration> {
+async fn api_latencies(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    n: usize,
+) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
         let r = client
-            .get(format!("{base}/global-contacts?name=person%20{}&limit=20", i % 997))
+            .get(format!(
+                "{base}/global-contacts?name=person%20{}&limit=20",
+                i % 997
+            ))
             .bearer_auth(token)
             .send()
             .await
@@ -66,7 +82,10 @@ async fn api_latencies(client: &reqwest::Client, base: &str, token: &str, n: usi
 
 #[tokio::main]
 async fn main() {
-    let contacts: usize = std::env::var("BENCH_CONTACTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let contacts: usize = std::env::var("BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
 
     // 1. Import of 100,000 rows.
     let dir = tempfile::tempdir().unwrap();
@@ -76,47 +95,113 @@ async fn main() {
         text.push_str(&format!("Person {i},+44 20 7{i:07},desk {},\n", i % 9));
     }
     std::fs::write(&csv, &text).unwrap();
-    let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     let store = startup::open_store(&config).await.unwrap();
     let t = Instant::now();
-    let c = import_global_contacts(store.as_ref(), &NumberPlan::default(), &csv, Format::Csv, OnDuplicate::Reject, audit(), |_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = import_global_contacts(
+        store.as_ref(),
+        &NumberPlan::default(),
+        &csv,
+        Format::Csv,
+        OnDuplicate::Reject,
+        audit(),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let ours = t.elapsed();
     assert_eq!(c.inserted, 100_000);
     let baseline_db = dir.path().join("baseline.db");
-    sqlite3(&baseline_db, "CREATE TABLE t (name TEXT, number TEXT, field3 TEXT, field4 TEXT);");
-    let base = sqlite3(&baseline_db, &format!(".import --csv --skip 1 {} t", csv.display()));
+    sqlite3(
+        &baseline_db,
+        "CREATE TABLE t (name TEXT, number TEXT, field3 TEXT, field4 TEXT);",
+    );
+    let base = sqlite3(
+        &baseline_db,
+        &format!(".import --csv --skip 1 {} t", csv.display()),
+    );
     println!("import of 100,000 contacts (CSV)");
-    println!("  turret import (validate, normalise, dedupe, all-or-nothing): {:8.3} s", ours.as_secs_f64());
-    println!("  sqlite3 .import (raw rows, one table):                        {:8.3} s", base.as_secs_f64());
+    println!(
+        "  turret import (validate, normalise, dedupe, all-or-nothing): {:8.3} s",
+        ours.as_secs_f64()
+    );
+    println!(
+        "  sqlite3 .import (raw rows, one table):                        {:8.3} s",
+        base.as_secs_f64()
+    );
     println!("  ratio: {:.2}x", ours.as_secs_f64() / base.as_secs_f64());
     store.close().await;
 
     // 2. Online backup of a large database, with the API under load.
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
     let prepared = startup::prepare(&config, "bench").await.unwrap();
     let mut batch = Vec::new();
     for i in 0..contacts {
-        batch.push(ContactFields::new(&format!("Person {i}"), &format!("+44 20 7{:07}", i % 10_000_000), "", "").unwrap());
+        batch.push(
+            ContactFields::new(
+                &format!("Person {i}"),
+                &format!("+44 20 7{:07}", i % 10_000_000),
+                "",
+                "",
+            )
+            .unwrap(),
+        );
         if batch.len() == 100_000 || i + 1 == contacts {
-            prepared.store.insert_global_contacts(std::mem::take(&mut batch), audit()).await.unwrap();
+            prepared
+                .store
+                .insert_global_contacts(std::mem::take(&mut batch), audit())
+                .await
+                .unwrap();
         }
     }
-    let app = App::start(prepared.store.clone(), config.clone(), "bench".into()).await.unwrap();
+    let app = App::start(prepared.store.clone(), config.clone(), "bench".into())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("https://{}/api/v1", listener.local_addr().unwrap());
-    tokio::spawn(serve(app.clone(), listener, prepared.tls.clone(), std::future::pending()));
+    tokio::spawn(serve(
+        app.clone(),
+        listener,
+        prepared.tls.clone(),
+        std::future::pending(),
+    ));
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
-    let client = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap()).build().unwrap();
-    let otp = prepared.first_admin_password.as_ref().unwrap().expose().to_string();
-    let v: serde_json::Value = client.post(format!("{base_url}/auth/login")).json(&serde_json::json!({"username": "admin", "password": otp})).send().await.unwrap().json().await.unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .build()
+        .unwrap();
+    let otp = prepared
+        .first_admin_password
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_string();
+    let v: serde_json::Value = client
+        .post(format!("{base_url}/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": otp}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let v: serde_json::Value = client
         .post(format!("{base_url}/auth/password"))
         .bearer_auth(v["token"].as_str().unwrap())
         .json(&serde_json::json!({"current_password": otp, "new_password": "bench-password-01"}))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = v["token"].as_str().unwrap().to_string();
 
     let mut idle = api_latencies(&client, &base_url, &token, 500).await;
@@ -125,7 +210,14 @@ async fn main() {
     let data_dir = config.data_dir.clone();
     let t = Instant::now();
     let job = tokio::spawn(async move {
-        backup::create(store.as_ref(), &data_dir, &out_dir, Secret::new("bench passphrase 01")).await.unwrap()
+        backup::create(
+            store.as_ref(),
+            &data_dir,
+            &out_dir,
+            Secret::new("bench passphrase 01"),
+        )
+        .await
+        .unwrap()
     });
     let mut during = Vec::new();
     while !job.is_finished() {
@@ -134,11 +226,29 @@ async fn main() {
     let (file, _) = job.await.unwrap();
     let ours = t.elapsed();
     let size = std::fs::metadata(&file).unwrap().len();
-    let base = sqlite3(&dir.path().join(startup::DB_FILE), &format!(".backup '{}'", dir.path().join("plain-copy.db").display()));
-    println!("online backup of {contacts} contacts ({:.0} MB backup file)", size as f64 / 1e6);
-    println!("  turret backup (snapshot + argon2id + XChaCha20-Poly1305): {:8.3} s", ours.as_secs_f64());
-    println!("  sqlite3 .backup (plain copy):                              {:8.3} s", base.as_secs_f64());
+    let base = sqlite3(
+        &dir.path().join(startup::DB_FILE),
+        &format!(".backup '{}'", dir.path().join("plain-copy.db").display()),
+    );
+    println!(
+        "online backup of {contacts} contacts ({:.0} MB backup file)",
+        size as f64 / 1e6
+    );
+    println!(
+        "  turret backup (snapshot + argon2id + XChaCha20-Poly1305): {:8.3} s",
+        ours.as_secs_f64()
+    );
+    println!(
+        "  sqlite3 .backup (plain copy):                              {:8.3} s",
+        base.as_secs_f64()
+    );
     println!("  ratio: {:.2}x", ours.as_secs_f64() / base.as_secs_f64());
     let (i99, d99) = (pct(&mut idle, 0.99), pct(&mut during, 0.99));
-    println!("  API p99 idle {:.2} ms, during the backup {:.2} ms ({} requests): {:.2}x", i99.as_secs_f64() * 1e3, d99.as_secs_f64() * 1e3, during.len(), d99.as_secs_f64() / i99.as_secs_f64());
+    println!(
+        "  API p99 idle {:.2} ms, during the backup {:.2} ms ({} requests): {:.2}x",
+        i99.as_secs_f64() * 1e3,
+        d99.as_secs_f64() * 1e3,
+        during.len(),
+        d99.as_secs_f64() / i99.as_secs_f64()
+    );
 }

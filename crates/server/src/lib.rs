@@ -28,6 +28,8 @@ pub mod hub;
 pub mod openapi;
 pub mod passwords;
 pub mod portal;
+pub mod privacy;
+pub mod retention;
 pub mod startup;
 pub mod throttle;
 pub mod tls;
@@ -92,6 +94,7 @@ impl App {
         }));
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);
+        retention::start(&app);
         Ok(app)
     }
 }

@@ -140,10 +140,14 @@ fn schemas() -> Value {
         "Settings": obj(&["global_contacts_changeable", "master_password_enabled", "cti_enabled", "api_enabled",
             "recorder_forwarding_enabled", "updated_at"], &[
             ("global_contacts_changeable", b()), ("master_password_enabled", b()), ("cti_enabled", b()),
-            ("api_enabled", b()), ("recorder_forwarding_enabled", b()), ("updated_at", t())]),
+            ("api_enabled", b()), ("recorder_forwarding_enabled", b()),
+            ("retention_call_memory_days", json!({"type": "integer", "nullable": true})),
+            ("retention_cdr_days", json!({"type": "integer", "nullable": true})), ("updated_at", t())]),
         "SettingsPatch": obj(&[], &[("global_contacts_changeable", b()), ("master_password_enabled", b()),
             ("master_password", secret("sets and enables the master password; at least 12 characters")),
-            ("cti_enabled", b()), ("api_enabled", b()), ("recorder_forwarding_enabled", b())]),
+            ("cti_enabled", b()), ("api_enabled", b()), ("recorder_forwarding_enabled", b()),
+            ("retention_call_memory_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps"})),
+            ("retention_cdr_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps"}))]),
         "Consent": obj(&["id", "profile_id", "purpose", "channel", "given_at", "recorded_by", "created_at"], &[
             ("id", i()), ("profile_id", i()), ("purpose", s()),
             ("channel", json!({"type": "string", "enum": ["paper", "email", "electronic"]})),

@@ -348,6 +348,12 @@ pub trait CallStore {
         audit: AuditRecord,
     ) -> Result<()>;
 
+    /// Deletes call-memory entries written before `cutoff` (retention);
+    /// audits the purge when anything went. Returns how many went.
+    async fn purge_call_memory_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
+    /// Deletes CDRs that started before `cutoff` (retention), audited.
+    async fn purge_cdrs_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
+
     async fn insert_cdr(&self, cdr: Cdr) -> Result<CdrId>;
     /// CDRs that started in `[from, to)`, oldest first.
     async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>>;
@@ -404,4 +410,26 @@ pub trait MaintenanceStore {
     async fn schema_version(&self) -> Result<i64>;
     /// The database's own consistency check: `ok` when sound.
     async fn integrity_check(&self) -> Result<String>;
+    /// How many records of each kind exist (the privacy report).
+    async fn counts(&self) -> Result<DataCounts>;
+}
+
+/// Record counts per data category of SPEC §2.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataCounts {
+    pub admins: i64,
+    pub profiles: i64,
+    pub profiles_collecting_call_memory: i64,
+    pub local_contacts: i64,
+    pub speed_dials: i64,
+    pub global_contacts: i64,
+    pub lines: i64,
+    pub line_assignments: i64,
+    pub consents: i64,
+    pub call_memory_entries: i64,
+    pub cdrs: i64,
+    pub audit_entries: i64,
+    /// Oldest call-memory entry and CDR (Unix ms), for retention.
+    pub oldest_call_memory: Option<i64>,
+    pub oldest_cdr: Option<i64>,
 }

@@ -15,6 +15,11 @@ pub struct Settings {
     pub api_enabled: bool,
     /// Rule 11: forwarding calls to a voice recorder.
     pub recorder_forwarding_enabled: bool,
+    /// Call-memory entries older than this many days are deleted; `None`
+    /// keeps them (within the 100-entry FIFO).
+    pub retention_call_memory_days: Option<u32>,
+    /// Call data records older than this many days are deleted.
+    pub retention_cdr_days: Option<u32>,
     pub updated_at: Timestamp,
 }
 
@@ -29,6 +34,9 @@ pub struct SettingsChanges {
     pub cti_enabled: Option<bool>,
     pub api_enabled: Option<bool>,
     pub recorder_forwarding_enabled: Option<bool>,
+    /// `Some(None)` keeps entries forever.
+    pub retention_call_memory_days: Option<Option<u32>>,
+    pub retention_cdr_days: Option<Option<u32>>,
 }
 
 impl SettingsChanges {
@@ -62,6 +70,18 @@ impl SettingsChanges {
             "recorder_forwarding_enabled",
             &self.recorder_forwarding_enabled,
             &current.recorder_forwarding_enabled,
+        );
+        super::note_change(
+            &mut c,
+            "retention_call_memory_days",
+            &self.retention_call_memory_days,
+            &current.retention_call_memory_days,
+        );
+        super::note_change(
+            &mut c,
+            "retention_cdr_days",
+            &self.retention_cdr_days,
+            &current.retention_cdr_days,
         );
         c
     }

@@ -113,6 +113,7 @@ pub fn router(app: App) -> Router {
             )),
         )
         .route("/export/global-contacts", get(transfer::export_global))
+        .route("/privacy-report", get(privacy_report))
         .route("/backups", get(backups::list).post(backups::create))
         .route("/backups/verify", post(backups::verify))
         .route("/audit", get(audit::list))
@@ -143,6 +144,18 @@ async fn health(State(app): State<App>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// `GET /privacy-report`: the live privacy report (SPEC §4).
+async fn privacy_report(
+    State(app): State<App>,
+    _a: extract::AdminAuth,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        crate::privacy::report(&app)
+            .await
+            .map_err(ApiError::Internal)?,
+    ))
 }
 
 async fn openapi() -> Json<serde_json::Value> {

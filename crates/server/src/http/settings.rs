@@ -19,6 +19,8 @@ pub struct SettingsOut {
     cti_enabled: bool,
     api_enabled: bool,
     recorder_forwarding_enabled: bool,
+    retention_call_memory_days: Option<u32>,
+    retention_cdr_days: Option<u32>,
     updated_at: String,
 }
 
@@ -30,6 +32,8 @@ impl From<Settings> for SettingsOut {
             cti_enabled: s.cti_enabled,
             api_enabled: s.api_enabled,
             recorder_forwarding_enabled: s.recorder_forwarding_enabled,
+            retention_call_memory_days: s.retention_call_memory_days,
+            retention_cdr_days: s.retention_cdr_days,
             updated_at: ts(s.updated_at),
         }
     }
@@ -51,6 +55,12 @@ pub struct SettingsPatch {
     pub cti_enabled: Option<bool>,
     pub api_enabled: Option<bool>,
     pub recorder_forwarding_enabled: Option<bool>,
+    /// Days; `null` keeps entries until deleted.
+    #[serde(default, deserialize_with = "super::double_option")]
+    pub retention_call_memory_days: Option<Option<u32>>,
+    /// Days; `null` keeps records until deleted.
+    #[serde(default, deserialize_with = "super::double_option")]
+    pub retention_cdr_days: Option<Option<u32>>,
 }
 
 pub async fn update(
@@ -79,6 +89,19 @@ pub async fn update(
         }
         _ => None,
     };
+    for (field, v) in [
+        ("retention_call_memory_days", b.retention_call_memory_days),
+        ("retention_cdr_days", b.retention_cdr_days),
+    ] {
+        if let Some(Some(d)) = v {
+            if !(1..=3650).contains(&d) {
+                return Err(ApiError::invalid(
+                    field,
+                    "must be between 1 and 3650 days, or null to keep",
+                ));
+            }
+        }
+    }
     let event = match &master_password {
         Some(Some(_)) if current.master_password_enabled => "master_password.changed",
         Some(Some(_)) => "master_password.enabled",
@@ -91,6 +114,8 @@ pub async fn update(
         cti_enabled: b.cti_enabled,
         api_enabled: b.api_enabled,
         recorder_forwarding_enabled: b.recorder_forwarding_enabled,
+        retention_call_memory_days: b.retention_call_memory_days,
+        retention_cdr_days: b.retention_cdr_days,
     };
     let r = auth.record(event, "settings", None, changes.changed_fields(&current));
     Ok(axum::Json(

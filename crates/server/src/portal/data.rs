@@ -111,7 +111,8 @@ async fn import(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                return (StatusCode::BAD_REQUEST, format!("the upload failed: {e}")).into_response();
+                return (StatusCode::BAD_REQUEST, format!("the upload failed: {e}"))
+                    .into_response();
             }
         };
         match field.name().unwrap_or("") {

@@ -30,21 +30,8 @@ pub fn routes() -> Router<App> {
         .route("/audit/filter", post(audit_filter))
         .route("/backups", get(backups).post(create_backup))
         .route("/backups/verify", post(verify_backup))
-        .route("/privacy", get(|s, p| later(s, p, "/privacy", "Privacy")))
-}
-
-async fn later(
-    State(app): State<App>,
-    p: Portal,
-    path: &'static str,
-    title: &'static str,
-) -> Response {
-    let content = html! {
-        section.card {
-            p { "This part of the portal arrives with the next data lifecycle release: CSV and JSON import and export, subject access exports, retention and the live privacy report." }
-        }
-    };
-    page(&app, &p, path, title, content)
+        .route("/privacy", get(privacy))
+        .route("/settings/retention", post(save_retention))
 }
 
 async fn settings_page(app: &App, p: &Portal, master: &FormState, status: StatusCode) -> Response {
@@ -68,6 +55,18 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
                 (checkbox(&sw, "API interface", "api_enabled", s.api_enabled))
                 (checkbox(&sw, "Recorder forwarding", "recorder_forwarding_enabled", s.recorder_forwarding_enabled))
                 button type="submit" { "Save switches" }
+            }
+        }
+        section.card #retention {
+            h2 { "Retention" }
+            p.muted { "Older records are deleted every hour; each purge is audited. Leave a field empty to keep records until they are deleted." }
+            form.row method="post" action="/settings/retention" {
+                (layout::csrf(p))
+                (field(&FormState::with_values("retention", &[("call_memory_days", &s.retention_call_memory_days.map(|d| d.to_string()).unwrap_or_default())]),
+                    "Call memory: days", "call_memory_days", "number", None))
+                (field(&FormState::with_values("retention", &[("cdr_days", &s.retention_cdr_days.map(|d| d.to_string()).unwrap_or_default())]),
+                    "Call data records: days", "cdr_days", "number", None))
+                div.field.submit { button type="submit" { "Save retention" } }
             }
         }
         section.card #master {
@@ -126,6 +125,8 @@ fn patch() -> api_settings::SettingsPatch {
         cti_enabled: None,
         api_enabled: None,
         recorder_forwarding_enabled: None,
+        retention_call_memory_days: None,
+        retention_cdr_days: None,
     }
 }
 
@@ -713,4 +714,115 @@ async fn verify_backup(
             Err(e) => e.into_response(),
         },
     }
+}
+
+#[derive(Deserialize)]
+pub struct RetentionForm {
+    #[serde(default)]
+    call_memory_days: String,
+    #[serde(default)]
+    cdr_days: String,
+}
+
+async fn save_retention(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<RetentionForm>,
+) -> Response {
+    let days = |field: &str, v: &str| -> Result<Option<u32>, ApiError> {
+        match v.trim() {
+            "" => Ok(None),
+            t => t
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(field, "must be a whole number of days")),
+        }
+    };
+    let r = async {
+        let body = api_settings::SettingsPatch {
+            retention_call_memory_days: Some(days(
+                "retention_call_memory_days",
+                &f.call_memory_days,
+            )?),
+            retention_cdr_days: Some(days("retention_cdr_days", &f.cdr_days)?),
+            ..patch()
+        };
+        api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await
+    }
+    .await;
+    done(
+        &app,
+        &p,
+        r,
+        "/settings#retention",
+        "Retention saved.",
+        |(_, m)| {
+            p.flash(&app, m);
+            Redirect::to("/settings#retention").into_response()
+        },
+    )
+}
+
+async fn privacy(State(app): State<App>, p: Portal) -> Response {
+    let r = match crate::privacy::report(&app).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::Internal(e).into_response(),
+    };
+    let yes = |v: &serde_json::Value| {
+        if v.as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        }
+    };
+    let content = html! {
+        p.muted { "Generated " (r["generated_at"].as_str().unwrap_or("")) " from this deployment. The same document as JSON: " code { "GET /api/v1/privacy-report" } "." }
+        section.card {
+            h2 { "What is held" }
+            table {
+                thead { tr { th { "Data" } th { "Records" } th { "Fields" } th { "Who can read it" } th { "Protection" } } }
+                tbody {
+                    @for c in r["categories"].as_array().into_iter().flatten() {
+                        tr {
+                            td { strong { (c["category"].as_str().unwrap_or("")) } }
+                            td { (c["records"]) }
+                            td { (c["fields"].as_str().unwrap_or("")) }
+                            td { (c["readers"].as_str().unwrap_or("")) }
+                            td { (c["protection"].as_str().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+            p.muted { "Stored in " (r["deployment"]["data_directory"].as_str().unwrap_or("")) "." }
+        }
+        section.card {
+            h2 { "Collection and interfaces" }
+            table { tbody {
+                tr { td { "Profiles collecting call memory" } td { (r["collection"]["profiles_collecting_call_memory"]) } }
+                tr { td { "Master password" } td { (yes(&r["collection"]["master_password_enabled"])) } }
+                tr { td { "Clients may change global contacts" } td { (yes(&r["collection"]["global_contacts_changeable_by_clients"])) } }
+                tr { td { "CTI interface" } td { (yes(&r["interfaces"]["cti"])) } }
+                tr { td { "API interface" } td { (yes(&r["interfaces"]["api"])) } }
+                tr { td { "Recorder forwarding" } td { (yes(&r["interfaces"]["recorder_forwarding"])) } }
+            } }
+        }
+        section.card {
+            h2 { "Retention, backups, erasure" }
+            table { tbody {
+                tr { td { "Call memory kept" } td { (r["retention"]["call_memory"]["max_age_days"].as_u64().map(|d| format!("{d} days")).unwrap_or("until deleted".into())) ", at most " (r["retention"]["call_memory_fifo_per_profile"]) " per profile" } }
+                tr { td { "Call data records kept" } td { (r["retention"]["cdrs"]["max_age_days"].as_u64().map(|d| format!("{d} days")).unwrap_or("until deleted".into())) } }
+                tr { td { "Backups" } td { (r["backups"]["count"]) " in " (r["backups"]["directory"].as_str().unwrap_or("")) } }
+                tr { td { "Erasures in the ledger" } td { (r["erasure_ledger"]["entries"]) " (kept outside every backup)" } }
+                tr { td { "Audit log" } td { (r["audit"]["entries"]) " entries; hash chain " @if r["audit"]["chain_intact"].as_bool() == Some(true) { "intact" } @else { strong { "BROKEN" } } } }
+            } }
+        }
+        section.card {
+            h2 { "Encryption" }
+            table { tbody {
+                @for (k, v) in r["encryption"].as_object().into_iter().flatten() {
+                    tr { td { (k.replace('_', " ")) } td { (v.as_str().unwrap_or("")) } }
+                }
+            } }
+        }
+    };
+    page(&app, &p, "/privacy", "Privacy report", content)
 }

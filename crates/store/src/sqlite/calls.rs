@@ -9,6 +9,30 @@ use sqlx::Row;
 use super::{SqliteStore, db};
 use crate::{CallStore, Result};
 
+impl SqliteStore {
+    async fn purge(
+        &self,
+        sql: &'static str,
+        cutoff: Timestamp,
+        mut audit: AuditRecord,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(sql)
+            .bind(cutoff.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Ok(0);
+        }
+        audit.changes = vec![format!("deleted:{n}")];
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(n)
+    }
+}
+
 #[async_trait]
 impl CallStore for SqliteStore {
     async fn push_call_memory(
@@ -75,6 +99,20 @@ impl CallStore for SqliteStore {
             &audit,
         )
         .await
+    }
+
+    async fn purge_call_memory_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64> {
+        self.purge(
+            "DELETE FROM call_memory WHERE created_at < ?",
+            cutoff,
+            audit,
+        )
+        .await
+    }
+
+    async fn purge_cdrs_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64> {
+        self.purge("DELETE FROM cdrs WHERE started_at < ?", cutoff, audit)
+            .await
     }
 
     async fn insert_cdr(&self, c: Cdr) -> Result<CdrId> {

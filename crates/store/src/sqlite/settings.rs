@@ -23,6 +23,12 @@ impl SettingsStore for SqliteStore {
             cti_enabled: r.get("cti_enabled"),
             api_enabled: r.get("api_enabled"),
             recorder_forwarding_enabled: r.get("recorder_forwarding_enabled"),
+            retention_call_memory_days: r
+                .get::<Option<i64>, _>("retention_call_memory_days")
+                .map(|d| d as u32),
+            retention_cdr_days: r
+                .get::<Option<i64>, _>("retention_cdr_days")
+                .map(|d| d as u32),
             updated_at: Timestamp(r.get("updated_at")),
         })
     }
@@ -41,6 +47,8 @@ impl SettingsStore for SqliteStore {
                cti_enabled = COALESCE(?, cti_enabled),
                api_enabled = COALESCE(?, api_enabled),
                recorder_forwarding_enabled = COALESCE(?, recorder_forwarding_enabled),
+               retention_call_memory_days = CASE WHEN ? THEN ? ELSE retention_call_memory_days END,
+               retention_cdr_days = CASE WHEN ? THEN ? ELSE retention_cdr_days END,
                updated_at = ?
              WHERE id = 1",
         )
@@ -52,6 +60,10 @@ impl SettingsStore for SqliteStore {
         .bind(c.cti_enabled)
         .bind(c.api_enabled)
         .bind(c.recorder_forwarding_enabled)
+        .bind(c.retention_call_memory_days.is_some())
+        .bind(c.retention_call_memory_days.flatten().map(|d| d as i64))
+        .bind(c.retention_cdr_days.is_some())
+        .bind(c.retention_cdr_days.flatten().map(|d| d as i64))
         .bind(Timestamp::now().0)
         .execute(&mut *tx.tx)
         .await

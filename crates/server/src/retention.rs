@@ -1,0 +1,72 @@
+//! Retention (SPEC §4): call-memory entries and call data records older
+//! than the administrator's limits (settings) are deleted by a background
+//! job, at start and then every hour; each purge is audited with how many
+//! records went. Defaults: call memory 90 days, CDRs 365 days.
+
+use std::time::Duration;
+
+use openturret_domain::Timestamp;
+
+use crate::App;
+use crate::http::extract::Ctx;
+
+const EVERY: Duration = Duration::from_secs(3600);
+const DAY_MS: i64 = 86_400_000;
+
+/// How many records one run deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub call_memory: u64,
+    pub cdrs: u64,
+}
+
+fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord {
+    let ctx = Ctx {
+        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        client_host: String::new(),
+        server_host: app.host.clone(),
+    };
+    let mut r = ctx.record("system", event, object, None, vec![]);
+    r.pii.client_ip = String::new();
+    r
+}
+
+/// Applies the retention limits once, as of `now`.
+pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
+    let s = app.store.get_settings().await?;
+    let mut p = Purged::default();
+    if let Some(days) = s.retention_call_memory_days {
+        let cutoff = Timestamp(now.0 - days as i64 * DAY_MS);
+        p.call_memory = app
+            .store
+            .purge_call_memory_before(cutoff, record(app, "retention.purged", "call_memory"))
+            .await?;
+    }
+    if let Some(days) = s.retention_cdr_days {
+        let cutoff = Timestamp(now.0 - days as i64 * DAY_MS);
+        p.cdrs = app
+            .store
+            .purge_cdrs_before(cutoff, record(app, "retention.purged", "cdr"))
+            .await?;
+    }
+    Ok(p)
+}
+
+/// Starts the hourly job.
+pub fn start(app: &App) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            match run_once(&app, Timestamp::now()).await {
+                Ok(p) if p != Purged::default() => tracing::info!(
+                    call_memory = p.call_memory,
+                    cdrs = p.cdrs,
+                    "retention purge"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "retention purge failed"),
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+}

@@ -1,0 +1,181 @@
+//! Retention and the live privacy report (SPEC §4).
+
+mod common;
+
+use common::inproc::InProc;
+use openturret_domain::model::{Cdr, Direction};
+use openturret_domain::{LineId, ProfileId, Timestamp};
+use openturret_server::callmem::{CallEvent, record_call};
+use openturret_server::retention::{Purged, run_once};
+use serde_json::json;
+
+const DAY: i64 = 86_400_000;
+
+#[tokio::test]
+async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
+    let s = InProc::start().await;
+    let pid = s
+        .profile(json!({"name": "Ann", "password": "ann-pw", "collect_call_memory": true}))
+        .await;
+    let (_, l) = s
+        .api
+        .post("/api/v1/lines", json!({"name": "L1", "uri": "sip:1@pbx"}))
+        .await;
+    s.api
+        .put(
+            &format!("/api/v1/profiles/{pid}/lines/{}", l["id"]),
+            json!({"position": 1}),
+        )
+        .await;
+    let now = Timestamp::now();
+    for age_days in [200, 100, 10] {
+        let ev = CallEvent {
+            line: LineId(l["id"].as_i64().unwrap()),
+            direction: Direction::Incoming,
+            remote_number: "+44 20 7946 0001".into(),
+            at: Timestamp(now.0 - age_days * DAY),
+            answered_by: None,
+        };
+        record_call(&s.app, &ev).await.unwrap();
+        s.app
+            .store
+            .insert_cdr(Cdr {
+                started_at: Some(Timestamp(now.0 - age_days * 3 * DAY)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // Defaults: 90 days of call memory, 365 days of CDRs.
+    let (_, st) = s.api.get("/api/v1/settings").await;
+    assert_eq!(
+        (
+            st["retention_call_memory_days"].as_u64(),
+            st["retention_cdr_days"].as_u64()
+        ),
+        (Some(90), Some(365))
+    );
+    // Call memory 200 and 100 days old goes; the CDR of 600 days goes.
+    assert_eq!(
+        run_once(&s.app, now).await.unwrap(),
+        Purged {
+            call_memory: 2,
+            cdrs: 1
+        }
+    );
+    assert_eq!(
+        s.app
+            .store
+            .list_call_memory(ProfileId(pid))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.app
+            .store
+            .list_cdrs(Timestamp(0), now, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        run_once(&s.app, now).await.unwrap(),
+        Purged::default(),
+        "nothing left to purge"
+    );
+    let (_, audit) = s.api.get("/api/v1/audit?event_type=retention.purged").await;
+    let changes: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}:{}", e["object_type"], e["changes"][0]))
+        .collect();
+    assert_eq!(
+        changes,
+        ["\"cdr\":\"deleted:1\"", "\"call_memory\":\"deleted:2\""]
+    );
+
+    // An administrator can keep records for ever, or shorten the limits.
+    let (st, v) = s
+        .api
+        .patch(
+            "/api/v1/settings",
+            json!({"retention_call_memory_days": null, "retention_cdr_days": 5000}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "retention_cdr_days");
+    let (_, v) = s
+        .api
+        .patch(
+            "/api/v1/settings",
+            json!({"retention_call_memory_days": null, "retention_cdr_days": 1}),
+        )
+        .await;
+    assert!(v["retention_call_memory_days"].is_null());
+    assert_eq!(
+        run_once(&s.app, now).await.unwrap(),
+        Purged {
+            call_memory: 0,
+            cdrs: 2
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_privacy_report_describes_this_deployment() {
+    let s = InProc::start().await;
+    let a = s
+        .profile(
+            json!({"name": "Ann Secretname", "password": "ann-pw", "collect_call_memory": true}),
+        )
+        .await;
+    s.profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .await;
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{a}/contacts"),
+            json!({"name": "Carla Hidden", "number": "+44 20 7946 0002"}),
+        )
+        .await;
+    s.api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    s.api.delete(&format!("/api/v1/profiles/{a}")).await;
+    let (st, r) = s.api.get("/api/v1/privacy-report").await;
+    assert_eq!(st, reqwest::StatusCode::OK);
+    let count = |name: &str| {
+        r["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["category"] == name)
+            .unwrap()["records"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count("Profiles"), 1);
+    assert_eq!(count("Local contacts"), 0);
+    assert_eq!(count("Administrators"), 1);
+    assert_eq!(r["interfaces"]["cti"], true);
+    assert_eq!(r["interfaces"]["api"], false);
+    assert_eq!(r["erasure_ledger"]["entries"], 1);
+    assert_eq!(r["audit"]["chain_intact"], true);
+    assert_eq!(r["retention"]["call_memory"]["max_age_days"], 90);
+    let text = r.to_string();
+    assert!(
+        !text.contains("Secretname") && !text.contains("Carla"),
+        "the report holds counts, not people"
+    );
+    let anon = common::Api {
+        token: None,
+        ..s.api.clone()
+    };
+    assert_eq!(
+        anon.get("/api/v1/privacy-report").await.0,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+}
