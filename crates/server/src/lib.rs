@@ -35,6 +35,7 @@ pub mod throttle;
 pub mod tls;
 pub mod transfer;
 pub mod turret;
+pub mod zip;
 
 use std::future::Future;
 use std::ops::Deref;
