@@ -31,6 +31,7 @@ pub mod portal;
 pub mod privacy;
 pub mod retention;
 pub mod startup;
+pub mod subject;
 pub mod throttle;
 pub mod tls;
 pub mod transfer;

@@ -331,6 +331,13 @@ fn operations() -> Vec<Op> {
         .ok(200, S(r("Erasure"))),
         op(
             "get",
+            "/api/v1/profiles/{id}/subject-export",
+            "profiles",
+            "Subject access export: everything held about the profile, as a ZIP (JSON, CSV, HTML); never call memory",
+        )
+        .ok(200, S(json!({"type": "string", "format": "binary"}))),
+        op(
+            "get",
             "/api/v1/profiles/{id}/contacts",
             "profiles",
             "List a profile's local contacts",

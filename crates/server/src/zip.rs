@@ -9,7 +9,11 @@ fn crc32(data: &[u8]) -> u32 {
     for (i, slot) in table.iter_mut().enumerate() {
         let mut c = i as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
         *slot = c;
     }
@@ -46,7 +50,8 @@ impl Zip {
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(data);
         // Central directory entry.
-        self.central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        self.central
+            .extend_from_slice(&0x0201_4b50u32.to_le_bytes());
         for v in [20u16, 20, 0x0800, 0, 0, 0x21] {
             self.central.extend_from_slice(&v.to_le_bytes());
         }
@@ -99,7 +104,11 @@ mod tests {
             .arg(&p)
             .output()
             .expect("python3 is on the machine");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "héllo");
     }
 }

@@ -179,3 +179,160 @@ async fn the_privacy_report_describes_this_deployment() {
         reqwest::StatusCode::UNAUTHORIZED
     );
 }
+
+/// Reads `name` from a ZIP with Python's zipfile (an independent reader).
+fn unzip(zip: &std::path::Path, name: &str) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; sys.stdout.write(z.read(sys.argv[2]).decode())"])
+        .arg(zip)
+        .arg(name)
+        .output()
+        .expect("python3 reads ZIP files");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_unlocks() {
+    let s = InProc::start().await;
+    let pid = s
+        .profile(json!({"name": "Sam Subject", "password": "sam-pw", "call_memory_password": "sam-cm", "collect_call_memory": true}))
+        .await;
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{pid}/contacts"),
+            json!({"name": "Tina Contact", "number": "+44 20 7946 0400"}),
+        )
+        .await;
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{pid}/speed-dials"),
+            json!({"kind": "DKM", "position": 2, "name": "Desk", "number": "2001"}),
+        )
+        .await;
+    s.api
+        .post(
+            "/api/v1/consents",
+            json!({"profile_id": pid, "purpose": "call memory", "channel": "email"}),
+        )
+        .await;
+    s.app
+        .store
+        .insert_cdr(Cdr {
+            profile_name: Some("Sam Subject".into()),
+            calling_number: Some("+44 20 7000 0555".into()),
+            started_at: Some(Timestamp::now()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, l) = s
+        .api
+        .post("/api/v1/lines", json!({"name": "L1", "uri": "sip:1@pbx"}))
+        .await;
+    s.api
+        .put(
+            &format!("/api/v1/profiles/{pid}/lines/{}", l["id"]),
+            json!({"position": 1}),
+        )
+        .await;
+    let ev = CallEvent {
+        line: LineId(l["id"].as_i64().unwrap()),
+        direction: Direction::Outgoing,
+        remote_number: "+44 20 7000 0666".into(),
+        at: Timestamp::now(),
+        answered_by: Some(ProfileId(pid)),
+    };
+    record_call(&s.app, &ev).await.unwrap();
+
+    // The administrator's export: everything but the sealed call memory.
+    let res = s
+        .api
+        .client
+        .get(format!("{}/api/v1/profiles/{pid}/subject-export", s.url))
+        .bearer_auth(s.api.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    if res.headers()["content-type"] != "application/zip" {
+        panic!("export failed: {}", res.text().await.unwrap());
+    }
+    let admin_zip = s.dir.path().join("admin.zip");
+    std::fs::write(&admin_zip, res.bytes().await.unwrap()).unwrap();
+    let subject: serde_json::Value =
+        serde_json::from_str(&unzip(&admin_zip, "subject.json").unwrap()).unwrap();
+    assert_eq!(subject["profile"]["name"], "Sam Subject");
+    assert_eq!(subject["local_contacts"][0]["name"], "Tina Contact");
+    assert_eq!(subject["speed_dials"][0]["position"], "2");
+    assert_eq!(subject["consents"][0]["channel"], "email");
+    assert_eq!(
+        subject["call_data_records"][0]["calling_number"],
+        "+44 20 7000 0555"
+    );
+    assert!(
+        subject["audit_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "profile.created")
+    );
+    assert!(subject["call_memory"].is_null());
+    assert!(unzip(&admin_zip, "call_memory.csv").is_none());
+    assert!(
+        !std::fs::read(&admin_zip)
+            .unwrap()
+            .windows(9)
+            .any(|w| w == b"7000 0666"),
+        "no call memory in an admin export"
+    );
+    assert!(
+        unzip(&admin_zip, "index.html")
+            .unwrap()
+            .contains("Tina Contact")
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&unzip(&admin_zip, "manifest.json").unwrap()).unwrap();
+    assert_eq!(manifest["includes_call_memory"], false);
+
+    // The user's own export, unlocked: with the call memory.
+    let user_zip = s.dir.path().join("user.zip");
+    let cert = s.dir.path().join("tls/cert.pem");
+    let out = tokio::task::block_in_place(|| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(common::BIN)
+            .args([
+                "client",
+                "--server",
+                &s.url,
+                "--ca",
+                cert.to_str().unwrap(),
+                "--profile",
+                "Sam Subject",
+                "--password-stdin",
+                "export-my-data",
+                user_zip.to_str().unwrap(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"sam-pw\nsam-cm\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm = unzip(&user_zip, "call_memory.csv").expect("the user's export holds the call memory");
+    assert!(
+        cm.contains("+44 20 7000 0666") && cm.contains("answered"),
+        "{cm}"
+    );
+}

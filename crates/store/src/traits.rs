@@ -370,6 +370,9 @@ pub struct AuditFilter {
     pub to: Option<Timestamp>,
     /// Only entries older than this sequence number (paging backwards).
     pub before_seq: Option<i64>,
+    /// Only entries about this profile: the profile itself, objects it owns
+    /// (`<id>/...`), and what its clients did (actor `profile:<id>`).
+    pub about_profile: Option<i64>,
     pub limit: i64,
 }
 

@@ -247,6 +247,26 @@ pub async fn run_cli(
                 println!("{p}");
             }
         }
+        "export-my-data" => {
+            if let Some(p) = &second {
+                c.request(json!({"op": "unlock_call_memory", "password": p}))
+                    .await?;
+            }
+            let v = c.request(json!({"op": "subject_export"})).await?;
+            let out = arg.context("export-my-data FILE")?;
+            let b64 = v["zip_base64"]
+                .as_str()
+                .context("no export in the answer")?;
+            std::fs::write(out, unbase64(b64).context("the export is not base64")?)?;
+            eprintln!(
+                "wrote {out} (call memory {})",
+                if v["includes_call_memory"] == true {
+                    "included"
+                } else {
+                    "not included: give the call-memory password as a second line"
+                }
+            );
+        }
         "delete-call-memory" => {
             let unlock = second.as_ref().unwrap_or(password);
             c.request(json!({"op": "unlock_call_memory", "password": unlock}))
@@ -267,4 +287,33 @@ pub async fn run_cli(
     }
     c.close().await;
     Ok(())
+}
+
+/// Decodes standard, padded base64.
+fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = s.trim().as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = n << 6 | val(c)?;
+        }
+        n <<= 6 * pad as u32;
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    Some(out)
 }

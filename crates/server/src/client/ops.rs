@@ -465,6 +465,7 @@ impl Conn {
             Request::UnlockCallMemory { password } => self.unlock_call_memory(password).await,
             Request::CallMemory => self.call_memory().await,
             Request::DeleteCallMemory { entry_id } => self.delete_call_memory(entry_id).await,
+            Request::SubjectExport => self.subject_export().await,
             Request::Lookup { number } => {
                 let pid = self.user().await?.lock().await.profile;
                 Ok(json!({"number": number, "name": self.app.caller_id.lookup(pid, &number)}))
@@ -748,6 +749,44 @@ impl Conn {
             }
         }
         Ok(json!({"entries": items, "unreadable": unreadable}))
+    }
+
+    /// Everything held about the session's profile, with the call memory
+    /// when the user has unlocked it.
+    async fn subject_export(&self) -> Res {
+        let s = self.user().await?;
+        let (pid, key, unlocked) = {
+            let g = s.lock().await;
+            (g.profile, g.key.clone(), g.call_memory_unlocked)
+        };
+        let call_memory = match (key, unlocked) {
+            (Some(key), true) => {
+                let records = self.app.store.list_call_memory(pid).await?;
+                Some(
+                    records
+                        .iter()
+                        .rev()
+                        .filter_map(|r| {
+                            callmem::open_entry(&key, &r.sealed).ok().map(|e| (r.id, e))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }
+            _ => None,
+        };
+        let included = call_memory.is_some();
+        let zip = crate::subject::export(&self.app, pid, call_memory)
+            .await
+            .map_err(|e| ProtoError::from(crate::http::error::ApiError::Internal(e)))?;
+        let r = self.record(
+            &format!("profile:{pid}"),
+            "profile.subject_exported",
+            "profile",
+            Some(pid.0.to_string()),
+            vec![],
+        );
+        self.app.store.append_audit(r).await?;
+        Ok(json!({"zip_base64": crate::subject::base64(&zip), "includes_call_memory": included}))
     }
 
     async fn delete_call_memory(&self, id: i64) -> Res {

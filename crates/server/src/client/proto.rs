@@ -103,6 +103,7 @@ pub enum Request {
     Lookup {
         number: String,
     },
+    SubjectExport,
 }
 
 /// A refusal or failure, as sent to the client.

@@ -86,6 +86,7 @@ pub async fn list(
         from: q.from.as_deref().map(|s| parse_ts("from", s)).transpose()?,
         to: q.to.as_deref().map(|s| parse_ts("to", s)).transpose()?,
         before_seq: q.before,
+        about_profile: None,
         limit: lim,
     };
     let items = app.store.list_audit(&f).await?;

@@ -60,6 +60,10 @@ pub fn router(app: App) -> Router {
             get(profiles::erasure_preview),
         )
         .route(
+            "/profiles/{id}/subject-export",
+            get(profiles::subject_export),
+        )
+        .route(
             "/profiles/{id}/contacts",
             get(contacts::list_local).post(contacts::create_local),
         )

@@ -479,3 +479,48 @@ pub async fn withdraw(app: &App, auth: &AdminAuth, id: ConsentId) -> ApiResult<P
     );
     Ok(app.store.withdraw_consent(consent.id, r).await?)
 }
+
+/// The subject access export of a profile, as a ZIP download (API and
+/// portal). Never includes call memory: an administrator cannot open it.
+pub async fn subject_export_response(
+    app: &App,
+    auth: &AdminAuth,
+    id: ProfileId,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let zip =
+        crate::subject::export(app, id, None)
+            .await
+            .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
+                Ok(se) => ApiError::from(se),
+                Err(e) => ApiError::Internal(e),
+            })?;
+    let r = auth.record(
+        "profile.subject_exported",
+        "profile",
+        Some(id.to_string()),
+        vec![],
+    );
+    app.store.append_audit(r).await?;
+    let mut res = zip.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&format!("attachment; filename=\"subject-{id}.zip\""))
+    {
+        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+/// `GET /profiles/{id}/subject-export`
+pub async fn subject_export(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::response::Response> {
+    subject_export_response(&app, &auth, ProfileId(id)).await
+}

@@ -94,12 +94,13 @@ pub async fn update(
         ("retention_cdr_days", b.retention_cdr_days),
     ] {
         if let Some(Some(d)) = v
-            && !(1..=3650).contains(&d) {
-                return Err(ApiError::invalid(
-                    field,
-                    "must be between 1 and 3650 days, or null to keep",
-                ));
-            }
+            && !(1..=3650).contains(&d)
+        {
+            return Err(ApiError::invalid(
+                field,
+                "must be between 1 and 3650 days, or null to keep",
+            ));
+        }
     }
     let event = match &master_password {
         Some(Some(_)) if current.master_password_enabled => "master_password.changed",

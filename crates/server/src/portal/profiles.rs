@@ -27,6 +27,7 @@ pub fn routes() -> Router<App> {
         .route("/profiles/new", get(new_page).post(create))
         .route("/profiles/{id}", get(detail).post(update))
         .route("/profiles/{id}/delete", get(delete_page).post(delete))
+        .route("/profiles/{id}/export", get(subject_export))
         .route("/profiles/{id}/contacts", post(add_contact))
         .route(
             "/profiles/{id}/contacts/{contact_id}",
@@ -436,6 +437,11 @@ async fn render_detail(
                     div.field.submit { button type="submit" { "Add line key" } }
                 }
             }
+        }
+        section.card {
+            h2 { "Subject access export" }
+            p { "Everything held about this profile, as a ZIP: JSON, CSV and a page to read. Call memory is sealed and only its user can export it, from a turret." }
+            a.button href=(format!("{base}/export")) download { "Download the export" }
         }
         section.card {
             h2 { "Delete" }
@@ -873,4 +879,11 @@ async fn remove_line(
         "Line key removed.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+}
+
+async fn subject_export(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    match api::subject_export_response(&app, &p.auth, ProfileId(id)).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
 }

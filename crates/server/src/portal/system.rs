@@ -428,6 +428,7 @@ async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -
             from,
             to,
             before_seq: q.before,
+            about_profile: None,
             limit: 50,
         },
         (Err(e), _) | (_, Err(e)) => return e.into_response(),

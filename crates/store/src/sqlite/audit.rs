@@ -81,6 +81,15 @@ impl AuditStore for SqliteStore {
         if let Some(v) = f.to {
             b.push(" AND at < ").push_bind(v.0);
         }
+        if let Some(p) = f.about_profile {
+            b.push(" AND ((object_type = 'profile' AND object_id = ")
+                .push_bind(p.to_string())
+                .push(") OR object_id LIKE ")
+                .push_bind(format!("{p}/%"))
+                .push(" OR actor = ")
+                .push_bind(format!("profile:{p}"))
+                .push(")");
+        }
         if let Some(v) = f.before_seq {
             b.push(" AND seq < ").push_bind(v);
         }

@@ -1,0 +1,301 @@
+//! Subject access export (SPEC §4): everything held about one profile, as a
+//! ZIP with a manifest, machine-readable JSON, CSV for the tables and a
+//! page people can read. Call memory is included only when the profile's
+//! user has unlocked it in a client session; an administrator's export
+//! never holds it (they cannot open it).
+
+use maud::{DOCTYPE, html};
+use openturret_domain::model::CallMemoryEntry;
+use openturret_domain::{CallMemoryId, ProfileId, Timestamp};
+use openturret_store::AuditFilter;
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::http::ts;
+use crate::zip::Zip;
+
+fn csv_of(headers: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(headers);
+    for r in rows {
+        let _ = w.write_record(r);
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+fn table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> maud::Markup {
+    html! {
+        h2 { (title) " (" (rows.len()) ")" }
+        @if rows.is_empty() { p { "None." } } @else {
+            table {
+                thead { tr { @for h in headers { th { (h) } } } }
+                tbody { @for r in rows { tr { @for c in r { td { (c) } } } } }
+            }
+        }
+    }
+}
+
+/// Builds the export of `pid`. `call_memory`: the user's unlocked entries,
+/// or `None` (never for an administrator).
+pub async fn export(
+    app: &App,
+    pid: ProfileId,
+    call_memory: Option<Vec<(CallMemoryId, CallMemoryEntry)>>,
+) -> anyhow::Result<Vec<u8>> {
+    let p = app.store.get_profile(pid).await?;
+    let contacts = app.store.list_local_contacts(pid).await?;
+    let keys = app.store.list_speed_dials(pid).await?;
+    let line_keys = app.store.list_profile_lines(pid).await?;
+    let lines = app.store.list_lines().await?;
+    let consents = app.store.list_consents(Some(pid)).await?;
+    let cdrs: Vec<_> = app
+        .store
+        .list_cdrs(Timestamp(0), Timestamp(i64::MAX), 100_000)
+        .await?
+        .into_iter()
+        .filter(|c| c.profile_name.as_deref() == Some(p.name.as_str()))
+        .collect();
+    let audit = app
+        .store
+        .list_audit(&AuditFilter {
+            about_profile: Some(pid.0),
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
+
+    let contact_rows: Vec<Vec<String>> = contacts
+        .iter()
+        .map(|c| {
+            vec![
+                c.fields.name.clone(),
+                c.fields.number.clone(),
+                c.fields.field3.clone(),
+                c.fields.field4.clone(),
+            ]
+        })
+        .collect();
+    let key_rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.fields.kind.as_str().into(),
+                k.fields.position.to_string(),
+                k.fields.name.clone(),
+                k.fields.number.clone(),
+            ]
+        })
+        .collect();
+    let line_rows: Vec<Vec<String>> = line_keys
+        .iter()
+        .map(|k| {
+            let l = lines.iter().find(|l| l.id == k.line_id);
+            vec![
+                k.position.to_string(),
+                l.map(|l| l.fields.display_name.clone()).unwrap_or_default(),
+                l.map(|l| l.fields.alternate_text.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let consent_rows: Vec<Vec<String>> = consents
+        .iter()
+        .map(|c| {
+            vec![
+                c.purpose.clone(),
+                c.channel.as_str().into(),
+                ts(c.given_at),
+                c.recorded_by.clone(),
+            ]
+        })
+        .collect();
+    let cdr_rows: Vec<Vec<String>> = cdrs
+        .iter()
+        .map(|c| {
+            vec![
+                c.started_at.map(ts).unwrap_or_default(),
+                c.direction
+                    .map(|d| d.as_str().to_string())
+                    .unwrap_or_default(),
+                c.calling_number.clone().unwrap_or_default(),
+                c.called_number.clone().unwrap_or_default(),
+                c.duration_ms
+                    .map(|d| (d / 1000).to_string())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let audit_rows: Vec<Vec<String>> = audit
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            vec![
+                ts(r.at),
+                r.event_type.clone(),
+                r.object_type.clone(),
+                r.object_id.clone().unwrap_or_default(),
+                r.changes.join(" "),
+                r.pii.actor.clone(),
+            ]
+        })
+        .collect();
+    let cm_rows: Option<Vec<Vec<String>>> = call_memory.as_ref().map(|entries| {
+        entries
+            .iter()
+            .map(|(_, e)| {
+                vec![
+                    ts(e.at),
+                    e.direction.as_str().into(),
+                    e.number.clone(),
+                    e.name.clone(),
+                    if e.answered {
+                        "answered".into()
+                    } else {
+                        "unanswered".into()
+                    },
+                    e.answered_by
+                        .map(|l| l.as_str().to_string())
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect()
+    });
+
+    let to_objects = |headers: &[&str], rows: &[Vec<String>]| -> Vec<Value> {
+        rows.iter()
+            .map(|r| {
+                Value::Object(
+                    headers
+                        .iter()
+                        .zip(r)
+                        .map(|(h, v)| (h.to_string(), json!(v)))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    const CONTACT: [&str; 4] = ["name", "number", "field3", "field4"];
+    const KEY: [&str; 4] = ["kind", "position", "name", "number"];
+    const LINE: [&str; 3] = ["position", "display_name", "alternate_text"];
+    const CONSENT: [&str; 4] = ["purpose", "channel", "given_at", "recorded_by"];
+    const CDR: [&str; 5] = [
+        "started_at",
+        "direction",
+        "calling_number",
+        "called_number",
+        "duration_s",
+    ];
+    const AUDIT: [&str; 6] = [
+        "at",
+        "event",
+        "object_type",
+        "object_id",
+        "changed_fields",
+        "actor",
+    ];
+    const CM: [&str; 6] = ["at", "direction", "number", "name", "result", "answered_by"];
+    let generated = ts(Timestamp::now());
+    let subject = json!({
+        "profile": {
+            "id": p.id.0, "name": p.name, "created_at": ts(p.created_at), "updated_at": ts(p.updated_at),
+            "has_contacts_password": p.has_contacts_password, "has_call_memory_password": p.has_call_memory_password,
+            "collect_call_memory": p.flags.collect_call_memory, "allow_call_memory_deletion": p.flags.allow_call_memory_deletion,
+            "call_memory_password_protected": p.flags.call_memory_password_protected,
+        },
+        "local_contacts": to_objects(&CONTACT, &contact_rows),
+        "speed_dials": to_objects(&KEY, &key_rows),
+        "line_keys": to_objects(&LINE, &line_rows),
+        "consents": to_objects(&CONSENT, &consent_rows),
+        "call_data_records": to_objects(&CDR, &cdr_rows),
+        "audit_events": to_objects(&AUDIT, &audit_rows),
+        "call_memory": cm_rows.as_ref().map(|r| to_objects(&CM, r)),
+    });
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Data held about " (p.name) } }
+            body {
+                h1 { "Data held about " (p.name) }
+                p { "Exported " (generated) " from OpenTurret. Passwords are held only as one-way hashes and are not included." }
+                @if call_memory.is_none() {
+                    p { "Call memory is sealed: only the profile's user can open it, so this export, made without their unlock, does not include it." }
+                }
+                (table("Local contacts", &CONTACT, &contact_rows))
+                (table("Speed dial keys", &KEY, &key_rows))
+                (table("Line keys", &LINE, &line_rows))
+                (table("Consents", &CONSENT, &consent_rows))
+                (table("Call data records", &CDR, &cdr_rows))
+                @if let Some(rows) = &cm_rows { (table("Call memory", &CM, rows)) }
+                (table("Audit events", &AUDIT, &audit_rows))
+            }
+        }
+    };
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("subject.json".into(), serde_json::to_vec_pretty(&subject)?),
+        ("index.html".into(), page.into_string().into_bytes()),
+        ("local_contacts.csv".into(), csv_of(&CONTACT, &contact_rows)),
+        ("speed_dials.csv".into(), csv_of(&KEY, &key_rows)),
+        ("line_keys.csv".into(), csv_of(&LINE, &line_rows)),
+        ("consents.csv".into(), csv_of(&CONSENT, &consent_rows)),
+        ("call_data_records.csv".into(), csv_of(&CDR, &cdr_rows)),
+        ("audit_events.csv".into(), csv_of(&AUDIT, &audit_rows)),
+    ];
+    if let Some(rows) = &cm_rows {
+        files.push(("call_memory.csv".into(), csv_of(&CM, rows)));
+    }
+    let manifest = json!({
+        "format": 1,
+        "generated_at": generated,
+        "generator": format!("OpenTurret {}", env!("CARGO_PKG_VERSION")),
+        "profile_id": p.id.0,
+        "includes_call_memory": call_memory.is_some(),
+        "files": files.iter().map(|(n, d)| json!({"name": n, "bytes": d.len()})).collect::<Vec<_>>(),
+    });
+    let mut zip = Zip::default();
+    zip.add("manifest.json", &serde_json::to_vec_pretty(&manifest)?);
+    for (name, data) in &files {
+        zip.add(name, data);
+    }
+    Ok(zip.finish())
+}
+
+/// Base64 (standard alphabet, padded), to carry the ZIP in the client
+/// protocol's JSON.
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+}
