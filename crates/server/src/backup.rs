@@ -312,3 +312,61 @@ pub fn finish_pending_restore(data: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&staged);
     Ok(())
 }
+
+/// Deletes all but the newest `keep` backups in `dir`; returns the files
+/// removed.
+pub fn rotate(dir: &Path, keep: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let list = list(dir)?;
+    let mut removed = Vec::new();
+    for (path, _) in list.into_iter().skip(keep.max(1)) {
+        std::fs::remove_file(&path)
+            .with_context(|| format!("while removing {}", path.display()))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// One scheduled run: a backup under the configured passphrase, then
+/// rotation. Both audited as the system.
+pub async fn scheduled_once(app: &crate::App) -> anyhow::Result<PathBuf> {
+    let file = app
+        .config
+        .backup
+        .passphrase_file
+        .as_ref()
+        .context("backup.passphrase_file is not set")?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("while reading {}", file.display()))?;
+    let passphrase = Secret::new(text.trim_end_matches(['\r', '\n']));
+    let dir = backup_dir(&app.config);
+    let (path, _) = create(app.store.as_ref(), &app.config.data_dir, &dir, passphrase).await?;
+    let mut r = system_record("backup.created");
+    r.pii.actor = "system".into();
+    r.object_id = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    app.store.append_audit(r).await?;
+    let removed = rotate(&dir, app.config.backup.keep.unwrap_or(7))?;
+    if !removed.is_empty() {
+        let mut r = system_record("backup.rotated");
+        r.pii.actor = "system".into();
+        r.changes = vec![format!("removed:{}", removed.len())];
+        app.store.append_audit(r).await?;
+    }
+    Ok(path)
+}
+
+/// Starts scheduled backups when configured.
+pub fn start_schedule(app: &crate::App) {
+    let Some(minutes) = app.config.backup.every_minutes.filter(|m| *m > 0) else {
+        return;
+    };
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(minutes * 60)).await;
+            match scheduled_once(&app).await {
+                Ok(p) => tracing::info!(file = %p.display(), "scheduled backup written"),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled backup failed"),
+            }
+        }
+    });
+}

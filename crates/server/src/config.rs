@@ -35,6 +35,13 @@ pub struct BackupConfig {
     /// Where backups are written and listed (a local or mounted shared
     /// folder); default `<data_dir>/backups`.
     pub dir: Option<PathBuf>,
+    /// Take a backup every this many minutes (needs `passphrase_file`);
+    /// unset: no scheduled backups.
+    pub every_minutes: Option<u64>,
+    /// Scheduled backups keep this many newest files in `dir`.
+    pub keep: Option<usize>,
+    /// A file (mode 0600) holding the passphrase of scheduled backups.
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -153,6 +160,11 @@ lockout_secs = 300
 # Where backups are written (a local folder or a mounted shared folder).
 # Default: <data_dir>/backups
 # dir = "/mnt/backups/turret"
+# Scheduled backups: every N minutes, keeping the newest `keep` files, under
+# the passphrase read from `passphrase_file` (mode 0600).
+# every_minutes = 1440
+# keep = 7
+# passphrase_file = "/etc/turret/backup-passphrase"
 
 [log]
 # "text" or "json"

@@ -97,6 +97,7 @@ impl App {
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);
         retention::start(&app);
+        backup::start_schedule(&app);
         Ok(app)
     }
 }

@@ -336,3 +336,55 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
         "{cm}"
     );
 }
+
+#[tokio::test]
+async fn scheduled_backups_keep_only_the_newest_and_are_audited() {
+    let s = InProc::start_with(|c, dir| {
+        let pf = dir.join("passphrase");
+        std::fs::write(&pf, "scheduled passphrase 1\n").unwrap();
+        c.backup.passphrase_file = Some(pf);
+        c.backup.keep = Some(2);
+    })
+    .await;
+    let mut files = Vec::new();
+    for _ in 0..3 {
+        files.push(
+            openturret_server::backup::scheduled_once(&s.app)
+                .await
+                .unwrap(),
+        );
+        // Backups are named by the millisecond; make sure the next differs.
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+    }
+    let left = openturret_server::backup::list(&s.dir.path().join("backups")).unwrap();
+    assert_eq!(left.len(), 2, "keep = 2");
+    assert!(!files[0].exists(), "the oldest went");
+    assert!(files[2].exists());
+    let v = openturret_server::backup::verify(
+        &files[2],
+        openturret_domain::secret::Secret::new("scheduled passphrase 1"),
+        &s.app.config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.integrity, "ok");
+    let (_, audit) = s.api.get("/api/v1/audit?object_type=backup").await;
+    let events: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "backup.rotated",
+            "backup.created",
+            "backup.created",
+            "backup.created"
+        ]
+    );
+}

@@ -24,6 +24,11 @@ pub struct InProc {
 
 impl InProc {
     pub async fn start() -> InProc {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `tune` (given the data dir).
+    pub async fn start_with(tune: impl FnOnce(&mut Config, &std::path::Path)) -> InProc {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
@@ -31,6 +36,7 @@ impl InProc {
         };
         config.numbers.country_code = Some("44".into());
         config.listen = "127.0.0.1:0".parse().unwrap();
+        tune(&mut config, dir.path());
         let prepared = startup::prepare(&config, "test-host").await.unwrap();
         let otp = prepared.first_admin_password.clone().unwrap();
         let app = App::start(prepared.store.clone(), config, "test-host".into())
