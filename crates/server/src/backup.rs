@@ -52,6 +52,40 @@ fn scratch(data_dir: &Path, what: &str) -> PathBuf {
     data_dir.join(format!("{what}-{}", crate::passwords::random_token(6)))
 }
 
+/// Marks a scratch directory with the process that owns it, so that one
+/// left behind by a killed process can be recognised and removed.
+fn claim(dir: &Path) -> anyhow::Result<()> {
+    std::fs::write(dir.join("owner.pid"), std::process::id().to_string())?;
+    Ok(())
+}
+
+/// Removes scratch directories (clear snapshots, unpacked backups) and
+/// files (import uploads) left in `data` by processes that no longer run.
+pub fn remove_abandoned(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let alive = |pid: &str| Path::new("/proc").join(pid.trim()).exists();
+        if p.is_dir() && (name.starts_with("backup-") || name.starts_with("restore-")) {
+            if data.join(PENDING).exists() {
+                continue;
+            }
+            let owner = std::fs::read_to_string(p.join("owner.pid")).unwrap_or_default();
+            if owner.is_empty() || !alive(&owner) {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        } else if p.is_file() && name.starts_with("import-") {
+            let owner = name.split('-').nth(1).unwrap_or("");
+            if owner.is_empty() || !alive(owner) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
 pub fn check_passphrase(p: &Secret) -> anyhow::Result<()> {
     if p.expose().chars().count() < PASSPHRASE_MIN {
         bail!("the backup passphrase must be at least {PASSPHRASE_MIN} characters");
@@ -70,6 +104,7 @@ pub async fn create(
     private_dir(out_dir)?;
     let work = scratch(data_dir, "backup");
     private_dir(&work)?;
+    claim(&work)?;
     let snapshot = work.join(DB_FILE);
     let result = async {
         store
@@ -137,6 +172,7 @@ impl Drop for Unpacked {
 async fn unpack(file: &Path, passphrase: Secret, data_dir: &Path) -> anyhow::Result<Unpacked> {
     let dir = scratch(data_dir, "restore");
     private_dir(&dir)?;
+    claim(&dir)?;
     let (f, d) = (file.to_path_buf(), dir.clone());
     let res = tokio::task::spawn_blocking(move || format::extract(&f, &passphrase, &d))
         .await

@@ -65,6 +65,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     ensure_dir(dir)?;
     crate::backup::finish_pending_restore(dir)
         .context("while completing an interrupted restore")?;
+    // Clear copies left by killed backups, restores and uploads go first.
+    crate::backup::remove_abandoned(dir);
     let keys = Keys::load_or_create(&dir.join(KEY_FILE))
         .with_context(|| format!("while opening the key file in {}", dir.display()))?;
     let plan = NumberPlan {
