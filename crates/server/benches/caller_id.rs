@@ -5,47 +5,22 @@
 //! Run: `cargo bench -p openturret-server --bench caller_id`
 //! (`BENCH_CONTACTS`, `BENCH_LOOKUPS` change the sizes).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
+use openturret_domain::ProfileId;
 use openturret_domain::model::{CallMemoryKeys, ContactFields, NewProfile, ProfileFlags};
 use openturret_domain::number::NumberPlan;
 use openturret_domain::secret::PasswordHash;
-use openturret_domain::{ProfileId, Timestamp};
 use openturret_server::callerid::CallerId;
 use openturret_server::config::Config;
 use openturret_server::startup;
 use openturret_store::{ContactStore, ProfileStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn audit() -> AuditRecord {
-    AuditRecord {
-        at: Timestamp::now(),
-        level: AuditLevel::Info,
-        event_type: "bench".into(),
-        object_type: "bench".into(),
-        object_id: None,
-        changes: vec![],
-        success: true,
-        server_host: "bench".into(),
-        pii: AuditPii::default(),
-    }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
@@ -130,7 +105,7 @@ async fn main() {
 
     let mut rng = Rng(0xCA11);
     let numbers: Vec<String> = (0..lookups)
-        .map(|_| format!("020 7{:07}", rng.next() % (contacts * 2)))
+        .map(|_| format!("020 7{:07}", rng.next_u64() % (contacts * 2)))
         .collect();
 
     // The index.

@@ -6,11 +6,13 @@
 //! Run: `cargo bench -p openturret-server --bench contact_search`
 //! (`BENCH_CONTACTS` and `BENCH_QUERIES` change the sizes).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use openturret_domain::Timestamp;
-use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
 use openturret_domain::model::ContactFields;
 use openturret_server::config::Config;
 use openturret_server::{App, serve, startup};
@@ -23,48 +25,17 @@ const SYLLABLES: [&str; 16] = [
     "ast",
 ];
 
-/// A small deterministic generator (xorshift64*), so every run searches
-/// the same data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn word(&mut self, n: usize) -> String {
-        let mut w: String = (0..n)
-            .map(|_| SYLLABLES[(self.next() % 16) as usize])
-            .collect();
-        w[..1].make_ascii_uppercase();
-        w
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+/// A made-up name of `n` syllables, capitalised.
+fn word(rng: &mut Rng, n: usize) -> String {
+    let mut w: String = (0..n)
+        .map(|_| SYLLABLES[(rng.next_u64() % 16) as usize])
+        .collect();
+    w[..1].make_ascii_uppercase();
+    w
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn audit() -> AuditRecord {
-    AuditRecord {
-        at: Timestamp::now(),
-        level: AuditLevel::Info,
-        event_type: "global_contact.imported".into(),
-        object_type: "global_contact".into(),
-        object_id: None,
-        changes: vec![],
-        success: true,
-        server_host: "bench".into(),
-        pii: AuditPii {
-            actor: "bench".into(),
-            ..Default::default()
-        },
-    }
 }
 
 #[tokio::main]
@@ -88,8 +59,8 @@ async fn main() {
     let mut rng = Rng(0x5EED);
     let mut batch = Vec::with_capacity(100_000);
     for i in 0..contacts {
-        let name = format!("{} {}", rng.word(3), rng.word(2));
-        let number = format!("+44 20 7{:03} {:04}", rng.next() % 1000, i % 10_000);
+        let name = format!("{} {}", word(&mut rng, 3), word(&mut rng, 2));
+        let number = format!("+44 20 7{:03} {:04}", rng.next_u64() % 1000, i % 10_000);
         batch.push(ContactFields::new(&name, &number, "", "").unwrap());
         if batch.len() == 100_000 || i + 1 == contacts {
             prepared
@@ -175,8 +146,8 @@ async fn main() {
         let mut rng = Rng(0xC0FFEE);
         let terms: Vec<String> = (0..queries)
             .map(|_| match key {
-                "name_key" => rng.word(1) + &SYLLABLES[(rng.next() % 16) as usize][..1],
-                _ => format!("+44 20 7{:03}", rng.next() % 1000),
+                "name_key" => word(&mut rng, 1) + &SYLLABLES[(rng.next_u64() % 16) as usize][..1],
+                _ => format!("+44 20 7{:03}", rng.next_u64() % 1000),
             })
             .collect();
         let param = if key == "name_key" { "name" } else { "number" };
@@ -221,10 +192,10 @@ async fn main() {
         api.sort();
         db.sort();
         let (a50, a99, d50, d99) = (
-            percentile(&api, 0.5),
-            percentile(&api, 0.99),
-            percentile(&db, 0.5),
-            percentile(&db, 0.99),
+            pct(&api, 0.5),
+            pct(&api, 0.99),
+            pct(&db, 0.5),
+            pct(&db, 0.99),
         );
         println!(
             "{label:<14} {:>11.3} {:>11.3} {:>14.3} {:>14.3} {:>9.1}x",

@@ -8,11 +8,13 @@
 //! Run: `cargo bench -p openturret-server --bench lifecycle` (needs the
 //! `sqlite3` tool; `BENCH_CONTACTS` changes the backup's size).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use openturret_domain::Timestamp;
-use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
 use openturret_domain::model::ContactFields;
 use openturret_domain::number::NumberPlan;
 use openturret_domain::secret::Secret;
@@ -20,20 +22,6 @@ use openturret_server::config::Config;
 use openturret_server::transfer::{Format, import_global_contacts};
 use openturret_server::{App, backup, serve, startup};
 use openturret_store::{ContactStore, OnDuplicate};
-
-fn audit() -> AuditRecord {
-    AuditRecord {
-        at: Timestamp::now(),
-        level: AuditLevel::Info,
-        event_type: "bench".into(),
-        object_type: "global_contact".into(),
-        object_id: None,
-        changes: vec![],
-        success: true,
-        server_host: "bench".into(),
-        pii: AuditPii::default(),
-    }
-}
 
 fn sqlite3(db: &std::path::Path, script: &str) -> Duration {
     let t = Instant::now();

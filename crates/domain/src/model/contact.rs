@@ -31,6 +31,23 @@ impl ContactFields {
         })
     }
 
+    /// These fields with the given ones replaced (a partial update),
+    /// validated again.
+    pub fn patched(
+        &self,
+        name: Option<&str>,
+        number: Option<&str>,
+        field3: Option<&str>,
+        field4: Option<&str>,
+    ) -> Result<ContactFields, ValidationError> {
+        ContactFields::new(
+            name.unwrap_or(&self.name),
+            number.unwrap_or(&self.number),
+            field3.unwrap_or(&self.field3),
+            field4.unwrap_or(&self.field4),
+        )
+    }
+
     /// The names of the fields that differ from `current`, for the audit log.
     pub fn changed_fields(&self, current: &ContactFields) -> Vec<&'static str> {
         let mut changed = Vec::new();

@@ -303,11 +303,11 @@ impl Conn {
                     .get_local_contact(pid, LocalContactId(id))
                     .await?
                     .fields;
-                let f = ContactFields::new(
-                    name.as_deref().unwrap_or(&cur.name),
-                    number.as_deref().unwrap_or(&cur.number),
-                    field3.as_deref().unwrap_or(&cur.field3),
-                    field4.as_deref().unwrap_or(&cur.field4),
+                let f = cur.patched(
+                    name.as_deref(),
+                    number.as_deref(),
+                    field3.as_deref(),
+                    field4.as_deref(),
                 )?;
                 let r = self.record(
                     &format!("profile:{pid}"),
@@ -364,11 +364,11 @@ impl Conn {
                     .get_global_contact(GlobalContactId(id))
                     .await?
                     .fields;
-                let f = ContactFields::new(
-                    name.as_deref().unwrap_or(&cur.name),
-                    number.as_deref().unwrap_or(&cur.number),
-                    field3.as_deref().unwrap_or(&cur.field3),
-                    field4.as_deref().unwrap_or(&cur.field4),
+                let f = cur.patched(
+                    name.as_deref(),
+                    number.as_deref(),
+                    field3.as_deref(),
+                    field4.as_deref(),
                 )?;
                 let r = self.record(
                     &format!("profile:{pid}"),

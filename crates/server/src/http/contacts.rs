@@ -85,11 +85,11 @@ pub struct ContactPatch {
 
 impl ContactPatch {
     fn apply(self, cur: &ContactFields) -> ApiResult<ContactFields> {
-        Ok(ContactFields::new(
-            self.name.as_deref().unwrap_or(&cur.name),
-            self.number.as_deref().unwrap_or(&cur.number),
-            self.field3.as_deref().unwrap_or(&cur.field3),
-            self.field4.as_deref().unwrap_or(&cur.field4),
+        Ok(cur.patched(
+            self.name.as_deref(),
+            self.number.as_deref(),
+            self.field3.as_deref(),
+            self.field4.as_deref(),
         )?)
     }
 }
