@@ -99,58 +99,42 @@ struct Row {
     field4: String,
 }
 
+/// A row as read: column name to value.
+type Fields = std::collections::HashMap<String, String>;
+
 /// Reads rows one at a time with their line numbers.
 struct Rows<R: Read> {
     inner: RowsInner<R>,
+    known: &'static [&'static str],
 }
 
 enum RowsInner<R: Read> {
-    Csv(csv::Reader<R>, csv::StringRecord),
+    Csv(csv::Reader<R>, Vec<String>),
     Json(std::io::Lines<BufReader<R>>, u64),
 }
 
-type RowResult = Result<(u64, Row), RowError>;
+type RowResult = Result<(u64, Fields), RowError>;
 
 impl<R: Read> Rows<R> {
-    fn new(r: R, format: Format) -> Result<Rows<R>, RowError> {
-        let header_err = |reason: String| RowError {
-            line: 1,
-            column: "header".into(),
-            reason,
-        };
+    /// `required` columns must be present; others must be among `known`.
+    fn new(r: R, format: Format, required: &[&str], known: &'static [&'static str]) -> Result<Rows<R>, RowError> {
+        let header_err = |reason: String| RowError { line: 1, column: "header".into(), reason };
         match format {
             Format::Csv => {
-                let mut rd = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .flexible(false)
-                    .from_reader(r);
-                let headers = rd
-                    .headers()
-                    .map_err(|e| header_err(format!("unreadable header row: {e}")))?
-                    .clone();
-                for needed in ["name", "number"] {
-                    if !headers.iter().any(|h| h.trim() == needed) {
-                        return Err(header_err(format!(
-                            "the header row must name the column {needed:?}"
-                        )));
+                let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(r);
+                let headers = rd.headers().map_err(|e| header_err(format!("unreadable header row: {e}")))?.clone();
+                for needed in required {
+                    if !headers.iter().any(|h| h.trim() == *needed) {
+                        return Err(header_err(format!("the header row must name the column {needed:?}")));
                     }
                 }
-                if let Some(extra) = headers
-                    .iter()
-                    .find(|h| !["name", "number", "field3", "field4"].contains(&h.trim()))
-                {
-                    return Err(header_err(format!(
-                        "unknown column {extra:?} (known: name, number, field3, field4)"
-                    )));
+                if let Some(extra) = headers.iter().find(|h| !known.contains(&h.trim())) {
+                    return Err(header_err(format!("unknown column {extra:?} (known: {})", known.join(", "))));
                 }
-                let trimmed: csv::StringRecord = headers.iter().map(str::trim).collect();
-                Ok(Rows {
-                    inner: RowsInner::Csv(rd, trimmed),
-                })
+                let names = headers.iter().map(|h| h.trim().to_string()).collect();
+                Ok(Rows { inner: RowsInner::Csv(rd, names), known })
             }
-            Format::JsonLines => Ok(Rows {
-                inner: RowsInner::Json(BufReader::new(r).lines(), 0),
-            }),
+            Format::JsonLines => Ok(Rows { inner: RowsInner::Json(BufReader::new(r).lines(), 0), known }),
         }
     }
 }
@@ -159,6 +143,7 @@ impl<R: Read> Iterator for Rows<R> {
     type Item = RowResult;
 
     fn next(&mut self) -> Option<RowResult> {
+        let known = self.known;
         match &mut self.inner {
             RowsInner::Csv(rd, headers) => {
                 let mut rec = csv::StringRecord::new();
@@ -166,57 +151,54 @@ impl<R: Read> Iterator for Rows<R> {
                     Ok(false) => None,
                     Ok(true) => {
                         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-                        Some(
-                            rec.deserialize::<Row>(Some(headers))
-                                .map(|r| (line, r))
-                                .map_err(|e| RowError {
-                                    line,
-                                    column: "row".into(),
-                                    reason: e.to_string(),
-                                }),
-                        )
+                        Some(Ok((line, headers.iter().cloned().zip(rec.iter().map(str::to_string)).collect())))
                     }
                     Err(e) => {
                         let line = e.position().map(|p| p.line()).unwrap_or(0);
-                        Some(Err(RowError {
-                            line,
-                            column: "row".into(),
-                            reason: e.to_string(),
-                        }))
+                        Some(Err(RowError { line, column: "row".into(), reason: e.to_string() }))
                     }
                 }
             }
-            RowsInner::Json(lines, n) => {
-                loop {
-                    *n += 1;
-                    let line = match lines.next()? {
-                        Ok(l) => l,
-                        Err(e) => {
-                            return Some(Err(RowError {
-                                line: *n,
-                                column: "row".into(),
-                                reason: e.to_string(),
-                            }));
-                        }
+            RowsInner::Json(lines, n) => loop {
+                *n += 1;
+                let line = match lines.next()? {
+                    Ok(l) => l,
+                    Err(e) => return Some(Err(RowError { line: *n, column: "row".into(), reason: e.to_string() })),
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let bad = |reason: String| RowError { line: *n, column: "row".into(), reason };
+                let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
+                    Ok(o) => o,
+                    Err(e) => return Some(Err(bad(e.to_string()))),
+                };
+                let mut fields = Fields::new();
+                for (k, v) in obj {
+                    if !known.contains(&k.as_str()) {
+                        return Some(Err(RowError { line: *n, column: k.clone(), reason: format!("unknown key (known: {})", known.join(", ")) }));
+                    }
+                    let text = match v {
+                        serde_json::Value::String(t) => t,
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
                     };
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    return Some(serde_json::from_str::<Row>(&line).map(|r| (*n, r)).map_err(
-                        |e| RowError {
-                            line: *n,
-                            column: "row".into(),
-                            reason: e.to_string(),
-                        },
-                    ));
+                    fields.insert(k, text);
                 }
-            }
+                return Some(Ok((*n, fields)));
+            },
         }
     }
 }
 
-fn fields(row: &Row) -> Result<ContactFields, (String, String)> {
-    ContactFields::new(&row.name, &row.number, &row.field3, &row.field4)
+fn get<'a>(f: &'a Fields, k: &str) -> &'a str {
+    f.get(k).map(String::as_str).unwrap_or("")
+}
+
+const CONTACT_COLUMNS: &[&str] = &["name", "number", "field3", "field4"];
+
+fn fields(row: &Fields) -> Result<ContactFields, (String, String)> {
+    ContactFields::new(get(row, "name"), get(row, "number"), get(row, "field3"), get(row, "field4"))
         .map_err(|e| (e.field, e.reason))
 }
 
@@ -255,7 +237,7 @@ fn check(
         inner: file,
         progress: &mut progress,
     };
-    let rows = Rows::new(reader, format).map_err(|e| ImportError::Rows {
+    let rows = Rows::new(reader, format, &["name", "number"], CONTACT_COLUMNS).map_err(|e| ImportError::Rows {
         errors: vec![e],
         more: 0,
     })?;
@@ -331,7 +313,7 @@ pub async fn import_global_contacts(
             inner: file,
             progress: move |n| (p2.lock().unwrap_or_else(|e| e.into_inner()))(n),
         };
-        let rows = Rows::new(counting, format)
+        let rows = Rows::new(counting, format, &["name", "number"], CONTACT_COLUMNS)
             .map_err(|e| anyhow::anyhow!("line {}: {}", e.line, e.reason))?;
         let mut batch = Vec::with_capacity(BATCH);
         for r in rows {
@@ -486,6 +468,6 @@ mod tests {
             panic!()
         };
         assert_eq!(errors[0].line, 3);
-        assert!(errors[0].reason.contains("number"));
+        assert_eq!(errors[0].column, "number");
     }
 }

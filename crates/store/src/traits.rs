@@ -234,6 +234,24 @@ pub trait ContactStore {
         contacts: Vec<ContactFields>,
         audit: AuditRecord,
     ) -> Result<u64>;
+    /// Imports a profile's local contacts in one transaction (all or
+    /// nothing); a row matches an existing contact by name and number.
+    async fn import_local_contacts(
+        &self,
+        profile: ProfileId,
+        rows: Vec<(u64, ContactFields)>,
+        mode: OnDuplicate,
+        audit: AuditRecord,
+    ) -> Result<std::result::Result<ImportCounts, Vec<u64>>>;
+    /// Imports a profile's speed dial keys in one transaction; a row
+    /// matches an existing key by kind and position.
+    async fn import_speed_dials(
+        &self,
+        profile: ProfileId,
+        rows: Vec<(u64, SpeedDialFields)>,
+        mode: OnDuplicate,
+        audit: AuditRecord,
+    ) -> Result<std::result::Result<ImportCounts, Vec<u64>>>;
     /// Starts an all-or-nothing import of global contacts: rows are staged
     /// with [`GlobalImport::add`] and land only at [`GlobalImport::commit`];
     /// dropping the session changes nothing. Writers wait while it is open.
@@ -299,6 +317,15 @@ pub trait LineStore {
     async fn delete_line(&self, id: LineId, audit: AuditRecord) -> Result<()>;
     /// The decrypted password, for the Multi-Line Controller only.
     async fn line_password(&self, id: LineId) -> Result<Option<Secret>>;
+
+    /// Imports lines in one transaction; a row matches an existing line by
+    /// name. Passwords given are encrypted at once.
+    async fn import_lines(
+        &self,
+        rows: Vec<(u64, LineFields, Option<Secret>)>,
+        mode: OnDuplicate,
+        audit: AuditRecord,
+    ) -> Result<std::result::Result<ImportCounts, Vec<u64>>>;
 
     async fn list_profile_lines(&self, profile: ProfileId) -> Result<Vec<LineAssignment>>;
     /// The profiles showing `line` as a line key.

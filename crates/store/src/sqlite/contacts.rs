@@ -358,6 +358,26 @@ impl ContactStore for SqliteStore {
         Ok(n)
     }
 
+    async fn import_local_contacts(
+        &self,
+        profile: ProfileId,
+        rows: Vec<(u64, ContactFields)>,
+        mode: crate::OnDuplicate,
+        audit: AuditRecord,
+    ) -> Result<std::result::Result<crate::ImportCounts, Vec<u64>>> {
+        self.import_locals(profile, rows, mode, audit).await
+    }
+
+    async fn import_speed_dials(
+        &self,
+        profile: ProfileId,
+        rows: Vec<(u64, SpeedDialFields)>,
+        mode: crate::OnDuplicate,
+        audit: AuditRecord,
+    ) -> Result<std::result::Result<crate::ImportCounts, Vec<u64>>> {
+        self.import_keys(profile, rows, mode, audit).await
+    }
+
     async fn begin_global_import(&self) -> Result<Box<dyn crate::GlobalImport + '_>> {
         Ok(Box::new(self.start_import().await?))
     }

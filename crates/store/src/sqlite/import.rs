@@ -121,3 +121,102 @@ impl GlobalImport for SqliteImport<'_> {
         Ok(Ok(counts))
     }
 }
+
+type Outcome = Result<std::result::Result<ImportCounts, Vec<u64>>>;
+
+impl SqliteStore {
+    pub(super) async fn import_locals(
+        &self,
+        profile: openturret_domain::ProfileId,
+        rows: Vec<(u64, ContactFields)>,
+        mode: OnDuplicate,
+        mut audit: AuditRecord,
+    ) -> Outcome {
+        let now = Timestamp::now().0;
+        let mut tx = self.begin().await?;
+        self.require_profile(&mut tx, profile).await?;
+        let (mut counts, mut clashes) = (ImportCounts::default(), Vec::new());
+        for (line, f) in rows {
+            let key = self.plan.key(&f.number);
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM local_contacts WHERE profile_id = ? AND number_key = ? AND lower(name) = lower(?)
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(profile.0)
+            .bind(&key)
+            .bind(&f.name)
+            .fetch_optional(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+            match (existing, mode) {
+                (Some(_), OnDuplicate::Reject) => clashes.push(line),
+                (Some(id), OnDuplicate::Update) => {
+                    sqlx::query("UPDATE local_contacts SET name = ?, number = ?, field3 = ?, field4 = ?, updated_at = ? WHERE id = ?")
+                        .bind(&f.name).bind(&f.number).bind(&f.field3).bind(&f.field4).bind(now).bind(id)
+                        .execute(&mut *tx.tx).await.map_err(db)?;
+                    counts.updated += 1;
+                }
+                (None, _) => {
+                    sqlx::query(
+                        "INSERT INTO local_contacts (profile_id, name, number, number_key, field3, field4, created_at, updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(profile.0).bind(&f.name).bind(&f.number).bind(&key).bind(&f.field3).bind(&f.field4).bind(now).bind(now)
+                    .execute(&mut *tx.tx).await.map_err(db)?;
+                    counts.inserted += 1;
+                }
+            }
+        }
+        if !clashes.is_empty() {
+            return Ok(Err(clashes));
+        }
+        audit.changes = vec![format!("inserted:{}", counts.inserted), format!("updated:{}", counts.updated)];
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(Ok(counts))
+    }
+
+    pub(super) async fn import_keys(
+        &self,
+        profile: openturret_domain::ProfileId,
+        rows: Vec<(u64, openturret_domain::model::SpeedDialFields)>,
+        mode: OnDuplicate,
+        mut audit: AuditRecord,
+    ) -> Outcome {
+        let mut tx = self.begin().await?;
+        self.require_profile(&mut tx, profile).await?;
+        let (mut counts, mut clashes) = (ImportCounts::default(), Vec::new());
+        for (line, k) in rows {
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM speed_dials WHERE profile_id = ? AND kind = ? AND position = ?")
+                    .bind(profile.0)
+                    .bind(k.kind.as_str())
+                    .bind(k.position as i64)
+                    .fetch_optional(&mut *tx.tx)
+                    .await
+                    .map_err(db)?;
+            match (existing, mode) {
+                (Some(_), OnDuplicate::Reject) => clashes.push(line),
+                (Some(id), OnDuplicate::Update) => {
+                    sqlx::query("UPDATE speed_dials SET name = ?, number = ? WHERE id = ?")
+                        .bind(&k.name).bind(&k.number).bind(id)
+                        .execute(&mut *tx.tx).await.map_err(db)?;
+                    counts.updated += 1;
+                }
+                (None, _) => {
+                    sqlx::query("INSERT INTO speed_dials (profile_id, kind, position, name, number) VALUES (?, ?, ?, ?, ?)")
+                        .bind(profile.0).bind(k.kind.as_str()).bind(k.position as i64).bind(&k.name).bind(&k.number)
+                        .execute(&mut *tx.tx).await.map_err(db)?;
+                    counts.inserted += 1;
+                }
+            }
+        }
+        if !clashes.is_empty() {
+            return Ok(Err(clashes));
+        }
+        audit.changes = vec![format!("inserted:{}", counts.inserted), format!("updated:{}", counts.updated)];
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(Ok(counts))
+    }
+}

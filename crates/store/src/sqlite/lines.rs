@@ -167,6 +167,62 @@ impl LineStore for SqliteStore {
             .collect())
     }
 
+    async fn import_lines(
+        &self,
+        rows: Vec<(u64, LineFields, Option<Secret>)>,
+        mode: crate::OnDuplicate,
+        mut audit: AuditRecord,
+    ) -> Result<std::result::Result<crate::ImportCounts, Vec<u64>>> {
+        let now = Timestamp::now().0;
+        let mut tx = self.begin().await?;
+        let (mut counts, mut clashes) = (crate::ImportCounts::default(), Vec::new());
+        for (line, f, password) in rows {
+            let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM lines WHERE name = ?")
+                .bind(&f.name)
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+            let id = match (existing, mode) {
+                (Some(_), crate::OnDuplicate::Reject) => {
+                    clashes.push(line);
+                    continue;
+                }
+                (Some(id), crate::OnDuplicate::Update) => {
+                    sqlx::query(
+                        "UPDATE lines SET uri = ?, username = ?, display_name = ?, alternate_text = ?,
+                           preferred_identity = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
+                    .bind(&f.preferred_identity).bind(now).bind(id)
+                    .execute(&mut *tx.tx).await.map_err(db)?;
+                    counts.updated += 1;
+                    id
+                }
+                (None, _) => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO lines (name, uri, username, display_name, alternate_text, preferred_identity,
+                           created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(&f.name).bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
+                    .bind(&f.preferred_identity).bind(now).bind(now)
+                    .fetch_one(&mut *tx.tx).await.map_err(db)?;
+                    counts.inserted += 1;
+                    id
+                }
+            };
+            if let Some(p) = &password {
+                self.set_line_password(&mut tx, LineId(id), p).await?;
+            }
+        }
+        if !clashes.is_empty() {
+            return Ok(Err(clashes));
+        }
+        audit.changes = vec![format!("inserted:{}", counts.inserted), format!("updated:{}", counts.updated)];
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(Ok(counts))
+    }
+
     async fn profiles_with_line(&self, line: LineId) -> Result<Vec<ProfileId>> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT profile_id FROM line_assignments WHERE line_id = ? ORDER BY profile_id",
