@@ -247,23 +247,40 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_kind(kind: &str) -> anyhow::Result<()> {
-    if kind != "global-contacts" {
-        bail!("cannot import or export {kind:?} yet: global-contacts is supported");
-    }
-    Ok(())
+/// The kind named on the command line, with its profile looked up by name.
+async fn kind_of(
+    store: &openturret_store::sqlite::SqliteStore,
+    kind: &str,
+    profile: Option<&str>,
+) -> anyhow::Result<crate::transfer::Kind> {
+    use openturret_store::ProfileStore;
+    let pid = match profile {
+        Some(name) => {
+            let page = store
+                .list_profiles(Some(name), openturret_store::ProfileSort::NameAsc, 1000, 0)
+                .await?;
+            let p = page
+                .items
+                .iter()
+                .find(|p| p.name == name)
+                .with_context(|| format!("no profile named {name}"))?;
+            Some(p.id)
+        }
+        None => None,
+    };
+    crate::transfer::Kind::parse(kind, pid)
 }
 
 /// `turret import`: `Ok(false)` when the file had bad rows (nothing changed).
 pub async fn import(
     config: &Config,
     kind: &str,
+    profile: Option<&str>,
     file: &Path,
     format: Option<&str>,
     on_duplicate: &str,
 ) -> anyhow::Result<bool> {
-    use crate::transfer::{Format, ImportError, import_global_contacts};
-    check_kind(kind)?;
+    use crate::transfer::{Format, ImportError};
     let format = match format {
         Some(f) => Format::parse(f)?,
         None if file
@@ -283,6 +300,7 @@ pub async fn import(
         .with_context(|| format!("while opening {}", file.display()))?
         .len();
     let store = existing_store(config).await?;
+    let kind = kind_of(&store, kind, profile).await?;
     let bar = indicatif::ProgressBar::new(size * 2);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
@@ -291,14 +309,21 @@ pub async fn import(
     );
     bar.set_message("checking, then importing");
     let b2 = bar.clone();
-    let mut r = record("global_contact.imported", None, vec![]);
-    r.object_type = "global_contact".into();
+    let (object_type, object_id) = kind.object();
+    let mut r = record(&format!("{object_type}.imported"), object_id, vec![]);
+    r.object_type = object_type.into();
     let plan = openturret_domain::number::NumberPlan {
         country_code: config.numbers.country_code.clone(),
     };
-    let result = import_global_contacts(store.as_ref(), &plan, file, format, mode, r, move |n| {
-        b2.inc(n)
-    })
+    let result = crate::transfer::import(
+        store.as_ref(),
+        &plan,
+        kind,
+        file,
+        crate::transfer::ImportOptions { format, mode },
+        r,
+        move |n| b2.inc(n),
+    )
     .await;
     bar.finish_and_clear();
     store.close().await;
@@ -324,29 +349,31 @@ pub async fn import(
 pub async fn export(
     config: &Config,
     kind: &str,
+    profile: Option<&str>,
     format: &str,
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
-    check_kind(kind)?;
     let format = crate::transfer::Format::parse(format)?;
     let store = existing_store(config).await?;
+    let kind = kind_of(&store, kind, profile).await?;
     let n = match output {
         Some(p) => {
             let mut f = std::io::BufWriter::new(
                 std::fs::File::create(p)
                     .with_context(|| format!("while creating {}", p.display()))?,
             );
-            crate::transfer::export_global_contacts(store.as_ref(), format, &mut f).await?
+            crate::transfer::export(store.as_ref(), kind, format, &mut f).await?
         }
         None => {
             let mut out = std::io::BufWriter::new(std::io::stdout());
-            crate::transfer::export_global_contacts(store.as_ref(), format, &mut out).await?
+            crate::transfer::export(store.as_ref(), kind, format, &mut out).await?
         }
     };
-    let mut r = record("global_contact.exported", None, vec![]);
-    r.object_type = "global_contact".into();
+    let (object_type, object_id) = kind.object();
+    let mut r = record(&format!("{object_type}.exported"), object_id, vec![]);
+    r.object_type = object_type.into();
     store.append_audit(r).await?;
     store.close().await;
-    eprintln!("exported {n} global contacts");
+    eprintln!("exported {n} rows");
     Ok(())
 }

@@ -42,8 +42,11 @@ enum Command {
     },
     /// Import data from CSV or JSON lines (all or nothing).
     Import {
-        /// What to import: global-contacts.
+        /// What to import: global-contacts, local-contacts, dkm-keys or lines.
         kind: String,
+        /// The profile, for local-contacts and dkm-keys.
+        #[arg(long)]
+        profile: Option<String>,
         /// The file to read.
         file: PathBuf,
         /// csv (with a header row) or json (one object per line) [default: from the file name]
@@ -53,10 +56,13 @@ enum Command {
         #[arg(long, default_value = "reject")]
         on_duplicate: String,
     },
-    /// Export data as CSV or JSON lines.
+    /// Export data as CSV or JSON lines (line passwords never).
     Export {
-        /// What to export: global-contacts.
+        /// What to export: global-contacts, local-contacts, dkm-keys or lines.
         kind: String,
+        /// The profile, for local-contacts and dkm-keys.
+        #[arg(long)]
+        profile: Option<String>,
         /// csv or json [default: csv]
         #[arg(long, default_value = "csv")]
         format: String,
@@ -268,19 +274,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Import {
             kind,
+            profile,
             file,
             format,
             on_duplicate,
         } => {
-            if !cli::import(&config, &kind, &file, format.as_deref(), &on_duplicate).await? {
+            if !cli::import(
+                &config,
+                &kind,
+                profile.as_deref(),
+                &file,
+                format.as_deref(),
+                &on_duplicate,
+            )
+            .await?
+            {
                 return Ok(ExitCode::from(1));
             }
         }
         Command::Export {
             kind,
+            profile,
             format,
             output,
-        } => cli::export(&config, &kind, &format, output.as_deref()).await?,
+        } => {
+            cli::export(
+                &config,
+                &kind,
+                profile.as_deref(),
+                &format,
+                output.as_deref(),
+            )
+            .await?
+        }
         Command::Backup { command } => cli::backup(&config, command_args(command)).await?,
         Command::Audit {
             command: AuditCommand::Verify,

@@ -528,6 +528,19 @@ fn operations() -> Vec<Op> {
             "Withdraw a consent: erases the profile (SPEC rule 8)",
         )
         .ok(200, S(r("Deleted"))),
+        op("post", "/api/v1/import/{kind}", "import and export",
+            "Import global-contacts, local-contacts, dkm-keys or lines: the body is the file (CSV with a header row, or JSON lines); all or nothing")
+        .query(&[("profile_id", "the profile, for local-contacts and dkm-keys"), ("format", "csv (default) or json"), ("on_duplicate", "reject (default) or update")])
+        .ok(200, S(r("ImportResult"))),
+        op("get", "/api/v1/export/{kind}", "import and export", "Export global-contacts, local-contacts, dkm-keys or lines (streamed; line passwords never)")
+        .query(&[("profile_id", "the profile, for local-contacts and dkm-keys"), ("format", "csv (default) or json")])
+        .ok(200, S(json!({"type": "string", "description": "the file"}))),
+        op("get", "/api/v1/privacy-report", "privacy",
+            "The live privacy report: data categories, counts, readers, protection, features, retention, backups, erasure ledger")
+        .ok(200, S(json!({"type": "object"}))),
+        op("get", "/api/v1/backups", "backups", "Backups in the backup folder, newest first").ok(200, S(array(r("Backup")))),
+        op("post", "/api/v1/backups", "backups", "Take an online, encrypted backup").body("BackupCreate").ok(201, S(r("Backup"))),
+        op("post", "/api/v1/backups/verify", "backups", "Check a backup without restoring it").body("BackupVerify").ok(200, S(r("BackupVerified"))),
         op(
             "get",
             "/api/v1/audit",
@@ -568,7 +581,10 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": i()}))
+            .map(|name| {
+                let schema = if name == "kind" { s() } else { i() };
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
             .collect();
         params.extend(o.query.iter().map(|(name, d)| {
             json!({"name": name, "in": "query", "required": false, "description": d, "schema": s()})

@@ -385,3 +385,163 @@ async fn a_100000_row_import_and_export_round_trip_exactly() {
     assert_eq!(g["items"][0]["field3"], "moved");
     server.stop();
 }
+
+#[tokio::test]
+async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Ivy Import", "password": "ivy-pw"}),
+        )
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    let d = dir.path();
+    let path = |n: &str| d.join(n).to_str().unwrap().to_string();
+
+    std::fs::write(
+        d.join("lc.csv"),
+        "name,number,field3\nAl,+44 20 1,desk\nBea,+44 20 2,\n",
+    )
+    .unwrap();
+    let (code, out, err) = turret(
+        d,
+        &[
+            "import",
+            "local-contacts",
+            &path("lc.csv"),
+            "--profile",
+            "Ivy Import",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        d.join("dkm.csv"),
+        "position,name,number\n1,Desk A,2001\n2,Desk B,2002\n1,Again,2003\n",
+    )
+    .unwrap();
+    let (code, _, err) = turret(
+        d,
+        &[
+            "import",
+            "dkm-keys",
+            &path("dkm.csv"),
+            "--profile",
+            "Ivy Import",
+        ],
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 4, column position: repeats line 2"),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("dkm.csv"),
+        "position,name,number\n1,Desk A,2001\n2,Desk B,2002\n",
+    )
+    .unwrap();
+    let (code, _, err) = turret(
+        d,
+        &[
+            "import",
+            "dkm-keys",
+            &path("dkm.csv"),
+            "--profile",
+            "Ivy Import",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(
+        d.join("lines.csv"),
+        "name,uri,username,password,display_name\nL1,sip:1001@pbx,1001,imported-secret-42,FX\n",
+    )
+    .unwrap();
+    let (code, _, err) = turret(d, &["import", "lines", &path("lines.csv")], "");
+    assert_eq!(code, 0, "{err}");
+
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/contacts"))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/profiles/{pid}/speed-dials"))
+            .await
+            .1[1]["name"],
+        "Desk B"
+    );
+    let (_, lines) = api.get("/api/v1/lines").await;
+    assert_eq!(
+        (
+            lines[0]["name"].as_str(),
+            lines[0]["has_password"].as_bool()
+        ),
+        (Some("L1"), Some(true))
+    );
+
+    // Exports: the same rows back; never a line password.
+    let (code, _, _) = turret(
+        d,
+        &[
+            "export",
+            "local-contacts",
+            "--profile",
+            "Ivy Import",
+            "--output",
+            &path("lc-out.csv"),
+        ],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(d.join("lc-out.csv")).unwrap(),
+        "name,number,field3,field4\nAl,+44 20 1,desk,\nBea,+44 20 2,,\n"
+    );
+    let res = api
+        .client
+        .get(format!(
+            "{}/api/v1/export/dkm-keys?profile_id={pid}",
+            api.base
+        ))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.text().await.unwrap(),
+        "position,name,number\n1,Desk A,2001\n2,Desk B,2002\n"
+    );
+    let res = api
+        .client
+        .get(format!("{}/api/v1/export/lines?format=json", api.base))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("\"uri\":\"sip:1001@pbx\"")
+            && !text.contains("imported-secret")
+            && !text.contains("password"),
+        "{text}"
+    );
+    // The API names what is missing.
+    let (s, v) = api.get("/api/v1/export/local-contacts").await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("profile_id"))
+    );
+    assert_eq!(
+        api.get("/api/v1/export/nothing").await.0,
+        StatusCode::NOT_FOUND
+    );
+    server.stop();
+}

@@ -111,12 +111,12 @@ pub fn router(app: App) -> Router {
         .route("/consents/{id}", get(profiles::get_consent))
         .route("/consents/{id}/withdraw", post(profiles::withdraw_consent))
         .route(
-            "/import/global-contacts",
-            post(transfer::import_global).layer(axum::extract::DefaultBodyLimit::max(
+            "/import/{kind}",
+            post(transfer::import).layer(axum::extract::DefaultBodyLimit::max(
                 transfer::MAX_IMPORT_BYTES,
             )),
         )
-        .route("/export/global-contacts", get(transfer::export_global))
+        .route("/export/{kind}", get(transfer::export))
         .route("/privacy-report", get(privacy_report))
         .route("/backups", get(backups::list).post(backups::create))
         .route("/backups/verify", post(backups::verify))

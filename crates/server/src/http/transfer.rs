@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Query};
 use crate::App;
-use crate::transfer::{Format, ImportError, RowError};
+use crate::transfer::{Format, ImportError, Kind, RowError};
 
 /// Largest file the API accepts.
 pub const MAX_IMPORT_BYTES: usize = 512 * 1024 * 1024;
@@ -23,6 +23,8 @@ pub const MAX_IMPORT_BYTES: usize = 512 * 1024 * 1024;
 pub struct ImportQuery {
     /// `csv` (default) or `json` (JSON lines).
     pub format: Option<String>,
+    /// The profile, for `local-contacts` and `dkm-keys`.
+    pub profile_id: Option<i64>,
     /// `reject` (default) or `update`.
     pub on_duplicate: Option<String>,
 }
@@ -46,20 +48,27 @@ pub struct RowsOut {
 pub async fn import_file(
     app: &App,
     auth: &AdminAuth,
+    kind: Kind,
     path: &std::path::Path,
     format: Format,
     mode: openturret_store::OnDuplicate,
 ) -> Result<ImportOut, Response> {
-    let r = auth.record("global_contact.imported", "global_contact", None, vec![]);
+    let (object_type, object_id) = kind.object();
+    let r = auth.record(
+        &format!("{object_type}.imported"),
+        object_type,
+        object_id,
+        vec![],
+    );
     let plan = openturret_domain::number::NumberPlan {
         country_code: app.config.numbers.country_code.clone(),
     };
-    match crate::transfer::import_global_contacts(
+    match crate::transfer::import(
         app.store.as_ref(),
         &plan,
+        kind,
         path,
-        format,
-        mode,
+        crate::transfer::ImportOptions { format, mode },
         r,
         |_| {},
     )
@@ -119,13 +128,33 @@ pub fn parse_mode(v: Option<&str>) -> ApiResult<openturret_store::OnDuplicate> {
     }
 }
 
-/// `POST /import/global-contacts`
-pub async fn import_global(
+/// The kind named in the path, checked against the profile given.
+async fn kind(app: &App, name: &str, profile: Option<i64>) -> ApiResult<Kind> {
+    if let Some(p) = profile {
+        app.store
+            .get_profile(openturret_domain::ProfileId(p))
+            .await?;
+    }
+    Kind::parse(name, profile.map(openturret_domain::ProfileId)).map_err(|_| match name {
+        "local-contacts" | "dkm-keys" => {
+            ApiError::invalid("profile_id", "is required for this kind")
+        }
+        _ => ApiError::NotFound("kind"),
+    })
+}
+
+/// `POST /import/{kind}`
+pub async fn import(
     State(app): State<App>,
     auth: AdminAuth,
+    axum::extract::Path(name): axum::extract::Path<String>,
     Query(q): Query<ImportQuery>,
     req: Request,
 ) -> Response {
+    let kind = match kind(&app, &name, q.profile_id).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
     let format = match Format::parse(q.format.as_deref().unwrap_or("csv")) {
         Ok(f) => f,
         Err(_) => return ApiError::invalid("format", "must be csv or json").into_response(),
@@ -162,7 +191,7 @@ pub async fn import_global(
         ))
         .into_response();
     }
-    match import_file(&app, &auth, &scratch.0, format, mode).await {
+    match import_file(&app, &auth, kind, &scratch.0, format, mode).await {
         Ok(out) => axum::Json(out).into_response(),
         Err(res) => res,
     }
@@ -173,6 +202,8 @@ pub async fn import_global(
 pub struct ExportQuery {
     /// `csv` (default) or `json` (JSON lines).
     pub format: Option<String>,
+    /// The profile, for `local-contacts` and `dkm-keys`.
+    pub profile_id: Option<i64>,
 }
 
 /// Sends what the exporter writes down an unbounded channel, page by page.
@@ -190,14 +221,20 @@ impl std::io::Write for Sink {
     }
 }
 
-/// Streams an export of the global contacts (API and portal).
-pub fn export_response(app: App, actor: AdminAuth, format: Format) -> Response {
+/// Streams an export (API and portal).
+pub fn export_response(app: App, actor: AdminAuth, kind: Kind, format: Format) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut sink = Sink(tx.clone());
-        match crate::transfer::export_global_contacts(app.store.as_ref(), format, &mut sink).await {
+        match crate::transfer::export(app.store.as_ref(), kind, format, &mut sink).await {
             Ok(_) => {
-                let r = actor.record("global_contact.exported", "global_contact", None, vec![]);
+                let (object_type, object_id) = kind.object();
+                let r = actor.record(
+                    &format!("{object_type}.exported"),
+                    object_type,
+                    object_id,
+                    vec![],
+                );
                 let _ = app.store.append_audit(r).await;
             }
             Err(e) => {
@@ -214,21 +251,28 @@ pub fn export_response(app: App, actor: AdminAuth, format: Format) -> Response {
     let mut res = Body::from_stream(stream).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"global-contacts.{ext}\""))
-    {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}.{ext}\"",
+        kind.file_stem()
+    )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     res
 }
 
-/// `GET /export/global-contacts`
-pub async fn export_global(
+/// `GET /export/{kind}`
+pub async fn export(
     State(app): State<App>,
     auth: AdminAuth,
+    axum::extract::Path(name): axum::extract::Path<String>,
     Query(q): Query<ExportQuery>,
 ) -> Response {
+    let kind = match kind(&app, &name, q.profile_id).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
     match Format::parse(q.format.as_deref().unwrap_or("csv")) {
-        Ok(f) => export_response(app, auth, f),
+        Ok(f) => export_response(app, auth, kind, f),
         Err(_) => ApiError::invalid("format", "must be csv or json").into_response(),
     }
 }

@@ -92,7 +92,7 @@ async fn export(State(app): State<App>, p: Portal, Query(q): Query<ExportQuery>)
     } else {
         Format::Csv
     };
-    export_response(app, p.auth, format)
+    export_response(app, p.auth, crate::transfer::Kind::GlobalContacts, format)
 }
 
 async fn import(
@@ -166,7 +166,16 @@ async fn import(
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
-    match import_file(&app, &p.auth, &scratch.0, format, mode).await {
+    match import_file(
+        &app,
+        &p.auth,
+        crate::transfer::Kind::GlobalContacts,
+        &scratch.0,
+        format,
+        mode,
+    )
+    .await
+    {
         Ok(out) => {
             p.flash(
                 &app,

@@ -170,7 +170,10 @@ impl SqliteStore {
         if !clashes.is_empty() {
             return Ok(Err(clashes));
         }
-        audit.changes = vec![format!("inserted:{}", counts.inserted), format!("updated:{}", counts.updated)];
+        audit.changes = vec![
+            format!("inserted:{}", counts.inserted),
+            format!("updated:{}", counts.updated),
+        ];
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         Ok(Ok(counts))
@@ -187,20 +190,25 @@ impl SqliteStore {
         self.require_profile(&mut tx, profile).await?;
         let (mut counts, mut clashes) = (ImportCounts::default(), Vec::new());
         for (line, k) in rows {
-            let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM speed_dials WHERE profile_id = ? AND kind = ? AND position = ?")
-                    .bind(profile.0)
-                    .bind(k.kind.as_str())
-                    .bind(k.position as i64)
-                    .fetch_optional(&mut *tx.tx)
-                    .await
-                    .map_err(db)?;
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM speed_dials WHERE profile_id = ? AND kind = ? AND position = ?",
+            )
+            .bind(profile.0)
+            .bind(k.kind.as_str())
+            .bind(k.position as i64)
+            .fetch_optional(&mut *tx.tx)
+            .await
+            .map_err(db)?;
             match (existing, mode) {
                 (Some(_), OnDuplicate::Reject) => clashes.push(line),
                 (Some(id), OnDuplicate::Update) => {
                     sqlx::query("UPDATE speed_dials SET name = ?, number = ? WHERE id = ?")
-                        .bind(&k.name).bind(&k.number).bind(id)
-                        .execute(&mut *tx.tx).await.map_err(db)?;
+                        .bind(&k.name)
+                        .bind(&k.number)
+                        .bind(id)
+                        .execute(&mut *tx.tx)
+                        .await
+                        .map_err(db)?;
                     counts.updated += 1;
                 }
                 (None, _) => {
@@ -214,7 +222,10 @@ impl SqliteStore {
         if !clashes.is_empty() {
             return Ok(Err(clashes));
         }
-        audit.changes = vec![format!("inserted:{}", counts.inserted), format!("updated:{}", counts.updated)];
+        audit.changes = vec![
+            format!("inserted:{}", counts.inserted),
+            format!("updated:{}", counts.updated),
+        ];
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         Ok(Ok(counts))

@@ -217,7 +217,10 @@ impl LineStore for SqliteStore {
         if !clashes.is_empty() {
             return Ok(Err(clashes));
         }
-        audit.changes = vec![format!("inserted:{}", counts.inserted), format!("updated:{}", counts.updated)];
+        audit.changes = vec![
+            format!("inserted:{}", counts.inserted),
+            format!("updated:{}", counts.updated),
+        ];
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         Ok(Ok(counts))
