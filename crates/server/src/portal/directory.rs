@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use super::extract::{Portal, PortalForm};
 use super::layout::{self, FormState, button_form, field, page, page_with_status};
-use super::profiles::{ContactFormFields, done};
+use super::profile_items::ContactFormFields;
+use super::profiles::done;
 use crate::App;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, PathId};

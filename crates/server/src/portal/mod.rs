@@ -19,7 +19,9 @@ mod data;
 mod directory;
 mod extract;
 mod layout;
+mod profile_items;
 mod profiles;
+mod records;
 mod system;
 
 use std::collections::HashMap;
@@ -112,6 +114,7 @@ pub fn routes() -> Router<App> {
         .merge(profiles::routes())
         .merge(directory::routes())
         .merge(system::routes())
+        .merge(records::routes())
         .merge(admins::routes())
         .merge(data::routes())
 }

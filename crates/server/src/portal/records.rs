@@ -1,0 +1,428 @@
+//! The records administrators review: the audit log viewer (with the state
+//! of its hash chain), backups, and the live privacy report.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::html;
+use openturret_store::AuditFilter;
+use serde::Deserialize;
+
+use super::extract::{Portal, PortalForm};
+use super::layout::{self, FormState, field, on, page, page_with_status, select};
+use crate::App;
+use crate::http::error::ApiError;
+use crate::http::{parse_ts, ts};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/audit", get(audit))
+        .route("/audit/filter", post(audit_filter))
+        .route("/backups", get(backups).post(create_backup))
+        .route("/backups/verify", post(verify_backup))
+        .route("/privacy", get(privacy))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<i64>,
+}
+
+/// The audit filter kept for a session, as `key=value` lines.
+fn filter_value(stored: &str, key: &str) -> String {
+    stored
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or("")
+        .to_string()
+}
+
+const AUDIT_KEYS: [&str; 6] = [
+    "actor",
+    "event_type",
+    "object_type",
+    "object_id",
+    "from",
+    "to",
+];
+
+async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -> Response {
+    let stored = app.portal.filter(p.session, "audit");
+    let v = |k: &str| layout::given(&filter_value(&stored, k)).map(|s| s.trim().to_string());
+    let date = |k: &str, end: bool| -> Result<Option<openturret_domain::Timestamp>, ApiError> {
+        match v(k) {
+            Some(d) => {
+                let t = parse_ts(k, &format!("{d}T00:00:00Z"))?;
+                Ok(Some(if end {
+                    openturret_domain::Timestamp(t.0 + 86_400_000)
+                } else {
+                    t
+                }))
+            }
+            None => Ok(None),
+        }
+    };
+    let filter = match (date("from", false), date("to", true)) {
+        (Ok(from), Ok(to)) => AuditFilter {
+            actor: v("actor"),
+            event_type: v("event_type"),
+            object_type: v("object_type"),
+            object_id: v("object_id"),
+            from,
+            to,
+            before_seq: q.before,
+            about_profile: None,
+            limit: 50,
+        },
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let loaded = async {
+        Ok::<_, ApiError>((
+            app.store.list_audit(&filter).await?,
+            app.store.verify_audit().await?,
+        ))
+    }
+    .await;
+    let (entries, chain) = match loaded {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let values: Vec<(&str, String)> = AUDIT_KEYS
+        .iter()
+        .map(|k| (*k, filter_value(&stored, k)))
+        .collect();
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let state = FormState::with_values("audit", &pairs);
+    let next = (entries.len() == 50)
+        .then(|| entries.last().map(|e| format!("/audit?before={}", e.seq)))
+        .flatten();
+    let content = html! {
+        @match &chain.broken {
+            None => p.chain.ok role="status" { "Hash chain verified: " (chain.verified) " entries, none altered or removed." },
+            Some(b) => p.chain.bad role="alert" { "Hash chain BROKEN at entry " (b.seq) ": " (b.reason) "." },
+        }
+        form method="post" action="/audit/filter" {
+            (layout::csrf(&p))
+            div.row {
+                (field(&state, "Administrator", "actor", "text", None))
+                (field(&state, "Event type", "event_type", "text", Some("e.g. profile.created")))
+                (field(&state, "Object type", "object_type", "text", Some("e.g. profile")))
+                (field(&state, "Object id", "object_id", "text", None))
+                (field(&state, "From", "from", "date", None))
+                (field(&state, "To", "to", "date", None))
+            }
+            button.secondary type="submit" { "Filter" } " "
+            button.secondary type="submit" name="clear" value="on" { "Clear filters" }
+        }
+        table {
+            thead { tr { th { "#" } th { "Time (UTC)" } th { "Level" } th { "Event" } th { "Object" } th { "Changed fields" } th { "By" } th { "From" } } }
+            tbody {
+                @for e in &entries {
+                    @let r = &e.record;
+                    tr {
+                        td { (e.seq) } td { (ts(r.at)) }
+                        td { @if r.success { (r.level.as_str()) } @else { span.badge.bad { (r.level.as_str()) } } }
+                        td { (r.event_type) }
+                        td { (r.object_type) @if let Some(id) = &r.object_id { " " (id) } }
+                        td { (r.changes.join(", ")) }
+                        td { (r.pii.actor) }
+                        td { (r.pii.client_ip) @if !r.pii.client_host.is_empty() { " (" (r.pii.client_host) ")" } }
+                    }
+                }
+                @if entries.is_empty() { tr { td colspan="8" .muted { "No entries match." } } }
+            }
+        }
+        (layout::pager(q.before.map(|_| "/audit".to_string()), next, if q.before.is_some() { "Older entries" } else { "Newest entries" }))
+    };
+    page(&app, &p, "/audit", "Audit log", content)
+}
+
+#[derive(Deserialize)]
+pub struct AuditFilterForm {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    event_type: String,
+    #[serde(default)]
+    object_type: String,
+    #[serde(default)]
+    object_id: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    clear: Option<String>,
+}
+
+async fn audit_filter(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<AuditFilterForm>,
+) -> Response {
+    let value = if on(&f.clear) {
+        String::new()
+    } else {
+        [
+            ("actor", &f.actor),
+            ("event_type", &f.event_type),
+            ("object_type", &f.object_type),
+            ("object_id", &f.object_id),
+            ("from", &f.from),
+            ("to", &f.to),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    app.portal.set_filter(p.session, "audit", value);
+    Redirect::to("/audit").into_response()
+}
+
+async fn backups_page(
+    app: &App,
+    p: &Portal,
+    create: &FormState,
+    check: &FormState,
+    status: StatusCode,
+) -> Response {
+    let list = match crate::backup::list(&crate::backup::backup_dir(&app.config)) {
+        Ok(l) => l,
+        Err(e) => return ApiError::Internal(e).into_response(),
+    };
+    let files: Vec<(String, String)> = list
+        .iter()
+        .map(|(path, _)| {
+            let f = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (f.clone(), f)
+        })
+        .collect();
+    let content = html! {
+        section.card {
+            h2 { "Backups in " code { (crate::backup::backup_dir(&app.config).display()) } }
+            table {
+                thead { tr { th { "Taken (UTC)" } th { "File" } th { "Size" } th { "Schema" } } }
+                tbody {
+                    @for (path, m) in &list {
+                        tr {
+                            td { (ts(openturret_domain::Timestamp(m.created_at))) }
+                            td { (path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()) }
+                            td { (m.payload_len / 1024) " KiB" }
+                            td { (m.schema_version) }
+                        }
+                    }
+                    @if list.is_empty() { tr { td colspan="4" .muted { "No backups yet." } } }
+                }
+            }
+        }
+        section.card {
+            h2 { "Take a backup now" }
+            p { "The backup holds the whole configuration and the sealed call memory, encrypted under the passphrase you choose. Without the passphrase it reveals nothing, and nobody can recover it for you." }
+            @if let Some(e) = create.general_error(&["passphrase", "confirm"]) { p.error-box role="alert" { (e) } }
+            form method="post" action="/backups" {
+                (layout::csrf(p))
+                (field(create, "Passphrase", "passphrase", "password", Some("At least 12 characters.")))
+                (field(create, "Passphrase again", "confirm", "password", None))
+                button type="submit" { "Take backup" }
+            }
+        }
+        @if !files.is_empty() {
+            section.card {
+                h2 { "Verify a backup" }
+                @if let Some(e) = check.general_error(&["file", "passphrase"]) { p.error-box role="alert" { (e) } }
+                form method="post" action="/backups/verify" {
+                    (layout::csrf(p))
+                    (select(check, "Backup", "file", &files))
+                    (field(check, "Its passphrase", "passphrase", "password", None))
+                    button.secondary type="submit" { "Verify" }
+                }
+            }
+        }
+        section.card {
+            h2 { "Restore" }
+            p { "Restoring replaces all data. Stop the System Manager, then run:" }
+            pre { code { "turret backup restore FILE --passphrase-stdin" } }
+            p.muted { "Profiles erased after the backup was taken are erased again during the restore: the erasure ledger is kept outside every backup." }
+        }
+    };
+    page_with_status(app, p, "/backups", "Backups", status, content)
+}
+
+async fn backups(State(app): State<App>, p: Portal) -> Response {
+    let empty = |form| FormState {
+        form,
+        ..Default::default()
+    };
+    backups_page(&app, &p, &empty("backup"), &empty("verify"), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct BackupForm {
+    #[serde(default)]
+    passphrase: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn create_backup(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<BackupForm>,
+) -> Response {
+    let empty = |form| FormState {
+        form,
+        ..Default::default()
+    };
+    let fail = |err: (String, String)| FormState {
+        error: Some(err),
+        form: "backup",
+        ..Default::default()
+    };
+    if f.passphrase != f.confirm {
+        let s = fail(("confirm".into(), "The two passphrases differ.".into()));
+        return backups_page(
+            &app,
+            &p,
+            &s,
+            &empty("verify"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    match crate::http::backups::create_backup(&app, &p.auth, f.passphrase).await {
+        Ok(b) => {
+            p.flash(&app, format!("Backup written: {}", b.file));
+            Redirect::to("/backups").into_response()
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                backups_page(
+                    &app,
+                    &p,
+                    &fail(err),
+                    &empty("verify"),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    file: String,
+    #[serde(default)]
+    passphrase: String,
+}
+
+async fn verify_backup(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<VerifyForm>,
+) -> Response {
+    let body = crate::http::backups::VerifyIn {
+        file: f.file.clone(),
+        passphrase: f.passphrase,
+    };
+    match crate::http::backups::verify_backup(&app, &p.auth, body).await {
+        Ok(v) => {
+            p.flash(
+                &app,
+                format!(
+                    "{} is intact: taken {}, database integrity {}, {} audit entries verified.",
+                    v.file, v.created_at, v.integrity, v.audit_entries
+                ),
+            );
+            Redirect::to("/backups").into_response()
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                let mut s = FormState::with_values("verify", &[("file", &f.file)]);
+                s.error = Some(err);
+                backups_page(
+                    &app,
+                    &p,
+                    &FormState {
+                        form: "backup",
+                        ..Default::default()
+                    },
+                    &s,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+async fn privacy(State(app): State<App>, p: Portal) -> Response {
+    let r = match crate::privacy::report(&app).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::Internal(e).into_response(),
+    };
+    let yes = |v: &serde_json::Value| {
+        if v.as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        }
+    };
+    let content = html! {
+        p.muted { "Generated " (r["generated_at"].as_str().unwrap_or("")) " from this deployment. The same document as JSON: " code { "GET /api/v1/privacy-report" } "." }
+        section.card {
+            h2 { "What is held" }
+            table {
+                thead { tr { th { "Data" } th { "Records" } th { "Fields" } th { "Who can read it" } th { "Protection" } } }
+                tbody {
+                    @for c in r["categories"].as_array().into_iter().flatten() {
+                        tr {
+                            td { strong { (c["category"].as_str().unwrap_or("")) } }
+                            td { (c["records"]) }
+                            td { (c["fields"].as_str().unwrap_or("")) }
+                            td { (c["readers"].as_str().unwrap_or("")) }
+                            td { (c["protection"].as_str().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+            p.muted { "Stored in " (r["deployment"]["data_directory"].as_str().unwrap_or("")) "." }
+        }
+        section.card {
+            h2 { "Collection and interfaces" }
+            table { tbody {
+                tr { td { "Profiles collecting call memory" } td { (r["collection"]["profiles_collecting_call_memory"]) } }
+                tr { td { "Master password" } td { (yes(&r["collection"]["master_password_enabled"])) } }
+                tr { td { "Clients may change global contacts" } td { (yes(&r["collection"]["global_contacts_changeable_by_clients"])) } }
+                tr { td { "CTI interface" } td { (yes(&r["interfaces"]["cti"])) } }
+                tr { td { "API interface" } td { (yes(&r["interfaces"]["api"])) } }
+                tr { td { "Recorder forwarding" } td { (yes(&r["interfaces"]["recorder_forwarding"])) } }
+            } }
+        }
+        section.card {
+            h2 { "Retention, backups, erasure" }
+            table { tbody {
+                tr { td { "Call memory kept" } td { (r["retention"]["call_memory"]["max_age_days"].as_u64().map(|d| format!("{d} days")).unwrap_or("until deleted".into())) ", at most " (r["retention"]["call_memory_fifo_per_profile"]) " per profile" } }
+                tr { td { "Call data records kept" } td { (r["retention"]["cdrs"]["max_age_days"].as_u64().map(|d| format!("{d} days")).unwrap_or("until deleted".into())) } }
+                tr { td { "Backups" } td { (r["backups"]["count"]) " in " (r["backups"]["directory"].as_str().unwrap_or("")) } }
+                tr { td { "Erasures in the ledger" } td { (r["erasure_ledger"]["entries"]) " (kept outside every backup)" } }
+                tr { td { "Audit log" } td { (r["audit"]["entries"]) " entries; hash chain " @if r["audit"]["chain_intact"].as_bool() == Some(true) { "intact" } @else { strong { "BROKEN" } } } }
+            } }
+        }
+        section.card {
+            h2 { "Encryption" }
+            table { tbody {
+                @for (k, v) in r["encryption"].as_object().into_iter().flatten() {
+                    tr { td { (k.replace('_', " ")) } td { (v.as_str().unwrap_or("")) } }
+                }
+            } }
+        }
+    };
+    page(&app, &p, "/privacy", "Privacy report", content)
+}
