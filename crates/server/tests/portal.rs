@@ -615,7 +615,7 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
     b.fill("#import-file", bad.to_str().unwrap()).await;
     b.choose("#import-on_duplicate", "Update those contacts")
         .await;
-    b.submit("form[action='/data/import/global-contacts'] button[type=submit]")
+    b.submit("form[action='/data/import'] button[type=submit]")
         .await;
     let report = b.text(".error-box").await;
     assert!(
@@ -643,7 +643,7 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
     b.fill("#import-file", good.to_str().unwrap()).await;
     b.choose("#import-on_duplicate", "Update those contacts")
         .await;
-    b.submit("form[action='/data/import/global-contacts'] button[type=submit]")
+    b.submit("form[action='/data/import'] button[type=submit]")
         .await;
     assert!(b.text(".flash").await.contains("1 new, 1 updated"));
     let (_, list) = api.get("/api/v1/global-contacts").await;
@@ -654,4 +654,42 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
         .map(|c| (c["name"].as_str().unwrap(), c["field3"].as_str().unwrap()))
         .collect();
     assert_eq!(names, [("Paula Pound", "Rates"), ("Quinn Quay", "")]);
+
+    // A profile's DKM keys, chosen by kind and profile.
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Rita Rates", "password": "rita-pw"}),
+        )
+        .await;
+    let keys = dir.path().join("keys.csv");
+    std::fs::write(&keys, "position,name,number\n1,Desk,2001\n").unwrap();
+    b.goto("/data").await;
+    b.choose("#import-kind", "DKM speed dial keys of a profile")
+        .await;
+    b.choose("#import-profile", "Rita Rates").await;
+    b.fill("#import-file", keys.to_str().unwrap()).await;
+    b.submit("form[action='/data/import'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("1 new"));
+    let (_, k) = api
+        .get(&format!("/api/v1/profiles/{}/speed-dials", p["id"]))
+        .await;
+    assert_eq!(
+        (k[0]["kind"].as_str(), k[0]["name"].as_str()),
+        (Some("DKM"), Some("Desk"))
+    );
+    let dkm = http
+        .get(format!(
+            "{}/data/export/dkm-keys?profile_id={}&format=csv",
+            server.url, p["id"]
+        ))
+        .header("cookie", format!("turret_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(dkm, "position,name,number\n1,Desk,2001\n");
 }
