@@ -146,10 +146,10 @@ async fn kind_of(app: &App, name: &str, profile: &str) -> Result<Kind, Response>
         .parse::<i64>()
         .ok()
         .map(openturret_domain::ProfileId);
-    if let Some(id) = pid {
-        if let Err(e) = app.store.get_profile(id).await {
-            return Err(crate::http::error::ApiError::from(e).into_response());
-        }
+    if let Some(id) = pid
+        && let Err(e) = app.store.get_profile(id).await
+    {
+        return Err(crate::http::error::ApiError::from(e).into_response());
     }
     Kind::parse(name, pid)
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}")).into_response())
