@@ -91,6 +91,12 @@ async fn run(app: App, mut socket: WebSocket, ip: std::net::IpAddr) {
     conn.detach().await;
 }
 
+/// A speed dial key as clients see it.
+pub(crate) fn key_json(k: &openturret_domain::model::SpeedDial) -> serde_json::Value {
+    json!({"id": k.id.0, "kind": k.fields.kind.as_str(), "position": k.fields.position,
+           "name": k.fields.name, "number": k.fields.number})
+}
+
 /// The configuration a client of `profile` works with: line keys (display
 /// name and alternate text only, SPEC §2), speed dial keys, the switches
 /// that matter to it, speech units and concentrator keys.
@@ -132,8 +138,7 @@ pub async fn config_json(app: &App, profile: ProfileId) -> Result<String, StoreE
             "call_memory_password_protected": p.flags.call_memory_password_protected,
         },
         "line_keys": line_json,
-        "speed_dials": keys.iter().map(|k| json!({"id": k.id.0, "kind": k.fields.kind.as_str(),
-            "position": k.fields.position, "name": k.fields.name, "number": k.fields.number})).collect::<Vec<_>>(),
+        "speed_dials": keys.iter().map(key_json).collect::<Vec<_>>(),
         "settings": {"global_contacts_changeable": settings.global_contacts_changeable},
         "speech_units": [
             {"id": "handset-1", "kind": "handset", "name": "Handset 1"},

@@ -408,9 +408,7 @@ impl Conn {
                     vec!["kind", "position", "name", "number"],
                 );
                 let k = self.app.store.create_speed_dial(pid, f, r).await?;
-                Ok(
-                    json!({"id": k.id.0, "kind": k.fields.kind.as_str(), "position": k.fields.position, "name": k.fields.name, "number": k.fields.number}),
-                )
+                Ok(super::key_json(&k))
             }
             Request::UpdateSpeedDial {
                 key_id: id,
@@ -444,9 +442,7 @@ impl Conn {
                     .store
                     .update_speed_dial(pid, SpeedDialId(id), f, r)
                     .await?;
-                Ok(
-                    json!({"id": k.id.0, "kind": k.fields.kind.as_str(), "position": k.fields.position, "name": k.fields.name, "number": k.fields.number}),
-                )
+                Ok(super::key_json(&k))
             }
             Request::DeleteSpeedDial { key_id: id } => {
                 let pid = self.user().await?.lock().await.profile;

@@ -38,6 +38,31 @@ pub fn routes() -> Router<App> {
         .route("/profiles/{id}/lines/{line_id}/delete", post(remove_line))
 }
 
+/// After a change to one of a profile's items: back to the profile page
+/// at `anchor` with `message`, or the page again with the failed form
+/// (built by `forms` from the field error) and status 422.
+async fn item_done<T>(
+    app: &App,
+    p: &Portal,
+    id: i64,
+    result: ApiResult<T>,
+    anchor: &str,
+    message: &str,
+    forms: impl FnOnce((String, String)) -> Forms,
+) -> Response {
+    let err = match result {
+        Ok(_) => {
+            p.flash(app, message);
+            return Redirect::to(&format!("/profiles/{id}#{anchor}")).into_response();
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => err,
+            Err(e) => return e.into_response(),
+        },
+    };
+    render_detail(app, p, id, forms(err), StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
 /// The four fields of a contact form (local or global).
 #[derive(Deserialize)]
 pub struct ContactFormFields {
@@ -80,26 +105,10 @@ async fn add_contact(
     };
     let r = api_contacts::create_local(State(app.clone()), p.auth.clone(), PathId(id), Json(body))
         .await;
-    let state = match r {
-        Ok(_) => {
-            p.flash(&app, "Contact added.");
-            return Redirect::to(&format!("/profiles/{id}#contacts")).into_response();
-        }
-        Err(e) => match layout::form_error(e) {
-            Ok(err) => f.state("contact", err),
-            Err(e) => return e.into_response(),
-        },
-    };
-    render_detail(
-        &app,
-        &p,
-        id,
-        Forms {
-            contact: Some(state),
-            ..Default::default()
-        },
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+    item_done(&app, &p, id, r, "contacts", "Contact added.", |err| Forms {
+        contact: Some(f.state("contact", err)),
+        ..Default::default()
+    })
     .await
 }
 
@@ -242,38 +251,22 @@ async fn add_key(
         }
         Err(e) => Err(e),
     };
-    let state = match r {
-        Ok(()) => {
-            p.flash(&app, "Speed dial key added.");
-            return Redirect::to(&format!("/profiles/{id}#keys")).into_response();
-        }
-        Err(e) => match layout::form_error(e) {
-            Ok(err) => {
-                let mut s = FormState::with_values(
-                    "key",
-                    &[
-                        ("kind", &f.kind),
-                        ("position", &f.position),
-                        ("name", &f.name),
-                        ("number", &f.number),
-                    ],
-                );
-                s.error = Some(err);
-                s
-            }
-            Err(e) => return e.into_response(),
-        },
-    };
-    render_detail(
-        &app,
-        &p,
-        id,
+    item_done(&app, &p, id, r, "keys", "Speed dial key added.", |err| {
+        let mut s = FormState::with_values(
+            "key",
+            &[
+                ("kind", &f.kind),
+                ("position", &f.position),
+                ("name", &f.name),
+                ("number", &f.number),
+            ],
+        );
+        s.error = Some(err);
         Forms {
-            key: Some(state),
+            key: Some(s),
             ..Default::default()
-        },
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+        }
+    })
     .await
 }
 
@@ -318,33 +311,17 @@ async fn assign_line(
         .await
     }
     .await;
-    let state = match r {
-        Ok(_) => {
-            p.flash(&app, "Line key added.");
-            return Redirect::to(&format!("/profiles/{id}#lines")).into_response();
-        }
-        Err(e) => match layout::form_error(e) {
-            Ok(err) => {
-                let mut s = FormState::with_values(
-                    "linekey",
-                    &[("line_id", &f.line_id), ("position", &f.position)],
-                );
-                s.error = Some(err);
-                s
-            }
-            Err(e) => return e.into_response(),
-        },
-    };
-    render_detail(
-        &app,
-        &p,
-        id,
+    item_done(&app, &p, id, r, "lines", "Line key added.", |err| {
+        let mut s = FormState::with_values(
+            "linekey",
+            &[("line_id", &f.line_id), ("position", &f.position)],
+        );
+        s.error = Some(err);
         Forms {
-            line: Some(state),
+            line: Some(s),
             ..Default::default()
-        },
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+        }
+    })
     .await
 }
 
