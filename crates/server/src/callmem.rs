@@ -139,25 +139,34 @@ pub fn open_entry(key: &OpenKey, sealed: &[u8]) -> Result<CallMemoryEntry, SealE
     })
 }
 
-/// A finished call on a line, as the Multi-Line Controller will report it.
-/// Until it exists, tests feed these through [`record_call`] in-process:
-/// there is no HTTP route for it.
+/// A finished call on a line, as the Multi-Line Controller reports it
+/// (`mlc::call::end`). There is no HTTP route for it.
 #[derive(Clone, Debug)]
 pub struct CallEvent {
     pub line: LineId,
     pub direction: Direction,
     pub remote_number: String,
     pub at: Timestamp,
-    /// The profile that answered, if the call was answered.
+    /// Incoming: the profile that answered, if a turret answered.
     pub answered_by: Option<ProfileId>,
+    /// Whether the call was answered (by a turret, by the line itself in
+    /// automatic answer mode, or by the far end of an outgoing call).
+    pub answered: bool,
+    /// Outgoing: the profile that placed the call; only it gets an entry.
+    pub placed_by: Option<ProfileId>,
 }
 
 /// Writes a call-memory entry for every profile showing the line that
-/// collects call memory, with the caller identified from its contacts.
-/// Returns how many entries were written.
+/// collects call memory (for an outgoing call, the profile that placed
+/// it), with the caller identified from its contacts. Returns how many
+/// entries were written.
 pub async fn record_call(app: &App, event: &CallEvent) -> anyhow::Result<usize> {
     let mut written = 0;
-    for pid in app.store.profiles_with_line(event.line).await? {
+    let profiles = match event.placed_by {
+        Some(p) => vec![p],
+        None => app.store.profiles_with_line(event.line).await?,
+    };
+    for pid in profiles {
         let profile = app.store.get_profile(pid).await?;
         if !profile.flags.collect_call_memory {
             continue;
@@ -173,7 +182,7 @@ pub async fn record_call(app: &App, event: &CallEvent) -> anyhow::Result<usize> 
                 .unwrap_or_default(),
             at: event.at,
             direction: event.direction,
-            answered: event.answered_by.is_some(),
+            answered: event.answered,
             answered_by: event.answered_by.map(|by| {
                 if by == pid {
                     Locality::Local

@@ -26,7 +26,37 @@ pub struct Config {
     pub auth: AuthConfig,
     pub numbers: NumbersConfig,
     pub backup: BackupConfig,
+    pub sip: SipConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct SipConfig {
+    /// Run the Multi-Line Controller inside `turret serve`.
+    pub enabled: bool,
+    /// The MLC's SIP address, UDP and TCP.
+    pub listen: SocketAddr,
+    /// The IP address put in Via, Contact and SDP; unset: the address this
+    /// host uses to reach each PBX.
+    pub advertise: Option<std::net::IpAddr>,
+    /// Registration lifetime asked of the PBX, in seconds.
+    pub register_expires: u32,
+    /// Every this many seconds each PBX is sent an OPTIONS; when it answers
+    /// again after an outage, its lines re-register at once.
+    pub keepalive_secs: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            enabled: true,
+            listen: "0.0.0.0:5060".parse().expect("valid default address"),
+            advertise: None,
+            register_expires: 300,
+            keepalive_secs: 5,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -118,6 +148,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             numbers: NumbersConfig::default(),
             backup: BackupConfig::default(),
+            sip: SipConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -166,6 +197,20 @@ lockout_secs = 300
 # keep = 7
 # passphrase_file = "/etc/turret/backup-passphrase"
 
+[sip]
+# The Multi-Line Controller: registers the lines and carries their calls.
+enabled = true
+# SIP address, UDP and TCP (also --sip-listen on `turret serve` and `turret mlc`).
+listen = "0.0.0.0:5060"
+# The IP address put in Via, Contact and SDP. Unset: the address this host
+# uses to reach each PBX.
+# advertise = "192.0.2.10"
+# Registration lifetime asked of the PBX, in seconds.
+register_expires = 300
+# Each PBX is sent an OPTIONS this often; when it answers again after an
+# outage, its lines re-register at once.
+keepalive_secs = 5
+
 [log]
 # "text" or "json"
 format = "text"
@@ -178,6 +223,7 @@ level = "info"
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub sip_listen: Option<SocketAddr>,
 }
 
 /// A loaded configuration and the warnings met on the way (unknown keys),
@@ -232,6 +278,9 @@ pub fn load(
     }
     if let Some(l) = overrides.listen {
         config.listen = l;
+    }
+    if let Some(l) = overrides.sip_listen {
+        config.sip.listen = l;
     }
     if !matches!(config.log.format.as_str(), "text" | "json") {
         bail!(

@@ -24,6 +24,9 @@ pub enum PushKind {
     CallMemoryAdded,
     /// The session must end (profile deleted, password changed).
     SessionEnded(&'static str),
+    /// A message already encoded for this profile's clients (calls, line
+    /// states from the Multi-Line Controller).
+    Raw(Arc<str>),
 }
 
 /// A push for the clients of `profile`, or for all clients when `None`.
@@ -123,7 +126,15 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                 push_config(app, ProfileId(pid)).await?;
             }
         }
+        "line"
+            if matches!(
+                r.event_type.as_str(),
+                "line.registered" | "line.registration_failed" | "line.unregistered"
+            ) => {}
         "line" => {
+            if let Some(lid) = a {
+                app.mlc.line_changed(LineId(lid));
+            }
             if r.event_type == "line.deleted" {
                 app.hub.send(None, PushKind::Config(None));
             } else if let Some(lid) = a {

@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod mlc;
 pub mod openapi;
 pub mod passwords;
 pub mod portal;
@@ -64,6 +65,8 @@ pub struct AppInner {
     pub hub: hub::Hub,
     /// Logged-in turret client sessions.
     pub sessions: client::session::Sessions,
+    /// The Multi-Line Controller in this process (idle until started).
+    pub mlc: mlc::Mlc,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -93,12 +96,33 @@ impl App {
             caller_id: callerid::CallerId::new(plan),
             hub: hub::Hub::default(),
             sessions: client::session::Sessions::default(),
+            mlc: mlc::Mlc::new(),
         }));
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);
         retention::start(&app);
         backup::start_schedule(&app);
         Ok(app)
+    }
+}
+
+impl App {
+    /// An audit record of something the system did by itself (retention,
+    /// line registration), with no client address.
+    pub fn system_record(
+        &self,
+        event: &str,
+        object: &str,
+        object_id: Option<String>,
+    ) -> openturret_store::AuditRecord {
+        let ctx = http::extract::Ctx {
+            client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            client_host: String::new(),
+            server_host: self.host.clone(),
+        };
+        let mut r = ctx.record("system", event, object, object_id, vec![]);
+        r.pii.client_ip = String::new();
+        r
     }
 }
 

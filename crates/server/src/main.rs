@@ -34,6 +34,9 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8443]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// SIP address of the Multi-Line Controller, UDP and TCP [default: 0.0.0.0:5060]
+        #[arg(long, value_name = "ADDR")]
+        sip_listen: Option<SocketAddr>,
     },
     /// Manage administrator accounts on the data directory.
     Admin {
@@ -238,7 +241,15 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     std::io::stdout().flush().ok();
     let store = prepared.store.clone();
     let _lock = prepared.lock;
+    let sip = config.sip.clone();
     let app = App::start(prepared.store, config, host).await?;
+    if sip.enabled {
+        let at = app.mlc.start(&app, sip).await?;
+        println!("  SIP (MLC):   {at} (UDP and TCP)");
+    } else {
+        println!("  SIP (MLC):   off (sip.enabled = false)");
+    }
+    std::io::stdout().flush().ok();
     tracing::info!(%bound, "serving");
     serve(app, listener, prepared.tls, shutdown_signal()).await?;
     store.close().await;
@@ -246,13 +257,14 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let listen = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let (listen, sip_listen) = match &cli.command {
+        Command::Serve { listen, sip_listen } => (*listen, *sip_listen),
+        _ => (None, None),
     };
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         listen,
+        sip_listen,
     };
     let loaded = config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     let config = loaded.config;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use openturret_domain::Timestamp;
 
 use crate::App;
-use crate::http::extract::Ctx;
 
 const EVERY: Duration = Duration::from_secs(3600);
 const DAY_MS: i64 = 86_400_000;
@@ -21,14 +20,7 @@ pub struct Purged {
 }
 
 fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord {
-    let ctx = Ctx {
-        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-        client_host: String::new(),
-        server_host: app.host.clone(),
-    };
-    let mut r = ctx.record("system", event, object, None, vec![]);
-    r.pii.client_ip = String::new();
-    r
+    app.system_record(event, object, None)
 }
 
 /// Applies the retention limits once, as of `now`.

@@ -297,6 +297,8 @@ async fn calls(
             remote_number: number.to_string(),
             at: Timestamp(1_700_000_000_000 + i as i64),
             answered_by: answered_by.map(ProfileId),
+            answered: answered_by.is_some(),
+            placed_by: None,
         };
         record_call(&s.app, &ev).await.unwrap();
     }

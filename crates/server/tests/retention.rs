@@ -35,6 +35,8 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             remote_number: "+44 20 7946 0001".into(),
             at: Timestamp(now.0 - age_days * DAY),
             answered_by: None,
+            answered: false,
+            placed_by: None,
         };
         record_call(&s.app, &ev).await.unwrap();
         s.app
@@ -242,7 +244,9 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
         direction: Direction::Outgoing,
         remote_number: "+44 20 7000 0666".into(),
         at: Timestamp::now(),
-        answered_by: Some(ProfileId(pid)),
+        answered_by: None,
+        answered: true,
+        placed_by: Some(ProfileId(pid)),
     };
     record_call(&s.app, &ev).await.unwrap();
 

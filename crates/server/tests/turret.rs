@@ -151,6 +151,8 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
             remote_number: number.to_string(),
             at: Timestamp(1_790_000_000_000 + i as i64),
             answered_by: Some(ProfileId(pid)),
+            answered: true,
+            placed_by: None,
         };
         record_call(&s.app, &ev).await.unwrap();
     }

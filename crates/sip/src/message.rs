@@ -464,6 +464,16 @@ impl Message {
         header(&self.headers, name)
     }
 
+    /// Every occurrence of a header, unsplit (for headers whose values hold
+    /// commas, such as WWW-Authenticate).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|h| h.name == name)
+            .map(|h| h.value.as_str())
+            .collect()
+    }
+
     /// Every comma-separated value of every occurrence of a header.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
         self.headers

@@ -21,6 +21,43 @@ pub struct LineFields {
     pub alternate_text: String,
     /// The number presented on outgoing calls.
     pub preferred_identity: String,
+    /// Whether a turret answers the line's calls or they are answered at
+    /// once on a speaker (intercom).
+    pub answer_mode: AnswerMode,
+}
+
+/// How a line's incoming calls are answered (issue 6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// A turret answers (the default).
+    #[default]
+    Manual,
+    /// Answered at once on a speaker, as intercom lines are.
+    Automatic,
+}
+
+impl AnswerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerMode::Manual => "manual",
+            AnswerMode::Automatic => "automatic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        match s.trim() {
+            "" | "manual" => Ok(AnswerMode::Manual),
+            "automatic" => Ok(AnswerMode::Automatic),
+            _ => Err(ValidationError::new(
+                "answer_mode",
+                "must be manual or automatic",
+            )),
+        }
+    }
+
+    pub fn is_automatic(self) -> bool {
+        self == AnswerMode::Automatic
+    }
 }
 
 impl LineFields {
@@ -55,7 +92,13 @@ impl LineFields {
             display_name: validate::optional_text("display_name", display_name, 100)?,
             alternate_text: validate::optional_text("alternate_text", alternate_text, 100)?,
             preferred_identity,
+            answer_mode: AnswerMode::Manual,
         })
+    }
+
+    pub fn with_answer_mode(mut self, mode: AnswerMode) -> Self {
+        self.answer_mode = mode;
+        self
     }
 
     pub fn changed_fields(&self, current: &LineFields) -> Vec<&'static str> {
@@ -86,6 +129,9 @@ impl LineFields {
             &Some(&self.preferred_identity),
             &&current.preferred_identity,
         );
+        if self.answer_mode != current.answer_mode {
+            c.push("answer_mode");
+        }
         c
     }
 }

@@ -21,6 +21,7 @@ use crate::hub::PushKind;
 use crate::throttle::Realm;
 use crate::{App, callmem, passwords};
 
+mod calls;
 mod memory;
 
 type Res = Result<Value, ProtoError>;
@@ -463,6 +464,8 @@ impl Conn {
             Request::CallMemory => self.call_memory().await,
             Request::DeleteCallMemory { entry_id } => self.delete_call_memory(entry_id).await,
             Request::SubjectExport => self.subject_export().await,
+            Request::Calls => self.calls().await,
+            Request::Call(op) => self.call_op(op).await,
             Request::Lookup { number } => {
                 let pid = self.user().await?.lock().await.profile;
                 Ok(json!({"number": number, "name": self.app.caller_id.lookup(pid, &number)}))
@@ -671,6 +674,7 @@ impl Conn {
                 false,
             ),
             _ if master => (None, false),
+            PushKind::Raw(text) => (Some(text.to_string()), false),
             PushKind::ContactsChanged => {
                 (Some(json!({"push": "contacts_changed"}).to_string()), false)
             }

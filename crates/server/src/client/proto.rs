@@ -104,6 +104,40 @@ pub enum Request {
         number: String,
     },
     SubjectExport,
+    /// The calls and line states of the profile's lines.
+    Calls,
+    #[serde(untagged)]
+    Call(CallOp),
+}
+
+/// Telephony operations (issue 6).
+#[derive(Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CallOp {
+    Dial {
+        line_id: Option<i64>,
+        number: String,
+    },
+    Answer {
+        call_id: u64,
+        speech_unit: Option<String>,
+    },
+    Reject {
+        call_id: u64,
+    },
+    Hangup {
+        call_id: u64,
+    },
+    Hold {
+        call_id: u64,
+    },
+    Retrieve {
+        call_id: u64,
+    },
+    Transfer {
+        call_id: u64,
+        target: String,
+    },
 }
 
 /// A refusal or failure, as sent to the client.

@@ -22,15 +22,19 @@ pub struct LineOut {
     display_name: String,
     alternate_text: String,
     preferred_identity: String,
+    answer_mode: &'static str,
     has_password: bool,
-    /// Reported by the Multi-Line Controller; `unknown` until it does.
+    /// As the Multi-Line Controller reports it: registering, registered,
+    /// failing (with `registration_reason`) or unregistered.
     registration_state: &'static str,
+    registration_reason: Option<String>,
     created_at: String,
     updated_at: String,
 }
 
-impl From<Line> for LineOut {
-    fn from(l: Line) -> Self {
+impl LineOut {
+    pub fn new(app: &App, l: Line) -> Self {
+        let state = app.mlc.line_state(l.id);
         LineOut {
             id: l.id.0,
             name: l.fields.name,
@@ -39,8 +43,10 @@ impl From<Line> for LineOut {
             display_name: l.fields.display_name,
             alternate_text: l.fields.alternate_text,
             preferred_identity: l.fields.preferred_identity,
+            answer_mode: l.fields.answer_mode.as_str(),
             has_password: l.has_password,
-            registration_state: "unknown",
+            registration_state: state.name(),
+            registration_reason: state.reason().map(str::to_string),
             created_at: ts(l.created_at),
             updated_at: ts(l.updated_at),
         }
@@ -62,6 +68,9 @@ pub struct LineIn {
     pub alternate_text: String,
     #[serde(default)]
     pub preferred_identity: String,
+    /// `manual` (default) or `automatic` (intercom: answered at once).
+    #[serde(default)]
+    pub answer_mode: String,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +84,7 @@ pub struct LinePatch {
     pub display_name: Option<String>,
     pub alternate_text: Option<String>,
     pub preferred_identity: Option<String>,
+    pub answer_mode: Option<String>,
 }
 
 fn password(p: Option<String>) -> ApiResult<Option<Secret>> {
@@ -95,7 +105,7 @@ pub async fn list(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json
             .list_lines()
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(|l| LineOut::new(&app, l))
             .collect(),
     ))
 }
@@ -105,7 +115,10 @@ pub async fn get(
     _a: AdminAuth,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<LineOut>> {
-    Ok(axum::Json(app.store.get_line(LineId(id)).await?.into()))
+    Ok(axum::Json(LineOut::new(
+        &app,
+        app.store.get_line(LineId(id)).await?,
+    )))
 }
 
 pub async fn create(
@@ -120,7 +133,8 @@ pub async fn create(
         &b.display_name,
         &b.alternate_text,
         &b.preferred_identity,
-    )?;
+    )?
+    .with_answer_mode(AnswerMode::parse(&b.answer_mode)?);
     let pw = password(b.password)?;
     let mut changed = vec![
         "name",
@@ -135,7 +149,7 @@ pub async fn create(
     }
     let r = auth.record("line.created", "line", None, changed);
     let l = app.store.create_line(f, pw, r).await?;
-    Ok((StatusCode::CREATED, axum::Json(l.into())))
+    Ok((StatusCode::CREATED, axum::Json(LineOut::new(&app, l))))
 }
 
 pub async fn update(
@@ -155,16 +169,19 @@ pub async fn update(
         b.preferred_identity
             .as_deref()
             .unwrap_or(&cur.preferred_identity),
-    )?;
+    )?
+    .with_answer_mode(match b.answer_mode.as_deref() {
+        Some(m) => AnswerMode::parse(m)?,
+        None => cur.answer_mode,
+    });
     let pw = password(b.password)?;
     let mut changed = f.changed_fields(&cur);
     if pw.is_some() {
         changed.push("password");
     }
     let r = auth.record("line.updated", "line", Some(id.to_string()), changed);
-    Ok(axum::Json(
-        app.store.update_line(id, f, pw, r).await?.into(),
-    ))
+    let l = app.store.update_line(id, f, pw, r).await?;
+    Ok(axum::Json(LineOut::new(&app, l)))
 }
 
 pub async fn delete(

@@ -271,13 +271,20 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                         td { a href=(format!("/lines/{}", l.id)) { (l.fields.name) } }
                         td { (l.fields.uri) } td { (l.fields.username) } td { (l.fields.display_name) }
                         td { @if l.has_password { span.badge.on { "set" } } @else { span.badge { "none" } } }
-                        td { span.badge { "unknown" } }
+                        @let st = app.mlc.line_state(l.id);
+                        td {
+                            @match st.name() {
+                                "registered" => span.badge.on title="Registered with its PBX" { "registered" },
+                                name => span.badge title=(st.reason().unwrap_or("")) { (name) },
+                            }
+                            @if let Some(r) = st.reason() { " " span.muted.line-reason { (r) } }
+                        }
                     }
                 }
                 @if lines.is_empty() { tr { td colspan="6" .muted { "No lines yet." } } }
             }
         }
-        p.muted { "Registration states appear once the Multi-Line Controller reports them." }
+        p.muted { "Registration states are those the Multi-Line Controller reports now; reload to refresh." }
     };
     page(&app, &p, "/lines", "Lines", content)
 }
@@ -298,6 +305,8 @@ pub struct LineForm {
     alternate_text: String,
     #[serde(default)]
     preferred_identity: String,
+    #[serde(default)]
+    answer_mode: String,
 }
 
 impl LineForm {
@@ -311,6 +320,7 @@ impl LineForm {
                 ("display_name", &self.display_name),
                 ("alternate_text", &self.alternate_text),
                 ("preferred_identity", &self.preferred_identity),
+                ("answer_mode", &self.answer_mode),
             ],
         );
         s.error = err;
@@ -346,6 +356,10 @@ fn line_page(
                 (field(state, "Display name", "display_name", "text", Some("Shown on the line key.")))
                 (field(state, "Alternate text", "alternate_text", "text", None))
                 (field(state, "Preferred identity number", "preferred_identity", "tel", Some("Presented on outgoing calls.")))
+                (layout::select(state, "Answer mode", "answer_mode", &[
+                    ("manual".into(), "Manual: a turret answers".into()),
+                    ("automatic".into(), "Automatic: answered at once on a speaker (intercom)".into()),
+                ]))
                 button type="submit" { "Save line" } " " a href="/lines" { "Cancel" }
             }
         }
@@ -383,6 +397,7 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
         display_name: f.display_name.clone(),
         alternate_text: f.alternate_text.clone(),
         preferred_identity: f.preferred_identity.clone(),
+        answer_mode: f.answer_mode.clone(),
     };
     let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
     done(&app, &p, r, "/lines", "Line created.", |err| {
@@ -410,6 +425,7 @@ async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Res
                 display_name: f.display_name.clone(),
                 alternate_text: f.alternate_text.clone(),
                 preferred_identity: f.preferred_identity.clone(),
+                answer_mode: f.answer_mode.as_str().to_string(),
             };
             line_page(
                 &app,
@@ -438,6 +454,7 @@ async fn update_line(
         display_name: Some(f.display_name.clone()),
         alternate_text: Some(f.alternate_text.clone()),
         preferred_identity: Some(f.preferred_identity.clone()),
+        answer_mode: Some(f.answer_mode.clone()),
     };
     let r = api_lines::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
     let has_password = app

@@ -37,6 +37,7 @@ const LINE_COLUMNS: &[&str] = &[
     "display_name",
     "alternate_text",
     "preferred_identity",
+    "answer_mode",
 ];
 const LINE_EXPORT: &[&str] = &[
     "name",
@@ -45,6 +46,7 @@ const LINE_EXPORT: &[&str] = &[
     "display_name",
     "alternate_text",
     "preferred_identity",
+    "answer_mode",
 ];
 
 impl Kind {
@@ -122,6 +124,14 @@ fn parse_row(kind: Kind, row: &Fields) -> Result<Parsed, (String, String)> {
                 get(row, "alternate_text"),
                 get(row, "preferred_identity"),
             )
+            .and_then(|f| {
+                Ok(
+                    f.with_answer_mode(openturret_domain::model::AnswerMode::parse(get(
+                        row,
+                        "answer_mode",
+                    ))?),
+                )
+            })
             .map_err(v)?;
             let pw = Some(get(row, "password"))
                 .filter(|p| !p.is_empty())
@@ -359,6 +369,7 @@ pub async fn export(
                         f.display_name,
                         f.alternate_text,
                         f.preferred_identity,
+                        f.answer_mode.as_str().to_string(),
                     ]
                 })
                 .collect(),

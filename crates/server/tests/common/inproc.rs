@@ -36,12 +36,19 @@ impl InProc {
         };
         config.numbers.country_code = Some("44".into());
         config.listen = "127.0.0.1:0".parse().unwrap();
+        // The MLC stays off unless a test switches it on (telephony tests).
+        config.sip.enabled = false;
+        config.sip.listen = "127.0.0.1:0".parse().unwrap();
         tune(&mut config, dir.path());
+        let sip = config.sip.clone();
         let prepared = startup::prepare(&config, "test-host").await.unwrap();
         let otp = prepared.first_admin_password.clone().unwrap();
         let app = App::start(prepared.store.clone(), config, "test-host".into())
             .await
             .unwrap();
+        if sip.enabled {
+            app.mlc.start(&app, sip).await.unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();

@@ -1,0 +1,497 @@
+//! The Multi-Line Controller (SPEC §1, §5): registers every configured line
+//! with its PBX, carries the calls on them to and from the turrets, anchors
+//! their RTP and writes call memory and call data records.
+//!
+//! Layers, bottom up:
+//! - [`transport`]: UDP and TCP sockets behind the `SipTransport` trait;
+//! - this module: dispatch of what arrives, client transactions with their
+//!   retransmission timers (RFC 3261 §17.1), the server-side answer cache
+//!   that absorbs retransmitted requests (§17.2), and the line table;
+//! - [`register`]: one registration task per line, plus a keep-alive per
+//!   PBX that re-registers its lines the moment it answers again;
+//! - [`call`]: call state, dialogs, the client operations (answer, dial,
+//!   hang up, hold, transfer) and the records a finished call leaves;
+//! - [`rtp`]: one media anchor per call (G.711 silence until the media
+//!   issue connects speech units).
+//!
+//! Messages are parsed by `openturret_sip`; nothing here trusts a field it
+//! did not parse, and every table is bounded.
+
+pub mod call;
+pub mod register;
+pub mod rtp;
+pub mod transport;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use openturret_domain::LineId;
+use openturret_sip::check::{self, ALLOW};
+use openturret_sip::message::{self, Builder, Message, ParseError};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::SipConfig;
+use crate::{App, AppInner};
+use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
+
+/// RFC 3261 timer T1 (round-trip estimate) and T2 (maximum retransmit
+/// interval); a transaction gives up after 64·T1.
+pub const T1: Duration = Duration::from_millis(500);
+pub const T2: Duration = Duration::from_secs(4);
+pub const TXN_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// Bound on remembered answers to requests (for their retransmissions).
+const ANSWER_CACHE: usize = 16_384;
+
+/// A line's registration state, as the portal, the clients and the audit
+/// log see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineState {
+    Unregistered,
+    Registering,
+    Registered,
+    Failing(String),
+}
+
+impl LineState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LineState::Unregistered => "unregistered",
+            LineState::Registering => "registering",
+            LineState::Registered => "registered",
+            LineState::Failing(_) => "failing",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            LineState::Failing(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({"state": self.name(), "reason": self.reason()})
+    }
+}
+
+/// The MLC inside the System Manager. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Mlc(Arc<Inner>);
+
+#[derive(Default)]
+pub struct Inner {
+    app: OnceLock<Weak<AppInner>>,
+    transport: OnceLock<Arc<dyn SipTransport>>,
+    config: OnceLock<SipConfig>,
+    user_agent: String,
+    /// Open client transactions, by Via branch.
+    client_txns: Mutex<HashMap<String, mpsc::Sender<Message>>>,
+    /// Answers already sent, for retransmitted requests.
+    answers: Mutex<AnswerCache>,
+    /// ACKs awaited for final answers to INVITEs, by "Call-ID CSeq".
+    awaiting_ack: Mutex<HashMap<String, Arc<Notify>>>,
+    pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
+    pub(crate) calls: call::Calls,
+    seq: AtomicU64,
+}
+
+#[derive(Default)]
+struct AnswerCache {
+    map: HashMap<String, (Vec<u8>, Peer)>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl AnswerCache {
+    fn insert(&mut self, key: String, bytes: Vec<u8>, peer: Peer) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.order.front() {
+            if self.order.len() < ANSWER_CACHE && now.duration_since(*at) < TXN_TIMEOUT {
+                break;
+            }
+            let (_, k) = self.order.pop_front().expect("front exists");
+            self.map.remove(&k);
+        }
+        if self.map.insert(key.clone(), (bytes, peer)).is_none() {
+            self.order.push_back((now, key));
+        }
+    }
+}
+
+impl std::ops::Deref for Mlc {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The key of a server transaction: the branch (RFC 3261) or, for RFC 2543
+/// senders, Call-ID, CSeq and the top Via (§17.2.3).
+fn txn_key(m: &Message, method: &str) -> String {
+    let via = &m.vias[0];
+    match via.branch() {
+        Some(b) if via.is_3261() => format!("{b} {} {method}", via.host),
+        _ => format!("{} {} {} {method}", m.call_id, m.cseq.number, via.raw),
+    }
+}
+
+impl Mlc {
+    pub fn new() -> Mlc {
+        Mlc(Arc::new(Inner {
+            user_agent: format!("OpenTurret MLC {}", env!("CARGO_PKG_VERSION")),
+            ..Inner::default()
+        }))
+    }
+
+    /// Binds the SIP address and starts serving the lines of `app`'s store.
+    /// Returns the bound address.
+    pub async fn start(&self, app: &App, config: SipConfig) -> anyhow::Result<SocketAddr> {
+        let (tx, rx) = mpsc::channel::<Inbound>(4096);
+        let t = NetTransport::bind(config.listen, tx)
+            .await
+            .map_err(|e| anyhow::anyhow!("while binding the SIP address {}: {e}", config.listen))?;
+        let local = t.local_addr();
+        let _ = self.app.set(Arc::downgrade(&app.0));
+        let _ = self.transport.set(Arc::new(t));
+        let _ = self.config.set(config);
+        tokio::spawn(self.clone().dispatch(rx));
+        register::start_all(self).await?;
+        tracing::info!(%local, "Multi-Line Controller listening (SIP over UDP and TCP)");
+        Ok(local)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.transport.get().is_some()
+    }
+
+    pub(crate) fn app(&self) -> Option<App> {
+        self.app.get()?.upgrade().map(App)
+    }
+
+    pub(crate) fn config(&self) -> SipConfig {
+        self.config.get().cloned().unwrap_or_default()
+    }
+
+    /// The SIP address the MLC listens on, once started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.transport.get().map(|t| t.local_addr())
+    }
+
+    pub(crate) fn user_agent(&self) -> &str {
+        &self.user_agent
+    }
+
+    /// Our IP as seen from `dest`: the configured one, the bound one, or
+    /// the one the kernel routes to `dest` from.
+    pub(crate) fn advertised_ip(&self, dest: SocketAddr) -> IpAddr {
+        if let Some(ip) = self.config.get().and_then(|c| c.advertise) {
+            return ip;
+        }
+        let local = self.local_addr().map(|a| a.ip());
+        if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
+            return ip;
+        }
+        let bind: SocketAddr = if dest.is_ipv6() {
+            "[::]:0".parse().expect("valid")
+        } else {
+            "0.0.0.0:0".parse().expect("valid")
+        };
+        std::net::UdpSocket::bind(bind)
+            .and_then(|s| {
+                s.connect(dest)?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .unwrap_or_else(|_| bind.ip())
+    }
+
+    /// `host:port` for our Via and Contact towards `dest`.
+    pub(crate) fn sent_by(&self, dest: SocketAddr) -> String {
+        let ip = self.advertised_ip(dest);
+        let port = self.local_addr().map_or(5060, |a| a.port());
+        match ip {
+            IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+            IpAddr::V4(v4) => format!("{v4}:{port}"),
+        }
+    }
+
+    pub(crate) fn token(&self) -> String {
+        format!(
+            "{}{:x}",
+            message::random_token(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    pub(crate) fn branch(&self) -> String {
+        format!("z9hG4bK{}", self.token())
+    }
+
+    /// A Call-ID of our own (no vendor domain in it).
+    pub(crate) fn call_id(&self) -> String {
+        format!("{}@openturret", self.token())
+    }
+
+    pub(crate) async fn send(&self, peer: Peer, bytes: &[u8]) {
+        let Some(t) = self.transport.get() else {
+            return;
+        };
+        if let Err(e) = t.send(peer, bytes).await {
+            tracing::debug!(peer = %peer.addr, error = %e, "SIP send failed");
+        }
+    }
+
+    /// Runs a client transaction: sends `bytes` (whose top Via carries
+    /// `branch`), retransmits over UDP per RFC 3261 §17.1 and hands every
+    /// response to the returned channel. The channel closes after a final
+    /// response or when the transaction times out (no final response).
+    pub(crate) fn transact(
+        &self,
+        peer: Peer,
+        branch: String,
+        bytes: Vec<u8>,
+        invite: bool,
+        timeout: Duration,
+    ) -> mpsc::Receiver<Message> {
+        let (out_tx, out_rx) = mpsc::channel::<Message>(16);
+        let (in_tx, mut in_rx) = mpsc::channel::<Message>(16);
+        self.client_txns
+            .lock()
+            .unwrap()
+            .insert(branch.clone(), in_tx);
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.send(peer, &bytes).await;
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut interval = T1;
+            let mut retransmit = peer.proto == Proto::Udp;
+            loop {
+                let next = (tokio::time::Instant::now() + interval).min(deadline);
+                tokio::select! {
+                    r = in_rx.recv() => {
+                        let Some(r) = r else { break };
+                        let code = r.code().unwrap_or(0);
+                        let _ = out_tx.send(r).await;
+                        if code >= 200 {
+                            break;
+                        }
+                        // A provisional answer: INVITEs stop retransmitting,
+                        // others slow down to T2 (§17.1.2.2).
+                        if invite { retransmit = false; } else { interval = T2; }
+                    }
+                    _ = tokio::time::sleep_until(next) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        if retransmit {
+                            me.send(peer, &bytes).await;
+                            interval = (interval * 2).min(if invite { TXN_TIMEOUT } else { T2 });
+                        }
+                    }
+                }
+            }
+            me.client_txns.lock().unwrap().remove(&branch);
+        });
+        out_rx
+    }
+
+    /// Sends a final answer to an INVITE and repeats it over UDP until the
+    /// ACK arrives (§13.3.1.4, §17.2.1), for at most 64·T1.
+    pub(crate) fn send_reliably(&self, peer: Peer, ack_key: String, bytes: Vec<u8>) -> Arc<Notify> {
+        let acked = Arc::new(Notify::new());
+        self.awaiting_ack
+            .lock()
+            .unwrap()
+            .insert(ack_key.clone(), acked.clone());
+        let me = self.clone();
+        let done = acked.clone();
+        tokio::spawn(async move {
+            me.send(peer, &bytes).await;
+            let deadline = tokio::time::Instant::now() + TXN_TIMEOUT;
+            let mut interval = T1;
+            loop {
+                tokio::select! {
+                    _ = done.notified() => break,
+                    _ = tokio::time::sleep(interval) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        if peer.proto == Proto::Udp {
+                            me.send(peer, &bytes).await;
+                        }
+                        interval = (interval * 2).min(T2);
+                    }
+                }
+            }
+            me.awaiting_ack.lock().unwrap().remove(&ack_key);
+        });
+        acked
+    }
+
+    /// Answers a request and remembers the answer for its retransmissions.
+    pub(crate) async fn answer(&self, req: &Message, peer: Peer, b: Builder) {
+        let bytes = b.header("User-Agent", &self.user_agent).build();
+        if let Some(method) = req.method() {
+            self.answers
+                .lock()
+                .unwrap()
+                .insert(txn_key(req, method), bytes.clone(), peer);
+        }
+        self.send(peer, &bytes).await;
+    }
+
+    /// Where to answer a request: the source address (rport behaviour,
+    /// RFC 3581), never the sent-by of the Via (which may be anything,
+    /// even a broadcast address: RFC 4475 `bcast`).
+    fn reply_peer(peer: Peer) -> Peer {
+        peer
+    }
+
+    async fn dispatch(self, mut rx: mpsc::Receiver<Inbound>) {
+        while let Some(inbound) = rx.recv().await {
+            match inbound {
+                Inbound::Refused(
+                    ParseError::Reject {
+                        code,
+                        reason,
+                        detail,
+                        headers,
+                    },
+                    peer,
+                ) => {
+                    let b = message::response_to(&headers, code, reason, Some(&self.token()))
+                        .header("Warning", format!("399 openturret \"{detail}\""))
+                        .header("User-Agent", &self.user_agent);
+                    self.send(Self::reply_peer(peer), &b.build()).await;
+                }
+                Inbound::Refused(..) => {}
+                Inbound::Message(m, peer) => {
+                    if m.method().is_some() {
+                        self.on_request(*m, Self::reply_peer(peer)).await;
+                    } else {
+                        self.on_response(*m).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_response(&self, m: Message) {
+        let branch = m.vias[0].branch().unwrap_or_default().to_string();
+        let txn = self.client_txns.lock().unwrap().get(&branch).cloned();
+        match txn {
+            Some(tx) => {
+                let _ = tx.try_send(m);
+            }
+            // A 2xx to an INVITE after its transaction ended: the far end
+            // did not get our ACK; the call module sends it again.
+            None if m.cseq.method == "INVITE"
+                && m.code().is_some_and(|c| (200..300).contains(&c)) =>
+            {
+                call::on_stray_2xx(self, &m).await;
+            }
+            None => {}
+        }
+    }
+
+    async fn on_request(&self, m: Message, peer: Peer) {
+        let method = m.method().unwrap_or_default().to_string();
+        if method == "ACK" {
+            let key = format!("{} {}", m.call_id, m.cseq.number);
+            if let Some(n) = self.awaiting_ack.lock().unwrap().get(&key) {
+                n.notify_one();
+            }
+            call::on_ack(self, &m).await;
+            return;
+        }
+        // A retransmission: send the same answer again.
+        let cached = self
+            .answers
+            .lock()
+            .unwrap()
+            .map
+            .get(&txn_key(&m, &method))
+            .cloned();
+        if let Some((bytes, _)) = cached {
+            self.send(peer, &bytes).await;
+            return;
+        }
+        if let Some(r) = check::check_request(&m) {
+            let mut b = message::response_to(&m.headers, r.code, r.reason, Some(&self.token()));
+            for (k, v) in &r.headers {
+                b = b.header(k, v);
+            }
+            if method == "INVITE" {
+                self.answer_invite_finally(&m, peer, b).await;
+            } else {
+                self.answer(&m, peer, b).await;
+            }
+            return;
+        }
+        match method.as_str() {
+            "OPTIONS" => {
+                let b = message::response_to(&m.headers, 200, "OK", Some(&self.token()))
+                    .header("Allow", ALLOW)
+                    .header("Accept", "application/sdp")
+                    .header("Supported", "");
+                self.answer(&m, peer, b).await;
+            }
+            "INVITE" => call::on_invite(self, m, peer).await,
+            "CANCEL" => call::on_cancel(self, m, peer).await,
+            "BYE" => call::on_bye(self, m, peer).await,
+            "NOTIFY" => call::on_notify(self, m, peer).await,
+            "INFO" => {
+                let b = message::response_to(&m.headers, 200, "OK", None);
+                self.answer(&m, peer, b).await;
+            }
+            _ => {
+                let b =
+                    message::response_to(&m.headers, 501, "Not Implemented", Some(&self.token()))
+                        .header("Allow", ALLOW);
+                self.answer(&m, peer, b).await;
+            }
+        }
+    }
+
+    /// A final non-2xx answer to an INVITE, repeated until ACKed.
+    pub(crate) async fn answer_invite_finally(&self, m: &Message, peer: Peer, b: Builder) {
+        let bytes = b.header("User-Agent", &self.user_agent).build();
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(txn_key(m, "INVITE"), bytes.clone(), peer);
+        self.send_reliably(peer, format!("{} {}", m.call_id, m.cseq.number), bytes);
+    }
+
+    /// Line states for the API, portal and clients.
+    pub fn line_state(&self, id: LineId) -> LineState {
+        match self.lines.lock().unwrap().get(&id) {
+            Some(l) => l.state.clone(),
+            None if self.is_running() => LineState::Unregistered,
+            None => LineState::Failing("the Multi-Line Controller is not running".into()),
+        }
+    }
+
+    pub fn line_states(&self) -> HashMap<LineId, LineState> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (*k, v.state.clone()))
+            .collect()
+    }
+
+    /// A line was created, changed or deleted: (re)start or stop its
+    /// registration without a restart.
+    pub fn line_changed(&self, id: LineId) {
+        if !self.is_running() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move { register::restart(&me, id).await });
+    }
+}

@@ -1,0 +1,498 @@
+//! Line registration (SPEC §5): one task per line keeps it registered with
+//! its PBX (digest MD5 or SHA-256), refreshes before expiry, backs off on
+//! failure (1 s doubling to 15 s, with jitter), and a keep-alive per PBX
+//! re-registers every line the moment the PBX answers again after an
+//! outage (a restarted registrar has forgotten them).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openturret_domain::LineId;
+use openturret_domain::model::Line;
+use openturret_sip::digest::Challenge;
+use openturret_sip::message::Builder;
+use openturret_sip::uri::Uri;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::transport::{Peer, Proto};
+use super::{LineState, Mlc, TXN_TIMEOUT};
+use crate::hub::PushKind;
+
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+pub struct LineRuntime {
+    pub state: LineState,
+    /// Where the line registers, once resolved.
+    pub registrar: Option<Peer>,
+    /// The AOR's domain, for calls placed on the line.
+    pub domain: String,
+    task: JoinHandle<()>,
+    kick: Arc<Notify>,
+}
+
+impl Drop for LineRuntime {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts every line's registration and the PBX keep-alive.
+pub async fn start_all(mlc: &Mlc) -> anyhow::Result<()> {
+    let app = mlc.app().ok_or_else(|| anyhow::anyhow!("no app"))?;
+    for line in app.store.list_lines().await? {
+        restart(mlc, line.id).await;
+    }
+    tokio::spawn(keepalive(mlc.clone()));
+    Ok(())
+}
+
+/// (Re)starts a line's registration from its stored configuration, or
+/// stops it when the line is gone.
+pub async fn restart(mlc: &Mlc, id: LineId) {
+    let Some(app) = mlc.app() else { return };
+    let old = mlc.lines.lock().unwrap().remove(&id);
+    let line = match app.store.get_line(id).await {
+        Ok(l) => l,
+        Err(_) => {
+            // Deleted: tell the PBX, best effort, and forget the line.
+            if let Some(old) = old
+                && old.state == LineState::Registered
+                && let Some(peer) = old.registrar
+            {
+                let reg = Registration::new(mlc, id, &old.domain, peer, None, None);
+                let _ = reg.register(mlc, 0).await;
+            }
+            return;
+        }
+    };
+    let password = app.store.line_password(id).await.ok().flatten();
+    let kick = Arc::new(Notify::new());
+    let domain = Uri::parse(&line.fields.uri)
+        .map(|u| u.host)
+        .unwrap_or_default();
+    // Spawned under the lock, so the task finds its entry in the table.
+    {
+        let mut lines = mlc.lines.lock().unwrap();
+        let task = tokio::spawn(run(mlc.clone(), line.clone(), password, kick.clone()));
+        lines.insert(
+            id,
+            LineRuntime {
+                state: LineState::Registering,
+                registrar: None,
+                domain,
+                task,
+                kick,
+            },
+        );
+    }
+    set_state(mlc, id, LineState::Registering).await;
+}
+
+/// Records a state change: pushed to the clients showing the line and,
+/// when the kind of state changes, audited.
+pub(crate) async fn set_state(mlc: &Mlc, id: LineId, state: LineState) {
+    let previous = {
+        let mut lines = mlc.lines.lock().unwrap();
+        let Some(l) = lines.get_mut(&id) else { return };
+        if l.state == state {
+            return;
+        }
+        std::mem::replace(&mut l.state, state.clone())
+    };
+    let Some(app) = mlc.app() else { return };
+    match &state {
+        LineState::Failing(r) => {
+            tracing::warn!(line = id.0, reason = %r, "line registration failing")
+        }
+        s => tracing::info!(line = id.0, state = s.name(), "line registration"),
+    }
+    let push = Arc::<str>::from(
+        serde_json::json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
+            .to_string(),
+    );
+    if let Ok(pids) = app.store.profiles_with_line(id).await {
+        for pid in pids {
+            app.hub.send(Some(pid), PushKind::Raw(push.clone()));
+        }
+    }
+    if previous.name() != state.name() && state != LineState::Registering {
+        let event = match state {
+            LineState::Registered => "line.registered",
+            LineState::Failing(_) => "line.registration_failed",
+            _ => "line.unregistered",
+        };
+        let r = app.system_record(event, "line", Some(id.0.to_string()));
+        if let Err(e) = app.store.append_audit(r).await {
+            tracing::warn!(error = %e, "line state not audited");
+        }
+    }
+}
+
+/// Where a line's URI says to register: host, port and transport.
+async fn resolve(uri: &Uri) -> Result<Peer, String> {
+    let proto = match uri
+        .param("transport")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("tcp") => Proto::Tcp,
+        None | Some("udp") => Proto::Udp,
+        Some(other) => return Err(format!("transport {other} is not supported (udp or tcp)")),
+    };
+    if uri.scheme == "sips" {
+        return Err("sips: (SIP over TLS) lines are not supported yet".into());
+    }
+    let host = uri
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port.unwrap_or(5060);
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}"))?;
+    Ok(Peer { proto, addr })
+}
+
+/// One line's registration dialog state.
+pub(crate) struct Registration {
+    line: LineId,
+    aor: String,
+    registrar_uri: String,
+    username: String,
+    password: Option<String>,
+    peer: Peer,
+    call_id: String,
+    from_tag: String,
+    cseq: u32,
+}
+
+impl Registration {
+    fn new(
+        mlc: &Mlc,
+        line: LineId,
+        domain: &str,
+        peer: Peer,
+        user: Option<&Uri>,
+        password: Option<String>,
+    ) -> Registration {
+        let user_part = user.map(|u| u.user.clone()).unwrap_or_default();
+        let aor = match user {
+            Some(u) => format!("sip:{}@{}", u.user, host_port(u)),
+            None => format!("sip:line-{}@{domain}", line.0),
+        };
+        let registrar_uri = match user {
+            Some(u) => format!("sip:{}", host_port(u)),
+            None => format!("sip:{domain}"),
+        };
+        Registration {
+            line,
+            aor,
+            registrar_uri,
+            username: user_part,
+            password,
+            peer,
+            call_id: mlc.call_id(),
+            from_tag: mlc.token(),
+            cseq: 0,
+        }
+    }
+
+    /// One REGISTER exchange (with one answer to a digest challenge).
+    /// Returns the granted lifetime.
+    async fn register(&self, mlc: &Mlc, expires: u32) -> Result<u32, String> {
+        self.register_as(mlc, expires, &self.username).await
+    }
+
+    async fn register_as(&self, mlc: &Mlc, expires: u32, username: &str) -> Result<u32, String> {
+        let mut auth: Option<(&'static str, String)> = None;
+        let mut cseq = self.cseq;
+        let contact = contact_uri(mlc, self.line, self.peer);
+        for attempt in 0..3 {
+            cseq += 1;
+            let branch = mlc.branch();
+            let mut b = Builder::request("REGISTER", &self.registrar_uri)
+                .header(
+                    "Via",
+                    format!(
+                        "SIP/2.0/{} {};branch={branch};rport",
+                        self.peer.proto.via_name(),
+                        mlc.sent_by(self.peer.addr)
+                    ),
+                )
+                .header("Max-Forwards", "70")
+                .header("From", format!("<{}>;tag={}", self.aor, self.from_tag))
+                .header("To", format!("<{}>", self.aor))
+                .header("Call-ID", &self.call_id)
+                .header("CSeq", format!("{cseq} REGISTER"))
+                .header("Contact", format!("<{contact}>"))
+                .header("Expires", expires.to_string())
+                .header("User-Agent", mlc.user_agent());
+            if let Some((name, value)) = &auth {
+                b = b.header(name, value);
+            }
+            let mut rx = mlc.transact(self.peer, branch, b.build(), false, TXN_TIMEOUT);
+            let mut last = None;
+            while let Some(r) = rx.recv().await {
+                if r.code().unwrap_or(0) >= 200 {
+                    last = Some(r);
+                }
+            }
+            let Some(r) = last else {
+                return Err(format!("no answer from the PBX at {}", self.peer.addr));
+            };
+            let code = r.code().unwrap_or(0);
+            match code {
+                200..=299 => return Ok(granted(&r, &contact).unwrap_or(expires)),
+                401 | 407 => {
+                    let (hdr, answer_hdr) = if code == 401 {
+                        ("www-authenticate", "Authorization")
+                    } else {
+                        ("proxy-authenticate", "Proxy-Authorization")
+                    };
+                    let challenge = r
+                        .header_all(hdr)
+                        .iter()
+                        .filter_map(|v| Challenge::parse(v).ok())
+                        .max_by_key(|c| c.algorithm == openturret_sip::digest::Algorithm::Sha256)
+                        .ok_or_else(|| {
+                            format!("{code}: the PBX's challenge is not a digest we support")
+                        })?;
+                    if auth.is_some() && !challenge.stale {
+                        return Err(format!(
+                            "{code}: authentication failed (wrong username or password)"
+                        ));
+                    }
+                    let Some(pw) = &self.password else {
+                        return Err(format!(
+                            "{code}: the PBX asks for a password and the line has none"
+                        ));
+                    };
+                    let cnonce = mlc.token();
+                    auth = Some((
+                        answer_hdr,
+                        challenge.answer("REGISTER", &self.registrar_uri, username, pw, 1, &cnonce),
+                    ));
+                    let _ = attempt;
+                }
+                _ => {
+                    let reason = match &r.start {
+                        openturret_sip::Start::Response { reason, .. } => reason.clone(),
+                        _ => String::new(),
+                    };
+                    return Err(format!("{code} {reason}").trim().to_string());
+                }
+            }
+        }
+        Err("authentication failed".into())
+    }
+}
+
+fn host_port(u: &Uri) -> String {
+    match u.port {
+        Some(p) => format!("{}:{p}", u.host),
+        None => u.host.clone(),
+    }
+}
+
+/// The Contact a line registers: the PBX sends the line's calls here, and
+/// the user part says which line a call is for.
+pub(crate) fn contact_uri(mlc: &Mlc, line: LineId, peer: Peer) -> String {
+    let t = if peer.proto == Proto::Tcp {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    format!("sip:ot-line-{}@{}{t}", line.0, mlc.sent_by(peer.addr))
+}
+
+/// The line a Request-URI `ot-line-N` user part names.
+pub(crate) fn line_of_contact_user(user: &str) -> Option<LineId> {
+    user.strip_prefix("ot-line-")?.parse().ok().map(LineId)
+}
+
+/// The lifetime the registrar granted our contact.
+fn granted(r: &openturret_sip::Message, contact: &str) -> Option<u32> {
+    let ours = Uri::parse(contact).ok()?;
+    for c in r.header_values("contact") {
+        if let Ok(na) = openturret_sip::uri::NameAddr::parse(c)
+            && na.uri.user == ours.user
+            && let Some(e) = na.param("expires").and_then(|e| e.parse().ok())
+        {
+            return Some(e);
+        }
+    }
+    r.expires()
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    d + Duration::from_millis(u16::from_le_bytes(b) as u64 % 500)
+}
+
+async fn run(
+    mlc: Mlc,
+    line: Line,
+    password: Option<openturret_domain::secret::Secret>,
+    kick: Arc<Notify>,
+) {
+    let uri = match Uri::parse(&line.fields.uri) {
+        Ok(u) => u,
+        Err(e) => {
+            set_state(
+                &mlc,
+                line.id,
+                LineState::Failing(format!("the line's URI is malformed: {e}")),
+            )
+            .await;
+            return;
+        }
+    };
+    let expires = mlc.config().register_expires.max(30);
+    let mut backoff = Duration::from_secs(1);
+    let mut reg: Option<Registration> = None;
+    loop {
+        let peer = match resolve(&uri).await {
+            Ok(p) => p,
+            Err(reason) => {
+                set_state(&mlc, line.id, LineState::Failing(reason)).await;
+                wait(&kick, jitter(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        if let Some(l) = mlc.lines.lock().unwrap().get_mut(&line.id) {
+            l.registrar = Some(peer);
+        }
+        let r = reg.get_or_insert_with(|| {
+            Registration::new(
+                &mlc,
+                line.id,
+                &uri.host,
+                peer,
+                Some(&uri),
+                password.as_ref().map(|p| p.expose().to_string()),
+            )
+        });
+        r.peer = peer;
+        let username = if line.fields.username.is_empty() {
+            uri.user_decoded()
+        } else {
+            line.fields.username.clone()
+        };
+        let result = r.register_as(&mlc, expires, &username).await;
+        r.cseq += 3;
+        match result {
+            Ok(granted) => {
+                set_state(&mlc, line.id, LineState::Registered).await;
+                backoff = Duration::from_secs(1);
+                let granted = granted.max(2);
+                let refresh = if granted > 60 {
+                    granted - 30
+                } else {
+                    granted / 2
+                };
+                wait(&kick, Duration::from_secs(refresh as u64)).await;
+            }
+            Err(reason) => {
+                set_state(&mlc, line.id, LineState::Failing(reason)).await;
+                wait(&kick, jitter(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+async fn wait(kick: &Notify, d: Duration) {
+    tokio::select! {
+        _ = kick.notified() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Sends an OPTIONS to every PBX with lines now and then. A PBX that stops
+/// answering marks its lines failing; when it answers again, they all
+/// re-register at once.
+async fn keepalive(mlc: Mlc) {
+    let mut down: HashSet<SocketAddr> = HashSet::new();
+    loop {
+        let every = Duration::from_secs(mlc.config().keepalive_secs.max(1));
+        tokio::time::sleep(every).await;
+        let registrars: HashMap<SocketAddr, Peer> = mlc
+            .lines
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|l| l.registrar)
+            .map(|p| (p.addr, p))
+            .collect();
+        down.retain(|a| registrars.contains_key(a));
+        for (addr, peer) in registrars {
+            let alive = probe(&mlc, peer).await;
+            let was_down = down.contains(&addr);
+            if alive && was_down {
+                down.remove(&addr);
+                tracing::info!(pbx = %addr, "PBX answers again; re-registering its lines");
+                for l in mlc.lines.lock().unwrap().values() {
+                    if l.registrar.is_some_and(|p| p.addr == addr) {
+                        l.kick.notify_one();
+                    }
+                }
+            } else if !alive && !was_down {
+                down.insert(addr);
+                let ids: Vec<LineId> = mlc
+                    .lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, l)| l.registrar.is_some_and(|p| p.addr == addr))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    set_state(
+                        &mlc,
+                        id,
+                        LineState::Failing(format!("no answer from the PBX at {addr}")),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+/// Whether the PBX answers an OPTIONS (any answer counts) within 2 s.
+async fn probe(mlc: &Mlc, peer: Peer) -> bool {
+    let branch = mlc.branch();
+    let uri = format!("sip:{}", peer.addr);
+    let b = Builder::request("OPTIONS", &uri)
+        .header(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                peer.proto.via_name(),
+                mlc.sent_by(peer.addr)
+            ),
+        )
+        .header("Max-Forwards", "70")
+        .header(
+            "From",
+            format!(
+                "<sip:openturret@{}>;tag={}",
+                mlc.sent_by(peer.addr),
+                mlc.token()
+            ),
+        )
+        .header("To", format!("<{uri}>"))
+        .header("Call-ID", mlc.call_id())
+        .header("CSeq", "1 OPTIONS")
+        .header("User-Agent", mlc.user_agent());
+    let mut rx = mlc.transact(peer, branch, b.build(), false, Duration::from_secs(2));
+    rx.recv().await.is_some()
+}

@@ -1,0 +1,447 @@
+//! Real SIP peers for the telephony tests, from Debian's packages: Kamailio
+//! as the PBX (registrar and proxy with digest authentication) and baresip
+//! as a softphone driven through its `ctrl_tcp` interface. A missing peer
+//! fails the test loudly (`scripts/test.sh` installs them).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The password every test account has on the test PBX.
+pub const PBX_PASSWORD: &str = "secret";
+
+/// A port free for both UDP and TCP on 127.0.0.1 (and the next one, for
+/// tools that take two).
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if port > 60_000 {
+            continue;
+        }
+        let ok = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok();
+        if ok {
+            return port;
+        }
+    }
+}
+
+fn require(bin: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(bin);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{bin} is not installed: run scripts/test.sh, which installs the SIP test peers");
+}
+
+/// Ends a whole process group (the shell's `kill` builtin: no procps
+/// needed).
+fn kill_group(child: &mut Child) {
+    let pid = child.id();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -9 -{pid} 2>/dev/null"))
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// kill -9 of every process whose command line mentions `needle`.
+fn kill_matching(needle: &str) {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            pids.push(pid.to_string());
+        }
+    }
+    if !pids.is_empty() {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -9 {} 2>/dev/null", pids.join(" ")))
+            .status();
+    }
+}
+
+/// A Kamailio registrar/proxy on 127.0.0.1, UDP and TCP.
+pub struct Kamailio {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Kamailio {
+    /// `algorithm` is `MD5` or `SHA-256`; `qop` asks for `qop=auth`.
+    pub fn start(algorithm: &str, qop: bool) -> Kamailio {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let flags = if qop { "1" } else { "0" };
+        let cfg = format!(
+            r#"#!KAMAILIO
+debug=1
+log_stderror=yes
+children=2
+tcp_children=2
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+alias="127.0.0.1:{port}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "sanity.so"
+loadmodule "auth.so"
+loadmodule "kex.so"
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "algorithm", "{algorithm}")
+modparam("auth", "secret", "openturret-test")
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("OPTIONS") && uri == myself && $rU == $null) {{ sl_send_reply("200", "Keepalive"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("REGISTER")) {{
+        if (!pv_www_authenticate("$td", "{PBX_PASSWORD}", "{flags}")) {{ www_challenge("$td", "{flags}"); exit; }}
+        if (!save("location")) {{ sl_reply_error(); }}
+        exit;
+    }}
+    if (is_method("INVITE|REFER|MESSAGE")) {{
+        if (!pv_proxy_authenticate("$fd", "{PBX_PASSWORD}", "{flags}")) {{ proxy_challenge("$fd", "{flags}"); exit; }}
+        consume_credentials();
+    }}
+    if (is_method("INVITE")) {{ record_route(); }}
+    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
+    t_relay();
+}}
+"#
+        );
+        std::fs::write(dir.path().join("kamailio.cfg"), cfg).unwrap();
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        let mut k = Kamailio {
+            child: None,
+            port,
+            dir,
+        };
+        k.run();
+        k
+    }
+
+    fn run(&mut self) {
+        let bin = require("kamailio");
+        let d = self.dir.path();
+        let log = std::fs::File::create(d.join("kamailio.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(d.join("kamailio.cfg"))
+            .arg("-P")
+            .arg(d.join("run/kam.pid"))
+            .arg("-Y")
+            .arg(d.join("run"))
+            .args(["-DD", "-E"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("kamailio starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !options_ok(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "Kamailio did not come up; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
+    }
+
+    /// kill -9 of every Kamailio process (it puts its workers in a
+    /// session of their own, so they are found by their configuration).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_matching(&self.dir.path().join("kamailio.cfg").to_string_lossy());
+            kill_group(&mut c);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while options_ok(self.port) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts it again on the same port, with no registrations.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether something on 127.0.0.1:`port` answers a SIP OPTIONS over UDP.
+pub fn options_ok(port: u16) -> bool {
+    send_udp(port, &options_request(port, "probe")).is_some_and(|r| r.starts_with("SIP/2.0 200"))
+}
+
+pub fn options_request(port: u16, call_id: &str) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK{call_id}\r\n\
+From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Sends one datagram and returns the first answer within 500 ms.
+pub fn send_udp(port: u16, bytes: &[u8]) -> Option<String> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.send_to(bytes, ("127.0.0.1", port)).ok()?;
+    let mut buf = [0u8; 65_536];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// An 8 kHz mono 16-bit WAV of a 440 Hz tone (baresip's audio source).
+pub fn tone_wav(path: &Path, seconds: u32) {
+    let samples = 8000 * seconds;
+    let mut b = Vec::with_capacity(44 + samples as usize * 2);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + samples * 2).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&8000u32.to_le_bytes());
+    b.extend_from_slice(&16000u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(samples * 2).to_le_bytes());
+    for i in 0..samples {
+        let v = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16;
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// A baresip softphone registered on the test PBX.
+pub struct Baresip {
+    child: Child,
+    ctrl: TcpStream,
+    events: Arc<Mutex<Vec<Value>>>,
+    pub user: String,
+    dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    /// Starts baresip as `user` on the PBX at `pbx_port`; `auto_answer`
+    /// answers incoming calls at once. Waits for its registration.
+    pub fn start(user: &str, pbx_port: u16, auto_answer: bool) -> Baresip {
+        let bin = require("baresip");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        tone_wav(&d.join("in.wav"), 60);
+        let port = free_port();
+        let ctrl_port = free_port();
+        std::fs::write(
+            d.join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{port}\n\
+                 audio_source aufile,{0}/in.wav\naudio_player aufile,{0}/out.wav\naudio_alert aufile,{0}/in.wav\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+                 module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let mode = if auto_answer { "auto" } else { "manual" };
+        std::fs::write(
+            d.join("accounts"),
+            format!(
+                "<sip:{user}@127.0.0.1:{pbx_port};transport=udp>;auth_pass={PBX_PASSWORD};answermode={mode};audio_codecs=PCMU,PCMA\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("baresip.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(d)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("baresip starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ctrl = loop {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", ctrl_port)) {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip's ctrl_tcp never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let mut reader = ctrl.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf: Vec<u8> = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                // Netstrings: LEN ":" JSON ","
+                while let Some(colon) = buf.iter().position(|b| *b == b':') {
+                    let Ok(len) = std::str::from_utf8(&buf[..colon])
+                        .unwrap_or("x")
+                        .parse::<usize>()
+                    else {
+                        buf.clear();
+                        break;
+                    };
+                    if buf.len() < colon + 1 + len + 1 {
+                        break;
+                    }
+                    let body = buf[colon + 1..colon + 1 + len].to_vec();
+                    buf.drain(..colon + 1 + len + 1);
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                        sink.lock().unwrap().push(v);
+                    }
+                }
+            }
+        });
+        let mut b = Baresip {
+            child,
+            ctrl,
+            events,
+            user: user.to_string(),
+            dir,
+        };
+        b.wait_registered();
+        b
+    }
+
+    fn wait_registered(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.command("reginfo", "");
+            if v["data"].as_str().is_some_and(|d| d.contains("OK")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip {} did not register: {v}\n{}",
+                self.user,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+    }
+
+    /// Runs a ctrl_tcp command and returns its response.
+    pub fn command(&mut self, command: &str, params: &str) -> Value {
+        let token = format!("t{}", Instant::now().elapsed().as_nanos());
+        let j = json!({"command": command, "params": params, "token": token}).to_string();
+        self.ctrl
+            .write_all(format!("{}:{j},", j.len()).as_bytes())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(v) = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|v| v["response"] == json!(true) && v["token"] == json!(token))
+            {
+                return v.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip did not answer {command}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for an event of `kind` (such as `CALL_ESTABLISHED`) that
+    /// arrived after `since` events; returns it and the new count.
+    pub fn wait_event(&self, kind: &str, since: usize, wait: Duration) -> (Value, usize) {
+        let deadline = Instant::now() + wait;
+        loop {
+            {
+                let ev = self.events.lock().unwrap();
+                if let Some((i, v)) = ev
+                    .iter()
+                    .enumerate()
+                    .skip(since)
+                    .find(|(_, v)| v["event"] == json!(true) && v["type"] == json!(kind))
+                {
+                    return (v.clone(), i + 1);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip {}: no {kind} event; events: {:?}\nlog:\n{}",
+                self.user,
+                self.events.lock().unwrap(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
