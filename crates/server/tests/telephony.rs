@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::inproc::InProc;
-use common::sip::{Baresip, Kamailio, PBX_PASSWORD};
+use common::sip::{Baresip, Kamailio, PBX_PASSWORD, options_to_user};
 use openturret_server::client::conn::Connection;
 use serde_json::{Value, json};
 
@@ -94,10 +94,50 @@ async fn fifty_lines_register_a_wrong_password_fails_and_all_return_after_a_pbx_
             .contains("wrong username or password"),
         "{v}"
     );
+    // Fixing the password in the API takes effect without a restart.
+    let (st, _) = s
+        .api
+        .patch(
+            &format!("/api/v1/lines/{bad}"),
+            json!({"password": PBX_PASSWORD}),
+        )
+        .await;
+    assert!(st.is_success());
+    wait_lines(&s, &[bad], "registered", Duration::from_secs(10)).await;
+    // The PBX reaches the MLC through the binding (OPTIONS relayed, answered).
+    let port = pbx.port;
+    let status = tokio::task::spawn_blocking(move || options_to_user(port, "1999"))
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("SIP/2.0 200 OK"));
+    // Deleting a line removes its binding at the PBX.
+    let (st, _) = s.api.delete(&format!("/api/v1/lines/{bad}")).await;
+    assert_eq!(st, reqwest::StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = tokio::task::spawn_blocking(move || options_to_user(port, "1999"))
+            .await
+            .unwrap();
+        if status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SIP/2.0 404"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted line is still bound: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // The audit log has the state changes.
     let (_, audit) = s.api.get("/api/v1/audit?event_type=line.registered").await;
     let audited = audit["items"].as_array().unwrap().len();
-    assert_eq!(audited, 50, "one line.registered audit entry per line");
+    assert_eq!(
+        audited, 51,
+        "one line.registered audit entry per line (50 + the fixed one)"
+    );
 
     // The PBX dies: the lines are shown failing.
     pbx.kill();
@@ -107,4 +147,255 @@ async fn fifty_lines_register_a_wrong_password_fails_and_all_return_after_a_pbx_
     pbx.restart();
     let back = wait_lines(&s, &ids, "registered", Duration::from_secs(30)).await;
     eprintln!("50 lines re-registered {back:?} after the PBX returned");
+}
+
+/// Waits for a push for which `pred` holds, skipping others.
+async fn wait_push(c: &mut Connection, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no push: {what}");
+        if let Some(p) = c.push(left).await
+            && pred(&p)
+        {
+            return p;
+        }
+    }
+}
+
+fn call_push(state: &'static str) -> impl Fn(&Value) -> bool {
+    move |p: &Value| p["push"] == json!("call") && p["call"]["state"] == json!(state)
+}
+
+/// Two profiles sharing one line, each with a turret logged in, the line
+/// registered on the PBX, and the caller in the global contacts.
+struct Floor {
+    s: InProc,
+    pbx: Kamailio,
+    line: i64,
+    a: (i64, Connection),
+    b: (i64, Connection),
+}
+
+async fn floor() -> Floor {
+    let pbx = Kamailio::start("MD5", false);
+    let s = server().await;
+    let line = line(&s, "1001", pbx.port, PBX_PASSWORD).await;
+    let (st, v) = s
+        .api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Alice Caller", "number": "2000"}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let mut turrets = Vec::new();
+    for name in ["Trader A", "Trader B"] {
+        let pid = s
+            .profile(json!({"name": name, "password": "pw-123456", "collect_call_memory": true}))
+            .await;
+        let (st, v) = s
+            .api
+            .put(
+                &format!("/api/v1/profiles/{pid}/lines/{line}"),
+                json!({"position": 1}),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+        let (c, _) = s.login(pid, "pw-123456").await;
+        turrets.push((pid, c));
+    }
+    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    let b = turrets.pop().unwrap();
+    let a = turrets.pop().unwrap();
+    Floor { s, pbx, line, a, b }
+}
+
+async fn call_memory(c: &mut Connection) -> Vec<Value> {
+    c.request(json!({"op": "unlock_call_memory", "password": "pw-123456"}))
+        .await
+        .unwrap();
+    let v = c.request(json!({"op": "call_memory"})).await.unwrap();
+    v["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| v.as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
+    let mut f = floor().await;
+    let mut phone = Baresip::start("2000", f.pbx.port, false);
+    let target = format!("sip:1001@127.0.0.1:{}", f.pbx.port);
+
+    // 1. baresip calls the line: both turrets ring, the caller identified.
+    phone.command("dial", &target);
+    let ring_a = wait_push(&mut f.a.1, "ringing at A", call_push("ringing")).await;
+    let ring_b = wait_push(&mut f.b.1, "ringing at B", call_push("ringing")).await;
+    assert_eq!(ring_a["call"]["remote_number"], json!("2000"));
+    assert_eq!(ring_a["call"]["remote_name"], json!("Alice Caller"));
+    assert_eq!(ring_a["call"]["line_id"], json!(f.line));
+    assert_eq!(ring_b["call"]["id"], ring_a["call"]["id"]);
+    let call = ring_a["call"]["id"].as_u64().unwrap();
+    let (_, seen) = phone.wait_event("CALL_RINGING", 0, Duration::from_secs(10));
+
+    // 2. A answers; B sees it answered elsewhere; baresip is connected.
+    f.a.1
+        .request(json!({"op": "answer", "call_id": call}))
+        .await
+        .unwrap();
+    let conn_a = wait_push(&mut f.a.1, "connected at A", call_push("connected")).await;
+    assert_eq!(conn_a["call"]["here"], json!(true));
+    assert_eq!(conn_a["call"]["line_activity"], json!("busy_here"));
+    let elsewhere = wait_push(
+        &mut f.b.1,
+        "answered elsewhere at B",
+        call_push("answered_elsewhere"),
+    )
+    .await;
+    assert_eq!(elsewhere["call"]["line_activity"], json!("busy_elsewhere"));
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    // B may not take it any more.
+    let e =
+        f.b.1
+            .request(json!({"op": "answer", "call_id": call}))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, "not_ringing");
+    // RTP flows both ways through the MLC's anchor.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (sent, received) = f.s.app.mlc.media_stats(call).unwrap();
+        if sent > 10 && received > 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RTP not flowing: sent {sent}, received {received}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 3. The caller hangs up: both turrets see the end.
+    phone.command("hangup", "");
+    wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
+    wait_push(&mut f.b.1, "ended at B", call_push("ended")).await;
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    // Call memory: answered here on A, answered remotely on B.
+    let ma = call_memory(&mut f.a.1).await;
+    let mb = call_memory(&mut f.b.1).await;
+    assert_eq!(ma.len(), 1, "{ma:?}");
+    assert_eq!(mb.len(), 1, "{mb:?}");
+    assert_eq!(ma[0]["number"], json!("2000"));
+    assert_eq!(ma[0]["name"], json!("Alice Caller"));
+    assert_eq!(ma[0]["direction"], json!("in"));
+    assert_eq!(ma[0]["answered"], json!(true));
+    assert_eq!(ma[0]["answered_by"], json!("local"));
+    assert_eq!(mb[0]["answered_by"], json!("remote"));
+    // And a CDR.
+    let cdrs =
+        f.s.app
+            .store
+            .list_cdrs(
+                openturret_domain::Timestamp(0),
+                openturret_domain::Timestamp::now(),
+                10,
+            )
+            .await
+            .unwrap();
+    assert_eq!(cdrs.len(), 1);
+    assert_eq!(cdrs[0].profile_name.as_deref(), Some("Trader A"));
+    assert_eq!(cdrs[0].calling_number.as_deref(), Some("2000"));
+    assert!(cdrs[0].duration_ms.unwrap() > 0);
+
+    // 4. Again, answered by B and hung up from the turret.
+    phone.command("dial", &target);
+    let ring = wait_push(&mut f.b.1, "ringing at B", call_push("ringing")).await;
+    let call = ring["call"]["id"].as_u64().unwrap();
+    f.b.1
+        .request(json!({"op": "answer", "call_id": call, "speech_unit": "speaker-1"}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    f.b.1
+        .request(json!({"op": "hangup", "call_id": call}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
+
+    // 5. The caller gives up while it rings (CANCEL): an unanswered entry.
+    phone.command("dial", &target);
+    wait_push(&mut f.a.1, "ringing at A", call_push("ringing")).await;
+    phone.wait_event("CALL_RINGING", seen, Duration::from_secs(10));
+    phone.command("hangup", "");
+    let ended = wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
+    assert_eq!(ended["call"]["reason"], json!("cancelled"));
+    let ma = call_memory(&mut f.a.1).await;
+    assert_eq!(ma.len(), 3, "{ma:?}");
+    assert!(ma.iter().any(|e| e["answered"] == json!(false)), "{ma:?}");
+    assert_eq!(f.s.app.mlc.calls_in_progress(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turret_dials_out_holds_retrieves_and_transfers() {
+    let mut f = floor().await;
+    let far = Baresip::start("2000", f.pbx.port, true);
+    let other = Baresip::start("3000", f.pbx.port, true);
+
+    // Dial over the line (chosen automatically: the profile's only one).
+    let v =
+        f.a.1
+            .request(json!({"op": "dial", "number": "2000"}))
+            .await
+            .unwrap();
+    let call = v["call_id"].as_u64().unwrap();
+    let up = wait_push(&mut f.a.1, "connected", call_push("connected")).await;
+    assert_eq!(up["call"]["direction"], json!("out"));
+    assert_eq!(up["call"]["remote_name"], json!("Alice Caller"));
+    let (_, seen) = far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    // B, sharing the line, sees it busy at another turret.
+    let b_view = wait_push(&mut f.b.1, "busy elsewhere at B", |p| {
+        p["push"] == json!("call") && p["call"]["line_activity"] == json!("busy_elsewhere")
+    })
+    .await;
+    assert_eq!(b_view["call"]["id"], json!(call));
+    // B may not hang up A's call.
+    let e =
+        f.b.1
+            .request(json!({"op": "hangup", "call_id": call}))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, "forbidden");
+
+    // Hold and retrieve (re-INVITEs through the PBX's record-route).
+    f.a.1
+        .request(json!({"op": "hold", "call_id": call}))
+        .await
+        .unwrap();
+    let held = wait_push(&mut f.a.1, "held", call_push("held")).await;
+    assert_eq!(held["call"]["line_activity"], json!("held"));
+    f.a.1
+        .request(json!({"op": "retrieve", "call_id": call}))
+        .await
+        .unwrap();
+    wait_push(&mut f.a.1, "connected again", call_push("connected")).await;
+
+    // Blind transfer to 3000: the far end calls it, our leg ends.
+    f.a.1
+        .request(json!({"op": "transfer", "call_id": call, "target": "3000"}))
+        .await
+        .unwrap();
+    let ended = wait_push(&mut f.a.1, "ended", call_push("ended")).await;
+    assert_eq!(ended["call"]["reason"], json!("transferred"));
+    other.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    // Only the dialling profile remembers the outgoing call.
+    let ma = call_memory(&mut f.a.1).await;
+    assert_eq!(ma.len(), 1, "{ma:?}");
+    assert_eq!(ma[0]["direction"], json!("out"));
+    assert_eq!(ma[0]["number"], json!("2000"));
+    assert!(call_memory(&mut f.b.1).await.is_empty());
 }

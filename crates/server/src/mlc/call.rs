@@ -1324,3 +1324,16 @@ pub async fn drop_profile_calls(mlc: &Mlc, pid: ProfileId) {
 pub fn line_of(mlc: &Mlc, id: u64) -> Option<LineId> {
     mlc.calls.with(id, |c| c.line)
 }
+
+pub(crate) fn media_stats(mlc: &Mlc, id: u64) -> Option<(u64, u64)> {
+    mlc.calls
+        .with(id, |c| {
+            c.media.as_ref().map(|m| {
+                (
+                    m.stats.sent.load(Ordering::Relaxed),
+                    m.stats.received.load(Ordering::Relaxed),
+                )
+            })
+        })
+        .flatten()
+}

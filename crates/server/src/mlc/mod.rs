@@ -467,6 +467,16 @@ impl Mlc {
         self.send_reliably(peer, format!("{} {}", m.call_id, m.cseq.number), bytes);
     }
 
+    /// RTP packets sent and received for a call so far.
+    pub fn media_stats(&self, call: u64) -> Option<(u64, u64)> {
+        call::media_stats(self, call)
+    }
+
+    /// Calls now carried.
+    pub fn calls_in_progress(&self) -> usize {
+        self.calls.len()
+    }
+
     /// Line states for the API, portal and clients.
     pub fn line_state(&self, id: LineId) -> LineState {
         match self.lines.lock().unwrap().get(&id) {

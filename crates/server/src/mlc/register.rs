@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openturret_domain::LineId;
@@ -29,13 +30,24 @@ pub struct LineRuntime {
     pub registrar: Option<Peer>,
     /// The AOR's domain, for calls placed on the line.
     pub domain: String,
+    /// The address of record registered.
+    aor: String,
     task: JoinHandle<()>,
     kick: Arc<Notify>,
+    /// Set, then `kick`ed: the task removes its binding and ends.
+    unregister: Arc<AtomicBool>,
 }
 
-impl Drop for LineRuntime {
-    fn drop(&mut self) {
-        self.task.abort();
+impl LineRuntime {
+    /// Ends the registration task; `unbind` first removes the binding at
+    /// the PBX (the line was deleted or moved to another address).
+    fn stop(self, unbind: bool) {
+        if unbind {
+            self.unregister.store(true, Ordering::SeqCst);
+            self.kick.notify_one();
+        } else {
+            self.task.abort();
+        }
     }
 }
 
@@ -57,34 +69,48 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
     let line = match app.store.get_line(id).await {
         Ok(l) => l,
         Err(_) => {
-            // Deleted: tell the PBX, best effort, and forget the line.
-            if let Some(old) = old
-                && old.state == LineState::Registered
-                && let Some(peer) = old.registrar
-            {
-                let reg = Registration::new(mlc, id, &old.domain, peer, None, None);
-                let _ = reg.register(mlc, 0).await;
+            // Deleted: the task removes its binding and ends.
+            if let Some(old) = old {
+                old.stop(true);
             }
             return;
         }
     };
+    let aor = Uri::parse(&line.fields.uri)
+        .map(|u| aor_of(&u))
+        .unwrap_or_default();
+    if let Some(old) = old {
+        // Same address of record: the new task's REGISTER refreshes the
+        // same binding, so removing it would race with it.
+        let moved = old.aor != aor;
+        old.stop(moved);
+    }
     let password = app.store.line_password(id).await.ok().flatten();
     let kick = Arc::new(Notify::new());
+    let unregister = Arc::new(AtomicBool::new(false));
     let domain = Uri::parse(&line.fields.uri)
-        .map(|u| u.host)
+        .map(|u| host_port(&u))
         .unwrap_or_default();
     // Spawned under the lock, so the task finds its entry in the table.
     {
         let mut lines = mlc.lines.lock().unwrap();
-        let task = tokio::spawn(run(mlc.clone(), line.clone(), password, kick.clone()));
+        let task = tokio::spawn(run(
+            mlc.clone(),
+            line.clone(),
+            password,
+            kick.clone(),
+            unregister.clone(),
+        ));
         lines.insert(
             id,
             LineRuntime {
                 state: LineState::Registering,
                 registrar: None,
                 domain,
+                aor,
                 task,
                 kick,
+                unregister,
             },
         );
     }
@@ -164,7 +190,6 @@ pub(crate) struct Registration {
     line: LineId,
     aor: String,
     registrar_uri: String,
-    username: String,
     password: Option<String>,
     peer: Peer,
     call_id: String,
@@ -176,25 +201,14 @@ impl Registration {
     fn new(
         mlc: &Mlc,
         line: LineId,
-        domain: &str,
+        uri: &Uri,
         peer: Peer,
-        user: Option<&Uri>,
         password: Option<String>,
     ) -> Registration {
-        let user_part = user.map(|u| u.user.clone()).unwrap_or_default();
-        let aor = match user {
-            Some(u) => format!("sip:{}@{}", u.user, host_port(u)),
-            None => format!("sip:line-{}@{domain}", line.0),
-        };
-        let registrar_uri = match user {
-            Some(u) => format!("sip:{}", host_port(u)),
-            None => format!("sip:{domain}"),
-        };
         Registration {
             line,
-            aor,
-            registrar_uri,
-            username: user_part,
+            aor: aor_of(uri),
+            registrar_uri: format!("sip:{}", host_port(uri)),
             password,
             peer,
             call_id: mlc.call_id(),
@@ -205,10 +219,6 @@ impl Registration {
 
     /// One REGISTER exchange (with one answer to a digest challenge).
     /// Returns the granted lifetime.
-    async fn register(&self, mlc: &Mlc, expires: u32) -> Result<u32, String> {
-        self.register_as(mlc, expires, &self.username).await
-    }
-
     async fn register_as(&self, mlc: &Mlc, expires: u32, username: &str) -> Result<u32, String> {
         let mut auth: Option<(&'static str, String)> = None;
         let mut cseq = self.cseq;
@@ -293,6 +303,10 @@ impl Registration {
     }
 }
 
+fn aor_of(u: &Uri) -> String {
+    format!("sip:{}@{}", u.user, host_port(u))
+}
+
 fn host_port(u: &Uri) -> String {
     match u.port {
         Some(p) => format!("{}:{p}", u.host),
@@ -341,6 +355,7 @@ async fn run(
     line: Line,
     password: Option<openturret_domain::secret::Secret>,
     kick: Arc<Notify>,
+    unregister: Arc<AtomicBool>,
 ) {
     let uri = match Uri::parse(&line.fields.uri) {
         Ok(u) => u,
@@ -355,9 +370,25 @@ async fn run(
         }
     };
     let expires = mlc.config().register_expires.max(30);
+    let username = if line.fields.username.is_empty() {
+        uri.user_decoded()
+    } else {
+        line.fields.username.clone()
+    };
+    let password = password.as_ref().map(|p| p.expose().to_string());
     let mut backoff = Duration::from_secs(1);
     let mut reg: Option<Registration> = None;
+    let mut bound = false;
     loop {
+        if unregister.load(Ordering::SeqCst) {
+            // The line was deleted or moved: remove our binding, best effort.
+            if let Some(r) = &reg
+                && bound
+            {
+                let _ = r.register_as(&mlc, 0, &username).await;
+            }
+            return;
+        }
         let peer = match resolve(&uri).await {
             Ok(p) => p,
             Err(reason) => {
@@ -370,26 +401,14 @@ async fn run(
         if let Some(l) = mlc.lines.lock().unwrap().get_mut(&line.id) {
             l.registrar = Some(peer);
         }
-        let r = reg.get_or_insert_with(|| {
-            Registration::new(
-                &mlc,
-                line.id,
-                &uri.host,
-                peer,
-                Some(&uri),
-                password.as_ref().map(|p| p.expose().to_string()),
-            )
-        });
+        let r = reg
+            .get_or_insert_with(|| Registration::new(&mlc, line.id, &uri, peer, password.clone()));
         r.peer = peer;
-        let username = if line.fields.username.is_empty() {
-            uri.user_decoded()
-        } else {
-            line.fields.username.clone()
-        };
         let result = r.register_as(&mlc, expires, &username).await;
         r.cseq += 3;
         match result {
             Ok(granted) => {
+                bound = true;
                 set_state(&mlc, line.id, LineState::Registered).await;
                 backoff = Duration::from_secs(1);
                 let granted = granted.max(2);

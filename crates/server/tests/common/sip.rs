@@ -216,6 +216,19 @@ pub fn options_ok(port: u16) -> bool {
     send_udp(port, &options_request(port, "probe")).is_some_and(|r| r.starts_with("SIP/2.0 200"))
 }
 
+/// The status line a SIP OPTIONS to `user` at the PBX gets: the PBX
+/// relays it to the user's registered contact, or answers 404 itself.
+pub fn options_to_user(port: u16, user: &str) -> Option<String> {
+    let req = String::from_utf8(options_request(port, &format!("user{user}")))
+        .unwrap()
+        .replacen(
+            &format!("OPTIONS sip:127.0.0.1:{port}"),
+            &format!("OPTIONS sip:{user}@127.0.0.1:{port}"),
+            1,
+        );
+    send_udp(port, req.as_bytes()).map(|r| r.lines().next().unwrap_or_default().to_string())
+}
+
 pub fn options_request(port: u16, call_id: &str) -> Vec<u8> {
     format!(
         "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK{call_id}\r\n\
