@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use openturret_domain::model::{Cdr, Direction, Locality};
+use openturret_domain::model::Direction;
 use openturret_domain::{LineId, ProfileId, Timestamp};
 use openturret_sip::digest::Challenge;
 use openturret_sip::message::{self, Builder, Message};
@@ -23,11 +23,10 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::register::{contact_uri, line_of_contact_user};
+use super::report::{CallView, Job, call_json};
 use super::rtp::Media;
 use super::transport::{Peer, Proto};
 use super::{LineState, Mlc, TXN_TIMEOUT};
-use crate::callmem::CallEvent;
-use crate::hub::PushKind;
 
 /// How long an outgoing call may wait for the far end to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -75,6 +74,25 @@ struct Dialog {
     local_cseq: u32,
     /// Where in-dialog requests go when no route or target says otherwise.
     peer: Option<Peer>,
+}
+
+impl Call {
+    fn view(&self) -> CallView {
+        CallView {
+            id: self.id,
+            line: self.line,
+            direction: self.direction,
+            state: self.state,
+            remote_number: self.remote_number.clone(),
+            remote_display: self.remote_display.clone(),
+            owner: self.owner,
+            speech_unit: self.speech_unit.clone(),
+            end_reason: self.end_reason.clone(),
+            started: self.started,
+            connected_at: self.connected_at,
+            line_number: self.line_number.clone(),
+        }
+    }
 }
 
 pub struct Call {
@@ -208,61 +226,10 @@ async fn peer_of(uri: &str) -> Option<Peer> {
 
 // ----- what each profile's turrets are told --------------------------------
 
-/// The push for one profile about a call, with the caller identified from
-/// that profile's contacts and the line's shared state as it sees it.
-fn call_json(mlc: &Mlc, c: &Call, pid: ProfileId) -> Value {
-    let app = mlc.app();
-    let name = app
-        .as_ref()
-        .and_then(|a| a.caller_id.lookup(pid, &c.remote_number))
-        .unwrap_or_else(|| c.remote_display.clone());
-    let here = c.owner == Some(pid);
-    let state = match c.state {
-        CallState::Connected | CallState::Held if c.owner.is_some() && !here => {
-            "answered_elsewhere"
-        }
-        s => s.name(),
-    };
-    let activity = match c.state {
-        CallState::Ringing => "ringing",
-        CallState::Ended => "idle",
-        CallState::Held => "held",
-        _ if here => "busy_here",
-        _ => "busy_elsewhere",
-    };
-    json!({
-        "id": c.id, "line_id": c.line.0, "direction": c.direction.as_str(),
-        "state": state, "remote_number": c.remote_number, "remote_name": name,
-        "here": here, "line_activity": activity, "speech_unit": if here { Some(&c.speech_unit) } else { None },
-        "reason": if c.state == CallState::Ended { Some(&c.end_reason) } else { None },
-    })
-}
-
-/// Tells every turret showing the call's line, and the call-event stream.
+/// Queues a report of the call as it is now.
 async fn publish(mlc: &Mlc, id: u64) {
-    let Some(app) = mlc.app() else { return };
-    let line = match mlc.calls.with(id, |c| c.line) {
-        Some(l) => l,
-        None => return,
-    };
-    let pids = app.store.profiles_with_line(line).await.unwrap_or_default();
-    let pushes: Vec<(ProfileId, Value)> = mlc
-        .calls
-        .with(id, |c| {
-            pids.iter().map(|p| (*p, call_json(mlc, c, *p))).collect()
-        })
-        .unwrap_or_default();
-    for (pid, v) in pushes {
-        app.hub.send(
-            Some(pid),
-            PushKind::Raw(json!({"push": "call", "call": v}).to_string().into()),
-        );
-    }
-    if let Some(ev) = mlc.calls.with(id, |c| {
-        json!({"call_id": c.id, "line_id": c.line.0, "state": c.state.name(), "direction": c.direction.as_str(),
-               "remote_number": c.remote_number, "at": Timestamp::now().0})
-    }) {
-        let _ = mlc.calls.events().send(ev);
+    if let Some(v) = mlc.calls.with(id, |c| c.view()) {
+        mlc.report(Job::Changed(v)).await;
     }
 }
 
@@ -274,7 +241,10 @@ pub fn calls_for(mlc: &Mlc, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
         .unwrap()
         .values()
         .filter(|c| lines.contains(&c.line) && c.state != CallState::Ended)
-        .map(|c| call_json(mlc, c, pid))
+        .map(|c| c.view())
+        .collect::<Vec<_>>()
+        .iter()
+        .filter_map(|v| mlc.app().map(|app| call_json(&app, v, pid)))
         .collect()
 }
 
@@ -284,27 +254,16 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     if m.to.tag().is_some() {
         return on_reinvite(mlc, m, peer).await;
     }
-    let Some(app) = mlc.app() else { return };
+    if mlc.app().is_none() {
+        return;
+    }
     let tag = mlc.token();
     let refuse = |code: u16, reason: &'static str| {
         message::response_to(&m.headers, code, reason, Some(&tag))
     };
     let ruri = m.request_uri().expect("checked request");
-    let line = match line_of_contact_user(&ruri.user) {
-        Some(l) if app.store.get_line(l).await.is_ok() => Some(l),
-        _ => {
-            // A PBX that sends to the AOR rather than our contact.
-            let to_user = m.to.uri.user.clone();
-            app.store.list_lines().await.ok().and_then(|ls| {
-                ls.into_iter()
-                    .find(|l| {
-                        Uri::parse(&l.fields.uri)
-                            .is_ok_and(|u| u.user == ruri.user || u.user == to_user)
-                    })
-                    .map(|l| l.id)
-            })
-        }
-    };
+    let found = find_line(mlc, &ruri.user, &m.to.uri.user);
+    let line = found.as_ref().map(|f| f.0);
     let Some(line) = line else {
         return mlc
             .answer_invite_finally(&m, peer, refuse(404, "Not Found"))
@@ -346,7 +305,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         }
     };
     let codec = offer.codecs[0];
-    let line_number = line_number(&app, line).await;
+    let (_, line_number, auto_answer) = found.expect("line found above");
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let remote_target = m
         .contact()
@@ -398,26 +357,31 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     .await;
     let ringing = message::response_to(&m.headers, 180, "Ringing", Some(&tag))
         .header("Contact", format!("<{contact}>"));
-    // Not remembered as the transaction's answer: a retransmitted INVITE
-    // gets 180 again from the cache below.
+    // Remembered as the transaction's latest answer: a retransmitted
+    // INVITE gets the 180 again.
     mlc.answer(&m, peer, ringing).await;
     tracing::info!(call = id, line = line.0, "incoming call ringing");
     publish(mlc, id).await;
-    if let Ok(l) = app.store.get_line(line).await
-        && l.fields.answer_mode.is_automatic()
-    {
+    if auto_answer {
         let _ = answer_call(mlc, id, None, "speaker-1").await;
     }
 }
 
-async fn line_number(app: &crate::App, line: LineId) -> String {
-    match app.store.get_line(line).await {
-        Ok(l) if !l.fields.preferred_identity.is_empty() => l.fields.preferred_identity,
-        Ok(l) => Uri::parse(&l.fields.uri)
-            .map(|u| u.user_decoded())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+/// The line an INVITE is for, from the MLC's line table (no database
+/// read on the SIP path): our contact's `ot-line-N` user part, or else the
+/// line whose address of record the PBX kept (Request-URI or To user).
+/// Returns the line, its number and whether it answers by itself.
+fn find_line(mlc: &Mlc, ruri_user: &str, to_user: &str) -> Option<(LineId, String, bool)> {
+    let lines = mlc.lines.lock().unwrap();
+    let by_contact = line_of_contact_user(ruri_user).filter(|l| lines.contains_key(l));
+    let id = by_contact.or_else(|| {
+        lines
+            .iter()
+            .find(|(_, l)| l.user == ruri_user || l.user == to_user)
+            .map(|(id, _)| *id)
+    })?;
+    let l = lines.get(&id)?;
+    Some((id, l.number.clone(), l.auto_answer))
 }
 
 /// A turret answers a ringing call (or the line answers by itself when its
@@ -515,13 +479,11 @@ pub async fn reject_call(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpErro
             .await;
         }
         end(mlc, id, "rejected").await;
-    } else if let Some(v) = mlc.calls.with(id, |c| call_json(mlc, c, by)) {
-        let mut v = v;
-        v["state"] = json!("rejected_here");
-        app.hub.send(
-            Some(by),
-            PushKind::Raw(json!({"push": "call", "call": v}).to_string().into()),
-        );
+    } else if let Some(v) = mlc.calls.with(id, |c| c.view()) {
+        let mut j = call_json(&app, &v, by);
+        j["state"] = json!("rejected_here");
+        mlc.report(Job::ToProfile(by, json!({"push": "call", "call": j})))
+            .await;
     }
     Ok(())
 }
@@ -1240,68 +1202,8 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
         call.end_reason = reason.to_string();
     }
     call.media = None;
-    let Some(app) = mlc.app() else { return };
     tracing::info!(call = id, reason = %call.end_reason, "call ended");
-    // Tell the turrets (the call is gone from the table, so build here).
-    let pids = app
-        .store
-        .profiles_with_line(call.line)
-        .await
-        .unwrap_or_default();
-    for pid in &pids {
-        let v = call_json(mlc, &call, *pid);
-        app.hub.send(
-            Some(*pid),
-            PushKind::Raw(json!({"push": "call", "call": v}).to_string().into()),
-        );
-    }
-    let _ = mlc.calls.events().send(
-        json!({"call_id": id, "line_id": call.line.0, "state": "ended",
-        "reason": call.end_reason, "at": Timestamp::now().0}),
-    );
-    let answered = call.connected_at.is_some();
-    let event = CallEvent {
-        line: call.line,
-        direction: call.direction,
-        remote_number: call.remote_number.clone(),
-        at: call.started,
-        answered_by: if call.direction == Direction::Incoming {
-            call.owner.filter(|_| answered)
-        } else {
-            None
-        },
-        answered: answered,
-        placed_by: (call.direction == Direction::Outgoing)
-            .then_some(call.owner)
-            .flatten(),
-    };
-    if let Err(e) = crate::callmem::record_call(&app, &event).await {
-        tracing::error!(error = %e, call = id, "call memory not written");
-    }
-    let ended = Timestamp::now();
-    let profile_name = match call.owner {
-        Some(p) => app.store.get_profile(p).await.ok().map(|p| p.name),
-        None => None,
-    };
-    let (calling, called) = match call.direction {
-        Direction::Incoming => (call.remote_number.clone(), call.line_number.clone()),
-        Direction::Outgoing => (call.line_number.clone(), call.remote_number.clone()),
-    };
-    let cdr = Cdr {
-        id: None,
-        profile_name,
-        attendant_group: None,
-        called_number: Some(called),
-        calling_number: Some(calling),
-        duration_ms: call.connected_at.map(|c| ended.0 - c.0),
-        call_type: answered.then_some(Locality::Local),
-        direction: Some(call.direction),
-        started_at: Some(call.started),
-        ended_at: Some(ended),
-    };
-    if let Err(e) = app.store.insert_cdr(cdr).await {
-        tracing::error!(error = %e, call = id, "call data record not written");
-    }
+    mlc.report(Job::Ended(call.view())).await;
 }
 
 /// Ends every call a profile's turret holds (its session ended).

@@ -19,6 +19,7 @@
 
 pub mod call;
 pub mod register;
+pub mod report;
 pub mod rtp;
 pub mod transport;
 
@@ -97,6 +98,7 @@ pub struct Inner {
     awaiting_ack: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
     pub(crate) calls: call::Calls,
+    reports: OnceLock<mpsc::Sender<report::Job>>,
     seq: AtomicU64,
 }
 
@@ -158,6 +160,7 @@ impl Mlc {
         let _ = self.app.set(Arc::downgrade(&app.0));
         let _ = self.transport.set(Arc::new(t));
         let _ = self.config.set(config);
+        let _ = self.reports.set(report::start(self));
         tokio::spawn(self.clone().dispatch(rx));
         register::start_all(self).await?;
         tracing::info!(%local, "Multi-Line Controller listening (SIP over UDP and TCP)");
@@ -216,6 +219,13 @@ impl Mlc {
         match ip {
             IpAddr::V6(v6) => format!("[{v6}]:{port}"),
             IpAddr::V4(v4) => format!("{v4}:{port}"),
+        }
+    }
+
+    /// Queues a report about a call (see [`report`]).
+    pub(crate) async fn report(&self, job: report::Job) {
+        if let Some(tx) = self.reports.get() {
+            let _ = tx.send(job).await;
         }
     }
 

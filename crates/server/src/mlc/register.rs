@@ -32,6 +32,12 @@ pub struct LineRuntime {
     pub domain: String,
     /// The address of record registered.
     aor: String,
+    /// The AOR's user part, to find the line of an INVITE sent to it.
+    pub user: String,
+    /// The line's number (preferred identity, else the AOR user).
+    pub number: String,
+    /// Answer mode automatic: calls are answered at once.
+    pub auto_answer: bool,
     task: JoinHandle<()>,
     kick: Arc<Notify>,
     /// Set, then `kick`ed: the task removes its binding and ends.
@@ -76,9 +82,18 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
             return;
         }
     };
-    let aor = Uri::parse(&line.fields.uri)
-        .map(|u| aor_of(&u))
-        .unwrap_or_default();
+    let parsed = Uri::parse(&line.fields.uri).ok();
+    let aor = parsed.as_ref().map(aor_of).unwrap_or_default();
+    let user = parsed.as_ref().map(|u| u.user.clone()).unwrap_or_default();
+    let number = if line.fields.preferred_identity.is_empty() {
+        parsed
+            .as_ref()
+            .map(|u| u.user_decoded())
+            .unwrap_or_default()
+    } else {
+        line.fields.preferred_identity.clone()
+    };
+    let auto_answer = line.fields.answer_mode.is_automatic();
     if let Some(old) = old {
         // Same address of record: the new task's REGISTER refreshes the
         // same binding, so removing it would race with it.
@@ -108,6 +123,9 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
                 registrar: None,
                 domain,
                 aor,
+                user,
+                number,
+                auto_answer,
                 task,
                 kick,
                 unregister,

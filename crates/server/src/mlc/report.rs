@@ -1,0 +1,164 @@
+//! What the MLC tells about calls, in the order things happened: pushes to
+//! the turrets showing a call's line (caller identified per profile), the
+//! call-event stream for the CTI interface, and, when a call ends, its
+//! call-memory entries (SPEC rule 6) and call data record (SPEC §2).
+//!
+//! One task does all of it from a queue, so the SIP dispatcher never waits
+//! on the database and a call's reports can never overtake each other.
+
+use openturret_domain::model::{Cdr, Direction, Locality};
+use openturret_domain::{LineId, ProfileId, Timestamp};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::Mlc;
+use super::call::CallState;
+use crate::App;
+use crate::callmem::CallEvent;
+use crate::hub::PushKind;
+
+/// Reports waiting beyond this make the dispatcher wait (back-pressure
+/// rather than unbounded memory).
+pub const QUEUE: usize = 65_536;
+
+/// A snapshot of a call, taken under the call table's lock.
+#[derive(Clone, Debug)]
+pub struct CallView {
+    pub id: u64,
+    pub line: LineId,
+    pub direction: Direction,
+    pub state: CallState,
+    pub remote_number: String,
+    pub remote_display: String,
+    /// Incoming: who answered. Outgoing: who dialled.
+    pub owner: Option<ProfileId>,
+    pub speech_unit: String,
+    pub end_reason: String,
+    pub started: Timestamp,
+    pub connected_at: Option<Timestamp>,
+    pub line_number: String,
+}
+
+pub enum Job {
+    /// The call changed: tell the turrets and the event stream.
+    Changed(CallView),
+    /// The call ended: tell, then write call memory and the CDR.
+    Ended(CallView),
+    /// A push for one profile only.
+    ToProfile(ProfileId, Value),
+}
+
+/// The push for one profile about a call, with the caller identified from
+/// that profile's contacts and the line's shared state as it sees it.
+pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
+    let name = app
+        .caller_id
+        .lookup(pid, &c.remote_number)
+        .unwrap_or_else(|| c.remote_display.clone());
+    let here = c.owner == Some(pid);
+    let state = match c.state {
+        CallState::Connected | CallState::Held if c.owner.is_some() && !here => {
+            "answered_elsewhere"
+        }
+        s => s.name(),
+    };
+    let activity = match c.state {
+        CallState::Ringing => "ringing",
+        CallState::Ended => "idle",
+        CallState::Held => "held",
+        _ if here => "busy_here",
+        _ => "busy_elsewhere",
+    };
+    json!({
+        "id": c.id, "line_id": c.line.0, "direction": c.direction.as_str(),
+        "state": state, "remote_number": c.remote_number, "remote_name": name,
+        "here": here, "line_activity": activity, "speech_unit": if here { Some(&c.speech_unit) } else { None },
+        "reason": if c.state == CallState::Ended { Some(&c.end_reason) } else { None },
+    })
+}
+
+pub fn start(mlc: &Mlc) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(run(mlc.clone(), rx));
+    tx
+}
+
+async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>) {
+    while let Some(job) = rx.recv().await {
+        let Some(app) = mlc.app() else { return };
+        match job {
+            Job::Changed(v) => tell(&mlc, &app, &v).await,
+            Job::Ended(v) => {
+                tell(&mlc, &app, &v).await;
+                record(&app, &v).await;
+            }
+            Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
+        }
+    }
+}
+
+async fn tell(mlc: &Mlc, app: &App, v: &CallView) {
+    let pids = app
+        .store
+        .profiles_with_line(v.line)
+        .await
+        .unwrap_or_default();
+    for pid in pids {
+        let j = call_json(app, v, pid);
+        app.hub.send(
+            Some(pid),
+            PushKind::Raw(json!({"push": "call", "call": j}).to_string().into()),
+        );
+    }
+    let _ = mlc.calls.events().send(json!({
+        "call_id": v.id, "line_id": v.line.0, "state": v.state.name(), "direction": v.direction.as_str(),
+        "remote_number": v.remote_number, "reason": (v.state == CallState::Ended).then_some(&v.end_reason),
+        "at": Timestamp::now().0,
+    }));
+}
+
+async fn record(app: &App, v: &CallView) {
+    let answered = v.connected_at.is_some();
+    let event = CallEvent {
+        line: v.line,
+        direction: v.direction,
+        remote_number: v.remote_number.clone(),
+        at: v.started,
+        answered_by: match v.direction {
+            Direction::Incoming => v.owner.filter(|_| answered),
+            Direction::Outgoing => None,
+        },
+        answered,
+        placed_by: match v.direction {
+            Direction::Outgoing => v.owner,
+            Direction::Incoming => None,
+        },
+    };
+    if let Err(e) = crate::callmem::record_call(app, &event).await {
+        tracing::error!(error = %e, call = v.id, "call memory not written");
+    }
+    let ended = Timestamp::now();
+    let profile_name = match v.owner {
+        Some(p) => app.store.get_profile(p).await.ok().map(|p| p.name),
+        None => None,
+    };
+    let (calling, called) = match v.direction {
+        Direction::Incoming => (v.remote_number.clone(), v.line_number.clone()),
+        Direction::Outgoing => (v.line_number.clone(), v.remote_number.clone()),
+    };
+    let cdr = Cdr {
+        id: None,
+        profile_name,
+        attendant_group: None,
+        called_number: Some(called),
+        calling_number: Some(calling),
+        duration_ms: v.connected_at.map(|c| ended.0 - c.0),
+        call_type: answered.then_some(Locality::Local),
+        direction: Some(v.direction),
+        started_at: Some(v.started),
+        ended_at: Some(ended),
+    };
+    if let Err(e) = app.store.insert_cdr(cdr).await {
+        tracing::error!(error = %e, call = v.id, "call data record not written");
+    }
+}
