@@ -201,7 +201,7 @@ async fn a_bounded_fuzz_run_through_the_receive_path_leaves_the_mlc_serving() {
     let seed: u64 = std::env::var("SIP_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_0f_51b);
+        .unwrap_or(0x0005_eed0_f51b);
     let rounds: usize = std::env::var("SIP_FUZZ_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

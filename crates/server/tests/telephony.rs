@@ -399,3 +399,44 @@ async fn a_turret_dials_out_holds_retrieves_and_transfers() {
     assert_eq!(ma[0]["number"], json!("2000"));
     assert!(call_memory(&mut f.b.1).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_over_tcp_registers_and_carries_a_call() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = server().await;
+    let (st, v) = s
+        .api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "TCP line", "uri": format!("sip:1002@127.0.0.1:{};transport=tcp", pbx.port),
+                   "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let line = v["id"].as_i64().unwrap();
+    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    // Automatic answer mode: the call connects with no turret involved.
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    phone.command("dial", &format!("sip:1002@127.0.0.1:{}", pbx.port));
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    assert_eq!(s.app.mlc.calls_in_progress(), 1);
+    phone.command("hangup", "");
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.app.mlc.calls_in_progress() != 0 {
+        assert!(Instant::now() < deadline, "the call never ended at the MLC");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sha_256_digest_registers_with_and_without_qop() {
+    for qop in [false, true] {
+        let pbx = Kamailio::start("SHA-256", qop);
+        let s = server().await;
+        let good = line(&s, "1003", pbx.port, PBX_PASSWORD).await;
+        let bad = line(&s, "1004", pbx.port, "wrong").await;
+        wait_lines(&s, &[good], "registered", Duration::from_secs(10)).await;
+        wait_lines(&s, &[bad], "failing", Duration::from_secs(10)).await;
+    }
+}

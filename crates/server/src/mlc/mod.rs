@@ -52,6 +52,8 @@ const ANSWER_CACHE: usize = 16_384;
 /// log see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LineState {
+    /// No Multi-Line Controller runs in this process to say.
+    Unknown,
     Unregistered,
     Registering,
     Registered,
@@ -61,6 +63,7 @@ pub enum LineState {
 impl LineState {
     pub fn name(&self) -> &'static str {
         match self {
+            LineState::Unknown => "unknown",
             LineState::Unregistered => "unregistered",
             LineState::Registering => "registering",
             LineState::Registered => "registered",
@@ -313,10 +316,18 @@ impl Mlc {
     /// ACK arrives (§13.3.1.4, §17.2.1), for at most 64·T1.
     pub(crate) fn send_reliably(&self, peer: Peer, ack_key: String, bytes: Vec<u8>) -> Arc<Notify> {
         let acked = Arc::new(Notify::new());
-        self.awaiting_ack
-            .lock()
-            .unwrap()
-            .insert(ack_key.clone(), acked.clone());
+        {
+            let mut waiting = self.awaiting_ack.lock().unwrap();
+            if waiting.len() >= ANSWER_CACHE {
+                // A flood of INVITEs: answer once, without repeating, rather
+                // than keep a timer per request.
+                drop(waiting);
+                let me = self.clone();
+                tokio::spawn(async move { me.send(peer, &bytes).await });
+                return acked;
+            }
+            waiting.insert(ack_key.clone(), acked.clone());
+        }
         let me = self.clone();
         let done = acked.clone();
         tokio::spawn(async move {
@@ -492,7 +503,7 @@ impl Mlc {
         match self.lines.lock().unwrap().get(&id) {
             Some(l) => l.state.clone(),
             None if self.is_running() => LineState::Unregistered,
-            None => LineState::Failing("the Multi-Line Controller is not running".into()),
+            None => LineState::Unknown,
         }
     }
 

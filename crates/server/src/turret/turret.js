@@ -31,6 +31,7 @@
     ws: null, nextId: 1, pending: new Map(), token: sessionStorage.getItem("turret-token"),
     config: null, tab: "contacts", contacts: null, contactsLocked: false, callMemory: null,
     callMemoryLocked: true, search: "", retry: 500, error: "",
+    calls: new Map(), lineStates: new Map(),
   };
 
   function request(op, params) {
@@ -56,7 +57,8 @@
           try {
             const r = await request("resume", { token: state.token });
             state.config = r.config;
-            return renderDesk();
+            renderDesk();
+            return loadCalls();
           } catch (e) { forget(); }
         }
         renderLogin();
@@ -81,11 +83,18 @@
 
   function forget() {
     state.token = null; state.config = null; state.contacts = null; state.callMemory = null;
+    state.calls.clear(); state.lineStates.clear();
     sessionStorage.removeItem("turret-token");
     whoEl.textContent = ""; logoutBtn.hidden = true;
   }
 
   function onPush(m) {
+    if (m.push === "call") {
+      const c = m.call;
+      if (c.state === "ended" || c.state === "rejected_here") state.calls.delete(c.id); else state.calls.set(c.id, c);
+      return renderCalls();
+    }
+    if (m.push === "line_state") { state.lineStates.set(m.line_id, m); return renderCalls(); }
     if (m.push === "config" && state.config) { state.config = m.config; renderDesk(); }
     else if (m.push === "contacts_changed" && state.contacts) loadContacts();
     else if (m.push === "call_memory_added" && state.callMemory) loadCallMemory();
@@ -139,6 +148,7 @@
           state.token = r.token; sessionStorage.setItem("turret-token", r.token);
           state.config = r.config; state.contacts = null; state.callMemory = null;
           renderDesk();
+          loadCalls();
         } catch (e) { pw.value = ""; showError(e); }
       },
     },
@@ -154,7 +164,8 @@
 
   function dialKeys(c, kind) {
     return c.speed_dials.filter((k) => k.kind === kind).map((k) =>
-      h("div.key", { role: "listitem", "data-key": k.id },
+      h("div.key", { role: "listitem", "data-key": k.id, tabindex: "0", title: `Call ${k.number}`,
+        onclick: (ev) => { if (!ev.target.closest(".remove")) dial(k.number); } },
         h("span.pos", { text: `${kind} ${k.position}` }), h("span.name", { text: k.name }), h("span.sub", { text: k.number }),
         h("button.ghost.remove", { type: "button", "aria-label": `Remove key ${k.name}`,
           onclick: async () => { clearError(); try { await request("delete_speed_dial", { key_id: k.id }); } catch (e) { showError(e); } } }, "×")));
@@ -194,21 +205,14 @@
     if (existing && existing.dataset.profile === String(c.profile.id)) return updateKeys(c);
     whoEl.textContent = c.profile.name;
     logoutBtn.hidden = false;
-    const lines = c.line_keys.map((k) => h("div.key", { role: "listitem", "data-line": k.line_id },
-      h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }),
-      h("span.sub", { text: k.alternate_text || "idle" })));
+    const lines = lineKeys(c);
     const conc = c.concentrators.map((g) => h("div.key", { role: "listitem" },
       h("span.pos", { text: "Concentrator" }), h("span.name", { text: g.name }),
       h("span.sub", { text: `${g.line_ids.length} line(s)` })));
     const dials = (kind) => dialKeys(c, kind);
-    const units = c.speech_units.map((u) => h("div.unit", { "data-unit": u.id },
-      h("strong", { text: u.name }), h("div.state", { text: "idle" }),
-      h("div.controls", {},
-        h("button", { type: "button", disabled: true, title: "Calls arrive with telephony" }, "Answer"),
-        h("button", { type: "button", disabled: true }, "Hold"),
-        h("button", { type: "button", disabled: true }, "Release"))));
+    const units = h("div.units", { id: "units" });
     const monitor = h("table", {}, h("thead", {}, h("tr", {}, h("th", { text: "Speech unit" }), h("th", { text: "Carries" }))),
-      h("tbody", {}, c.speech_units.map((u) => h("tr", {}, h("td", { text: u.name }), h("td.muted", { text: "—" })))));
+      h("tbody", { id: "monitor" }));
     const tabs = h("div.tabs", { role: "tablist" },
       ["contacts", "call-memory"].map((t) => h("button", {
         type: "button", role: "tab", id: `tab-${t}`, "aria-selected": String(state.tab === t),
@@ -220,14 +224,117 @@
         h("section.panel", {}, h("h2", { text: "Line keys" }), keyGrid(lines, "Line keys")),
         h("section.panel", {}, h("h2", { text: "Concentrator keys" }), conc.length ? keyGrid(conc, "Concentrator keys") : h("p.muted", { text: "None." }))),
       h("div", {},
-        h("section.panel", {}, h("h2", { text: "Call queue" }), h("p.muted", { id: "queue", text: "No calls." })),
-        h("section.panel", {}, h("h2", { text: "Speech units" }), h("div.units", {}, units)),
+        h("section.panel", {}, h("h2", { text: "Call queue" }), h("div", { id: "queue" }), dialForm(c)),
+        h("section.panel", {}, h("h2", { text: "Speech units" }), units),
         h("section.panel", {}, h("h2", { text: "Speech monitor" }), monitor)),
       h("div", {},
         h("section.panel", {}, h("h2", { text: "Speed dial — DKA" }), keyGrid(dials("DKA"), "DKA keys")),
         h("section.panel", {}, h("h2", { text: "Speed dial — DKM" }), keyGrid(dials("DKM"), "DKM keys"), addKeyForm()),
         h("section.panel", {}, tabs, tabBody))));
     renderTab();
+    renderCalls();
+  }
+
+  // ----- telephony -------------------------------------------------------
+
+  async function loadCalls() {
+    try {
+      const r = await request("calls");
+      state.calls = new Map(r.calls.map((c) => [c.id, c]));
+      for (const l of r.lines) state.lineStates.set(l.line_id, l);
+    } catch (e) { if (e.code !== "telephony_off") showError(e); }
+    renderCalls();
+  }
+
+  async function act(op, params) {
+    clearError();
+    try { return await request(op, params); } catch (e) { showError(e); }
+  }
+
+  function dial(number, lineId) {
+    if (!number) return showError({ message: "Enter a number to dial." });
+    return act("dial", { number, line_id: lineId || null });
+  }
+
+  const activityText = { ringing: "ringing", busy_here: "busy here", busy_elsewhere: "busy at another turret", held: "held" };
+
+  // A line key shows its registration and what happens on it now.
+  function lineKeys(c) {
+    return c.line_keys.map((k) => {
+      const call = [...state.calls.values()].find((x) => x.line_id === k.line_id);
+      const reg = state.lineStates.get(k.line_id) || { state: k.state, reason: k.state_reason };
+      const sub = call ? activityText[call.line_activity] || call.state
+        : reg.state === "registered" ? (k.alternate_text || "idle") : reg.state;
+      return h("button.key" + (call ? " lit" : "") + (reg.state === "failing" ? " down" : ""), {
+        type: "button", role: "listitem", "data-line": k.line_id, "data-activity": call ? call.line_activity : "idle",
+        "data-registration": reg.state, title: reg.reason || "",
+        onclick: () => {
+          if (call && call.state === "ringing") return act("answer", { call_id: call.id });
+          const n = document.getElementById("dial-number");
+          if (n && n.value) return dial(n.value, k.line_id);
+          if (n) n.focus();
+        },
+      }, h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }), h("span.sub", { text: sub }));
+    });
+  }
+
+  function dialForm(c) {
+    const number = h("input", { id: "dial-number", inputmode: "tel", autocomplete: "off", placeholder: "Number" });
+    const line = h("select", { id: "dial-line" }, h("option", { value: "" }, "Any free line"),
+      c.line_keys.map((k) => h("option", { value: k.line_id }, k.display_name || `Line ${k.position}`)));
+    return h("form.row", {
+      onsubmit: (ev) => { ev.preventDefault(); dial(number.value.trim(), Number(line.value) || null); },
+    }, h("div", {}, h("label", { for: "dial-number", text: "Dial" }), number),
+      h("div", {}, h("label", { for: "dial-line", text: "Line" }), line),
+      h("button", { type: "submit", id: "dial" }, "Call"));
+  }
+
+  function callButtons(c) {
+    const b = (label, op, extra) => h("button", { type: "button", "data-op": op, onclick: () => act(op, Object.assign({ call_id: c.id }, extra || {})) }, label);
+    if (c.state === "ringing") return [b("Answer", "answer"), h("button.ghost", { type: "button", "data-op": "reject", onclick: () => act("reject", { call_id: c.id }) }, "Reject")];
+    if (!c.here) return [];
+    const out = [];
+    if (c.state === "connected") out.push(b("Hold", "hold"));
+    if (c.state === "held") out.push(b("Retrieve", "retrieve"));
+    if (c.state === "connected" || c.state === "held") {
+      out.push(h("button.ghost", { type: "button", "data-op": "transfer", onclick: () => {
+        const t = window.prompt("Transfer to number");
+        if (t) act("transfer", { call_id: c.id, target: t.trim() });
+      } }, "Transfer"));
+    }
+    out.push(h("button.ghost", { type: "button", "data-op": "hangup", onclick: () => act("hangup", { call_id: c.id }) }, "Hang up"));
+    return out;
+  }
+
+  const stateText = { ringing: "ringing", dialing: "dialling…", alerting: "ringing at the far end", connected: "connected",
+    held: "on hold", answered_elsewhere: "answered at another turret" };
+
+  function renderCalls() {
+    const c = state.config;
+    const queue = document.getElementById("queue");
+    if (!c || !queue) return;
+    const calls = [...state.calls.values()].sort((a, b) => a.id - b.id);
+    const lineName = (id) => (c.line_keys.find((k) => k.line_id === id) || {}).display_name || `line ${id}`;
+    queue.replaceChildren(calls.length ? h("ul.calls", {}, calls.map((x) => h("li.call", { "data-call": x.id, "data-state": x.state },
+      h("span.dir", { text: x.direction === "in" ? "⬋" : "⬈", title: x.direction === "in" ? "incoming" : "outgoing" }),
+      h("span.who", {}, h("strong", { text: x.remote_name || x.remote_number }), x.remote_name ? h("span.muted", { text: ` ${x.remote_number}` }) : null),
+      h("span.muted", { text: ` on ${lineName(x.line_id)}: ${stateText[x.state] || x.state}` }),
+      h("span.controls", {}, callButtons(x))))) : h("p.muted", { text: "No calls." }));
+    const grid = document.querySelector("[aria-label='Line keys']");
+    if (grid) grid.replaceChildren(...lineKeys(c));
+    const units = document.getElementById("units");
+    const monitor = document.getElementById("monitor");
+    const carried = (u) => calls.find((x) => x.here && x.speech_unit === u.id);
+    if (units) units.replaceChildren(...c.speech_units.map((u) => {
+      const x = carried(u);
+      return h("div.unit" + (x ? " busy" : ""), { "data-unit": u.id }, h("strong", { text: u.name }),
+        h("div.state", { text: x ? `${x.remote_name || x.remote_number} (${stateText[x.state] || x.state})` : "idle" }),
+        h("div.controls", {}, x ? callButtons(x) : null));
+    }));
+    if (monitor) monitor.replaceChildren(...c.speech_units.map((u) => {
+      const x = carried(u);
+      return h("tr", {}, h("td", { text: u.name }), h("td" + (x ? "" : ".muted"), { text: x ? `${lineName(x.line_id)}: ${x.remote_name || x.remote_number}` : "—" }));
+    }));
   }
 
   function renderTab() {
@@ -241,9 +348,7 @@
   // A pushed configuration: redraw the keys, leave what the trader is
   // typing alone.
   function updateKeys(c) {
-    const lines = c.line_keys.map((k) => h("div.key", { role: "listitem", "data-line": k.line_id },
-      h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }),
-      h("span.sub", { text: k.alternate_text || "idle" })));
+    const lines = lineKeys(c);
     const dials = (kind) => dialKeys(c, kind);
     for (const [label, items] of [["Line keys", lines], ["DKA keys", dials("DKA")], ["DKM keys", dials("DKM")]]) {
       const grid = document.querySelector(`[aria-label='${label}']`);
@@ -282,6 +387,7 @@
     const search = h("input", { id: "contact-search", type: "search", value: state.search, placeholder: "Name or number" });
     const rows = (list, local) => list.map((c) => h("tr", {},
       h("td", { text: c.name }), h("td", { text: c.number }),
+      h("td", {}, h("button.ghost", { type: "button", "aria-label": `Call ${c.name}`, onclick: () => dial(c.number) }, "Call")),
       h("td", {}, local ? h("button.ghost", { type: "button", "aria-label": `Delete ${c.name}`,
         onclick: async () => { try { await request("delete_contact", { contact_id: c.id }); await loadContacts(); } catch (e) { showError(e); } } }, "Delete")
         : h("span.muted", { text: "global" }))));
@@ -290,7 +396,7 @@
     body.replaceChildren(
       h("form.row", { role: "search", onsubmit: (ev) => { ev.preventDefault(); state.search = search.value; loadContacts(); } },
         h("label", { for: "contact-search", text: "Search contacts" }), search, h("button", { type: "submit" }, "Search")),
-      h("table", { id: "contacts" }, h("thead", {}, h("tr", {}, h("th", { text: "Name" }), h("th", { text: "Number" }), h("th", {}))),
+      h("table", { id: "contacts" }, h("thead", {}, h("tr", {}, h("th", { text: "Name" }), h("th", { text: "Number" }), h("th", {}), h("th", {}))),
         h("tbody", {}, rows(state.contacts.local, true), rows(state.contacts.global, false))),
       h("form.row", {
         onsubmit: async (ev) => {

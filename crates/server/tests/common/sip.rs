@@ -90,6 +90,9 @@ impl Kamailio {
     pub fn start(algorithm: &str, qop: bool) -> Kamailio {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        // www_challenge/proxy_challenge: flag 1 asks for qop=auth. The
+        // *_authenticate functions take 0: a plain password (1 would mean
+        // an HA1 hash).
         let flags = if qop { "1" } else { "0" };
         let cfg = format!(
             r#"#!KAMAILIO
@@ -127,12 +130,12 @@ request_route {{
     }}
     if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
     if (is_method("REGISTER")) {{
-        if (!pv_www_authenticate("$td", "{PBX_PASSWORD}", "{flags}")) {{ www_challenge("$td", "{flags}"); exit; }}
+        if (!pv_www_authenticate("$td", "{PBX_PASSWORD}", "0")) {{ www_challenge("$td", "{flags}"); exit; }}
         if (!save("location")) {{ sl_reply_error(); }}
         exit;
     }}
     if (is_method("INVITE|REFER|MESSAGE")) {{
-        if (!pv_proxy_authenticate("$fd", "{PBX_PASSWORD}", "{flags}")) {{ proxy_challenge("$fd", "{flags}"); exit; }}
+        if (!pv_proxy_authenticate("$fd", "{PBX_PASSWORD}", "0")) {{ proxy_challenge("$fd", "{flags}"); exit; }}
         consume_credentials();
     }}
     if (is_method("INVITE")) {{ record_route(); }}
