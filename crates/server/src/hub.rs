@@ -132,8 +132,9 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                 "line.registered" | "line.registration_failed" | "line.unregistered"
             ) => {}
         "line" => {
-            if let Some(lid) = a {
-                app.mlc.line_changed(LineId(lid));
+            match a {
+                Some(lid) => app.mlc.line_changed(LineId(lid)),
+                None => app.mlc.lines_changed(),
             }
             if r.event_type == "line.deleted" {
                 app.hub.send(None, PushKind::Config(None));

@@ -126,7 +126,9 @@ async fn every_resource_can_be_created_read_updated_deleted_and_survives_a_resta
         snap["settings"]["api_enabled"], false,
         "off until switched on"
     );
-    assert_eq!(snap["lines"][0]["registration_state"], "unknown");
+    // The MLC is trying to register the line at a host that does not exist.
+    let reg = snap["lines"][0]["registration_state"].as_str().unwrap();
+    assert!(matches!(reg, "registering" | "failing"), "{reg}");
 
     // Update.
     let (s, v) = api

@@ -440,3 +440,38 @@ async fn sha_256_digest_registers_with_and_without_qop() {
         wait_lines(&s, &[bad], "failing", Duration::from_secs(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_lines_register_without_a_restart() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = server().await;
+    let mut csv = String::from("name,uri,username,password,answer_mode\n");
+    for i in 0..20 {
+        csv.push_str(&format!(
+            "Imported {i},sip:{}@127.0.0.1:{},{},{PBX_PASSWORD},manual\n",
+            3000 + i,
+            pbx.port,
+            3000 + i
+        ));
+    }
+    let res = s
+        .api
+        .client
+        .post(format!("{}/api/v1/import/lines", s.api.base))
+        .bearer_auth(s.api.token.as_ref().unwrap())
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let (_, all) = s.api.get("/api/v1/lines").await;
+    let ids: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 20);
+    wait_lines(&s, &ids, "registered", Duration::from_secs(10)).await;
+}

@@ -423,6 +423,9 @@ pub trait AuditStore {
     fn observe(&self, observer: ChangeObserver);
     /// Appends an entry that goes with no data change (a login, a refusal).
     async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
+    /// Appends several such entries in one transaction (one disk sync for a
+    /// burst, such as thousands of lines registering at once).
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<()>;
     /// Newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// Checks every entry's link and MAC, and that none after the last

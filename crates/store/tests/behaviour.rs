@@ -419,3 +419,23 @@ async fn open_raw(path: &std::path::Path) -> sqlx::SqlitePool {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn a_burst_of_audit_entries_goes_in_one_transaction_and_the_chain_holds() {
+    let (_d, s) = sqlite().await;
+    let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = heard.clone();
+    s.observe(std::sync::Arc::new(move |_r: &AuditRecord| {
+        h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let batch: Vec<AuditRecord> = (0..250).map(|_| audit("line.registered")).collect();
+    s.append_audits(batch).await.unwrap();
+    let v = s.verify_audit().await.unwrap();
+    assert_eq!(v.broken, None);
+    assert_eq!(v.verified, 250);
+    assert_eq!(
+        heard.load(std::sync::atomic::Ordering::SeqCst),
+        250,
+        "the observer hears each"
+    );
+}

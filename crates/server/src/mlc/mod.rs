@@ -102,6 +102,7 @@ pub struct Inner {
     pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
     pub(crate) calls: call::Calls,
     reports: OnceLock<mpsc::Sender<report::Job>>,
+    audits: OnceLock<mpsc::Sender<openturret_store::AuditRecord>>,
     seq: AtomicU64,
 }
 
@@ -164,6 +165,7 @@ impl Mlc {
         let _ = self.transport.set(Arc::new(t));
         let _ = self.config.set(config);
         let _ = self.reports.set(report::start(self));
+        let _ = self.audits.set(start_audit_writer(app));
         tokio::spawn(self.clone().dispatch(rx));
         register::start_all(self).await?;
         tracing::info!(%local, "Multi-Line Controller listening (SIP over UDP and TCP)");
@@ -222,6 +224,13 @@ impl Mlc {
         match ip {
             IpAddr::V6(v6) => format!("[{v6}]:{port}"),
             IpAddr::V4(v4) => format!("{v4}:{port}"),
+        }
+    }
+
+    /// Queues an audit entry; a writer appends bursts in one transaction.
+    pub(crate) async fn audit(&self, r: openturret_store::AuditRecord) {
+        if let Some(tx) = self.audits.get() {
+            let _ = tx.send(r).await;
         }
     }
 
@@ -525,4 +534,37 @@ impl Mlc {
         let me = self.clone();
         tokio::spawn(async move { register::restart(&me, id).await });
     }
+
+    /// Lines changed in bulk (an import): bring the line table in step.
+    pub fn lines_changed(&self) {
+        if !self.is_running() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move { register::resync(&me).await });
+    }
+}
+
+/// Appends the MLC's audit entries in batches: a burst of line state
+/// changes (ten thousand lines registering) costs a few transactions, not
+/// one disk sync each.
+fn start_audit_writer(app: &App) -> mpsc::Sender<openturret_store::AuditRecord> {
+    let (tx, mut rx) = mpsc::channel::<openturret_store::AuditRecord>(65_536);
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 1000 {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len();
+            if let Err(e) = store.append_audits(batch).await {
+                tracing::error!(error = %e, entries = n, "MLC audit entries not written");
+            }
+        }
+    });
+    tx
 }

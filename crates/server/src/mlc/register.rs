@@ -38,6 +38,8 @@ pub struct LineRuntime {
     pub number: String,
     /// Answer mode automatic: calls are answered at once.
     pub auto_answer: bool,
+    /// The stored line's last change, to notice changes made in bulk.
+    updated_at: openturret_domain::Timestamp,
     task: JoinHandle<()>,
     kick: Arc<Notify>,
     /// Set, then `kick`ed: the task removes its binding and ends.
@@ -126,6 +128,7 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
                 user,
                 number,
                 auto_answer,
+                updated_at: line.updated_at,
                 task,
                 kick,
                 unregister,
@@ -133,6 +136,32 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
         );
     }
     set_state(mlc, id, LineState::Registering).await;
+}
+
+/// Brings the line table in step with the store after a bulk change (an
+/// import): starts new lines, restarts changed ones, stops removed ones.
+pub async fn resync(mlc: &Mlc) {
+    let Some(app) = mlc.app() else { return };
+    let Ok(stored) = app.store.list_lines().await else {
+        return;
+    };
+    let known: HashMap<LineId, openturret_domain::Timestamp> = mlc
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, l)| (*id, l.updated_at))
+        .collect();
+    for l in &stored {
+        if known.get(&l.id) != Some(&l.updated_at) {
+            restart(mlc, l.id).await;
+        }
+    }
+    for id in known.keys() {
+        if !stored.iter().any(|l| l.id == *id) {
+            restart(mlc, *id).await;
+        }
+    }
 }
 
 /// Records a state change: pushed to the clients showing the line and,
@@ -168,10 +197,8 @@ pub(crate) async fn set_state(mlc: &Mlc, id: LineId, state: LineState) {
             LineState::Failing(_) => "line.registration_failed",
             _ => "line.unregistered",
         };
-        let r = app.system_record(event, "line", Some(id.0.to_string()));
-        if let Err(e) = app.store.append_audit(r).await {
-            tracing::warn!(error = %e, "line state not audited");
-        }
+        mlc.audit(app.system_record(event, "line", Some(id.0.to_string())))
+            .await;
     }
 }
 

@@ -61,6 +61,14 @@ impl AuditStore for SqliteStore {
         Ok(seq)
     }
 
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for r in &records {
+            self.audit(&mut tx, r).await?;
+        }
+        self.commit(tx).await
+    }
+
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM audit_log WHERE 1 = 1");
         if let Some(v) = &f.actor {
