@@ -39,6 +39,11 @@ fn secret(what: &str) -> Value {
     json!({"type": "string", "format": "password", "writeOnly": true, "description": what})
 }
 
+fn answer_mode() -> Value {
+    json!({"type": "string", "enum": ["manual", "automatic"], "default": "manual",
+        "description": "automatic: calls are answered at once on a speaker (intercom)"})
+}
+
 fn schemas() -> Value {
     let contact = obj(
         &[
@@ -121,18 +126,26 @@ fn schemas() -> Value {
         "SpeedDialPatch": obj(&[], &[("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})),
             ("position", i()), ("name", s()), ("number", s())]),
         "Line": obj(&["id", "name", "uri", "username", "display_name", "alternate_text", "preferred_identity",
-            "has_password", "registration_state", "created_at", "updated_at"], &[
+            "answer_mode", "has_password", "registration_state", "created_at", "updated_at"], &[
             ("id", i()), ("name", s()), ("uri", s()), ("username", s()), ("display_name", s()),
-            ("alternate_text", s()), ("preferred_identity", s()),
+            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()),
             ("has_password", json!({"type": "boolean", "description": "the password itself is never returned"})),
-            ("registration_state", json!({"type": "string", "description": "unknown until the Multi-Line Controller reports"})),
+            ("registration_state", json!({"type": "string", "enum": ["registering", "registered", "failing", "unregistered", "unknown"],
+                "description": "as the Multi-Line Controller reports it; unknown when none runs in this server"})),
+            ("registration_reason", json!({"type": "string", "nullable": true, "description": "why the line is failing"})),
             ("created_at", t()), ("updated_at", t())]),
         "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),
             ("username", s()), ("password", secret("SIP digest password; stored encrypted, never shown again")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode())]),
         "LinePatch": obj(&[], &[("name", s()), ("uri", s()), ("username", s()),
             ("password", secret("absent keeps the stored password")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode())]),
+        "MlcStatus": obj(&["running", "lines", "calls"], &[
+            ("running", json!({"type": "boolean", "description": "whether a Multi-Line Controller runs in this server"})),
+            ("sip", json!({"type": "string", "nullable": true, "description": "the SIP address it listens on (UDP and TCP)"})),
+            ("lines", json!({"type": "object", "description": "how many lines are in each registration state",
+                "additionalProperties": {"type": "integer"}})),
+            ("calls", i())]),
         "LineKey": obj(&["line_id", "position", "name", "display_name", "alternate_text"], &[
             ("line_id", i()), ("position", i()), ("name", s()), ("display_name", s()), ("alternate_text", s())]),
         "LineKeyAssign": obj(&["position"], &[("position", i())]),
@@ -494,6 +507,8 @@ fn operations() -> Vec<Op> {
             .body("LinePatch")
             .ok(200, S(r("Line"))),
         op("delete", "/api/v1/lines/{id}", "lines", "Delete a line").ok(204, None),
+        op("get", "/api/v1/mlc", "lines", "The Multi-Line Controller: its SIP address, lines per registration state, calls in progress")
+            .ok(200, S(r("MlcStatus"))),
         op("get", "/api/v1/settings", "settings", "System settings").ok(200, S(r("Settings"))),
         op(
             "patch",

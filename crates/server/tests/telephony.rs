@@ -85,6 +85,9 @@ async fn fifty_lines_register_a_wrong_password_fails_and_all_return_after_a_pbx_
     let bad = line(&s, "1999", pbx.port, "not-the-password").await;
     let took = wait_lines(&s, &ids, "registered", Duration::from_secs(20)).await;
     eprintln!("50 lines registered in {took:?}");
+    let (_, status) = s.api.get("/api/v1/mlc").await;
+    assert_eq!(status["running"], json!(true));
+    assert_eq!(status["lines"]["registered"], json!(50), "{status}");
     wait_lines(&s, &[bad], "failing", Duration::from_secs(20)).await;
     let v = line_state(&s, bad).await;
     assert!(

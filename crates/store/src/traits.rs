@@ -317,6 +317,9 @@ pub trait LineStore {
     async fn delete_line(&self, id: LineId, audit: AuditRecord) -> Result<()>;
     /// The decrypted password, for the Multi-Line Controller only.
     async fn line_password(&self, id: LineId) -> Result<Option<Secret>>;
+    /// Every stored line password, decrypted, for the MLC's start (one
+    /// query rather than one per line).
+    async fn line_passwords(&self) -> Result<Vec<(LineId, Secret)>>;
 
     /// Imports lines in one transaction; a row matches an existing line by
     /// name. Passwords given are encrypted at once.

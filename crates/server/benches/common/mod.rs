@@ -1,6 +1,8 @@
 //! Helpers every benchmark shares (included with `#[path]`).
 #![allow(dead_code)]
 
+pub mod turret;
+
 use std::time::Duration;
 
 use openturret_domain::Timestamp;

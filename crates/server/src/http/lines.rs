@@ -87,6 +87,29 @@ pub struct LinePatch {
     pub answer_mode: Option<String>,
 }
 
+/// `GET /mlc`: the Multi-Line Controller's SIP address, how many lines
+/// are in each registration state, and the calls in progress.
+pub async fn mlc_status(
+    State(app): State<App>,
+    _a: AdminAuth,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    if app.mlc.is_running() {
+        // From the MLC's own table: cheap enough to poll.
+        for s in app.mlc.line_states().values() {
+            *counts.entry(s.name()).or_default() += 1;
+        }
+    } else {
+        counts.insert("unknown", app.store.list_lines().await?.len() as u64);
+    }
+    Ok(axum::Json(serde_json::json!({
+        "running": app.mlc.is_running(),
+        "sip": app.mlc.local_addr().map(|a| a.to_string()),
+        "lines": counts,
+        "calls": app.mlc.calls_in_progress(),
+    })))
+}
+
 fn password(p: Option<String>) -> ApiResult<Option<Secret>> {
     match p {
         Some(p) if p.is_empty() => Err(ApiError::invalid("password", "must not be empty")),

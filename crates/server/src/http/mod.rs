@@ -103,6 +103,7 @@ pub fn router(app: App) -> Router {
             "/lines/{id}",
             get(lines::get).patch(lines::update).delete(lines::delete),
         )
+        .route("/mlc", get(lines::mlc_status))
         .route("/settings", get(settings::get).patch(settings::update))
         .route(
             "/consents",

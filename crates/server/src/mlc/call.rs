@@ -1002,7 +1002,7 @@ async fn send_in_dialog(
     method: &str,
     body: Option<Vec<u8>>,
     extra: Vec<(&str, String)>,
-) -> Option<Message> {
+) -> Option<Box<Message>> {
     let (d, line) = mlc.calls.with(id, |c| {
         c.dialog.local_cseq += 1;
         (c.dialog.clone(), c.line)

@@ -45,6 +45,24 @@ pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
 pub const TXN_TIMEOUT: Duration = Duration::from_secs(32);
 
+/// REGISTER transactions in flight at once, over all lines.
+const REGISTERS_IN_FLIGHT: usize = 256;
+
+/// The permits for REGISTERs in flight.
+pub(crate) struct InFlight(tokio::sync::Semaphore);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight(tokio::sync::Semaphore::new(REGISTERS_IN_FLIGHT))
+    }
+}
+
+impl InFlight {
+    pub(crate) async fn acquire(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.0.acquire().await.ok()
+    }
+}
+
 /// Bound on remembered answers to requests (for their retransmissions).
 const ANSWER_CACHE: usize = 16_384;
 
@@ -94,7 +112,7 @@ pub struct Inner {
     config: OnceLock<SipConfig>,
     user_agent: String,
     /// Open client transactions, by Via branch.
-    client_txns: Mutex<HashMap<String, mpsc::Sender<Message>>>,
+    client_txns: Mutex<HashMap<String, mpsc::Sender<Box<Message>>>>,
     /// Answers already sent, for retransmitted requests.
     answers: Mutex<AnswerCache>,
     /// ACKs awaited for final answers to INVITEs, by "Call-ID CSeq".
@@ -102,6 +120,10 @@ pub struct Inner {
     pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
     pub(crate) calls: call::Calls,
     reports: OnceLock<mpsc::Sender<report::Job>>,
+    /// Bounds the REGISTERs in flight (see `register::run`).
+    pub(crate) registering: InFlight,
+    /// Our address towards each peer, when `sip.listen` is unspecified.
+    routes: Mutex<HashMap<IpAddr, IpAddr>>,
     audits: OnceLock<mpsc::Sender<openturret_store::AuditRecord>>,
     seq: AtomicU64,
 }
@@ -203,18 +225,30 @@ impl Mlc {
         if let Some(ip) = local.filter(|ip| !ip.is_unspecified()) {
             return ip;
         }
+        if let Some(ip) = self.routes.lock().unwrap().get(&dest.ip()) {
+            return *ip;
+        }
         let bind: SocketAddr = if dest.is_ipv6() {
             "[::]:0".parse().expect("valid")
         } else {
             "0.0.0.0:0".parse().expect("valid")
         };
-        std::net::UdpSocket::bind(bind)
+        let found = std::net::UdpSocket::bind(bind)
             .and_then(|s| {
                 s.connect(dest)?;
                 s.local_addr()
             })
-            .map(|a| a.ip())
-            .unwrap_or_else(|_| bind.ip())
+            .map(|a| a.ip());
+        match found {
+            Ok(ip) => {
+                let mut routes = self.routes.lock().unwrap();
+                if routes.len() < 4096 {
+                    routes.insert(dest.ip(), ip);
+                }
+                ip
+            }
+            Err(_) => bind.ip(),
+        }
     }
 
     /// `host:port` for our Via and Contact towards `dest`.
@@ -278,9 +312,11 @@ impl Mlc {
         bytes: Vec<u8>,
         invite: bool,
         timeout: Duration,
-    ) -> mpsc::Receiver<Message> {
-        let (out_tx, out_rx) = mpsc::channel::<Message>(16);
-        let (in_tx, mut in_rx) = mpsc::channel::<Message>(16);
+    ) -> mpsc::Receiver<Box<Message>> {
+        // Boxed: a channel's block holds 32 slots, and 32 inline messages
+        // would make every transaction allocate tens of kilobytes.
+        let (out_tx, out_rx) = mpsc::channel::<Box<Message>>(16);
+        let (in_tx, mut in_rx) = mpsc::channel::<Box<Message>>(16);
         self.client_txns
             .lock()
             .unwrap()
@@ -403,14 +439,14 @@ impl Mlc {
                     if m.method().is_some() {
                         self.on_request(*m, Self::reply_peer(peer)).await;
                     } else {
-                        self.on_response(*m).await;
+                        self.on_response(m).await;
                     }
                 }
             }
         }
     }
 
-    async fn on_response(&self, m: Message) {
+    async fn on_response(&self, m: Box<Message>) {
         let branch = m.vias[0].branch().unwrap_or_default().to_string();
         let txn = self.client_txns.lock().unwrap().get(&branch).cloned();
         match txn {

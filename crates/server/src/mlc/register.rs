@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use openturret_domain::LineId;
 use openturret_domain::model::Line;
+use openturret_domain::secret::Secret;
 use openturret_sip::digest::Challenge;
 use openturret_sip::message::Builder;
 use openturret_sip::uri::Uri;
@@ -62,8 +63,11 @@ impl LineRuntime {
 /// Starts every line's registration and the PBX keep-alive.
 pub async fn start_all(mlc: &Mlc) -> anyhow::Result<()> {
     let app = mlc.app().ok_or_else(|| anyhow::anyhow!("no app"))?;
+    let mut passwords: HashMap<LineId, Secret> =
+        app.store.line_passwords().await?.into_iter().collect();
     for line in app.store.list_lines().await? {
-        restart(mlc, line.id).await;
+        let password = passwords.remove(&line.id);
+        start(mlc, line, password).await;
     }
     tokio::spawn(keepalive(mlc.clone()));
     Ok(())
@@ -73,17 +77,25 @@ pub async fn start_all(mlc: &Mlc) -> anyhow::Result<()> {
 /// stops it when the line is gone.
 pub async fn restart(mlc: &Mlc, id: LineId) {
     let Some(app) = mlc.app() else { return };
-    let old = mlc.lines.lock().unwrap().remove(&id);
-    let line = match app.store.get_line(id).await {
-        Ok(l) => l,
+    match app.store.get_line(id).await {
+        Ok(line) => {
+            let password = app.store.line_password(id).await.ok().flatten();
+            start(mlc, line, password).await
+        }
         Err(_) => {
             // Deleted: the task removes its binding and ends.
+            let old = mlc.lines.lock().unwrap().remove(&id);
             if let Some(old) = old {
                 old.stop(true);
             }
-            return;
         }
-    };
+    }
+}
+
+/// (Re)starts the registration of `line` as stored, with its password.
+async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
+    let id = line.id;
+    let old = mlc.lines.lock().unwrap().remove(&id);
     let parsed = Uri::parse(&line.fields.uri).ok();
     let aor = parsed.as_ref().map(aor_of).unwrap_or_default();
     let user = parsed.as_ref().map(|u| u.user.clone()).unwrap_or_default();
@@ -102,7 +114,6 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
         let moved = old.aor != aor;
         old.stop(moved);
     }
-    let password = app.store.line_password(id).await.ok().flatten();
     let kick = Arc::new(Notify::new());
     let unregister = Arc::new(AtomicBool::new(false));
     let domain = Uri::parse(&line.fields.uri)
@@ -152,9 +163,15 @@ pub async fn resync(mlc: &Mlc) {
         .iter()
         .map(|(id, l)| (*id, l.updated_at))
         .collect();
-    for l in &stored {
+    let mut passwords: HashMap<LineId, Secret> = app
+        .store
+        .line_passwords()
+        .await
+        .map(|p| p.into_iter().collect())
+        .unwrap_or_default();
+    for l in stored.iter() {
         if known.get(&l.id) != Some(&l.updated_at) {
-            restart(mlc, l.id).await;
+            start(mlc, l.clone(), passwords.remove(&l.id)).await;
         }
     }
     for id in known.keys() {
@@ -186,7 +203,10 @@ pub(crate) async fn set_state(mlc: &Mlc, id: LineId, state: LineState) {
         serde_json::json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
             .to_string(),
     );
-    if let Ok(pids) = app.store.profiles_with_line(id).await {
+    // Only clients hear it: with none connected, no need to ask the store.
+    if !app.sessions.is_empty()
+        && let Ok(pids) = app.store.profiles_with_line(id).await
+    {
         for pid in pids {
             app.hub.send(Some(pid), PushKind::Raw(push.clone()));
         }
@@ -398,7 +418,7 @@ fn jitter(d: Duration) -> Duration {
 async fn run(
     mlc: Mlc,
     line: Line,
-    password: Option<openturret_domain::secret::Secret>,
+    password: Option<Secret>,
     kick: Arc<Notify>,
     unregister: Arc<AtomicBool>,
 ) {
@@ -420,7 +440,7 @@ async fn run(
     } else {
         line.fields.username.clone()
     };
-    let password = password.as_ref().map(|p| p.expose().to_string());
+    let password = password.map(|p| p.expose().to_string());
     let mut backoff = Duration::from_secs(1);
     let mut reg: Option<Registration> = None;
     let mut bound = false;
@@ -449,7 +469,14 @@ async fn run(
         let r = reg
             .get_or_insert_with(|| Registration::new(&mlc, line.id, &uri, peer, password.clone()));
         r.peer = peer;
-        let result = r.register_as(&mlc, expires, &username).await;
+        // At most a few hundred REGISTERs in flight: ten thousand lines
+        // starting at once must not flood the PBX's receive buffer (lost
+        // datagrams cost a retransmission timer each). Boxed, so an idle
+        // line's task stays small.
+        let result = {
+            let _permit = mlc.registering.acquire().await;
+            Box::pin(r.register_as(&mlc, expires, &username)).await
+        };
         r.cseq += 3;
         match result {
             Ok(granted) => {

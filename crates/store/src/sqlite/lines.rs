@@ -151,6 +151,23 @@ impl LineStore for SqliteStore {
         }
     }
 
+    async fn line_passwords(&self) -> Result<Vec<(LineId, Secret)>> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, password_sealed FROM lines WHERE password_sealed IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(id, sealed)| {
+                Ok((
+                    LineId(id),
+                    self.keys.open_line_password(LineId(id), &sealed)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn list_profile_lines(&self, profile: ProfileId) -> Result<Vec<LineAssignment>> {
         let rows = sqlx::query(
             "SELECT profile_id, line_id, position FROM line_assignments

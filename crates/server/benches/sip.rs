@@ -1,0 +1,410 @@
+//! The Multi-Line Controller under load, each figure beside a baseline
+//! measured in the same run:
+//!
+//! 1. `calls`: calls per second through the MLC on an auto-answer line,
+//!    driven by sipp's built-in UAC (INVITE, 200, ACK, BYE), against sipp's
+//!    UAC talking to sipp's built-in UAS. The highest rate of a ladder
+//!    completed with zero failed calls counts.
+//! 2. `register`: 10,000 lines registered on Kamailio (MD5 digest), from
+//!    the import that creates them to the last one registered, against
+//!    sipp registering 10,000 users with digest on the same Kamailio; and
+//!    the MLC's memory per registered line (growth of its resident set).
+//! 3. `ring`: a call on a line shared by 1,000 connected turret clients,
+//!    from the INVITE's arrival to the last client's ring event, against
+//!    the bare broadcast WebSocket server sending a message of the same
+//!    size.
+//!
+//! Run: `cargo bench -p openturret-server --bench sip` (needs kamailio and
+//! sipp: `scripts/test.sh` installs them). `BENCH_PART=calls|register|ring`
+//! runs one part; `BENCH_LINES`, `BENCH_CLIENTS`, `BENCH_ROUNDS` change
+//! the sizes.
+
+mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/sip.rs"]
+mod sip;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pct;
+use common::turret::{
+    Turret, baseline_message, baseline_server, connect_all, rss_kib, start_baseline, time_rounds,
+};
+use openturret_server::client::conn::Connection;
+use serde_json::json;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs sipp to completion; returns (seconds, succeeded).
+fn sipp(args: &[&str]) -> (f64, bool) {
+    let t0 = Instant::now();
+    let out = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-nd", "-timeout", "120s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sipp is installed (scripts/test.sh installs sip-tester)");
+    (t0.elapsed().as_secs_f64(), out.success())
+}
+
+/// The ladder: three seconds of calls at each rate; the best achieved rate
+/// of a run with no failed call. Stops at a failure or at saturation.
+fn ladder(target: &str, rates: &[usize], extra: &[&str]) -> Option<(usize, f64)> {
+    let mut best = None;
+    for &rate in rates {
+        let calls = rate * 3;
+        let (r, m, l) = (rate.to_string(), calls.to_string(), (rate * 2).to_string());
+        let mut args = vec!["-sn", "uac", target, "-r", &r, "-m", &m, "-l", &l];
+        args.extend_from_slice(extra);
+        let (secs, ok) = sipp(&args);
+        let achieved = calls as f64 / secs;
+        println!(
+            "  offered {rate:>5}/s: {calls} calls in {secs:.2} s = {achieved:.0}/s, {}",
+            if ok { "no failure" } else { "FAILED CALLS" }
+        );
+        if !ok {
+            break;
+        }
+        if best.is_none_or(|(_, a)| achieved > a) {
+            best = Some((rate, achieved));
+        }
+        // Saturated: the calls no longer keep up with the offered rate.
+        if achieved < rate as f64 * 0.8 {
+            break;
+        }
+    }
+    best
+}
+
+async fn calls() {
+    let rates = [300, 1000, 2000, 3000, 4000, 5000, 6000];
+    println!("calls per second (sipp UAC, INVITE/200/ACK/BYE, zero failures)");
+    // Baseline: sipp UAC against a sipp UAS.
+    let port = sip::free_port();
+    let mut uas = Command::new("sipp")
+        .args([
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-nostdin",
+            "-nd",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp");
+    std::thread::sleep(Duration::from_millis(500));
+    println!(" sipp UAC → sipp UAS");
+    let base = ladder(&format!("127.0.0.1:{port}"), &rates, &["-s", "bench"]);
+    let _ = uas.kill();
+    let _ = uas.wait();
+
+    // OpenTurret: an auto-answer line; sipp calls its contact directly.
+    let t = Turret::start(&[]).await;
+    t.post(
+        "/lines",
+        json!({"name": "Intercom", "uri": "sip:1001@127.0.0.1:9", "answer_mode": "automatic"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!(" sipp UAC → OpenTurret MLC (auto-answer line)");
+    let target = t.sip.unwrap().to_string();
+    let ours = tokio::task::spawn_blocking(move || ladder(&target, &rates, &["-s", "ot-line-1"]))
+        .await
+        .unwrap();
+    let show = |x: Option<(usize, f64)>| {
+        x.map_or("none".to_string(), |(r, a)| {
+            format!("{r}/s offered, {a:.0}/s achieved")
+        })
+    };
+    println!("  baseline best: {}", show(base));
+    println!("  OpenTurret best: {}", show(ours));
+    if let (Some((_, b)), Some((_, o))) = (base, ours) {
+        println!("  ratio: {:.2}x of the baseline", o / b);
+    }
+}
+
+async fn register() {
+    let n = env_usize("BENCH_LINES", 10_000);
+    println!("{n} lines registered on Kamailio (MD5 digest)");
+    let pbx = sip::Kamailio::start("MD5", false);
+    // Baseline: sipp registers n users.
+    let dir = tempfile::tempdir().unwrap();
+    let mut users = String::from("SEQUENTIAL\n");
+    for i in 0..n {
+        let u = 20_000 + i;
+        users.push_str(&format!(
+            "{u};[authentication username={u} password={}]\n",
+            sip::PBX_PASSWORD
+        ));
+    }
+    std::fs::write(dir.path().join("users.csv"), users).unwrap();
+    std::fs::write(
+        dir.path().join("reg.xml"),
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register with digest">
+  <send retrans="500"><![CDATA[
+REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[call_number]
+To: <sip:[field0]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:[field0]@[local_ip]:[local_port]>
+Max-Forwards: 70
+Expires: 3600
+Content-Length: 0
+
+]]></send>
+  <recv response="401" auth="true"/>
+  <send retrans="500"><![CDATA[
+REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[call_number]
+To: <sip:[field0]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 2 REGISTER
+Contact: <sip:[field0]@[local_ip]:[local_port]>
+[field1]
+Max-Forwards: 70
+Expires: 3600
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#,
+    )
+    .unwrap();
+    let target = format!("127.0.0.1:{}", pbx.port);
+    let (m, l) = (n.to_string(), n.to_string());
+    let (base_secs, base_ok) = sipp(&[
+        "-sf",
+        &dir.path().join("reg.xml").to_string_lossy(),
+        "-inf",
+        &dir.path().join("users.csv").to_string_lossy(),
+        &target,
+        "-m",
+        &m,
+        "-l",
+        &l,
+        "-r",
+        "10000",
+        "-i",
+        "127.0.0.1",
+    ]);
+    println!(
+        "  sipp registering {n} users: {base_secs:.2} s ({})",
+        if base_ok {
+            "all registered"
+        } else {
+            "SOME FAILED"
+        }
+    );
+
+    // OpenTurret: import n lines, wait until all are registered. The
+    // same import into a server without the MLC first, so the memory
+    // figure is the MLC's alone (not the import's or the database cache's).
+    let mut csv = String::from("name,uri,username,password\n");
+    for i in 0..n {
+        let u = 40_000 + i;
+        csv.push_str(&format!(
+            "L{u},sip:{u}@127.0.0.1:{},{u},{}\n",
+            pbx.port,
+            sip::PBX_PASSWORD
+        ));
+    }
+    let (without_mlc, _) = import_lines(&[("TURRET_SIP__ENABLED", "false")], &csv, n, false).await;
+    let (with_mlc, (total, import)) = import_lines(&[], &csv, n, true).await;
+    println!(
+        "  OpenTurret registering {n} lines: {:.2} s after the import ({:.2} s with the import's {:.2} s)",
+        total - import,
+        total,
+        import
+    );
+    println!(
+        "  ratio: {:.2}x the baseline's time",
+        (total - import) / base_secs
+    );
+    let per_line = with_mlc.saturating_sub(without_mlc) as f64 / n as f64;
+    println!(
+        "  memory: the server grew {with_mlc} KiB with the MLC, {without_mlc} KiB without it: {per_line:.2} KiB per registered line"
+    );
+}
+
+/// Starts a server, imports `csv` (n lines), waits for every line to
+/// register when `register`; returns the resident-set growth (KiB) and
+/// (seconds until registered, seconds the import took).
+async fn import_lines(
+    env: &[(&str, &str)],
+    csv: &str,
+    n: usize,
+    register: bool,
+) -> (u64, (f64, f64)) {
+    let t = Turret::start(env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(t.pid());
+    let t0 = Instant::now();
+    let r = t
+        .http
+        .post(format!("{}/api/v1/import/lines", t.url))
+        .bearer_auth(&t.admin)
+        .header("content-type", "text/csv")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "import: {}", r.status());
+    let imported = t0.elapsed().as_secs_f64();
+    while register {
+        let s = t.get("/mlc").await;
+        if s["lines"]["registered"].as_u64() == Some(n as u64) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "not all registered: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = t0.elapsed().as_secs_f64();
+    // Let the audit writer and the allocator settle before measuring.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    (rss_kib(t.pid()).saturating_sub(before), (total, imported))
+}
+
+fn invite(to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
+    format!(
+        "INVITE sip:ot-line-1@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKring{k}\r\n\
+From: \"round-{k}\" <sip:2000@127.0.0.1>;tag=r{k}\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: ring-{k}@bench\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:2000@127.0.0.1:{from_port}>\r\nMax-Forwards: 70\r\n\
+Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn cancel(to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
+    format!(
+        "CANCEL sip:ot-line-1@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKring{k}\r\n\
+From: \"round-{k}\" <sip:2000@127.0.0.1>;tag=r{k}\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: ring-{k}@bench\r\n\
+CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+async fn ring() {
+    let n = env_usize("BENCH_CLIENTS", 1000);
+    let rounds = env_usize("BENCH_ROUNDS", 30);
+    println!("ring fan-out: a call on a line shared by {n} connected clients, {rounds} rounds");
+    let t = Turret::start(&[]).await;
+    let line = t
+        .post(
+            "/lines",
+            json!({"name": "Shared", "uri": "sip:1001@127.0.0.1:9", "display_name": "Shared"}),
+        )
+        .await;
+    let p = t
+        .post("/profiles", json!({"name": "Desk", "password": "bench-pw"}))
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    t.put(
+        &format!("/profiles/{pid}/lines/{}", line["id"]),
+        json!({"position": 1}),
+    )
+    .await;
+    let mut first = Connection::connect(&t.url, &t.cert).await.unwrap();
+    let login = first
+        .request(json!({"op": "login", "profile_id": pid, "password": "bench-pw"}))
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let (mut rx, _tasks) =
+        connect_all(n, &t.url, &t.cert, json!({"op": "resume", "token": token})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let from_port = sock.local_addr().unwrap().port();
+    let to = t.sip.unwrap();
+    let mut size = 0;
+    let turret = time_rounds(n, rounds, &mut rx, |k| {
+        let sock = &sock;
+        async move {
+            if k > 1 {
+                sock.send_to(&cancel(to, k - 1, from_port), to).unwrap();
+            }
+            sock.send_to(&invite(to, k, from_port), to).unwrap();
+        }
+    })
+    .await;
+    // The size of a ring push, for the baseline's message.
+    while let Some(v) = first.push(Duration::from_millis(200)).await {
+        if v["push"] == json!("call") {
+            size = v.to_string().len();
+        }
+    }
+    drop(t);
+
+    let (_base, burl, bcert, bhttp) = start_baseline();
+    let (mut brx, _btasks) =
+        connect_all(n, &burl, &bcert, json!({"op": "resume", "token": "x"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = time_rounds(n, rounds, &mut brx, |k| {
+        let (bhttp, burl) = (&bhttp, &burl);
+        async move {
+            bhttp
+                .post(format!("{burl}/trigger"))
+                .body(baseline_message(k, size.max(200)))
+                .send()
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("{:<44} {:>10} {:>10}", "", "p50 ms", "p99 ms");
+    println!(
+        "{:<44} {:>10.1} {:>10.1}",
+        "OpenTurret (INVITE sent → last client rings)",
+        ms(pct(&turret, 0.5)),
+        ms(pct(&turret, 0.99))
+    );
+    println!(
+        "{:<44} {:>10.1} {:>10.1}",
+        "bare broadcast WebSocket server",
+        ms(pct(&baseline, 0.5)),
+        ms(pct(&baseline, 0.99))
+    );
+    println!(
+        "p99 ratio: {:.2}x (push of {size} bytes)",
+        pct(&turret, 0.99).as_secs_f64() / pct(&baseline, 0.99).as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var("BENCH_ROLE").as_deref() == Ok("baseline") {
+        return baseline_server().await;
+    }
+    let part = std::env::var("BENCH_PART").unwrap_or_default();
+    if part.is_empty() || part == "calls" {
+        calls().await;
+    }
+    if part.is_empty() || part == "register" {
+        register().await;
+    }
+    if part.is_empty() || part == "ring" {
+        ring().await;
+    }
+}
