@@ -267,7 +267,17 @@ async fn import_lines(
         .unwrap();
     assert!(r.status().is_success(), "import: {}", r.status());
     let imported = t0.elapsed().as_secs_f64();
-    while register {
+    if register {
+        wait_registered(&t, n, t0).await;
+    }
+    let total = t0.elapsed().as_secs_f64();
+    // Let the audit writer and the allocator settle before measuring.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    (rss_kib(t.pid()).saturating_sub(before), (total, imported))
+}
+
+async fn wait_registered(t: &Turret, n: usize, t0: Instant) {
+    loop {
         let s = t.get("/mlc").await;
         if s["lines"]["registered"].as_u64() == Some(n as u64) {
             break;
