@@ -288,10 +288,6 @@ async fn wait_registered(t: &Turret, n: usize, t0: Instant) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let total = t0.elapsed().as_secs_f64();
-    // Let the audit writer and the allocator settle before measuring.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    (rss_kib(t.pid()).saturating_sub(before), (total, imported))
 }
 
 fn invite(to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
