@@ -86,7 +86,8 @@ enum Command {
     /// A scriptable turret client speaking the client protocol.
     ///
     /// COMMAND is one of: profiles, config, contacts [SEARCH], lookup NUMBER,
-    /// call-memory, delete-call-memory ENTRY_ID, watch [SECONDS]. Passwords come from standard input: the
+    /// call-memory, delete-call-memory ENTRY_ID, watch [SECONDS], calls, dial NUMBER,
+    /// answer|reject|hold|retrieve|hangup CALL_ID. Passwords come from standard input: the
     /// profile password on the first line, then (optional) the contacts or
     /// call-memory password.
     Client {

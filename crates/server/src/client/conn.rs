@@ -280,9 +280,23 @@ pub async fn run_cli(
                     .await?,
             )
         }
+        // Telephony: the calls are the profile's, not this connection's,
+        // so a call dialled by one command can be hung up by the next.
+        "calls" => show(&c.request(json!({"op": "calls"})).await?),
+        "dial" => show(
+            &c.request(json!({"op": "dial", "number": arg.context("dial NUMBER")?}))
+                .await?,
+        ),
+        "answer" | "hangup" | "reject" | "hold" | "retrieve" => {
+            let call: u64 = arg
+                .with_context(|| format!("{command} CALL_ID"))?
+                .parse()
+                .context("CALL_ID is a number")?;
+            show(&c.request(json!({"op": command, "call_id": call})).await?)
+        }
         other => bail!(
             "unknown client command {other}: use profiles, config, contacts, lookup, call-memory, \
-             delete-call-memory or watch"
+             delete-call-memory, watch, calls, dial, answer, reject, hold, retrieve or hangup"
         ),
     }
     c.close().await;
