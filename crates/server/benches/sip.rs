@@ -85,7 +85,7 @@ fn ladder(target: &str, rates: &[usize], extra: &[&str]) -> Option<(usize, f64)>
 }
 
 async fn calls() {
-    let rates = [300, 1000, 2000, 3000, 4000, 5000, 6000];
+    let rates = [300, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000];
     println!("calls per second (sipp UAC, INVITE/200/ACK/BYE, zero failures)");
     // Baseline: sipp UAC against a sipp UAS.
     let port = sip::free_port();

@@ -131,6 +131,12 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "global_contacts_changeable_by_clients": s.global_contacts_changeable,
         },
         "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled},
+        "telephony": {
+            "mlc_running": app.mlc.is_running(),
+            "sip_listen": app.mlc.local_addr().map(|a| a.to_string()),
+            "signalling": "SIP over UDP or TCP to the PBX: numbers and names travel unencrypted on that network (SIP over TLS is not supported yet)",
+            "media": "RTP (G.711), unencrypted, anchored at the MLC",
+        },
         "retention": {
             "call_memory": retention(s.retention_call_memory_days, c.oldest_call_memory),
             "cdrs": retention(s.retention_cdr_days, c.oldest_cdr),

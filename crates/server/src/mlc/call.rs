@@ -428,11 +428,21 @@ pub async fn answer_call(
         .header("User-Agent", mlc.user_agent())
         .body("application/sdp", body)
         .build();
-    mlc.send_reliably(
+    let acked = mlc.send_reliably(
         peer,
         format!("{} {}", invite.call_id, invite.cseq.number),
         bytes,
     );
+    // No ACK within 64·T1: the far end never saw our 200; end the call
+    // properly (RFC 3261 §13.3.1.4).
+    let me = mlc.clone();
+    tokio::spawn(async move {
+        if !acked.await.unwrap_or(true) {
+            tracing::warn!(call = id, "no ACK for the 200 OK; hanging up");
+            send_in_dialog(&me, id, "BYE", None, Vec::new()).await;
+            end(&me, id, "no_ack").await;
+        }
+    });
     tracing::info!(call = id, "call answered");
     publish(mlc, id).await;
     Ok(())

@@ -359,7 +359,13 @@ impl Mlc {
 
     /// Sends a final answer to an INVITE and repeats it over UDP until the
     /// ACK arrives (§13.3.1.4, §17.2.1), for at most 64·T1.
-    pub(crate) fn send_reliably(&self, peer: Peer, ack_key: String, bytes: Vec<u8>) -> Arc<Notify> {
+    pub(crate) fn send_reliably(
+        &self,
+        peer: Peer,
+        ack_key: String,
+        bytes: Vec<u8>,
+    ) -> tokio::sync::oneshot::Receiver<bool> {
+        let (result, acked_rx) = tokio::sync::oneshot::channel();
         let acked = Arc::new(Notify::new());
         {
             let mut waiting = self.awaiting_ack.lock().unwrap();
@@ -369,22 +375,22 @@ impl Mlc {
                 drop(waiting);
                 let me = self.clone();
                 tokio::spawn(async move { me.send(peer, &bytes).await });
-                return acked;
+                let _ = result.send(true);
+                return acked_rx;
             }
             waiting.insert(ack_key.clone(), acked.clone());
         }
         let me = self.clone();
-        let done = acked.clone();
         tokio::spawn(async move {
             me.send(peer, &bytes).await;
             let deadline = tokio::time::Instant::now() + TXN_TIMEOUT;
             let mut interval = T1;
-            loop {
+            let got_ack = loop {
                 tokio::select! {
-                    _ = done.notified() => break,
+                    _ = acked.notified() => break true,
                     _ = tokio::time::sleep(interval) => {
                         if tokio::time::Instant::now() >= deadline {
-                            break;
+                            break false;
                         }
                         if peer.proto == Proto::Udp {
                             me.send(peer, &bytes).await;
@@ -392,10 +398,11 @@ impl Mlc {
                         interval = (interval * 2).min(T2);
                     }
                 }
-            }
+            };
             me.awaiting_ack.lock().unwrap().remove(&ack_key);
+            let _ = result.send(got_ack);
         });
-        acked
+        acked_rx
     }
 
     /// Answers a request and remembers the answer for its retransmissions.

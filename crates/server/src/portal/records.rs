@@ -403,6 +403,12 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
                 tr { td { "CTI interface" } td { (yes(&r["interfaces"]["cti"])) } }
                 tr { td { "API interface" } td { (yes(&r["interfaces"]["api"])) } }
                 tr { td { "Recorder forwarding" } td { (yes(&r["interfaces"]["recorder_forwarding"])) } }
+                tr { td { "Multi-Line Controller (SIP)" } td {
+                    (yes(&r["telephony"]["mlc_running"]))
+                    @if let Some(a) = r["telephony"]["sip_listen"].as_str() { " on " (a) }
+                } }
+                tr { td { "SIP signalling" } td { (r["telephony"]["signalling"].as_str().unwrap_or("")) } }
+                tr { td { "Media" } td { (r["telephony"]["media"].as_str().unwrap_or("")) } }
             } }
         }
         section.card {
