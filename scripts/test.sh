@@ -11,7 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 missing=()
 while read -r pkg probe _; do
   case "$pkg" in ''|'#'*) continue ;; esac
-  if ! command -v "${probe:-$pkg}" >/dev/null 2>&1; then missing+=("$pkg"); fi
+  if [ -n "$probe" ]; then
+    command -v "$probe" >/dev/null 2>&1 || missing+=("$pkg")
+  elif ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
 done < scripts/test-packages.txt
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing test peers: ${missing[*]}"

@@ -37,6 +37,12 @@ pub struct SipConfig {
     pub enabled: bool,
     /// The MLC's SIP address, UDP and TCP.
     pub listen: SocketAddr,
+    /// SIP over TLS; unset: the address of `listen` with the next port
+    /// (5061 by default).
+    pub tls_listen: Option<SocketAddr>,
+    /// CA certificates (PEM) that PBX certificates must chain to, for lines
+    /// over TLS (`sips:` or `;transport=tls`).
+    pub tls_ca: Option<PathBuf>,
     /// The IP address put in Via, Contact and SDP; unset: the address this
     /// host uses to reach each PBX.
     pub advertise: Option<std::net::IpAddr>,
@@ -52,6 +58,8 @@ impl Default for SipConfig {
         SipConfig {
             enabled: true,
             listen: "0.0.0.0:5060".parse().expect("valid default address"),
+            tls_listen: None,
+            tls_ca: None,
             advertise: None,
             register_expires: 300,
             keepalive_secs: 5,
@@ -200,8 +208,14 @@ lockout_secs = 300
 [sip]
 # The Multi-Line Controller: registers the lines and carries their calls.
 enabled = true
-# SIP address, UDP and TCP (also --sip-listen on `turret serve` and `turret mlc`).
+# SIP address, UDP and TCP (also --sip-listen on `turret serve`).
 listen = "0.0.0.0:5060"
+# SIP over TLS, with the server's certificate. Default: the address of
+# `listen` with the next port (5061).
+# tls_listen = "0.0.0.0:5061"
+# CA certificates (PEM) that PBX certificates must chain to, for lines over
+# TLS (sips: or ;transport=tls).
+# tls_ca = "/etc/turret/pbx-ca.pem"
 # The IP address put in Via, Contact and SDP. Unset: the address this host
 # uses to reach each PBX.
 # advertise = "192.0.2.10"

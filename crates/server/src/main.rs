@@ -247,6 +247,9 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     if sip.enabled {
         let at = app.mlc.start(&app, sip).await?;
         println!("  SIP (MLC):   {at} (UDP and TCP)");
+        if let Some(tls) = app.mlc.tls_addr() {
+            println!("  SIP TLS:     {tls}");
+        }
     } else {
         println!("  SIP (MLC):   off (sip.enabled = false)");
     }

@@ -134,8 +134,8 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         "telephony": {
             "mlc_running": app.mlc.is_running(),
             "sip_listen": app.mlc.local_addr().map(|a| a.to_string()),
-            "signalling": "SIP over UDP or TCP to the PBX: numbers and names travel unencrypted on that network (SIP over TLS is not supported yet)",
-            "media": "RTP (G.711), unencrypted, anchored at the MLC",
+            "signalling": "SIP to each PBX over the transport its line names: TLS for sips: or ;transport=tls lines; over UDP or TCP, numbers and names travel unencrypted on that network",
+            "media": "RTP (G.711), unencrypted (no SRTP yet), anchored at the MLC",
         },
         "retention": {
             "call_memory": retention(s.retention_call_memory_days, c.oldest_call_memory),

@@ -478,3 +478,79 @@ async fn imported_lines_register_without_a_restart() {
     assert_eq!(ids.len(), 20);
     wait_lines(&s, &ids, "registered", Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_over_tls_registers_and_carries_a_call() {
+    let pbx = Kamailio::start_tls();
+    let ca = pbx.cert_path();
+    let s = InProc::start_with(move |c, _| {
+        c.sip.enabled = true;
+        c.sip.keepalive_secs = 1;
+        c.sip.tls_ca = Some(ca);
+    })
+    .await;
+    let tls_port = pbx.tls_port.unwrap();
+    let (st, v) = s
+        .api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "TLS line", "uri": format!("sips:1006@127.0.0.1:{tls_port}"),
+                   "username": "1006", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let line = v["id"].as_i64().unwrap();
+    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    // The PBX reaches the MLC over TLS for the call.
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    phone.command("dial", &format!("sip:1006@127.0.0.1:{}", pbx.port));
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    phone.command("hangup", "");
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    // A line whose PBX certificate is not trusted fails, saying why.
+    let s2 = server().await;
+    let (_, v) = s2
+        .api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Untrusted", "uri": format!("sips:1007@127.0.0.1:{tls_port}"),
+                   "username": "1007", "password": PBX_PASSWORD}),
+        )
+        .await;
+    let bad = v["id"].as_i64().unwrap();
+    wait_lines(&s2, &[bad], "failing", Duration::from_secs(10)).await;
+    let v = line_state(&s2, bad).await;
+    assert!(
+        v["registration_reason"]
+            .as_str()
+            .unwrap()
+            .contains("sip.tls_ca"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_an_outgoing_call_while_it_rings_cancels_it() {
+    let mut f = floor().await;
+    let far = Baresip::start("2000", f.pbx.port, false);
+    let v =
+        f.a.1
+            .request(json!({"op": "dial", "number": "2000"}))
+            .await
+            .unwrap();
+    let call = v["call_id"].as_u64().unwrap();
+    wait_push(&mut f.a.1, "alerting", call_push("alerting")).await;
+    let (_, seen) = far.wait_event("CALL_INCOMING", 0, Duration::from_secs(10));
+    f.a.1
+        .request(json!({"op": "hangup", "call_id": call}))
+        .await
+        .unwrap();
+    wait_push(&mut f.a.1, "ended", call_push("ended")).await;
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    // Unanswered, dialled by A: one entry, on A only.
+    let ma = call_memory(&mut f.a.1).await;
+    assert_eq!(ma.len(), 1, "{ma:?}");
+    assert_eq!(ma[0]["answered"], json!(false));
+    assert_eq!(ma[0]["direction"], json!("out"));
+}

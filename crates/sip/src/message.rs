@@ -585,11 +585,28 @@ pub fn response_to(headers: &[Header], code: u16, reason: &str, to_tag: Option<&
     b
 }
 
+/// 64 unpredictable bits: a counter through SipHash under a key drawn
+/// from the OS once, so a busy MLC makes no system call per tag, branch or
+/// RTP stream, and no two values repeat within a process.
+pub fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let key = KEY.get_or_init(|| {
+        // RandomState's keys come from the OS; mix in more to be sure.
+        let mut extra = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut extra);
+        COUNTER.store(u64::from_le_bytes(extra), Ordering::Relaxed);
+        std::hash::RandomState::new()
+    });
+    key.hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A fresh random token (tags, branches, Call-IDs): 16 hex digits.
 pub fn random_token() -> String {
-    let mut b = [0u8; 8];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    format!("{:016x}", random_u64())
 }
 
 #[cfg(test)]
@@ -630,6 +647,15 @@ Content-Length: 0\r\n\r\n";
             stream_message_len(&OPTIONS[..20]),
             Err(ParseError::Incomplete)
         );
+    }
+
+    #[test]
+    fn tokens_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            assert!(seen.insert(random_token()));
+        }
+        assert_eq!(random_token().len(), 16);
     }
 
     #[test]

@@ -385,6 +385,8 @@ pub trait CallStore {
     async fn purge_cdrs_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
 
     async fn insert_cdr(&self, cdr: Cdr) -> Result<CdrId>;
+    /// Several CDRs in one transaction (a busy MLC's burst of ended calls).
+    async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<()>;
     /// CDRs that started in `[from, to)`, oldest first.
     async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>>;
 }

@@ -91,6 +91,7 @@ impl Call {
             started: self.started,
             connected_at: self.connected_at,
             line_number: self.line_number.clone(),
+            ended_at: None,
         }
     }
 }
@@ -349,12 +350,8 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     };
     let contact = contact_uri(mlc, line, peer);
     mlc.calls.insert(call);
-    mlc.answer(
-        &m,
-        peer,
-        message::response_to(&m.headers, 100, "Trying", None),
-    )
-    .await;
+    // No 100 Trying: the 180 goes out at once (RFC 3261 §8.2.6.1 asks for
+    // 100 only when the answer would take over 200 ms).
     let ringing = message::response_to(&m.headers, 180, "Ringing", Some(&tag))
         .header("Contact", format!("<{contact}>"));
     // Remembered as the transaction's latest answer: a retransmitted
@@ -819,7 +816,7 @@ async fn run_outgoing(
                 format!(
                     "SIP/2.0/{} {};branch={branch};rport",
                     peer.proto.via_name(),
-                    mlc.sent_by(peer.addr)
+                    mlc.sent_by(peer)
                 ),
             )
             .header("Max-Forwards", "70")
@@ -862,7 +859,11 @@ async fn run_outgoing(
             final_response = Some(r);
         }
         let Some(r) = final_response else {
-            end(mlc, id, "no_answer").await;
+            let reason = match mlc.take_send_error(&branch) {
+                Some(e) => format!("cannot reach the PBX: {e}"),
+                None => "no_answer".to_string(),
+            };
+            end(mlc, id, &reason).await;
             return;
         };
         let code = r.code().unwrap_or(0);
@@ -936,7 +937,7 @@ async fn ack_non_2xx(mlc: &Mlc, peer: Peer, branch: &str, target: &str, from: &s
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
                 peer.proto.via_name(),
-                mlc.sent_by(peer.addr)
+                mlc.sent_by(peer)
             ),
         )
         .header("Max-Forwards", "70")
@@ -975,7 +976,7 @@ fn dialog_builder(
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
                 peer.proto.via_name(),
-                mlc.sent_by(peer.addr)
+                mlc.sent_by(peer)
             ),
         )
         .header("Max-Forwards", "70");
@@ -1029,13 +1030,20 @@ async fn send_in_dialog(
     if let Some(body) = body {
         b = b.body("application/sdp", body);
     }
-    let mut rx = mlc.transact(peer, branch, b.build(), method == "INVITE", TXN_TIMEOUT);
+    let mut rx = mlc.transact(
+        peer,
+        branch.clone(),
+        b.build(),
+        method == "INVITE",
+        TXN_TIMEOUT,
+    );
     let mut last = None;
     while let Some(r) = rx.recv().await {
         if r.code().unwrap_or(0) >= 200 {
             last = Some(r);
         }
     }
+    let _ = mlc.take_send_error(&branch);
     if let Some(r) = &last
         && method == "INVITE"
         && r.code().is_some_and(|c| (200..300).contains(&c))
@@ -1074,7 +1082,7 @@ pub async fn hangup(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpError> {
                         format!(
                             "SIP/2.0/{} {};branch={branch};rport",
                             peer.proto.via_name(),
-                            mlc.sent_by(peer.addr)
+                            mlc.sent_by(peer)
                         ),
                     )
                     .header("Max-Forwards", "70")
@@ -1213,7 +1221,9 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
     }
     call.media = None;
     tracing::info!(call = id, reason = %call.end_reason, "call ended");
-    mlc.report(Job::Ended(call.view())).await;
+    let mut v = call.view();
+    v.ended_at = Some(Timestamp::now());
+    mlc.report(Job::Ended(v)).await;
 }
 
 /// Ends every call a profile's turret holds (its session ended).

@@ -111,6 +111,8 @@ pub struct Inner {
     transport: OnceLock<Arc<dyn SipTransport>>,
     config: OnceLock<SipConfig>,
     user_agent: String,
+    /// Why a client transaction's request could not be sent, by branch.
+    send_errors: Mutex<HashMap<String, String>>,
     /// Open client transactions, by Via branch.
     client_txns: Mutex<HashMap<String, mpsc::Sender<Box<Message>>>>,
     /// Answers already sent, for retransmitted requests.
@@ -179,9 +181,15 @@ impl Mlc {
     /// Returns the bound address.
     pub async fn start(&self, app: &App, config: SipConfig) -> anyhow::Result<SocketAddr> {
         let (tx, rx) = mpsc::channel::<Inbound>(4096);
-        let t = NetTransport::bind(config.listen, tx)
+        let tls = tls_setup(app, &config)?;
+        let t = NetTransport::bind(config.listen, Some(tls), tx)
             .await
-            .map_err(|e| anyhow::anyhow!("while binding the SIP address {}: {e}", config.listen))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "while binding the SIP addresses {} (and TLS): {e}",
+                    config.listen
+                )
+            })?;
         let local = t.local_addr();
         let _ = self.app.set(Arc::downgrade(&app.0));
         let _ = self.transport.set(Arc::new(t));
@@ -206,9 +214,21 @@ impl Mlc {
         self.config.get().cloned().unwrap_or_default()
     }
 
-    /// The SIP address the MLC listens on, once started.
+    /// The SIP address the MLC listens on (UDP and TCP), once started.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.transport.get().map(|t| t.local_addr())
+    }
+
+    /// The SIP over TLS address, once started.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.transport.get().and_then(|t| t.tls_addr())
+    }
+
+    /// The name to check in the certificate of the TLS peer at `addr`.
+    pub(crate) fn set_tls_name(&self, addr: SocketAddr, name: &str) {
+        if let Some(t) = self.transport.get() {
+            t.set_tls_name(addr, name);
+        }
     }
 
     pub(crate) fn user_agent(&self) -> &str {
@@ -251,10 +271,14 @@ impl Mlc {
         }
     }
 
-    /// `host:port` for our Via and Contact towards `dest`.
-    pub(crate) fn sent_by(&self, dest: SocketAddr) -> String {
-        let ip = self.advertised_ip(dest);
-        let port = self.local_addr().map_or(5060, |a| a.port());
+    /// `host:port` for our Via and Contact towards `peer` (the TLS
+    /// listener's port for TLS).
+    pub(crate) fn sent_by(&self, peer: Peer) -> String {
+        let ip = self.advertised_ip(peer.addr);
+        let port = match peer.proto {
+            Proto::Tls => self.tls_addr().map_or(5061, |a| a.port()),
+            _ => self.local_addr().map_or(5060, |a| a.port()),
+        };
         match ip {
             IpAddr::V6(v6) => format!("[{v6}]:{port}"),
             IpAddr::V4(v4) => format!("{v4}:{port}"),
@@ -317,13 +341,25 @@ impl Mlc {
         // would make every transaction allocate tens of kilobytes.
         let (out_tx, out_rx) = mpsc::channel::<Box<Message>>(16);
         let (in_tx, mut in_rx) = mpsc::channel::<Box<Message>>(16);
-        self.client_txns
-            .lock()
-            .unwrap()
-            .insert(branch.clone(), in_tx);
+        // Keyed by branch and method: a CANCEL shares its INVITE's branch.
+        let method = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+        let key = format!("{branch} {}", String::from_utf8_lossy(method));
+        self.client_txns.lock().unwrap().insert(key.clone(), in_tx);
         let me = self.clone();
         tokio::spawn(async move {
-            me.send(peer, &bytes).await;
+            // A request that cannot even be sent (no route, TLS refused)
+            // ends its transaction at once, with the reason kept.
+            if let Some(t) = me.transport.get()
+                && let Err(e) = t.send(peer, &bytes).await
+            {
+                let mut errors = me.send_errors.lock().unwrap();
+                if errors.len() < ANSWER_CACHE {
+                    errors.insert(branch.clone(), e.to_string());
+                }
+                drop(errors);
+                me.client_txns.lock().unwrap().remove(&key);
+                return;
+            }
             let deadline = tokio::time::Instant::now() + timeout;
             let mut interval = T1;
             let mut retransmit = peer.proto == Proto::Udp;
@@ -352,9 +388,14 @@ impl Mlc {
                     }
                 }
             }
-            me.client_txns.lock().unwrap().remove(&branch);
+            me.client_txns.lock().unwrap().remove(&key);
         });
         out_rx
+    }
+
+    /// Why the request of transaction `branch` could not be sent, if so.
+    pub(crate) fn take_send_error(&self, branch: &str) -> Option<String> {
+        self.send_errors.lock().unwrap().remove(branch)
     }
 
     /// Sends a final answer to an INVITE and repeats it over UDP until the
@@ -454,8 +495,12 @@ impl Mlc {
     }
 
     async fn on_response(&self, m: Box<Message>) {
-        let branch = m.vias[0].branch().unwrap_or_default().to_string();
-        let txn = self.client_txns.lock().unwrap().get(&branch).cloned();
+        let key = format!(
+            "{} {}",
+            m.vias[0].branch().unwrap_or_default(),
+            m.cseq.method
+        );
+        let txn = self.client_txns.lock().unwrap().get(&key).cloned();
         match txn {
             Some(tx) => {
                 let _ = tx.try_send(m);
@@ -586,6 +631,46 @@ impl Mlc {
         let me = self.clone();
         tokio::spawn(async move { register::resync(&me).await });
     }
+}
+
+/// SIP over TLS: our certificate (the System Manager's) for the listener,
+/// and the CAs of `sip.tls_ca` to check PBXs we connect to.
+fn tls_setup(app: &App, config: &SipConfig) -> anyhow::Result<transport::TlsSetup> {
+    let (server, _) = crate::tls::server_config(&app.config.tls, &app.config.data_dir, &app.host)?;
+    let mut server = (*server).clone();
+    server.alpn_protocols.clear();
+    let listen = config.tls_listen.unwrap_or_else(|| {
+        let port = match config.listen.port() {
+            0 => 0,
+            p => p.saturating_add(1),
+        };
+        SocketAddr::new(config.listen.ip(), port)
+    });
+    let client = match &config.tls_ca {
+        None => None,
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| anyhow::anyhow!("while reading sip.tls_ca {}: {e}", path.display()))?
+            {
+                roots
+                    .add(cert.map_err(|e| anyhow::anyhow!("sip.tls_ca {}: {e}", path.display()))?)
+                    .map_err(|e| anyhow::anyhow!("sip.tls_ca {}: {e}", path.display()))?;
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let c = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(Arc::new(c))
+        }
+    };
+    Ok(transport::TlsSetup {
+        listen,
+        server: Arc::new(server),
+        client,
+    })
 }
 
 /// Appends the MLC's audit entries in batches: a burst of line state

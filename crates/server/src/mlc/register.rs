@@ -222,31 +222,36 @@ pub(crate) async fn set_state(mlc: &Mlc, id: LineId, state: LineState) {
     }
 }
 
-/// Where a line's URI says to register: host, port and transport.
-async fn resolve(uri: &Uri) -> Result<Peer, String> {
-    let proto = match uri
-        .param("transport")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("tcp") => Proto::Tcp,
-        None | Some("udp") => Proto::Udp,
-        Some(other) => return Err(format!("transport {other} is not supported (udp or tcp)")),
+/// Where a line's URI says to register: host, port and transport
+/// (`sips:` or `;transport=tls` is TLS, port 5061 unless given).
+async fn resolve(mlc: &Mlc, uri: &Uri) -> Result<Peer, String> {
+    let transport = uri.param("transport").map(str::to_ascii_lowercase);
+    let proto = match (uri.scheme.as_str(), transport.as_deref()) {
+        ("sips", _) | (_, Some("tls")) => Proto::Tls,
+        (_, Some("tcp")) => Proto::Tcp,
+        (_, None | Some("udp")) => Proto::Udp,
+        (_, Some(other)) => {
+            return Err(format!(
+                "transport {other} is not supported (udp, tcp or tls)"
+            ));
+        }
     };
-    if uri.scheme == "sips" {
-        return Err("sips: (SIP over TLS) lines are not supported yet".into());
-    }
     let host = uri
         .host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let port = uri.port.unwrap_or(5060);
+    let port = uri
+        .port
+        .unwrap_or(if proto == Proto::Tls { 5061 } else { 5060 });
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("cannot resolve {host}"))?;
+    if proto == Proto::Tls {
+        mlc.set_tls_name(addr, &host);
+    }
     Ok(Peer { proto, addr })
 }
 
@@ -297,7 +302,7 @@ impl Registration {
                     format!(
                         "SIP/2.0/{} {};branch={branch};rport",
                         self.peer.proto.via_name(),
-                        mlc.sent_by(self.peer.addr)
+                        mlc.sent_by(self.peer)
                     ),
                 )
                 .header("Max-Forwards", "70")
@@ -311,7 +316,7 @@ impl Registration {
             if let Some((name, value)) = &auth {
                 b = b.header(name, value);
             }
-            let mut rx = mlc.transact(self.peer, branch, b.build(), false, TXN_TIMEOUT);
+            let mut rx = mlc.transact(self.peer, branch.clone(), b.build(), false, TXN_TIMEOUT);
             let mut last = None;
             while let Some(r) = rx.recv().await {
                 if r.code().unwrap_or(0) >= 200 {
@@ -319,7 +324,10 @@ impl Registration {
                 }
             }
             let Some(r) = last else {
-                return Err(format!("no answer from the PBX at {}", self.peer.addr));
+                return Err(match mlc.take_send_error(&branch) {
+                    Some(e) => format!("cannot reach the PBX at {}: {e}", self.peer.addr),
+                    None => format!("no answer from the PBX at {}", self.peer.addr),
+                });
             };
             let code = r.code().unwrap_or(0);
             match code {
@@ -382,12 +390,12 @@ fn host_port(u: &Uri) -> String {
 /// The Contact a line registers: the PBX sends the line's calls here, and
 /// the user part says which line a call is for.
 pub(crate) fn contact_uri(mlc: &Mlc, line: LineId, peer: Peer) -> String {
-    let t = if peer.proto == Proto::Tcp {
-        ";transport=tcp"
-    } else {
-        ""
+    let t = match peer.proto {
+        Proto::Udp => "",
+        Proto::Tcp => ";transport=tcp",
+        Proto::Tls => ";transport=tls",
     };
-    format!("sip:ot-line-{}@{}{t}", line.0, mlc.sent_by(peer.addr))
+    format!("sip:ot-line-{}@{}{t}", line.0, mlc.sent_by(peer))
 }
 
 /// The line a Request-URI `ot-line-N` user part names.
@@ -454,7 +462,7 @@ async fn run(
             }
             return;
         }
-        let peer = match resolve(&uri).await {
+        let peer = match resolve(&mlc, &uri).await {
             Ok(p) => p,
             Err(reason) => {
                 set_state(&mlc, line.id, LineState::Failing(reason)).await;
@@ -568,22 +576,26 @@ async fn probe(mlc: &Mlc, peer: Peer) -> bool {
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
                 peer.proto.via_name(),
-                mlc.sent_by(peer.addr)
+                mlc.sent_by(peer)
             ),
         )
         .header("Max-Forwards", "70")
         .header(
             "From",
-            format!(
-                "<sip:openturret@{}>;tag={}",
-                mlc.sent_by(peer.addr),
-                mlc.token()
-            ),
+            format!("<sip:openturret@{}>;tag={}", mlc.sent_by(peer), mlc.token()),
         )
         .header("To", format!("<{uri}>"))
         .header("Call-ID", mlc.call_id())
         .header("CSeq", "1 OPTIONS")
         .header("User-Agent", mlc.user_agent());
-    let mut rx = mlc.transact(peer, branch, b.build(), false, Duration::from_secs(2));
-    rx.recv().await.is_some()
+    let mut rx = mlc.transact(
+        peer,
+        branch.clone(),
+        b.build(),
+        false,
+        Duration::from_secs(2),
+    );
+    let answered = rx.recv().await.is_some();
+    let _ = mlc.take_send_error(&branch);
+    answered
 }

@@ -37,6 +37,8 @@ pub struct CallView {
     pub started: Timestamp,
     pub connected_at: Option<Timestamp>,
     pub line_number: String,
+    /// When the call ended (set on `Job::Ended`).
+    pub ended_at: Option<Timestamp>,
 }
 
 pub enum Job {
@@ -84,16 +86,32 @@ pub fn start(mlc: &Mlc) -> mpsc::Sender<Job> {
 }
 
 async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>) {
+    let mut ended = Vec::new();
     while let Some(job) = rx.recv().await {
         let Some(app) = mlc.app() else { return };
-        match job {
-            Job::Changed(v) => tell(&mlc, &app, &v).await,
-            Job::Ended(v) => {
-                tell(&mlc, &app, &v).await;
-                record(&app, &v).await;
+        handle(&mlc, &app, job, &mut ended).await;
+        // Whatever else is waiting, then the records of the calls that
+        // ended meanwhile in one transaction.
+        while ended.len() < 512 {
+            match rx.try_recv() {
+                Ok(job) => handle(&mlc, &app, job, &mut ended).await,
+                Err(_) => break,
             }
-            Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
         }
+        if !ended.is_empty() {
+            record(&app, std::mem::take(&mut ended)).await;
+        }
+    }
+}
+
+async fn handle(mlc: &Mlc, app: &App, job: Job, ended: &mut Vec<CallView>) {
+    match job {
+        Job::Changed(v) => tell(mlc, app, &v).await,
+        Job::Ended(v) => {
+            tell(mlc, app, &v).await;
+            ended.push(v);
+        }
+        Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
     }
 }
 
@@ -117,7 +135,19 @@ async fn tell(mlc: &Mlc, app: &App, v: &CallView) {
     }));
 }
 
-async fn record(app: &App, v: &CallView) {
+async fn record(app: &App, calls: Vec<CallView>) {
+    let mut cdrs = Vec::with_capacity(calls.len());
+    for v in &calls {
+        record_memory(app, v).await;
+        cdrs.push(cdr(app, v).await);
+    }
+    let n = cdrs.len();
+    if let Err(e) = app.store.insert_cdrs(cdrs).await {
+        tracing::error!(error = %e, records = n, "call data records not written");
+    }
+}
+
+async fn record_memory(app: &App, v: &CallView) {
     let answered = v.connected_at.is_some();
     let event = CallEvent {
         line: v.line,
@@ -137,7 +167,11 @@ async fn record(app: &App, v: &CallView) {
     if let Err(e) = crate::callmem::record_call(app, &event).await {
         tracing::error!(error = %e, call = v.id, "call memory not written");
     }
-    let ended = Timestamp::now();
+}
+
+async fn cdr(app: &App, v: &CallView) -> Cdr {
+    let answered = v.connected_at.is_some();
+    let ended = v.ended_at.unwrap_or_else(Timestamp::now);
     let profile_name = match v.owner {
         Some(p) => app.store.get_profile(p).await.ok().map(|p| p.name),
         None => None,
@@ -146,7 +180,7 @@ async fn record(app: &App, v: &CallView) {
         Direction::Incoming => (v.remote_number.clone(), v.line_number.clone()),
         Direction::Outgoing => (v.line_number.clone(), v.remote_number.clone()),
     };
-    let cdr = Cdr {
+    Cdr {
         id: None,
         profile_name,
         attendant_group: None,
@@ -157,8 +191,5 @@ async fn record(app: &App, v: &CallView) {
         direction: Some(v.direction),
         started_at: Some(v.started),
         ended_at: Some(ended),
-    };
-    if let Err(e) = app.store.insert_cdr(cdr).await {
-        tracing::error!(error = %e, call = v.id, "call data record not written");
     }
 }

@@ -92,10 +92,10 @@ async fn send_loop(
     stats: Arc<Stats>,
     sending: Arc<AtomicBool>,
 ) {
-    let mut ssrc = [0u8; 4];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ssrc);
-    let mut seq: u16 = rand_core::RngCore::next_u32(&mut rand_core::OsRng) as u16;
-    let mut ts: u32 = rand_core::RngCore::next_u32(&mut rand_core::OsRng);
+    let r = openturret_sip::message::random_u64();
+    let ssrc = (r as u32).to_be_bytes();
+    let mut seq: u16 = (r >> 32) as u16;
+    let mut ts: u32 = (r >> 16) as u32;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut packet = vec![0u8; 12 + SAMPLES_PER_PACKET];

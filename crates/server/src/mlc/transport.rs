@@ -1,5 +1,6 @@
 //! SIP transports of the MLC: one UDP socket and one TCP listener on
-//! `sip.listen`, plus outgoing TCP connections to PBXs. Behind the
+//! `sip.listen`, a TLS listener on `sip.tls_listen`, plus outgoing TCP and
+//! TLS connections to PBXs. Behind the
 //! [`SipTransport`] trait so the call and registration logic never touches
 //! sockets (and a TLS or WebSocket transport can be added beside these).
 //!
@@ -15,17 +16,18 @@ use std::time::Duration;
 
 use openturret_sip::message::{self, Framing, MAX_MESSAGE, Message, ParseError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 pub const MAX_CONNECTIONS: usize = 4096;
 const IDLE: Duration = Duration::from_secs(300);
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Proto {
@@ -33,6 +35,7 @@ impl Proto {
         match self {
             Proto::Udp => "UDP",
             Proto::Tcp => "TCP",
+            Proto::Tls => "TLS",
         }
     }
 
@@ -40,6 +43,7 @@ impl Proto {
         match self {
             Proto::Udp => "udp",
             Proto::Tcp => "tcp",
+            Proto::Tls => "tls",
         }
     }
 }
@@ -62,14 +66,33 @@ pub enum Inbound {
 #[async_trait::async_trait]
 pub trait SipTransport: Send + Sync {
     async fn send(&self, to: Peer, bytes: &[u8]) -> std::io::Result<()>;
-    /// The address this transport listens on.
+    /// The address this transport listens on (UDP and TCP).
     fn local_addr(&self) -> SocketAddr;
+    /// The TLS listener's address, if there is one.
+    fn tls_addr(&self) -> Option<SocketAddr>;
+    /// The name to check in the certificate of the TLS peer at `addr`.
+    fn set_tls_name(&self, addr: SocketAddr, name: &str);
+}
+
+/// Where the writer task of a connection takes bytes to send.
+type Outgoing = mpsc::Sender<Vec<u8>>;
+
+/// TLS for SIP: how we accept (our certificate) and connect (the CAs we
+/// trust for PBXs, and the name to check for each address).
+pub struct TlsSetup {
+    pub listen: SocketAddr,
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct NetTransport {
     udp: Arc<UdpSocket>,
     local: SocketAddr,
-    tcp: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    tls_local: Option<SocketAddr>,
+    client_tls: Option<tokio_rustls::TlsConnector>,
+    /// The host name to verify for a TLS peer's certificate.
+    tls_names: Mutex<HashMap<SocketAddr, String>>,
+    streams: Arc<Mutex<HashMap<(Proto, SocketAddr), Outgoing>>>,
     inbound: mpsc::Sender<Inbound>,
 }
 
@@ -78,6 +101,7 @@ impl NetTransport {
     /// and starts the receive loops.
     pub async fn bind(
         listen: SocketAddr,
+        tls: Option<TlsSetup>,
         inbound: mpsc::Sender<Inbound>,
     ) -> std::io::Result<Arc<NetTransport>> {
         // Same port number for UDP and TCP: with port 0, take the UDP one.
@@ -92,14 +116,35 @@ impl NetTransport {
             }
         };
         let local = udp.local_addr()?;
+        let (tls_listener, acceptor, client_tls) = match tls {
+            Some(setup) => {
+                let l = TcpListener::bind(setup.listen).await?;
+                (
+                    Some(l),
+                    Some(tokio_rustls::TlsAcceptor::from(setup.server)),
+                    setup.client.map(tokio_rustls::TlsConnector::from),
+                )
+            }
+            None => (None, None, None),
+        };
+        let tls_local = match &tls_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let t = Arc::new(NetTransport {
             udp: Arc::new(udp),
             local,
-            tcp: Default::default(),
+            tls_local,
+            client_tls,
+            tls_names: Default::default(),
+            streams: Default::default(),
             inbound,
         });
         tokio::spawn(udp_loop(t.clone()));
-        tokio::spawn(accept_loop(t.clone(), tcp));
+        tokio::spawn(accept_loop(t.clone(), tcp, None));
+        if let (Some(l), Some(a)) = (tls_listener, acceptor) {
+            tokio::spawn(accept_loop(t.clone(), l, Some(a)));
+        }
         Ok(t)
     }
 
@@ -121,10 +166,12 @@ impl NetTransport {
         }
     }
 
-    fn stream(self: &Arc<Self>, s: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
+    fn stream<S>(self: &Arc<Self>, s: S, proto: Proto, peer: SocketAddr) -> mpsc::Sender<Vec<u8>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-        let _ = s.set_nodelay(true);
-        let (mut rd, mut wr): (_, OwnedWriteHalf) = s.into_split();
+        let (mut rd, mut wr) = tokio::io::split(s);
         tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
@@ -134,7 +181,10 @@ impl NetTransport {
         });
         let me = self.clone();
         let tx2 = tx.clone();
-        self.tcp.lock().unwrap().insert(peer, tx.clone());
+        self.streams
+            .lock()
+            .unwrap()
+            .insert((proto, peer), tx.clone());
         tokio::spawn(async move {
             let mut buf: Vec<u8> = Vec::with_capacity(4096);
             let mut chunk = [0u8; 8192];
@@ -157,14 +207,7 @@ impl NetTransport {
                     match message::stream_message_len(&buf) {
                         Ok(len) => {
                             let msg: Vec<u8> = buf.drain(..len).collect();
-                            if !me.deliver(
-                                &msg,
-                                Peer {
-                                    proto: Proto::Tcp,
-                                    addr: peer,
-                                },
-                                Framing::Stream,
-                            ) {
+                            if !me.deliver(&msg, Peer { proto, addr: peer }, Framing::Stream) {
                                 break 'conn;
                             }
                         }
@@ -176,9 +219,12 @@ impl NetTransport {
                     break;
                 }
             }
-            let mut map = me.tcp.lock().unwrap();
-            if map.get(&peer).is_some_and(|s| s.same_channel(&tx2)) {
-                map.remove(&peer);
+            let mut map = me.streams.lock().unwrap();
+            if map
+                .get(&(proto, peer))
+                .is_some_and(|s| s.same_channel(&tx2))
+            {
+                map.remove(&(proto, peer));
             }
         });
         tx
@@ -213,15 +259,37 @@ async fn udp_loop(t: Arc<NetTransport>) {
     }
 }
 
-async fn accept_loop(t: Arc<NetTransport>, listener: TcpListener) {
+async fn accept_loop(
+    t: Arc<NetTransport>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         match listener.accept().await {
             Ok((s, peer)) => {
-                if t.tcp.lock().unwrap().len() >= MAX_CONNECTIONS {
+                if t.streams.lock().unwrap().len() >= MAX_CONNECTIONS {
                     tracing::warn!(peer = %peer, "too many SIP connections; refusing one");
                     continue;
                 }
-                t.stream(s, peer);
+                let _ = s.set_nodelay(true);
+                match &tls {
+                    None => {
+                        t.stream(s, Proto::Tcp, peer);
+                    }
+                    Some(acceptor) => {
+                        // The handshake in a task of its own, with a limit,
+                        // so a silent peer holds nothing up.
+                        let (t, acceptor) = (t.clone(), acceptor.clone());
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(HANDSHAKE, acceptor.accept(s)).await {
+                                Ok(Ok(tls)) => {
+                                    t.stream(tls, Proto::Tls, peer);
+                                }
+                                _ => tracing::debug!(peer = %peer, "SIP TLS handshake failed"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "SIP TCP accept failed");
@@ -231,38 +299,75 @@ async fn accept_loop(t: Arc<NetTransport>, listener: TcpListener) {
     }
 }
 
+fn io_error(kind: std::io::ErrorKind, what: &str) -> std::io::Error {
+    std::io::Error::new(kind, what.to_string())
+}
+
 #[async_trait::async_trait]
 impl SipTransport for Arc<NetTransport> {
     async fn send(&self, to: Peer, bytes: &[u8]) -> std::io::Result<()> {
-        match to.proto {
-            Proto::Udp => self.udp.send_to(bytes, to.addr).await.map(|_| ()),
-            Proto::Tcp => {
-                let existing = self.tcp.lock().unwrap().get(&to.addr).cloned();
-                let tx = match existing {
-                    Some(tx) if !tx.is_closed() => tx,
-                    _ => {
-                        let s = tokio::time::timeout(
-                            Duration::from_secs(5),
-                            TcpStream::connect(to.addr),
+        if to.proto == Proto::Udp {
+            return self.udp.send_to(bytes, to.addr).await.map(|_| ());
+        }
+        let existing = self
+            .streams
+            .lock()
+            .unwrap()
+            .get(&(to.proto, to.addr))
+            .cloned();
+        let tx = match existing {
+            Some(tx) if !tx.is_closed() => tx,
+            _ => {
+                let s = tokio::time::timeout(HANDSHAKE, TcpStream::connect(to.addr))
+                    .await
+                    .map_err(|_| io_error(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+                let _ = s.set_nodelay(true);
+                if to.proto == Proto::Tls {
+                    let connector = self.client_tls.clone().ok_or_else(|| {
+                        io_error(
+                            std::io::ErrorKind::Unsupported,
+                            "sip.tls_ca is not set: no CA to check PBX certificates",
                         )
+                    })?;
+                    let name = self
+                        .tls_names
+                        .lock()
+                        .unwrap()
+                        .get(&to.addr)
+                        .cloned()
+                        .unwrap_or_else(|| to.addr.ip().to_string());
+                    let server_name =
+                        rustls::pki_types::ServerName::try_from(name).map_err(|_| {
+                            io_error(std::io::ErrorKind::InvalidInput, "bad TLS server name")
+                        })?;
+                    let tls = tokio::time::timeout(HANDSHAKE, connector.connect(server_name, s))
                         .await
                         .map_err(|_| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "TCP connect timed out",
-                            )
+                            io_error(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
                         })??;
-                        self.stream(s, to.addr)
-                    }
-                };
-                tx.send(bytes.to_vec()).await.map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed")
-                })
+                    self.stream(tls, Proto::Tls, to.addr)
+                } else {
+                    self.stream(s, Proto::Tcp, to.addr)
+                }
             }
-        }
+        };
+        tx.send(bytes.to_vec())
+            .await
+            .map_err(|_| io_error(std::io::ErrorKind::BrokenPipe, "connection closed"))
     }
 
     fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
+    }
+
+    fn set_tls_name(&self, addr: SocketAddr, name: &str) {
+        let mut names = self.tls_names.lock().unwrap();
+        if names.len() < MAX_CONNECTIONS {
+            names.insert(addr, name.to_string());
+        }
     }
 }

@@ -82,14 +82,55 @@ fn kill_matching(needle: &str) {
 pub struct Kamailio {
     child: Option<Child>,
     pub port: u16,
+    /// SIP over TLS (`start_tls`), on `port + 1`.
+    pub tls_port: Option<u16>,
     dir: tempfile::TempDir,
 }
 
 impl Kamailio {
     /// `algorithm` is `MD5` or `SHA-256`; `qop` asks for `qop=auth`.
     pub fn start(algorithm: &str, qop: bool) -> Kamailio {
+        Self::start_opts(algorithm, qop, false)
+    }
+
+    /// With SIP over TLS as well, on `port + 1`, with a self-signed
+    /// certificate for 127.0.0.1 (`cert_pem()`).
+    pub fn start_tls() -> Kamailio {
+        Self::start_opts("MD5", false, true)
+    }
+
+    /// The TLS certificate (PEM), for `sip.tls_ca`.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn start_opts(algorithm: &str, qop: bool, tls: bool) -> Kamailio {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let tls_cfg = if tls {
+            let ck =
+                rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+                    .unwrap();
+            std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+            std::fs::write(
+                dir.path().join("tls.cfg"),
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+                     private_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\n\
+                     [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+                    dir.path().display()
+                ),
+            )
+            .unwrap();
+            format!(
+                "enable_tls=yes\nlisten=tls:127.0.0.1:{}\nloadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}/tls.cfg\")\n",
+                port + 1,
+                dir.path().display()
+            )
+        } else {
+            String::new()
+        };
         // www_challenge/proxy_challenge: flag 1 asks for qop=auth. The
         // *_authenticate functions take 0: a plain password (1 would mean
         // an HA1 hash).
@@ -104,7 +145,7 @@ auto_aliases=no
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
 alias="127.0.0.1:{port}"
-loadmodule "tm.so"
+{tls_cfg}loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "pv.so"
@@ -149,6 +190,7 @@ request_route {{
         let mut k = Kamailio {
             child: None,
             port,
+            tls_port: tls.then_some(port + 1),
             dir,
         };
         k.run();

@@ -6,7 +6,7 @@ use openturret_domain::model::*;
 use openturret_domain::{CallMemoryId, CdrId, ProfileId, Timestamp};
 use sqlx::Row;
 
-use super::{SqliteStore, db};
+use super::{SqliteStore, Tx, db};
 use crate::{CallStore, Result};
 
 impl SqliteStore {
@@ -117,25 +117,17 @@ impl CallStore for SqliteStore {
 
     async fn insert_cdr(&self, c: Cdr) -> Result<CdrId> {
         let mut tx = self.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO cdrs (profile_name, attendant_group, called_number, calling_number,
-               duration_ms, call_type, direction, started_at, ended_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&c.profile_name)
-        .bind(&c.attendant_group)
-        .bind(&c.called_number)
-        .bind(&c.calling_number)
-        .bind(c.duration_ms)
-        .bind(c.call_type.map(|t| t.as_str()))
-        .bind(c.direction.map(|d| d.as_str()))
-        .bind(c.started_at.map(|t| t.0))
-        .bind(c.ended_at.map(|t| t.0))
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(db)?;
+        let id = insert_cdr(&mut tx, &c).await?;
         self.commit(tx).await?;
-        Ok(CdrId(id))
+        Ok(id)
+    }
+
+    async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for c in &cdrs {
+            insert_cdr(&mut tx, c).await?;
+        }
+        self.commit(tx).await
     }
 
     async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>> {
@@ -169,4 +161,25 @@ impl CallStore for SqliteStore {
             })
             .collect())
     }
+}
+
+async fn insert_cdr(tx: &mut Tx, c: &Cdr) -> Result<CdrId> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO cdrs (profile_name, attendant_group, called_number, calling_number,
+               duration_ms, call_type, direction, started_at, ended_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&c.profile_name)
+    .bind(&c.attendant_group)
+    .bind(&c.called_number)
+    .bind(&c.calling_number)
+    .bind(c.duration_ms)
+    .bind(c.call_type.map(|t| t.as_str()))
+    .bind(c.direction.map(|d| d.as_str()))
+    .bind(c.started_at.map(|t| t.0))
+    .bind(c.ended_at.map(|t| t.0))
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(db)?;
+    Ok(CdrId(id))
 }
