@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use common::pct;
 use common::turret::{
     Turret, baseline_message, baseline_server, connect_all, rss_kib, start_baseline, time_rounds,
+    time_rounds_after,
 };
 use openturret_server::client::conn::Connection;
 use serde_json::json;
@@ -344,15 +345,28 @@ async fn ring() {
     let from_port = sock.local_addr().unwrap().port();
     let to = t.sip.unwrap();
     let mut size = 0;
-    let turret = time_rounds(n, rounds, &mut rx, |k| {
-        let sock = &sock;
-        async move {
-            if k > 1 {
-                sock.send_to(&cancel(to, k - 1, from_port), to).unwrap();
+    // The previous call is cancelled before each round, untimed, so the
+    // clients are not busy with its `ended` push when the ring is timed.
+    let turret = time_rounds_after(
+        n,
+        rounds,
+        &mut rx,
+        |k| {
+            let sock = &sock;
+            async move {
+                if k > 1 {
+                    sock.send_to(&cancel(to, k - 1, from_port), to).unwrap();
+                }
+                k > 1
             }
-            sock.send_to(&invite(to, k, from_port), to).unwrap();
-        }
-    })
+        },
+        |k| {
+            let sock = &sock;
+            async move {
+                sock.send_to(&invite(to, k, from_port), to).unwrap();
+            }
+        },
+    )
     .await;
     // The size of a ring push, for the baseline's message.
     while let Some(v) = first.push(Duration::from_millis(200)).await {

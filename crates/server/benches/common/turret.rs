@@ -106,8 +106,30 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    time_rounds_after(n, rounds, rx, |_| async { false }, trigger).await
+}
+
+/// As [`time_rounds`], with `before(k)` run untimed ahead of each round
+/// (then a pause, and whatever the clients reported meanwhile dropped).
+pub async fn time_rounds_after<B, BFut, F, Fut>(
+    n: usize,
+    rounds: usize,
+    rx: &mut mpsc::UnboundedReceiver<usize>,
+    before: B,
+    trigger: F,
+) -> Vec<Duration>
+where
+    B: Fn(usize) -> BFut,
+    BFut: std::future::Future<Output = bool>,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut out = Vec::new();
     for k in 1..=rounds {
+        if before(k).await {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+        }
         let t0 = Instant::now();
         trigger(k).await;
         let mut got = 0;

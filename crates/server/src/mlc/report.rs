@@ -81,37 +81,41 @@ pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
 
 pub fn start(mlc: &Mlc) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(mlc.clone(), rx));
+    let (rec_tx, rec_rx) = mpsc::channel(QUEUE);
+    tokio::spawn(run(mlc.clone(), rx, rec_tx));
+    tokio::spawn(write_records(mlc.clone(), rec_rx));
     tx
 }
 
-async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>) {
-    let mut ended = Vec::new();
+/// Tells, in order. Records go to their own task, so a push never waits
+/// behind a disk write.
+async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<CallView>) {
     while let Some(job) = rx.recv().await {
         let Some(app) = mlc.app() else { return };
-        handle(&mlc, &app, job, &mut ended).await;
-        // Whatever else is waiting, then the records of the calls that
-        // ended meanwhile in one transaction.
-        while ended.len() < 512 {
-            match rx.try_recv() {
-                Ok(job) => handle(&mlc, &app, job, &mut ended).await,
-                Err(_) => break,
+        match job {
+            Job::Changed(v) => tell(&mlc, &app, &v).await,
+            Job::Ended(v) => {
+                tell(&mlc, &app, &v).await;
+                let _ = records.send(v).await;
             }
-        }
-        if !ended.is_empty() {
-            record(&app, std::mem::take(&mut ended)).await;
+            Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
         }
     }
 }
 
-async fn handle(mlc: &Mlc, app: &App, job: Job, ended: &mut Vec<CallView>) {
-    match job {
-        Job::Changed(v) => tell(mlc, app, &v).await,
-        Job::Ended(v) => {
-            tell(mlc, app, &v).await;
-            ended.push(v);
+/// Writes the records of ended calls: whatever ended meanwhile goes into
+/// one transaction.
+async fn write_records(mlc: Mlc, mut rx: mpsc::Receiver<CallView>) {
+    while let Some(first) = rx.recv().await {
+        let Some(app) = mlc.app() else { return };
+        let mut ended = vec![first];
+        while ended.len() < 512 {
+            match rx.try_recv() {
+                Ok(v) => ended.push(v),
+                Err(_) => break,
+            }
         }
-        Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
+        record(&app, ended).await;
     }
 }
 
