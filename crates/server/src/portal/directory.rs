@@ -275,7 +275,8 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                         td {
                             @match st.name() {
                                 "registered" => span.badge.on title="Registered with its PBX" { "registered" },
-                                name => span.badge title=(st.reason().unwrap_or("")) { (name) },
+                                "failing" => span.badge.bad { "failing" },
+                                name => span.badge { (name) },
                             }
                             @if let Some(r) = st.reason() { " " span.muted.line-reason { (r) } }
                         }
