@@ -20,7 +20,7 @@ use openturret_store::backup::{self as format, Manifest};
 use openturret_store::keys::Keys;
 use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::{SqliteStore, latest_schema_version};
-use openturret_store::{AuditStore, MaintenanceStore, ProfileStore, Store};
+use openturret_store::{AdminStore, AuditStore, MaintenanceStore, ProfileStore, Store};
 
 use crate::config::Config;
 use crate::http::extract::Ctx;
@@ -157,15 +157,19 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Manifest)>> {
     Ok(out)
 }
 
-/// A decrypted backup in a private scratch directory, removed on drop.
+/// A decrypted backup in a private scratch directory, removed on drop
+/// unless it was staged for the next start.
 struct Unpacked {
     dir: PathBuf,
     manifest: Manifest,
+    keep: bool,
 }
 
 impl Drop for Unpacked {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -184,7 +188,11 @@ async fn unpack(file: &Path, passphrase: Secret, data_dir: &Path) -> anyhow::Res
             return Err(e).with_context(|| format!("while reading {}", file.display()));
         }
     };
-    let u = Unpacked { dir, manifest };
+    let u = Unpacked {
+        dir,
+        manifest,
+        keep: false,
+    };
     for needed in [DB_FILE, KEY_FILE] {
         if !u.dir.join(needed).exists() {
             bail!("{}: the backup holds no {needed}", file.display());
@@ -278,7 +286,59 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
     let _lock = crate::startup::lock_data_dir(data)
         .context("stop the System Manager before restoring (the data directory is in use)")?;
     let u = unpack(file, passphrase, data).await?;
-    let store = open_unpacked(&u, config).await?;
+    let mut done = system_record("backup.restored");
+    done.changes = vec!["database".into()];
+    let erased = prepare(&u, file, config, done).await?;
+
+    // Empty the current database's WAL so no old frame can be replayed onto
+    // the new file, then swap.
+    if data.join(DB_FILE).exists() {
+        let current = crate::startup::open_store(config).await?;
+        current.close().await;
+    }
+    mark_pending(&u, data)?;
+    finish_pending_restore(data)?;
+    Ok(Restored {
+        manifest: u.manifest.clone(),
+        erased_again: erased,
+    })
+}
+
+/// Restore while the System Manager runs (portal and API): the backup is
+/// checked and the new database built aside exactly as `restore` does,
+/// then left under the restore-pending marker. Nothing of the running data
+/// changes until the server restarts, which completes the swap before it
+/// opens the database (`App::restart` restarts it at once). `done` is the
+/// audit entry written into the restored database.
+pub async fn stage_restore(
+    file: &Path,
+    passphrase: Secret,
+    config: &Config,
+    done: openturret_store::AuditRecord,
+) -> anyhow::Result<Restored> {
+    let data = &config.data_dir;
+    if data.join(PENDING).exists() {
+        bail!("a restore is already waiting for the restart");
+    }
+    let mut u = unpack(file, passphrase, data).await?;
+    let erased = prepare(&u, file, config, done).await?;
+    mark_pending(&u, data)?;
+    u.keep = true;
+    Ok(Restored {
+        manifest: u.manifest.clone(),
+        erased_again: erased,
+    })
+}
+
+/// Checks an unpacked backup, re-applies the erasure ledger to it and
+/// audits the restore in it. Returns how many profiles were erased again.
+async fn prepare(
+    u: &Unpacked,
+    file: &Path,
+    config: &Config,
+    done: openturret_store::AuditRecord,
+) -> anyhow::Result<usize> {
+    let store = open_unpacked(u, config).await?;
     let integrity = store.integrity_check().await?;
     if integrity != "ok" {
         store.close().await;
@@ -287,20 +347,29 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
             file.display()
         );
     }
+    let chain = store.verify_audit().await?;
+    if let Some(b) = chain.broken {
+        store.close().await;
+        bail!(
+            "{}: the audit chain inside is broken at entry {}: {}",
+            file.display(),
+            b.seq,
+            b.reason
+        );
+    }
     let mut again = system_record("erasure.reapplied");
     again.object_type = "profile".into();
     let erased = store.reapply_erasures(again).await?;
-    let mut done = system_record("backup.restored");
-    done.changes = vec!["database".into()];
+    // Sessions of backup time must not come back to life.
+    store.end_all_sessions().await?;
     store.append_audit(done).await?;
     store.close().await;
+    Ok(erased.len())
+}
 
-    // Empty the current database's WAL so no old frame can be replayed onto
-    // the new file, then swap.
-    if data.join(DB_FILE).exists() {
-        let current = crate::startup::open_store(config).await?;
-        current.close().await;
-    }
+/// Writes the marker naming the staged files (synced: from here on, the
+/// next start completes the restore).
+fn mark_pending(u: &Unpacked, data: &Path) -> anyhow::Result<()> {
     let staged = u
         .dir
         .file_name()
@@ -315,11 +384,7 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
         .open(data.join(PENDING))?;
     marker.write_all(staged.as_bytes())?;
     marker.sync_all()?;
-    finish_pending_restore(data)?;
-    Ok(Restored {
-        manifest: u.manifest.clone(),
-        erased_again: erased.len(),
-    })
+    Ok(())
 }
 
 /// Completes a restore that was interrupted while swapping files (called

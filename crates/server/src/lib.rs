@@ -67,6 +67,33 @@ pub struct AppInner {
     pub sessions: client::session::Sessions,
     /// The Multi-Line Controller in this process (idle until started).
     pub mlc: mlc::Mlc,
+    /// Set when the server must restart itself (a staged restore).
+    pub restart: Restart,
+}
+
+/// A request for the server to stop and start again in place (`turret
+/// serve` re-executes itself; see `main.rs`).
+#[derive(Default)]
+pub struct Restart {
+    requested: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Restart {
+    pub fn request(&self) {
+        self.requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    pub fn requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Completes when a restart is requested.
+    pub async fn wait(&self) {
+        self.notify.notified().await
+    }
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -97,6 +124,7 @@ impl App {
             hub: hub::Hub::default(),
             sessions: client::session::Sessions::default(),
             mlc: mlc::Mlc::new(),
+            restart: Restart::default(),
         }));
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);

@@ -255,8 +255,27 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     }
     std::io::stdout().flush().ok();
     tracing::info!(%bound, "serving");
-    serve(app, listener, prepared.tls, shutdown_signal()).await?;
+    let restart_app = app.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = restart_app.restart.wait() => tracing::info!("restarting"),
+        }
+    };
+    let restart = app.clone();
+    serve(app, listener, prepared.tls, stop).await?;
     store.close().await;
+    if restart.restart.requested() {
+        drop(_lock);
+        // The same program with the same arguments, in this process: the
+        // start completes the staged restore before opening the database.
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe()?;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        anyhow::bail!("could not restart: {err}");
+    }
     Ok(())
 }
 

@@ -140,6 +140,10 @@ fn schemas() -> Value {
         "LinePatch": obj(&[], &[("name", s()), ("uri", s()), ("username", s()),
             ("password", secret("absent keeps the stored password")),
             ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode())]),
+        "BackupRestored": obj(&["file", "created_at", "erased_again", "restarting"], &[
+            ("file", s()), ("created_at", t()),
+            ("erased_again", json!({"type": "integer", "description": "profiles erased since the backup, erased again"})),
+            ("restarting", b())]),
         "MlcStatus": obj(&["running", "lines", "calls"], &[
             ("running", json!({"type": "boolean", "description": "whether a Multi-Line Controller runs in this server"})),
             ("sip", json!({"type": "string", "nullable": true, "description": "the SIP address it listens on (UDP and TCP)"})),
@@ -507,6 +511,14 @@ fn operations() -> Vec<Op> {
             .body("LinePatch")
             .ok(200, S(r("Line"))),
         op("delete", "/api/v1/lines/{id}", "lines", "Delete a line").ok(204, None),
+        op(
+            "post",
+            "/api/v1/backups/restore",
+            "backups",
+            "Restore a backup: checked, built aside with the erasure ledger re-applied, then the server restarts to swap it in",
+        )
+        .body("BackupVerify")
+        .ok(202, S(r("BackupRestored"))),
         op("get", "/api/v1/mlc", "lines", "The Multi-Line Controller: its SIP address, lines per registration state, calls in progress")
             .ok(200, S(r("MlcStatus"))),
         op("get", "/api/v1/settings", "settings", "System settings").ok(200, S(r("Settings"))),

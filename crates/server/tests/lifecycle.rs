@@ -545,3 +545,79 @@ async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_l
     );
     server.stop();
 }
+
+#[tokio::test]
+async fn a_restore_from_the_api_swaps_the_data_in_by_restarting_and_erased_people_stay_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, api) = fresh(dir.path()).await;
+    let (_, erin) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Erin Erased", "password": "erin-secret-77"}),
+        )
+        .await;
+    let erin = erin["id"].as_i64().unwrap();
+    api.post(
+        "/api/v1/global-contacts",
+        json!({"name": "Gloria Global", "number": "+1 212 555 0142"}),
+    )
+    .await;
+    let (code, b) = api
+        .post("/api/v1/backups", json!({"passphrase": PASSPHRASE}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{b}");
+    let file = b["file"].as_str().unwrap().to_string();
+
+    // After the backup: a new profile, and Erin is erased.
+    api.post(
+        "/api/v1/profiles",
+        json!({"name": "Late Larry", "password": "larry-secret-1"}),
+    )
+    .await;
+    let (code, _) = api.delete(&format!("/api/v1/profiles/{erin}")).await;
+    assert!(code.is_success());
+
+    // A wrong passphrase changes nothing, and the server keeps serving.
+    let (code, v) = api
+        .post(
+            "/api/v1/backups/restore",
+            json!({"file": file, "passphrase": "not the passphrase"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "passphrase");
+    let (_, list) = api.get("/api/v1/profiles").await;
+    assert!(list.to_string().contains("Late Larry"));
+
+    // The right one: checked, staged, and the server restarts itself.
+    let (code, v) = api
+        .post(
+            "/api/v1/backups/restore",
+            json!({"file": file, "passphrase": PASSPHRASE}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["restarting"], true);
+    assert_eq!(v["erased_again"], 1);
+    server.wait_restart().await;
+    let mut api = server.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+    let (_, list) = api.get("/api/v1/profiles").await;
+    let names = list.to_string();
+    assert!(
+        !names.contains("Late Larry"),
+        "the data is the backup's: {names}"
+    );
+    assert!(
+        !names.contains("Erin Erased"),
+        "erased after the backup, erased again: {names}"
+    );
+    let (_, globals) = api.get("/api/v1/global-contacts").await;
+    assert!(globals.to_string().contains("Gloria Global"));
+    let (_, audit) = api.get("/api/v1/audit?event_type=backup.restored").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit["items"][0]["actor"], "admin");
+    let (code, out, err) = turret(dir.path(), &["audit", "verify"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    server.stop();
+}

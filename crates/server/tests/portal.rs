@@ -526,9 +526,9 @@ async fn administrators_are_created_disabled_and_reset_in_the_portal() {
 }
 
 #[tokio::test]
-async fn backups_are_taken_listed_and_verified_from_the_portal() {
+async fn backups_are_taken_listed_verified_and_restored_from_the_portal() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, b, api) = signed_in(dir.path()).await;
+    let (mut server, mut b, api) = signed_in(dir.path()).await;
     api.post(
         "/api/v1/profiles",
         json!({"name": "Olga Operator", "password": "olga-pw"}),
@@ -568,6 +568,46 @@ async fn backups_are_taken_listed_and_verified_from_the_portal() {
     assert_eq!(
         events,
         ["backup.verified", "backup.verified", "backup.created"]
+    );
+
+    // As a new user would: erase a profile, restore, and see that the
+    // erased profile did not come back (and later data is gone).
+    let (_, list) = api.get("/api/v1/profiles").await;
+    let olga = list["items"][0]["id"].as_i64().unwrap();
+    api.delete(&format!("/api/v1/profiles/{olga}")).await;
+    api.post(
+        "/api/v1/profiles",
+        json!({"name": "Peter Post", "password": "peter-pw"}),
+    )
+    .await;
+    b.goto("/backups").await;
+    b.fill("#restore-passphrase", "portal passphrase 01").await;
+    b.submit("form[action='/backups/restore'] button[type=submit]")
+        .await;
+    assert!(
+        b.text("main").await.contains("tick the box"),
+        "nothing happens without the confirmation"
+    );
+    b.fill("#restore-passphrase", "portal passphrase 01").await;
+    b.click("#restore-confirm").await;
+    b.submit("form[action='/backups/restore'] button[type=submit]")
+        .await;
+    assert!(b.text("main").await.contains("restarts now"));
+    server.wait_restart().await;
+    b.base = server.url.clone();
+    b.goto("/login").await;
+    b.fill("#login-username", "admin").await;
+    b.fill("#login-password", ADMIN_PASSWORD).await;
+    b.submit("form[action='/login'] button[type=submit]").await;
+    b.goto("/profiles").await;
+    let page = b.text("main").await;
+    assert!(
+        !page.contains("Olga Operator"),
+        "erased after the backup, erased again: {page}"
+    );
+    assert!(
+        !page.contains("Peter Post"),
+        "the data is the backup's: {page}"
     );
 }
 

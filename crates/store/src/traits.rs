@@ -86,6 +86,9 @@ pub trait AdminStore {
     /// The enabled admin owning an unexpired session.
     async fn session_admin(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Admin>>;
     async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    /// Ends every admin session (a restored database must not revive the
+    /// sessions it held when the backup was taken). Returns how many.
+    async fn end_all_sessions(&self) -> Result<u64>;
 }
 
 /// One page of a list, with the total where it is cheap to count.

@@ -1,5 +1,5 @@
-//! Backups over the admin API: take one, list them, verify one. Restore
-//! needs the System Manager stopped (`turret backup restore`).
+//! Backups over the admin API: take one, list them, verify one, restore
+//! one (staged, then the server restarts itself to swap it in).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -144,4 +144,86 @@ pub async fn verify(
     Json(b): Json<VerifyIn>,
 ) -> ApiResult<axum::Json<VerifiedOut>> {
     Ok(axum::Json(verify_backup(&app, &auth, b).await?))
+}
+
+#[derive(Serialize)]
+pub struct RestoreOut {
+    pub file: String,
+    pub created_at: String,
+    /// Profiles erased since the backup was taken, erased again in it.
+    pub erased_again: usize,
+    /// The server restarts now to put the restored data in place.
+    pub restarting: bool,
+}
+
+/// Restores a backup of the backup folder (API and portal): checks it,
+/// builds the database aside with the erasure ledger re-applied, then asks
+/// the server to restart, which swaps it in before serving again. A wrong
+/// passphrase or a damaged backup changes nothing (422).
+pub async fn restore_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResult<RestoreOut> {
+    if b.file.contains('/') || b.file.starts_with('.') || !b.file.ends_with(".otb") {
+        return Err(ApiError::invalid(
+            "file",
+            "must be a backup file name from the list",
+        ));
+    }
+    let path = crate::backup::backup_dir(&app.config).join(&b.file);
+    if !path.exists() {
+        return Err(ApiError::NotFound("backup"));
+    }
+    let mut done = auth.record(
+        "backup.restored",
+        "backup",
+        Some(b.file.clone()),
+        vec!["database"],
+    );
+    done.at = openturret_domain::Timestamp::now();
+    let result =
+        crate::backup::stage_restore(&path, Secret::new(b.passphrase), &app.config, done).await;
+    let mut r = auth.record(
+        "backup.restore_staged",
+        "backup",
+        Some(b.file.clone()),
+        vec![],
+    );
+    r.success = result.is_ok();
+    app.store.append_audit(r).await?;
+    let restored = result.map_err(|e| {
+        let msg = format!("{e:#}");
+        if msg.contains("wrong passphrase") {
+            ApiError::invalid("passphrase", "is wrong, or the backup is damaged")
+        } else {
+            ApiError::invalid(
+                "file",
+                msg.rsplit(": ")
+                    .next()
+                    .unwrap_or("does not restore")
+                    .to_string(),
+            )
+        }
+    })?;
+    tracing::warn!(file = %b.file, "restore staged; restarting to put it in place");
+    // Answer first, then restart.
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app2.restart.request();
+    });
+    Ok(RestoreOut {
+        file: b.file,
+        created_at: ts(openturret_domain::Timestamp(restored.manifest.created_at)),
+        erased_again: restored.erased_again,
+        restarting: true,
+    })
+}
+
+pub async fn restore(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<VerifyIn>,
+) -> ApiResult<(StatusCode, axum::Json<RestoreOut>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(restore_backup(&app, &auth, b).await?),
+    ))
 }

@@ -121,6 +121,7 @@ pub fn router(app: App) -> Router {
         .route("/privacy-report", get(privacy_report))
         .route("/backups", get(backups::list).post(backups::create))
         .route("/backups/verify", post(backups::verify))
+        .route("/backups/restore", post(backups::restore))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify));
     Router::new()

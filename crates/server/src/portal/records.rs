@@ -22,6 +22,7 @@ pub fn routes() -> Router<App> {
         .route("/audit/filter", post(audit_filter))
         .route("/backups", get(backups).post(create_backup))
         .route("/backups/verify", post(verify_backup))
+        .route("/backups/restore", post(restore_backup))
         .route("/privacy", get(privacy))
 }
 
@@ -202,6 +203,22 @@ async fn backups_page(
             (f.clone(), f)
         })
         .collect();
+    // `check` is the verify or the restore form, whichever was sent.
+    let blank = |form| FormState {
+        form,
+        ..Default::default()
+    };
+    let (verify_blank, restore_blank) = (blank("verify"), blank("restore"));
+    let verify = if check.form == "restore" {
+        &verify_blank
+    } else {
+        check
+    };
+    let restore = if check.form == "restore" {
+        check
+    } else {
+        &restore_blank
+    };
     let content = html! {
         section.card {
             h2 { "Backups in " code { (crate::backup::backup_dir(&app.config).display()) } }
@@ -234,20 +251,30 @@ async fn backups_page(
         @if !files.is_empty() {
             section.card {
                 h2 { "Verify a backup" }
-                @if let Some(e) = check.general_error(&["file", "passphrase"]) { p.error-box role="alert" { (e) } }
+                @if let Some(e) = verify.general_error(&["file", "passphrase"]) { p.error-box role="alert" { (e) } }
                 form method="post" action="/backups/verify" {
                     (layout::csrf(p))
-                    (select(check, "Backup", "file", &files))
-                    (field(check, "Its passphrase", "passphrase", "password", None))
+                    (select(verify, "Backup", "file", &files))
+                    (field(verify, "Its passphrase", "passphrase", "password", None))
                     button.secondary type="submit" { "Verify" }
                 }
             }
         }
         section.card {
             h2 { "Restore" }
-            p { "Restoring replaces all data. Stop the System Manager, then run:" }
-            pre { code { "turret backup restore FILE --passphrase-stdin" } }
+            p { "Restoring replaces all data with the backup's. The backup is checked and the restored database built aside first: a wrong passphrase or a damaged file changes nothing. Then the System Manager restarts to put it in place; everyone signs in again." }
             p.muted { "Profiles erased after the backup was taken are erased again during the restore: the erasure ledger is kept outside every backup." }
+            @if !files.is_empty() {
+                @if let Some(e) = restore.general_error(&["file", "passphrase"]) { p.error-box role="alert" { (e) } }
+                form method="post" action="/backups/restore" {
+                    (layout::csrf(p))
+                    (select(restore, "Backup", "file", &files))
+                    (field(restore, "Its passphrase", "passphrase", "password", None))
+                    (layout::checkbox(restore, "I understand that all current data is replaced", "confirm", false))
+                    button.danger type="submit" { "Restore and restart" }
+                }
+            }
+            p.muted { "With the System Manager stopped: " code { "turret backup restore FILE --passphrase-stdin" } }
         }
     };
     page_with_status(app, p, "/backups", "Backups", status, content)
@@ -356,6 +383,66 @@ async fn verify_backup(
                     StatusCode::UNPROCESSABLE_ENTITY,
                 )
                 .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RestoreForm {
+    #[serde(default)]
+    file: String,
+    #[serde(default)]
+    passphrase: String,
+    confirm: Option<String>,
+}
+
+async fn restore_backup(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<RestoreForm>,
+) -> Response {
+    let refuse = |err: (String, String)| {
+        let mut s = FormState::with_values("restore", &[("file", &f.file)]);
+        s.error = Some(err);
+        s
+    };
+    let result = if !layout::on(&f.confirm) {
+        Err(crate::http::error::ApiError::invalid(
+            "confirm",
+            "tick the box: a restore replaces all current data",
+        ))
+    } else {
+        let body = crate::http::backups::VerifyIn {
+            file: f.file.clone(),
+            passphrase: f.passphrase.clone(),
+        };
+        crate::http::backups::restore_backup(&app, &p.auth, body).await
+    };
+    match result {
+        Ok(r) => layout::respond(
+            StatusCode::OK,
+            layout::bare_page(
+                "Restoring",
+                html! {
+                    meta http-equiv="refresh" content="6;url=/login";
+                    p { (r.file) " (taken " (r.created_at) ") checked and prepared. "
+                        "The System Manager restarts now to put it in place; sign in again in a few seconds." }
+                    @if r.erased_again > 0 {
+                        p { (r.erased_again) " profile(s) erased since the backup stay erased." }
+                    }
+                    p { a href="/login" { "Sign in" } }
+                },
+            ),
+        ),
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                let s = refuse(err);
+                let create = FormState {
+                    form: "backup",
+                    ..Default::default()
+                };
+                backups_page(&app, &p, &create, &s, StatusCode::UNPROCESSABLE_ENTITY).await
             }
             Err(e) => e.into_response(),
         },

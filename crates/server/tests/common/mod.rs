@@ -109,6 +109,36 @@ impl Server {
         }
     }
 
+    /// Waits until the server has restarted itself (it prints its banner
+    /// again, on a new port), then points at the new address.
+    pub async fn wait_restart(&mut self) {
+        let portal_lines = |s: &Server| {
+            s.stdout()
+                .iter()
+                .filter_map(|l| {
+                    l.trim()
+                        .strip_prefix("portal:")
+                        .map(|u| u.trim().trim_end_matches('/').to_string())
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = portal_lines(self).len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lines = portal_lines(self);
+            if lines.len() > before {
+                self.url = lines.last().unwrap().clone();
+                break;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("turret serve exited instead of restarting: {status}");
+            }
+            assert!(Instant::now() < deadline, "the server did not restart");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.wait_healthy().await;
+    }
+
     /// Everything the server printed on standard output so far.
     pub fn stdout(&self) -> Vec<String> {
         self.out.lock().unwrap().clone()

@@ -204,4 +204,15 @@ impl AdminStore for SqliteStore {
             .map_err(db)?;
         self.commit(tx).await
     }
+
+    async fn end_all_sessions(&self) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM admin_sessions")
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        self.commit(tx).await?;
+        Ok(n)
+    }
 }
