@@ -162,7 +162,17 @@ impl<'k> ChainVerifier<'k> {
         }
     }
 
-    /// How many entries verified so far.
+    /// A verifier that starts at entry `first_seq`, whose predecessor's MAC
+    /// was `prev_mac` (the chain's anchor once older entries were purged).
+    pub fn starting_at(key: &'k [u8], first_seq: i64, prev_mac: [u8; 32]) -> Self {
+        ChainVerifier {
+            key,
+            next_seq: first_seq,
+            prev_mac,
+        }
+    }
+
+    /// The sequence number of the last verified entry (0 before any).
     pub fn verified(&self) -> i64 {
         self.next_seq - 1
     }

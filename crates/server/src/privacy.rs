@@ -140,6 +140,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         "retention": {
             "call_memory": retention(s.retention_call_memory_days, c.oldest_call_memory),
             "cdrs": retention(s.retention_cdr_days, c.oldest_cdr),
+            "audit": retention(s.retention_audit_days, None),
             "call_memory_fifo_per_profile": openturret_domain::model::CALL_MEMORY_CAPACITY,
         },
         "encryption": {

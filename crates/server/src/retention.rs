@@ -1,7 +1,8 @@
 //! Retention (SPEC §4): call-memory entries and call data records older
 //! than the administrator's limits (settings) are deleted by a background
 //! job, at start and then every hour; each purge is audited with how many
-//! records went. Defaults: call memory 90 days, CDRs 365 days.
+//! records went. Defaults: call memory 90 days, CDRs 365 days, audit
+//! entries 2,557 days (seven years).
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ const DAY_MS: i64 = 86_400_000;
 pub struct Purged {
     pub call_memory: u64,
     pub cdrs: u64,
+    pub audit_entries: u64,
 }
 
 fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord {
@@ -41,6 +43,15 @@ pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
             .purge_cdrs_before(cutoff, record(app, "retention.purged", "cdr"))
             .await?;
     }
+    if let Some(days) = s.retention_audit_days {
+        // The purge re-anchors the hash chain; its own entry names the
+        // new start (see `AuditStore::purge_audit_before`).
+        let cutoff = Timestamp(now.0 - days as i64 * DAY_MS);
+        p.audit_entries = app
+            .store
+            .purge_audit_before(cutoff, record(app, "retention.purged", "audit_log"))
+            .await?;
+    }
     Ok(p)
 }
 
@@ -53,6 +64,7 @@ pub fn start(app: &App) {
                 Ok(p) if p != Purged::default() => tracing::info!(
                     call_memory = p.call_memory,
                     cdrs = p.cdrs,
+                    audit_entries = p.audit_entries,
                     "retention purge"
                 ),
                 Ok(_) => {}

@@ -62,7 +62,8 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
         run_once(&s.app, now).await.unwrap(),
         Purged {
             call_memory: 2,
-            cdrs: 1
+            cdrs: 1,
+            audit_entries: 0
         }
     );
     assert_eq!(
@@ -122,9 +123,25 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
         run_once(&s.app, now).await.unwrap(),
         Purged {
             call_memory: 0,
-            cdrs: 2
+            cdrs: 2,
+            audit_entries: 0
         }
     );
+
+    // Audit entries older than their limit go too; the chain still
+    // verifies from its new start, which the purge's own entry names.
+    let later = Timestamp(now.0 + 3000 * DAY);
+    let before = s.app.store.verify_audit().await.unwrap().verified;
+    let p = run_once(&s.app, later).await.unwrap();
+    assert_eq!(
+        p.audit_entries as i64, before,
+        "every entry was older than seven years"
+    );
+    let v = s.app.store.verify_audit().await.unwrap();
+    assert_eq!(v.broken, None);
+    let (_, audit) = s.api.get("/api/v1/audit?object_type=audit_log").await;
+    assert_eq!(audit["items"][0]["event_type"], "retention.purged");
+    assert_eq!(audit["items"][0]["object_id"], (before + 1).to_string());
 }
 
 #[tokio::test]

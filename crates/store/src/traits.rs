@@ -434,6 +434,11 @@ pub trait AuditStore {
     /// Appends several such entries in one transaction (one disk sync for a
     /// burst, such as thousands of lines registering at once).
     async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<()>;
+    /// Retention: deletes the entries older than `cutoff` (the oldest ones,
+    /// keeping the chain contiguous), anchors the chain at the first kept
+    /// entry, and appends `audit` (a `retention.purged` entry naming the
+    /// anchor) in the same transaction. Returns how many went.
+    async fn purge_audit_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
     /// Newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// Checks every entry's link and MAC, and that none after the last

@@ -12,6 +12,12 @@ use openturret_store::*;
 
 async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
+    let store = reopen(&dir).await;
+    (dir, store)
+}
+
+/// Opens (again) the store of `dir`.
+async fn reopen(dir: &tempfile::TempDir) -> SqliteStore {
     let keys = Keys::load_or_create(&dir.path().join("secret.key")).unwrap();
     let plan = NumberPlan {
         country_code: Some("44".into()),
@@ -21,10 +27,9 @@ async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
         &dir.path().join("ledger.key"),
     )
     .unwrap();
-    let store = SqliteStore::open(&dir.path().join("t.db"), keys, plan, ledger)
+    SqliteStore::open(&dir.path().join("t.db"), keys, plan, ledger)
         .await
-        .unwrap();
-    (dir, store)
+        .unwrap()
 }
 
 fn audit(event: &str) -> AuditRecord {
@@ -438,4 +443,53 @@ async fn a_burst_of_audit_entries_goes_in_one_transaction_and_the_chain_holds() 
         250,
         "the observer hears each"
     );
+}
+
+#[tokio::test]
+async fn purging_old_audit_entries_re_anchors_the_chain_and_a_moved_anchor_is_caught() {
+    let (d, s) = sqlite().await;
+    for i in 0..10 {
+        let mut r = audit("old");
+        r.at = Timestamp(1_000 + i);
+        s.append_audit(r).await.unwrap();
+    }
+    for _ in 0..5 {
+        s.append_audit(audit("recent")).await.unwrap();
+    }
+    let n = s
+        .purge_audit_before(Timestamp(1_000_000), audit("retention.purged"))
+        .await
+        .unwrap();
+    assert_eq!(n, 10);
+    let v = s.verify_audit().await.unwrap();
+    assert_eq!(v.broken, None, "the kept chain verifies from its anchor");
+    assert_eq!(v.verified, 16, "15 entries and the purge's own");
+    // Nothing more to purge: no new entry.
+    assert_eq!(
+        s.purge_audit_before(Timestamp(1_000_000), audit("retention.purged"))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Someone deletes two more entries and moves the anchor past them.
+    s.close().await;
+    let db = d.path().join("t.db");
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(
+            "DELETE FROM audit_log WHERE seq IN (11, 12); \
+             UPDATE audit_anchor SET first_seq = 13, prev_mac = (SELECT prev_mac FROM audit_log WHERE seq = 13);",
+        )
+        .output()
+        .expect("the sqlite3 tool is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = reopen(&d).await;
+    let v = s.verify_audit().await.unwrap();
+    let brk = v.broken.expect("a moved anchor breaks the chain");
+    assert!(brk.reason.contains("start was moved"), "{}", brk.reason);
 }

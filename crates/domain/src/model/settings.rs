@@ -20,6 +20,8 @@ pub struct Settings {
     pub retention_call_memory_days: Option<u32>,
     /// Call data records older than this many days are deleted.
     pub retention_cdr_days: Option<u32>,
+    /// Audit entries older than this many days are purged (None keeps them).
+    pub retention_audit_days: Option<u32>,
     pub updated_at: Timestamp,
 }
 
@@ -37,6 +39,7 @@ pub struct SettingsChanges {
     /// `Some(None)` keeps entries forever.
     pub retention_call_memory_days: Option<Option<u32>>,
     pub retention_cdr_days: Option<Option<u32>>,
+    pub retention_audit_days: Option<Option<u32>>,
 }
 
 impl SettingsChanges {
@@ -82,6 +85,12 @@ impl SettingsChanges {
             "retention_cdr_days",
             &self.retention_cdr_days,
             &current.retention_cdr_days,
+        );
+        super::note_change(
+            &mut c,
+            "retention_audit_days",
+            &self.retention_audit_days,
+            &current.retention_audit_days,
         );
         c
     }

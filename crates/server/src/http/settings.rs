@@ -21,6 +21,7 @@ pub struct SettingsOut {
     recorder_forwarding_enabled: bool,
     retention_call_memory_days: Option<u32>,
     retention_cdr_days: Option<u32>,
+    retention_audit_days: Option<u32>,
     updated_at: String,
 }
 
@@ -34,6 +35,7 @@ impl From<Settings> for SettingsOut {
             recorder_forwarding_enabled: s.recorder_forwarding_enabled,
             retention_call_memory_days: s.retention_call_memory_days,
             retention_cdr_days: s.retention_cdr_days,
+            retention_audit_days: s.retention_audit_days,
             updated_at: ts(s.updated_at),
         }
     }
@@ -61,6 +63,9 @@ pub struct SettingsPatch {
     /// Days; `null` keeps records until deleted.
     #[serde(default, deserialize_with = "super::double_option")]
     pub retention_cdr_days: Option<Option<u32>>,
+    /// Days; `null` keeps audit entries until deleted.
+    #[serde(default, deserialize_with = "super::double_option")]
+    pub retention_audit_days: Option<Option<u32>>,
 }
 
 pub async fn update(
@@ -92,6 +97,7 @@ pub async fn update(
     for (field, v) in [
         ("retention_call_memory_days", b.retention_call_memory_days),
         ("retention_cdr_days", b.retention_cdr_days),
+        ("retention_audit_days", b.retention_audit_days),
     ] {
         if let Some(Some(d)) = v
             && !(1..=3650).contains(&d)
@@ -116,6 +122,7 @@ pub async fn update(
         recorder_forwarding_enabled: b.recorder_forwarding_enabled,
         retention_call_memory_days: b.retention_call_memory_days,
         retention_cdr_days: b.retention_cdr_days,
+        retention_audit_days: b.retention_audit_days,
     };
     let r = auth.record(event, "settings", None, changes.changed_fields(&current));
     Ok(axum::Json(

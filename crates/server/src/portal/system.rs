@@ -60,6 +60,8 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
                     "Call memory: days", "call_memory_days", "number", None))
                 (field(&FormState::with_values("retention", &[("cdr_days", &s.retention_cdr_days.map(|d| d.to_string()).unwrap_or_default())]),
                     "Call data records: days", "cdr_days", "number", None))
+                (field(&FormState::with_values("retention", &[("audit_days", &s.retention_audit_days.map(|d| d.to_string()).unwrap_or_default())]),
+                    "Audit log: days", "audit_days", "number", Some("Older entries are purged; the hash chain then verifies from the oldest kept entry.")))
                 div.field.submit { button type="submit" { "Save retention" } }
             }
         }
@@ -121,6 +123,7 @@ fn patch() -> api_settings::SettingsPatch {
         recorder_forwarding_enabled: None,
         retention_call_memory_days: None,
         retention_cdr_days: None,
+        retention_audit_days: None,
     }
 }
 
@@ -380,6 +383,8 @@ pub struct RetentionForm {
     call_memory_days: String,
     #[serde(default)]
     cdr_days: String,
+    #[serde(default)]
+    audit_days: String,
 }
 
 async fn save_retention(
@@ -402,6 +407,7 @@ async fn save_retention(
                 &f.call_memory_days,
             )?),
             retention_cdr_days: Some(days("retention_cdr_days", &f.cdr_days)?),
+            retention_audit_days: Some(days("retention_audit_days", &f.audit_days)?),
             ..patch()
         };
         api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await

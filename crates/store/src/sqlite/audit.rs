@@ -106,9 +106,71 @@ impl AuditStore for SqliteStore {
         rows.iter().map(entry).collect()
     }
 
+    async fn purge_audit_before(&self, cutoff: Timestamp, mut audit: AuditRecord) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let (first, max): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM audit_log")
+                .fetch_one(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        let (Some(first), Some(max)) = (first, max) else {
+            return Ok(0);
+        };
+        // The first entry kept: the oldest at or after the cutoff (by
+        // sequence, so the kept chain has no hole); with none, all go.
+        let keep: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE at >= ?")
+            .bind(cutoff.0)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        let keep = keep.unwrap_or(max + 1);
+        if keep <= first {
+            return Ok(0);
+        }
+        let prev_mac: Vec<u8> = sqlx::query_scalar("SELECT mac FROM audit_log WHERE seq = ?")
+            .bind(keep - 1)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        let n = sqlx::query("DELETE FROM audit_log WHERE seq < ?")
+            .bind(keep)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        sqlx::query(
+            "INSERT OR REPLACE INTO audit_anchor (id, first_seq, prev_mac) VALUES (1, ?, ?)",
+        )
+        .bind(keep)
+        .bind(&prev_mac)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        // The purge's own entry names the anchor, inside the chain: moving
+        // the anchor later would need a forged entry.
+        audit.object_type = "audit_log".into();
+        audit.object_id = Some(keep.to_string());
+        audit.changes = vec![format!("deleted:{n}")];
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(n)
+    }
+
     async fn verify_audit(&self) -> Result<AuditVerification> {
-        let mut v = ChainVerifier::new(self.keys.audit_key());
-        let mut last = 0i64;
+        let anchor: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT first_seq, prev_mac FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db)?;
+        let mut v = match &anchor {
+            Some((first, mac)) => {
+                ChainVerifier::starting_at(self.keys.audit_key(), *first, to32(mac)?)
+            }
+            None => ChainVerifier::new(self.keys.audit_key()),
+        };
+        let mut last = anchor.as_ref().map_or(0, |(first, _)| first - 1);
+        // The last purge entry's anchor, to check the stored one against.
+        let mut pinned: Option<i64> = None;
         loop {
             let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000")
                 .bind(last)
@@ -127,7 +189,23 @@ impl AuditStore for SqliteStore {
                         broken: Some(brk),
                     });
                 }
+                if e.record.event_type == "retention.purged" && e.record.object_type == "audit_log"
+                {
+                    pinned = e.record.object_id.as_deref().and_then(|id| id.parse().ok());
+                }
             }
+        }
+        if let Some((first, _)) = anchor
+            && pinned != Some(first)
+        {
+            return Ok(AuditVerification {
+                verified: v.verified(),
+                broken: Some(ChainBreak {
+                    seq: first,
+                    reason: "the log's start was moved: no purge entry names this starting point"
+                        .into(),
+                }),
+            });
         }
         // The newest rows could have been removed: compare with the head
         // anchored outside the database.

@@ -190,7 +190,18 @@ impl SqliteStore {
                 .map_err(db)?;
         let (seq, prev) = match last {
             Some((s, mac)) => (s + 1, to32(&mac)?),
-            None => (1, [0u8; 32]),
+            // No entry left (all purged): continue from the anchor.
+            None => {
+                let anchor: Option<(i64, Vec<u8>)> =
+                    sqlx::query_as("SELECT first_seq, prev_mac FROM audit_anchor WHERE id = 1")
+                        .fetch_optional(&mut *tx.tx)
+                        .await
+                        .map_err(db)?;
+                match anchor {
+                    Some((first, mac)) => (first, to32(&mac)?),
+                    None => (1, [0u8; 32]),
+                }
+            }
         };
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);

@@ -29,6 +29,9 @@ impl SettingsStore for SqliteStore {
             retention_cdr_days: r
                 .get::<Option<i64>, _>("retention_cdr_days")
                 .map(|d| d as u32),
+            retention_audit_days: r
+                .get::<Option<i64>, _>("retention_audit_days")
+                .map(|d| d as u32),
             updated_at: Timestamp(r.get("updated_at")),
         })
     }
@@ -49,6 +52,7 @@ impl SettingsStore for SqliteStore {
                recorder_forwarding_enabled = COALESCE(?, recorder_forwarding_enabled),
                retention_call_memory_days = CASE WHEN ? THEN ? ELSE retention_call_memory_days END,
                retention_cdr_days = CASE WHEN ? THEN ? ELSE retention_cdr_days END,
+               retention_audit_days = CASE WHEN ? THEN ? ELSE retention_audit_days END,
                updated_at = ?
              WHERE id = 1",
         )
@@ -64,6 +68,8 @@ impl SettingsStore for SqliteStore {
         .bind(c.retention_call_memory_days.flatten().map(|d| d as i64))
         .bind(c.retention_cdr_days.is_some())
         .bind(c.retention_cdr_days.flatten().map(|d| d as i64))
+        .bind(c.retention_audit_days.is_some())
+        .bind(c.retention_audit_days.flatten().map(|d| d as i64))
         .bind(Timestamp::now().0)
         .execute(&mut *tx.tx)
         .await
