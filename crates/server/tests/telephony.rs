@@ -554,3 +554,50 @@ async fn hanging_up_an_outgoing_call_while_it_rings_cancels_it() {
     assert_eq!(ma[0]["answered"], json!(false));
     assert_eq!(ma[0]["direction"], json!("out"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_ends_its_calls_unbinds_its_lines_and_keeps_the_records() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = server().await;
+    let (_, v) = s
+        .api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Intercom", "uri": format!("sip:1010@127.0.0.1:{}", pbx.port),
+                   "username": "1010", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+        )
+        .await;
+    let line = v["id"].as_i64().unwrap();
+    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    phone.command("dial", &format!("sip:1010@127.0.0.1:{}", pbx.port));
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+
+    s.app.mlc.shutdown().await;
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    let port = pbx.port;
+    let status = tokio::task::spawn_blocking(move || options_to_user(port, "1010"))
+        .await
+        .unwrap();
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SIP/2.0 404")),
+        "still bound: {status:?}"
+    );
+    let cdrs = s
+        .app
+        .store
+        .list_cdrs(
+            openturret_domain::Timestamp(0),
+            openturret_domain::Timestamp::now(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cdrs.len(),
+        1,
+        "the call's record is written before the store closes"
+    );
+}

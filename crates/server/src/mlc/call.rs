@@ -1226,6 +1226,63 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
     mlc.report(Job::Ended(v)).await;
 }
 
+/// Ends every call (the server is stopping): BYE for established calls,
+/// CANCEL for outgoing ones still ringing, 480 for incoming ones. Waits at
+/// most `limit`.
+pub async fn end_all(mlc: &Mlc, limit: Duration) {
+    let calls: Vec<(u64, CallState, Direction, Option<(Message, Peer)>, String)> = mlc
+        .calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| {
+            (
+                c.id,
+                c.state,
+                c.direction,
+                c.invite.clone(),
+                c.dialog.local_tag.clone(),
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (id, state, direction, invite, tag) in calls {
+        let mlc = mlc.clone();
+        tasks.push(tokio::spawn(async move {
+            match (state, direction, invite) {
+                (CallState::Ringing, Direction::Incoming, Some((inv, peer))) => {
+                    let b = message::response_to(
+                        &inv.headers,
+                        480,
+                        "Temporarily Unavailable",
+                        Some(&tag),
+                    );
+                    mlc.answer_invite_finally(&inv, peer, b).await;
+                    end(&mlc, id, "shutdown").await;
+                }
+                (CallState::Dialing | CallState::Alerting, _, _) => {
+                    if let Some(owner) = mlc.calls.with(id, |c| c.owner).flatten() {
+                        let _ = hangup(&mlc, id, owner).await;
+                    }
+                }
+                _ => {
+                    send_in_dialog(&mlc, id, "BYE", None, Vec::new()).await;
+                    end(&mlc, id, "shutdown").await;
+                }
+            }
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(limit, all).await.is_err() {
+        tracing::warn!("some calls were not ended cleanly before the shutdown");
+    }
+}
+
 /// Ends every call a profile's turret holds (its session ended).
 pub async fn drop_profile_calls(mlc: &Mlc, pid: ProfileId) {
     let ids: Vec<u64> = mlc

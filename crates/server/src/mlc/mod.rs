@@ -127,6 +127,8 @@ pub struct Inner {
     /// Our address towards each peer, when `sip.listen` is unspecified.
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     audits: OnceLock<mpsc::Sender<openturret_store::AuditRecord>>,
+    /// The audit writer holds a batch it has not committed yet.
+    audit_writing: Arc<std::sync::atomic::AtomicBool>,
     seq: AtomicU64,
 }
 
@@ -195,7 +197,9 @@ impl Mlc {
         let _ = self.transport.set(Arc::new(t));
         let _ = self.config.set(config);
         let _ = self.reports.set(report::start(self));
-        let _ = self.audits.set(start_audit_writer(app));
+        let _ = self
+            .audits
+            .set(start_audit_writer(app, self.audit_writing.clone()));
         tokio::spawn(self.clone().dispatch(rx));
         register::start_all(self).await?;
         tracing::info!(%local, "Multi-Line Controller listening (SIP over UDP and TCP)");
@@ -623,6 +627,29 @@ impl Mlc {
         tokio::spawn(async move { register::restart(&me, id).await });
     }
 
+    /// The server is stopping: ends the calls, then unbinds every line at
+    /// its PBX (a few seconds at most), so nothing waits for expiries.
+    pub async fn shutdown(&self) {
+        if !self.is_running() {
+            return;
+        }
+        call::end_all(self, Duration::from_secs(3)).await;
+        register::shutdown(self, Duration::from_secs(3)).await;
+        // Every call's records written before the store closes.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.report(report::Job::Flush(tx)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        // And the audit entries queued for the batch writer.
+        if let Some(tx) = self.audits.get() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while (tx.capacity() < tx.max_capacity() || self.audit_writing.load(Ordering::SeqCst))
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     /// Lines changed in bulk (an import): bring the line table in step.
     pub fn lines_changed(&self) {
         if !self.is_running() {
@@ -676,11 +703,15 @@ fn tls_setup(app: &App, config: &SipConfig) -> anyhow::Result<transport::TlsSetu
 /// Appends the MLC's audit entries in batches: a burst of line state
 /// changes (ten thousand lines registering) costs a few transactions, not
 /// one disk sync each.
-fn start_audit_writer(app: &App) -> mpsc::Sender<openturret_store::AuditRecord> {
+fn start_audit_writer(
+    app: &App,
+    writing: Arc<std::sync::atomic::AtomicBool>,
+) -> mpsc::Sender<openturret_store::AuditRecord> {
     let (tx, mut rx) = mpsc::channel::<openturret_store::AuditRecord>(65_536);
     let store = app.store.clone();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
+            writing.store(true, Ordering::SeqCst);
             let mut batch = vec![first];
             while batch.len() < 1000 {
                 match rx.try_recv() {
@@ -692,6 +723,7 @@ fn start_audit_writer(app: &App) -> mpsc::Sender<openturret_store::AuditRecord> 
             if let Err(e) = store.append_audits(batch).await {
                 tracing::error!(error = %e, entries = n, "MLC audit entries not written");
             }
+            writing.store(false, Ordering::SeqCst);
         }
     });
     tx

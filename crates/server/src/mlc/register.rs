@@ -149,6 +149,26 @@ async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
     set_state(mlc, id, LineState::Registering).await;
 }
 
+/// Unbinds every line at its PBX and ends the registration tasks (the
+/// server is stopping). Waits at most `limit`.
+pub async fn shutdown(mlc: &Mlc, limit: Duration) {
+    let lines: Vec<LineRuntime> = mlc.lines.lock().unwrap().drain().map(|(_, l)| l).collect();
+    let mut tasks = Vec::with_capacity(lines.len());
+    for l in lines {
+        l.unregister.store(true, Ordering::SeqCst);
+        l.kick.notify_one();
+        tasks.push(l.task);
+    }
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(limit, all).await.is_err() {
+        tracing::warn!("some lines were not unregistered before the shutdown");
+    }
+}
+
 /// Brings the line table in step with the store after a bulk change (an
 /// import): starts new lines, restarts changed ones, stops removed ones.
 pub async fn resync(mlc: &Mlc) {

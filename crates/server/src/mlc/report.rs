@@ -48,6 +48,13 @@ pub enum Job {
     Ended(CallView),
     /// A push for one profile only.
     ToProfile(ProfileId, Value),
+    /// Answered once everything queued before it is told and recorded.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+enum Record {
+    Ended(CallView),
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The push for one profile about a call, with the caller identified from
@@ -81,7 +88,7 @@ pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
 
 pub fn start(mlc: &Mlc) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let (rec_tx, rec_rx) = mpsc::channel(QUEUE);
+    let (rec_tx, rec_rx) = mpsc::channel::<Record>(QUEUE);
     tokio::spawn(run(mlc.clone(), rx, rec_tx));
     tokio::spawn(write_records(mlc.clone(), rec_rx));
     tx
@@ -89,33 +96,46 @@ pub fn start(mlc: &Mlc) -> mpsc::Sender<Job> {
 
 /// Tells, in order. Records go to their own task, so a push never waits
 /// behind a disk write.
-async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<CallView>) {
+async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<Record>) {
     while let Some(job) = rx.recv().await {
         let Some(app) = mlc.app() else { return };
         match job {
             Job::Changed(v) => tell(&mlc, &app, &v).await,
             Job::Ended(v) => {
                 tell(&mlc, &app, &v).await;
-                let _ = records.send(v).await;
+                let _ = records.send(Record::Ended(v)).await;
             }
             Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
+            Job::Flush(done) => {
+                let _ = records.send(Record::Flush(done)).await;
+            }
         }
     }
 }
 
 /// Writes the records of ended calls: whatever ended meanwhile goes into
 /// one transaction.
-async fn write_records(mlc: Mlc, mut rx: mpsc::Receiver<CallView>) {
+async fn write_records(mlc: Mlc, mut rx: mpsc::Receiver<Record>) {
     while let Some(first) = rx.recv().await {
         let Some(app) = mlc.app() else { return };
-        let mut ended = vec![first];
-        while ended.len() < 512 {
-            match rx.try_recv() {
-                Ok(v) => ended.push(v),
-                Err(_) => break,
+        let mut ended = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(r) = next.take() {
+            match r {
+                Record::Ended(v) => ended.push(v),
+                Record::Flush(done) => flushes.push(done),
+            }
+            if ended.len() < 512 {
+                next = rx.try_recv().ok();
             }
         }
-        record(&app, ended).await;
+        if !ended.is_empty() {
+            record(&app, ended).await;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
     }
 }
 
