@@ -1230,7 +1230,8 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
 /// CANCEL for outgoing ones still ringing, 480 for incoming ones. Waits at
 /// most `limit`.
 pub async fn end_all(mlc: &Mlc, limit: Duration) {
-    let calls: Vec<(u64, CallState, Direction, Option<(Message, Peer)>, String)> = mlc
+    type Ending = (u64, CallState, Direction, Option<(Message, Peer)>, String);
+    let calls: Vec<Ending> = mlc
         .calls
         .map
         .lock()
