@@ -81,6 +81,35 @@ pub async fn create(
     ))
 }
 
+/// The path of a backup named by its file name in the list (no folders).
+fn backup_file(app: &App, file: &str) -> ApiResult<std::path::PathBuf> {
+    if file.contains('/') || file.starts_with('.') || !file.ends_with(".otb") {
+        return Err(ApiError::invalid(
+            "file",
+            "must be a backup file name from the list",
+        ));
+    }
+    let path = crate::backup::backup_dir(&app.config).join(file);
+    if !path.exists() {
+        return Err(ApiError::NotFound("backup"));
+    }
+    Ok(path)
+}
+
+/// A backup that could not be read: a wrong passphrase (or damage the
+/// authentication cannot tell apart) on `passphrase`, the rest on `file`.
+fn backup_error(e: &anyhow::Error, otherwise: &str) -> ApiError {
+    let msg = format!("{e:#}");
+    if msg.contains("wrong passphrase") {
+        ApiError::invalid("passphrase", "is wrong, or the backup is damaged")
+    } else {
+        ApiError::invalid(
+            "file",
+            msg.rsplit(": ").next().unwrap_or(otherwise).to_string(),
+        )
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyIn {
@@ -101,34 +130,12 @@ pub struct VerifiedOut {
 /// Verifies a backup of the backup folder (API and portal). A wrong
 /// passphrase or a damaged file answers 422 on `passphrase`/`file`.
 pub async fn verify_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResult<VerifiedOut> {
-    if b.file.contains('/') || b.file.starts_with('.') || !b.file.ends_with(".otb") {
-        return Err(ApiError::invalid(
-            "file",
-            "must be a backup file name from the list",
-        ));
-    }
-    let path = crate::backup::backup_dir(&app.config).join(&b.file);
-    if !path.exists() {
-        return Err(ApiError::NotFound("backup"));
-    }
+    let path = backup_file(app, &b.file)?;
     let result = crate::backup::verify(&path, Secret::new(b.passphrase), &app.config).await;
     let mut r = auth.record("backup.verified", "backup", Some(b.file.clone()), vec![]);
     r.success = result.is_ok();
     app.store.append_audit(r).await?;
-    let v = result.map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("wrong passphrase") {
-            ApiError::invalid("passphrase", "is wrong, or the backup is damaged")
-        } else {
-            ApiError::invalid(
-                "file",
-                msg.rsplit(": ")
-                    .next()
-                    .unwrap_or("does not verify")
-                    .to_string(),
-            )
-        }
-    })?;
+    let v = result.map_err(|e| backup_error(&e, "does not verify"))?;
     Ok(VerifiedOut {
         ok: true,
         file: b.file,
@@ -161,16 +168,7 @@ pub struct RestoreOut {
 /// the server to restart, which swaps it in before serving again. A wrong
 /// passphrase or a damaged backup changes nothing (422).
 pub async fn restore_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResult<RestoreOut> {
-    if b.file.contains('/') || b.file.starts_with('.') || !b.file.ends_with(".otb") {
-        return Err(ApiError::invalid(
-            "file",
-            "must be a backup file name from the list",
-        ));
-    }
-    let path = crate::backup::backup_dir(&app.config).join(&b.file);
-    if !path.exists() {
-        return Err(ApiError::NotFound("backup"));
-    }
+    let path = backup_file(app, &b.file)?;
     let mut done = auth.record(
         "backup.restored",
         "backup",
@@ -188,20 +186,7 @@ pub async fn restore_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResu
     );
     r.success = result.is_ok();
     app.store.append_audit(r).await?;
-    let restored = result.map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("wrong passphrase") {
-            ApiError::invalid("passphrase", "is wrong, or the backup is damaged")
-        } else {
-            ApiError::invalid(
-                "file",
-                msg.rsplit(": ")
-                    .next()
-                    .unwrap_or("does not restore")
-                    .to_string(),
-            )
-        }
-    })?;
+    let restored = result.map_err(|e| backup_error(&e, "does not restore"))?;
     tracing::warn!(file = %b.file, "restore staged; restarting to put it in place");
     // Answer first, then restart.
     let app2 = app.clone();

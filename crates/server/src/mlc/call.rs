@@ -811,14 +811,7 @@ async fn run_outgoing(
             sdp::Direction::SendRecv,
         );
         let mut b = Builder::request("INVITE", target)
-            .header(
-                "Via",
-                format!(
-                    "SIP/2.0/{} {};branch={branch};rport",
-                    peer.proto.via_name(),
-                    mlc.sent_by(peer)
-                ),
-            )
+            .header("Via", mlc.via(peer, &branch))
             .header("Max-Forwards", "70")
             .header("From", from)
             .header("To", format!("<{target}>"))
@@ -932,14 +925,7 @@ async fn ack_non_2xx(mlc: &Mlc, peer: Peer, branch: &str, target: &str, from: &s
         .unwrap_or_default()
         .to_string();
     let b = Builder::request("ACK", target)
-        .header(
-            "Via",
-            format!(
-                "SIP/2.0/{} {};branch={branch};rport",
-                peer.proto.via_name(),
-                mlc.sent_by(peer)
-            ),
-        )
+        .header("Via", mlc.via(peer, branch))
         .header("Max-Forwards", "70")
         .header("From", from)
         .header("To", to)
@@ -971,14 +957,7 @@ fn dialog_builder(
     branch: &str,
 ) -> Builder {
     let mut b = Builder::request(method, &d.remote_target)
-        .header(
-            "Via",
-            format!(
-                "SIP/2.0/{} {};branch={branch};rport",
-                peer.proto.via_name(),
-                mlc.sent_by(peer)
-            ),
-        )
+        .header("Via", mlc.via(peer, branch))
         .header("Max-Forwards", "70");
     for r in &d.route_set {
         b = b.header("Route", r);
@@ -1077,14 +1056,7 @@ pub async fn hangup(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpError> {
             end(mlc, id, "local_hangup").await;
             if let Some(((peer, branch, cseq, target), d)) = sent {
                 let b = Builder::request("CANCEL", &target)
-                    .header(
-                        "Via",
-                        format!(
-                            "SIP/2.0/{} {};branch={branch};rport",
-                            peer.proto.via_name(),
-                            mlc.sent_by(peer)
-                        ),
-                    )
+                    .header("Via", mlc.via(peer, &branch))
                     .header("Max-Forwards", "70")
                     .header("From", format!("<{}>;tag={}", d.local_uri, d.local_tag))
                     .header("To", format!("<{target}>"))

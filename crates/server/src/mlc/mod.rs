@@ -303,6 +303,15 @@ impl Mlc {
         }
     }
 
+    /// Our Via towards `peer` for a request of transaction `branch`.
+    pub(crate) fn via(&self, peer: Peer, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            peer.proto.via_name(),
+            self.sent_by(peer)
+        )
+    }
+
     pub(crate) fn token(&self) -> String {
         format!(
             "{}{:x}",

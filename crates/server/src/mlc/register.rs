@@ -317,14 +317,7 @@ impl Registration {
             cseq += 1;
             let branch = mlc.branch();
             let mut b = Builder::request("REGISTER", &self.registrar_uri)
-                .header(
-                    "Via",
-                    format!(
-                        "SIP/2.0/{} {};branch={branch};rport",
-                        self.peer.proto.via_name(),
-                        mlc.sent_by(self.peer)
-                    ),
-                )
+                .header("Via", mlc.via(self.peer, &branch))
                 .header("Max-Forwards", "70")
                 .header("From", format!("<{}>;tag={}", self.aor, self.from_tag))
                 .header("To", format!("<{}>", self.aor))
@@ -591,14 +584,7 @@ async fn probe(mlc: &Mlc, peer: Peer) -> bool {
     let branch = mlc.branch();
     let uri = format!("sip:{}", peer.addr);
     let b = Builder::request("OPTIONS", &uri)
-        .header(
-            "Via",
-            format!(
-                "SIP/2.0/{} {};branch={branch};rport",
-                peer.proto.via_name(),
-                mlc.sent_by(peer)
-            ),
-        )
+        .header("Via", mlc.via(peer, &branch))
         .header("Max-Forwards", "70")
         .header(
             "From",
