@@ -301,13 +301,13 @@ pub async fn import(
         .len();
     let store = existing_store(config).await?;
     let kind = kind_of(&store, kind, profile).await?;
-    let bar = indicatif::ProgressBar::new(size * 2);
+    let bar = indicatif::ProgressBar::new(size);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_message("checking, then importing");
+    bar.set_message("importing");
     let b2 = bar.clone();
     let (object_type, object_id) = kind.object();
     let mut r = record(&format!("{object_type}.imported"), object_id, vec![]);

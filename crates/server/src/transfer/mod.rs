@@ -281,59 +281,52 @@ impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {
     }
 }
 
-/// First pass: every row checked, nothing written.
-fn check(
-    path: &Path,
-    format: Format,
+/// Checks every row of `rows`: each bad one is reported (the first
+/// `MAX_REPORTED`, then counted), and the good ones are handed to `good`
+/// until the first bad one. Returns how many rows there were.
+fn check_rows<R: Read>(
+    rows: Rows<R>,
     plan: &NumberPlan,
-    mut progress: impl FnMut(u64),
+    mut good: impl FnMut(u64, ContactFields) -> bool,
 ) -> Result<u64, ImportError> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("while opening {}", path.display()))?;
-    let reader = Counting {
-        inner: file,
-        progress: &mut progress,
-    };
-    let rows = Rows::new(reader, format, &["name", "number"], CONTACT_COLUMNS).map_err(|e| {
-        ImportError::Rows {
-            errors: vec![e],
-            more: 0,
-        }
-    })?;
     let mut seen: HashSet<u128> = HashSet::new();
     let mut first_line: std::collections::HashMap<u128, u64> = Default::default();
     let (mut errors, mut more, mut count) = (Vec::new(), 0u64, 0u64);
-    let mut push = |e: RowError| {
-        if errors.len() < MAX_REPORTED {
-            errors.push(e);
-        } else {
-            more += 1;
-        }
-    };
     for r in rows {
-        match r {
-            Err(e) => push(e),
+        let bad = match r {
+            Err(e) => Some(e),
             Ok((line, row)) => match fields(&row) {
-                Err((column, reason)) => push(RowError {
+                Err((column, reason)) => Some(RowError {
                     line,
                     column,
                     reason,
                 }),
                 Ok(f) => {
                     let k = key_hash(plan, &f);
+                    count += 1;
                     if !seen.insert(k) {
                         let first = first_line.get(&k).copied().unwrap_or(0);
-                        push(RowError {
+                        Some(RowError {
                             line,
                             column: "number".into(),
                             reason: format!("repeats the name and number of line {first}"),
-                        });
+                        })
                     } else {
                         first_line.insert(k, line);
+                        if errors.is_empty() && !good(line, f) {
+                            return Ok(count);
+                        }
+                        None
                     }
-                    count += 1;
                 }
             },
+        };
+        if let Some(e) = bad {
+            if errors.len() < MAX_REPORTED {
+                errors.push(e);
+            } else {
+                more += 1;
+            }
         }
     }
     if errors.is_empty() {
@@ -343,8 +336,26 @@ fn check(
     }
 }
 
-/// Imports global contacts from `path`. `progress` is told how many bytes
-/// of the file were read, over both passes (the total is twice its size).
+fn open_rows<R: Read>(reader: R, format: Format) -> Result<Rows<R>, ImportError> {
+    Rows::new(reader, format, &["name", "number"], CONTACT_COLUMNS).map_err(|e| ImportError::Rows {
+        errors: vec![e],
+        more: 0,
+    })
+}
+
+/// Every row of `path` checked, nothing written.
+#[cfg(test)]
+fn check(path: &Path, format: Format, plan: &NumberPlan) -> Result<u64, ImportError> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("while opening {}", path.display()))?;
+    check_rows(open_rows(file, format)?, plan, |_, _| true)
+}
+
+/// Imports global contacts from `path` in one pass: a reader thread parses
+/// and checks every row (reporting every bad one) and hands the good ones,
+/// in batches, to the store's staging; after one bad row nothing more is
+/// staged, and the transaction is dropped at the end, so nothing changes.
+/// `progress` is told how many bytes of the file were read.
 pub async fn import_global_contacts(
     store: &dyn Store,
     plan: &NumberPlan,
@@ -352,42 +363,30 @@ pub async fn import_global_contacts(
     format: Format,
     mode: OnDuplicate,
     audit: AuditRecord,
-    progress: impl FnMut(u64) + Send + 'static,
+    mut progress: impl FnMut(u64) + Send + 'static,
 ) -> Result<ImportCounts, ImportError> {
-    let progress = std::sync::Arc::new(std::sync::Mutex::new(progress));
-    let (p1, plan1, path1) = (progress.clone(), plan.clone(), path.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        check(&path1, format, &plan1, move |n| {
-            (p1.lock().unwrap_or_else(|e| e.into_inner()))(n)
-        })
-    })
-    .await
-    .expect("checking does not panic")?;
-    // Second pass: a reader thread parses batches, this task stages them.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, ContactFields)>>(2);
-    let (p2, path2) = (progress.clone(), path.to_path_buf());
-    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let file = std::fs::File::open(&path2)?;
+    let (plan2, path2) = (plan.clone(), path.to_path_buf());
+    let reader = tokio::task::spawn_blocking(move || -> Result<u64, ImportError> {
+        let file = std::fs::File::open(&path2)
+            .with_context(|| format!("while opening {}", path2.display()))?;
         let counting = Counting {
             inner: file,
-            progress: move |n| (p2.lock().unwrap_or_else(|e| e.into_inner()))(n),
+            progress: &mut progress,
         };
-        let rows = Rows::new(counting, format, &["name", "number"], CONTACT_COLUMNS)
-            .map_err(|e| anyhow::anyhow!("line {}: {}", e.line, e.reason))?;
         let mut batch = Vec::with_capacity(BATCH);
-        for r in rows {
-            let (line, row) = r.map_err(|e| anyhow::anyhow!("line {}: {}", e.line, e.reason))?;
-            let f =
-                fields(&row).map_err(|(c, r)| anyhow::anyhow!("line {line}, column {c}: {r}"))?;
+        let mut open = true;
+        let count = check_rows(open_rows(counting, format)?, &plan2, |line, f| {
             batch.push((line, f));
-            if batch.len() == BATCH && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
-                return Ok(());
+            if batch.len() == BATCH {
+                open = tx.blocking_send(std::mem::take(&mut batch)).is_ok();
             }
-        }
+            open
+        })?;
         if !batch.is_empty() {
             let _ = tx.blocking_send(batch);
         }
-        Ok(())
+        Ok(count)
     });
     let mut session = store
         .begin_global_import()
@@ -396,10 +395,8 @@ pub async fn import_global_contacts(
     while let Some(batch) = rx.recv().await {
         session.add(batch).await.context("while staging rows")?;
     }
-    reader
-        .await
-        .expect("reader does not panic")
-        .context("the file changed while importing")?;
+    // Bad rows: dropping the session rolls the staging back.
+    reader.await.expect("reader does not panic")?;
     match session.commit(mode, audit).await.context("while applying the import")? {
         Ok(counts) => Ok(counts),
         Err(lines) => Err(ImportError::Rows {
@@ -491,7 +488,7 @@ mod tests {
             "name,number,field3\nAnn,+44 20 1,desk\n,123,\nBob,call me,\nAnn,+44 20 1,again\n",
         );
         let Err(ImportError::Rows { errors, more }) =
-            check(&p, Format::Csv, &NumberPlan::default(), |_| {})
+            check(&p, Format::Csv, &NumberPlan::default())
         else {
             panic!("expected row errors")
         };
@@ -505,14 +502,13 @@ mod tests {
     fn headers_are_required_and_checked() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "Ann,+44 20 1\n");
-        let Err(ImportError::Rows { errors, .. }) =
-            check(&p, Format::Csv, &NumberPlan::default(), |_| {})
+        let Err(ImportError::Rows { errors, .. }) = check(&p, Format::Csv, &NumberPlan::default())
         else {
             panic!()
         };
         assert_eq!((errors[0].line, errors[0].column.as_str()), (1, "header"));
         let p = write(d.path(), "name,number,colour\nAnn,1,red\n");
-        assert!(check(&p, Format::Csv, &NumberPlan::default(), |_| {}).is_err());
+        assert!(check(&p, Format::Csv, &NumberPlan::default()).is_err());
     }
 
     #[test]
@@ -525,7 +521,7 @@ mod tests {
         )
         .unwrap();
         let Err(ImportError::Rows { errors, .. }) =
-            check(&p, Format::JsonLines, &NumberPlan::default(), |_| {})
+            check(&p, Format::JsonLines, &NumberPlan::default())
         else {
             panic!()
         };
