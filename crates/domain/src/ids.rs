@@ -50,3 +50,7 @@ id_type!(
     /// A call data record.
     CdrId
 );
+id_type!(
+    /// An API key of an external application (CTI, API, CDR output).
+    ApiKeyId
+);

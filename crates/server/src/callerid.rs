@@ -91,6 +91,16 @@ impl CallerId {
         read(&self.global).get(&key).map(str::to_string)
     }
 
+    /// The name of a global contact with this number (no profile's own
+    /// contacts: for the CTI interface).
+    pub fn lookup_global(&self, number: &str) -> Option<String> {
+        let key = self.plan.key(number);
+        if key.is_empty() {
+            return None;
+        }
+        read(&self.global).get(&key).map(str::to_string)
+    }
+
     /// Loads every contact from the store.
     pub async fn load(&self, store: &dyn Store) -> anyhow::Result<()> {
         self.reload_global(store).await?;

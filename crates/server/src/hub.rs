@@ -169,7 +169,16 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                     .send(Some(pid), PushKind::SessionEnded("profile_deleted"));
             }
         }
-        "settings" => app.hub.send(None, PushKind::Config(None)),
+        "settings" => {
+            app.cti
+                .set_enabled(app.store.get_settings().await?.cti_enabled);
+            app.hub.send(None, PushKind::Config(None))
+        }
+        "api_key" if r.event_type == "api_key.revoked" => {
+            if let Some(id) = a {
+                app.cti.revoked(openturret_domain::ApiKeyId(id));
+            }
+        }
         _ => {}
     }
     Ok(())

@@ -23,6 +23,7 @@ pub mod callmem;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cti;
 pub mod http;
 pub mod hub;
 pub mod mlc;
@@ -69,6 +70,8 @@ pub struct AppInner {
     pub mlc: mlc::Mlc,
     /// Set when the server must restart itself (a staged restore).
     pub restart: Restart,
+    /// Live events for external applications.
+    pub cti: cti::Cti,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -125,7 +128,10 @@ impl App {
             sessions: client::session::Sessions::default(),
             mlc: mlc::Mlc::new(),
             restart: Restart::default(),
+            cti: cti::Cti::default(),
         }));
+        app.cti
+            .set_enabled(app.store.get_settings().await?.cti_enabled);
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);
         retention::start(&app);

@@ -144,6 +144,19 @@ fn schemas() -> Value {
             ("file", s()), ("created_at", t()),
             ("erased_again", json!({"type": "integer", "description": "profiles erased since the backup, erased again"})),
             ("restarting", b())]),
+        "ApiKey": obj(&["id", "name", "events", "cdrs", "created_at", "active"], &[
+            ("id", i()), ("name", s()),
+            ("lines", json!({"type": "array", "items": {"type": "integer"}, "nullable": true, "description": "null: every line"})),
+            ("events", json!({"type": "array", "items": {"type": "string", "enum": ["calls", "lines", "phones"]}})),
+            ("cdrs", b()), ("expires_at", json!({"type": "string", "format": "date-time", "nullable": true})),
+            ("created_at", t()), ("revoked_at", json!({"type": "string", "format": "date-time", "nullable": true})),
+            ("last_used_at", json!({"type": "string", "format": "date-time", "nullable": true})), ("active", b())]),
+        "ApiKeyCreate": obj(&["name"], &[("name", s()),
+            ("lines", json!({"type": "array", "items": {"type": "integer"}, "nullable": true, "description": "absent or null: every line"})),
+            ("events", json!({"type": "array", "items": {"type": "string", "enum": ["calls", "lines", "phones"]}})),
+            ("cdrs", b()), ("expires_in_days", json!({"type": "integer", "minimum": 1, "maximum": 3650}))]),
+        "ApiKeyCreated": obj(&["key", "token"], &[("key", r("ApiKey")),
+            ("token", json!({"type": "string", "description": "the API key itself: shown this once, stored only as its SHA-256"}))]),
         "MlcStatus": obj(&["running", "lines", "calls"], &[
             ("running", json!({"type": "boolean", "description": "whether a Multi-Line Controller runs in this server"})),
             ("sip", json!({"type": "string", "nullable": true, "description": "the SIP address it listens on (UDP and TCP)"})),
@@ -521,6 +534,12 @@ fn operations() -> Vec<Op> {
         )
         .body("BackupVerify")
         .ok(202, S(r("BackupRestored"))),
+        op("get", "/api/v1/api-keys", "api-keys", "API keys of external applications (never the keys themselves)")
+            .ok(200, S(array(r("ApiKey")))),
+        op("post", "/api/v1/api-keys", "api-keys", "Create an API key: the key is in this answer only")
+            .body("ApiKeyCreate")
+            .ok(201, S(r("ApiKeyCreated"))),
+        op("delete", "/api/v1/api-keys/{id}", "api-keys", "Revoke an API key; its connections end at once").ok(204, None),
         op("get", "/api/v1/mlc", "lines", "The Multi-Line Controller: its SIP address, lines per registration state, calls in progress")
             .ok(200, S(r("MlcStatus"))),
         op("get", "/api/v1/settings", "settings", "System settings").ok(200, S(r("Settings"))),

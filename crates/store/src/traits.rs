@@ -15,6 +15,7 @@ use crate::Result;
 /// new object's id. Otherwise the new id becomes the object id.
 pub trait Store:
     AdminStore
+    + ApiKeyStore
     + ProfileStore
     + ContactStore
     + LineStore
@@ -30,6 +31,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: AdminStore
+        + ApiKeyStore
         + ProfileStore
         + ContactStore
         + LineStore
@@ -348,6 +350,31 @@ pub trait LineStore {
         line: LineId,
         audit: AuditRecord,
     ) -> Result<()>;
+}
+
+#[async_trait]
+/// API keys of external applications (issue 7).
+#[async_trait]
+pub trait ApiKeyStore {
+    /// Stores a key under the SHA-256 of its token (the token is never
+    /// stored). Unique name.
+    async fn create_api_key(
+        &self,
+        name: &str,
+        scope: &ApiKeyScope,
+        expires_at: Option<Timestamp>,
+        token_hash: [u8; 32],
+        audit: AuditRecord,
+    ) -> Result<ApiKey>;
+    /// Every key, revoked and expired ones included, newest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    async fn get_api_key(&self, id: ApiKeyId) -> Result<ApiKey>;
+    async fn revoke_api_key(&self, id: ApiKeyId, audit: AuditRecord) -> Result<()>;
+    /// The key with this token hash, whatever its state (callers check
+    /// `ApiKey::is_active`).
+    async fn api_key_by_hash(&self, token_hash: [u8; 32]) -> Result<Option<ApiKey>>;
+    /// Records a use (the time only).
+    async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<()>;
 }
 
 #[async_trait]

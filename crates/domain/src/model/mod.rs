@@ -4,6 +4,7 @@
 //! are (STYLE habit 2). The server maps them to its own wire types.
 
 pub mod admin;
+pub mod api_key;
 pub mod call;
 pub mod consent;
 pub mod contact;
@@ -12,6 +13,7 @@ pub mod profile;
 pub mod settings;
 
 pub use admin::*;
+pub use api_key::*;
 pub use call::*;
 pub use consent::*;
 pub use contact::*;

@@ -7,6 +7,7 @@
 //! hands it to the store with the change.
 
 pub mod admins;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod backups;
@@ -104,6 +105,8 @@ pub fn router(app: App) -> Router {
             get(lines::get).patch(lines::update).delete(lines::delete),
         )
         .route("/mlc", get(lines::mlc_status))
+        .route("/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/settings", get(settings::get).patch(settings::update))
         .route(
             "/consents",
@@ -131,6 +134,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(health))
         // WebSockets over HTTP/2 arrive as CONNECT, over HTTP/1.1 as GET.
         .route("/client", axum::routing::any(crate::client::upgrade))
+        .route("/cti", axum::routing::any(crate::cti::upgrade))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
         .layer(middleware::from_fn(headers_and_log))

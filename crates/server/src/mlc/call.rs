@@ -20,7 +20,6 @@ use openturret_sip::message::{self, Builder, Message};
 use openturret_sip::sdp::{self, Codec};
 use openturret_sip::uri::{NameAddr, Uri};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
 use super::register::{contact_uri, line_of_contact_user};
 use super::report::{CallView, Job, call_json};
@@ -129,18 +128,9 @@ pub struct Calls {
     map: Mutex<HashMap<u64, Call>>,
     by_call_id: Mutex<HashMap<String, u64>>,
     next: AtomicU64,
-    events: std::sync::OnceLock<broadcast::Sender<Value>>,
 }
 
 impl Calls {
-    /// Call events (offered, ringing, answered, held, transferred, ended),
-    /// for the CTI interface.
-    pub fn events(&self) -> broadcast::Sender<Value> {
-        self.events
-            .get_or_init(|| broadcast::channel(4096).0)
-            .clone()
-    }
-
     fn insert(&self, call: Call) {
         self.by_call_id
             .lock()
@@ -1162,10 +1152,13 @@ pub async fn transfer(mlc: &Mlc, id: u64, by: ProfileId, target: &str) -> Result
     match r.and_then(|r| r.code()) {
         Some(200..=299) => {
             mlc.calls.with(id, |c| c.end_reason = "transferred".into());
-            let _ = mlc
-                .calls
-                .events()
-                .send(json!({"call_id": id, "state": "transferred", "at": Timestamp::now().0}));
+            if let (Some(app), Some(line)) = (mlc.app(), line_of(mlc, id)) {
+                app.cti.publish(
+                    "call",
+                    Some(line),
+                    json!({"call_id": id, "line_id": line.0, "state": "transferred"}),
+                );
+            }
             mlc.calls.with(id, |c| c.state = CallState::Ended);
             send_in_dialog(mlc, id, "BYE", None, Vec::new()).await;
             end(mlc, id, "transferred").await;

@@ -223,6 +223,11 @@ pub(crate) async fn set_state(mlc: &Mlc, id: LineId, state: LineState) {
         serde_json::json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
             .to_string(),
     );
+    app.cti.publish(
+        "line",
+        Some(id),
+        serde_json::json!({"line_id": id.0, "state": state.name(), "reason": state.reason()}),
+    );
     // Only clients hear it: with none connected, no need to ask the store.
     if !app.sessions.is_empty()
         && let Ok(pids) = app.store.profiles_with_line(id).await

@@ -152,11 +152,27 @@ async fn tell(mlc: &Mlc, app: &App, v: &CallView) {
             PushKind::Raw(json!({"push": "call", "call": j}).to_string().into()),
         );
     }
-    let _ = mlc.calls.events().send(json!({
-        "call_id": v.id, "line_id": v.line.0, "state": v.state.name(), "direction": v.direction.as_str(),
-        "remote_number": v.remote_number, "reason": (v.state == CallState::Ended).then_some(&v.end_reason),
-        "at": Timestamp::now().0,
-    }));
+    let _ = mlc;
+    // The CTI event: the caller identified from global contacts only (a
+    // profile's own contacts are that profile's).
+    let state = match (v.state, v.direction) {
+        (CallState::Dialing, _) => "offered",
+        (CallState::Ringing, _) | (CallState::Alerting, _) => "ringing",
+        (CallState::Connected, _) => "answered",
+        (CallState::Held, _) => "held",
+        (CallState::Ended, _) => "ended",
+    };
+    app.cti.publish(
+        "call",
+        Some(v.line),
+        json!({
+            "call_id": v.id, "line_id": v.line.0, "state": state, "direction": v.direction.as_str(),
+            "remote_number": v.remote_number,
+            "remote_name": app.caller_id.lookup_global(&v.remote_number),
+            "answered_at_profile": v.owner.filter(|_| v.connected_at.is_some()).map(|p| p.0),
+            "reason": (v.state == CallState::Ended).then_some(&v.end_reason),
+        }),
+    );
 }
 
 async fn record(app: &App, calls: Vec<CallView>) {

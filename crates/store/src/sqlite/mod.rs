@@ -14,6 +14,7 @@
 //! audit rows is detected too.
 
 mod admins;
+mod api_keys;
 mod audit;
 mod calls;
 mod contacts;

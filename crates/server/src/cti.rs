@@ -1,0 +1,319 @@
+//! The CTI interface (SPEC §1, rule 11; issue 7): live events for external
+//! applications over a TLS WebSocket at `/cti`, behind an API key
+//! (`Authorization: Bearer <key>`), off until an administrator switches it
+//! on. Documented in `docs/cti.md`.
+//!
+//! Every event gets a sequence number and goes into a ring of the latest
+//! [`REPLAY`] events, so an application that reconnects with `?since=N`
+//! gets what it missed, or is told which events are gone. Each connection
+//! reads from a bounded broadcast: one that reads too slowly is told how
+//! many events it lost, and never slows the calls or anyone else.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use openturret_domain::model::ApiKey;
+use openturret_domain::{ApiKeyId, LineId, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, watch};
+
+use crate::App;
+use crate::http::extract::Ctx;
+use crate::tls::ClientAddr;
+
+/// The protocol version of `/cti`.
+pub const CTI_VERSION: u32 = 1;
+/// Events kept for reconnecting applications.
+pub const REPLAY: usize = 10_000;
+/// Events a connection may fall behind before it is told it lost some.
+const QUEUE: usize = 1024;
+
+/// One published event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: &'static str,
+    /// The line it concerns (`None` for phone events).
+    pub line: Option<LineId>,
+    /// The whole message, encoded once.
+    pub text: std::sync::Arc<str>,
+}
+
+pub struct Cti {
+    ring: Mutex<(u64, VecDeque<Event>)>,
+    live: broadcast::Sender<Event>,
+    /// Whether the interface is switched on (settings), for connections to
+    /// end the moment it is switched off.
+    enabled: watch::Sender<bool>,
+    /// Revoked keys, for their connections to end at once.
+    revoked: broadcast::Sender<ApiKeyId>,
+}
+
+impl Default for Cti {
+    fn default() -> Self {
+        Cti {
+            ring: Mutex::new((0, VecDeque::with_capacity(REPLAY))),
+            live: broadcast::channel(QUEUE).0,
+            enabled: watch::channel(false).0,
+            revoked: broadcast::channel(64).0,
+        }
+    }
+}
+
+impl Cti {
+    /// Publishes an event of `kind` (`call`, `line` or `phone`).
+    pub fn publish(&self, kind: &'static str, line: Option<LineId>, body: Value) {
+        let mut ring = self.ring.lock().unwrap();
+        ring.0 += 1;
+        let seq = ring.0;
+        let text = json!({"v": CTI_VERSION, "seq": seq, "at": crate::http::ts(Timestamp::now()),
+                          "kind": kind, "event": body})
+        .to_string();
+        let e = Event {
+            seq,
+            kind,
+            line,
+            text: text.into(),
+        };
+        if ring.1.len() == REPLAY {
+            ring.1.pop_front();
+        }
+        ring.1.push_back(e.clone());
+        // Sent under the lock, so the live order is the ring's order.
+        let _ = self.live.send(e);
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.send_if_modified(|v| {
+            let changed = *v != on;
+            *v = on;
+            changed
+        });
+    }
+
+    pub fn revoked(&self, id: ApiKeyId) {
+        let _ = self.revoked.send(id);
+    }
+
+    /// The events after `since` still held, and, if some are gone, the
+    /// first one that is still there.
+    fn replay(&self, since: u64) -> (Vec<Event>, Option<(u64, u64)>) {
+        let ring = self.ring.lock().unwrap();
+        let oldest = ring.1.front().map_or(ring.0 + 1, |e| e.seq);
+        let gap = (since + 1 < oldest && since < ring.0).then_some((since + 1, oldest - 1));
+        let events = ring.1.iter().filter(|e| e.seq > since).cloned().collect();
+        (events, gap)
+    }
+}
+
+/// Whether `key` may see `e`.
+fn visible(key: &ApiKey, e: &Event) -> bool {
+    let kind = match e.kind {
+        "call" => "calls",
+        "line" => "lines",
+        _ => "phones",
+    };
+    if !key.scope.allows_event(kind) {
+        return false;
+    }
+    match e.line {
+        Some(l) => key.scope.allows_line(l),
+        // Phone events name profiles, not lines: only for keys that may see
+        // every line.
+        None => key.scope.lines.is_none(),
+    }
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Makes a new key's token: 256 random bits, prefixed so it is recognisable
+/// in a configuration file (and by secret scanners).
+pub fn new_token() -> String {
+    let mut b = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    format!(
+        "otk_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+/// The active key a request carries, or why not. Every use is audited.
+pub async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    what: &str,
+) -> Result<ApiKey, (StatusCode, &'static str)> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or((
+            StatusCode::UNAUTHORIZED,
+            "an API key is needed: Authorization: Bearer <key>",
+        ))?;
+    let key = app
+        .store
+        .api_key_by_hash(token_hash(token.trim()))
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+    let ctx = Ctx {
+        client_ip: ip,
+        client_host: String::new(),
+        server_host: app.host.clone(),
+    };
+    let now = Timestamp::now();
+    let Some(key) = key.filter(|k| k.is_active(now)) else {
+        let mut r = ctx.record("apikey:?", "api_key.refused", "api_key", None, vec![]);
+        r.success = false;
+        let _ = app.store.append_audit(r).await;
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "unknown, revoked or expired API key",
+        ));
+    };
+    let r = ctx.record(
+        &format!("apikey:{}", key.name),
+        "api_key.used",
+        "api_key",
+        Some(key.id.0.to_string()),
+        vec![what],
+    );
+    let _ = app.store.append_audit(r).await;
+    let _ = app.store.touch_api_key(key.id, now).await;
+    Ok(key)
+}
+
+#[derive(Deserialize)]
+pub struct Since {
+    since: Option<u64>,
+}
+
+/// `GET /cti`: the live event stream.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<App>,
+    ConnectInfo(addr): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    Query(q): Query<Since>,
+) -> Response {
+    let enabled = match app.store.get_settings().await {
+        Ok(s) => s.cti_enabled,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if !enabled {
+        return (StatusCode::FORBIDDEN, "the CTI interface is switched off").into_response();
+    }
+    let key = match authenticate(&app, &headers, addr.0.ip(), "cti").await {
+        Ok(k) => k,
+        Err((code, msg)) => return (code, msg).into_response(),
+    };
+    ws.max_message_size(4096)
+        .on_upgrade(move |socket| run(app, socket, key, q.since))
+}
+
+async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
+    // Subscribe before replaying, so nothing falls between the two.
+    let mut live = app.cti.live.subscribe();
+    let mut enabled = app.cti.enabled.subscribe();
+    let mut revoked = app.cti.revoked.subscribe();
+    let mut last = 0u64;
+    let hello = json!({"v": CTI_VERSION, "kind": "hello", "key": key.name,
+        "events": key.scope.events, "lines": key.scope.lines.as_ref().map(|l| l.iter().map(|x| x.0).collect::<Vec<_>>())});
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Some(since) = since {
+        let (events, gap) = app.cti.replay(since);
+        if let Some((from, to)) = gap {
+            let m = json!({"v": CTI_VERSION, "kind": "missed", "from": from, "to": to});
+            if socket
+                .send(Message::Text(m.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        for e in events {
+            last = e.seq;
+            if visible(&key, &e)
+                && socket
+                    .send(Message::Text(e.text.to_string().into()))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let expiry = key
+        .expires_at
+        .map(|t| Duration::from_millis((t.0 - Timestamp::now().0).max(0) as u64));
+    let expired = async {
+        match expiry {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    loop {
+        tokio::select! {
+            e = live.recv() => match e {
+                Ok(e) => {
+                    if e.seq <= last {
+                        continue;
+                    }
+                    last = e.seq;
+                    if visible(&key, &e) && socket.send(Message::Text(e.text.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let m = json!({"v": CTI_VERSION, "kind": "lost", "count": n,
+                        "hint": "read faster, or reconnect with ?since= to get them from the replay"});
+                    if socket.send(Message::Text(m.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            changed = enabled.changed() => {
+                if changed.is_err() || !*enabled.borrow() {
+                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 4403, reason: "the CTI interface was switched off".into() }))).await;
+                    break;
+                }
+            }
+            id = revoked.recv() => {
+                if matches!(id, Ok(id) if id == key.id) {
+                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 4401, reason: "the API key was revoked".into() }))).await;
+                    break;
+                }
+            }
+            _ = &mut expired => {
+                let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: 4401, reason: "the API key expired".into() }))).await;
+                break;
+            }
+            m = socket.recv() => match m {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+        }
+    }
+}

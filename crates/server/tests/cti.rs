@@ -1,0 +1,251 @@
+//! The CTI interface (issue 7) with a real client over TLS and real calls
+//! (Kamailio and baresip): scoped keys see their lines' calls only;
+//! unknown, expired and revoked keys are refused; reconnecting with
+//! `?since=` replays; switching the interface off disconnects.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::inproc::InProc;
+use common::sip::{Baresip, Kamailio, PBX_PASSWORD};
+use futures_util::StreamExt;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Connects to `/cti` with `token`; `Err(status)` when refused.
+async fn cti(s: &InProc, token: &str, since: Option<u64>) -> Result<Ws, u16> {
+    let authority = s.url.strip_prefix("https://").unwrap().to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&s.cert) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(&authority).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let q = since.map(|n| format!("?since={n}")).unwrap_or_default();
+    let mut req = format!("wss://{authority}/cti{q}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::client_async(req, tls).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The next JSON message, or `Err(close code)` when the server closes.
+async fn next(ws: &mut Ws, wait: Duration) -> Result<Option<Value>, u16> {
+    match tokio::time::timeout(wait, ws.next()).await {
+        Err(_) => Ok(None),
+        Ok(Some(Ok(Message::Text(t)))) => Ok(Some(serde_json::from_str(t.as_str()).unwrap())),
+        Ok(Some(Ok(Message::Close(c)))) => Err(c.map_or(0, |c| u16::from(c.code))),
+        Ok(None) | Ok(Some(Err(_))) => Err(0),
+        Ok(Some(Ok(_))) => Ok(None),
+    }
+}
+
+/// Collects messages for `wait`.
+async fn drain(ws: &mut Ws, wait: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    while let Ok(Some(v)) = next(ws, deadline.saturating_duration_since(Instant::now())).await {
+        out.push(v);
+    }
+    out
+}
+
+fn call_states(events: &[Value], line: i64) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "call" && e["event"]["line_id"] == json!(line))
+        .map(|e| e["event"]["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_keys_follow_real_calls_and_are_refused_revoked_and_cut_off() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = InProc::start_with(|c, _| {
+        c.sip.enabled = true;
+        c.sip.keepalive_secs = 1;
+    })
+    .await;
+    let mut lines = Vec::new();
+    for (user, mode) in [("1001", "automatic"), ("1002", "manual")] {
+        let (_, v) = s
+            .api
+            .post(
+                "/api/v1/lines",
+                json!({"name": user, "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port), "username": user,
+                       "password": PBX_PASSWORD, "answer_mode": mode}),
+            )
+            .await;
+        lines.push(v["id"].as_i64().unwrap());
+    }
+    let (a, b) = (lines[0], lines[1]);
+    s.api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Alice Caller", "number": "2000"}),
+        )
+        .await;
+    let (_, only_a) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "recorder A", "lines": [a], "events": ["calls"]}),
+        )
+        .await;
+    let (_, all) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "crm", "events": ["calls", "lines"], "expires_in_days": 30}),
+        )
+        .await;
+    let (only_a_token, all_token) = (
+        only_a["token"].as_str().unwrap(),
+        all["token"].as_str().unwrap(),
+    );
+    // The list never shows a key again.
+    let (_, list) = s.api.get("/api/v1/api-keys").await;
+    assert!(!list.to_string().contains(all_token));
+
+    // Off until switched on (SPEC rule 11).
+    assert_eq!(cti(&s, all_token, None).await.err(), Some(403));
+    s.api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    assert_eq!(cti(&s, "otk_not-a-key", None).await.err(), Some(401));
+    // An expired key.
+    let expired_token = openturret_server::cti::new_token();
+    let scope =
+        openturret_domain::model::ApiKeyScope::new(None, vec!["calls".into()], false).unwrap();
+    s.app
+        .store
+        .create_api_key(
+            "old",
+            &scope,
+            Some(openturret_domain::Timestamp(1)),
+            openturret_server::cti::token_hash(&expired_token),
+            s.app.system_record("api_key.created", "api_key", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cti(&s, &expired_token, None).await.err(), Some(401));
+
+    let mut ws_a = cti(&s, only_a_token, None).await.unwrap();
+    let mut ws_all = cti(&s, all_token, None).await.unwrap();
+    assert_eq!(
+        next(&mut ws_a, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap()["kind"],
+        "hello"
+    );
+    assert_eq!(
+        next(&mut ws_all, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap()["kind"],
+        "hello"
+    );
+
+    // Calls: one to line B (rings, the caller gives up), one to line A
+    // (answered at once, then hung up).
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    phone.command("dial", &format!("sip:1002@127.0.0.1:{}", pbx.port));
+    let (_, seen) = phone.wait_event("CALL_RINGING", 0, Duration::from_secs(10));
+    phone.command("hangup", "");
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    phone.command("dial", &format!("sip:1001@127.0.0.1:{}", pbx.port));
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    phone.command("hangup", "");
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    let seen_all = drain(&mut ws_all, Duration::from_secs(2)).await;
+    let seen_a = drain(&mut ws_a, Duration::from_millis(500)).await;
+    assert_eq!(
+        call_states(&seen_all, b),
+        ["ringing", "ended"],
+        "{seen_all:?}"
+    );
+    assert_eq!(
+        call_states(&seen_all, a),
+        ["ringing", "answered", "ended"],
+        "{seen_all:?}"
+    );
+    assert_eq!(call_states(&seen_a, a), ["ringing", "answered", "ended"]);
+    assert!(
+        call_states(&seen_a, b).is_empty(),
+        "a key scoped to line A sees nothing of B"
+    );
+    assert!(
+        seen_a.iter().all(|e| e["kind"] == "call"),
+        "no line events without that scope"
+    );
+    let ringing = seen_all.iter().find(|e| e["kind"] == "call").unwrap();
+    assert_eq!(ringing["event"]["remote_number"], "2000");
+    assert_eq!(ringing["event"]["remote_name"], "Alice Caller");
+    // Sequence numbers rise without gaps for the key that sees everything
+    // it is scoped to.
+    let seqs: Vec<u64> = seen_all.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+
+    // Reconnecting from a sequence number replays what came after it.
+    let from = seqs[0];
+    let mut again = cti(&s, all_token, Some(from)).await.unwrap();
+    let replayed = drain(&mut again, Duration::from_millis(500)).await;
+    let replayed_seqs: Vec<u64> = replayed.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(replayed_seqs, seqs[1..].to_vec());
+
+    // Revoking a key ends its connection at once; switching the interface
+    // off ends all of them.
+    let (code, _) = s
+        .api
+        .delete(&format!("/api/v1/api-keys/{}", only_a["key"]["id"]))
+        .await;
+    assert_eq!(code, reqwest::StatusCode::NO_CONTENT);
+    assert_eq!(
+        next(&mut ws_a, Duration::from_secs(5)).await.err(),
+        Some(4401)
+    );
+    assert_eq!(cti(&s, only_a_token, None).await.err(), Some(401));
+    s.api
+        .patch("/api/v1/settings", json!({"cti_enabled": false}))
+        .await;
+    assert_eq!(
+        next(&mut ws_all, Duration::from_secs(5)).await.err(),
+        Some(4403)
+    );
+    assert_eq!(
+        next(&mut again, Duration::from_secs(5)).await.err(),
+        Some(4403)
+    );
+
+    // Every use of a key is audited.
+    let (_, audit) = s.api.get("/api/v1/audit?event_type=api_key.used").await;
+    assert!(audit["items"].as_array().unwrap().len() >= 3);
+    let (_, refused) = s.api.get("/api/v1/audit?event_type=api_key.refused").await;
+    assert!(refused["items"].as_array().unwrap().len() >= 2);
+}
