@@ -130,7 +130,8 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "master_password_enabled": s.master_password_enabled,
             "global_contacts_changeable_by_clients": s.global_contacts_changeable,
         },
-        "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled},
+        "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled,
+            "api_keys_active": app.store.list_api_keys().await?.iter().filter(|k| k.is_active(openturret_domain::Timestamp::now())).count()},
         "telephony": {
             "mlc_running": app.mlc.is_running(),
             "sip_listen": app.mlc.local_addr().map(|a| a.to_string()),

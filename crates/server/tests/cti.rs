@@ -243,6 +243,34 @@ async fn scoped_keys_follow_real_calls_and_are_refused_revoked_and_cut_off() {
         Some(4403)
     );
 
+    // Phone status goes to keys on every line that asked for it.
+    let (_, phones) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "floor monitor", "events": ["phones"]}),
+        )
+        .await;
+    s.api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    let mut ws_p = cti(&s, phones["token"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    next(&mut ws_p, Duration::from_secs(5)).await.unwrap();
+    let pid = s
+        .profile(json!({"name": "Desk", "password": "desk-pw-1"}))
+        .await;
+    let (mut turret, _) = s.login(pid, "desk-pw-1").await;
+    turret.request(json!({"op": "logout"})).await.unwrap();
+    let got = drain(&mut ws_p, Duration::from_millis(500)).await;
+    let states: Vec<&str> = got
+        .iter()
+        .filter(|e| e["kind"] == "phone")
+        .map(|e| e["event"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["logged_in", "logged_out"], "{got:?}");
+
     // Every use of a key is audited.
     let (_, audit) = s.api.get("/api/v1/audit?event_type=api_key.used").await;
     assert!(audit["items"].as_array().unwrap().len() >= 3);

@@ -733,3 +733,32 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
         .unwrap();
     assert_eq!(dkm, "position,name,number\n1,Desk,2001\n");
 }
+
+#[tokio::test]
+async fn an_api_key_is_shown_once_and_revoked_from_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    b.goto("/api-keys").await;
+    assert!(b.text("main").await.contains("No API keys yet"));
+    b.fill("#key-name", "Voice recorder").await;
+    b.fill("#key-expires_in_days", "30").await;
+    b.submit("form[action='/api-keys'] button[type=submit]")
+        .await;
+    let token = b.text("#new-key").await;
+    assert!(token.starts_with("otk_") && token.len() > 60, "{token}");
+    b.screenshot("api-keys").await;
+    // Never again: not on the page, not in the API.
+    b.goto("/api-keys").await;
+    let page = b.source().await;
+    assert!(!page.contains(&token));
+    let (_, list) = api.get("/api/v1/api-keys").await;
+    assert!(!list.to_string().contains(&token));
+    assert_eq!(list[0]["name"], "Voice recorder");
+    assert_eq!(list[0]["events"], json!(["calls"]));
+    assert_eq!(list[0]["active"], true);
+    b.submit("form[action$='/revoke'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("revoked"));
+    let (_, list) = api.get("/api/v1/api-keys").await;
+    assert_eq!(list[0]["active"], false);
+}

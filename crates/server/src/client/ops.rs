@@ -233,6 +233,11 @@ impl Conn {
                     .ok_or_else(|| err("not_logged_in", "not logged in"))?;
                 let pid = s.lock().await.profile;
                 self.app.sessions.remove(&hash);
+                self.app.cti.publish(
+                    "phone",
+                    None,
+                    json!({"profile_id": pid.0, "state": "logged_out"}),
+                );
                 let r = self.record(
                     &format!("profile:{pid}"),
                     "client.logout",
@@ -544,6 +549,11 @@ impl Conn {
             connected: true,
         };
         self.session = Some((hash, self.app.sessions.insert(hash, session)));
+        self.app.cti.publish(
+            "phone",
+            None,
+            json!({"profile_id": pid.0, "state": "logged_in"}),
+        );
         let r = self.record(&actor, "client.login", "profile", Some(key_id(pid)), vec![]);
         self.app.store.append_audit(r).await?;
         let config: Value =

@@ -20,6 +20,7 @@ const NAV: &[(&str, &str)] = &[
     ("/settings", "Settings"),
     ("/audit", "Audit log"),
     ("/admins", "Administrators"),
+    ("/api-keys", "API keys"),
     ("/data", "Import & export"),
     ("/backups", "Backups"),
     ("/privacy", "Privacy"),

@@ -14,6 +14,7 @@
 //! - POST-redirect-GET everywhere, so the back button never resubmits.
 
 mod admins;
+mod api_keys;
 mod auth;
 mod data;
 mod directory;
@@ -112,6 +113,7 @@ pub fn routes() -> Router<App> {
             get(auth::password_page).post(auth::change_password),
         )
         .merge(profiles::routes())
+        .merge(api_keys::routes())
         .merge(directory::routes())
         .merge(system::routes())
         .merge(records::routes())

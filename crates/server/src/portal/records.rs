@@ -489,6 +489,7 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
                 tr { td { "Clients may change global contacts" } td { (yes(&r["collection"]["global_contacts_changeable_by_clients"])) } }
                 tr { td { "CTI interface" } td { (yes(&r["interfaces"]["cti"])) } }
                 tr { td { "API interface" } td { (yes(&r["interfaces"]["api"])) } }
+                tr { td { "Active API keys" } td { (r["interfaces"]["api_keys_active"]) } }
                 tr { td { "Recorder forwarding" } td { (yes(&r["interfaces"]["recorder_forwarding"])) } }
                 tr { td { "Multi-Line Controller (SIP)" } td {
                     (yes(&r["telephony"]["mlc_running"]))
