@@ -277,3 +277,60 @@ async fn scoped_keys_follow_real_calls_and_are_refused_revoked_and_cut_off() {
     let (_, refused) = s.api.get("/api/v1/audit?event_type=api_key.refused").await;
     assert!(refused["items"].as_array().unwrap().len() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_application_is_told_it_lost_events_and_slows_nobody() {
+    let s = InProc::start().await;
+    s.api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    let (_, k) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "slow reader", "events": ["calls"]}),
+        )
+        .await;
+    let mut stalled = cti(&s, k["token"].as_str().unwrap(), None).await.unwrap();
+    // A turret, to see that its pushes still flow.
+    let pid = s
+        .profile(json!({"name": "Desk", "password": "desk-pw-1"}))
+        .await;
+    let (mut turret, _) = s.login(pid, "desk-pw-1").await;
+
+    // Far more events than the socket buffers and the queue hold, while
+    // the application reads nothing: publishing never waits for a reader
+    // (were it to, this loop would never end).
+    let filler = "x".repeat(200);
+    for i in 0..60_000u64 {
+        s.app.cti.publish(
+            "call",
+            Some(openturret_domain::LineId(1)),
+            json!({"call_id": i, "line_id": 1, "state": "ringing", "pad": filler}),
+        );
+    }
+    // The turret still gets its push at once.
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{pid}/speed-dials"),
+            json!({"kind": "DKM", "position": 1, "name": "Broker", "number": "2001"}),
+        )
+        .await;
+    let push = turret
+        .push(Duration::from_secs(5))
+        .await
+        .expect("the turret's push arrives");
+    assert_eq!(push["push"], "config");
+
+    // The application, reading at last, is told it lost events.
+    let mut lost = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lost.is_none() && Instant::now() < deadline {
+        match next(&mut stalled, Duration::from_secs(2)).await {
+            Ok(Some(v)) if v["kind"] == "lost" => lost = v["count"].as_u64(),
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert!(lost.is_some_and(|n| n > 0), "no lost notice");
+}
