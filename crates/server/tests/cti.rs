@@ -334,3 +334,150 @@ async fn a_stalled_application_is_told_it_lost_events_and_slows_nobody() {
     }
     assert!(lost.is_some_and(|n| n > 0), "no lost notice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_api_answers_within_each_keys_scope() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = InProc::start_with(|c, _| {
+        c.sip.enabled = true;
+        c.sip.keepalive_secs = 1;
+    })
+    .await;
+    let mut lines = Vec::new();
+    for (user, mode) in [("1001", "automatic"), ("1002", "manual")] {
+        let (_, v) = s
+            .api
+            .post(
+                "/api/v1/lines",
+                json!({"name": user, "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port), "username": user,
+                       "password": PBX_PASSWORD, "answer_mode": mode}),
+            )
+            .await;
+        lines.push(v["id"].as_i64().unwrap());
+    }
+    let (a, b) = (lines[0], lines[1]);
+    let (_, crm) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "crm", "events": ["calls", "lines", "phones"], "cdrs": true}),
+        )
+        .await;
+    let (_, rec_b) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "recorder B", "lines": [b], "events": ["calls"], "cdrs": true}),
+        )
+        .await;
+    let (crm, rec_b) = (
+        crm["token"].as_str().unwrap(),
+        rec_b["token"].as_str().unwrap(),
+    );
+    let get = |path: &str, token: &str| {
+        s.api
+            .client
+            .get(format!("{}{path}", s.url))
+            .bearer_auth(token)
+            .send()
+    };
+    // Off until switched on.
+    assert_eq!(get("/ext/v1/calls", crm).await.unwrap().status(), 403);
+    s.api
+        .patch("/api/v1/settings", json!({"api_enabled": true}))
+        .await;
+    assert_eq!(
+        get("/ext/v1/calls", "otk_nope").await.unwrap().status(),
+        401
+    );
+
+    // A call on line A, answered at once.
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    phone.command("dial", &format!("sip:1001@127.0.0.1:{}", pbx.port));
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    let v: Value = get("/ext/v1/calls", crm)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["calls"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["calls"][0]["line_id"], json!(a));
+    assert_eq!(v["calls"][0]["remote_number"], "2000");
+    assert_eq!(v["calls"][0]["state"], "answered");
+    let v: Value = get("/ext/v1/calls", rec_b)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["calls"].as_array().unwrap().is_empty(),
+        "line B's key sees nothing of line A"
+    );
+
+    // Line states: for keys with that scope only.
+    assert_eq!(get("/ext/v1/lines", rec_b).await.unwrap().status(), 403);
+    let v: Value = get("/ext/v1/lines", crm)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["lines"].as_array().unwrap().len(), 2);
+    assert!(
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["state"] == "registered"),
+        "{v}"
+    );
+
+    // Logged-in profiles.
+    let pid = s
+        .profile(json!({"name": "Desk", "password": "desk-pw-1"}))
+        .await;
+    let (_turret, _) = s.login(pid, "desk-pw-1").await;
+    let v: Value = get("/ext/v1/phones", crm)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["logged_in_profiles"], json!([pid]));
+
+    // The CDR once the call ends; a key limited to some lines gets none.
+    phone.command("hangup", "");
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cdrs = loop {
+        let v: Value = get("/ext/v1/cdrs", crm)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !v["cdrs"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cdrs["cdrs"][0]["calling_number"], "2000", "{cdrs}");
+    assert_eq!(cdrs["cdrs"][0]["direction"], "in");
+    let v: Value = get("/ext/v1/cdrs?from=2999-01-01T00:00:00Z", crm)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["cdrs"].as_array().unwrap().is_empty());
+    assert_eq!(
+        get("/ext/v1/cdrs?from=yesterday", crm)
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(get("/ext/v1/cdrs", rec_b).await.unwrap().status(), 403);
+}

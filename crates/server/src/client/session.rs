@@ -95,6 +95,20 @@ impl Sessions {
             .retain(|_, (p, _)| *p != profile);
     }
 
+    /// The profiles with a session (logged in at some turret).
+    pub fn profiles(&self) -> Vec<ProfileId> {
+        let mut p: Vec<ProfileId> = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(p, _)| *p)
+            .collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backups;
 pub mod contacts;
 pub mod error;
+pub mod ext;
 pub mod extract;
 pub mod lines;
 pub mod profiles;
@@ -135,6 +136,10 @@ pub fn router(app: App) -> Router {
         // WebSockets over HTTP/2 arrive as CONNECT, over HTTP/1.1 as GET.
         .route("/client", axum::routing::any(crate::client::upgrade))
         .route("/cti", axum::routing::any(crate::cti::upgrade))
+        .route("/ext/v1/calls", get(ext::calls))
+        .route("/ext/v1/lines", get(ext::lines))
+        .route("/ext/v1/phones", get(ext::phones))
+        .route("/ext/v1/cdrs", get(ext::cdrs))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
         .layer(middleware::from_fn(headers_and_log))

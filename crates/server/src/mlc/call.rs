@@ -224,6 +224,21 @@ async fn publish(mlc: &Mlc, id: u64) {
     }
 }
 
+/// Every call in progress, as snapshots.
+pub fn ongoing(mlc: &Mlc) -> Vec<CallView> {
+    let mut v: Vec<CallView> = mlc
+        .calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|c| c.state != CallState::Ended)
+        .map(|c| c.view())
+        .collect();
+    v.sort_by_key(|c| c.id);
+    v
+}
+
 /// Calls on the lines of `pid`, for a client that has just logged in.
 pub fn calls_for(mlc: &Mlc, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
     mlc.calls

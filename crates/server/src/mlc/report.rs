@@ -153,26 +153,27 @@ async fn tell(mlc: &Mlc, app: &App, v: &CallView) {
         );
     }
     let _ = mlc;
-    // The CTI event: the caller identified from global contacts only (a
-    // profile's own contacts are that profile's).
-    let state = match (v.state, v.direction) {
-        (CallState::Dialing, _) => "offered",
-        (CallState::Ringing, _) | (CallState::Alerting, _) => "ringing",
-        (CallState::Connected, _) => "answered",
-        (CallState::Held, _) => "held",
-        (CallState::Ended, _) => "ended",
+    app.cti.publish("call", Some(v.line), cti_call_json(app, v));
+}
+
+/// A call as the CTI interface and the query API show it: the caller
+/// identified from global contacts only (a profile's own contacts are that
+/// profile's).
+pub fn cti_call_json(app: &App, v: &CallView) -> Value {
+    let state = match v.state {
+        CallState::Dialing => "offered",
+        CallState::Ringing | CallState::Alerting => "ringing",
+        CallState::Connected => "answered",
+        CallState::Held => "held",
+        CallState::Ended => "ended",
     };
-    app.cti.publish(
-        "call",
-        Some(v.line),
-        json!({
-            "call_id": v.id, "line_id": v.line.0, "state": state, "direction": v.direction.as_str(),
-            "remote_number": v.remote_number,
-            "remote_name": app.caller_id.lookup_global(&v.remote_number),
-            "answered_at_profile": v.owner.filter(|_| v.connected_at.is_some()).map(|p| p.0),
-            "reason": (v.state == CallState::Ended).then_some(&v.end_reason),
-        }),
-    );
+    json!({
+        "call_id": v.id, "line_id": v.line.0, "state": state, "direction": v.direction.as_str(),
+        "remote_number": v.remote_number,
+        "remote_name": app.caller_id.lookup_global(&v.remote_number),
+        "answered_at_profile": v.owner.filter(|_| v.connected_at.is_some()).map(|p| p.0),
+        "reason": (v.state == CallState::Ended).then_some(&v.end_reason),
+    })
 }
 
 async fn record(app: &App, calls: Vec<CallView>) {
