@@ -132,15 +132,11 @@ pub struct Range {
     limit: Option<i64>,
 }
 
-fn parse_time(field: &str, v: &Option<String>, default: Timestamp) -> Result<Timestamp, Response> {
+fn parse_time(field: &str, v: &Option<String>, default: Timestamp) -> Result<Timestamp, String> {
     match v {
         None => Ok(default),
-        Some(t) => super::parse_ts(field, t).map_err(|_| {
-            refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("{field} must be a time such as 2026-11-27T10:00:00Z"),
-            )
-        }),
+        Some(t) => super::parse_ts(field, t)
+            .map_err(|_| format!("{field} must be a time such as 2026-11-27T10:00:00Z")),
     }
 }
 
@@ -160,7 +156,7 @@ pub async fn cdrs(
         parse_time("to", &q.to, Timestamp(i64::MAX)),
     ) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(m), _) | (_, Err(m)) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &m),
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let Ok(list) = app.store.list_cdrs(from, to, limit).await else {
