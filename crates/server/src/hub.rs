@@ -170,8 +170,9 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
             }
         }
         "settings" => {
-            app.cti
-                .set_enabled(app.store.get_settings().await?.cti_enabled);
+            let s = app.store.get_settings().await?;
+            app.cti.set_enabled(s.cti_enabled);
+            app.pseudo.set_mode(s.pseudonymisation);
             app.hub.send(None, PushKind::Config(None))
         }
         "api_key" if r.event_type == "api_key.revoked" => {

@@ -31,6 +31,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod portal;
 pub mod privacy;
+pub mod pseudo;
 pub mod retention;
 pub mod startup;
 pub mod subject;
@@ -72,6 +73,8 @@ pub struct AppInner {
     pub restart: Restart,
     /// Live events for external applications.
     pub cti: cti::Cti,
+    /// Numbers as external applications may see them.
+    pub pseudo: pseudo::Pseudonymiser,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -117,21 +120,24 @@ impl App {
         let plan = openturret_domain::number::NumberPlan {
             country_code: config.numbers.country_code.clone(),
         };
+        let data_dir = config.data_dir.clone();
         let app = App(Arc::new(AppInner {
             store,
             throttle: Throttle::new(config.auth.clone()),
             config,
             host,
             portal: portal::Memory::default(),
-            caller_id: callerid::CallerId::new(plan),
+            caller_id: callerid::CallerId::new(plan.clone()),
             hub: hub::Hub::default(),
             sessions: client::session::Sessions::default(),
             mlc: mlc::Mlc::new(),
             restart: Restart::default(),
             cti: cti::Cti::default(),
+            pseudo: pseudo::Pseudonymiser::new(&data_dir, plan.clone()),
         }));
-        app.cti
-            .set_enabled(app.store.get_settings().await?.cti_enabled);
+        let settings = app.store.get_settings().await?;
+        app.cti.set_enabled(settings.cti_enabled);
+        app.pseudo.set_mode(settings.pseudonymisation);
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);
         retention::start(&app);

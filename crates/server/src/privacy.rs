@@ -130,6 +130,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "master_password_enabled": s.master_password_enabled,
             "global_contacts_changeable_by_clients": s.global_contacts_changeable,
         },
+        "pseudonymisation": s.pseudonymisation.as_str(),
         "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled,
             "api_keys_active": app.store.list_api_keys().await?.iter().filter(|k| k.is_active(openturret_domain::Timestamp::now())).count()},
         "telephony": {

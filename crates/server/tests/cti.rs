@@ -481,3 +481,131 @@ async fn the_query_api_answers_within_each_keys_scope() {
     );
     assert_eq!(get("/ext/v1/cdrs", rec_b).await.unwrap().status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pseudonymisation_on_no_clear_number_reaches_an_application() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = InProc::start_with(|c, _| {
+        c.sip.enabled = true;
+        c.sip.keepalive_secs = 1;
+    })
+    .await;
+    let (_, l) = s
+        .api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Intercom", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port), "username": "1001",
+                   "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+        )
+        .await;
+    let line = l["id"].as_i64().unwrap();
+    s.api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Alice Caller", "number": "2000"}),
+        )
+        .await;
+    let (_, k) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "crm", "events": ["calls"], "cdrs": true}),
+        )
+        .await;
+    let token = k["token"].as_str().unwrap();
+    let (st, v) = s
+        .api
+        .patch(
+            "/api/v1/settings",
+            json!({"cti_enabled": true, "api_enabled": true, "pseudonymisation": "keyed_hash"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (st, _) = s
+        .api
+        .patch(
+            "/api/v1/settings",
+            json!({"pseudonymisation": "unkeyed_hash"}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "only the documented modes"
+    );
+    let mut ws = cti(&s, token, None).await.unwrap();
+    next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    let mut seen = 0;
+    let mut call = |phone: &mut Baresip| {
+        phone.command("dial", &format!("sip:1001@127.0.0.1:{}", pbx.port));
+        let (_, n) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+        phone.command("hangup", "");
+        let (_, n) = phone.wait_event("CALL_CLOSED", n, Duration::from_secs(10));
+        seen = n;
+    };
+    let numbers = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "call" && e["event"]["line_id"] == json!(line))
+            .map(|e| e["event"]["remote_number"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    call(&mut phone);
+    let events = drain(&mut ws, Duration::from_secs(1)).await;
+    let hashed = numbers(&events);
+    assert!(!hashed.is_empty());
+    assert!(
+        hashed
+            .iter()
+            .all(|n| n.starts_with("p:") && n == &hashed[0]),
+        "{hashed:?}"
+    );
+    assert!(
+        events.iter().all(|e| e["event"]["remote_name"].is_null()),
+        "no name either"
+    );
+    let get = |path: &str| {
+        s.api
+            .client
+            .get(format!("{}{path}", s.url))
+            .bearer_auth(token)
+            .send()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cdrs = loop {
+        let v: Value = get("/ext/v1/cdrs").await.unwrap().json().await.unwrap();
+        if !v["cdrs"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cdrs["cdrs"][0]["calling_number"], json!(hashed[0]));
+    for text in [serde_json::to_string(&events).unwrap(), cdrs.to_string()] {
+        assert!(
+            !text.contains("\"2000\"") && !text.contains("Alice"),
+            "a clear number or name leaked: {text}"
+        );
+    }
+
+    // Rotating the key makes new pseudonyms that cannot be linked to old ones.
+    let (st, _) = s
+        .api
+        .post("/api/v1/settings/pseudonym-key/rotate", json!({}))
+        .await;
+    assert_eq!(st, reqwest::StatusCode::NO_CONTENT);
+    call(&mut phone);
+    let rotated = numbers(&drain(&mut ws, Duration::from_secs(1)).await);
+    assert!(rotated[0].starts_with("p:") && rotated[0] != hashed[0]);
+
+    // Truncation.
+    s.api
+        .patch("/api/v1/settings", json!({"pseudonymisation": "truncate"}))
+        .await;
+    call(&mut phone);
+    let truncated = numbers(&drain(&mut ws, Duration::from_secs(1)).await);
+    assert_eq!(truncated[0], "2***");
+    let (_, report) = s.api.get("/api/v1/privacy-report").await;
+    assert_eq!(report["pseudonymisation"], "truncate");
+}

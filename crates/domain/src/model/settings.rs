@@ -22,6 +22,8 @@ pub struct Settings {
     pub retention_cdr_days: Option<u32>,
     /// Audit entries older than this many days are purged (None keeps them).
     pub retention_audit_days: Option<u32>,
+    /// Numbers in what external applications receive.
+    pub pseudonymisation: Pseudonymisation,
     pub updated_at: Timestamp,
 }
 
@@ -40,6 +42,37 @@ pub struct SettingsChanges {
     pub retention_call_memory_days: Option<Option<u32>>,
     pub retention_cdr_days: Option<Option<u32>>,
     pub retention_audit_days: Option<Option<u32>>,
+    pub pseudonymisation: Option<Pseudonymisation>,
+}
+
+/// How numbers appear in what external applications receive (SPEC §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pseudonymisation {
+    #[default]
+    Off,
+    /// A keyed hash (HMAC), under a key an administrator can rotate.
+    KeyedHash,
+    /// The last three digits hidden.
+    Truncate,
+}
+
+impl Pseudonymisation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pseudonymisation::Off => "off",
+            Pseudonymisation::KeyedHash => "keyed_hash",
+            Pseudonymisation::Truncate => "truncate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(Pseudonymisation::Off),
+            "keyed_hash" => Some(Pseudonymisation::KeyedHash),
+            "truncate" => Some(Pseudonymisation::Truncate),
+            _ => None,
+        }
+    }
 }
 
 impl SettingsChanges {
@@ -91,6 +124,12 @@ impl SettingsChanges {
             "retention_audit_days",
             &self.retention_audit_days,
             &current.retention_audit_days,
+        );
+        super::note_change(
+            &mut c,
+            "pseudonymisation",
+            &self.pseudonymisation,
+            &current.pseudonymisation,
         );
         c
     }

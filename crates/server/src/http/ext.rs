@@ -167,7 +167,8 @@ pub async fn cdrs(
         .map(|c| {
             json!({
                 "id": c.id.map(|i| i.0), "profile_name": c.profile_name, "attendant_group": c.attendant_group,
-                "called_number": c.called_number, "calling_number": c.calling_number,
+                "called_number": c.called_number.as_deref().map(|n| app.pseudo.apply(n)),
+                "calling_number": c.calling_number.as_deref().map(|n| app.pseudo.apply(n)),
                 "duration_ms": c.duration_ms, "call_type": c.call_type.map(|t| t.as_str()),
                 "direction": c.direction.map(|d| d.as_str()),
                 "started_at": c.started_at.map(ts), "ended_at": c.ended_at.map(ts),

@@ -110,6 +110,10 @@ pub fn router(app: App) -> Router {
         .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/settings", get(settings::get).patch(settings::update))
         .route(
+            "/settings/pseudonym-key/rotate",
+            post(settings::rotate_pseudonym_key),
+        )
+        .route(
             "/consents",
             get(profiles::list_consents).post(profiles::create_consent),
         )

@@ -2,7 +2,8 @@
 //! the master password are audited under their own event types.
 
 use axum::extract::State;
-use openturret_domain::model::{ADMIN_PASSWORD_MIN, Settings, SettingsChanges};
+use axum::http::StatusCode;
+use openturret_domain::model::{ADMIN_PASSWORD_MIN, Pseudonymisation, Settings, SettingsChanges};
 use openturret_domain::secret::Secret;
 use openturret_domain::validate;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ pub struct SettingsOut {
     retention_call_memory_days: Option<u32>,
     retention_cdr_days: Option<u32>,
     retention_audit_days: Option<u32>,
+    pseudonymisation: &'static str,
     updated_at: String,
 }
 
@@ -36,6 +38,7 @@ impl From<Settings> for SettingsOut {
             retention_call_memory_days: s.retention_call_memory_days,
             retention_cdr_days: s.retention_cdr_days,
             retention_audit_days: s.retention_audit_days,
+            pseudonymisation: s.pseudonymisation.as_str(),
             updated_at: ts(s.updated_at),
         }
     }
@@ -66,6 +69,20 @@ pub struct SettingsPatch {
     /// Days; `null` keeps audit entries until deleted.
     #[serde(default, deserialize_with = "super::double_option")]
     pub retention_audit_days: Option<Option<u32>>,
+    /// `off`, `keyed_hash` or `truncate`.
+    pub pseudonymisation: Option<String>,
+}
+
+/// `POST /settings/pseudonym-key/rotate`: a new key for keyed-hash
+/// pseudonyms; the old ones can no longer be linked to new ones.
+pub async fn rotate_pseudonym_key(
+    State(app): State<App>,
+    auth: AdminAuth,
+) -> ApiResult<StatusCode> {
+    app.pseudo.rotate().map_err(ApiError::Internal)?;
+    let r = auth.record("pseudonym_key.rotated", "settings", None, vec![]);
+    app.store.append_audit(r).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn update(
@@ -108,6 +125,12 @@ pub async fn update(
             ));
         }
     }
+    let pseudonymisation = match &b.pseudonymisation {
+        None => None,
+        Some(m) => Some(Pseudonymisation::parse(m).ok_or_else(|| {
+            ApiError::invalid("pseudonymisation", "must be off, keyed_hash or truncate")
+        })?),
+    };
     let event = match &master_password {
         Some(Some(_)) if current.master_password_enabled => "master_password.changed",
         Some(Some(_)) => "master_password.enabled",
@@ -123,6 +146,7 @@ pub async fn update(
         retention_call_memory_days: b.retention_call_memory_days,
         retention_cdr_days: b.retention_cdr_days,
         retention_audit_days: b.retention_audit_days,
+        pseudonymisation,
     };
     let r = auth.record(event, "settings", None, changes.changed_fields(&current));
     Ok(axum::Json(

@@ -169,8 +169,9 @@ pub fn cti_call_json(app: &App, v: &CallView) -> Value {
     };
     json!({
         "call_id": v.id, "line_id": v.line.0, "state": state, "direction": v.direction.as_str(),
-        "remote_number": v.remote_number,
-        "remote_name": app.caller_id.lookup_global(&v.remote_number),
+        "remote_number": app.pseudo.apply(&v.remote_number),
+        // With numbers pseudonymised, no name either: it would identify.
+        "remote_name": if app.pseudo.is_on() { None } else { app.caller_id.lookup_global(&v.remote_number) },
         "answered_at_profile": v.owner.filter(|_| v.connected_at.is_some()).map(|p| p.0),
         "reason": (v.state == CallState::Ended).then_some(&v.end_reason),
     })

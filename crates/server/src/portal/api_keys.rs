@@ -167,7 +167,11 @@ async fn create(
     }
 }
 
-async fn revoke(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+async fn revoke(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
     let r = api::revoke(State(app.clone()), p.auth.clone(), PathId(id))
         .await
         .map(|_| ());

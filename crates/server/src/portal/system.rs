@@ -26,6 +26,7 @@ pub fn routes() -> Router<App> {
         .route("/consents", get(consents).post(record_consent))
         .route("/consents/{id}/withdraw", get(withdraw_page).post(withdraw))
         .route("/settings/retention", post(save_retention))
+        .route("/settings/pseudonym-key/rotate", post(rotate_pseudonym_key))
 }
 
 async fn settings_page(app: &App, p: &Portal, master: &FormState, status: StatusCode) -> Response {
@@ -48,7 +49,17 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
                 (checkbox(&sw, "CTI interface", "cti_enabled", s.cti_enabled))
                 (checkbox(&sw, "API interface", "api_enabled", s.api_enabled))
                 (checkbox(&sw, "Recorder forwarding", "recorder_forwarding_enabled", s.recorder_forwarding_enabled))
+                (layout::select(&FormState::with_values("switches", &[("pseudonymisation", s.pseudonymisation.as_str())]),
+                    "Numbers sent to external applications", "pseudonymisation", &[
+                    ("off".into(), "In clear".into()),
+                    ("keyed_hash".into(), "Pseudonymised: keyed hash (same number, same pseudonym, until the key is rotated)".into()),
+                    ("truncate".into(), "Truncated: the last three digits hidden".into()),
+                ]))
                 button type="submit" { "Save switches" }
+            }
+            form method="post" action="/settings/pseudonym-key/rotate" {
+                (layout::csrf(p))
+                button.secondary.small type="submit" { "Rotate the pseudonym key" }
             }
         }
         section.card #retention {
@@ -111,6 +122,8 @@ pub struct Switches {
     cti_enabled: Option<String>,
     api_enabled: Option<String>,
     recorder_forwarding_enabled: Option<String>,
+    #[serde(default)]
+    pseudonymisation: Option<String>,
 }
 
 fn patch() -> api_settings::SettingsPatch {
@@ -124,6 +137,7 @@ fn patch() -> api_settings::SettingsPatch {
         retention_call_memory_days: None,
         retention_cdr_days: None,
         retention_audit_days: None,
+        pseudonymisation: None,
     }
 }
 
@@ -133,12 +147,28 @@ async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Swit
         cti_enabled: Some(on(&f.cti_enabled)),
         api_enabled: Some(on(&f.api_enabled)),
         recorder_forwarding_enabled: Some(on(&f.recorder_forwarding_enabled)),
+        pseudonymisation: f.pseudonymisation.clone(),
         ..patch()
     };
     let r = api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await;
     done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
     })
+}
+
+async fn rotate_pseudonym_key(
+    State(app): State<App>,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
+    let r = api_settings::rotate_pseudonym_key(State(app.clone()), p.auth.clone()).await;
+    done(
+        &app,
+        &p,
+        r,
+        "/settings",
+        "A new pseudonym key is in use.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,10 @@ impl SettingsStore for SqliteStore {
             retention_audit_days: r
                 .get::<Option<i64>, _>("retention_audit_days")
                 .map(|d| d as u32),
+            pseudonymisation: openturret_domain::model::Pseudonymisation::parse(
+                r.get("pseudonymisation"),
+            )
+            .unwrap_or_default(),
             updated_at: Timestamp(r.get("updated_at")),
         })
     }
@@ -53,6 +57,7 @@ impl SettingsStore for SqliteStore {
                retention_call_memory_days = CASE WHEN ? THEN ? ELSE retention_call_memory_days END,
                retention_cdr_days = CASE WHEN ? THEN ? ELSE retention_cdr_days END,
                retention_audit_days = CASE WHEN ? THEN ? ELSE retention_audit_days END,
+               pseudonymisation = COALESCE(?, pseudonymisation),
                updated_at = ?
              WHERE id = 1",
         )
@@ -70,6 +75,7 @@ impl SettingsStore for SqliteStore {
         .bind(c.retention_cdr_days.flatten().map(|d| d as i64))
         .bind(c.retention_audit_days.is_some())
         .bind(c.retention_audit_days.flatten().map(|d| d as i64))
+        .bind(c.pseudonymisation.map(|p| p.as_str()))
         .bind(Timestamp::now().0)
         .execute(&mut *tx.tx)
         .await
