@@ -1,0 +1,381 @@
+//! Incoming calls: the INVITE, ringing at the turrets, answer, reject,
+//! and what the far end sends in the dialog (CANCEL, BYE, re-INVITE).
+
+use super::*;
+
+// ----- incoming ------------------------------------------------------------
+
+pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
+    if m.to.tag().is_some() {
+        return on_reinvite(mlc, m, peer).await;
+    }
+    if mlc.app().is_none() {
+        return;
+    }
+    let tag = mlc.token();
+    let refuse = |code: u16, reason: &'static str| {
+        message::response_to(&m.headers, code, reason, Some(&tag))
+    };
+    let ruri = m.request_uri().expect("checked request");
+    let found = find_line(mlc, &ruri.user, &m.to.uri.user);
+    let line = found.as_ref().map(|f| f.0);
+    let Some(line) = line else {
+        return mlc
+            .answer_invite_finally(&m, peer, refuse(404, "Not Found"))
+            .await;
+    };
+    if mlc.calls.len() >= MAX_CALLS {
+        return mlc
+            .answer_invite_finally(
+                &m,
+                peer,
+                refuse(503, "Service Unavailable").header("Retry-After", "5"),
+            )
+            .await;
+    }
+    let offer = if m.body.is_empty() {
+        None
+    } else {
+        match sdp::parse(&m.body) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let b = refuse(488, "Not Acceptable Here")
+                    .header("Warning", "304 openturret \"G.711 (PCMU or PCMA) only\"");
+                return mlc.answer_invite_finally(&m, peer, b).await;
+            }
+        }
+    };
+    let Some(offer) = offer else {
+        let b = refuse(488, "Not Acceptable Here")
+            .header("Warning", "399 openturret \"an SDP offer is required\"");
+        return mlc.answer_invite_finally(&m, peer, b).await;
+    };
+    let media = match Media::bind(mlc.advertised_ip(peer.addr)).await {
+        Ok(md) => md,
+        Err(e) => {
+            tracing::warn!(error = %e, "no RTP port for a call");
+            return mlc
+                .answer_invite_finally(&m, peer, refuse(503, "Service Unavailable"))
+                .await;
+        }
+    };
+    let codec = offer.codecs[0];
+    let (_, line_number, auto_answer) = found.expect("line found above");
+    let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let remote_target = m
+        .contact()
+        .map(|c| c.uri.to_string())
+        .unwrap_or_else(|| m.from.uri.to_string());
+    let call = Call {
+        id,
+        line,
+        direction: Direction::Incoming,
+        state: CallState::Ringing,
+        remote_number: number_of(&m.from.uri),
+        remote_display: m.from.display.clone().unwrap_or_default(),
+        line_number,
+        started: Timestamp::now(),
+        connected_at: None,
+        owner: None,
+        speech_unit: String::new(),
+        rejected: HashSet::new(),
+        dialog: Dialog {
+            call_id: m.call_id.clone(),
+            local_tag: tag.clone(),
+            remote_tag: m.from.tag().map(str::to_string),
+            local_uri: m.to.uri.to_string(),
+            remote_uri: m.from.uri.to_string(),
+            remote_target,
+            route_set: m
+                .header_values("record-route")
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            local_cseq: 0,
+            peer: Some(peer),
+        },
+        invite: Some((m.clone(), peer)),
+        sent_invite: None,
+        media: Some(media),
+        codec,
+        sdp_version: 1,
+        remote_held: false,
+        end_reason: String::new(),
+    };
+    let contact = contact_uri(mlc, line, peer);
+    mlc.calls.insert(call);
+    // No 100 Trying: the 180 goes out at once (RFC 3261 §8.2.6.1 asks for
+    // 100 only when the answer would take over 200 ms).
+    let ringing = message::response_to(&m.headers, 180, "Ringing", Some(&tag))
+        .header("Contact", format!("<{contact}>"));
+    // Remembered as the transaction's latest answer: a retransmitted
+    // INVITE gets the 180 again.
+    mlc.answer(&m, peer, ringing).await;
+    tracing::info!(call = id, line = line.0, "incoming call ringing");
+    publish(mlc, id).await;
+    if auto_answer {
+        let _ = answer_call(mlc, id, None, "speaker-1").await;
+    }
+}
+
+/// The line an INVITE is for, from the MLC's line table (no database
+/// read on the SIP path): our contact's `ot-line-N` user part, or else the
+/// line whose address of record the PBX kept (Request-URI or To user).
+/// Returns the line, its number and whether it answers by itself.
+pub(super) fn find_line(
+    mlc: &Mlc,
+    ruri_user: &str,
+    to_user: &str,
+) -> Option<(LineId, String, bool)> {
+    let lines = mlc.lines.lock().unwrap();
+    let by_contact = line_of_contact_user(ruri_user).filter(|l| lines.contains_key(l));
+    let id = by_contact.or_else(|| {
+        lines
+            .iter()
+            .find(|(_, l)| l.user == ruri_user || l.user == to_user)
+            .map(|(id, _)| *id)
+    })?;
+    let l = lines.get(&id)?;
+    Some((id, l.number.clone(), l.auto_answer))
+}
+
+/// A turret answers a ringing call (or the line answers by itself when its
+/// answer mode is automatic, `by` = None).
+pub async fn answer_call(
+    mlc: &Mlc,
+    id: u64,
+    by: Option<ProfileId>,
+    unit: &str,
+) -> Result<(), OpError> {
+    let prepared = mlc.calls.with(id, |c| {
+        if c.state != CallState::Ringing || c.direction != Direction::Incoming {
+            return Err(op_err(
+                "not_ringing",
+                "the call is no longer ringing (answered elsewhere or ended)",
+            ));
+        }
+        let (invite, peer) = c.invite.clone().expect("incoming calls keep their INVITE");
+        let offer = sdp::parse(&invite.body).ok();
+        let media = c.media.as_ref().expect("incoming calls have media");
+        let local = media.local;
+        media.set_remote(offer.as_ref().and_then(|o| o.rtp), c.codec);
+        let dir = offer.map_or(sdp::Direction::SendRecv, |o| o.direction.answer());
+        media.set_sending(matches!(
+            dir,
+            sdp::Direction::SendRecv | sdp::Direction::SendOnly
+        ));
+        let body = sdp::build(local, c.id, c.sdp_version, &[c.codec], dir);
+        c.state = CallState::Connected;
+        c.owner = by;
+        c.speech_unit = unit.to_string();
+        c.connected_at = Some(Timestamp::now());
+        Ok((invite, peer, body, c.dialog.local_tag.clone(), c.line))
+    });
+    let (invite, peer, body, tag, line) =
+        prepared.ok_or_else(|| op_err("not_found", "no such call"))??;
+    let mut b = message::response_to(&invite.headers, 200, "OK", Some(&tag))
+        .header("Contact", format!("<{}>", contact_uri(mlc, line, peer)))
+        .header("Allow", openturret_sip::check::ALLOW);
+    for rr in invite.header_values("record-route") {
+        b = b.header("Record-Route", rr);
+    }
+    let bytes = b
+        .header("User-Agent", mlc.user_agent())
+        .body("application/sdp", body)
+        .build();
+    let acked = mlc.send_reliably(
+        peer,
+        format!("{} {}", invite.call_id, invite.cseq.number),
+        bytes,
+    );
+    // No ACK within 64·T1: the far end never saw our 200; end the call
+    // properly (RFC 3261 §13.3.1.4).
+    let me = mlc.clone();
+    tokio::spawn(async move {
+        if !acked.await.unwrap_or(true) {
+            tracing::warn!(call = id, "no ACK for the 200 OK; hanging up");
+            send_in_dialog(&me, id, "BYE", None, Vec::new()).await;
+            end(&me, id, "no_ack").await;
+        }
+    });
+    tracing::info!(call = id, "call answered");
+    publish(mlc, id).await;
+    Ok(())
+}
+
+/// A turret rejects a ringing call: it stops ringing there; when every
+/// profile showing the line has rejected it, the caller hears busy (486).
+pub async fn reject_call(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpError> {
+    let app = mlc
+        .app()
+        .ok_or_else(|| op_err("unavailable", "shutting down"))?;
+    let line = mlc
+        .calls
+        .with(id, |c| c.line)
+        .ok_or_else(|| op_err("not_found", "no such call"))?;
+    let pids: HashSet<ProfileId> = app
+        .store
+        .profiles_with_line(line)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let all = mlc
+        .calls
+        .with(id, |c| {
+            if c.state != CallState::Ringing {
+                return Err(op_err("not_ringing", "the call is not ringing"));
+            }
+            c.rejected.insert(by);
+            Ok(pids.iter().all(|p| c.rejected.contains(p)))
+        })
+        .ok_or_else(|| op_err("not_found", "no such call"))??;
+    if all {
+        if let Some(Some((invite, peer))) = mlc.calls.with(id, |c| c.invite.clone()) {
+            let tag = mlc
+                .calls
+                .with(id, |c| c.dialog.local_tag.clone())
+                .unwrap_or_default();
+            mlc.answer_invite_finally(
+                &invite,
+                peer,
+                message::response_to(&invite.headers, 486, "Busy Here", Some(&tag)),
+            )
+            .await;
+        }
+        end(mlc, id, "rejected").await;
+    } else if let Some(v) = mlc.calls.with(id, |c| c.view()) {
+        let mut j = call_json(&app, &v, by);
+        j["state"] = json!("rejected_here");
+        mlc.report(Job::ToProfile(by, json!({"push": "call", "call": j})))
+            .await;
+    }
+    Ok(())
+}
+
+pub(crate) async fn on_ack(mlc: &Mlc, m: &Message) {
+    let _ = (mlc, m);
+    // The ACK stopped the 200's retransmissions (see `Mlc::send_reliably`);
+    // nothing else waits for it.
+}
+
+pub(crate) async fn on_cancel(mlc: &Mlc, m: Message, peer: Peer) {
+    let id = mlc.calls.id_of(&m.call_id);
+    let ringing = id.and_then(|id| {
+        mlc.calls.with(id, |c| {
+            let matches = c.invite.as_ref().is_some_and(|(inv, _)| {
+                inv.cseq.number == m.cseq.number && inv.vias[0].branch() == m.vias[0].branch()
+            });
+            (matches && c.state == CallState::Ringing)
+                .then(|| (c.invite.clone(), c.dialog.local_tag.clone()))
+        })
+    });
+    match (id, ringing.flatten()) {
+        (Some(id), Some((Some((invite, ipeer)), tag))) => {
+            mlc.answer(
+                &m,
+                peer,
+                message::response_to(&m.headers, 200, "OK", Some(&tag)),
+            )
+            .await;
+            let b = message::response_to(&invite.headers, 487, "Request Terminated", Some(&tag));
+            mlc.answer_invite_finally(&invite, ipeer, b).await;
+            end(mlc, id, "cancelled").await;
+        }
+        _ => {
+            let b = message::response_to(
+                &m.headers,
+                481,
+                "Call/Transaction Does Not Exist",
+                Some(&mlc.token()),
+            );
+            mlc.answer(&m, peer, b).await;
+        }
+    }
+}
+
+pub(crate) async fn on_bye(mlc: &Mlc, m: Message, peer: Peer) {
+    match mlc.calls.id_of(&m.call_id) {
+        Some(id) => {
+            mlc.answer(&m, peer, message::response_to(&m.headers, 200, "OK", None))
+                .await;
+            end(mlc, id, "remote_hangup").await;
+        }
+        None => {
+            let b = message::response_to(&m.headers, 481, "Call/Transaction Does Not Exist", None);
+            mlc.answer(&m, peer, b).await;
+        }
+    }
+}
+
+pub(crate) async fn on_notify(mlc: &Mlc, m: Message, peer: Peer) {
+    let code = if mlc.calls.id_of(&m.call_id).is_some() {
+        200
+    } else {
+        481
+    };
+    let reason = if code == 200 {
+        "OK"
+    } else {
+        "Call/Transaction Does Not Exist"
+    };
+    mlc.answer(
+        &m,
+        peer,
+        message::response_to(&m.headers, code, reason, None),
+    )
+    .await;
+}
+
+/// A re-INVITE from the far end (hold, retrieve, new media address).
+pub(super) async fn on_reinvite(mlc: &Mlc, m: Message, peer: Peer) {
+    let Some(id) = mlc.calls.id_of(&m.call_id) else {
+        let b = message::response_to(&m.headers, 481, "Call/Transaction Does Not Exist", None);
+        return mlc.answer_invite_finally(&m, peer, b).await;
+    };
+    let offer = sdp::parse(&m.body).ok();
+    let answered = mlc.calls.with(id, |c| {
+        let media = c.media.as_ref()?;
+        let dir = match &offer {
+            Some(o) => {
+                let codec = o
+                    .codecs
+                    .iter()
+                    .copied()
+                    .find(|k| *k == c.codec)
+                    .unwrap_or(o.codecs[0]);
+                c.codec = codec;
+                media.set_remote(o.rtp, codec);
+                c.remote_held = matches!(
+                    o.direction,
+                    sdp::Direction::SendOnly | sdp::Direction::Inactive
+                ) || o.rtp.is_none();
+                o.direction.answer()
+            }
+            None => sdp::Direction::SendRecv,
+        };
+        media.set_sending(!c.remote_held);
+        c.sdp_version += 1;
+        Some((
+            sdp::build(media.local, c.id, c.sdp_version, &[c.codec], dir),
+            c.line,
+        ))
+    });
+    let Some(Some((body, line))) = answered else {
+        let b = message::response_to(&m.headers, 488, "Not Acceptable Here", None);
+        return mlc.answer_invite_finally(&m, peer, b).await;
+    };
+    let bytes = message::response_to(&m.headers, 200, "OK", None)
+        .header("Contact", format!("<{}>", contact_uri(mlc, line, peer)))
+        .header("User-Agent", mlc.user_agent())
+        .body("application/sdp", body)
+        .build();
+    mlc.send_reliably(peer, format!("{} {}", m.call_id, m.cseq.number), bytes);
+    publish(mlc, id).await;
+}
+
+pub(crate) async fn on_stray_2xx(mlc: &Mlc, m: &Message) {
+    if let Some(id) = mlc.calls.id_of(&m.call_id) {
+        send_ack(mlc, id, m.cseq.number).await;
+    }
+}

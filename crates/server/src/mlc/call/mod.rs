@@ -1,0 +1,376 @@
+//! Calls on lines (SPEC §5): incoming calls ring on every turret whose
+//! profile shows the line and the first to answer takes them; outgoing
+//! calls go out on a chosen or automatically selected line; hold, retrieve,
+//! blind transfer and hang-up from either side. Each finished call leaves
+//! call-memory entries (SPEC rule 6), a call data record and call events.
+//!
+//! Dialogs follow RFC 3261 §12: we keep the remote target and route set,
+//! our CSeq, and both tags; in-dialog requests go to the first route or the
+//! remote target.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openturret_domain::model::Direction;
+use openturret_domain::{LineId, ProfileId, Timestamp};
+use openturret_sip::digest::Challenge;
+use openturret_sip::message::{self, Builder, Message};
+use openturret_sip::sdp::{self, Codec};
+use openturret_sip::uri::{NameAddr, Uri};
+use serde_json::{Value, json};
+
+use super::register::{contact_uri, line_of_contact_user};
+use super::report::{CallView, Job, call_json};
+use super::rtp::Media;
+use super::transport::{Peer, Proto};
+use super::{LineState, Mlc, TXN_TIMEOUT};
+
+/// How long an outgoing call may wait for the far end to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most calls the MLC carries at once; more are refused with 503.
+pub const MAX_CALLS: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallState {
+    /// Incoming, ringing at the turrets.
+    Ringing,
+    /// Outgoing, INVITE sent.
+    Dialing,
+    /// Outgoing, the far end is ringing.
+    Alerting,
+    Connected,
+    /// Put on hold by us.
+    Held,
+    Ended,
+}
+
+impl CallState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Dialing => "dialing",
+            CallState::Alerting => "alerting",
+            CallState::Connected => "connected",
+            CallState::Held => "held",
+            CallState::Ended => "ended",
+        }
+    }
+}
+
+/// A dialog's routing state.
+#[derive(Clone, Debug, Default)]
+struct Dialog {
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our URI (From on our requests) and theirs (To).
+    local_uri: String,
+    remote_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    /// Where in-dialog requests go when no route or target says otherwise.
+    peer: Option<Peer>,
+}
+
+impl Call {
+    fn view(&self) -> CallView {
+        CallView {
+            id: self.id,
+            line: self.line,
+            direction: self.direction,
+            state: self.state,
+            remote_number: self.remote_number.clone(),
+            remote_display: self.remote_display.clone(),
+            owner: self.owner,
+            speech_unit: self.speech_unit.clone(),
+            end_reason: self.end_reason.clone(),
+            started: self.started,
+            connected_at: self.connected_at,
+            line_number: self.line_number.clone(),
+            ended_at: None,
+        }
+    }
+}
+
+pub struct Call {
+    pub id: u64,
+    pub line: LineId,
+    pub direction: Direction,
+    pub state: CallState,
+    pub remote_number: String,
+    pub remote_display: String,
+    /// The number of the line (its preferred identity or AOR user).
+    pub line_number: String,
+    pub started: Timestamp,
+    pub connected_at: Option<Timestamp>,
+    /// Incoming: who answered. Outgoing: who dialled.
+    pub owner: Option<ProfileId>,
+    pub speech_unit: String,
+    rejected: HashSet<ProfileId>,
+    dialog: Dialog,
+    /// Incoming: the INVITE, to answer it.
+    invite: Option<(Message, Peer)>,
+    /// Outgoing: the INVITE as sent, to CANCEL it.
+    sent_invite: Option<(Peer, String, u32, String)>,
+    media: Option<Media>,
+    codec: Codec,
+    sdp_version: u64,
+    remote_held: bool,
+    end_reason: String,
+}
+
+/// The calls the MLC carries, by our id and by SIP Call-ID.
+#[derive(Default)]
+pub struct Calls {
+    map: Mutex<HashMap<u64, Call>>,
+    by_call_id: Mutex<HashMap<String, u64>>,
+    next: AtomicU64,
+}
+
+impl Calls {
+    fn insert(&self, call: Call) {
+        self.by_call_id
+            .lock()
+            .unwrap()
+            .insert(call.dialog.call_id.clone(), call.id);
+        self.map.lock().unwrap().insert(call.id, call);
+    }
+
+    fn id_of(&self, call_id: &str) -> Option<u64> {
+        self.by_call_id.lock().unwrap().get(call_id).copied()
+    }
+
+    fn with<R>(&self, id: u64, f: impl FnOnce(&mut Call) -> R) -> Option<R> {
+        self.map.lock().unwrap().get_mut(&id).map(f)
+    }
+
+    fn remove(&self, id: u64) -> Option<Call> {
+        let c = self.map.lock().unwrap().remove(&id)?;
+        self.by_call_id.lock().unwrap().remove(&c.dialog.call_id);
+        Some(c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A refusal of a client operation.
+#[derive(Debug)]
+pub struct OpError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn op_err(code: &'static str, message: impl Into<String>) -> OpError {
+    OpError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The number in a SIP URI or name-addr's user part (`tel:` too).
+fn number_of(uri: &Uri) -> String {
+    if uri.scheme == "tel" {
+        return uri.rest.split(';').next().unwrap_or_default().to_string();
+    }
+    uri.user_decoded()
+}
+
+fn reason_of(m: &Message) -> String {
+    match &m.start {
+        openturret_sip::Start::Response { code, reason } => format!("{code} {reason}"),
+        _ => String::new(),
+    }
+}
+
+/// The peer a URI points at (host, port, transport).
+async fn peer_of(uri: &str) -> Option<Peer> {
+    let na = NameAddr::parse(uri).ok()?;
+    let u = na.uri;
+    let proto = if u
+        .param("transport")
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+    {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    };
+    let host = u
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addr = tokio::net::lookup_host((host.as_str(), u.port.unwrap_or(5060)))
+        .await
+        .ok()?
+        .next()?;
+    Some(Peer { proto, addr })
+}
+
+// ----- what each profile's turrets are told --------------------------------
+
+/// Queues a report of the call as it is now.
+async fn publish(mlc: &Mlc, id: u64) {
+    if let Some(v) = mlc.calls.with(id, |c| c.view()) {
+        mlc.report(Job::Changed(v)).await;
+    }
+}
+
+/// Every call in progress, as snapshots.
+pub fn ongoing(mlc: &Mlc) -> Vec<CallView> {
+    let mut v: Vec<CallView> = mlc
+        .calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|c| c.state != CallState::Ended)
+        .map(|c| c.view())
+        .collect();
+    v.sort_by_key(|c| c.id);
+    v
+}
+
+/// Calls on the lines of `pid`, for a client that has just logged in.
+pub fn calls_for(mlc: &Mlc, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
+    mlc.calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|c| lines.contains(&c.line) && c.state != CallState::Ended)
+        .map(|c| c.view())
+        .collect::<Vec<_>>()
+        .iter()
+        .filter_map(|v| mlc.app().map(|app| call_json(&app, v, pid)))
+        .collect()
+}
+
+mod dialog;
+mod incoming;
+mod outgoing;
+
+use dialog::*;
+pub use dialog::{hangup, hold, transfer};
+pub use incoming::{answer_call, reject_call};
+pub(crate) use incoming::{on_ack, on_bye, on_cancel, on_invite, on_notify, on_stray_2xx};
+pub use outgoing::dial;
+
+// ----- the end of a call ---------------------------------------------------
+
+/// Ends a call: tells the turrets, writes call memory and the CDR, frees
+/// the media. Idempotent.
+pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
+    let Some(mut call) = mlc.calls.remove(id) else {
+        return;
+    };
+    call.state = CallState::Ended;
+    if call.end_reason.is_empty() {
+        call.end_reason = reason.to_string();
+    }
+    call.media = None;
+    tracing::info!(call = id, reason = %call.end_reason, "call ended");
+    let mut v = call.view();
+    v.ended_at = Some(Timestamp::now());
+    mlc.report(Job::Ended(v)).await;
+}
+
+/// Ends every call (the server is stopping): BYE for established calls,
+/// CANCEL for outgoing ones still ringing, 480 for incoming ones. Waits at
+/// most `limit`.
+pub async fn end_all(mlc: &Mlc, limit: Duration) {
+    type Ending = (u64, CallState, Direction, Option<(Message, Peer)>, String);
+    let calls: Vec<Ending> = mlc
+        .calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| {
+            (
+                c.id,
+                c.state,
+                c.direction,
+                c.invite.clone(),
+                c.dialog.local_tag.clone(),
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (id, state, direction, invite, tag) in calls {
+        let mlc = mlc.clone();
+        tasks.push(tokio::spawn(async move {
+            match (state, direction, invite) {
+                (CallState::Ringing, Direction::Incoming, Some((inv, peer))) => {
+                    let b = message::response_to(
+                        &inv.headers,
+                        480,
+                        "Temporarily Unavailable",
+                        Some(&tag),
+                    );
+                    mlc.answer_invite_finally(&inv, peer, b).await;
+                    end(&mlc, id, "shutdown").await;
+                }
+                (CallState::Dialing | CallState::Alerting, _, _) => {
+                    if let Some(owner) = mlc.calls.with(id, |c| c.owner).flatten() {
+                        let _ = hangup(&mlc, id, owner).await;
+                    }
+                }
+                _ => {
+                    send_in_dialog(&mlc, id, "BYE", None, Vec::new()).await;
+                    end(&mlc, id, "shutdown").await;
+                }
+            }
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(limit, all).await.is_err() {
+        tracing::warn!("some calls were not ended cleanly before the shutdown");
+    }
+}
+
+/// Ends every call a profile's turret holds (its session ended).
+pub async fn drop_profile_calls(mlc: &Mlc, pid: ProfileId) {
+    let ids: Vec<u64> = mlc
+        .calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|c| c.owner == Some(pid))
+        .map(|c| c.id)
+        .collect();
+    for id in ids {
+        let _ = hangup(mlc, id, pid).await;
+    }
+}
+
+/// The line a call is on.
+pub fn line_of(mlc: &Mlc, id: u64) -> Option<LineId> {
+    mlc.calls.with(id, |c| c.line)
+}
+
+pub(crate) fn media_stats(mlc: &Mlc, id: u64) -> Option<(u64, u64)> {
+    mlc.calls
+        .with(id, |c| {
+            c.media.as_ref().map(|m| {
+                (
+                    m.stats.sent.load(Ordering::Relaxed),
+                    m.stats.received.load(Ordering::Relaxed),
+                )
+            })
+        })
+        .flatten()
+}

@@ -1,0 +1,323 @@
+//! Outgoing calls: line selection, the INVITE with its digest answer,
+//! and the ACKs.
+
+use super::*;
+
+// ----- outgoing ------------------------------------------------------------
+
+/// Places a call from a turret of `pid` to `number` on `line` (or the
+/// first registered, idle line of the profile).
+pub async fn dial(
+    mlc: &Mlc,
+    pid: ProfileId,
+    line: Option<LineId>,
+    number: &str,
+) -> Result<u64, OpError> {
+    let app = mlc
+        .app()
+        .ok_or_else(|| op_err("unavailable", "shutting down"))?;
+    let number = number.trim();
+    if number.is_empty()
+        || number.len() > 64
+        || number
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '>' || c == '<' || c == '"')
+    {
+        return Err(op_err(
+            "invalid",
+            "number must be digits or a SIP user (no spaces)",
+        ));
+    }
+    let own: Vec<LineId> = app
+        .store
+        .list_profile_lines(pid)
+        .await
+        .map_err(|e| op_err("internal", e.to_string()))?
+        .into_iter()
+        .map(|k| k.line_id)
+        .collect();
+    let line = match line {
+        Some(l) if own.contains(&l) => l,
+        Some(_) => return Err(op_err("forbidden", "this profile has no key for that line")),
+        None => {
+            let busy: HashSet<LineId> = mlc
+                .calls
+                .map
+                .lock()
+                .unwrap()
+                .values()
+                .map(|c| c.line)
+                .collect();
+            *own.iter()
+                .find(|l| mlc.line_state(**l) == LineState::Registered && !busy.contains(l))
+                .ok_or_else(|| {
+                    op_err(
+                        "no_line",
+                        "no registered, idle line is available to this profile",
+                    )
+                })?
+        }
+    };
+    let l = app
+        .store
+        .get_line(line)
+        .await
+        .map_err(|_| op_err("not_found", "no such line"))?;
+    let aor =
+        Uri::parse(&l.fields.uri).map_err(|_| op_err("invalid", "the line's URI is malformed"))?;
+    let registrar = mlc
+        .lines
+        .lock()
+        .unwrap()
+        .get(&line)
+        .and_then(|r| r.registrar)
+        .ok_or_else(|| op_err("line_down", "the line has not reached its PBX"))?;
+    let domain = match aor.port {
+        Some(p) => format!("{}:{p}", aor.host),
+        None => aor.host.clone(),
+    };
+    let target = if number.contains('@') {
+        if number.starts_with("sip:") {
+            number.to_string()
+        } else {
+            format!("sip:{number}")
+        }
+    } else {
+        format!("sip:{number}@{domain}")
+    };
+    let media = Media::bind(mlc.advertised_ip(registrar.addr))
+        .await
+        .map_err(|e| op_err("internal", format!("no RTP port: {e}")))?;
+    let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let call_id = mlc.call_id();
+    let local_tag = mlc.token();
+    let local_uri = format!("sip:{}@{domain}", aor.user);
+    let call = Call {
+        id,
+        line,
+        direction: Direction::Outgoing,
+        state: CallState::Dialing,
+        remote_number: number.to_string(),
+        remote_display: String::new(),
+        line_number: if l.fields.preferred_identity.is_empty() {
+            aor.user_decoded()
+        } else {
+            l.fields.preferred_identity.clone()
+        },
+        started: Timestamp::now(),
+        connected_at: None,
+        owner: Some(pid),
+        speech_unit: "handset-1".into(),
+        rejected: HashSet::new(),
+        dialog: Dialog {
+            call_id: call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: None,
+            local_uri: local_uri.clone(),
+            remote_uri: target.clone(),
+            remote_target: target.clone(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            peer: Some(registrar),
+        },
+        invite: None,
+        sent_invite: None,
+        media: Some(media),
+        codec: Codec::Pcmu,
+        sdp_version: 1,
+        remote_held: false,
+        end_reason: String::new(),
+    };
+    mlc.calls.insert(call);
+    let username = if l.fields.username.is_empty() {
+        aor.user_decoded()
+    } else {
+        l.fields.username.clone()
+    };
+    let password = app
+        .store
+        .line_password(line)
+        .await
+        .ok()
+        .flatten()
+        .map(|p| p.expose().to_string());
+    let display = l.fields.display_name.replace(['"', '\\'], "");
+    let ppi = (!l.fields.preferred_identity.is_empty()).then(|| {
+        format!(
+            "<sip:{}@{domain}>",
+            l.fields.preferred_identity.replace(' ', "")
+        )
+    });
+    publish(mlc, id).await;
+    let me = mlc.clone();
+    tokio::spawn(async move {
+        let from = format!("\"{display}\" <{local_uri}>;tag={local_tag}");
+        run_outgoing(&me, id, registrar, &target, &from, ppi, &username, password).await;
+    });
+    Ok(id)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_outgoing(
+    mlc: &Mlc,
+    id: u64,
+    peer: Peer,
+    target: &str,
+    from: &str,
+    ppi: Option<String>,
+    username: &str,
+    password: Option<String>,
+) {
+    let mut auth: Option<(&'static str, String)> = None;
+    for _ in 0..2 {
+        let Some((cseq, call_id, local, version, line)) = mlc.calls.with(id, |c| {
+            c.dialog.local_cseq += 1;
+            (
+                c.dialog.local_cseq,
+                c.dialog.call_id.clone(),
+                c.media.as_ref().map(|m| m.local),
+                c.sdp_version,
+                c.line,
+            )
+        }) else {
+            return;
+        };
+        let Some(local) = local else { return };
+        let branch = mlc.branch();
+        let sdp_offer = sdp::build(
+            local,
+            id,
+            version,
+            &[Codec::Pcmu, Codec::Pcma],
+            sdp::Direction::SendRecv,
+        );
+        let mut b = Builder::request("INVITE", target)
+            .header("Via", mlc.via(peer, &branch))
+            .header("Max-Forwards", "70")
+            .header("From", from)
+            .header("To", format!("<{target}>"))
+            .header("Call-ID", &call_id)
+            .header("CSeq", format!("{cseq} INVITE"))
+            .header("Contact", format!("<{}>", contact_uri(mlc, line, peer)))
+            .header("Allow", openturret_sip::check::ALLOW)
+            .header("User-Agent", mlc.user_agent());
+        if let Some(p) = &ppi {
+            b = b.header("P-Preferred-Identity", p);
+        }
+        if let Some((h, v)) = &auth {
+            b = b.header(h, v);
+        }
+        let bytes = b.body("application/sdp", sdp_offer).build();
+        mlc.calls.with(id, |c| {
+            c.sent_invite = Some((peer, branch.clone(), cseq, target.to_string()))
+        });
+        let mut rx = mlc.transact(peer, branch.clone(), bytes, true, ANSWER_TIMEOUT);
+        let mut final_response = None;
+        while let Some(r) = rx.recv().await {
+            let code = r.code().unwrap_or(0);
+            if code < 200 {
+                if code == 180 || code == 183 {
+                    let changed = mlc.calls.with(id, |c| {
+                        let was = c.state;
+                        if c.state == CallState::Dialing {
+                            c.state = CallState::Alerting;
+                        }
+                        was != c.state
+                    });
+                    if changed == Some(true) {
+                        publish(mlc, id).await;
+                    }
+                }
+                continue;
+            }
+            final_response = Some(r);
+        }
+        let Some(r) = final_response else {
+            let reason = match mlc.take_send_error(&branch) {
+                Some(e) => format!("cannot reach the PBX: {e}"),
+                None => "no_answer".to_string(),
+            };
+            end(mlc, id, &reason).await;
+            return;
+        };
+        let code = r.code().unwrap_or(0);
+        if (200..300).contains(&code) {
+            let answer = sdp::parse(&r.body).ok();
+            let ended = mlc.calls.with(id, |c| {
+                c.dialog.remote_tag = r.to.tag().map(str::to_string);
+                if let Some(t) = r.contact() {
+                    c.dialog.remote_target = t.uri.to_string();
+                }
+                c.dialog.route_set = r
+                    .header_values("record-route")
+                    .iter()
+                    .rev()
+                    .map(|s| s.to_string())
+                    .collect();
+                if let (Some(a), Some(m)) = (&answer, &c.media) {
+                    c.codec = a.codecs[0];
+                    m.set_remote(a.rtp, c.codec);
+                }
+                let was_cancelled = c.state == CallState::Ended;
+                if !was_cancelled {
+                    c.state = CallState::Connected;
+                    c.connected_at = Some(Timestamp::now());
+                }
+                was_cancelled
+            });
+            send_ack(mlc, id, r.cseq.number).await;
+            if ended == Some(true) {
+                // Hung up while the answer was on its way: end it properly.
+                send_in_dialog(mlc, id, "BYE", None, Vec::new()).await;
+                return;
+            }
+            publish(mlc, id).await;
+            return;
+        }
+        // Non-2xx: the transaction's ACK (same branch, §17.1.1.3).
+        ack_non_2xx(mlc, peer, &branch, target, from, &r).await;
+        if (code == 401 || code == 407) && auth.is_none() {
+            let (hdr, answer_hdr) = if code == 401 {
+                ("www-authenticate", "Authorization")
+            } else {
+                ("proxy-authenticate", "Proxy-Authorization")
+            };
+            let ch = r
+                .header_all(hdr)
+                .iter()
+                .filter_map(|v| Challenge::parse(v).ok())
+                .next();
+            if let (Some(ch), Some(pw)) = (ch, &password) {
+                auth = Some((
+                    answer_hdr,
+                    ch.answer("INVITE", target, username, pw, 1, &mlc.token()),
+                ));
+                continue;
+            }
+        }
+        end(mlc, id, &reason_of(&r)).await;
+        return;
+    }
+    end(mlc, id, "authentication failed").await;
+}
+
+pub(super) async fn ack_non_2xx(
+    mlc: &Mlc,
+    peer: Peer,
+    branch: &str,
+    target: &str,
+    from: &str,
+    r: &Message,
+) {
+    let to = message::header(&r.headers, "to")
+        .unwrap_or_default()
+        .to_string();
+    let b = Builder::request("ACK", target)
+        .header("Via", mlc.via(peer, branch))
+        .header("Max-Forwards", "70")
+        .header("From", from)
+        .header("To", to)
+        .header("Call-ID", &r.call_id)
+        .header("CSeq", format!("{} ACK", r.cseq.number));
+    mlc.send(peer, &b.build()).await;
+}
