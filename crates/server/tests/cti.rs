@@ -53,6 +53,15 @@ async fn cti(s: &InProc, token: &str, since: Option<u64>) -> Result<Ws, u16> {
     }
 }
 
+/// A line for `user` on the test PBX, in answer `mode`.
+async fn line_on(s: &InProc, pbx: &Kamailio, user: &str, mode: &str) -> i64 {
+    s.line(
+        json!({"name": user, "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port), "username": user,
+                  "password": PBX_PASSWORD, "answer_mode": mode}),
+    )
+    .await
+}
+
 /// The next JSON message, or `Err(close code)` when the server closes.
 async fn next(ws: &mut Ws, wait: Duration) -> Result<Option<Value>, u16> {
     match tokio::time::timeout(wait, ws.next()).await {
@@ -90,19 +99,10 @@ async fn scoped_keys_follow_real_calls_and_are_refused_revoked_and_cut_off() {
         c.sip.keepalive_secs = 1;
     })
     .await;
-    let mut lines = Vec::new();
-    for (user, mode) in [("1001", "automatic"), ("1002", "manual")] {
-        let (_, v) = s
-            .api
-            .post(
-                "/api/v1/lines",
-                json!({"name": user, "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port), "username": user,
-                       "password": PBX_PASSWORD, "answer_mode": mode}),
-            )
-            .await;
-        lines.push(v["id"].as_i64().unwrap());
-    }
-    let (a, b) = (lines[0], lines[1]);
+    let (a, b) = (
+        line_on(&s, &pbx, "1001", "automatic").await,
+        line_on(&s, &pbx, "1002", "manual").await,
+    );
     s.api
         .post(
             "/api/v1/global-contacts",
@@ -343,19 +343,10 @@ async fn the_query_api_answers_within_each_keys_scope() {
         c.sip.keepalive_secs = 1;
     })
     .await;
-    let mut lines = Vec::new();
-    for (user, mode) in [("1001", "automatic"), ("1002", "manual")] {
-        let (_, v) = s
-            .api
-            .post(
-                "/api/v1/lines",
-                json!({"name": user, "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port), "username": user,
-                       "password": PBX_PASSWORD, "answer_mode": mode}),
-            )
-            .await;
-        lines.push(v["id"].as_i64().unwrap());
-    }
-    let (a, b) = (lines[0], lines[1]);
+    let (a, b) = (
+        line_on(&s, &pbx, "1001", "automatic").await,
+        line_on(&s, &pbx, "1002", "manual").await,
+    );
     let (_, crm) = s
         .api
         .post(
@@ -490,15 +481,7 @@ async fn with_pseudonymisation_on_no_clear_number_reaches_an_application() {
         c.sip.keepalive_secs = 1;
     })
     .await;
-    let (_, l) = s
-        .api
-        .post(
-            "/api/v1/lines",
-            json!({"name": "Intercom", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port), "username": "1001",
-                   "password": PBX_PASSWORD, "answer_mode": "automatic"}),
-        )
-        .await;
-    let line = l["id"].as_i64().unwrap();
+    let line = line_on(&s, &pbx, "1001", "automatic").await;
     s.api
         .post(
             "/api/v1/global-contacts",

@@ -21,16 +21,11 @@ async fn server() -> InProc {
 
 /// Creates a line on the test PBX; returns its id.
 async fn line(s: &InProc, user: &str, pbx_port: u16, password: &str) -> i64 {
-    let (st, v) = s
-        .api
-        .post(
-            "/api/v1/lines",
-            json!({"name": format!("Line {user}"), "uri": format!("sip:{user}@127.0.0.1:{pbx_port}"),
-                   "username": user, "password": password, "display_name": format!("Desk {user}")}),
-        )
-        .await;
-    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
-    v["id"].as_i64().unwrap()
+    s.line(
+        json!({"name": format!("Line {user}"), "uri": format!("sip:{user}@127.0.0.1:{pbx_port}"),
+                  "username": user, "password": password, "display_name": format!("Desk {user}")}),
+    )
+    .await
 }
 
 async fn line_state(s: &InProc, id: i64) -> Value {
@@ -407,16 +402,10 @@ async fn a_turret_dials_out_holds_retrieves_and_transfers() {
 async fn a_line_over_tcp_registers_and_carries_a_call() {
     let pbx = Kamailio::start("MD5", false);
     let s = server().await;
-    let (st, v) = s
-        .api
-        .post(
-            "/api/v1/lines",
-            json!({"name": "TCP line", "uri": format!("sip:1002@127.0.0.1:{};transport=tcp", pbx.port),
-                   "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
-        )
+    let line = s
+        .line(json!({"name": "TCP line", "uri": format!("sip:1002@127.0.0.1:{};transport=tcp", pbx.port),
+                     "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}))
         .await;
-    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
-    let line = v["id"].as_i64().unwrap();
     wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
     // Automatic answer mode: the call connects with no turret involved.
     let mut phone = Baresip::start("2000", pbx.port, false);
@@ -490,16 +479,12 @@ async fn a_line_over_tls_registers_and_carries_a_call() {
     })
     .await;
     let tls_port = pbx.tls_port.unwrap();
-    let (st, v) = s
-        .api
-        .post(
-            "/api/v1/lines",
+    let line = s
+        .line(
             json!({"name": "TLS line", "uri": format!("sips:1006@127.0.0.1:{tls_port}"),
-                   "username": "1006", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+                     "username": "1006", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
         )
         .await;
-    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
-    let line = v["id"].as_i64().unwrap();
     wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
     // The PBX reaches the MLC over TLS for the call.
     let mut phone = Baresip::start("2000", pbx.port, false);
@@ -559,15 +544,12 @@ async fn hanging_up_an_outgoing_call_while_it_rings_cancels_it() {
 async fn a_stopping_server_ends_its_calls_unbinds_its_lines_and_keeps_the_records() {
     let pbx = Kamailio::start("MD5", false);
     let s = server().await;
-    let (_, v) = s
-        .api
-        .post(
-            "/api/v1/lines",
+    let line = s
+        .line(
             json!({"name": "Intercom", "uri": format!("sip:1010@127.0.0.1:{}", pbx.port),
-                   "username": "1010", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+                     "username": "1010", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
         )
         .await;
-    let line = v["id"].as_i64().unwrap();
     wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
     let mut phone = Baresip::start("2000", pbx.port, false);
     phone.command("dial", &format!("sip:1010@127.0.0.1:{}", pbx.port));

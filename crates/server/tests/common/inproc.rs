@@ -99,6 +99,13 @@ impl InProc {
         (c, v)
     }
 
+    /// Creates a line through the admin API; returns its id.
+    pub async fn line(&self, body: Value) -> i64 {
+        let (s, v) = self.api.post("/api/v1/lines", body).await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
     /// Creates a profile through the admin API; returns its id.
     pub async fn profile(&self, body: Value) -> i64 {
         let (s, v) = self.api.post("/api/v1/profiles", body).await;
