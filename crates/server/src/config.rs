@@ -27,7 +27,31 @@ pub struct Config {
     pub numbers: NumbersConfig,
     pub backup: BackupConfig,
     pub sip: SipConfig,
+    pub cdr: CdrConfig,
     pub log: LogConfig,
+}
+
+/// Rolling call-data-record files (written when the CDR output and its
+/// files are switched on in the settings).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct CdrConfig {
+    /// The folder for offline pick-up; default `<data_dir>/cdr`.
+    pub dir: Option<PathBuf>,
+    /// A file is closed (renamed from `.part`) after this many minutes...
+    pub roll_minutes: u64,
+    /// ...or once it holds this many MiB.
+    pub roll_mib: u64,
+}
+
+impl Default for CdrConfig {
+    fn default() -> Self {
+        CdrConfig {
+            dir: None,
+            roll_minutes: 60,
+            roll_mib: 64,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -157,6 +181,7 @@ impl Default for Config {
             numbers: NumbersConfig::default(),
             backup: BackupConfig::default(),
             sip: SipConfig::default(),
+            cdr: CdrConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -224,6 +249,16 @@ register_expires = 300
 # Each PBX is sent an OPTIONS this often; when it answers again after an
 # outage, its lines re-register at once.
 keepalive_secs = 5
+
+[cdr]
+# Rolling call-data-record files, written when CDRs and their files are
+# switched on in the settings. The file being written ends in .part; a
+# pick-up job takes only the closed ones.
+# Default: <data_dir>/cdr
+# dir = "/var/spool/turret/cdr"
+# A file is closed after this many minutes, or once it holds roll_mib MiB.
+roll_minutes = 60
+roll_mib = 64
 
 [log]
 # "text" or "json"

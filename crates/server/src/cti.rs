@@ -68,7 +68,7 @@ impl Default for Cti {
 }
 
 impl Cti {
-    /// Publishes an event of `kind` (`call`, `line` or `phone`).
+    /// Publishes an event of `kind` (`call`, `line`, `phone` or `cdr`).
     pub fn publish(&self, kind: &'static str, line: Option<LineId>, body: Value) {
         let mut ring = self.ring.lock().unwrap();
         ring.0 += 1;
@@ -115,12 +115,13 @@ impl Cti {
 
 /// Whether `key` may see `e`.
 fn visible(key: &ApiKey, e: &Event) -> bool {
-    let kind = match e.kind {
-        "call" => "calls",
-        "line" => "lines",
-        _ => "phones",
+    let allowed = match e.kind {
+        "call" => key.scope.allows_event("calls"),
+        "line" => key.scope.allows_event("lines"),
+        "cdr" => key.scope.cdrs,
+        _ => key.scope.allows_event("phones"),
     };
-    if !key.scope.allows_event(kind) {
+    if !allowed {
         return false;
     }
     match e.line {
@@ -228,7 +229,7 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
     let mut revoked = app.cti.revoked.subscribe();
     let mut last = 0u64;
     let hello = json!({"v": CTI_VERSION, "kind": "hello", "key": key.name,
-        "events": key.scope.events, "lines": key.scope.lines.as_ref().map(|l| l.iter().map(|x| x.0).collect::<Vec<_>>())});
+        "events": key.scope.events, "cdrs": key.scope.cdrs, "lines": key.scope.lines.as_ref().map(|l| l.iter().map(|x| x.0).collect::<Vec<_>>())});
     if socket
         .send(Message::Text(hello.to_string().into()))
         .await

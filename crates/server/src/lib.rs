@@ -20,6 +20,7 @@
 pub mod backup;
 pub mod callerid;
 pub mod callmem;
+pub mod cdr;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -75,6 +76,8 @@ pub struct AppInner {
     pub cti: cti::Cti,
     /// Numbers as external applications may see them.
     pub pseudo: pseudo::Pseudonymiser,
+    /// Rolling CDR files.
+    pub cdr: cdr::Files,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -121,6 +124,7 @@ impl App {
             country_code: config.numbers.country_code.clone(),
         };
         let data_dir = config.data_dir.clone();
+        let cdr = cdr::Files::start(&config.cdr, &data_dir);
         let app = App(Arc::new(AppInner {
             store,
             throttle: Throttle::new(config.auth.clone()),
@@ -134,6 +138,7 @@ impl App {
             restart: Restart::default(),
             cti: cti::Cti::default(),
             pseudo: pseudo::Pseudonymiser::new(&data_dir, plan.clone()),
+            cdr,
         }));
         let settings = app.store.get_settings().await?;
         app.cti.set_enabled(settings.cti_enabled);

@@ -265,6 +265,7 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     let restart = app.clone();
     serve(app, listener, prepared.tls, stop).await?;
     restart.mlc.shutdown().await;
+    restart.cdr.close().await;
     store.close().await;
     if restart.restart.requested() {
         drop(_lock);

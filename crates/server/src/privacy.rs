@@ -30,6 +30,14 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
     let backups = crate::backup::list(&backup_dir).unwrap_or_default();
     let db = app.config.data_dir.join(crate::startup::DB_FILE);
     let db_where = format!("SQLite database {}", db.display());
+    let cdr_files = app.cdr.list().len();
+    let cdr_where = match (s.cdr_enabled, s.cdr_store, s.cdr_files.as_str()) {
+        (false, _, _) => format!("not produced (switched off); older records in {db_where}"),
+        (true, true, "off") => db_where.clone(),
+        (true, true, f) => format!("{db_where}; {f} files in {}", app.cdr.dir().display()),
+        (true, false, "off") => "not kept: CTI stream only".to_string(),
+        (true, false, f) => format!("{f} files in {}", app.cdr.dir().display()),
+    };
     let categories = vec![
         category(
             "Administrators",
@@ -97,11 +105,14 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         ),
         category(
             "Call data records",
-            "profile, attendant group, numbers, duration, type, direction, times",
+            &format!(
+                "only the enabled fields: {}",
+                s.cdr_fields.to_list().replace(',', ", ")
+            ),
             c.cdrs,
-            &db_where,
-            "external applications allowed by an administrator",
-            "TLS in transit",
+            &cdr_where,
+            "external applications whose API key has CDR access (stream and API), and whoever picks up the files",
+            "TLS in transit; files mode 0600",
         ),
         category(
             "Audit log",
@@ -131,6 +142,15 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "global_contacts_changeable_by_clients": s.global_contacts_changeable,
         },
         "pseudonymisation": s.pseudonymisation.as_str(),
+        "cdr_output": {
+            "enabled": s.cdr_enabled,
+            "kept_in_database": s.cdr_store,
+            "fields": s.cdr_fields.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            "files": s.cdr_files.as_str(),
+            "files_directory": app.cdr.dir().display().to_string(),
+            "files_present": cdr_files,
+            "stream": "CTI events of kind cdr, for API keys with CDR access",
+        },
         "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled,
             "api_keys_active": app.store.list_api_keys().await?.iter().filter(|k| k.is_active(openturret_domain::Timestamp::now())).count()},
         "telephony": {

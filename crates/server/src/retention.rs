@@ -1,7 +1,7 @@
 //! Retention (SPEC §4): call-memory entries and call data records older
 //! than the administrator's limits (settings) are deleted by a background
 //! job, at start and then every hour; each purge is audited with how many
-//! records went. Defaults: call memory 90 days, CDRs 365 days, audit
+//! records went. Closed rolling CDR files older than the CDR limit go too. Defaults: call memory 90 days, CDRs 365 days, audit
 //! entries 2,557 days (seven years).
 
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub struct Purged {
     pub call_memory: u64,
     pub cdrs: u64,
     pub audit_entries: u64,
+    /// Closed rolling CDR files.
+    pub cdr_files: u64,
 }
 
 fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord {
@@ -42,6 +44,13 @@ pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
             .store
             .purge_cdrs_before(cutoff, record(app, "retention.purged", "cdr"))
             .await?;
+        let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.0.max(0) as u64);
+        p.cdr_files = app.cdr.purge_before(before).await? as u64;
+        if p.cdr_files > 0 {
+            let mut r = record(app, "retention.purged", "cdr_files");
+            r.changes = vec![format!("deleted:{}", p.cdr_files)];
+            app.store.append_audit(r).await?;
+        }
     }
     if let Some(days) = s.retention_audit_days {
         // The purge re-anchors the hash chain; its own entry names the
@@ -65,6 +74,7 @@ pub fn start(app: &App) {
                     call_memory = p.call_memory,
                     cdrs = p.cdrs,
                     audit_entries = p.audit_entries,
+                    cdr_files = p.cdr_files,
                     "retention purge"
                 ),
                 Ok(_) => {}

@@ -48,13 +48,14 @@ pub async fn export(
     let line_keys = app.store.list_profile_lines(pid).await?;
     let lines = app.store.list_lines().await?;
     let consents = app.store.list_consents(Some(pid)).await?;
-    let cdrs: Vec<_> = app
+    let cdrs = app
         .store
-        .list_cdrs(Timestamp(0), Timestamp(i64::MAX), 100_000)
-        .await?
-        .into_iter()
-        .filter(|c| c.profile_name.as_deref() == Some(p.name.as_str()))
-        .collect();
+        .list_cdrs(&openturret_store::CdrFilter {
+            profile: Some(pid),
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
     let audit = app
         .store
         .list_audit(&AuditFilter {

@@ -43,6 +43,7 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             .store
             .insert_cdr(Cdr {
                 started_at: Some(Timestamp(now.0 - age_days * 3 * DAY)),
+                recorded_at: Some(Timestamp(now.0 - age_days * 3 * DAY)),
                 ..Default::default()
             })
             .await
@@ -63,7 +64,8 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
         Purged {
             call_memory: 2,
             cdrs: 1,
-            audit_entries: 0
+            audit_entries: 0,
+            cdr_files: 0,
         }
     );
     assert_eq!(
@@ -78,7 +80,10 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
     assert_eq!(
         s.app
             .store
-            .list_cdrs(Timestamp(0), now, 10)
+            .list_cdrs(&openturret_store::CdrFilter {
+                to: now,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .len(),
@@ -124,7 +129,8 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
         Purged {
             call_memory: 0,
             cdrs: 2,
-            audit_entries: 0
+            audit_entries: 0,
+            cdr_files: 0,
         }
     );
 

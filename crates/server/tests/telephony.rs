@@ -10,13 +10,21 @@ use common::sip::{Baresip, Kamailio, PBX_PASSWORD, options_to_user};
 use openturret_server::client::conn::Connection;
 use serde_json::{Value, json};
 
+/// A server with the MLC on, and CDRs switched on (they are off until
+/// then: SPEC rule 11).
 async fn server() -> InProc {
-    InProc::start_with(|c, _| {
+    let s = InProc::start_with(|c, _| {
         c.sip.enabled = true;
         c.sip.keepalive_secs = 1;
         c.sip.register_expires = 120;
     })
-    .await
+    .await;
+    let (st, v) = s
+        .api
+        .patch("/api/v1/settings", json!({"cdr_enabled": true}))
+        .await;
+    assert!(st.is_success(), "{v}");
+    s
 }
 
 /// Creates a line on the test PBX; returns its id.
@@ -292,18 +300,11 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
     assert_eq!(ma[0]["answered_by"], json!("local"));
     assert_eq!(mb[0]["answered_by"], json!("remote"));
     // And a CDR.
-    let cdrs =
-        f.s.app
-            .store
-            .list_cdrs(
-                openturret_domain::Timestamp(0),
-                openturret_domain::Timestamp::now(),
-                10,
-            )
-            .await
-            .unwrap();
+    let cdrs = f.s.app.store.list_cdrs(&Default::default()).await.unwrap();
     assert_eq!(cdrs.len(), 1);
     assert_eq!(cdrs[0].profile_name.as_deref(), Some("Trader A"));
+    assert_eq!(cdrs[0].profile_id.map(|p| p.0), Some(f.a.0));
+    assert_eq!(cdrs[0].line_id.map(|l| l.0), Some(f.line));
     assert_eq!(cdrs[0].calling_number.as_deref(), Some("2000"));
     assert!(cdrs[0].duration_ms.unwrap() > 0);
 
@@ -567,16 +568,7 @@ async fn a_stopping_server_ends_its_calls_unbinds_its_lines_and_keeps_the_record
             .is_some_and(|s| s.starts_with("SIP/2.0 404")),
         "still bound: {status:?}"
     );
-    let cdrs = s
-        .app
-        .store
-        .list_cdrs(
-            openturret_domain::Timestamp(0),
-            openturret_domain::Timestamp::now(),
-            10,
-        )
-        .await
-        .unwrap();
+    let cdrs = s.app.store.list_cdrs(&Default::default()).await.unwrap();
     assert_eq!(
         cdrs.len(),
         1,

@@ -411,14 +411,39 @@ pub trait CallStore {
     /// Deletes call-memory entries written before `cutoff` (retention);
     /// audits the purge when anything went. Returns how many went.
     async fn purge_call_memory_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
-    /// Deletes CDRs that started before `cutoff` (retention), audited.
+    /// Deletes CDRs recorded before `cutoff` (retention), audited.
     async fn purge_cdrs_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
 
     async fn insert_cdr(&self, cdr: Cdr) -> Result<CdrId>;
     /// Several CDRs in one transaction (a busy MLC's burst of ended calls).
-    async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<()>;
-    /// CDRs that started in `[from, to)`, oldest first.
-    async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>>;
+    async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<Vec<CdrId>>;
+    /// CDRs as the filter says, oldest first.
+    async fn list_cdrs(&self, filter: &CdrFilter) -> Result<Vec<Cdr>>;
+}
+
+/// Which CDRs to read.
+#[derive(Clone, Debug)]
+pub struct CdrFilter {
+    /// Recorded in `[from, to)`.
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Only these lines (`None`: every line, and records with no line).
+    pub lines: Option<Vec<LineId>>,
+    /// Only records naming this profile.
+    pub profile: Option<ProfileId>,
+    pub limit: i64,
+}
+
+impl Default for CdrFilter {
+    fn default() -> Self {
+        CdrFilter {
+            from: Timestamp(0),
+            to: Timestamp(i64::MAX),
+            lines: None,
+            profile: None,
+            limit: 1000,
+        }
+    }
 }
 
 /// Filters for reading the audit log; every one optional.

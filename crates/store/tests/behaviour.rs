@@ -124,6 +124,22 @@ async fn deleting_a_profile_erases_everything_it_owns_rule_8() {
         recorded_by: "admin".into(),
     };
     s.create_consent(consent, audit("consent")).await.unwrap();
+    let cdr = |pid: Option<ProfileId>, name: &str| Cdr {
+        line_id: Some(line.id),
+        profile_id: pid,
+        profile_name: Some(name.into()),
+        called_number: Some("+44 20 1".into()),
+        started_at: Some(Timestamp(10)),
+        ..Default::default()
+    };
+    // One record by id, one older one by name only, one of someone else.
+    s.insert_cdrs(vec![
+        cdr(Some(p.id), "Ann"),
+        cdr(None, "Ann"),
+        cdr(None, "Bob"),
+    ])
+    .await
+    .unwrap();
 
     let preview = s.profile_erasure_preview(p.id).await.unwrap();
     let erased = s
@@ -138,9 +154,18 @@ async fn deleting_a_profile_erases_everything_it_owns_rule_8() {
             speed_dials: 1,
             call_memory_entries: 1,
             line_assignments: 1,
-            consents: 1
+            consents: 1,
+            cdrs_named: 2,
         }
     );
+    let cdrs = s.list_cdrs(&CdrFilter::default()).await.unwrap();
+    let names: Vec<_> = cdrs.iter().map(|c| c.profile_name.as_deref()).collect();
+    assert_eq!(
+        names,
+        [None, None, Some("Bob")],
+        "the records stay, unnamed"
+    );
+    assert!(cdrs.iter().all(|c| c.called_number.is_some()));
     assert!(matches!(
         s.get_profile(p.id).await,
         Err(StoreError::NotFound("profile"))

@@ -132,6 +132,9 @@ pub struct ProfileErasure {
     pub call_memory_entries: u64,
     pub line_assignments: u64,
     pub consents: u64,
+    /// Call data records that named the profile: they stay, without the
+    /// name.
+    pub cdrs_named: u64,
 }
 
 #[cfg(test)]

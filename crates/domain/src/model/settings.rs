@@ -1,6 +1,7 @@
 //! System settings (SPEC rules 4, 7, 11): every switch off by default.
 
 use crate::Timestamp;
+use crate::model::CdrFields;
 use crate::secret::PasswordHash;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,7 +25,56 @@ pub struct Settings {
     pub retention_audit_days: Option<u32>,
     /// Numbers in what external applications receive.
     pub pseudonymisation: Pseudonymisation,
+    /// Rule 11: call data records are produced at all (SPEC §5: "if
+    /// enabled, a CDR").
+    pub cdr_enabled: bool,
+    /// CDRs are kept in the database (readable through the API, within
+    /// their retention); off, they only go to the stream and the files.
+    pub cdr_store: bool,
+    /// The fields a CDR holds (SPEC §2: every field optional).
+    pub cdr_fields: CdrFields,
+    /// Rolling CDR files for offline pick-up.
+    pub cdr_files: CdrFiles,
     pub updated_at: Timestamp,
+}
+
+/// Which rolling files the CDR output writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CdrFiles {
+    #[default]
+    Off,
+    Csv,
+    Jsonl,
+    Both,
+}
+
+impl CdrFiles {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CdrFiles::Off => "off",
+            CdrFiles::Csv => "csv",
+            CdrFiles::Jsonl => "jsonl",
+            CdrFiles::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(CdrFiles::Off),
+            "csv" => Some(CdrFiles::Csv),
+            "jsonl" => Some(CdrFiles::Jsonl),
+            "both" => Some(CdrFiles::Both),
+            _ => None,
+        }
+    }
+
+    pub fn csv(self) -> bool {
+        matches!(self, CdrFiles::Csv | CdrFiles::Both)
+    }
+
+    pub fn jsonl(self) -> bool {
+        matches!(self, CdrFiles::Jsonl | CdrFiles::Both)
+    }
 }
 
 /// A change to the settings; `None` leaves a switch as it is.
@@ -43,6 +93,10 @@ pub struct SettingsChanges {
     pub retention_cdr_days: Option<Option<u32>>,
     pub retention_audit_days: Option<Option<u32>>,
     pub pseudonymisation: Option<Pseudonymisation>,
+    pub cdr_enabled: Option<bool>,
+    pub cdr_store: Option<bool>,
+    pub cdr_fields: Option<CdrFields>,
+    pub cdr_files: Option<CdrFiles>,
 }
 
 /// How numbers appear in what external applications receive (SPEC §4).
@@ -131,6 +185,15 @@ impl SettingsChanges {
             &self.pseudonymisation,
             &current.pseudonymisation,
         );
+        super::note_change(
+            &mut c,
+            "cdr_enabled",
+            &self.cdr_enabled,
+            &current.cdr_enabled,
+        );
+        super::note_change(&mut c, "cdr_store", &self.cdr_store, &current.cdr_store);
+        super::note_change(&mut c, "cdr_fields", &self.cdr_fields, &current.cdr_fields);
+        super::note_change(&mut c, "cdr_files", &self.cdr_files, &current.cdr_files);
         c
     }
 }

@@ -11,7 +11,6 @@ use openturret_domain::model::ApiKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ts;
 use crate::App;
 use crate::mlc::call;
 use crate::mlc::report::cti_call_json;
@@ -47,8 +46,7 @@ async fn key(
         .await
         .map_err(|(code, m)| refuse(code, m))?;
     let allowed = if needs == "cdrs" {
-        // CDRs name no line: only keys on every line read them.
-        k.scope.cdrs && k.scope.lines.is_none()
+        k.scope.cdrs
     } else {
         k.scope.allows_event(needs)
     };
@@ -140,17 +138,19 @@ fn parse_time(field: &str, v: &Option<String>, default: Timestamp) -> Result<Tim
     }
 }
 
-/// `GET /ext/v1/cdrs?from=&to=&limit=`: call data records started in
-/// [from, to), oldest first (keys with CDR access on every line).
+/// `GET /ext/v1/cdrs?from=&to=&limit=`: call data records made in
+/// [from, to), oldest first, on the key's lines, with the fields the
+/// administrator has switched on.
 pub async fn cdrs(
     State(app): State<App>,
     ConnectInfo(a): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(q): Query<Range>,
 ) -> Response {
-    if let Err(r) = key(&app, &headers, a.0.ip(), "cdrs").await {
-        return r;
-    }
+    let k = match key(&app, &headers, a.0.ip(), "cdrs").await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let (from, to) = match (
         parse_time("from", &q.from, Timestamp(0)),
         parse_time("to", &q.to, Timestamp(i64::MAX)),
@@ -159,21 +159,22 @@ pub async fn cdrs(
         (Err(m), _) | (_, Err(m)) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &m),
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let Ok(list) = app.store.list_cdrs(from, to, limit).await else {
+    let filter = openturret_store::CdrFilter {
+        from,
+        to,
+        lines: k.scope.lines.clone(),
+        profile: None,
+        limit,
+    };
+    let (Ok(list), Ok(s)) = (
+        app.store.list_cdrs(&filter).await,
+        app.store.get_settings().await,
+    ) else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let cdrs: Vec<Value> = list
         .iter()
-        .map(|c| {
-            json!({
-                "id": c.id.map(|i| i.0), "profile_name": c.profile_name, "attendant_group": c.attendant_group,
-                "called_number": c.called_number.as_deref().map(|n| app.pseudo.apply(n)),
-                "calling_number": c.calling_number.as_deref().map(|n| app.pseudo.apply(n)),
-                "duration_ms": c.duration_ms, "call_type": c.call_type.map(|t| t.as_str()),
-                "direction": c.direction.map(|d| d.as_str()),
-                "started_at": c.started_at.map(ts), "ended_at": c.ended_at.map(ts),
-            })
-        })
+        .map(|c| crate::cdr::json(&app, c, s.cdr_fields))
         .collect();
     axum::Json(json!({"cdrs": cdrs})).into_response()
 }

@@ -275,6 +275,8 @@ pub struct ErasureOut {
     call_memory_entries: u64,
     line_assignments: u64,
     consents: u64,
+    /// Call data records that keep the call but lose the name.
+    cdrs_named: u64,
     /// Always erased with the profile.
     credentials: &'static str,
 }
@@ -287,6 +289,7 @@ impl From<ProfileErasure> for ErasureOut {
             call_memory_entries: e.call_memory_entries,
             line_assignments: e.line_assignments,
             consents: e.consents,
+            cdrs_named: e.cdrs_named,
             credentials: "profile, contacts and call-memory passwords",
         }
     }
@@ -306,6 +309,7 @@ fn erased_fields(e: &ProfileErasure) -> Vec<&'static str> {
         (e.call_memory_entries, "call_memory"),
         (e.line_assignments, "line_assignments"),
         (e.consents, "consents"),
+        (e.cdrs_named, "cdr_profile_name"),
     ] {
         if n > 0 {
             v.push(name);
@@ -352,7 +356,21 @@ pub async fn delete_profile(
         Some(id.to_string()),
         erased_fields(&preview),
     );
-    Ok(app.store.delete_profile(id, r).await?)
+    let name = app.store.get_profile(id).await?.name;
+    let erased = app.store.delete_profile(id, r).await?;
+    scrub_cdr_files(app, &name).await;
+    Ok(erased)
+}
+
+/// Removes an erased profile's name from the rolling CDR files still in
+/// the pick-up folder.
+async fn scrub_cdr_files(app: &App, name: &str) {
+    match app.cdr.scrub_profile_name(name).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "erased profile's name removed from CDR files"),
+        Err(e) => tracing::error!(error = %e, dir = %app.cdr.dir().display(),
+            "erased profile's name not removed from CDR files"),
+    }
 }
 
 #[derive(Serialize)]
@@ -477,7 +495,10 @@ pub async fn withdraw(app: &App, auth: &AdminAuth, id: ConsentId) -> ApiResult<P
         Some(format!("{}/{}", consent.profile_id, consent.id)),
         erased_fields(&preview),
     );
-    Ok(app.store.withdraw_consent(consent.id, r).await?)
+    let name = app.store.get_profile(consent.profile_id).await?.name;
+    let erased = app.store.withdraw_consent(consent.id, r).await?;
+    scrub_cdr_files(app, &name).await;
+    Ok(erased)
 }
 
 /// The subject access export of a profile, as a ZIP download (API and

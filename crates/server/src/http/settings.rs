@@ -3,7 +3,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use openturret_domain::model::{ADMIN_PASSWORD_MIN, Pseudonymisation, Settings, SettingsChanges};
+use openturret_domain::model::{
+    ADMIN_PASSWORD_MIN, CdrFields, CdrFiles, Pseudonymisation, Settings, SettingsChanges,
+};
 use openturret_domain::secret::Secret;
 use openturret_domain::validate;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,10 @@ pub struct SettingsOut {
     retention_cdr_days: Option<u32>,
     retention_audit_days: Option<u32>,
     pseudonymisation: &'static str,
+    cdr_enabled: bool,
+    cdr_store: bool,
+    cdr_fields: Vec<&'static str>,
+    cdr_files: &'static str,
     updated_at: String,
 }
 
@@ -39,6 +45,10 @@ impl From<Settings> for SettingsOut {
             retention_cdr_days: s.retention_cdr_days,
             retention_audit_days: s.retention_audit_days,
             pseudonymisation: s.pseudonymisation.as_str(),
+            cdr_enabled: s.cdr_enabled,
+            cdr_store: s.cdr_store,
+            cdr_fields: s.cdr_fields.iter().map(|f| f.as_str()).collect(),
+            cdr_files: s.cdr_files.as_str(),
             updated_at: ts(s.updated_at),
         }
     }
@@ -71,6 +81,14 @@ pub struct SettingsPatch {
     pub retention_audit_days: Option<Option<u32>>,
     /// `off`, `keyed_hash` or `truncate`.
     pub pseudonymisation: Option<String>,
+    /// Call data records are produced (off until switched on).
+    pub cdr_enabled: Option<bool>,
+    /// CDRs are kept in the database.
+    pub cdr_store: Option<bool>,
+    /// The fields a CDR holds, by name.
+    pub cdr_fields: Option<Vec<String>>,
+    /// `off`, `csv`, `jsonl` or `both`.
+    pub cdr_files: Option<String>,
 }
 
 /// `POST /settings/pseudonym-key/rotate`: a new key for keyed-hash
@@ -131,6 +149,27 @@ pub async fn update(
             ApiError::invalid("pseudonymisation", "must be off, keyed_hash or truncate")
         })?),
     };
+    let cdr_fields = match &b.cdr_fields {
+        None => None,
+        Some(names) => Some(
+            CdrFields::parse_list(names.iter().map(String::as_str)).map_err(|bad| {
+                ApiError::invalid(
+                    "cdr_fields",
+                    &format!(
+                        "{bad:?} is not a CDR field; the fields are {}",
+                        CdrFields::all().to_list().replace(',', ", ")
+                    ),
+                )
+            })?,
+        ),
+    };
+    let cdr_files = match &b.cdr_files {
+        None => None,
+        Some(m) => Some(
+            CdrFiles::parse(m)
+                .ok_or_else(|| ApiError::invalid("cdr_files", "must be off, csv, jsonl or both"))?,
+        ),
+    };
     let event = match &master_password {
         Some(Some(_)) if current.master_password_enabled => "master_password.changed",
         Some(Some(_)) => "master_password.enabled",
@@ -147,6 +186,10 @@ pub async fn update(
         retention_cdr_days: b.retention_cdr_days,
         retention_audit_days: b.retention_audit_days,
         pseudonymisation,
+        cdr_enabled: b.cdr_enabled,
+        cdr_store: b.cdr_store,
+        cdr_fields,
+        cdr_files,
     };
     let r = auth.record(event, "settings", None, changes.changed_fields(&current));
     Ok(axum::Json(

@@ -179,14 +179,14 @@ pub fn cti_call_json(app: &App, v: &CallView) -> Value {
 
 async fn record(app: &App, calls: Vec<CallView>) {
     let mut cdrs = Vec::with_capacity(calls.len());
+    let on = app.store.get_settings().await.is_ok_and(|s| s.cdr_enabled);
     for v in &calls {
         record_memory(app, v).await;
-        cdrs.push(cdr(app, v).await);
+        if on {
+            cdrs.push(cdr(app, v).await);
+        }
     }
-    let n = cdrs.len();
-    if let Err(e) = app.store.insert_cdrs(cdrs).await {
-        tracing::error!(error = %e, records = n, "call data records not written");
-    }
+    crate::cdr::produce(app, cdrs).await;
 }
 
 async fn record_memory(app: &App, v: &CallView) {
@@ -224,6 +224,9 @@ async fn cdr(app: &App, v: &CallView) -> Cdr {
     };
     Cdr {
         id: None,
+        line_id: Some(v.line),
+        profile_id: v.owner,
+        recorded_at: Some(ended),
         profile_name,
         attendant_group: None,
         called_number: Some(called),

@@ -492,6 +492,7 @@ pub fn erasure_list(e: &ProfileErasure) -> Markup {
             dt { "Call-memory entries" } dd { (e.call_memory_entries) }
             dt { "Line keys" } dd { (e.line_assignments) }
             dt { "Consent records" } dd { (e.consents) }
+            dt { "Call data records naming it (kept, without the name)" } dd { (e.cdrs_named) }
             dt { "Passwords" } dd { "profile, contacts and call-memory passwords" }
         }
     }

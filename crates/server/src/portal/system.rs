@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
 use openturret_domain::ConsentId;
+use openturret_domain::model::CdrField;
 use openturret_store::ProfileSort;
 use serde::Deserialize;
 
@@ -27,6 +28,7 @@ pub fn routes() -> Router<App> {
         .route("/consents/{id}/withdraw", get(withdraw_page).post(withdraw))
         .route("/settings/retention", post(save_retention))
         .route("/settings/pseudonym-key/rotate", post(rotate_pseudonym_key))
+        .route("/settings/cdr", post(save_cdr))
 }
 
 async fn settings_page(app: &App, p: &Portal, master: &FormState, status: StatusCode) -> Response {
@@ -36,6 +38,10 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
     };
     let sw = FormState {
         form: "switches",
+        ..Default::default()
+    };
+    let cdr = FormState {
+        form: "cdr",
         ..Default::default()
     };
     let content = html! {
@@ -60,6 +66,33 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
             form method="post" action="/settings/pseudonym-key/rotate" {
                 (layout::csrf(p))
                 button.secondary.small type="submit" { "Rotate the pseudonym key" }
+            }
+        }
+        section.card #cdr {
+            h2 { "Call data records" }
+            p.muted {
+                "Off until switched on. A switched-off field is never stored or sent. Records go to external applications "
+                "with CDR access (the CTI stream and " code { "/ext/v1/cdrs" } "), and to rolling files in "
+                code { (app.cdr.dir().display()) } " for offline pick-up."
+            }
+            form method="post" action="/settings/cdr" {
+                (layout::csrf(p))
+                (checkbox(&cdr, "Produce call data records", "cdr_enabled", s.cdr_enabled))
+                (checkbox(&cdr, "Keep them in the database (readable through the API, within their retention)", "cdr_store", s.cdr_store))
+                fieldset {
+                    legend { "Fields" }
+                    @for f in CdrField::ALL {
+                        (checkbox(&cdr, f.as_str(), &format!("field.{}", f.as_str()), s.cdr_fields.contains(f)))
+                    }
+                }
+                (select(&FormState::with_values("cdr", &[("cdr_files", s.cdr_files.as_str())]),
+                    "Rolling files", "cdr_files", &[
+                    ("off".into(), "None".into()),
+                    ("csv".into(), "CSV".into()),
+                    ("jsonl".into(), "JSON lines".into()),
+                    ("both".into(), "CSV and JSON lines".into()),
+                ]))
+                button type="submit" { "Save call data records" }
             }
         }
         section.card #retention {
@@ -138,6 +171,10 @@ fn patch() -> api_settings::SettingsPatch {
         retention_cdr_days: None,
         retention_audit_days: None,
         pseudonymisation: None,
+        cdr_enabled: None,
+        cdr_store: None,
+        cdr_fields: None,
+        cdr_files: None,
     }
 }
 
@@ -154,6 +191,36 @@ async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Swit
     done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
     })
+}
+
+/// The CDR form: switches, one checkbox per field (`field.<name>`), files.
+async fn save_cdr(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<std::collections::HashMap<String, String>>,
+) -> Response {
+    let checked = |k: &str| on(&f.get(k).cloned());
+    let body = api_settings::SettingsPatch {
+        cdr_enabled: Some(checked("cdr_enabled")),
+        cdr_store: Some(checked("cdr_store")),
+        cdr_fields: Some(
+            CdrField::ALL
+                .iter()
+                .filter(|x| checked(&format!("field.{}", x.as_str())))
+                .map(|x| x.as_str().to_string())
+                .collect(),
+        ),
+        cdr_files: f.get("cdr_files").cloned(),
+        ..patch()
+    };
+    let r = api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await;
+    done(
+        &app,
+        &p,
+        r,
+        "/settings",
+        "Call data record output saved.",
+        |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
+    )
 }
 
 async fn rotate_pseudonym_key(

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use openturret_domain::audit::AuditRecord;
 use openturret_domain::model::*;
-use openturret_domain::{CallMemoryId, CdrId, ProfileId, Timestamp};
+use openturret_domain::{CallMemoryId, CdrId, LineId, ProfileId, Timestamp};
 use sqlx::Row;
 
 use super::{SqliteStore, Tx, db};
-use crate::{CallStore, Result};
+use crate::{CallStore, CdrFilter, Result};
 
 impl SqliteStore {
     async fn purge(
@@ -111,7 +111,7 @@ impl CallStore for SqliteStore {
     }
 
     async fn purge_cdrs_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64> {
-        self.purge("DELETE FROM cdrs WHERE started_at < ?", cutoff, audit)
+        self.purge("DELETE FROM cdrs WHERE recorded_at < ?", cutoff, audit)
             .await
     }
 
@@ -122,22 +122,33 @@ impl CallStore for SqliteStore {
         Ok(id)
     }
 
-    async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<()> {
+    async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<Vec<CdrId>> {
         let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(cdrs.len());
         for c in &cdrs {
-            insert_cdr(&mut tx, c).await?;
+            ids.push(insert_cdr(&mut tx, c).await?);
         }
-        self.commit(tx).await
+        self.commit(tx).await?;
+        Ok(ids)
     }
 
-    async fn list_cdrs(&self, from: Timestamp, to: Timestamp, limit: i64) -> Result<Vec<Cdr>> {
+    async fn list_cdrs(&self, f: &CdrFilter) -> Result<Vec<Cdr>> {
+        let lines = f
+            .lines
+            .as_ref()
+            .map(|l| serde_json::to_string(&l.iter().map(|x| x.0).collect::<Vec<_>>()).unwrap());
         let rows = sqlx::query(
-            "SELECT * FROM cdrs WHERE started_at >= ? AND started_at < ?
-             ORDER BY started_at, id LIMIT ?",
+            "SELECT * FROM cdrs WHERE recorded_at >= ? AND recorded_at < ?
+               AND (?3 IS NULL OR line_id IN (SELECT value FROM json_each(?3)))
+               AND (?4 IS NULL OR profile_id = ?4 OR (profile_id IS NULL
+                    AND profile_name = (SELECT name FROM profiles WHERE id = ?4)))
+             ORDER BY recorded_at, id LIMIT ?5",
         )
-        .bind(from.0)
-        .bind(to.0)
-        .bind(limit)
+        .bind(f.from.0)
+        .bind(f.to.0)
+        .bind(lines)
+        .bind(f.profile.map(|p| p.0))
+        .bind(f.limit)
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
@@ -145,6 +156,9 @@ impl CallStore for SqliteStore {
             .iter()
             .map(|r| Cdr {
                 id: Some(CdrId(r.get("id"))),
+                line_id: r.get::<Option<i64>, _>("line_id").map(LineId),
+                profile_id: r.get::<Option<i64>, _>("profile_id").map(ProfileId),
+                recorded_at: Some(Timestamp(r.get("recorded_at"))),
                 profile_name: r.get("profile_name"),
                 attendant_group: r.get("attendant_group"),
                 called_number: r.get("called_number"),
@@ -165,10 +179,13 @@ impl CallStore for SqliteStore {
 
 async fn insert_cdr(tx: &mut Tx, c: &Cdr) -> Result<CdrId> {
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO cdrs (profile_name, attendant_group, called_number, calling_number,
-               duration_ms, call_type, direction, started_at, ended_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO cdrs (line_id, profile_id, profile_name, attendant_group, called_number,
+               calling_number, duration_ms, call_type, direction, started_at, ended_at,
+               recorded_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
+    .bind(c.line_id.map(|l| l.0))
+    .bind(c.profile_id.map(|p| p.0))
     .bind(&c.profile_name)
     .bind(&c.attendant_group)
     .bind(&c.called_number)
@@ -178,6 +195,7 @@ async fn insert_cdr(tx: &mut Tx, c: &Cdr) -> Result<CdrId> {
     .bind(c.direction.map(|d| d.as_str()))
     .bind(c.started_at.map(|t| t.0))
     .bind(c.ended_at.map(|t| t.0))
+    .bind(c.recorded_at.unwrap_or_else(Timestamp::now).0)
     .fetch_one(&mut *tx.tx)
     .await
     .map_err(db)?;

@@ -50,7 +50,7 @@ impl MaintenanceStore for SqliteStore {
                (SELECT COUNT(*) FROM cdrs) AS cdrs,
                (SELECT COUNT(*) FROM audit_log) AS audit,
                (SELECT MIN(created_at) FROM call_memory) AS oldest_cm,
-               (SELECT MIN(started_at) FROM cdrs) AS oldest_cdr",
+               (SELECT MIN(recorded_at) FROM cdrs) AS oldest_cdr",
         )
         .fetch_one(&self.reader)
         .await

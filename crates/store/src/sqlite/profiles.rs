@@ -49,6 +49,8 @@ async fn erasure_counts(conn: &mut SqliteConnection, id: ProfileId) -> Result<Pr
            (SELECT COUNT(*) FROM call_memory WHERE profile_id = ?1) AS cm,
            (SELECT COUNT(*) FROM line_assignments WHERE profile_id = ?1) AS la,
            (SELECT COUNT(*) FROM consents WHERE profile_id = ?1) AS co,
+           (SELECT COUNT(*) FROM cdrs WHERE profile_id = ?1 OR (profile_id IS NULL
+               AND profile_name = (SELECT name FROM profiles WHERE id = ?1))) AS cdr,
            (SELECT COUNT(*) FROM profiles WHERE id = ?1) AS p",
     )
     .bind(id.0)
@@ -65,6 +67,7 @@ async fn erasure_counts(conn: &mut SqliteConnection, id: ProfileId) -> Result<Pr
         call_memory_entries: n("cm"),
         line_assignments: n("la"),
         consents: n("co"),
+        cdrs_named: n("cdr"),
     })
 }
 
@@ -98,6 +101,17 @@ impl SqliteStore {
              WHERE actor = ?",
         )
         .bind(format!("profile:{}", id.0))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        // Call data records stay (they are the business's record of the
+        // calls) but no longer name the person.
+        sqlx::query(
+            "UPDATE cdrs SET profile_name = NULL, profile_id = NULL
+             WHERE profile_id = ?1
+                OR (profile_id IS NULL AND profile_name = (SELECT name FROM profiles WHERE id = ?1))",
+        )
+        .bind(id.0)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

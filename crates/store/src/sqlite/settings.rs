@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use openturret_domain::Timestamp;
 use openturret_domain::audit::AuditRecord;
-use openturret_domain::model::{Settings, SettingsChanges};
+use openturret_domain::model::{CdrFields, CdrFiles, Settings, SettingsChanges};
 use openturret_domain::secret::PasswordHash;
 use sqlx::Row;
 
@@ -36,6 +36,11 @@ impl SettingsStore for SqliteStore {
                 r.get("pseudonymisation"),
             )
             .unwrap_or_default(),
+            cdr_enabled: r.get("cdr_enabled"),
+            cdr_store: r.get("cdr_store"),
+            cdr_fields: CdrFields::parse_list(r.get::<&str, _>("cdr_fields").split(','))
+                .unwrap_or_default(),
+            cdr_files: CdrFiles::parse(r.get("cdr_files")).unwrap_or_default(),
             updated_at: Timestamp(r.get("updated_at")),
         })
     }
@@ -58,6 +63,10 @@ impl SettingsStore for SqliteStore {
                retention_cdr_days = CASE WHEN ? THEN ? ELSE retention_cdr_days END,
                retention_audit_days = CASE WHEN ? THEN ? ELSE retention_audit_days END,
                pseudonymisation = COALESCE(?, pseudonymisation),
+               cdr_enabled = COALESCE(?, cdr_enabled),
+               cdr_store = COALESCE(?, cdr_store),
+               cdr_fields = COALESCE(?, cdr_fields),
+               cdr_files = COALESCE(?, cdr_files),
                updated_at = ?
              WHERE id = 1",
         )
@@ -76,6 +85,10 @@ impl SettingsStore for SqliteStore {
         .bind(c.retention_audit_days.is_some())
         .bind(c.retention_audit_days.flatten().map(|d| d as i64))
         .bind(c.pseudonymisation.map(|p| p.as_str()))
+        .bind(c.cdr_enabled)
+        .bind(c.cdr_store)
+        .bind(c.cdr_fields.map(|f| f.to_list()))
+        .bind(c.cdr_files.map(|f| f.as_str()))
         .bind(Timestamp::now().0)
         .execute(&mut *tx.tx)
         .await
