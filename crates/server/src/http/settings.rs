@@ -155,7 +155,7 @@ pub async fn update(
             CdrFields::parse_list(names.iter().map(String::as_str)).map_err(|bad| {
                 ApiError::invalid(
                     "cdr_fields",
-                    &format!(
+                    format!(
                         "{bad:?} is not a CDR field; the fields are {}",
                         CdrFields::all().to_list().replace(',', ", ")
                     ),
