@@ -761,4 +761,39 @@ async fn an_api_key_is_shown_once_and_revoked_from_the_portal() {
     assert!(b.text(".flash").await.contains("revoked"));
     let (_, list) = api.get("/api/v1/api-keys").await;
     assert_eq!(list[0]["active"], false);
+
+    // The CDR output: off until switched on; fields and files chosen on
+    // the settings page.
+    assert_eq!(api.get("/api/v1/settings").await.1["cdr_enabled"], false);
+    b.goto("/settings").await;
+    assert!(b.text("#cdr").await.contains("Off until switched on"));
+    b.click("input[name='cdr_enabled']").await;
+    b.click("input[name='field.profile_name']").await;
+    b.click("input[name='field.attendant_group']").await;
+    b.choose("#cdr-cdr_files", "JSON lines").await;
+    b.submit("form[action='/settings/cdr'] button[type=submit]")
+        .await;
+    assert!(
+        b.text(".flash")
+            .await
+            .contains("Call data record output saved")
+    );
+    b.screenshot("settings-cdr").await;
+    let (_, st) = api.get("/api/v1/settings").await;
+    assert_eq!(st["cdr_enabled"], true);
+    assert_eq!(st["cdr_files"], "jsonl");
+    assert_eq!(
+        st["cdr_fields"],
+        json!([
+            "called_number",
+            "calling_number",
+            "duration_ms",
+            "call_type",
+            "direction",
+            "started_at",
+            "ended_at"
+        ])
+    );
+    let (_, report) = api.get("/api/v1/privacy-report").await;
+    assert_eq!(report["cdr_output"]["files"], "jsonl");
 }

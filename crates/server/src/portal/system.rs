@@ -82,7 +82,7 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
                 fieldset {
                     legend { "Fields" }
                     @for f in CdrField::ALL {
-                        (checkbox(&cdr, f.as_str(), &format!("field.{}", f.as_str()), s.cdr_fields.contains(f)))
+                        (checkbox(&cdr, cdr_label(f), &format!("field.{}", f.as_str()), s.cdr_fields.contains(f)))
                     }
                 }
                 (select(&FormState::with_values("cdr", &[("cdr_files", s.cdr_files.as_str())]),
@@ -191,6 +191,20 @@ async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Swit
     done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
     })
+}
+
+fn cdr_label(f: CdrField) -> &'static str {
+    match f {
+        CdrField::ProfileName => "Profile name",
+        CdrField::AttendantGroup => "Attendant group",
+        CdrField::CalledNumber => "Called number",
+        CdrField::CallingNumber => "Calling number",
+        CdrField::Duration => "Duration",
+        CdrField::CallType => "Call type (local or remote)",
+        CdrField::Direction => "Direction",
+        CdrField::StartedAt => "Start time",
+        CdrField::EndedAt => "End time",
+    }
 }
 
 /// The CDR form: switches, one checkbox per field (`field.<name>`), files.
