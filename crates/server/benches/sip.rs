@@ -13,9 +13,14 @@
 //!    from the INVITE's arrival to the last client's ring event, against
 //!    the bare broadcast WebSocket server sending a message of the same
 //!    size.
+//! 4. `stalled`: the same ring, timed on 100 clients, first with no CTI
+//!    application and then with 20 connected applications that never read
+//!    (tiny receive buffers), each time after a flood of 1,500 calls that
+//!    overflows the stalled applications' queues: the ring must not wait
+//!    for them, and each must be told it lost events.
 //!
 //! Run: `cargo bench -p openturret-server --bench sip` (needs kamailio and
-//! sipp: `scripts/test.sh` installs them). `BENCH_PART=calls|register|ring`
+//! sipp: `scripts/test.sh` installs them). `BENCH_PART=calls|register|ring|stalled`
 //! runs one part; `BENCH_LINES`, `BENCH_CLIENTS`, `BENCH_ROUNDS` change
 //! the sizes.
 
@@ -116,6 +121,12 @@ async fn calls() {
     t.post(
         "/lines",
         json!({"name": "Intercom", "uri": "sip:1001@127.0.0.1:9", "answer_mode": "automatic"}),
+    )
+    .await;
+    // Every call leaves its CDR in the database and in both rolling files.
+    t.patch(
+        "/settings",
+        json!({"cdr_enabled": true, "cdr_files": "both"}),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -291,11 +302,19 @@ async fn wait_registered(t: &Turret, n: usize, t0: Instant) {
     }
 }
 
+/// The INVITE of round `k`; `phase` keeps Call-IDs and branches unique
+/// when rounds are numbered again.
 fn invite(to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
+    invite_in(0, to, k, from_port)
+}
+
+/// Phases from 100 on call line 2 (the flood line), the others line 1.
+fn invite_in(phase: usize, to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
+    let line = if phase >= 100 { 2 } else { 1 };
     let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
     format!(
-        "INVITE sip:ot-line-1@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKring{k}\r\n\
-From: \"round-{k}\" <sip:2000@127.0.0.1>;tag=r{k}\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: ring-{k}@bench\r\n\
+        "INVITE sip:ot-line-{line}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKring{phase}x{k}\r\n\
+From: \"round-{k}\" <sip:2000@127.0.0.1>;tag=r{phase}x{k}\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: ring-{phase}x{k}@bench\r\n\
 CSeq: 1 INVITE\r\nContact: <sip:2000@127.0.0.1:{from_port}>\r\nMax-Forwards: 70\r\n\
 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -304,9 +323,14 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
 }
 
 fn cancel(to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
+    cancel_in(0, to, k, from_port)
+}
+
+fn cancel_in(phase: usize, to: SocketAddr, k: usize, from_port: u16) -> Vec<u8> {
+    let line = if phase >= 100 { 2 } else { 1 };
     format!(
-        "CANCEL sip:ot-line-1@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKring{k}\r\n\
-From: \"round-{k}\" <sip:2000@127.0.0.1>;tag=r{k}\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: ring-{k}@bench\r\n\
+        "CANCEL sip:ot-line-{line}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKring{phase}x{k}\r\n\
+From: \"round-{k}\" <sip:2000@127.0.0.1>;tag=r{phase}x{k}\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: ring-{phase}x{k}@bench\r\n\
 CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
     .into_bytes()
@@ -427,4 +451,198 @@ async fn main() {
     if part.is_empty() || part == "ring" {
         ring().await;
     }
+    if part.is_empty() || part == "stalled" {
+        stalled().await;
+    }
+}
+
+/// A CTI application that connects and then never reads: a receive buffer
+/// of 2 KiB, so the server's writes to it stop at once.
+async fn stalled_app(
+    t: &Turret,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let authority = t.url.strip_prefix("https://").unwrap().to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&t.cert) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    let tcp = sock.connect(authority.parse().unwrap()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let mut req = format!("wss://{authority}/cti")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::client_async(req, tls).await.unwrap().0
+}
+
+async fn stalled() {
+    use futures_util::StreamExt;
+    let n = env_usize("BENCH_CLIENTS", 100);
+    let rounds = env_usize("BENCH_ROUNDS", 50);
+    let apps = env_usize("BENCH_APPS", 20);
+    let flood = env_usize("BENCH_FLOOD", 10_000);
+    println!(
+        "stalled CTI applications: ring on a line shared by {n} clients, {rounds} rounds, \
+         without and with {apps} applications that never read, each after {flood} calls"
+    );
+    let t = Turret::start(&[]).await;
+    let line = t
+        .post(
+            "/lines",
+            json!({"name": "Shared", "uri": "sip:1001@127.0.0.1:9", "display_name": "Shared"}),
+        )
+        .await;
+    let p = t
+        .post("/profiles", json!({"name": "Desk", "password": "bench-pw"}))
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    t.put(
+        &format!("/profiles/{pid}/lines/{}", line["id"]),
+        json!({"position": 1}),
+    )
+    .await;
+    // The flood goes to a second line that no turret shows: it loads the
+    // CTI applications (whose keys see every line), not the turrets.
+    let flood_line = t
+        .post(
+            "/lines",
+            json!({"name": "Flood", "uri": "sip:1002@127.0.0.1:9", "display_name": "Flood"}),
+        )
+        .await;
+    assert_eq!(flood_line["id"], 2);
+    t.patch("/settings", json!({"cti_enabled": true})).await;
+    let key = t
+        .post(
+            "/api-keys",
+            json!({"name": "slow recorder", "events": ["calls"]}),
+        )
+        .await;
+    let token = key["token"].as_str().unwrap().to_string();
+    let mut first = Connection::connect(&t.url, &t.cert).await.unwrap();
+    let login = first
+        .request(json!({"op": "login", "profile_id": pid, "password": "bench-pw"}))
+        .await
+        .unwrap();
+    let session = login["token"].as_str().unwrap().to_string();
+    drop(first);
+    let (mut rx, _tasks) = connect_all(
+        n,
+        &t.url,
+        &t.cert,
+        json!({"op": "resume", "token": session}),
+    )
+    .await;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let from_port = sock.local_addr().unwrap().port();
+    let to = t.sip.unwrap();
+
+    let mut results = Vec::new();
+    let mut held = Vec::new();
+    for (phase, with_apps) in [(1usize, false), (2, true)] {
+        if with_apps {
+            for _ in 0..apps {
+                held.push(stalled_app(&t, &token).await);
+            }
+        }
+        // The flood: calls offered and cancelled, untimed, paced a little.
+        let flood_phase = phase + 100;
+        for k in 1..=flood {
+            // Numbered far beyond the timed rounds, so a late push of the
+            // flood is never taken for a round's ring.
+            let k = k + 1_000_000;
+            sock.send_to(&invite_in(flood_phase, to, k, from_port), to)
+                .unwrap();
+            sock.send_to(&cancel_in(flood_phase, to, k, from_port), to)
+                .unwrap();
+            if k % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let mut buf = [0u8; 4096];
+                while sock.recv_from(&mut buf).is_ok() {}
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while rx.try_recv().is_ok() {}
+        let timed = time_rounds_after(
+            n,
+            rounds,
+            &mut rx,
+            |k| {
+                let sock = &sock;
+                async move {
+                    if k > 1 {
+                        sock.send_to(&cancel_in(phase, to, k - 1, from_port), to)
+                            .unwrap();
+                    }
+                    let mut buf = [0u8; 4096];
+                    while sock.recv_from(&mut buf).is_ok() {}
+                    k > 1
+                }
+            },
+            |k| {
+                let sock = &sock;
+                async move {
+                    sock.send_to(&invite_in(phase, to, k, from_port), to)
+                        .unwrap();
+                }
+            },
+        )
+        .await;
+        sock.send_to(&cancel_in(phase, to, rounds, from_port), to)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        results.push(timed);
+    }
+    // Each stalled application, reading at last, is told it lost events.
+    let mut told = 0;
+    for ws in &mut held {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+                Ok(Some(Ok(m))) if m.to_text().is_ok_and(|t| t.contains("\"lost\"")) => {
+                    told += 1;
+                    break;
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("{:<44} {:>10} {:>10}", "", "p50 ms", "p99 ms");
+    println!(
+        "{:<44} {:>10.1} {:>10.1}",
+        format!("ring with {apps} stalled CTI applications"),
+        ms(pct(&results[1], 0.5)),
+        ms(pct(&results[1], 0.99))
+    );
+    println!(
+        "{:<44} {:>10.1} {:>10.1}",
+        "ring with no CTI application (baseline)",
+        ms(pct(&results[0], 0.5)),
+        ms(pct(&results[0], 0.99))
+    );
+    println!(
+        "p99 ratio: {:.2}x; applications told they lost events: {told} of {apps}",
+        pct(&results[1], 0.99).as_secs_f64() / pct(&results[0], 0.99).as_secs_f64()
+    );
 }

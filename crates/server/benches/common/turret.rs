@@ -304,6 +304,19 @@ impl Turret {
         r.json().await.unwrap_or(Value::Null)
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .patch(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}/api/v1{path}", self.url))
