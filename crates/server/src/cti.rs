@@ -318,3 +318,48 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
         }
     }
 }
+
+/// `turret cti`: connects to `/cti` with `key` and prints every message as
+/// one JSON line, until the server closes (an error naming the close
+/// reason) or `seconds` pass.
+pub async fn watch(
+    url: &str,
+    ca_pem: &[u8],
+    key: &str,
+    since: Option<u64>,
+    seconds: Option<u64>,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as M;
+    let path = match since {
+        Some(n) => format!("/cti?since={n}"),
+        None => "/cti".to_string(),
+    };
+    let mut ws = crate::client::conn::open_ws(url, ca_pem, &path, Some(key)).await?;
+    let until = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        let next = match until {
+            Some(t) => match tokio::time::timeout_at(t, ws.next()).await {
+                Ok(m) => m,
+                Err(_) => return Ok(()),
+            },
+            None => ws.next().await,
+        };
+        match next {
+            Some(Ok(M::Text(t))) => {
+                writeln!(out, "{}", t.as_str())?;
+                out.flush()?;
+            }
+            Some(Ok(M::Close(c))) => {
+                let (code, reason) = c.map_or((0, String::new()), |c| {
+                    (u16::from(c.code), c.reason.to_string())
+                });
+                anyhow::bail!("the server closed the stream ({code}): {reason}");
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(anyhow::Error::new(e).context("while reading /cti")),
+            None => anyhow::bail!("the server closed the connection"),
+        }
+    }
+}

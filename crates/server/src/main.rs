@@ -110,6 +110,26 @@ enum Command {
         command: String,
         arg: Option<String>,
     },
+    /// Follow the CTI event stream as an external application would:
+    /// prints every message as one JSON line (see docs/cti.md).
+    Cti {
+        /// System Manager URL [default: https://<listen address>]
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Certificate (PEM) to trust [default: <data-dir>/tls/cert.pem]
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// A file holding the API key (`-`: standard input); never on the
+        /// command line, where other users could read it.
+        #[arg(long, value_name = "FILE")]
+        key_file: PathBuf,
+        /// Resume after this sequence number.
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// Stop after this many seconds [default: run until closed]
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -201,6 +221,28 @@ fn init_logging(config: &Config) {
     } else {
         builder.init();
     }
+}
+
+/// The System Manager's URL (default: this configuration's listen
+/// address) and the certificate to trust (default: the generated one).
+fn server_and_ca(
+    config: &openturret_server::config::Config,
+    server: Option<String>,
+    ca: Option<PathBuf>,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let url = server.unwrap_or_else(|| {
+        let l = config.listen;
+        let host = if l.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            l.ip().to_string()
+        };
+        format!("https://{host}:{}", l.port())
+    });
+    let ca = ca.unwrap_or_else(|| config.data_dir.join("tls/cert.pem"));
+    let pem = std::fs::read(&ca)
+        .with_context(|| format!("while reading the certificate {}", ca.display()))?;
+    Ok((url, pem))
 }
 
 async fn shutdown_signal() {
@@ -355,6 +397,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Default,
         } => print!("{}", config::DEFAULT_TOML),
+        Command::Cti {
+            server,
+            ca,
+            key_file,
+            since,
+            seconds,
+        } => {
+            let (url, pem) = server_and_ca(&config, server, ca)?;
+            let key = if key_file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&key_file)
+                    .with_context(|| format!("while reading the key file {}", key_file.display()))?
+            };
+            let key = key.trim();
+            if key.is_empty() {
+                anyhow::bail!("the key file {} is empty", key_file.display());
+            }
+            openturret_server::cti::watch(&url, &pem, key, since, seconds, &mut std::io::stdout())
+                .await?;
+        }
         Command::Client {
             server,
             ca,
@@ -364,18 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             arg,
         } => {
-            let url = server.unwrap_or_else(|| {
-                let l = config.listen;
-                let host = if l.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    l.ip().to_string()
-                };
-                format!("https://{host}:{}", l.port())
-            });
-            let ca = ca.unwrap_or_else(|| config.data_dir.join("tls/cert.pem"));
-            let pem = std::fs::read(&ca)
-                .with_context(|| format!("while reading the certificate {}", ca.display()))?;
+            let (url, pem) = server_and_ca(&config, server, ca)?;
             let passwords: Vec<String> = if password_stdin {
                 std::io::read_to_string(std::io::stdin())?
                     .lines()

@@ -934,3 +934,75 @@ async fn erasing_a_profile_clears_its_name_from_cdrs_and_retention_deletes_old_f
     let (_, audit) = s.api.get("/api/v1/audit?event_type=retention.purged").await;
     assert!(audit.to_string().contains("cdr_files"), "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turret_cti_follows_the_stream_from_the_command_line() {
+    let s = InProc::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &s.cert).unwrap();
+    let (_, k) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "shell", "events": ["phones"]}),
+        )
+        .await;
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{}\n", k["token"].as_str().unwrap())).unwrap();
+    let run = |key: &std::path::Path, seconds: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["cti", "--server", &s.url, "--ca"])
+            .arg(&ca)
+            .arg("--key-file")
+            .arg(key)
+            .args(["--seconds", seconds])
+            .env("TURRET_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Switched off: refused, saying why.
+    let out = run(&key_file, "5").wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403") && err.contains("switched off"), "{err}");
+
+    s.api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, "otk_wrong").unwrap();
+    let out = run(&bad, "5").wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+
+    let child = run(&key_file, "4");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = s
+        .profile(json!({"name": "Desk", "password": "desk-pw-1"}))
+        .await;
+    let (mut turret, _) = s.login(pid, "desk-pw-1").await;
+    turret.request(json!({"op": "logout"})).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["kind"], "hello");
+    assert_eq!(lines[0]["key"], "shell");
+    let states: Vec<&str> = lines
+        .iter()
+        .filter(|e| e["kind"] == "phone")
+        .map(|e| e["event"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["logged_in", "logged_out"], "{lines:?}");
+}

@@ -42,37 +42,70 @@ fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
     Ok((host, port))
 }
 
+/// Opens a WebSocket at `path` on the System Manager at `url` over TLS
+/// 1.3, trusting the PEM certificate(s) in `ca_pem`; `bearer` goes in the
+/// `Authorization` header. A refusal is the HTTP status and its text.
+pub async fn open_ws(
+    url: &str,
+    ca_pem: &[u8],
+    path: &str,
+    bearer: Option<&str>,
+) -> anyhow::Result<WebSocketStream<TlsStream<TcpStream>>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (host, port) = host_port(url)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(cert.context("while reading the CA certificate")?)
+            .context("while trusting the CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .with_context(|| format!("while connecting to {host}:{port}"))?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(host.clone()).context("bad server name")?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .context("while setting up TLS (is --ca the server's certificate?)")?;
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut req = format!("wss://{authority}{path}").into_client_request()?;
+    if let Some(b) = bearer {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {b}")
+                .parse()
+                .context("the key holds characters a header cannot")?,
+        );
+    }
+    match tokio_tungstenite::client_async(req, tls).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let body = r
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            bail!("{path} refused: {} {}", r.status(), body.trim())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("while opening {path}"))),
+    }
+}
+
 impl Connection {
     /// Connects to the System Manager at `url`, trusting the PEM
     /// certificate(s) in `ca_pem`, and says hello.
     pub async fn connect(url: &str, ca_pem: &[u8]) -> anyhow::Result<Connection> {
-        let (host, port) = host_port(url)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            roots
-                .add(cert.context("while reading the CA certificate")?)
-                .context("while trusting the CA certificate")?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tcp = TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| format!("while connecting to {host}:{port}"))?;
-        tcp.set_nodelay(true)?;
-        let name = ServerName::try_from(host.clone()).context("bad server name")?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .context("while setting up TLS (is --ca the server's certificate?)")?;
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let (ws, _) = tokio_tungstenite::client_async(format!("wss://{authority}/client"), tls)
+        let ws = open_ws(url, ca_pem, "/client", None)
             .await
             .context("while opening the client protocol")?;
         let mut c = Connection {
