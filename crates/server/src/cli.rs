@@ -377,3 +377,14 @@ pub async fn export(
     eprintln!("exported {n} rows");
     Ok(())
 }
+
+/// Audits a CLI action on a component (`mlc.enrolled`, `mlc.revoked`).
+pub async fn audit_component(config: &Config, event: &str, name: &str) -> anyhow::Result<()> {
+    let store = existing_store(config).await?;
+    let mut r = ctx().record(&actor(), event, "mlc", Some(name.to_string()), vec![]);
+    r.pii.client_ip = String::new();
+    let result = store.append_audit(r).await;
+    store.close().await;
+    result?;
+    Ok(())
+}

@@ -28,7 +28,20 @@ pub struct Config {
     pub backup: BackupConfig,
     pub sip: SipConfig,
     pub cdr: CdrConfig,
+    pub components: ComponentsConfig,
     pub log: LogConfig,
+}
+
+/// The component listener, where `turret mlc` processes connect over
+/// mutual TLS (off unless `listen` is set).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct ComponentsConfig {
+    /// Address of the component listener; also `--component-listen`.
+    pub listen: Option<SocketAddr>,
+    /// Extra names (DNS or IP) for the listener's certificate, beyond
+    /// localhost and this host's name: the address MLCs connect to.
+    pub names: Vec<String>,
 }
 
 /// Rolling call-data-record files (written when the CDR output and its
@@ -182,6 +195,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             sip: SipConfig::default(),
             cdr: CdrConfig::default(),
+            components: ComponentsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -260,6 +274,15 @@ keepalive_secs = 5
 roll_minutes = 60
 roll_mib = 64
 
+[components]
+# Where `turret mlc` processes connect (mutual TLS, certificates of the
+# internal CA: `turret mlc enrol NAME`). Off unless set; also
+# --component-listen on `turret serve`.
+# listen = "0.0.0.0:8444"
+# Names MLCs use to reach this server, for its component certificate
+# (localhost and this host's name are always in it).
+# names = ["turret.example.com", "192.0.2.10"]
+
 [log]
 # "text" or "json"
 format = "text"
@@ -273,6 +296,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub sip_listen: Option<SocketAddr>,
+    pub component_listen: Option<SocketAddr>,
 }
 
 /// A loaded configuration and the warnings met on the way (unknown keys),
@@ -330,6 +354,9 @@ pub fn load(
     }
     if let Some(l) = overrides.sip_listen {
         config.sip.listen = l;
+    }
+    if let Some(l) = overrides.component_listen {
+        config.components.listen = Some(l);
     }
     if !matches!(config.log.format.as_str(), "text" | "json") {
         bail!(

@@ -133,8 +133,8 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
             ) => {}
         "line" => {
             match a {
-                Some(lid) => app.mlc.line_changed(LineId(lid)),
-                None => app.mlc.lines_changed(),
+                Some(lid) => crate::telephony::line_changed(app, LineId(lid)),
+                None => crate::telephony::resync_all(app),
             }
             if r.event_type == "line.deleted" {
                 app.hub.send(None, PushKind::Config(None));

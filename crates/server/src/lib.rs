@@ -23,6 +23,7 @@ pub mod callmem;
 pub mod cdr;
 pub mod cli;
 pub mod client;
+pub mod component;
 pub mod config;
 pub mod cti;
 pub mod http;
@@ -36,6 +37,7 @@ pub mod pseudo;
 pub mod retention;
 pub mod startup;
 pub mod subject;
+pub mod telephony;
 pub mod throttle;
 pub mod tls;
 pub mod transfer;
@@ -78,6 +80,8 @@ pub struct AppInner {
     pub pseudo: pseudo::Pseudonymiser,
     /// Rolling CDR files.
     pub cdr: cdr::Files,
+    /// The system's MLCs, line ownership, call routing and reports.
+    pub telephony: telephony::Telephony,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -139,12 +143,14 @@ impl App {
             cti: cti::Cti::default(),
             pseudo: pseudo::Pseudonymiser::new(&data_dir, plan.clone()),
             cdr,
+            telephony: telephony::Telephony::default(),
         }));
         let settings = app.store.get_settings().await?;
         app.cti.set_enabled(settings.cti_enabled);
         app.pseudo.set_mode(settings.pseudonymisation);
         app.caller_id.load(app.store.as_ref()).await?;
         hub::start(&app);
+        telephony::start(&app);
         retention::start(&app);
         backup::start_schedule(&app);
         Ok(app)

@@ -37,6 +37,36 @@ enum Command {
         /// SIP address of the Multi-Line Controller, UDP and TCP [default: 0.0.0.0:5060]
         #[arg(long, value_name = "ADDR")]
         sip_listen: Option<SocketAddr>,
+        /// Where `turret mlc` processes connect, over mutual TLS [default: off]
+        #[arg(long, value_name = "ADDR")]
+        component_listen: Option<SocketAddr>,
+    },
+    /// A Multi-Line Controller in its own process (or host): serves the
+    /// lines the System Manager gives it, over mutual TLS.
+    ///
+    /// On the System Manager's host, `turret mlc enrol NAME --out DIR`
+    /// issues its certificate; copy DIR to the MLC's host, then run
+    /// `turret mlc --manager https://SM:8444 --cert DIR/NAME.pem --key DIR/NAME.key --ca DIR/ca.pem`.
+    /// The System Manager needs `--component-listen` (or components.listen).
+    #[command(args_conflicts_with_subcommands = true)]
+    Mlc {
+        #[command(subcommand)]
+        command: Option<MlcCommand>,
+        /// The System Manager's component address, https://host:port
+        #[arg(long, value_name = "URL")]
+        manager: Option<String>,
+        /// This MLC's certificate (PEM), from `turret mlc enrol`
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// Its private key (PEM)
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The System Manager's component CA (PEM)
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// SIP address, UDP and TCP [default: 0.0.0.0:5060]
+        #[arg(long, value_name = "ADDR")]
+        sip_listen: Option<SocketAddr>,
     },
     /// Manage administrator accounts on the data directory.
     Admin {
@@ -135,6 +165,20 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum MlcCommand {
+    /// Issue a certificate for an MLC named NAME (run on the System
+    /// Manager's host): writes NAME.pem, NAME.key (mode 0600) and ca.pem.
+    Enrol {
+        name: String,
+        /// The folder to write them to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Refuse an MLC's certificate from now on (its link ends).
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -287,13 +331,17 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     let sip = config.sip.clone();
     let app = App::start(prepared.store, config, host).await?;
     if sip.enabled {
-        let at = app.mlc.start(&app, sip).await?;
+        let at = openturret_server::telephony::start_local(&app, sip).await?;
         println!("  SIP (MLC):   {at} (UDP and TCP)");
         if let Some(tls) = app.mlc.tls_addr() {
             println!("  SIP TLS:     {tls}");
         }
     } else {
         println!("  SIP (MLC):   off (sip.enabled = false)");
+    }
+    if let Some(listen) = app.config.components.listen {
+        let at = openturret_server::component::serve(&app, listen).await?;
+        println!("  components:  {at} (mutual TLS, for turret mlc)");
     }
     std::io::stdout().flush().ok();
     tracing::info!(%bound, "serving");
@@ -306,7 +354,7 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     };
     let restart = app.clone();
     serve(app, listener, prepared.tls, stop).await?;
-    restart.mlc.shutdown().await;
+    openturret_server::telephony::shutdown(&restart).await;
     restart.cdr.close().await;
     store.close().await;
     if restart.restart.requested() {
@@ -324,14 +372,20 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (listen, sip_listen) = match &cli.command {
-        Command::Serve { listen, sip_listen } => (*listen, *sip_listen),
-        _ => (None, None),
+    let (listen, sip_listen, component_listen) = match &cli.command {
+        Command::Serve {
+            listen,
+            sip_listen,
+            component_listen,
+        } => (*listen, *sip_listen, *component_listen),
+        Command::Mlc { sip_listen, .. } => (None, *sip_listen, None),
+        _ => (None, None, None),
     };
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         listen,
         sip_listen,
+        component_listen,
     };
     let loaded = config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     let config = loaded.config;
@@ -397,6 +451,69 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Default,
         } => print!("{}", config::DEFAULT_TOML),
+        Command::Mlc {
+            command: Some(MlcCommand::Enrol { name, out }),
+            ..
+        } => {
+            let files = openturret_server::component::enrol(&config.data_dir, &name, &out)?;
+            cli::audit_component(&config, "mlc.enrolled", &name).await?;
+            println!("MLC {name} enrolled; copy these to its host (the key stays secret):");
+            for f in files {
+                println!("  {}", f.display());
+            }
+        }
+        Command::Mlc {
+            command: Some(MlcCommand::Revoke { name }),
+            ..
+        } => {
+            openturret_server::component::revoke(&config.data_dir, &name)?;
+            cli::audit_component(&config, "mlc.revoked", &name).await?;
+            println!("MLC {name} revoked: its certificate is refused from now on.");
+        }
+        Command::Mlc {
+            command: None,
+            manager,
+            cert,
+            key,
+            ca,
+            ..
+        } => {
+            let need = |v: Option<PathBuf>, flag: &str| {
+                v.ok_or_else(|| anyhow::anyhow!("turret mlc needs {flag} (see turret mlc --help)"))
+            };
+            let opts = openturret_server::component::MlcOptions {
+                manager: manager.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "turret mlc needs --manager https://HOST:PORT (see turret mlc --help)"
+                    )
+                })?,
+                cert: need(cert, "--cert")?,
+                key: need(key, "--key")?,
+                ca: need(ca, "--ca")?,
+            };
+            let host = host_name();
+            std::fs::create_dir_all(&config.data_dir)?;
+            let tls = openturret_server::mlc::tls_setup(
+                &config.tls,
+                &config.data_dir,
+                &host,
+                &config.sip,
+            )?;
+            println!(
+                "OpenTurret Multi-Line Controller {}",
+                env!("CARGO_PKG_VERSION")
+            );
+            println!("  manager:     {}", opts.manager);
+            println!("  SIP:         {} (UDP and TCP)", config.sip.listen);
+            std::io::Write::flush(&mut std::io::stdout()).ok();
+            openturret_server::component::run_mlc(
+                opts,
+                config.sip.clone(),
+                Some(tls),
+                shutdown_signal(),
+            )
+            .await?;
+        }
         Command::Cti {
             server,
             ca,

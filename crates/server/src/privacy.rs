@@ -154,8 +154,10 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled,
             "api_keys_active": app.store.list_api_keys().await?.iter().filter(|k| k.is_active(openturret_domain::Timestamp::now())).count()},
         "telephony": {
-            "mlc_running": app.mlc.is_running(),
+            "mlc_running": crate::telephony::running(app),
             "sip_listen": app.mlc.local_addr().map(|a| a.to_string()),
+            "controllers": crate::telephony::members(app).iter().map(|m| m.json()).collect::<Vec<_>>(),
+            "component_link": "turret mlc processes connect over mutual TLS (certificates of the internal CA), and receive the passwords of the lines they serve",
             "signalling": "SIP to each PBX over the transport its line names: TLS for sips: or ;transport=tls lines; over UDP or TCP, numbers and names travel unencrypted on that network",
             "media": "RTP (G.711), unencrypted (no SRTP yet), anchored at the MLC",
         },

@@ -110,7 +110,7 @@ pub async fn config_json(app: &App, profile: ProfileId) -> Result<String, StoreE
         .iter()
         .filter_map(|k| {
             lines.iter().find(|l| l.id == k.line_id).map(|l| {
-                let st = app.mlc.line_state(l.id);
+                let st = crate::telephony::line_state(app, l.id);
                 json!({"line_id": l.id.0, "position": k.position,
                        "display_name": l.fields.display_name, "alternate_text": l.fields.alternate_text,
                        "answer_mode": l.fields.answer_mode.as_str(),

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::mlc::call;
 use crate::mlc::report::cti_call_json;
+use crate::telephony;
 use crate::tls::ClientAddr;
 
 fn refuse(code: StatusCode, message: &str) -> Response {
@@ -69,7 +69,7 @@ pub async fn calls(
         Ok(k) => k,
         Err(r) => return r,
     };
-    let calls: Vec<Value> = call::ongoing(&app.mlc)
+    let calls: Vec<Value> = telephony::ongoing(&app)
         .iter()
         .filter(|c| k.scope.allows_line(c.line))
         .map(|c| cti_call_json(&app, c))
@@ -94,7 +94,7 @@ pub async fn lines(
         .iter()
         .filter(|l| k.scope.allows_line(l.id))
         .map(|l| {
-            let st = app.mlc.line_state(l.id);
+            let st = telephony::line_state(&app, l.id);
             json!({"line_id": l.id.0, "name": l.fields.name, "display_name": l.fields.display_name,
                    "state": st.name(), "reason": st.reason()})
         })

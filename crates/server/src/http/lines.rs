@@ -34,7 +34,7 @@ pub struct LineOut {
 
 impl LineOut {
     pub fn new(app: &App, l: Line) -> Self {
-        let state = app.mlc.line_state(l.id);
+        let state = crate::telephony::line_state(&app, l.id);
         LineOut {
             id: l.id.0,
             name: l.fields.name,
@@ -87,26 +87,30 @@ pub struct LinePatch {
     pub answer_mode: Option<String>,
 }
 
-/// `GET /mlc`: the Multi-Line Controller's SIP address, how many lines
-/// are in each registration state, and the calls in progress.
+/// `GET /mlc`: the Multi-Line Controllers (the one in this process and
+/// the connected `turret mlc`s) with their SIP addresses and line counts,
+/// how many lines are in each registration state, and the calls in
+/// progress.
 pub async fn mlc_status(
     State(app): State<App>,
     _a: AdminAuth,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    use crate::telephony;
     let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
-    if app.mlc.is_running() {
-        // From the MLC's own table: cheap enough to poll.
-        for s in app.mlc.line_states().values() {
+    if telephony::running(&app) {
+        // From the MLCs' own tables: cheap enough to poll.
+        for s in telephony::line_states(&app).values() {
             *counts.entry(s.name()).or_default() += 1;
         }
     } else {
         counts.insert("unknown", app.store.list_lines().await?.len() as u64);
     }
     Ok(axum::Json(serde_json::json!({
-        "running": app.mlc.is_running(),
+        "running": telephony::running(&app),
         "sip": app.mlc.local_addr().map(|a| a.to_string()),
+        "controllers": telephony::members(&app).iter().map(|m| m.json()).collect::<Vec<_>>(),
         "lines": counts,
-        "calls": app.mlc.calls_in_progress(),
+        "calls": telephony::calls_in_progress(&app),
     })))
 }
 

@@ -18,6 +18,7 @@
 //! did not parse, and every table is bounded.
 
 pub mod call;
+pub mod host;
 pub mod register;
 pub mod report;
 pub mod rtp;
@@ -26,7 +27,7 @@ pub mod transport;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use openturret_domain::LineId;
@@ -35,8 +36,8 @@ use openturret_sip::message::{self, Builder, Message, ParseError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
-use crate::config::SipConfig;
-use crate::{App, AppInner};
+use crate::config::{SipConfig, TlsConfig};
+pub use host::Host;
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
 
 /// RFC 3261 timer T1 (round-trip estimate) and T2 (maximum retransmit
@@ -101,13 +102,14 @@ impl LineState {
     }
 }
 
-/// The MLC inside the System Manager. Cheap to clone.
+/// A Multi-Line Controller: inside the System Manager, or in `turret mlc`.
+/// Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Mlc(Arc<Inner>);
 
 #[derive(Default)]
 pub struct Inner {
-    app: OnceLock<Weak<AppInner>>,
+    host: OnceLock<Arc<dyn Host>>,
     transport: OnceLock<Arc<dyn SipTransport>>,
     config: OnceLock<SipConfig>,
     user_agent: String,
@@ -121,14 +123,10 @@ pub struct Inner {
     awaiting_ack: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
     pub(crate) calls: call::Calls,
-    reports: OnceLock<mpsc::Sender<report::Job>>,
     /// Bounds the REGISTERs in flight (see `register::run`).
     pub(crate) registering: InFlight,
     /// Our address towards each peer, when `sip.listen` is unspecified.
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
-    audits: OnceLock<mpsc::Sender<openturret_store::AuditRecord>>,
-    /// The audit writer holds a batch it has not committed yet.
-    audit_writing: Arc<std::sync::atomic::AtomicBool>,
     seq: AtomicU64,
 }
 
@@ -179,12 +177,16 @@ impl Mlc {
         }))
     }
 
-    /// Binds the SIP address and starts serving the lines of `app`'s store.
+    /// Binds the SIP addresses and starts serving the lines `host` gives.
     /// Returns the bound address.
-    pub async fn start(&self, app: &App, config: SipConfig) -> anyhow::Result<SocketAddr> {
+    pub async fn start(
+        &self,
+        host: Arc<dyn Host>,
+        config: SipConfig,
+        tls: Option<transport::TlsSetup>,
+    ) -> anyhow::Result<SocketAddr> {
         let (tx, rx) = mpsc::channel::<Inbound>(4096);
-        let tls = tls_setup(app, &config)?;
-        let t = NetTransport::bind(config.listen, Some(tls), tx)
+        let t = NetTransport::bind(config.listen, tls, tx)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -193,13 +195,9 @@ impl Mlc {
                 )
             })?;
         let local = t.local_addr();
-        let _ = self.app.set(Arc::downgrade(&app.0));
+        let _ = self.host.set(host);
         let _ = self.transport.set(Arc::new(t));
         let _ = self.config.set(config);
-        let _ = self.reports.set(report::start(self));
-        let _ = self
-            .audits
-            .set(start_audit_writer(app, self.audit_writing.clone()));
         tokio::spawn(self.clone().dispatch(rx));
         register::start_all(self).await?;
         tracing::info!(%local, "Multi-Line Controller listening (SIP over UDP and TCP)");
@@ -210,8 +208,14 @@ impl Mlc {
         self.transport.get().is_some()
     }
 
-    pub(crate) fn app(&self) -> Option<App> {
-        self.app.get()?.upgrade().map(App)
+    pub(crate) fn host(&self) -> Option<&Arc<dyn Host>> {
+        self.host.get()
+    }
+
+    /// Makes call ids start above `base` (each MLC of a system gets its own
+    /// range, so a call id names one call system-wide).
+    pub fn set_call_id_base(&self, base: u64) {
+        self.calls.next.fetch_max(base, Ordering::SeqCst);
     }
 
     pub(crate) fn config(&self) -> SipConfig {
@@ -289,17 +293,10 @@ impl Mlc {
         }
     }
 
-    /// Queues an audit entry; a writer appends bursts in one transaction.
-    pub(crate) async fn audit(&self, r: openturret_store::AuditRecord) {
-        if let Some(tx) = self.audits.get() {
-            let _ = tx.send(r).await;
-        }
-    }
-
-    /// Queues a report about a call (see [`report`]).
-    pub(crate) async fn report(&self, job: report::Job) {
-        if let Some(tx) = self.reports.get() {
-            let _ = tx.send(job).await;
+    /// Tells the host about a call (see [`Host::call`]).
+    pub(crate) async fn report(&self, view: report::CallView, ended: bool) {
+        if let Some(h) = self.host() {
+            h.call(view, ended).await;
         }
     }
 
@@ -645,17 +642,8 @@ impl Mlc {
         call::end_all(self, Duration::from_secs(3)).await;
         register::shutdown(self, Duration::from_secs(3)).await;
         // Every call's records written before the store closes.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.report(report::Job::Flush(tx)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-        // And the audit entries queued for the batch writer.
-        if let Some(tx) = self.audits.get() {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while (tx.capacity() < tx.max_capacity() || self.audit_writing.load(Ordering::SeqCst))
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        if let Some(h) = self.host() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h.flush()).await;
         }
     }
 
@@ -669,10 +657,16 @@ impl Mlc {
     }
 }
 
-/// SIP over TLS: our certificate (the System Manager's) for the listener,
-/// and the CAs of `sip.tls_ca` to check PBXs we connect to.
-fn tls_setup(app: &App, config: &SipConfig) -> anyhow::Result<transport::TlsSetup> {
-    let (server, _) = crate::tls::server_config(&app.config.tls, &app.config.data_dir, &app.host)?;
+/// SIP over TLS: our certificate (the System Manager's, or one generated
+/// in `data_dir`) for the listener, and the CAs of `sip.tls_ca` to check
+/// PBXs we connect to.
+pub fn tls_setup(
+    tls: &TlsConfig,
+    data_dir: &std::path::Path,
+    host_name: &str,
+    config: &SipConfig,
+) -> anyhow::Result<transport::TlsSetup> {
+    let (server, _) = crate::tls::server_config(tls, data_dir, host_name)?;
     let mut server = (*server).clone();
     server.alpn_protocols.clear();
     let listen = config.tls_listen.unwrap_or_else(|| {
@@ -707,33 +701,4 @@ fn tls_setup(app: &App, config: &SipConfig) -> anyhow::Result<transport::TlsSetu
         server: Arc::new(server),
         client,
     })
-}
-
-/// Appends the MLC's audit entries in batches: a burst of line state
-/// changes (ten thousand lines registering) costs a few transactions, not
-/// one disk sync each.
-fn start_audit_writer(
-    app: &App,
-    writing: Arc<std::sync::atomic::AtomicBool>,
-) -> mpsc::Sender<openturret_store::AuditRecord> {
-    let (tx, mut rx) = mpsc::channel::<openturret_store::AuditRecord>(65_536);
-    let store = app.store.clone();
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            writing.store(true, Ordering::SeqCst);
-            let mut batch = vec![first];
-            while batch.len() < 1000 {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            let n = batch.len();
-            if let Err(e) = store.append_audits(batch).await {
-                tracing::error!(error = %e, entries = n, "MLC audit entries not written");
-            }
-            writing.store(false, Ordering::SeqCst);
-        }
-    });
-    tx
 }

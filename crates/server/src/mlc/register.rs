@@ -21,7 +21,6 @@ use tokio::task::JoinHandle;
 
 use super::transport::{Peer, Proto};
 use super::{LineState, Mlc, TXN_TIMEOUT};
-use crate::hub::PushKind;
 
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
@@ -39,12 +38,24 @@ pub struct LineRuntime {
     pub number: String,
     /// Answer mode automatic: calls are answered at once.
     pub auto_answer: bool,
+    /// What a call placed on the line presents and answers challenges with.
+    pub(crate) dial: DialAs,
     /// The stored line's last change, to notice changes made in bulk.
     updated_at: openturret_domain::Timestamp,
     task: JoinHandle<()>,
     kick: Arc<Notify>,
     /// Set, then `kick`ed: the task removes its binding and ends.
     unregister: Arc<AtomicBool>,
+}
+
+/// How calls placed on a line identify and authenticate themselves.
+#[derive(Clone)]
+pub(crate) struct DialAs {
+    /// The digest username (the line's, else the AOR's user).
+    pub username: String,
+    pub password: Option<Secret>,
+    pub display_name: String,
+    pub preferred_identity: String,
 }
 
 impl LineRuntime {
@@ -62,33 +73,32 @@ impl LineRuntime {
 
 /// Starts every line's registration and the PBX keep-alive.
 pub async fn start_all(mlc: &Mlc) -> anyhow::Result<()> {
-    let app = mlc.app().ok_or_else(|| anyhow::anyhow!("no app"))?;
-    let mut passwords: HashMap<LineId, Secret> =
-        app.store.line_passwords().await?.into_iter().collect();
-    for line in app.store.list_lines().await? {
-        let password = passwords.remove(&line.id);
+    let host = mlc
+        .host()
+        .ok_or_else(|| anyhow::anyhow!("no host"))?
+        .clone();
+    for (line, password) in host.lines().await? {
         start(mlc, line, password).await;
     }
     tokio::spawn(keepalive(mlc.clone()));
     Ok(())
 }
 
-/// (Re)starts a line's registration from its stored configuration, or
-/// stops it when the line is gone.
+/// (Re)starts a line's registration from its configuration, or stops it
+/// (unbinding it at its PBX) when the line is gone or no longer ours.
 pub async fn restart(mlc: &Mlc, id: LineId) {
-    let Some(app) = mlc.app() else { return };
-    match app.store.get_line(id).await {
-        Ok(line) => {
-            let password = app.store.line_password(id).await.ok().flatten();
-            start(mlc, line, password).await
-        }
-        Err(_) => {
-            // Deleted: the task removes its binding and ends.
+    let Some(host) = mlc.host().cloned() else {
+        return;
+    };
+    match host.line(id).await {
+        Ok(Some((line, password))) => start(mlc, line, password).await,
+        Ok(None) => {
             let old = mlc.lines.lock().unwrap().remove(&id);
             if let Some(old) = old {
                 old.stop(true);
             }
         }
+        Err(e) => tracing::warn!(line = id.0, error = format!("{e:#}"), "line not reloaded"),
     }
 }
 
@@ -108,6 +118,19 @@ async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
         line.fields.preferred_identity.clone()
     };
     let auto_answer = line.fields.answer_mode.is_automatic();
+    let dial = DialAs {
+        username: if line.fields.username.is_empty() {
+            parsed
+                .as_ref()
+                .map(|u| u.user_decoded())
+                .unwrap_or_default()
+        } else {
+            line.fields.username.clone()
+        },
+        password: password.clone(),
+        display_name: line.fields.display_name.clone(),
+        preferred_identity: line.fields.preferred_identity.clone(),
+    };
     if let Some(old) = old {
         // Same address of record: the new task's REGISTER refreshes the
         // same binding, so removing it would race with it.
@@ -139,6 +162,7 @@ async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
                 user,
                 number,
                 auto_answer,
+                dial,
                 updated_at: line.updated_at,
                 task,
                 kick,
@@ -169,11 +193,14 @@ pub async fn shutdown(mlc: &Mlc, limit: Duration) {
     }
 }
 
-/// Brings the line table in step with the store after a bulk change (an
-/// import): starts new lines, restarts changed ones, stops removed ones.
+/// Brings the line table in step with the host's lines after a bulk
+/// change (an import, lines moving between MLCs): starts new lines,
+/// restarts changed ones, stops (and unbinds) the others.
 pub async fn resync(mlc: &Mlc) {
-    let Some(app) = mlc.app() else { return };
-    let Ok(stored) = app.store.list_lines().await else {
+    let Some(host) = mlc.host().cloned() else {
+        return;
+    };
+    let Ok(stored) = host.lines().await else {
         return;
     };
     let known: HashMap<LineId, openturret_domain::Timestamp> = mlc
@@ -183,20 +210,18 @@ pub async fn resync(mlc: &Mlc) {
         .iter()
         .map(|(id, l)| (*id, l.updated_at))
         .collect();
-    let mut passwords: HashMap<LineId, Secret> = app
-        .store
-        .line_passwords()
-        .await
-        .map(|p| p.into_iter().collect())
-        .unwrap_or_default();
-    for l in stored.iter() {
+    let ids: HashSet<LineId> = stored.iter().map(|(l, _)| l.id).collect();
+    for (l, password) in stored {
         if known.get(&l.id) != Some(&l.updated_at) {
-            start(mlc, l.clone(), passwords.remove(&l.id)).await;
+            start(mlc, l, password).await;
         }
     }
     for id in known.keys() {
-        if !stored.iter().any(|l| l.id == *id) {
-            restart(mlc, *id).await;
+        if !ids.contains(id) {
+            let old = mlc.lines.lock().unwrap().remove(id);
+            if let Some(old) = old {
+                old.stop(true);
+            }
         }
     }
 }
@@ -212,38 +237,14 @@ pub(crate) async fn set_state(mlc: &Mlc, id: LineId, state: LineState) {
         }
         std::mem::replace(&mut l.state, state.clone())
     };
-    let Some(app) = mlc.app() else { return };
     match &state {
         LineState::Failing(r) => {
             tracing::warn!(line = id.0, reason = %r, "line registration failing")
         }
         s => tracing::info!(line = id.0, state = s.name(), "line registration"),
     }
-    let push = Arc::<str>::from(
-        serde_json::json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
-            .to_string(),
-    );
-    app.cti.publish(
-        "line",
-        Some(id),
-        serde_json::json!({"line_id": id.0, "state": state.name(), "reason": state.reason()}),
-    );
-    // Only clients hear it: with none connected, no need to ask the store.
-    if !app.sessions.is_empty()
-        && let Ok(pids) = app.store.profiles_with_line(id).await
-    {
-        for pid in pids {
-            app.hub.send(Some(pid), PushKind::Raw(push.clone()));
-        }
-    }
-    if previous.name() != state.name() && state != LineState::Registering {
-        let event = match state {
-            LineState::Registered => "line.registered",
-            LineState::Failing(_) => "line.registration_failed",
-            _ => "line.unregistered",
-        };
-        mlc.audit(app.system_record(event, "line", Some(id.0.to_string())))
-            .await;
+    if let Some(host) = mlc.host() {
+        host.line_state(id, previous, state).await;
     }
 }
 

@@ -1,21 +1,21 @@
-//! What the MLC tells about calls, in the order things happened: pushes to
-//! the turrets showing a call's line (caller identified per profile), the
-//! call-event stream for the CTI interface, and, when a call ends, its
-//! call-memory entries (SPEC rule 6) and call data record (SPEC §2).
+//! What the System Manager does with what its MLCs tell about calls, in the
+//! order things happened: pushes to the turrets showing a call's line
+//! (caller identified per profile), the call-event stream for the CTI
+//! interface, and, when a call ends, its call-memory entries (SPEC rule 6)
+//! and call data record (SPEC §2).
 //!
-//! One task does all of it from a queue, so the SIP dispatcher never waits
-//! on the database and a call's reports can never overtake each other.
+//! One task does all of it from a queue, so no MLC ever waits on the
+//! database and a call's reports can never overtake each other.
 
 use openturret_domain::model::{Cdr, Direction, Locality};
 use openturret_domain::{LineId, ProfileId, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::Mlc;
 use super::call::CallState;
-use crate::App;
 use crate::callmem::CallEvent;
 use crate::hub::PushKind;
+use crate::{App, AppInner};
 
 /// Reports waiting beyond this make the dispatcher wait (back-pressure
 /// rather than unbounded memory).
@@ -39,6 +39,38 @@ pub struct CallView {
     pub line_number: String,
     /// When the call ended (set on `Job::Ended`).
     pub ended_at: Option<Timestamp>,
+}
+
+impl CallView {
+    /// As it travels over the component link.
+    pub fn to_json(&self) -> Value {
+        json!({"id": self.id, "line": self.line.0, "direction": self.direction.as_str(),
+            "state": self.state.name(), "remote_number": self.remote_number,
+            "remote_display": self.remote_display, "owner": self.owner.map(|p| p.0),
+            "speech_unit": self.speech_unit, "end_reason": self.end_reason,
+            "started": self.started.0, "connected_at": self.connected_at.map(|t| t.0),
+            "line_number": self.line_number, "ended_at": self.ended_at.map(|t| t.0)})
+    }
+
+    pub fn from_json(v: &Value) -> Option<CallView> {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let t = |k: &str| v[k].as_i64().map(Timestamp);
+        Some(CallView {
+            id: v["id"].as_u64()?,
+            line: LineId(v["line"].as_i64()?),
+            direction: Direction::parse(v["direction"].as_str()?)?,
+            state: CallState::parse(v["state"].as_str()?)?,
+            remote_number: s("remote_number"),
+            remote_display: s("remote_display"),
+            owner: v["owner"].as_i64().map(ProfileId),
+            speech_unit: s("speech_unit"),
+            end_reason: s("end_reason"),
+            started: t("started")?,
+            connected_at: t("connected_at"),
+            line_number: s("line_number"),
+            ended_at: t("ended_at"),
+        })
+    }
 }
 
 pub enum Job {
@@ -86,23 +118,28 @@ pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
     })
 }
 
-pub fn start(mlc: &Mlc) -> mpsc::Sender<Job> {
+/// Starts the report tasks of `app` (they end with it).
+pub fn start(app: &App) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (rec_tx, rec_rx) = mpsc::channel::<Record>(QUEUE);
-    tokio::spawn(run(mlc.clone(), rx, rec_tx));
-    tokio::spawn(write_records(mlc.clone(), rec_rx));
+    tokio::spawn(run(std::sync::Arc::downgrade(&app.0), rx, rec_tx));
+    tokio::spawn(write_records(std::sync::Arc::downgrade(&app.0), rec_rx));
     tx
 }
 
+type WeakApp = std::sync::Weak<AppInner>;
+
 /// Tells, in order. Records go to their own task, so a push never waits
 /// behind a disk write.
-async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<Record>) {
+async fn run(app: WeakApp, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<Record>) {
     while let Some(job) = rx.recv().await {
-        let Some(app) = mlc.app() else { return };
+        let Some(app) = app.upgrade().map(App) else {
+            return;
+        };
         match job {
-            Job::Changed(v) => tell(&mlc, &app, &v).await,
+            Job::Changed(v) => tell(&app, &v).await,
             Job::Ended(v) => {
-                tell(&mlc, &app, &v).await;
+                tell(&app, &v).await;
                 let _ = records.send(Record::Ended(v)).await;
             }
             Job::ToProfile(pid, v) => app.hub.send(Some(pid), PushKind::Raw(v.to_string().into())),
@@ -115,9 +152,11 @@ async fn run(mlc: Mlc, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<Record
 
 /// Writes the records of ended calls: whatever ended meanwhile goes into
 /// one transaction.
-async fn write_records(mlc: Mlc, mut rx: mpsc::Receiver<Record>) {
+async fn write_records(app: WeakApp, mut rx: mpsc::Receiver<Record>) {
     while let Some(first) = rx.recv().await {
-        let Some(app) = mlc.app() else { return };
+        let Some(app) = app.upgrade().map(App) else {
+            return;
+        };
         let mut ended = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -139,7 +178,7 @@ async fn write_records(mlc: Mlc, mut rx: mpsc::Receiver<Record>) {
     }
 }
 
-async fn tell(mlc: &Mlc, app: &App, v: &CallView) {
+async fn tell(app: &App, v: &CallView) {
     let pids = app
         .store
         .profiles_with_line(v.line)
@@ -152,7 +191,6 @@ async fn tell(mlc: &Mlc, app: &App, v: &CallView) {
             PushKind::Raw(json!({"push": "call", "call": j}).to_string().into()),
         );
     }
-    let _ = mlc;
     app.cti.publish("call", Some(v.line), cti_call_json(app, v));
 }
 

@@ -271,7 +271,7 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                         td { a href=(format!("/lines/{}", l.id)) { (l.fields.name) } }
                         td { (l.fields.uri) } td { (l.fields.username) } td { (l.fields.display_name) }
                         td { @if l.has_password { span.badge.on { "set" } } @else { span.badge { "none" } } }
-                        @let st = app.mlc.line_state(l.id);
+                        @let st = crate::telephony::line_state(&app, l.id);
                         td {
                             @match st.name() {
                                 "registered" => span.badge.on title="Registered with its PBX" { "registered" },

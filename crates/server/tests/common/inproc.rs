@@ -47,7 +47,9 @@ impl InProc {
             .await
             .unwrap();
         if sip.enabled {
-            app.mlc.start(&app, sip).await.unwrap();
+            openturret_server::telephony::start_local(&app, sip)
+                .await
+                .unwrap();
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());

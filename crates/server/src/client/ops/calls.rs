@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{Conn, Res};
 use crate::client::proto::{CallOp, ProtoError};
-use crate::mlc::call::{self, OpError};
+use crate::mlc::call::OpError;
+use crate::telephony;
 
 impl From<OpError> for ProtoError {
     fn from(e: OpError) -> Self {
@@ -21,10 +22,10 @@ const SPEECH_UNITS: &[&str] = &["handset-1", "handset-2", "speaker-1", "speaker-
 impl Conn {
     async fn telephony_profile(&self) -> Result<(ProfileId, Vec<LineId>), ProtoError> {
         let pid = self.user().await?.lock().await.profile;
-        if !self.app.mlc.is_running() {
+        if !telephony::running(&self.app) {
             return Err(ProtoError::new(
                 "telephony_off",
-                "the Multi-Line Controller is not running on this server",
+                "no Multi-Line Controller is running for this server",
             ));
         }
         let lines = self
@@ -44,19 +45,19 @@ impl Conn {
         let states: Vec<Value> = lines
             .iter()
             .map(|l| {
-                let s = self.app.mlc.line_state(*l);
+                let s = telephony::line_state(&self.app, *l);
                 json!({"line_id": l.0, "state": s.name(), "reason": s.reason()})
             })
             .collect();
-        Ok(json!({"calls": call::calls_for(&self.app.mlc, &lines, pid), "lines": states}))
+        Ok(json!({"calls": telephony::calls_for(&self.app, &lines, pid), "lines": states}))
     }
 
     pub(super) async fn call_op(&self, op: CallOp) -> Res {
         let (pid, lines) = self.telephony_profile().await?;
-        let mlc = &self.app.mlc;
+        let app = &self.app;
         match op {
             CallOp::Dial { line_id, number } => {
-                let id = call::dial(mlc, pid, line_id.map(LineId), &number).await?;
+                let id = telephony::dial(app, pid, line_id.map(LineId), &number).await?;
                 return Ok(json!({"call_id": id}));
             }
             CallOp::Answer {
@@ -68,17 +69,17 @@ impl Conn {
                     return Err(ProtoError::new("invalid", "no such speech unit"));
                 }
                 self.check_line(call_id, &lines)?;
-                call::answer_call(mlc, call_id, Some(pid), &unit).await?;
+                telephony::answer(app, call_id, pid, &unit).await?;
             }
             CallOp::Reject { call_id } => {
                 self.check_line(call_id, &lines)?;
-                call::reject_call(mlc, call_id, pid).await?;
+                telephony::reject(app, call_id, pid).await?;
             }
-            CallOp::Hangup { call_id } => call::hangup(mlc, call_id, pid).await?,
-            CallOp::Hold { call_id } => call::hold(mlc, call_id, pid, true).await?,
-            CallOp::Retrieve { call_id } => call::hold(mlc, call_id, pid, false).await?,
+            CallOp::Hangup { call_id } => telephony::hangup(app, call_id, pid).await?,
+            CallOp::Hold { call_id } => telephony::hold(app, call_id, pid, true).await?,
+            CallOp::Retrieve { call_id } => telephony::hold(app, call_id, pid, false).await?,
             CallOp::Transfer { call_id, target } => {
-                call::transfer(mlc, call_id, pid, &target).await?
+                telephony::transfer(app, call_id, pid, &target).await?
             }
         }
         Ok(json!({}))
@@ -86,7 +87,7 @@ impl Conn {
 
     /// A call this profile may act on: one on a line it shows.
     fn check_line(&self, call_id: u64, lines: &[LineId]) -> Result<(), ProtoError> {
-        match call::line_of(&self.app.mlc, call_id) {
+        match telephony::call_line(&self.app, call_id) {
             Some(l) if lines.contains(&l) => Ok(()),
             _ => Err(ProtoError::new("not_found", "no such call on your lines")),
         }

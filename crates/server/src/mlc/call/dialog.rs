@@ -232,12 +232,8 @@ pub async fn transfer(mlc: &Mlc, id: u64, by: ProfileId, target: &str) -> Result
     match r.and_then(|r| r.code()) {
         Some(200..=299) => {
             mlc.calls.with(id, |c| c.end_reason = "transferred".into());
-            if let (Some(app), Some(line)) = (mlc.app(), line_of(mlc, id)) {
-                app.cti.publish(
-                    "call",
-                    Some(line),
-                    json!({"call_id": id, "line_id": line.0, "state": "transferred"}),
-                );
+            if let (Some(host), Some(line)) = (mlc.host(), line_of(mlc, id)) {
+                host.transferred(id, line).await;
             }
             mlc.calls.with(id, |c| c.state = CallState::Ended);
             send_in_dialog(mlc, id, "BYE", None, Vec::new()).await;

@@ -9,7 +9,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     if m.to.tag().is_some() {
         return on_reinvite(mlc, m, peer).await;
     }
-    if mlc.app().is_none() {
+    if mlc.host().is_none() {
         return;
     }
     let tag = mlc.token();
@@ -204,22 +204,15 @@ pub async fn answer_call(
 }
 
 /// A turret rejects a ringing call: it stops ringing there; when every
-/// profile showing the line has rejected it, the caller hears busy (486).
-pub async fn reject_call(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpError> {
-    let app = mlc
-        .app()
-        .ok_or_else(|| op_err("unavailable", "shutting down"))?;
-    let line = mlc
-        .calls
-        .with(id, |c| c.line)
-        .ok_or_else(|| op_err("not_found", "no such call"))?;
-    let pids: HashSet<ProfileId> = app
-        .store
-        .profiles_with_line(line)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+/// profile showing the line (`sharing`, as the System Manager knows them)
+/// has rejected it, the caller hears busy (486).
+pub async fn reject_call(
+    mlc: &Mlc,
+    id: u64,
+    by: ProfileId,
+    sharing: &[ProfileId],
+) -> Result<(), OpError> {
+    let pids: HashSet<ProfileId> = sharing.iter().copied().collect();
     let all = mlc
         .calls
         .with(id, |c| {
@@ -244,11 +237,8 @@ pub async fn reject_call(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpErro
             .await;
         }
         end(mlc, id, "rejected").await;
-    } else if let Some(v) = mlc.calls.with(id, |c| c.view()) {
-        let mut j = call_json(&app, &v, by);
-        j["state"] = json!("rejected_here");
-        mlc.report(Job::ToProfile(by, json!({"push": "call", "call": j})))
-            .await;
+    } else if let (Some(v), Some(host)) = (mlc.calls.with(id, |c| c.view()), mlc.host()) {
+        host.rejected_here(v, by).await;
     }
     Ok(())
 }

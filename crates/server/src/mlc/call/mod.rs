@@ -19,13 +19,12 @@ use openturret_sip::digest::Challenge;
 use openturret_sip::message::{self, Builder, Message};
 use openturret_sip::sdp::{self, Codec};
 use openturret_sip::uri::{NameAddr, Uri};
-use serde_json::{Value, json};
 
 use super::register::{contact_uri, line_of_contact_user};
-use super::report::{CallView, Job, call_json};
+use super::report::CallView;
 use super::rtp::Media;
 use super::transport::{Peer, Proto};
-use super::{LineState, Mlc, TXN_TIMEOUT};
+use super::{Mlc, TXN_TIMEOUT};
 
 /// How long an outgoing call may wait for the far end to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,6 +55,18 @@ impl CallState {
             CallState::Held => "held",
             CallState::Ended => "ended",
         }
+    }
+    pub fn parse(s: &str) -> Option<CallState> {
+        [
+            CallState::Ringing,
+            CallState::Dialing,
+            CallState::Alerting,
+            CallState::Connected,
+            CallState::Held,
+            CallState::Ended,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
     }
 }
 
@@ -127,7 +138,7 @@ pub struct Call {
 pub struct Calls {
     map: Mutex<HashMap<u64, Call>>,
     by_call_id: Mutex<HashMap<String, u64>>,
-    next: AtomicU64,
+    pub(crate) next: AtomicU64,
 }
 
 impl Calls {
@@ -169,7 +180,7 @@ pub struct OpError {
     pub message: String,
 }
 
-fn op_err(code: &'static str, message: impl Into<String>) -> OpError {
+pub(crate) fn op_err(code: &'static str, message: impl Into<String>) -> OpError {
     OpError {
         code,
         message: message.into(),
@@ -220,7 +231,7 @@ async fn peer_of(uri: &str) -> Option<Peer> {
 /// Queues a report of the call as it is now.
 async fn publish(mlc: &Mlc, id: u64) {
     if let Some(v) = mlc.calls.with(id, |c| c.view()) {
-        mlc.report(Job::Changed(v)).await;
+        mlc.report(v, false).await;
     }
 }
 
@@ -239,8 +250,8 @@ pub fn ongoing(mlc: &Mlc) -> Vec<CallView> {
     v
 }
 
-/// Calls on the lines of `pid`, for a client that has just logged in.
-pub fn calls_for(mlc: &Mlc, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
+/// Calls in progress on `lines`, as snapshots.
+pub fn calls_on(mlc: &Mlc, lines: &[LineId]) -> Vec<CallView> {
     mlc.calls
         .map
         .lock()
@@ -248,9 +259,6 @@ pub fn calls_for(mlc: &Mlc, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
         .values()
         .filter(|c| lines.contains(&c.line) && c.state != CallState::Ended)
         .map(|c| c.view())
-        .collect::<Vec<_>>()
-        .iter()
-        .filter_map(|v| mlc.app().map(|app| call_json(&app, v, pid)))
         .collect()
 }
 
@@ -280,7 +288,7 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
     tracing::info!(call = id, reason = %call.end_reason, "call ended");
     let mut v = call.view();
     v.ended_at = Some(Timestamp::now());
-    mlc.report(Job::Ended(v)).await;
+    mlc.report(v, true).await;
 }
 
 /// Ends every call (the server is stopping): BYE for established calls,

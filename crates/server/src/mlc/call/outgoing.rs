@@ -5,17 +5,9 @@ use super::*;
 
 // ----- outgoing ------------------------------------------------------------
 
-/// Places a call from a turret of `pid` to `number` on `line` (or the
-/// first registered, idle line of the profile).
-pub async fn dial(
-    mlc: &Mlc,
-    pid: ProfileId,
-    line: Option<LineId>,
-    number: &str,
-) -> Result<u64, OpError> {
-    let app = mlc
-        .app()
-        .ok_or_else(|| op_err("unavailable", "shutting down"))?;
+/// Places a call from a turret of `pid` to `number` on `line` (chosen,
+/// and checked against the profile's keys, by the System Manager).
+pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Result<u64, OpError> {
     let number = number.trim();
     if number.is_empty()
         || number.len() > 64
@@ -28,53 +20,21 @@ pub async fn dial(
             "number must be digits or a SIP user (no spaces)",
         ));
     }
-    let own: Vec<LineId> = app
-        .store
-        .list_profile_lines(pid)
-        .await
-        .map_err(|e| op_err("internal", e.to_string()))?
-        .into_iter()
-        .map(|k| k.line_id)
-        .collect();
-    let line = match line {
-        Some(l) if own.contains(&l) => l,
-        Some(_) => return Err(op_err("forbidden", "this profile has no key for that line")),
-        None => {
-            let busy: HashSet<LineId> = mlc
-                .calls
-                .map
-                .lock()
-                .unwrap()
-                .values()
-                .map(|c| c.line)
-                .collect();
-            *own.iter()
-                .find(|l| mlc.line_state(**l) == LineState::Registered && !busy.contains(l))
-                .ok_or_else(|| {
-                    op_err(
-                        "no_line",
-                        "no registered, idle line is available to this profile",
-                    )
-                })?
-        }
-    };
-    let l = app
-        .store
-        .get_line(line)
-        .await
-        .map_err(|_| op_err("not_found", "no such line"))?;
-    let aor =
-        Uri::parse(&l.fields.uri).map_err(|_| op_err("invalid", "the line's URI is malformed"))?;
-    let registrar = mlc
-        .lines
-        .lock()
-        .unwrap()
-        .get(&line)
-        .and_then(|r| r.registrar)
-        .ok_or_else(|| op_err("line_down", "the line has not reached its PBX"))?;
-    let domain = match aor.port {
-        Some(p) => format!("{}:{p}", aor.host),
-        None => aor.host.clone(),
+    let (registrar, domain, user, line_number, dial_as) = {
+        let lines = mlc.lines.lock().unwrap();
+        let l = lines
+            .get(&line)
+            .ok_or_else(|| op_err("line_down", "the line is not served here"))?;
+        let r = l
+            .registrar
+            .ok_or_else(|| op_err("line_down", "the line has not reached its PBX"))?;
+        (
+            r,
+            l.domain.clone(),
+            l.user.clone(),
+            l.number.clone(),
+            l.dial.clone(),
+        )
     };
     let target = if number.contains('@') {
         if number.starts_with("sip:") {
@@ -91,7 +51,7 @@ pub async fn dial(
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let call_id = mlc.call_id();
     let local_tag = mlc.token();
-    let local_uri = format!("sip:{}@{domain}", aor.user);
+    let local_uri = format!("sip:{user}@{domain}");
     let call = Call {
         id,
         line,
@@ -99,11 +59,7 @@ pub async fn dial(
         state: CallState::Dialing,
         remote_number: number.to_string(),
         remote_display: String::new(),
-        line_number: if l.fields.preferred_identity.is_empty() {
-            aor.user_decoded()
-        } else {
-            l.fields.preferred_identity.clone()
-        },
+        line_number,
         started: Timestamp::now(),
         connected_at: None,
         owner: Some(pid),
@@ -129,23 +85,13 @@ pub async fn dial(
         end_reason: String::new(),
     };
     mlc.calls.insert(call);
-    let username = if l.fields.username.is_empty() {
-        aor.user_decoded()
-    } else {
-        l.fields.username.clone()
-    };
-    let password = app
-        .store
-        .line_password(line)
-        .await
-        .ok()
-        .flatten()
-        .map(|p| p.expose().to_string());
-    let display = l.fields.display_name.replace(['"', '\\'], "");
-    let ppi = (!l.fields.preferred_identity.is_empty()).then(|| {
+    let username = dial_as.username;
+    let password = dial_as.password.map(|p| p.expose().to_string());
+    let display = dial_as.display_name.replace(['"', '\\'], "");
+    let ppi = (!dial_as.preferred_identity.is_empty()).then(|| {
         format!(
             "<sip:{}@{domain}>",
-            l.fields.preferred_identity.replace(' ', "")
+            dial_as.preferred_identity.replace(' ', "")
         )
     });
     publish(mlc, id).await;

@@ -1,0 +1,591 @@
+//! The System Manager's side of telephony: the Multi-Line Controllers of
+//! the system, the lines each one serves, and the operations of turret
+//! clients routed to the MLC that carries the call.
+//!
+//! An MLC is either the one inside `turret serve` ([`Member::Local`]) or a
+//! `turret mlc` process connected over the component link
+//! ([`crate::component`]). Each line is served by exactly one of them at a
+//! time, chosen by rendezvous hashing of the line id over the connected
+//! MLCs' names, so an MLC joining or leaving moves only its share of the
+//! lines. Whatever an MLC reports (line states, calls) comes here through
+//! [`Host`], and is told to the turrets, the CTI stream, the audit log,
+//! call memory and the CDRs in one place, whichever MLC it came from.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openturret_domain::model::Line;
+use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, ProfileId};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::component::Link;
+use crate::hub::PushKind;
+use crate::mlc::call::{self, OpError, op_err};
+use crate::mlc::report::{self, CallView, Job, call_json};
+use crate::mlc::{Host, LineState};
+use crate::{App, AppInner};
+
+/// The name the in-process MLC goes by in line ownership.
+pub const LOCAL_NAME: &str = "local";
+
+/// The telephony state of the System Manager (in [`App`]).
+#[derive(Default)]
+pub struct Telephony {
+    reports: OnceLock<mpsc::Sender<Job>>,
+    audits: OnceLock<mpsc::Sender<openturret_store::AuditRecord>>,
+    /// The audit writer holds a batch it has not committed yet.
+    audit_writing: Arc<AtomicBool>,
+    /// Connected `turret mlc` processes, in the order they connected.
+    remotes: Mutex<Vec<Arc<Link>>>,
+    /// Numbers the `turret mlc` connections (their call-id ranges).
+    instances: std::sync::atomic::AtomicU64,
+}
+
+/// A number for a new `turret mlc` connection (1, 2, ...; 0 is the local
+/// MLC), so that call ids never clash between MLCs.
+pub fn next_instance(app: &App) -> u64 {
+    app.telephony.instances.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// An MLC of the system.
+#[derive(Clone)]
+pub enum Member {
+    Local,
+    Remote(Arc<Link>),
+}
+
+impl Member {
+    pub fn name(&self) -> &str {
+        match self {
+            Member::Local => LOCAL_NAME,
+            Member::Remote(l) => &l.name,
+        }
+    }
+
+    /// For the status API and the privacy report.
+    pub fn json(&self) -> Value {
+        match self {
+            Member::Local => json!({"name": LOCAL_NAME, "in_process": true}),
+            Member::Remote(l) => json!({"name": l.name, "in_process": false,
+                "sip": l.sip, "peer": l.peer.to_string(), "lines": l.line_states().len()}),
+        }
+    }
+}
+
+/// Starts the report and audit tasks (with the application).
+pub fn start(app: &App) {
+    let _ = app.telephony.reports.set(report::start(app));
+    let _ = app
+        .telephony
+        .audits
+        .set(start_audit_writer(app, app.telephony.audit_writing.clone()));
+}
+
+/// Starts the in-process MLC on `config`; returns its SIP address.
+pub async fn start_local(
+    app: &App,
+    config: crate::config::SipConfig,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let tls = crate::mlc::tls_setup(&app.config.tls, &app.config.data_dir, &app.host, &config)?;
+    let host = Arc::new(LocalHost(Arc::downgrade(&app.0)));
+    let at = app.mlc.start(host, config, Some(tls)).await?;
+    // The lines the remote MLCs served so far may now be ours.
+    resync_all(app);
+    Ok(at)
+}
+
+/// The MLCs now serving, local first.
+pub fn members(app: &App) -> Vec<Member> {
+    let mut v = Vec::new();
+    if app.mlc.is_running() {
+        v.push(Member::Local);
+    }
+    v.extend(
+        app.telephony
+            .remotes
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .map(Member::Remote),
+    );
+    v
+}
+
+/// Whether any MLC serves this system.
+pub fn running(app: &App) -> bool {
+    app.mlc.is_running() || !app.telephony.remotes.lock().unwrap().is_empty()
+}
+
+/// Rendezvous (highest random weight) hashing: the member whose keyed
+/// hash of the line is highest serves it. Stable, and an MLC leaving
+/// moves only its own lines.
+fn weight(name: &str, line: LineId) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    line.0.hash(&mut h);
+    h.finish()
+}
+
+fn choose(members: &[Member], line: LineId) -> Option<Member> {
+    members
+        .iter()
+        .max_by_key(|m| (weight(m.name(), line), m.name().to_string()))
+        .cloned()
+}
+
+/// The MLC serving `line`, if any runs.
+pub fn owner(app: &App, line: LineId) -> Option<Member> {
+    choose(&members(app), line)
+}
+
+/// Whether `name` serves `line`.
+pub fn serves(app: &App, name: &str, line: LineId) -> bool {
+    owner(app, line).is_some_and(|m| m.name() == name)
+}
+
+/// The lines (with passwords) that the MLC `name` is to serve.
+pub async fn lines_of(app: &App, name: &str) -> anyhow::Result<Vec<(Line, Option<Secret>)>> {
+    let members = members(app);
+    let mut passwords: HashMap<LineId, Secret> =
+        app.store.line_passwords().await?.into_iter().collect();
+    Ok(app
+        .store
+        .list_lines()
+        .await?
+        .into_iter()
+        .filter(|l| choose(&members, l.id).is_some_and(|m| m.name() == name))
+        .map(|l| {
+            let p = passwords.remove(&l.id);
+            (l, p)
+        })
+        .collect())
+}
+
+/// One line for the MLC `name`, if it is to serve it.
+pub async fn line_of(
+    app: &App,
+    name: &str,
+    id: LineId,
+) -> anyhow::Result<Option<(Line, Option<Secret>)>> {
+    if !serves(app, name, id) {
+        return Ok(None);
+    }
+    match app.store.get_line(id).await {
+        Ok(l) => Ok(Some((l, app.store.line_password(id).await?))),
+        Err(openturret_store::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A line's state, from the MLC serving it.
+pub fn line_state(app: &App, id: LineId) -> LineState {
+    match owner(app, id) {
+        None => LineState::Unknown,
+        Some(Member::Local) => app.mlc.line_state(id),
+        Some(Member::Remote(l)) => l.line_state(id),
+    }
+}
+
+/// The state of every line some MLC serves (each from its owner).
+pub fn line_states(app: &App) -> HashMap<LineId, LineState> {
+    let members = members(app);
+    let mine = |name: &str, id: LineId| choose(&members, id).is_some_and(|m| m.name() == name);
+    let mut all: HashMap<LineId, LineState> = app
+        .mlc
+        .line_states()
+        .into_iter()
+        .filter(|(id, _)| mine(LOCAL_NAME, *id))
+        .collect();
+    for l in app.telephony.remotes.lock().unwrap().iter() {
+        all.extend(
+            l.line_states()
+                .into_iter()
+                .filter(|(id, _)| mine(&l.name, *id)),
+        );
+    }
+    all
+}
+
+/// Calls in progress on every MLC, by id.
+pub fn ongoing(app: &App) -> Vec<CallView> {
+    let mut v = call::ongoing(&app.mlc);
+    for l in app.telephony.remotes.lock().unwrap().iter() {
+        v.extend(l.calls());
+    }
+    v.sort_by_key(|c| c.id);
+    v
+}
+
+pub fn calls_in_progress(app: &App) -> usize {
+    ongoing(app).len()
+}
+
+/// The calls on `lines`, as `pid`'s turret shows them.
+pub fn calls_for(app: &App, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
+    ongoing(app)
+        .iter()
+        .filter(|c| lines.contains(&c.line))
+        .map(|c| call_json(app, c, pid))
+        .collect()
+}
+
+/// The MLC carrying call `id`, and the call's line.
+fn carrier(app: &App, id: u64) -> Option<(Member, LineId)> {
+    if let Some(line) = call::line_of(&app.mlc, id) {
+        return Some((Member::Local, line));
+    }
+    let remotes = app.telephony.remotes.lock().unwrap();
+    remotes.iter().find_map(|l| {
+        l.call_line(id)
+            .map(|line| (Member::Remote(l.clone()), line))
+    })
+}
+
+/// The line a call is on.
+pub fn call_line(app: &App, id: u64) -> Option<LineId> {
+    carrier(app, id).map(|(_, l)| l)
+}
+
+fn no_call() -> OpError {
+    op_err("not_found", "no such call")
+}
+
+/// Places a call from `pid`'s turret: on `line` (which must be one of
+/// the profile's), or on its first registered line with no call on it.
+pub async fn dial(
+    app: &App,
+    pid: ProfileId,
+    line: Option<LineId>,
+    number: &str,
+) -> Result<u64, OpError> {
+    let own: Vec<LineId> = app
+        .store
+        .list_profile_lines(pid)
+        .await
+        .map_err(|e| op_err("internal", e.to_string()))?
+        .into_iter()
+        .map(|k| k.line_id)
+        .collect();
+    let line = match line {
+        Some(l) if own.contains(&l) => l,
+        Some(_) => return Err(op_err("forbidden", "this profile has no key for that line")),
+        None => {
+            let busy: HashSet<LineId> = ongoing(app).iter().map(|c| c.line).collect();
+            *own.iter()
+                .find(|l| line_state(app, **l) == LineState::Registered && !busy.contains(l))
+                .ok_or_else(|| {
+                    op_err(
+                        "no_line",
+                        "no registered, idle line is available to this profile",
+                    )
+                })?
+        }
+    };
+    match owner(app, line) {
+        None => Err(op_err(
+            "telephony_off",
+            "no Multi-Line Controller is running",
+        )),
+        Some(Member::Local) => call::dial(&app.mlc, pid, line, number).await,
+        Some(Member::Remote(l)) => l
+            .op(json!({"op": "dial", "profile_id": pid.0, "line_id": line.0, "number": number}))
+            .await
+            .and_then(|v| {
+                v["call_id"]
+                    .as_u64()
+                    .ok_or_else(|| op_err("internal", "no call id"))
+            }),
+    }
+}
+
+/// The other operations on a call, routed to the MLC carrying it.
+pub async fn answer(app: &App, id: u64, pid: ProfileId, unit: &str) -> Result<(), OpError> {
+    match carrier(app, id).ok_or_else(no_call)?.0 {
+        Member::Local => call::answer_call(&app.mlc, id, Some(pid), unit).await,
+        Member::Remote(l) => l
+            .op(json!({"op": "answer", "call_id": id, "profile_id": pid.0, "speech_unit": unit}))
+            .await
+            .map(drop),
+    }
+}
+
+pub async fn reject(app: &App, id: u64, pid: ProfileId) -> Result<(), OpError> {
+    let (member, line) = carrier(app, id).ok_or_else(no_call)?;
+    let sharing = app
+        .store
+        .profiles_with_line(line)
+        .await
+        .map_err(|e| op_err("internal", e.to_string()))?;
+    match member {
+        Member::Local => call::reject_call(&app.mlc, id, pid, &sharing).await,
+        Member::Remote(l) => l
+            .op(json!({"op": "reject", "call_id": id, "profile_id": pid.0,
+                       "sharing": sharing.iter().map(|p| p.0).collect::<Vec<_>>()}))
+            .await
+            .map(drop),
+    }
+}
+
+pub async fn hangup(app: &App, id: u64, pid: ProfileId) -> Result<(), OpError> {
+    simple(app, id, pid, "hangup", None).await
+}
+
+pub async fn hold(app: &App, id: u64, pid: ProfileId, on: bool) -> Result<(), OpError> {
+    simple(app, id, pid, if on { "hold" } else { "retrieve" }, None).await
+}
+
+pub async fn transfer(app: &App, id: u64, pid: ProfileId, target: &str) -> Result<(), OpError> {
+    simple(app, id, pid, "transfer", Some(target)).await
+}
+
+async fn simple(
+    app: &App,
+    id: u64,
+    pid: ProfileId,
+    op: &str,
+    target: Option<&str>,
+) -> Result<(), OpError> {
+    match carrier(app, id).ok_or_else(no_call)?.0 {
+        Member::Local => run_op(&app.mlc, op, id, pid, target.unwrap_or_default()).await,
+        Member::Remote(l) => l
+            .op(json!({"op": op, "call_id": id, "profile_id": pid.0, "target": target}))
+            .await
+            .map(drop),
+    }
+}
+
+/// Runs a call operation on an MLC of this process (the local one, or
+/// the one of `turret mlc` for an operation that came over the link).
+pub async fn run_op(
+    mlc: &crate::mlc::Mlc,
+    op: &str,
+    id: u64,
+    pid: ProfileId,
+    target: &str,
+) -> Result<(), OpError> {
+    match op {
+        "hangup" => call::hangup(mlc, id, pid).await,
+        "hold" => call::hold(mlc, id, pid, true).await,
+        "retrieve" => call::hold(mlc, id, pid, false).await,
+        "transfer" => call::transfer(mlc, id, pid, target).await,
+        _ => Err(op_err("invalid", "no such operation")),
+    }
+}
+
+/// A line was created, changed or deleted: the MLC serving it (re)starts
+/// it, and any other MLC that served it stops it.
+pub fn line_changed(app: &App, id: LineId) {
+    app.mlc.line_changed(id);
+    for l in app.telephony.remotes.lock().unwrap().iter() {
+        l.line_changed(id);
+    }
+}
+
+/// Lines changed in bulk, or moved between MLCs: every MLC resyncs.
+pub fn resync_all(app: &App) {
+    app.mlc.lines_changed();
+    for l in app.telephony.remotes.lock().unwrap().iter() {
+        l.resync();
+    }
+}
+
+/// A `turret mlc` joined: its lines move to it.
+pub fn joined(app: &App, link: Arc<Link>) {
+    app.telephony.remotes.lock().unwrap().push(link);
+    resync_all(app);
+}
+
+/// A `turret mlc` left: its lines move to the others; the turrets are
+/// told its calls are gone from view.
+pub fn left(app: &App, link: &Arc<Link>) {
+    app.telephony
+        .remotes
+        .lock()
+        .unwrap()
+        .retain(|l| !Arc::ptr_eq(l, link));
+    resync_all(app);
+}
+
+/// The server is stopping: the local MLC ends its calls and unbinds its
+/// lines, then every record is written.
+pub async fn shutdown(app: &App) {
+    app.mlc.shutdown().await;
+    flush(app).await;
+}
+
+/// Returns once every report queued so far is told and recorded, and the
+/// line-state audit entries are written.
+pub async fn flush(app: &App) {
+    if let Some(tx) = app.telephony.reports.get() {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        if tx.send(Job::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+    }
+    if let Some(tx) = app.telephony.audits.get() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while (tx.capacity() < tx.max_capacity()
+            || app.telephony.audit_writing.load(Ordering::SeqCst))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn send_job(app: &App, job: Job) {
+    if let Some(tx) = app.telephony.reports.get() {
+        let _ = tx.send(job).await;
+    }
+}
+
+/// What any MLC's report of a line state does: the CTI event, the pushes
+/// to the clients showing the line and, when the kind of state changes, an
+/// audit entry.
+pub async fn on_line_state(app: &App, id: LineId, previous: &LineState, state: &LineState) {
+    let push = Arc::<str>::from(
+        json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
+            .to_string(),
+    );
+    app.cti.publish(
+        "line",
+        Some(id),
+        json!({"line_id": id.0, "state": state.name(), "reason": state.reason()}),
+    );
+    // Only clients hear it: with none connected, no need to ask the store.
+    if !app.sessions.is_empty()
+        && let Ok(pids) = app.store.profiles_with_line(id).await
+    {
+        for pid in pids {
+            app.hub.send(Some(pid), PushKind::Raw(push.clone()));
+        }
+    }
+    if previous.name() != state.name() && *state != LineState::Registering {
+        let event = match state {
+            LineState::Registered => "line.registered",
+            LineState::Failing(_) => "line.registration_failed",
+            _ => "line.unregistered",
+        };
+        if let Some(tx) = app.telephony.audits.get() {
+            let _ = tx
+                .send(app.system_record(event, "line", Some(id.0.to_string())))
+                .await;
+        }
+    }
+}
+
+/// What any MLC's report of a call does.
+pub async fn on_call(app: &App, view: CallView, ended: bool) {
+    send_job(
+        app,
+        if ended {
+            Job::Ended(view)
+        } else {
+            Job::Changed(view)
+        },
+    )
+    .await;
+}
+
+pub async fn on_rejected_here(app: &App, view: CallView, pid: ProfileId) {
+    let mut j = call_json(app, &view, pid);
+    j["state"] = json!("rejected_here");
+    send_job(app, Job::ToProfile(pid, json!({"push": "call", "call": j}))).await;
+}
+
+pub fn on_transferred(app: &App, call: u64, line: LineId) {
+    app.cti.publish(
+        "call",
+        Some(line),
+        json!({"call_id": call, "line_id": line.0, "state": "transferred"}),
+    );
+}
+
+/// The in-process MLC's host: the application itself.
+struct LocalHost(Weak<AppInner>);
+
+impl LocalHost {
+    fn app(&self) -> anyhow::Result<App> {
+        self.0
+            .upgrade()
+            .map(App)
+            .ok_or_else(|| anyhow::anyhow!("the server is stopping"))
+    }
+}
+
+#[async_trait]
+impl Host for LocalHost {
+    async fn lines(&self) -> anyhow::Result<Vec<(Line, Option<Secret>)>> {
+        lines_of(&self.app()?, LOCAL_NAME).await
+    }
+
+    async fn line(&self, id: LineId) -> anyhow::Result<Option<(Line, Option<Secret>)>> {
+        line_of(&self.app()?, LOCAL_NAME, id).await
+    }
+
+    async fn line_state(&self, id: LineId, previous: LineState, state: LineState) {
+        if let Ok(app) = self.app() {
+            on_line_state(&app, id, &previous, &state).await;
+        }
+    }
+
+    async fn call(&self, view: CallView, ended: bool) {
+        if let Ok(app) = self.app() {
+            on_call(&app, view, ended).await;
+        }
+    }
+
+    async fn rejected_here(&self, view: CallView, profile: ProfileId) {
+        if let Ok(app) = self.app() {
+            on_rejected_here(&app, view, profile).await;
+        }
+    }
+
+    async fn transferred(&self, call: u64, line: LineId) {
+        if let Ok(app) = self.app() {
+            on_transferred(&app, call, line);
+        }
+    }
+
+    async fn flush(&self) {
+        if let Ok(app) = self.app() {
+            flush(&app).await;
+        }
+    }
+}
+
+/// Appends the MLCs' audit entries in batches: a burst of line state
+/// changes (ten thousand lines registering) costs a few transactions, not
+/// one disk sync each.
+fn start_audit_writer(
+    app: &App,
+    writing: Arc<AtomicBool>,
+) -> mpsc::Sender<openturret_store::AuditRecord> {
+    let (tx, mut rx) = mpsc::channel::<openturret_store::AuditRecord>(65_536);
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            writing.store(true, Ordering::SeqCst);
+            let mut batch = vec![first];
+            while batch.len() < 1000 {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len();
+            if let Err(e) = store.append_audits(batch).await {
+                tracing::error!(error = %e, entries = n, "MLC audit entries not written");
+            }
+            writing.store(false, Ordering::SeqCst);
+        }
+    });
+    tx
+}
