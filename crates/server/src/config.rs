@@ -458,12 +458,18 @@ mod tests {
                 data_dir: Some("/tmp/x".into()),
                 listen: None,
                 sip_listen: Some("127.0.0.1:5099".parse().unwrap()),
+                component_listen: Some("127.0.0.1:8444".parse().unwrap()),
             },
         )
         .unwrap();
         let c = loaded.config;
         assert_eq!(c.sip.keepalive_secs, 9, "sections from the environment");
         assert_eq!(c.sip.listen.port(), 5099, "--sip-listen beats all");
+        assert_eq!(
+            c.components.listen.map(|a| a.port()),
+            Some(8444),
+            "--component-listen"
+        );
         assert_eq!(c.listen.port(), 2, "environment beats file");
         assert_eq!(c.auth.lockout_secs, 7);
         assert_eq!(c.auth.token_ttl_secs, 60);

@@ -133,6 +133,7 @@ fn schemas() -> Value {
             ("registration_state", json!({"type": "string", "enum": ["registering", "registered", "failing", "unregistered", "unknown"],
                 "description": "as the Multi-Line Controller reports it; unknown when none runs in this server"})),
             ("registration_reason", json!({"type": "string", "nullable": true, "description": "why the line is failing"})),
+            ("served_by", json!({"type": "string", "nullable": true, "description": "the Multi-Line Controller serving the line: local (in this process) or a turret mlc's name"})),
             ("created_at", t()), ("updated_at", t())]),
         "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),
             ("username", s()), ("password", secret("SIP digest password; stored encrypted, never shown again")),

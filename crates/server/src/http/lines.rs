@@ -28,14 +28,19 @@ pub struct LineOut {
     /// failing (with `registration_reason`) or unregistered.
     registration_state: &'static str,
     registration_reason: Option<String>,
+    /// The Multi-Line Controller serving the line (`local`: the one in
+    /// this process; else a `turret mlc`'s name); null when none runs.
+    served_by: Option<String>,
     created_at: String,
     updated_at: String,
 }
 
 impl LineOut {
     pub fn new(app: &App, l: Line) -> Self {
-        let state = crate::telephony::line_state(&app, l.id);
+        let state = crate::telephony::line_state(app, l.id);
+        let served_by = crate::telephony::owner(app, l.id).map(|m| m.name().to_string());
         LineOut {
+            served_by,
             id: l.id.0,
             name: l.fields.name,
             uri: l.fields.uri,

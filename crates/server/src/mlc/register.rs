@@ -319,7 +319,11 @@ impl Registration {
         let mut auth: Option<(&'static str, String)> = None;
         let mut cseq = self.cseq;
         let contact = contact_uri(mlc, self.line, self.peer);
-        for attempt in 0..3 {
+        // Bindings of this line left by another MLC (one that died, or
+        // served the line before it moved here): removed, so the PBX does
+        // not fork calls to an address nobody answers.
+        let mut removing: Vec<String> = Vec::new();
+        for attempt in 0..5 {
             cseq += 1;
             let branch = mlc.branch();
             let mut b = Builder::request("REGISTER", &self.registrar_uri)
@@ -329,7 +333,11 @@ impl Registration {
                 .header("To", format!("<{}>", self.aor))
                 .header("Call-ID", &self.call_id)
                 .header("CSeq", format!("{cseq} REGISTER"))
-                .header("Contact", format!("<{contact}>"))
+                .header("Contact", format!("<{contact}>"));
+            for stale in &removing {
+                b = b.header("Contact", format!("<{stale}>;expires=0"));
+            }
+            b = b
                 .header("Expires", expires.to_string())
                 .header("User-Agent", mlc.user_agent());
             if let Some((name, value)) = &auth {
@@ -350,7 +358,20 @@ impl Registration {
             };
             let code = r.code().unwrap_or(0);
             match code {
-                200..=299 => return Ok(granted(&r, &contact).unwrap_or(expires)),
+                200..=299 => {
+                    let stale = if expires > 0 && removing.is_empty() {
+                        stale_bindings(&r, &contact)
+                    } else {
+                        Vec::new()
+                    };
+                    if stale.is_empty() {
+                        return Ok(granted(&r, &contact).unwrap_or(expires));
+                    }
+                    tracing::info!(line = self.line.0, stale = ?stale,
+                        "removing bindings of this line left by another MLC");
+                    removing = stale;
+                    auth = None;
+                }
                 401 | 407 => {
                     let (hdr, answer_hdr) = if code == 401 {
                         ("www-authenticate", "Authorization")
@@ -427,13 +448,34 @@ fn granted(r: &openturret_sip::Message, contact: &str) -> Option<u32> {
     let ours = Uri::parse(contact).ok()?;
     for c in r.header_values("contact") {
         if let Ok(na) = openturret_sip::uri::NameAddr::parse(c)
-            && na.uri.user == ours.user
+            && same_binding(&na.uri, &ours)
             && let Some(e) = na.param("expires").and_then(|e| e.parse().ok())
         {
             return Some(e);
         }
     }
     r.expires()
+}
+
+fn same_binding(a: &Uri, b: &Uri) -> bool {
+    a.user == b.user
+        && a.host.eq_ignore_ascii_case(&b.host)
+        && a.port.unwrap_or(5060) == b.port.unwrap_or(5060)
+}
+
+/// The other bindings of our line in a registrar's answer: same
+/// `ot-line-N` user, another address.
+fn stale_bindings(r: &openturret_sip::Message, contact: &str) -> Vec<String> {
+    let Ok(ours) = Uri::parse(contact) else {
+        return Vec::new();
+    };
+    r.header_values("contact")
+        .iter()
+        .filter_map(|c| openturret_sip::uri::NameAddr::parse(c).ok())
+        .filter(|na| na.uri.user == ours.user && !same_binding(&na.uri, &ours))
+        .map(|na| na.uri.to_string())
+        .take(8)
+        .collect()
 }
 
 fn jitter(d: Duration) -> Duration {

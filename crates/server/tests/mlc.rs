@@ -1,0 +1,279 @@
+//! `turret mlc`: Multi-Line Controllers in their own processes, connected
+//! to a real `turret serve` over mutual TLS, sharing its lines (issue 6),
+//! against Kamailio and baresip.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sip::{Baresip, Kamailio, PBX_PASSWORD};
+use common::{Api, BIN};
+use openturret_server::client::conn::Connection;
+use serde_json::{Value, json};
+
+/// A `turret mlc` process; killed on drop.
+struct MlcProcess(Child);
+
+impl Drop for MlcProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_mlc(
+    manager: &str,
+    creds: &std::path::Path,
+    name: &str,
+    dir: &std::path::Path,
+) -> MlcProcess {
+    let child = Command::new(BIN)
+        .args(["mlc", "--manager", manager, "--sip-listen", "127.0.0.1:0"])
+        .arg("--cert")
+        .arg(creds.join(format!("{name}.pem")))
+        .arg("--key")
+        .arg(creds.join(format!("{name}.key")))
+        .arg("--ca")
+        .arg(creds.join("ca.pem"))
+        .arg("--data-dir")
+        .arg(dir.join(name))
+        .env_remove("TURRET_CONFIG")
+        .env("TURRET_LOG", "warn")
+        .env("TURRET_SIP__KEEPALIVE_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    MlcProcess(child)
+}
+
+/// The lines as the admin API shows them, by id.
+async fn lines(api: &Api) -> Vec<Value> {
+    let (_, v) = api.get("/api/v1/lines").await;
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until every line is registered and `pred` holds of them.
+async fn wait_lines(api: &Api, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ls = lines(api).await;
+        if ls.len() == 6 && ls.iter().all(|l| l["registration_state"] == "registered") && pred(&ls)
+        {
+            return ls;
+        }
+        assert!(Instant::now() < deadline, "{what}: {ls:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_push(c: &mut Connection, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no push: {what}");
+        if let Some(p) = c.push(left).await
+            && pred(&p)
+        {
+            return p;
+        }
+    }
+}
+
+fn ringing_on(line: i64) -> impl Fn(&Value) -> bool {
+    move |p: &Value| {
+        p["push"] == "call" && p["call"]["state"] == "ringing" && p["call"]["line_id"] == line
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies() {
+    let pbx = Kamailio::start("MD5", false);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sm");
+    let (server, api) = common::fresh_with_env(
+        &data,
+        &[
+            ("TURRET_SIP__ENABLED", "false"),
+            ("TURRET_COMPONENTS__LISTEN", "127.0.0.1:0"),
+        ],
+    )
+    .await;
+    let component = server
+        .stdout()
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("components:")
+                .map(|r| r.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the component listener's address is printed");
+    let manager = format!("https://{component}");
+
+    // Six lines, one profile showing them all, its turret logged in.
+    let mut ids = Vec::new();
+    for k in 1..=6 {
+        let user = format!("100{k}");
+        let (st, v) = api
+            .post(
+                "/api/v1/lines",
+                json!({"name": format!("Line {user}"), "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port),
+                       "username": user, "password": PBX_PASSWORD}),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Desk", "password": "desk-pw-12", "collect_call_memory": true}),
+        )
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    for (i, l) in ids.iter().enumerate() {
+        api.put(
+            &format!("/api/v1/profiles/{pid}/lines/{l}"),
+            json!({"position": i + 1}),
+        )
+        .await;
+    }
+    let cert = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    let mut turret = Connection::connect(&server.url, &cert).await.unwrap();
+    turret
+        .request(json!({"op": "login", "profile_id": pid, "password": "desk-pw-12"}))
+        .await
+        .unwrap();
+
+    // Enrol two MLCs, and a third that is revoked before it connects.
+    let creds = dir.path().join("creds");
+    for name in ["mlc-a", "mlc-b", "mlc-x"] {
+        let (code, out, err) = common::turret(
+            &data,
+            &["mlc", "enrol", name, "--out", creds.to_str().unwrap()],
+            "",
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(creds.join("mlc-a.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600, "the private key is private");
+    let (code, _, _) = common::turret(&data, &["mlc", "revoke", "mlc-x"], "");
+    assert_eq!(code, 0);
+    let (code, _, err) = common::turret(&data, &["mlc", "enrol", "local", "--out", "/tmp"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("local"), "{err}");
+
+    // No MLC yet: the lines are served by none.
+    let none = lines(&api).await;
+    assert_eq!(none.len(), 6);
+    assert!(none.iter().all(|l| l["served_by"].is_null()));
+
+    // One MLC: it serves every line.
+    let _x = start_mlc(&manager, &creds, "mlc-x", dir.path());
+    let mut a = start_mlc(&manager, &creds, "mlc-a", dir.path());
+    wait_lines(&api, "mlc-a serves all", |ls| {
+        ls.iter().all(|l| l["served_by"] == "mlc-a")
+    })
+    .await;
+
+    // A second: the lines are shared, each served by one.
+    let _b = start_mlc(&manager, &creds, "mlc-b", dir.path());
+    let shared = wait_lines(&api, "shared by a and b", |ls| {
+        ls.iter().any(|l| l["served_by"] == "mlc-b") && ls.iter().any(|l| l["served_by"] == "mlc-a")
+    })
+    .await;
+    let (_, status) = api.get("/api/v1/mlc").await;
+    let names: Vec<&str> = status["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["mlc-a", "mlc-b"],
+        "the revoked one never joined: {status}"
+    );
+    assert_eq!(status["lines"]["registered"], 6, "{status}");
+
+    // A call to a line of mlc-b rings at the turret (connected to the
+    // System Manager), is answered there, and hung up.
+    let on = |who: &str| -> (i64, String) {
+        let l = shared.iter().find(|l| l["served_by"] == who).unwrap();
+        (
+            l["id"].as_i64().unwrap(),
+            l["username"].as_str().unwrap().to_string(),
+        )
+    };
+    let (b_line, b_user) = on("mlc-b");
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    phone.command("dial", &format!("sip:{b_user}@127.0.0.1:{}", pbx.port));
+    let ring = wait_push(&mut turret, "ringing via mlc-b", ringing_on(b_line)).await;
+    let call = ring["call"]["id"].as_u64().unwrap();
+    assert!(
+        call > 1 << 40,
+        "call ids of a turret mlc are its own range: {call}"
+    );
+    let (_, ongoing) = api.get("/api/v1/mlc").await;
+    assert_eq!(ongoing["calls"], 1);
+    turret
+        .request(json!({"op": "answer", "call_id": call}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    wait_push(&mut turret, "connected", |p| {
+        p["push"] == "call" && p["call"]["id"] == call && p["call"]["state"] == "connected"
+    })
+    .await;
+    turret
+        .request(json!({"op": "hangup", "call_id": call}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    wait_push(&mut turret, "ended", |p| {
+        p["push"] == "call" && p["call"]["id"] == call && p["call"]["state"] == "ended"
+    })
+    .await;
+    // Recorded by the System Manager like any call.
+    turret
+        .request(json!({"op": "unlock_call_memory", "password": "desk-pw-12"}))
+        .await
+        .unwrap();
+    let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();
+    let entries = cm["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{cm}");
+    assert_eq!(entries[0]["answered_by"], "local");
+
+    // mlc-a dies: its lines move to mlc-b and register there.
+    let (a_line, a_user) = on("mlc-a");
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+    wait_lines(&api, "mlc-b took over", |ls| {
+        ls.iter().all(|l| l["served_by"] == "mlc-b")
+    })
+    .await;
+    phone.command("dial", &format!("sip:{a_user}@127.0.0.1:{}", pbx.port));
+    let ring = wait_push(
+        &mut turret,
+        "ringing on a line that moved",
+        ringing_on(a_line),
+    )
+    .await;
+    turret
+        .request(json!({"op": "reject", "call_id": ring["call"]["id"]}))
+        .await
+        .unwrap();
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    // The links are audited.
+    let (_, audit) = api.get("/api/v1/audit?event_type=mlc.connected").await;
+    assert!(audit["items"].as_array().unwrap().len() >= 2, "{audit}");
+    let (_, audit) = api.get("/api/v1/audit?event_type=mlc.enrolled").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 3, "{audit}");
+    drop(pbx);
+}
