@@ -53,6 +53,9 @@ use crate::telephony;
 pub const VERSION: u64 = 1;
 /// Call ids of the n-th MLC to connect start above n << 40.
 const CALL_ID_SPACE: u64 = 1 << 40;
+/// How often a connected MLC's certificate is checked against the
+/// enrolled list (a revoked one is cut off).
+const REVOCATION_CHECK: Duration = Duration::from_secs(2);
 /// How long an operation may wait for the MLC's result.
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -223,7 +226,7 @@ pub struct Link {
     pub name: String,
     pub peer: SocketAddr,
     /// Its SIP address, as it said.
-    pub sip: String,
+    pub sip: Mutex<String>,
     out: mpsc::Sender<Message>,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, OpError>>>>,
@@ -396,7 +399,7 @@ async fn accept(
     let link = Arc::new(Link {
         name: name.clone(),
         peer,
-        sip: hello["sip"].as_str().unwrap_or_default().to_string(),
+        sip: Mutex::new(hello["sip"].as_str().unwrap_or_default().to_string()),
         out,
         next: AtomicU64::new(1),
         pending: Mutex::new(HashMap::new()),
@@ -427,20 +430,29 @@ async fn accept(
     tracing::info!(mlc = %name, %peer, "Multi-Line Controller connected");
     telephony::joined(&app, link.clone());
     let data_dir = app.config.data_dir.clone();
-    while let Some(Ok(m)) = stream.next().await {
-        let Message::Text(t) = m else { continue };
-        let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-            continue;
-        };
-        // A revoked certificate is cut off at its next message.
-        if !enrolled(&data_dir).is_ok_and(|e| e.get(&name) == Some(&fp)) {
-            tracing::warn!(mlc = %name, "certificate revoked: disconnecting");
-            break;
+    let still_enrolled = || enrolled(&data_dir).is_ok_and(|e| e.get(&name) == Some(&fp));
+    // A revoked certificate is cut off within a few seconds.
+    let mut check = tokio::time::interval(REVOCATION_CHECK);
+    loop {
+        tokio::select! {
+            m = stream.next() => {
+                let Some(Ok(m)) = m else { break };
+                let Message::Text(t) = m else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                handle(&app, &link, v).await;
+            }
+            _ = check.tick() => {
+                if !still_enrolled() {
+                    tracing::warn!(mlc = %name, "certificate revoked: disconnecting");
+                    break;
+                }
+            }
         }
-        handle(&app, &link, v).await;
     }
     writer.abort();
-    telephony::left(&app, &link);
+    telephony::left(&app, &link).await;
     for (_, tx) in link.pending.lock().unwrap().drain() {
         let _ = tx.send(Err(op_err("unavailable", "the MLC disconnected")));
     }
@@ -480,6 +492,9 @@ async fn handle(app: &App, link: &Arc<Link>, v: Value) {
             let (prev, state) = (state_of(&v["previous"]), state_of(&v["state"]));
             link.states.lock().unwrap().insert(id, state.clone());
             telephony::on_line_state(app, id, &prev, &state).await;
+        }
+        "sip" => {
+            *link.sip.lock().unwrap() = v["sip"].as_str().unwrap_or_default().to_string();
         }
         "line_gone" => {
             let id = LineId(v["line_id"].as_i64().unwrap_or_default());
@@ -747,9 +762,12 @@ pub async fn run_mlc(
         // this very link.
         tokio::spawn(async move {
             if first {
-                if let Err(e) = me.start(h, sip_now, tls_now).await {
-                    tracing::error!(error = format!("{e:#}"), "the MLC did not start");
-                    std::process::exit(2);
+                match me.start(h.clone(), sip_now, tls_now).await {
+                    Ok(at) => h.tell(json!({"t": "sip", "sip": at.to_string()})),
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "the MLC did not start");
+                        std::process::exit(2);
+                    }
                 }
             } else {
                 crate::mlc::register::resync(&me).await;

@@ -72,7 +72,7 @@ impl Member {
         match self {
             Member::Local => json!({"name": LOCAL_NAME, "in_process": true}),
             Member::Remote(l) => json!({"name": l.name, "in_process": false,
-                "sip": l.sip, "peer": l.peer.to_string(), "lines": l.line_states().len()}),
+                "sip": *l.sip.lock().unwrap(), "peer": l.peer.to_string(), "lines": l.line_states().len()}),
         }
     }
 }
@@ -402,15 +402,22 @@ pub fn joined(app: &App, link: Arc<Link>) {
     resync_all(app);
 }
 
-/// A `turret mlc` left: its lines move to the others; the turrets are
-/// told its calls are gone from view.
-pub fn left(app: &App, link: &Arc<Link>) {
+/// A `turret mlc` left: its lines move to the others, and the turrets and
+/// the CTI stream are told its calls are gone (`controller_lost`; no
+/// records: should the MLC come back with the call still up, it reports it
+/// again, and its records are written when it ends).
+pub async fn left(app: &App, link: &Arc<Link>) {
     app.telephony
         .remotes
         .lock()
         .unwrap()
         .retain(|l| !Arc::ptr_eq(l, link));
     resync_all(app);
+    for mut c in link.calls() {
+        c.state = call::CallState::Ended;
+        c.end_reason = "controller_lost".into();
+        send_job(app, Job::Changed(c)).await;
+    }
 }
 
 /// The server is stopping: the local MLC ends its calls and unbinds its

@@ -270,6 +270,31 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         .unwrap();
     phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 
+    // Each says where it listens for SIP.
+    let (_, status) = api.get("/api/v1/mlc").await;
+    let sip = status["controllers"][0]["sip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        sip.starts_with("127.0.0.1:") && !sip.ends_with(":0"),
+        "{status}"
+    );
+
+    // Revoking the last one cuts it off: no line is served any more.
+    let (code, _, _) = common::turret(&data, &["mlc", "revoke", "mlc-b"], "");
+    assert_eq!(code, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, status) = api.get("/api/v1/mlc").await;
+        if status["controllers"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still connected: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lines(&api).await.iter().all(|l| l["served_by"].is_null()));
+
     // The links are audited.
     let (_, audit) = api.get("/api/v1/audit?event_type=mlc.connected").await;
     assert!(audit["items"].as_array().unwrap().len() >= 2, "{audit}");
