@@ -341,27 +341,7 @@ async fn ring() {
     let rounds = env_usize("BENCH_ROUNDS", 30);
     println!("ring fan-out: a call on a line shared by {n} connected clients, {rounds} rounds");
     let t = Turret::start(&[]).await;
-    let line = t
-        .post(
-            "/lines",
-            json!({"name": "Shared", "uri": "sip:1001@127.0.0.1:9", "display_name": "Shared"}),
-        )
-        .await;
-    let p = t
-        .post("/profiles", json!({"name": "Desk", "password": "bench-pw"}))
-        .await;
-    let pid = p["id"].as_i64().unwrap();
-    t.put(
-        &format!("/profiles/{pid}/lines/{}", line["id"]),
-        json!({"position": 1}),
-    )
-    .await;
-    let mut first = Connection::connect(&t.url, &t.cert).await.unwrap();
-    let login = first
-        .request(json!({"op": "login", "profile_id": pid, "password": "bench-pw"}))
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
+    let (mut first, token) = shared_line(&t).await;
     let (mut rx, _tasks) =
         connect_all(n, &t.url, &t.cert, json!({"op": "resume", "token": token})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -456,6 +436,34 @@ async fn main() {
     }
 }
 
+/// Line 1, shown by one profile whose turret is logged in: the
+/// connection and its session token (for `resume`s).
+async fn shared_line(t: &Turret) -> (Connection, String) {
+    let line = t
+        .post(
+            "/lines",
+            json!({"name": "Shared", "uri": "sip:1001@127.0.0.1:9", "display_name": "Shared"}),
+        )
+        .await;
+    assert_eq!(line["id"], 1);
+    let p = t
+        .post("/profiles", json!({"name": "Desk", "password": "bench-pw"}))
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    t.put(
+        &format!("/profiles/{pid}/lines/{}", line["id"]),
+        json!({"position": 1}),
+    )
+    .await;
+    let mut first = Connection::connect(&t.url, &t.cert).await.unwrap();
+    let login = first
+        .request(json!({"op": "login", "profile_id": pid, "password": "bench-pw"}))
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    (first, token)
+}
+
 /// A CTI application that connects and then never reads: a receive buffer
 /// of 2 KiB, so the server's writes to it stop at once.
 async fn stalled_app(
@@ -505,21 +513,8 @@ async fn stalled() {
          without and with {apps} applications that never read, each after {flood} calls"
     );
     let t = Turret::start(&[]).await;
-    let line = t
-        .post(
-            "/lines",
-            json!({"name": "Shared", "uri": "sip:1001@127.0.0.1:9", "display_name": "Shared"}),
-        )
-        .await;
-    let p = t
-        .post("/profiles", json!({"name": "Desk", "password": "bench-pw"}))
-        .await;
-    let pid = p["id"].as_i64().unwrap();
-    t.put(
-        &format!("/profiles/{pid}/lines/{}", line["id"]),
-        json!({"position": 1}),
-    )
-    .await;
+    let (first, session) = shared_line(&t).await;
+    drop(first);
     // The flood goes to a second line that no turret shows: it loads the
     // CTI applications (whose keys see every line), not the turrets.
     let flood_line = t
@@ -537,13 +532,6 @@ async fn stalled() {
         )
         .await;
     let token = key["token"].as_str().unwrap().to_string();
-    let mut first = Connection::connect(&t.url, &t.cert).await.unwrap();
-    let login = first
-        .request(json!({"op": "login", "profile_id": pid, "password": "bench-pw"}))
-        .await
-        .unwrap();
-    let session = login["token"].as_str().unwrap().to_string();
-    drop(first);
     let (mut rx, _tasks) = connect_all(
         n,
         &t.url,

@@ -53,6 +53,17 @@ async fn cti(s: &InProc, token: &str, since: Option<u64>) -> Result<Ws, u16> {
     }
 }
 
+/// A test PBX, and a server with the MLC on.
+async fn with_pbx() -> (Kamailio, InProc) {
+    let pbx = Kamailio::start("MD5", false);
+    let s = InProc::start_with(|c, _| {
+        c.sip.enabled = true;
+        c.sip.keepalive_secs = 1;
+    })
+    .await;
+    (pbx, s)
+}
+
 /// A line for `user` on the test PBX, in answer `mode`.
 async fn line_on(s: &InProc, pbx: &Kamailio, user: &str, mode: &str) -> i64 {
     s.line(
@@ -93,12 +104,7 @@ fn call_states(events: &[Value], line: i64) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_keys_follow_real_calls_and_are_refused_revoked_and_cut_off() {
-    let pbx = Kamailio::start("MD5", false);
-    let s = InProc::start_with(|c, _| {
-        c.sip.enabled = true;
-        c.sip.keepalive_secs = 1;
-    })
-    .await;
+    let (pbx, s) = with_pbx().await;
     let (a, b) = (
         line_on(&s, &pbx, "1001", "automatic").await,
         line_on(&s, &pbx, "1002", "manual").await,
@@ -337,12 +343,7 @@ async fn a_stalled_application_is_told_it_lost_events_and_slows_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_api_answers_within_each_keys_scope() {
-    let pbx = Kamailio::start("MD5", false);
-    let s = InProc::start_with(|c, _| {
-        c.sip.enabled = true;
-        c.sip.keepalive_secs = 1;
-    })
-    .await;
+    let (pbx, s) = with_pbx().await;
     let (a, b) = (
         line_on(&s, &pbx, "1001", "automatic").await,
         line_on(&s, &pbx, "1002", "manual").await,
@@ -485,12 +486,7 @@ async fn the_query_api_answers_within_each_keys_scope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_pseudonymisation_on_no_clear_number_reaches_an_application() {
-    let pbx = Kamailio::start("MD5", false);
-    let s = InProc::start_with(|c, _| {
-        c.sip.enabled = true;
-        c.sip.keepalive_secs = 1;
-    })
-    .await;
+    let (pbx, s) = with_pbx().await;
     let line = line_on(&s, &pbx, "1001", "automatic").await;
     s.api
         .post(
@@ -654,12 +650,7 @@ fn keys_of(v: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdrs_hold_exactly_the_enabled_fields_in_the_stream_the_files_and_the_api() {
-    let pbx = Kamailio::start("MD5", false);
-    let s = InProc::start_with(|c, _| {
-        c.sip.enabled = true;
-        c.sip.keepalive_secs = 1;
-    })
-    .await;
+    let (pbx, s) = with_pbx().await;
     let (a, b) = (
         line_on(&s, &pbx, "1001", "automatic").await,
         line_on(&s, &pbx, "1002", "automatic").await,

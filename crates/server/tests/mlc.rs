@@ -68,19 +68,6 @@ async fn wait_lines(api: &Api, what: &str, pred: impl Fn(&[Value]) -> bool) -> V
     }
 }
 
-async fn wait_push(c: &mut Connection, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no push: {what}");
-        if let Some(p) = c.push(left).await
-            && pred(&p)
-        {
-            return p;
-        }
-    }
-}
-
 fn ringing_on(line: i64) -> impl Fn(&Value) -> bool {
     move |p: &Value| {
         p["push"] == "call" && p["call"]["state"] == "ringing" && p["call"]["line_id"] == line
@@ -213,7 +200,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     let (b_line, b_user) = on("mlc-b");
     let mut phone = Baresip::start("2000", pbx.port, false);
     phone.command("dial", &format!("sip:{b_user}@127.0.0.1:{}", pbx.port));
-    let ring = wait_push(&mut turret, "ringing via mlc-b", ringing_on(b_line)).await;
+    let ring = common::wait_push(&mut turret, "ringing via mlc-b", ringing_on(b_line)).await;
     let call = ring["call"]["id"].as_u64().unwrap();
     assert!(
         call > 1 << 40,
@@ -226,7 +213,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         .await
         .unwrap();
     let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
-    wait_push(&mut turret, "connected", |p| {
+    common::wait_push(&mut turret, "connected", |p| {
         p["push"] == "call" && p["call"]["id"] == call && p["call"]["state"] == "connected"
     })
     .await;
@@ -235,7 +222,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         .await
         .unwrap();
     let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
-    wait_push(&mut turret, "ended", |p| {
+    common::wait_push(&mut turret, "ended", |p| {
         p["push"] == "call" && p["call"]["id"] == call && p["call"]["state"] == "ended"
     })
     .await;
@@ -258,7 +245,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     })
     .await;
     phone.command("dial", &format!("sip:{a_user}@127.0.0.1:{}", pbx.port));
-    let ring = wait_push(
+    let ring = common::wait_push(
         &mut turret,
         "ringing on a line that moved",
         ringing_on(a_line),

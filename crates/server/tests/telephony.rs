@@ -155,20 +155,6 @@ async fn fifty_lines_register_a_wrong_password_fails_and_all_return_after_a_pbx_
     eprintln!("50 lines re-registered {back:?} after the PBX returned");
 }
 
-/// Waits for a push for which `pred` holds, skipping others.
-async fn wait_push(c: &mut Connection, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no push: {what}");
-        if let Some(p) = c.push(left).await
-            && pred(&p)
-        {
-            return p;
-        }
-    }
-}
-
 fn call_push(state: &'static str) -> impl Fn(&Value) -> bool {
     move |p: &Value| p["push"] == json!("call") && p["call"]["state"] == json!(state)
 }
@@ -236,8 +222,8 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
 
     // 1. baresip calls the line: both turrets ring, the caller identified.
     phone.command("dial", &target);
-    let ring_a = wait_push(&mut f.a.1, "ringing at A", call_push("ringing")).await;
-    let ring_b = wait_push(&mut f.b.1, "ringing at B", call_push("ringing")).await;
+    let ring_a = common::wait_push(&mut f.a.1, "ringing at A", call_push("ringing")).await;
+    let ring_b = common::wait_push(&mut f.b.1, "ringing at B", call_push("ringing")).await;
     assert_eq!(ring_a["call"]["remote_number"], json!("2000"));
     assert_eq!(ring_a["call"]["remote_name"], json!("Alice Caller"));
     assert_eq!(ring_a["call"]["line_id"], json!(f.line));
@@ -250,10 +236,10 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
         .request(json!({"op": "answer", "call_id": call}))
         .await
         .unwrap();
-    let conn_a = wait_push(&mut f.a.1, "connected at A", call_push("connected")).await;
+    let conn_a = common::wait_push(&mut f.a.1, "connected at A", call_push("connected")).await;
     assert_eq!(conn_a["call"]["here"], json!(true));
     assert_eq!(conn_a["call"]["line_activity"], json!("busy_here"));
-    let elsewhere = wait_push(
+    let elsewhere = common::wait_push(
         &mut f.b.1,
         "answered elsewhere at B",
         call_push("answered_elsewhere"),
@@ -284,8 +270,8 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
 
     // 3. The caller hangs up: both turrets see the end.
     phone.command("hangup", "");
-    wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
-    wait_push(&mut f.b.1, "ended at B", call_push("ended")).await;
+    common::wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
+    common::wait_push(&mut f.b.1, "ended at B", call_push("ended")).await;
     let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 
     // Call memory: answered here on A, answered remotely on B.
@@ -310,7 +296,7 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
 
     // 4. Again, answered by B and hung up from the turret.
     phone.command("dial", &target);
-    let ring = wait_push(&mut f.b.1, "ringing at B", call_push("ringing")).await;
+    let ring = common::wait_push(&mut f.b.1, "ringing at B", call_push("ringing")).await;
     let call = ring["call"]["id"].as_u64().unwrap();
     f.b.1
         .request(json!({"op": "answer", "call_id": call, "speech_unit": "speaker-1"}))
@@ -322,14 +308,14 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
         .await
         .unwrap();
     let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
-    wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
+    common::wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
 
     // 5. The caller gives up while it rings (CANCEL): an unanswered entry.
     phone.command("dial", &target);
-    wait_push(&mut f.a.1, "ringing at A", call_push("ringing")).await;
+    common::wait_push(&mut f.a.1, "ringing at A", call_push("ringing")).await;
     phone.wait_event("CALL_RINGING", seen, Duration::from_secs(10));
     phone.command("hangup", "");
-    let ended = wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
+    let ended = common::wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
     assert_eq!(ended["call"]["reason"], json!("cancelled"));
     let ma = call_memory(&mut f.a.1).await;
     assert_eq!(ma.len(), 3, "{ma:?}");
@@ -350,12 +336,12 @@ async fn a_turret_dials_out_holds_retrieves_and_transfers() {
             .await
             .unwrap();
     let call = v["call_id"].as_u64().unwrap();
-    let up = wait_push(&mut f.a.1, "connected", call_push("connected")).await;
+    let up = common::wait_push(&mut f.a.1, "connected", call_push("connected")).await;
     assert_eq!(up["call"]["direction"], json!("out"));
     assert_eq!(up["call"]["remote_name"], json!("Alice Caller"));
     let (_, seen) = far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
     // B, sharing the line, sees it busy at another turret.
-    let b_view = wait_push(&mut f.b.1, "busy elsewhere at B", |p| {
+    let b_view = common::wait_push(&mut f.b.1, "busy elsewhere at B", |p| {
         p["push"] == json!("call") && p["call"]["line_activity"] == json!("busy_elsewhere")
     })
     .await;
@@ -373,20 +359,20 @@ async fn a_turret_dials_out_holds_retrieves_and_transfers() {
         .request(json!({"op": "hold", "call_id": call}))
         .await
         .unwrap();
-    let held = wait_push(&mut f.a.1, "held", call_push("held")).await;
+    let held = common::wait_push(&mut f.a.1, "held", call_push("held")).await;
     assert_eq!(held["call"]["line_activity"], json!("held"));
     f.a.1
         .request(json!({"op": "retrieve", "call_id": call}))
         .await
         .unwrap();
-    wait_push(&mut f.a.1, "connected again", call_push("connected")).await;
+    common::wait_push(&mut f.a.1, "connected again", call_push("connected")).await;
 
     // Blind transfer to 3000: the far end calls it, our leg ends.
     f.a.1
         .request(json!({"op": "transfer", "call_id": call, "target": "3000"}))
         .await
         .unwrap();
-    let ended = wait_push(&mut f.a.1, "ended", call_push("ended")).await;
+    let ended = common::wait_push(&mut f.a.1, "ended", call_push("ended")).await;
     assert_eq!(ended["call"]["reason"], json!("transferred"));
     other.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
@@ -526,13 +512,13 @@ async fn hanging_up_an_outgoing_call_while_it_rings_cancels_it() {
             .await
             .unwrap();
     let call = v["call_id"].as_u64().unwrap();
-    wait_push(&mut f.a.1, "alerting", call_push("alerting")).await;
+    common::wait_push(&mut f.a.1, "alerting", call_push("alerting")).await;
     let (_, seen) = far.wait_event("CALL_INCOMING", 0, Duration::from_secs(10));
     f.a.1
         .request(json!({"op": "hangup", "call_id": call}))
         .await
         .unwrap();
-    wait_push(&mut f.a.1, "ended", call_push("ended")).await;
+    common::wait_push(&mut f.a.1, "ended", call_push("ended")).await;
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
     // Unanswered, dialled by A: one entry, on A only.
     let ma = call_memory(&mut f.a.1).await;

@@ -338,3 +338,22 @@ pub fn sqlite3(db: &Path, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Waits (up to 15 s) for a push of a client connection for which `pred`
+/// holds, skipping others; panics naming `what` otherwise.
+pub async fn wait_push(
+    c: &mut openturret_server::client::conn::Connection,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no push: {what}");
+        if let Some(p) = c.push(left).await
+            && pred(&p)
+        {
+            return p;
+        }
+    }
+}
