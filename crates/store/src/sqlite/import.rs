@@ -1,12 +1,15 @@
-//! All-or-nothing import of global contacts: rows are staged in a
-//! temporary table inside one write transaction, checked against the
-//! existing contacts set-wise, and applied in two statements.
+//! All-or-nothing import of global contacts, inside one write
+//! transaction: the rows go straight into `global_contacts` (a chunk at a
+//! time, as one JSON parameter that SQLite unpacks itself), then one
+//! indexed self-join finds the new rows that match a contact that existed
+//! before; rejecting rolls everything back, updating copies them onto the
+//! old rows and drops the copies. New rows get ids above the largest id
+//! before the import, in file order, so an id names its file line.
 
 use async_trait::async_trait;
 use openturret_domain::Timestamp;
 use openturret_domain::audit::AuditRecord;
 use openturret_domain::model::ContactFields;
-use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, Tx, db};
 use crate::{GlobalImport, ImportCounts, OnDuplicate, Result};
@@ -14,42 +17,66 @@ use crate::{GlobalImport, ImportCounts, OnDuplicate, Result};
 pub struct SqliteImport<'a> {
     store: &'a SqliteStore,
     tx: Tx,
+    /// The largest id before the import.
+    base: i64,
+    /// The file line of each new row, in id order.
+    lines: Vec<u64>,
+    now: i64,
 }
 
 impl SqliteStore {
     pub(super) async fn start_import(&self) -> Result<SqliteImport<'_>> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "CREATE TEMP TABLE import_stage (line INTEGER NOT NULL, name TEXT NOT NULL,
-               name_key TEXT NOT NULL, number TEXT NOT NULL, number_key TEXT NOT NULL,
-               field3 TEXT NOT NULL, field4 TEXT NOT NULL)",
-        )
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(db)?;
-        Ok(SqliteImport { store: self, tx })
+        let base: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM global_contacts")
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        Ok(SqliteImport {
+            store: self,
+            tx,
+            base,
+            lines: Vec::new(),
+            now: Timestamp::now().0,
+        })
     }
 }
 
-const MATCH: &str = "g.name_key = s.name_key AND g.number_key = s.number_key";
+/// A new row (id above `base`) matching an old one.
+const DUPLICATE: &str = "o.id <= ?1 AND o.name_key = n.name_key AND o.number_key = n.number_key";
 
 #[async_trait]
 impl GlobalImport for SqliteImport<'_> {
     async fn add(&mut self, rows: Vec<(u64, ContactFields)>) -> Result<()> {
-        for chunk in rows.chunks(4000) {
-            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO import_stage (line, name, name_key, number, number_key, field3, field4) ",
-            );
-            b.push_values(chunk, |mut r, (line, f)| {
-                r.push_bind(*line as i64)
-                    .push_bind(f.name.clone())
-                    .push_bind(f.name.to_lowercase())
-                    .push_bind(f.number.clone())
-                    .push_bind(self.store.plan.key(&f.number))
-                    .push_bind(f.field3.clone())
-                    .push_bind(f.field4.clone());
-            });
-            b.build().execute(&mut *self.tx.tx).await.map_err(db)?;
+        for chunk in rows.chunks(10_000) {
+            let mut json = String::with_capacity(chunk.len() * 96);
+            json.push('[');
+            for (i, (line, f)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                let row = (
+                    &f.name,
+                    f.name.to_lowercase(),
+                    &f.number,
+                    self.store.plan.key(&f.number),
+                    &f.field3,
+                    &f.field4,
+                );
+                json.push_str(&serde_json::to_string(&row).expect("strings encode"));
+                self.lines.push(*line);
+            }
+            json.push(']');
+            sqlx::query(
+                "INSERT INTO global_contacts (name, name_key, number, number_key, field3, field4,
+                   created_at, updated_at)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, ?2, ?2
+                 FROM json_each(?1) ORDER BY key",
+            )
+            .bind(json)
+            .bind(self.now)
+            .execute(&mut *self.tx.tx)
+            .await
+            .map_err(db)?;
         }
         Ok(())
     }
@@ -59,58 +86,59 @@ impl GlobalImport for SqliteImport<'_> {
         mode: OnDuplicate,
         audit: AuditRecord,
     ) -> Result<std::result::Result<ImportCounts, Vec<u64>>> {
-        let SqliteImport { store, mut tx } = *self;
-        let now = Timestamp::now().0;
-        sqlx::query("CREATE INDEX temp.import_stage_key ON import_stage(name_key, number_key)")
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
+        let SqliteImport {
+            store,
+            mut tx,
+            base,
+            lines,
+            now,
+        } = *self;
         let mut counts = ImportCounts::default();
         match mode {
             OnDuplicate::Reject => {
-                let lines: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT s.line FROM import_stage s JOIN global_contacts g ON {MATCH}
-                     ORDER BY s.line LIMIT 1000"
+                let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT n.id FROM global_contacts n
+                     WHERE n.id > ?1 AND EXISTS (SELECT 1 FROM global_contacts o WHERE {DUPLICATE})
+                     ORDER BY n.id LIMIT 1000"
                 )))
+                .bind(base)
                 .fetch_all(&mut *tx.tx)
                 .await
                 .map_err(db)?;
-                if !lines.is_empty() {
+                if !ids.is_empty() {
                     // Dropping the transaction rolls everything back.
-                    return Ok(Err(lines.into_iter().map(|l| l as u64).collect()));
+                    let line = |id: i64| lines.get((id - base - 1) as usize).copied().unwrap_or(0);
+                    return Ok(Err(ids.into_iter().map(line).collect()));
                 }
             }
             OnDuplicate::Update => {
                 let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE global_contacts AS g SET name = s.name, number = s.number,
-                       field3 = s.field3, field4 = s.field4, updated_at = ?
-                     FROM import_stage AS s WHERE {MATCH}"
+                    "UPDATE global_contacts AS o SET name = n.name, number = n.number,
+                       field3 = n.field3, field4 = n.field4, updated_at = ?2
+                     FROM global_contacts AS n WHERE n.id > ?1 AND {DUPLICATE}"
                 )))
+                .bind(base)
                 .bind(now)
                 .execute(&mut *tx.tx)
                 .await
                 .map_err(db)?;
                 counts.updated = r.rows_affected();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM global_contacts AS n
+                     WHERE n.id > ?1 AND EXISTS (SELECT 1 FROM global_contacts o WHERE {DUPLICATE})"
+                )))
+                .bind(base)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
             }
         }
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO global_contacts (name, name_key, number, number_key, field3, field4,
-               created_at, updated_at)
-             SELECT s.name, s.name_key, s.number, s.number_key, s.field3, s.field4, ?, ?
-             FROM import_stage s
-             WHERE NOT EXISTS (SELECT 1 FROM global_contacts g WHERE {MATCH})
-             ORDER BY s.line"
-        )))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(db)?;
-        counts.inserted = r.rows_affected();
-        sqlx::query("DROP TABLE temp.import_stage")
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?;
+        counts.inserted =
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM global_contacts WHERE id > ?")
+                .bind(base)
+                .fetch_one(&mut *tx.tx)
+                .await
+                .map_err(db)? as u64;
         let mut audit = audit;
         audit.changes = vec![
             format!("inserted:{}", counts.inserted),

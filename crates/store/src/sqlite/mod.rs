@@ -104,7 +104,9 @@ impl SqliteStore {
             .pragma("temp_store", "MEMORY");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.clone())
+            // A bulk write (an import) keeps its dirty pages in memory
+            // until the commit instead of spilling them to the WAL early.
+            .connect_with(opts.clone().pragma("cache_size", "-65536"))
             .await
             .map_err(StoreError::backend)?;
         sqlx::migrate!("./migrations/sqlite")
