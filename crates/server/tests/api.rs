@@ -100,8 +100,17 @@ async fn snapshot(api: &Api, ids: &Value) -> Value {
         ("settings", "/api/v1/settings".to_string()),
         ("admins", "/api/v1/admins".to_string()),
     ] {
-        let (s, v) = api.get(&path).await;
+        let (s, mut v) = api.get(&path).await;
         assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        // A line's registration is live state (the MLC keeps trying), not
+        // stored data: left out of what must not change.
+        if k == "lines" {
+            for l in v.as_array_mut().unwrap() {
+                let l = l.as_object_mut().unwrap();
+                l.remove("registration_state");
+                l.remove("registration_reason");
+            }
+        }
         out[k] = v;
     }
     out
@@ -127,7 +136,8 @@ async fn every_resource_can_be_created_read_updated_deleted_and_survives_a_resta
         "off until switched on"
     );
     // The MLC is trying to register the line at a host that does not exist.
-    let reg = snap["lines"][0]["registration_state"].as_str().unwrap();
+    let (_, lines) = api.get("/api/v1/lines").await;
+    let reg = lines[0]["registration_state"].as_str().unwrap();
     assert!(matches!(reg, "registering" | "failing"), "{reg}");
 
     // Update.
