@@ -246,7 +246,7 @@ async fn main() {
     let t = Instant::now();
     let job = tokio::spawn(async move {
         backup::create(
-            store.as_ref(),
+            store,
             &data_dir,
             &out_dir,
             Secret::new("bench passphrase 01"),

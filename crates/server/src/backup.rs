@@ -94,8 +94,14 @@ pub fn check_passphrase(p: &Secret) -> anyhow::Result<()> {
 }
 
 /// Takes an online backup of the running store into `out_dir`.
+///
+/// The snapshot, the key derivation and the encryption run on a thread of
+/// their own at a lower priority (the snapshot's database connection is
+/// made there, so its thread inherits it), so the API and the turrets
+/// keep their latency while a backup runs: the scheduler gives the backup
+/// what they leave.
 pub async fn create(
-    store: &dyn Store,
+    store: std::sync::Arc<dyn Store>,
     data_dir: &Path,
     out_dir: &Path,
     passphrase: Secret,
@@ -107,10 +113,6 @@ pub async fn create(
     claim(&work)?;
     let snapshot = work.join(DB_FILE);
     let result = async {
-        store
-            .snapshot(&snapshot)
-            .await
-            .context("while taking the snapshot")?;
         let schema = store.schema_version().await?;
         let now = Timestamp::now();
         let stamp = crate::http::ts(now)
@@ -122,19 +124,39 @@ pub async fn create(
             (KEY_FILE.to_string(), data_dir.join(KEY_FILE)),
         ];
         let by = format!("turret {}", env!("CARGO_PKG_VERSION"));
-        let out2 = out.clone();
-        let manifest = tokio::task::spawn_blocking(move || {
-            format::write(&out2, &passphrase, now.0, schema, &by, &files)
-        })
-        .await
-        .expect("backup writer does not panic")
-        .context("while writing the backup")?;
+        let (out2, snap) = (out.clone(), snapshot.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("backup".into())
+            .spawn(move || {
+                lower_priority();
+                let r = (|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(store.snapshot(&snap))
+                        .context("while taking the snapshot")?;
+                    drop(rt);
+                    format::write(&out2, &passphrase, now.0, schema, &by, &files)
+                        .context("while writing the backup")
+                })();
+                let _ = tx.send(r);
+            })
+            .context("while starting the backup thread")?;
+        let manifest = rx.await.context("the backup thread stopped")??;
         Ok::<_, anyhow::Error>((out, manifest))
     }
     .await;
     // The snapshot is a clear copy: it never outlives the backup.
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10), for work
+/// that should yield to requests. Best effort.
+fn lower_priority() {
+    // On Linux a thread id names just this thread.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
 }
 
 /// Backups in `dir`, newest first, with their manifests.
@@ -440,7 +462,7 @@ pub async fn scheduled_once(app: &crate::App) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("while reading {}", file.display()))?;
     let passphrase = Secret::new(text.trim_end_matches(['\r', '\n']));
     let dir = backup_dir(&app.config);
-    let (path, _) = create(app.store.as_ref(), &app.config.data_dir, &dir, passphrase).await?;
+    let (path, _) = create(app.store.clone(), &app.config.data_dir, &dir, passphrase).await?;
     let mut r = system_record("backup.created");
     r.pii.actor = "system".into();
     r.object_id = path.file_name().map(|f| f.to_string_lossy().into_owned());

@@ -194,7 +194,7 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
                 out_dir.display()
             );
             let (path, m) =
-                crate::backup::create(store.as_ref(), &config.data_dir, &out_dir, passphrase)
+                crate::backup::create(store.clone(), &config.data_dir, &out_dir, passphrase)
                     .await?;
             let mut r = record("backup.created", None, vec![]);
             r.object_type = "backup".into();

@@ -61,7 +61,7 @@ pub async fn create_backup(
     }
     let dir = crate::backup::backup_dir(&app.config);
     let (path, m) =
-        crate::backup::create(app.store.as_ref(), &app.config.data_dir, &dir, passphrase)
+        crate::backup::create(app.store.clone(), &app.config.data_dir, &dir, passphrase)
             .await
             .map_err(ApiError::Internal)?;
     let file = out(&path, &m);

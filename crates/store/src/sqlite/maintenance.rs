@@ -16,13 +16,19 @@ impl MaintenanceStore for SqliteStore {
             .to_string();
         // VACUUM INTO writes a consistent, compact copy from one read
         // transaction: writers carry on, and free pages (erased data) are
-        // not copied.
-        sqlx::query("VACUUM INTO ?")
+        // not copied. On a connection of its own, so the readers' pool
+        // stays free for requests (and the connection's thread is made by
+        // the caller's: a caller at low priority gets a snapshot at low
+        // priority).
+        use sqlx::{ConnectOptions, Connection};
+        let mut c = self.read_opts.connect().await.map_err(db)?;
+        let r = sqlx::query("VACUUM INTO ?")
             .bind(dest)
-            .execute(&self.reader)
+            .execute(&mut c)
             .await
-            .map_err(db)?;
-        Ok(())
+            .map_err(db);
+        let _ = c.close().await;
+        r.map(drop)
     }
 
     async fn schema_version(&self) -> Result<i64> {

@@ -65,6 +65,8 @@ pub struct SqliteStore {
     observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
     /// Where erasures are recorded, outside the database and its backups.
     ledger: crate::ledger::Ledger,
+    /// How to open one more read-only connection (for a snapshot).
+    read_opts: SqliteConnectOptions,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -113,9 +115,10 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(StoreError::backend)?;
+        let read_opts = opts.read_only(true);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.read_only(true))
+            .connect_with(read_opts.clone())
             .await
             .map_err(StoreError::backend)?;
         let mut head_path = path.as_os_str().to_owned();
@@ -129,6 +132,7 @@ impl SqliteStore {
             head_lock: std::sync::Mutex::new(()),
             observer: std::sync::RwLock::new(None),
             ledger,
+            read_opts,
         })
     }
 
