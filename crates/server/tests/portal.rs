@@ -199,6 +199,11 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
 
     // Edit the line: its password is never sent back to the browser.
     b.goto("/lines").await;
+    assert_eq!(
+        b.text("td.served-by").await,
+        "this server",
+        "served by the MLC inside turret serve"
+    );
     b.screenshot("lines").await;
     b.submit("table a").await;
     let edit = b.source().await;

@@ -264,7 +264,7 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
     let content = html! {
         p { a.button href="/lines/new" { "New line" } }
         table {
-            thead { tr { th { "Name" } th { "SIP address" } th { "Username" } th { "Display name" } th { "Password" } th { "Registration" } } }
+            thead { tr { th { "Name" } th { "SIP address" } th { "Username" } th { "Display name" } th { "Password" } th { "Registration" } th { "Served by" } } }
             tbody {
                 @for l in &lines {
                     tr {
@@ -280,12 +280,19 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                             }
                             @if let Some(r) = st.reason() { " " span.muted.line-reason { (r) } }
                         }
+                        td.served-by {
+                            @match crate::telephony::owner(&app, l.id) {
+                                Some(m) => { (if m.name() == crate::telephony::LOCAL_NAME { "this server" } else { m.name() }) }
+                                None => span.muted { "no MLC running" },
+                            }
+                        }
                     }
                 }
-                @if lines.is_empty() { tr { td colspan="6" .muted { "No lines yet." } } }
+                @if lines.is_empty() { tr { td colspan="7" .muted { "No lines yet." } } }
             }
         }
-        p.muted { "Registration states are those the Multi-Line Controller reports now; reload to refresh." }
+        p.muted { "Registration states are those the Multi-Line Controllers report now; reload to refresh. "
+            "Each line is served by one Multi-Line Controller: this server's own, or a connected turret mlc." }
     };
     page(&app, &p, "/lines", "Lines", content)
 }
