@@ -1,0 +1,322 @@
+//! The MLC's side of the link (`turret mlc`): its host is the System
+//! Manager, reached over mutual TLS.
+
+use super::ca::*;
+use super::*;
+
+/// How `turret mlc` reaches its System Manager.
+pub struct MlcOptions {
+    /// `https://host:port` of the component listener.
+    pub manager: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// The MLC's host: the System Manager, over the link.
+struct RemoteHost {
+    out: mpsc::Sender<Value>,
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    connected: AtomicBool,
+}
+
+impl RemoteHost {
+    fn tell(&self, v: Value) {
+        // Bounded: an unreachable System Manager costs memory up to here,
+        // then reports are dropped (and logged).
+        if self.out.try_send(v).is_err() {
+            tracing::error!("the link to the System Manager is congested; a report is lost");
+        }
+    }
+
+    async fn ask(&self, mut v: Value) -> anyhow::Result<Value> {
+        if !self.connected.load(Ordering::SeqCst) {
+            bail!("not connected to the System Manager");
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, tx);
+        v["id"] = json!(id);
+        self.out.send(v).await.ok().context("link closed")?;
+        let r = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .context("the System Manager did not answer")?
+            .context("the link closed")?;
+        if let Some(e) = r.get("error") {
+            bail!("the System Manager: {e}");
+        }
+        Ok(r)
+    }
+}
+
+#[async_trait]
+impl Host for RemoteHost {
+    async fn lines(&self) -> anyhow::Result<Vec<(Line, Option<Secret>)>> {
+        if !self.connected.load(Ordering::SeqCst) {
+            // Cut off: serve nothing, so no line is served twice while the
+            // System Manager hands this MLC's lines to another.
+            return Ok(Vec::new());
+        }
+        let r = self.ask(json!({"t": "lines"})).await?;
+        Ok(r["lines"]
+            .as_array()
+            .map(|a| a.iter().filter_map(line_of_json).collect())
+            .unwrap_or_default())
+    }
+
+    async fn line(&self, id: LineId) -> anyhow::Result<Option<(Line, Option<Secret>)>> {
+        let r = self.ask(json!({"t": "line", "line_id": id.0})).await?;
+        Ok(line_of_json(&r["line"]))
+    }
+
+    async fn line_state(&self, id: LineId, previous: LineState, state: LineState) {
+        self.tell(json!({"t": "line_state", "line_id": id.0,
+            "previous": state_json(&previous), "state": state_json(&state)}));
+    }
+
+    async fn call(&self, view: CallView, ended: bool) {
+        self.tell(json!({"t": "call", "ended": ended, "view": view.to_json()}));
+    }
+
+    async fn rejected_here(&self, view: CallView, profile: ProfileId) {
+        self.tell(json!({"t": "rejected_here", "profile_id": profile.0, "view": view.to_json()}));
+    }
+
+    async fn transferred(&self, call: u64, line: LineId) {
+        self.tell(json!({"t": "transferred", "call_id": call, "line_id": line.0}));
+    }
+
+    async fn flush(&self) {
+        let _ = self.ask(json!({"t": "flush"})).await;
+    }
+}
+
+/// `turret mlc`: serves the lines the System Manager gives it until
+/// `stop` completes; reconnects (1 s doubling to 15 s) when the link
+/// drops, serving no line meanwhile.
+pub async fn run_mlc(
+    opts: MlcOptions,
+    sip: crate::config::SipConfig,
+    tls: Option<crate::mlc::transport::TlsSetup>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ca = std::fs::read(&opts.ca)
+        .with_context(|| format!("while reading the CA certificate {}", opts.ca.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&opts.cert)
+        .with_context(|| format!("while reading {}", opts.cert.display()))?
+        .collect::<Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&opts.key)
+        .with_context(|| format!("while reading {}", opts.key.display()))?;
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots(&ca)?)
+            .with_client_auth_cert(certs, key)
+            .context("the certificate and key do not match")?,
+    );
+    let (out_tx, mut out_rx) = mpsc::channel::<Value>(65_536);
+    let host = Arc::new(RemoteHost {
+        out: out_tx,
+        next: AtomicU64::new(1),
+        pending: Mutex::new(HashMap::new()),
+        connected: AtomicBool::new(false),
+    });
+    let mlc = Mlc::new();
+    let mut started = false;
+    let mut tls = tls;
+    let mut backoff = Duration::from_secs(1);
+    tokio::pin!(stop);
+    loop {
+        let link = connect(&opts.manager, config.clone(), &mlc, &sip).await;
+        let (mut ws, welcome) = match link {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), manager = %opts.manager,
+                    "cannot reach the System Manager; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut stop => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(15));
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        mlc.set_call_id_base(welcome["call_id_base"].as_u64().unwrap_or_default());
+        tracing::info!(name = %welcome["name"], manager = %opts.manager, "connected to the System Manager");
+        host.connected.store(true, Ordering::SeqCst);
+        let me = mlc.clone();
+        let h = host.clone();
+        let sip_now = sip.clone();
+        let tls_now = if started { None } else { tls.take() };
+        let first = !started;
+        started = true;
+        // Start (or resync) in the background: it asks for the lines over
+        // this very link.
+        tokio::spawn(async move {
+            if first {
+                match me.start(h.clone(), sip_now, tls_now).await {
+                    Ok(at) => h.tell(json!({"t": "sip", "sip": at.to_string()})),
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "the MLC did not start");
+                        std::process::exit(2);
+                    }
+                }
+            } else {
+                crate::mlc::register::resync(&me).await;
+                // What the System Manager forgot when the link dropped.
+                for c in crate::mlc::call::ongoing(&me) {
+                    h.call(c, false).await;
+                }
+            }
+        });
+        let ended = loop {
+            tokio::select! {
+                m = out_rx.recv() => {
+                    let Some(m) = m else { break false };
+                    if ws.send(Message::Text(m.to_string().into())).await.is_err() {
+                        // Put back what could not be sent? It is a report
+                        // for a System Manager that is gone: it learns the
+                        // state again on reconnection.
+                        break false;
+                    }
+                }
+                m = ws.next() => {
+                    let Some(Ok(m)) = m else { break false };
+                    let Message::Text(t) = m else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
+                    on_manager_message(&mlc, &host, v);
+                }
+                _ = &mut stop => break true,
+            }
+        };
+        host.connected.store(false, Ordering::SeqCst);
+        for (_, tx) in host.pending.lock().unwrap().drain() {
+            drop(tx);
+        }
+        if ended {
+            break;
+        }
+        tracing::warn!("lost the System Manager; serving no line until it is back");
+        let me = mlc.clone();
+        tokio::spawn(async move { crate::mlc::register::resync(&me).await });
+    }
+    // Stopping: end the calls, unbind the lines.
+    if started {
+        crate::mlc::call::end_all(&mlc, Duration::from_secs(3)).await;
+        crate::mlc::register::shutdown(&mlc, Duration::from_secs(3)).await;
+    }
+    Ok(())
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn connect(
+    manager: &str,
+    config: Arc<rustls::ClientConfig>,
+    mlc: &Mlc,
+    sip: &crate::config::SipConfig,
+) -> anyhow::Result<(Ws, Value)> {
+    let rest = manager
+        .strip_prefix("https://")
+        .or_else(|| manager.strip_prefix("wss://"))
+        .with_context(|| format!("{manager}: the System Manager URL must start with https://"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = authority
+        .rsplit_once(':')
+        .with_context(|| format!("{manager}: give the component port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = tokio::net::TcpStream::connect((host, port.parse::<u16>()?)).await?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(host.to_string())?, tcp)
+        .await
+        .context("TLS with the System Manager failed (is --ca its component CA?)")?;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{authority}/mlc"), tls)
+        .await
+        .context("the System Manager refused the link (is this MLC enrolled?)")?;
+    let sip_addr = mlc
+        .local_addr()
+        .map_or(sip.listen.to_string(), |a| a.to_string());
+    ws.send(Message::Text(
+        json!({"t": "hello", "version": VERSION, "sip": sip_addr})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    let welcome = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(t.as_str())?,
+        _ => bail!("the System Manager did not welcome this MLC"),
+    };
+    if welcome["t"] != "welcome" {
+        bail!("the System Manager refused: {}", welcome["reason"]);
+    }
+    Ok((ws, welcome))
+}
+
+/// One message from the System Manager.
+fn on_manager_message(mlc: &Mlc, host: &Arc<RemoteHost>, v: Value) {
+    match v["t"].as_str().unwrap_or_default() {
+        "reply" => {
+            let id = v["id"].as_u64().unwrap_or_default();
+            if let Some(tx) = host.pending.lock().unwrap().remove(&id) {
+                let _ = tx.send(v);
+            }
+        }
+        "line_changed" => {
+            let id = LineId(v["line_id"].as_i64().unwrap_or_default());
+            let me = mlc.clone();
+            tokio::spawn(async move { crate::mlc::register::restart(&me, id).await });
+        }
+        "resync" => {
+            let me = mlc.clone();
+            tokio::spawn(async move { crate::mlc::register::resync(&me).await });
+        }
+        "op" => {
+            let (me, h) = (mlc.clone(), host.clone());
+            tokio::spawn(async move {
+                let id = v["id"].clone();
+                let r = run_remote_op(&me, &v).await;
+                let msg = match r {
+                    Ok(ok) => json!({"t": "result", "id": id, "ok": ok}),
+                    Err(e) => json!({"t": "result", "id": id,
+                        "error": {"code": e.code, "message": e.message}}),
+                };
+                h.tell(msg);
+            });
+        }
+        _ => {}
+    }
+}
+
+async fn run_remote_op(mlc: &Mlc, v: &Value) -> Result<Value, OpError> {
+    use crate::mlc::call;
+    let pid = ProfileId(v["profile_id"].as_i64().unwrap_or_default());
+    let id = v["call_id"].as_u64().unwrap_or_default();
+    match v["op"].as_str().unwrap_or_default() {
+        "dial" => {
+            let line = LineId(v["line_id"].as_i64().unwrap_or_default());
+            let n = v["number"].as_str().unwrap_or_default();
+            let call = call::dial(mlc, pid, line, n).await?;
+            Ok(json!({"call_id": call}))
+        }
+        "answer" => {
+            let unit = v["speech_unit"].as_str().unwrap_or("handset-1");
+            call::answer_call(mlc, id, Some(pid), unit).await?;
+            Ok(json!({}))
+        }
+        "reject" => {
+            let sharing: Vec<ProfileId> = v["sharing"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p.as_i64()).map(ProfileId).collect())
+                .unwrap_or_default();
+            call::reject_call(mlc, id, pid, &sharing).await?;
+            Ok(json!({}))
+        }
+        op => {
+            telephony::run_op(mlc, op, id, pid, v["target"].as_str().unwrap_or_default()).await?;
+            Ok(json!({}))
+        }
+    }
+}
