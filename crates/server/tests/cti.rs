@@ -5,102 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cti::*;
 use common::inproc::InProc;
-use common::sip::{Baresip, Kamailio, PBX_PASSWORD};
-use futures_util::StreamExt;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use common::sip::Baresip;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-
-type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
-
-/// Connects to `/cti` with `token`; `Err(status)` when refused.
-async fn cti(s: &InProc, token: &str, since: Option<u64>) -> Result<Ws, u16> {
-    let authority = s.url.strip_prefix("https://").unwrap().to_string();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&s.cert) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect(&authority).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let q = since.map(|n| format!("?since={n}")).unwrap_or_default();
-    let mut req = format!("wss://{authority}/cti{q}")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    match tokio_tungstenite::client_async(req, tls).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(WsError::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// A test PBX, and a server with the MLC on.
-async fn with_pbx() -> (Kamailio, InProc) {
-    let pbx = Kamailio::start("MD5", false);
-    let s = InProc::start_with(|c, _| {
-        c.sip.enabled = true;
-        c.sip.keepalive_secs = 1;
-    })
-    .await;
-    (pbx, s)
-}
-
-/// A line for `user` on the test PBX, in answer `mode`.
-async fn line_on(s: &InProc, pbx: &Kamailio, user: &str, mode: &str) -> i64 {
-    s.line(
-        json!({"name": user, "uri": format!("sip:{user}@127.0.0.1:{}", pbx.port), "username": user,
-                  "password": PBX_PASSWORD, "answer_mode": mode}),
-    )
-    .await
-}
-
-/// The next JSON message, or `Err(close code)` when the server closes.
-async fn next(ws: &mut Ws, wait: Duration) -> Result<Option<Value>, u16> {
-    match tokio::time::timeout(wait, ws.next()).await {
-        Err(_) => Ok(None),
-        Ok(Some(Ok(Message::Text(t)))) => Ok(Some(serde_json::from_str(t.as_str()).unwrap())),
-        Ok(Some(Ok(Message::Close(c)))) => Err(c.map_or(0, |c| u16::from(c.code))),
-        Ok(None) | Ok(Some(Err(_))) => Err(0),
-        Ok(Some(Ok(_))) => Ok(None),
-    }
-}
-
-/// Collects messages for `wait`.
-async fn drain(ws: &mut Ws, wait: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + wait;
-    let mut out = Vec::new();
-    while let Ok(Some(v)) = next(ws, deadline.saturating_duration_since(Instant::now())).await {
-        out.push(v);
-    }
-    out
-}
-
-fn call_states(events: &[Value], line: i64) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["kind"] == "call" && e["event"]["line_id"] == json!(line))
-        .map(|e| e["event"]["state"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_keys_follow_real_calls_and_are_refused_revoked_and_cut_off() {
@@ -622,310 +532,6 @@ async fn with_pseudonymisation_on_no_clear_number_reaches_an_application() {
     assert_eq!(report["pseudonymisation"], "truncate");
 }
 
-/// Reads the CDR files of `kind` (`csv` or `jsonl`), open or closed,
-/// oldest first.
-fn cdr_files(s: &InProc, kind: &str) -> Vec<(String, String)> {
-    s.app
-        .cdr
-        .list()
-        .iter()
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_str().unwrap();
-            n.ends_with(&format!(".{kind}")) || n.ends_with(&format!(".{kind}.part"))
-        })
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_str().unwrap().to_string(),
-                std::fs::read_to_string(p).unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn keys_of(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-    k.sort();
-    k
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cdrs_hold_exactly_the_enabled_fields_in_the_stream_the_files_and_the_api() {
-    let (pbx, s) = with_pbx().await;
-    let (a, b) = (
-        line_on(&s, &pbx, "1001", "automatic").await,
-        line_on(&s, &pbx, "1002", "automatic").await,
-    );
-    let (_, rec) = s
-        .api
-        .post(
-            "/api/v1/api-keys",
-            json!({"name": "recorder A", "lines": [a], "events": ["calls"], "cdrs": true}),
-        )
-        .await;
-    let (_, all) = s
-        .api
-        .post(
-            "/api/v1/api-keys",
-            json!({"name": "billing", "events": ["calls"], "cdrs": true}),
-        )
-        .await;
-    let (rec_token, all_token) = (
-        rec["token"].as_str().unwrap(),
-        all["token"].as_str().unwrap(),
-    );
-    s.api
-        .patch(
-            "/api/v1/settings",
-            json!({"cti_enabled": true, "api_enabled": true}),
-        )
-        .await;
-    let mut ws_rec = cti(&s, rec_token, None).await.unwrap();
-    let mut ws_all = cti(&s, all_token, None).await.unwrap();
-    let hello = next(&mut ws_rec, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(hello["cdrs"], true);
-    next(&mut ws_all, Duration::from_secs(5)).await.unwrap();
-
-    let mut phone = Baresip::start("2000", pbx.port, false);
-    let mut seen = 0;
-    let mut call = |phone: &mut Baresip, user: &str| {
-        phone.command("dial", &format!("sip:{user}@127.0.0.1:{}", pbx.port));
-        let (_, n) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(300));
-        phone.command("hangup", "");
-        let (_, n) = phone.wait_event("CALL_CLOSED", n, Duration::from_secs(10));
-        seen = n;
-    };
-    let cdr_events = |events: &[Value]| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| e["kind"] == "cdr")
-            .map(|e| e["event"].clone())
-            .collect()
-    };
-
-    // CDRs are off until switched on (SPEC rule 11): a call leaves none.
-    call(&mut phone, "1001");
-    let events = drain(&mut ws_all, Duration::from_secs(1)).await;
-    assert!(call_states(&events, a).contains(&"ended".to_string()));
-    assert!(cdr_events(&events).is_empty(), "{events:?}");
-    assert!(
-        s.app
-            .store
-            .list_cdrs(&Default::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    // Switched on, with five of the nine fields, to both kinds of file.
-    // (In the order of SPEC §2, as the settings answer them.)
-    let enabled = [
-        "called_number",
-        "calling_number",
-        "duration_ms",
-        "direction",
-        "started_at",
-    ];
-    let (st, v) = s
-        .api
-        .patch(
-            "/api/v1/settings",
-            json!({"cdr_enabled": true, "cdr_fields": enabled, "cdr_files": "both"}),
-        )
-        .await;
-    assert!(st.is_success(), "{v}");
-    assert_eq!(v["cdr_fields"], json!(enabled));
-    let (st, v) = s
-        .api
-        .patch("/api/v1/settings", json!({"cdr_fields": ["colour"]}))
-        .await;
-    assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(v.to_string().contains("colour"), "{v}");
-
-    call(&mut phone, "1001");
-    call(&mut phone, "1002");
-    let mut expected_keys: Vec<String> = ["id", "line_id"]
-        .iter()
-        .chain(enabled.iter())
-        .map(|s| s.to_string())
-        .collect();
-    expected_keys.sort();
-
-    // The stream: the recorder sees line A's record only; billing both.
-    let from_all = cdr_events(&drain(&mut ws_all, Duration::from_secs(2)).await);
-    let from_rec = cdr_events(&drain(&mut ws_rec, Duration::from_millis(500)).await);
-    assert_eq!(from_all.len(), 2, "{from_all:?}");
-    assert_eq!(from_rec.len(), 1, "{from_rec:?}");
-    assert_eq!(from_rec[0]["line_id"], json!(a));
-    assert_eq!(from_all[1]["line_id"], json!(b));
-    for c in &from_all {
-        assert_eq!(keys_of(c), expected_keys, "{c}");
-        assert_eq!(c["calling_number"], "2000");
-        assert_eq!(c["direction"], "in");
-        assert!(c["duration_ms"].as_i64().unwrap() > 0);
-        assert!(c["id"].as_i64().is_some(), "kept in the database");
-    }
-
-    // The API: the same records, within each key's lines.
-    let get = |token: &'static str| {
-        let s = &s;
-        async move {
-            let r = s
-                .api
-                .client
-                .get(format!("{}/ext/v1/cdrs", s.url))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()["cdrs"].clone()
-        }
-    };
-    let rec_token: &'static str = Box::leak(rec_token.to_string().into_boxed_str());
-    let all_token: &'static str = Box::leak(all_token.to_string().into_boxed_str());
-    assert_eq!(get(all_token).await, json!(from_all));
-    assert_eq!(get(rec_token).await, json!(from_rec));
-
-    // The files: one CSV and one JSON-lines file, still open (.part).
-    let csv = cdr_files(&s, "csv");
-    assert_eq!(csv.len(), 1, "{csv:?}");
-    assert!(csv[0].0.ends_with(".csv.part"));
-    let mut lines = csv[0].1.lines();
-    assert_eq!(
-        lines.next(),
-        Some("id,line_id,called_number,calling_number,duration_ms,direction,started_at")
-    );
-    let rows: Vec<&str> = lines.collect();
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(
-        rows[0].starts_with(&format!("{},{a},1001,2000,", from_all[0]["id"])),
-        "{rows:?}"
-    );
-    let jsonl = cdr_files(&s, "jsonl");
-    let parsed: Vec<Value> = jsonl[0]
-        .1
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(parsed, from_all);
-
-    // Changing the fields closes the files and starts new ones with the
-    // new columns; nothing of the switched-off fields is stored.
-    s.api
-        .patch(
-            "/api/v1/settings",
-            json!({"cdr_fields": ["direction"], "cdr_files": "csv"}),
-        )
-        .await;
-    call(&mut phone, "1001");
-    drain(&mut ws_all, Duration::from_secs(1)).await;
-    let csv = cdr_files(&s, "csv");
-    assert_eq!(csv.len(), 2, "{csv:?}");
-    assert!(csv[0].0.ends_with(".csv"), "the first file is closed");
-    assert_eq!(
-        csv[1].1.lines().next(),
-        Some("id,line_id,direction"),
-        "{csv:?}"
-    );
-    let jsonl = cdr_files(&s, "jsonl");
-    assert!(
-        jsonl.iter().all(|(n, _)| n.ends_with(".jsonl")),
-        "JSON lines switched off: its file is closed: {jsonl:?}"
-    );
-    let stored = s.app.store.list_cdrs(&Default::default()).await.unwrap();
-    assert_eq!(stored.len(), 3);
-    assert_eq!(stored[2].called_number, None, "switched off, never stored");
-    assert!(stored[2].direction.is_some());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn erasing_a_profile_clears_its_name_from_cdrs_and_retention_deletes_old_files() {
-    use openturret_domain::model::Cdr;
-    use openturret_domain::{ProfileId, Timestamp};
-    let s = InProc::start().await;
-    let pid = s
-        .profile(json!({"name": "Sam Subject", "password": "sam-pw-12"}))
-        .await;
-    s.api
-        .patch(
-            "/api/v1/settings",
-            json!({"cdr_enabled": true, "cdr_files": "both"}),
-        )
-        .await;
-    let cdr = |name: &str, profile: Option<ProfileId>| Cdr {
-        profile_id: profile,
-        profile_name: Some(name.into()),
-        called_number: Some("+44 20 7000 0555".into()),
-        started_at: Some(Timestamp::now()),
-        ..Default::default()
-    };
-    openturret_server::cdr::produce(
-        &s.app,
-        vec![
-            cdr("Sam Subject", Some(ProfileId(pid))),
-            cdr("Other Person", None),
-        ],
-    )
-    .await;
-    let text = |s: &InProc| {
-        s.app
-            .cdr
-            .list()
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect::<String>()
-    };
-    assert_eq!(text(&s).matches("Sam Subject").count(), 2, "CSV and JSONL");
-
-    let (st, v) = s.api.delete(&format!("/api/v1/profiles/{pid}")).await;
-    assert!(st.is_success(), "{v}");
-    assert_eq!(v["erased"]["cdrs_named"], 1);
-    let files = text(&s);
-    assert!(!files.contains("Sam Subject"), "{files}");
-    assert_eq!(files.matches("Other Person").count(), 2);
-    assert_eq!(
-        files.matches("+44 20 7000 0555").count(),
-        4,
-        "the calls stay"
-    );
-    let stored = s.app.store.list_cdrs(&Default::default()).await.unwrap();
-    assert_eq!(
-        stored
-            .iter()
-            .map(|c| c.profile_name.clone())
-            .collect::<Vec<_>>(),
-        [None, Some("Other Person".to_string())]
-    );
-    assert!(
-        s.app
-            .cdr
-            .list()
-            .iter()
-            .all(|p| p.extension().unwrap() != "part")
-    );
-
-    // A closed file last written 400 days ago goes with the 365-day limit;
-    // the records in the database (started now) stay.
-    let old = &s.app.cdr.list()[0];
-    std::fs::File::options()
-        .write(true)
-        .open(old)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - Duration::from_secs(400 * 86_400))
-        .unwrap();
-    let purged = openturret_server::retention::run_once(&s.app, Timestamp::now())
-        .await
-        .unwrap();
-    assert_eq!((purged.cdr_files, purged.cdrs), (1, 0));
-    assert!(!old.exists());
-    assert_eq!(s.app.cdr.list().len(), 1);
-    let (_, audit) = s.api.get("/api/v1/audit?event_type=retention.purged").await;
-    assert!(audit.to_string().contains("cdr_files"), "{audit}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turret_cti_follows_the_stream_from_the_command_line() {
     let s = InProc::start().await;
@@ -969,8 +575,23 @@ async fn turret_cti_follows_the_stream_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 
-    let child = run(&key_file, "4");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait for its `hello` (it is connected), then make phone events.
+    let mut child = run(&key_file, "4");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("turret cti says hello")
+        .unwrap();
     let pid = s
         .profile(json!({"name": "Desk", "password": "desk-pw-1"}))
         .await;
@@ -984,10 +605,10 @@ async fn turret_cti_follows_the_stream_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let mut lines: Vec<Value> = vec![serde_json::from_str(&first).unwrap()];
+    while let Some(l) = rx.recv().await {
+        lines.push(serde_json::from_str(&l).unwrap());
+    }
     assert_eq!(lines[0]["kind"], "hello");
     assert_eq!(lines[0]["key"], "shell");
     let states: Vec<&str> = lines

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cti;
 pub mod inproc;
 pub mod sip;
 
