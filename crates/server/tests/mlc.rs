@@ -169,7 +169,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     .await;
 
     // A second: the lines are shared, each served by one.
-    let _b = start_mlc(&manager, &creds, "mlc-b", dir.path());
+    let mut b = start_mlc(&manager, &creds, "mlc-b", dir.path());
     let shared = wait_lines(&api, "shared by a and b", |ls| {
         ls.iter().any(|l| l["served_by"] == "mlc-b") && ls.iter().any(|l| l["served_by"] == "mlc-a")
     })
@@ -255,7 +255,55 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         .request(json!({"op": "reject", "call_id": ring["call"]["id"]}))
         .await
         .unwrap();
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    // mlc-b is stopped (SIGTERM) during a call: it ends the call and the
+    // System Manager still records it.
+    let before = turret.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    phone.command("dial", &format!("sip:{a_user}@127.0.0.1:{}", pbx.port));
+    let ring = common::wait_push(&mut turret, "ringing again", ringing_on(a_line)).await;
+    let call = ring["call"]["id"].as_u64().unwrap();
+    turret
+        .request(json!({"op": "answer", "call_id": call}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    let term = Command::new("kill")
+        .args(["-TERM", &b.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
     phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    let ended = common::wait_push(&mut turret, "ended by the stopping MLC", |p| {
+        p["push"] == "call" && p["call"]["id"] == call && p["call"]["state"] == "ended"
+    })
+    .await;
+    assert_eq!(ended["call"]["reason"], "shutdown");
+    let status = tokio::task::spawn_blocking(move || b.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "turret mlc exits cleanly on SIGTERM: {status}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();
+        if cm["entries"].as_array().unwrap().len() == before + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the call was not recorded: {cm}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Started again, it serves the lines again.
+    let _b = start_mlc(&manager, &creds, "mlc-b", dir.path());
+    wait_lines(&api, "mlc-b is back", |ls| {
+        ls.iter().all(|l| l["served_by"] == "mlc-b")
+    })
+    .await;
 
     // Each says where it listens for SIP.
     let (_, status) = api.get("/api/v1/mlc").await;

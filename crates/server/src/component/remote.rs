@@ -126,7 +126,10 @@ pub async fn run_mlc(
     let mut started = false;
     let mut tls = tls;
     let mut backoff = Duration::from_secs(1);
+    // Fused: polled again after it fired, it stays pending.
+    let stop = futures_util::FutureExt::fuse(stop);
     tokio::pin!(stop);
+    let mut stopped = false;
     loop {
         let link = connect(&opts.manager, config.clone(), &mlc, &sip).await;
         let (mut ws, welcome) = match link {
@@ -136,7 +139,7 @@ pub async fn run_mlc(
                     "cannot reach the System Manager; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = &mut stop => break,
+                    _ = &mut stop => { stopped = true; break }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(15));
                 continue;
@@ -171,6 +174,7 @@ pub async fn run_mlc(
                 }
             }
         });
+        let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
         let ended = loop {
             tokio::select! {
                 m = out_rx.recv() => {
@@ -188,22 +192,37 @@ pub async fn run_mlc(
                     let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
                     on_manager_message(&mlc, &host, v);
                 }
-                _ = &mut stop => break true,
+                _ = &mut stop, if stopping.is_none() => {
+                    // End the calls and unbind the lines with the link
+                    // still up, so the calls' ends reach the System
+                    // Manager (which records them) before we go.
+                    stopped = true;
+                    let (me, h) = (mlc.clone(), host.clone());
+                    stopping = Some(tokio::spawn(async move {
+                        crate::mlc::call::end_all(&me, Duration::from_secs(3)).await;
+                        crate::mlc::register::shutdown(&me, Duration::from_secs(3)).await;
+                        h.flush().await;
+                    }));
+                }
+                _ = async { stopping.as_mut().expect("guarded").await }, if stopping.is_some() => {
+                    break true;
+                }
             }
         };
         host.connected.store(false, Ordering::SeqCst);
         for (_, tx) in host.pending.lock().unwrap().drain() {
             drop(tx);
         }
-        if ended {
+        if ended || stopped {
             break;
         }
         tracing::warn!("lost the System Manager; serving no line until it is back");
         let me = mlc.clone();
         tokio::spawn(async move { crate::mlc::register::resync(&me).await });
     }
-    // Stopping: end the calls, unbind the lines.
-    if started {
+    // Stopped while the link was down: end the calls and unbind the
+    // lines all the same (their ends cannot be reported now).
+    if started && stopped && mlc.calls_in_progress() + mlc.line_states().len() > 0 {
         crate::mlc::call::end_all(&mlc, Duration::from_secs(3)).await;
         crate::mlc::register::shutdown(&mlc, Duration::from_secs(3)).await;
     }
