@@ -277,11 +277,11 @@ impl Turret {
         t
     }
 
-    /// POSTs JSON to the admin API; panics on failure.
-    pub async fn post(&self, path: &str, body: Value) -> Value {
+    /// Sends JSON to the admin API with `method`; panics on failure.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let r = self
             .http
-            .post(format!("{}/api/v1{path}", self.url))
+            .request(method, format!("{}/api/v1{path}", self.url))
             .bearer_auth(&self.admin)
             .json(&body)
             .send()
@@ -289,32 +289,18 @@ impl Turret {
             .unwrap();
         assert!(r.status().is_success(), "{path}: {}", r.status());
         r.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::POST, path, body).await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .put(format!("{}/api/v1{path}", self.url))
-            .bearer_auth(&self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap_or(Value::Null)
+        self.send(reqwest::Method::PUT, path, body).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .patch(format!("{}/api/v1{path}", self.url))
-            .bearer_auth(&self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap_or(Value::Null)
+        self.send(reqwest::Method::PATCH, path, body).await
     }
 
     pub async fn get(&self, path: &str) -> Value {
