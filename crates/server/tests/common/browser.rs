@@ -240,3 +240,25 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
+
+/// A server whose admin signed in through the portal (one-time password,
+/// then the forced change), and an API client for cross-checks.
+pub async fn signed_in(dir: &std::path::Path) -> (super::Server, Browser, super::Api) {
+    let server = super::Server::start(dir, &[]).await;
+    let otp = server.one_time_password().unwrap();
+    let b = Browser::start(&server.url).await;
+    b.goto("/login").await;
+    b.fill("#login-username", "admin").await;
+    b.fill("#login-password", &otp).await;
+    b.submit("form[action='/login'] button[type=submit]").await;
+    assert_eq!(b.path().await, "/password");
+    b.fill("#pw-current_password", &otp).await;
+    b.fill("#pw-new_password", super::ADMIN_PASSWORD).await;
+    b.fill("#pw-confirm", super::ADMIN_PASSWORD).await;
+    b.submit("form[action='/password'] button[type=submit]")
+        .await;
+    assert_eq!(b.path().await, "/profiles");
+    let mut api = server.client();
+    api.login("admin", super::ADMIN_PASSWORD).await;
+    (server, b, api)
+}
