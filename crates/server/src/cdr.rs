@@ -53,14 +53,17 @@ pub fn json(app: &App, c: &Cdr, fields: CdrFields) -> Value {
 }
 
 /// Produces the CDRs of ended calls, as the settings say.
-pub async fn produce(app: &App, mut cdrs: Vec<Cdr>) {
-    let s = match app.store.get_settings().await {
-        Ok(s) => s,
+pub async fn produce(app: &App, cdrs: Vec<Cdr>) {
+    match app.store.get_settings().await {
+        Ok(s) => produce_with(app, &s, cdrs).await,
         Err(e) => {
-            tracing::error!(error = %e, records = cdrs.len(), "call data records not produced: settings unreadable");
-            return;
+            tracing::error!(error = %e, records = cdrs.len(), "call data records not produced: settings unreadable")
         }
-    };
+    }
+}
+
+/// [`produce`], with the settings already read.
+pub async fn produce_with(app: &App, s: &openturret_domain::model::Settings, mut cdrs: Vec<Cdr>) {
     if !s.cdr_enabled || cdrs.is_empty() {
         return;
     }

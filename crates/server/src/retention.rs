@@ -31,15 +31,14 @@ fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord
 pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
     let s = app.store.get_settings().await?;
     let mut p = Purged::default();
-    if let Some(days) = s.retention_call_memory_days {
-        let cutoff = Timestamp(now.0 - days as i64 * DAY_MS);
+    let before = |days: Option<u32>| days.map(|d| Timestamp(now.0 - d as i64 * DAY_MS));
+    if let Some(cutoff) = before(s.retention_call_memory_days) {
         p.call_memory = app
             .store
             .purge_call_memory_before(cutoff, record(app, "retention.purged", "call_memory"))
             .await?;
     }
-    if let Some(days) = s.retention_cdr_days {
-        let cutoff = Timestamp(now.0 - days as i64 * DAY_MS);
+    if let Some(cutoff) = before(s.retention_cdr_days) {
         p.cdrs = app
             .store
             .purge_cdrs_before(cutoff, record(app, "retention.purged", "cdr"))
@@ -52,10 +51,9 @@ pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
             app.store.append_audit(r).await?;
         }
     }
-    if let Some(days) = s.retention_audit_days {
+    if let Some(cutoff) = before(s.retention_audit_days) {
         // The purge re-anchors the hash chain; its own entry names the
         // new start (see `AuditStore::purge_audit_before`).
-        let cutoff = Timestamp(now.0 - days as i64 * DAY_MS);
         p.audit_entries = app
             .store
             .purge_audit_before(cutoff, record(app, "retention.purged", "audit_log"))

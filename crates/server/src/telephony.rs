@@ -186,11 +186,18 @@ pub async fn line_of(
 
 /// A line's state, from the MLC serving it.
 pub fn line_state(app: &App, id: LineId) -> LineState {
-    match owner(app, id) {
+    state_and_owner(app, id).0
+}
+
+/// A line's state and the MLC serving it.
+pub fn state_and_owner(app: &App, id: LineId) -> (LineState, Option<Member>) {
+    let owner = owner(app, id);
+    let state = match &owner {
         None => LineState::Unknown,
         Some(Member::Local) => app.mlc.line_state(id),
         Some(Member::Remote(l)) => l.line_state(id),
-    }
+    };
+    (state, owner)
 }
 
 /// The state of every line some MLC serves (each from its owner).

@@ -27,6 +27,16 @@ async fn server() -> InProc {
     s
 }
 
+/// An automatic-answer line (`user` at `uri`), registered; returns its id.
+async fn intercom(s: &InProc, name: &str, user: &str, uri: String) -> i64 {
+    let line = s
+        .line(json!({"name": name, "uri": uri, "username": user,
+                     "password": PBX_PASSWORD, "answer_mode": "automatic"}))
+        .await;
+    wait_lines(s, &[line], "registered", Duration::from_secs(10)).await;
+    line
+}
+
 /// Creates a line on the test PBX; returns its id.
 async fn line(s: &InProc, user: &str, pbx_port: u16, password: &str) -> i64 {
     s.line(
@@ -389,11 +399,13 @@ async fn a_turret_dials_out_holds_retrieves_and_transfers() {
 async fn a_line_over_tcp_registers_and_carries_a_call() {
     let pbx = Kamailio::start("MD5", false);
     let s = server().await;
-    let line = s
-        .line(json!({"name": "TCP line", "uri": format!("sip:1002@127.0.0.1:{};transport=tcp", pbx.port),
-                     "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}))
-        .await;
-    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    intercom(
+        &s,
+        "TCP line",
+        "1002",
+        format!("sip:1002@127.0.0.1:{};transport=tcp", pbx.port),
+    )
+    .await;
     // Automatic answer mode: the call connects with no turret involved.
     let mut phone = Baresip::start("2000", pbx.port, false);
     phone.command("dial", &format!("sip:1002@127.0.0.1:{}", pbx.port));
@@ -466,13 +478,13 @@ async fn a_line_over_tls_registers_and_carries_a_call() {
     })
     .await;
     let tls_port = pbx.tls_port.unwrap();
-    let line = s
-        .line(
-            json!({"name": "TLS line", "uri": format!("sips:1006@127.0.0.1:{tls_port}"),
-                     "username": "1006", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
-        )
-        .await;
-    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    intercom(
+        &s,
+        "TLS line",
+        "1006",
+        format!("sips:1006@127.0.0.1:{tls_port}"),
+    )
+    .await;
     // The PBX reaches the MLC over TLS for the call.
     let mut phone = Baresip::start("2000", pbx.port, false);
     phone.command("dial", &format!("sip:1006@127.0.0.1:{}", pbx.port));
@@ -531,13 +543,13 @@ async fn hanging_up_an_outgoing_call_while_it_rings_cancels_it() {
 async fn a_stopping_server_ends_its_calls_unbinds_its_lines_and_keeps_the_records() {
     let pbx = Kamailio::start("MD5", false);
     let s = server().await;
-    let line = s
-        .line(
-            json!({"name": "Intercom", "uri": format!("sip:1010@127.0.0.1:{}", pbx.port),
-                     "username": "1010", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
-        )
-        .await;
-    wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
+    intercom(
+        &s,
+        "Intercom",
+        "1010",
+        format!("sip:1010@127.0.0.1:{}", pbx.port),
+    )
+    .await;
     let mut phone = Baresip::start("2000", pbx.port, false);
     phone.command("dial", &format!("sip:1010@127.0.0.1:{}", pbx.port));
     let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));

@@ -37,8 +37,8 @@ pub struct LineOut {
 
 impl LineOut {
     pub fn new(app: &App, l: Line) -> Self {
-        let state = crate::telephony::line_state(app, l.id);
-        let served_by = crate::telephony::owner(app, l.id).map(|m| m.name().to_string());
+        let (state, owner) = crate::telephony::state_and_owner(app, l.id);
+        let served_by = owner.map(|m| m.name().to_string());
         LineOut {
             served_by,
             id: l.id.0,

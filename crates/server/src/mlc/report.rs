@@ -217,14 +217,18 @@ pub fn cti_call_json(app: &App, v: &CallView) -> Value {
 
 async fn record(app: &App, calls: Vec<CallView>) {
     let mut cdrs = Vec::with_capacity(calls.len());
-    let on = app.store.get_settings().await.is_ok_and(|s| s.cdr_enabled);
+    // Read once for the batch: whether CDRs are made, and which fields.
+    let settings = app.store.get_settings().await.ok();
+    let on = settings.as_ref().is_some_and(|s| s.cdr_enabled);
     for v in &calls {
         record_memory(app, v).await;
         if on {
             cdrs.push(cdr(app, v).await);
         }
     }
-    crate::cdr::produce(app, cdrs).await;
+    if let Some(s) = settings {
+        crate::cdr::produce_with(app, &s, cdrs).await;
+    }
 }
 
 async fn record_memory(app: &App, v: &CallView) {

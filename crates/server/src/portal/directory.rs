@@ -271,7 +271,7 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                         td { a href=(format!("/lines/{}", l.id)) { (l.fields.name) } }
                         td { (l.fields.uri) } td { (l.fields.username) } td { (l.fields.display_name) }
                         td { @if l.has_password { span.badge.on { "set" } } @else { span.badge { "none" } } }
-                        @let st = crate::telephony::line_state(&app, l.id);
+                        @let (st, owner) = crate::telephony::state_and_owner(&app, l.id);
                         td {
                             @match st.name() {
                                 "registered" => span.badge.on title="Registered with its PBX" { "registered" },
@@ -281,7 +281,7 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                             @if let Some(r) = st.reason() { " " span.muted.line-reason { (r) } }
                         }
                         td.served-by {
-                            @match crate::telephony::owner(&app, l.id) {
+                            @match owner {
                                 Some(m) => { (if m.name() == crate::telephony::LOCAL_NAME { "this server" } else { m.name() }) }
                                 None => span.muted { "no MLC running" },
                             }
