@@ -20,7 +20,7 @@ use openturret_store::backup::{self as format, Manifest};
 use openturret_store::keys::Keys;
 use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::{SqliteStore, latest_schema_version};
-use openturret_store::{AdminStore, AuditStore, MaintenanceStore, ProfileStore, Store};
+use openturret_store::{AdminStore, AuditStore, ImageSink, MaintenanceStore, ProfileStore, Store};
 
 use crate::config::Config;
 use crate::http::extract::Ctx;
@@ -95,11 +95,12 @@ pub fn check_passphrase(p: &Secret) -> anyhow::Result<()> {
 
 /// Takes an online backup of the running store into `out_dir`.
 ///
-/// The snapshot, the key derivation and the encryption run on a thread of
-/// their own at a lower priority (the snapshot's database connection is
-/// made there, so its thread inherits it), so the API and the turrets
-/// keep their latency while a backup runs: the scheduler gives the backup
-/// what they leave.
+/// One pass: the database's pages are read from one read transaction and
+/// hashed, encrypted and written as they come, so no clear copy of the
+/// database ever touches the disk. This runs on a thread of its own at a
+/// lower priority (the reading connection is made there, so its thread
+/// inherits it): the API and the turrets keep their latency while a backup
+/// runs, and the scheduler gives the backup what they leave.
 pub async fn create(
     store: std::sync::Arc<dyn Store>,
     data_dir: &Path,
@@ -108,48 +109,49 @@ pub async fn create(
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     check_passphrase(&passphrase)?;
     private_dir(out_dir)?;
-    let work = scratch(data_dir, "backup");
-    private_dir(&work)?;
-    claim(&work)?;
-    let snapshot = work.join(DB_FILE);
-    let result = async {
-        let schema = store.schema_version().await?;
-        let now = Timestamp::now();
-        let stamp = crate::http::ts(now)
-            .replace([':', '-'], "")
-            .replace('.', "_");
-        let out = out_dir.join(format!("turret-backup-{stamp}.otb"));
-        let files = vec![
-            (DB_FILE.to_string(), snapshot.clone()),
-            (KEY_FILE.to_string(), data_dir.join(KEY_FILE)),
-        ];
-        let by = format!("turret {}", env!("CARGO_PKG_VERSION"));
-        let (out2, snap) = (out.clone(), snapshot.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("backup".into())
-            .spawn(move || {
-                lower_priority();
-                let r = (|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    rt.block_on(store.snapshot(&snap))
-                        .context("while taking the snapshot")?;
-                    drop(rt);
-                    format::write(&out2, &passphrase, now.0, schema, &by, &files)
-                        .context("while writing the backup")
-                })();
-                let _ = tx.send(r);
-            })
-            .context("while starting the backup thread")?;
-        let manifest = rx.await.context("the backup thread stopped")??;
-        Ok::<_, anyhow::Error>((out, manifest))
+    let schema = store.schema_version().await?;
+    let now = Timestamp::now();
+    let stamp = crate::http::ts(now)
+        .replace([':', '-'], "")
+        .replace('.', "_");
+    let out = out_dir.join(format!("turret-backup-{stamp}.otb"));
+    let key_file = data_dir.join(KEY_FILE);
+    let by = format!("turret {}", env!("CARGO_PKG_VERSION"));
+    let out2 = out.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("backup".into())
+        .spawn(move || {
+            lower_priority();
+            let r = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let mut w = format::Writer::create(&out2, &passphrase, now.0, schema, &by)
+                    .context("while starting the backup file")?;
+                rt.block_on(store.image(&mut DatabaseEntry(&mut w)))
+                    .context("while reading the database")?;
+                w.add_file(KEY_FILE, &key_file)
+                    .context("while adding the key file")?;
+                w.finish().context("while finishing the backup file")
+            })();
+            let _ = tx.send(r);
+        })
+        .context("while starting the backup thread")?;
+    let manifest = rx.await.context("the backup thread stopped")??;
+    Ok((out, manifest))
+}
+
+/// Feeds the database image into a backup as its database file.
+struct DatabaseEntry<'a>(&'a mut format::Writer);
+
+impl ImageSink for DatabaseEntry<'_> {
+    fn begin(&mut self, len: u64) -> openturret_store::Result<()> {
+        self.0.begin_file(DB_FILE, len)
     }
-    .await;
-    // The snapshot is a clear copy: it never outlives the backup.
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    fn bytes(&mut self, data: &[u8]) -> openturret_store::Result<()> {
+        self.0.bytes(data)
+    }
 }
 
 /// Lowers the calling thread's scheduling priority (nice 10), for work

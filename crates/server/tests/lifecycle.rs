@@ -229,6 +229,35 @@ async fn an_erased_profile_leaves_no_trace_in_the_database_its_wal_or_the_audit_
     ];
     let leaks = holders(dir.path(), &needles);
     assert!(leaks.is_empty(), "while running: {leaks:?}");
+    api.post(
+        "/api/v1/global-contacts",
+        json!({"name": "Walter Whitlock", "number": "+44 20 7946 0321"}),
+    )
+    .await;
+    // A backup taken now is a page image of the database: it holds none
+    // of it either, once decrypted.
+    let (code, b) = api
+        .post("/api/v1/backups", json!({"passphrase": PASSPHRASE}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{b}");
+    let unpacked = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backups").join(b["file"].as_str().unwrap());
+    let (_, files) = openturret_store::backup::extract(
+        &file,
+        &openturret_store::Secret::new(PASSPHRASE),
+        unpacked.path(),
+    )
+    .unwrap();
+    assert!(
+        files.iter().any(|(name, _)| name == "turret.db"),
+        "{files:?}"
+    );
+    let leaks = holders(unpacked.path(), &needles);
+    assert!(leaks.is_empty(), "in the backup: {leaks:?}");
+    assert!(
+        !holders(unpacked.path(), &["Walter Whitlock"]).is_empty(),
+        "the search finds what the backup does hold"
+    );
     let (_, after) = api.get(&format!("/api/v1/audit?object_id={pid}")).await;
     for e in after["items"].as_array().unwrap() {
         assert!(

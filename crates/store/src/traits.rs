@@ -501,15 +501,25 @@ pub trait AuditStore {
 /// Whole-database operations for backups.
 #[async_trait]
 pub trait MaintenanceStore {
-    /// Writes a consistent snapshot of the whole database to `dest` (which
-    /// must not exist) while the store keeps serving.
-    async fn snapshot(&self, dest: &std::path::Path) -> Result<()>;
+    /// Streams a consistent image of the whole database file into `sink`
+    /// while the store keeps serving: one read transaction, read page by
+    /// page, so writers carry on and the image never needs to fit in
+    /// memory or touch the disk in clear.
+    async fn image(&self, sink: &mut dyn ImageSink) -> Result<()>;
     /// The newest schema migration applied.
     async fn schema_version(&self) -> Result<i64>;
     /// The database's own consistency check: `ok` when sound.
     async fn integrity_check(&self) -> Result<String>;
     /// How many records of each kind exist (the privacy report).
     async fn counts(&self) -> Result<DataCounts>;
+}
+
+/// Receives a database image from [`MaintenanceStore::image`].
+pub trait ImageSink: Send {
+    /// Called once, before any bytes: the image's length.
+    fn begin(&mut self, len: u64) -> Result<()>;
+    /// The image's next bytes, in order.
+    fn bytes(&mut self, data: &[u8]) -> Result<()>;
 }
 
 /// Record counts per data category of SPEC §2.

@@ -1,34 +1,79 @@
 //! Snapshots and checks of the whole database.
 
-use std::path::Path;
-
 use async_trait::async_trait;
 
 use super::{SqliteStore, db};
-use crate::{DataCounts, MaintenanceStore, Result, StoreError};
+use crate::{DataCounts, ImageSink, MaintenanceStore, Result, StoreError};
 
 #[async_trait]
 impl MaintenanceStore for SqliteStore {
-    async fn snapshot(&self, dest: &Path) -> Result<()> {
-        let dest = dest
-            .to_str()
-            .ok_or_else(|| StoreError::Integrity("snapshot path is not UTF-8".into()))?
-            .to_string();
-        // VACUUM INTO writes a consistent, compact copy from one read
-        // transaction: writers carry on, and free pages (erased data) are
-        // not copied. On a connection of its own, so the readers' pool
-        // stays free for requests (and the connection's thread is made by
-        // the caller's: a caller at low priority gets a snapshot at low
-        // priority).
-        use sqlx::{ConnectOptions, Connection};
-        let mut c = self.read_opts.connect().await.map_err(db)?;
-        let r = sqlx::query("VACUUM INTO ?")
-            .bind(dest)
-            .execute(&mut c)
+    async fn image(&self, sink: &mut dyn ImageSink) -> Result<()> {
+        // On a connection of its own, so the readers' pool stays free for
+        // requests (and the connection's thread is made by the caller's: a
+        // caller at low priority reads at low priority).
+        use futures_util::TryStreamExt;
+        use sqlx::{ConnectOptions, Connection, Row};
+        let mut c = self
+            .read_opts
+            .clone()
+            // The pages pass through once: no point caching them.
+            .pragma("cache_size", "-1024")
+            .connect()
             .await
-            .map_err(db);
+            .map_err(db)?;
+        let r = async {
+            sqlx::query("BEGIN").execute(&mut c).await.map_err(db)?;
+            // The read transaction starts here: the size and every page
+            // below come from the same snapshot of the database.
+            let (count, size): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT page_count FROM pragma_page_count()),
+                        (SELECT page_size FROM pragma_page_size())",
+            )
+            .fetch_one(&mut c)
+            .await
+            .map_err(db)?;
+            let has_dbpage: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM pragma_module_list WHERE name = 'sqlite_dbpage'",
+            )
+            .fetch_optional(&mut c)
+            .await
+            .map_err(db)?;
+            if has_dbpage.is_none() {
+                return Err(StoreError::Integrity(
+                    "this build's SQLite lacks the sqlite_dbpage table that backups read: \
+                     build with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml)"
+                        .into(),
+                ));
+            }
+            sink.begin((count * size) as u64)?;
+            // One page a row: bigger rows read faster but, through the
+            // driver's allocations, cost the requests served meanwhile more
+            // latency (measured: the p99 doubled at eight pages a row).
+            let mut rows = sqlx::query("SELECT data FROM sqlite_dbpage").fetch(&mut c);
+            let mut read = 0i64;
+            while let Some(row) = rows.try_next().await.map_err(db)? {
+                let data: &[u8] = row.try_get(0).map_err(db)?;
+                if data.len() as i64 != size {
+                    return Err(StoreError::Integrity(format!(
+                        "database image: page {} has the wrong size",
+                        read + 1
+                    )));
+                }
+                sink.bytes(data)?;
+                read += 1;
+            }
+            drop(rows);
+            if read != count {
+                return Err(StoreError::Integrity(format!(
+                    "database image: {read} pages read, {count} expected"
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        let _ = sqlx::query("ROLLBACK").execute(&mut c).await;
         let _ = c.close().await;
-        r.map(drop)
+        r
     }
 
     async fn schema_version(&self) -> Result<i64> {
