@@ -518,3 +518,84 @@ async fn purging_old_audit_entries_re_anchors_the_chain_and_a_moved_anchor_is_ca
     let brk = v.broken.expect("a moved anchor breaks the chain");
     assert!(brk.reason.contains("start was moved"), "{}", brk.reason);
 }
+
+/// The names of `global_contacts`' indexes, and whether contact search
+/// uses the name index.
+async fn contact_indexes(path: &std::path::Path) -> (Vec<String>, bool) {
+    let raw = open_raw(path).await;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'global_contacts'
+         AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT id FROM global_contacts WHERE name_key >= 'a' AND name_key < 'b'",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    (
+        names,
+        plan.iter().any(|r| r.3.contains("global_contacts_name")),
+    )
+}
+
+#[tokio::test]
+async fn an_import_into_a_small_table_rebuilds_its_indexes_and_a_failed_one_keeps_them() {
+    let (d, s) = sqlite().await;
+    let db = d.path().join("t.db");
+    let want = vec![
+        "global_contacts_name".to_string(),
+        "global_contacts_number".to_string(),
+    ];
+    assert_eq!(contact_indexes(&db).await, (want.clone(), true));
+    let rows = |names: &[&str]| -> Vec<(u64, ContactFields)> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let number = format!("+44 20 7946 {:04}", i);
+                (
+                    i as u64 + 2,
+                    ContactFields::new(n, &number, "", "").unwrap(),
+                )
+            })
+            .collect()
+    };
+    // An import that succeeds: the rows are there, found by the index.
+    let mut imp = s.begin_global_import().await.unwrap();
+    imp.add(rows(&["Anna Alder", "Bert Birch"])).await.unwrap();
+    let c = imp
+        .commit(OnDuplicate::Reject, audit("import"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.inserted, 2);
+    assert_eq!(contact_indexes(&db).await, (want.clone(), true));
+    // One that is refused (a duplicate), and one abandoned half-way: the
+    // indexes are as they were, and so are the rows.
+    let mut imp = s.begin_global_import().await.unwrap();
+    imp.add(rows(&["Anna Alder", "Cleo Cedar"])).await.unwrap();
+    let refused = imp
+        .commit(OnDuplicate::Reject, audit("import"))
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), vec![2]);
+    let mut imp = s.begin_global_import().await.unwrap();
+    imp.add(rows(&["Dora Dogwood"])).await.unwrap();
+    drop(imp);
+    assert_eq!(contact_indexes(&db).await, (want, true));
+    let page = s
+        .search_global_contacts(&GlobalContactQuery {
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<_> = page.iter().map(|c| c.fields.name.clone()).collect();
+    assert_eq!(names, ["Anna Alder", "Bert Birch"]);
+    assert_eq!(s.integrity_check().await.unwrap(), "ok");
+}

@@ -4,7 +4,11 @@
 //! indexed self-join finds the new rows that match a contact that existed
 //! before; rejecting rolls everything back, updating copies them onto the
 //! old rows and drops the copies. New rows get ids above the largest id
-//! before the import, in file order, so an id names its file line.
+//! before the import, in file order, so an id names its file line. Into a
+//! table of fewer than [`REBUILD_BELOW`] rows (a first load), the table's
+//! indexes are dropped at the start and built again, sorted, before the
+//! duplicate check: about a tenth faster for 100,000 rows, and, being
+//! inside the transaction, undone with everything else by a failure.
 
 use async_trait::async_trait;
 use openturret_domain::Timestamp;
@@ -19,6 +23,9 @@ pub struct SqliteImport<'a> {
     tx: Tx,
     /// The largest id before the import.
     base: i64,
+    /// The table's indexes (name, SQL), dropped for the import when the
+    /// table was small, built again before the commit.
+    dropped: Vec<(String, String)>,
     /// The file line of each new row, in id order.
     lines: Vec<u64>,
     now: i64,
@@ -31,15 +38,45 @@ impl SqliteStore {
             .fetch_one(&mut *tx.tx)
             .await
             .map_err(db)?;
+        // Into a small table, rows go in faster without the indexes, which
+        // are then built once, sorted (all inside the transaction: a failed
+        // import gets them back as they were).
+        let small: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM global_contacts LIMIT ?)")
+                .bind(REBUILD_BELOW + 1)
+                .fetch_one(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        let mut dropped = Vec::new();
+        if small <= REBUILD_BELOW {
+            dropped = sqlx::query_as(
+                "SELECT name, sql FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'global_contacts' AND sql IS NOT NULL",
+            )
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+            for (name, _) in &dropped {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                    .execute(&mut *tx.tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
         Ok(SqliteImport {
             store: self,
             tx,
             base,
+            dropped,
             lines: Vec::new(),
             now: Timestamp::now().0,
         })
     }
 }
+
+/// Below this many rows, an import drops the table's indexes and builds
+/// them again at the end.
+const REBUILD_BELOW: i64 = 20_000;
 
 /// A new row (id above `base`) matching an old one.
 const DUPLICATE: &str = "o.id <= ?1 AND o.name_key = n.name_key AND o.number_key = n.number_key";
@@ -90,9 +127,17 @@ impl GlobalImport for SqliteImport<'_> {
             store,
             mut tx,
             base,
+            dropped,
             lines,
             now,
         } = *self;
+        for (_, sql) in &dropped {
+            // The index's own statement, as the schema held it.
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        }
         let mut counts = ImportCounts::default();
         match mode {
             OnDuplicate::Reject => {
