@@ -560,7 +560,9 @@ fn open(path: &Path) -> Result<(Manifest, String, std::io::Take<BufReader<File>>
     Ok((Manifest::new(h, t), line, r.take(ct)))
 }
 
-/// Opens a backup's chunks, in order.
+/// Opens a backup's chunks, in order. (One per backup read: the size of
+/// its variants does not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Opener {
     /// Format 1.
     XChaCha(Option<DecryptorBE32<XChaCha20Poly1305>>),
@@ -612,9 +614,10 @@ impl Opener {
             Opener::XChaCha(dec) if last => dec
                 .take()
                 .is_some_and(|d| d.decrypt_last_in_place(aad, buf).is_ok()),
-            Opener::XChaCha(dec) => dec
-                .as_mut()
-                .is_some_and(|d| d.decrypt_next_in_place(aad, buf).is_ok()),
+            Opener::XChaCha(dec) => match dec.as_mut() {
+                Some(d) => d.decrypt_next_in_place(aad, buf).is_ok(),
+                None => false,
+            },
             Opener::Aes { key, prefix, chunk } => {
                 let nonce = chunk_nonce(prefix, *chunk, last);
                 *chunk = chunk.wrapping_add(1);
