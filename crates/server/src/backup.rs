@@ -451,18 +451,22 @@ pub fn rotate(dir: &Path, keep: usize) -> anyhow::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
-/// One scheduled run: a backup under the configured passphrase, then
-/// rotation. Both audited as the system.
-pub async fn scheduled_once(app: &crate::App) -> anyhow::Result<PathBuf> {
-    let file = app
-        .config
+/// The passphrase of scheduled backups, from `backup.passphrase_file`.
+fn scheduled_passphrase(config: &Config) -> anyhow::Result<Secret> {
+    let file = config
         .backup
         .passphrase_file
         .as_ref()
         .context("backup.passphrase_file is not set")?;
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("while reading {}", file.display()))?;
-    let passphrase = Secret::new(text.trim_end_matches(['\r', '\n']));
+    Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
+}
+
+/// One scheduled run: a backup under the configured passphrase, then
+/// rotation. Both audited as the system.
+pub async fn scheduled_once(app: &crate::App) -> anyhow::Result<PathBuf> {
+    let passphrase = scheduled_passphrase(&app.config)?;
     let dir = backup_dir(&app.config);
     let (path, _) = create(app.store.clone(), &app.config.data_dir, &dir, passphrase).await?;
     let mut r = system_record("backup.created");
@@ -484,6 +488,18 @@ pub fn start_schedule(app: &crate::App) {
     let Some(minutes) = app.config.backup.every_minutes.filter(|m| *m > 0) else {
         return;
     };
+    // The passphrase key is derived now, at low priority, so that no
+    // scheduled backup waits for it.
+    if let Ok(passphrase) = scheduled_passphrase(&app.config) {
+        let _ = std::thread::Builder::new()
+            .name("backup-key".into())
+            .spawn(move || {
+                lower_priority();
+                if let Err(e) = format::prepare_key(&passphrase) {
+                    tracing::warn!(error = %e, "could not derive the backup key ahead");
+                }
+            });
+    }
     let app = app.clone();
     tokio::spawn(async move {
         loop {

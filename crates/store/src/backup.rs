@@ -256,6 +256,13 @@ fn key_for_new(passphrase: &Secret) -> Result<(Kdf, Zeroizing<[u8; 32]>)> {
     Ok((kdf, key))
 }
 
+/// Derives and keeps the key for backups under `passphrase` ahead of the
+/// first one (scheduled backups, at start), so that none pays for it.
+/// Returns the derivation the next backups will name.
+pub fn prepare_key(passphrase: &Secret) -> Result<Kdf> {
+    key_for_new(passphrase).map(|(kdf, _)| kdf)
+}
+
 /// The key of an existing backup.
 fn key_for(passphrase: &Secret, kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>> {
     if let Some((_, key)) = cached(passphrase, Some(kdf)) {
@@ -913,10 +920,12 @@ mod tests {
             )
             .unwrap()
         };
+        let prepared = prepare_key(&Secret::new("first passphrase")).unwrap();
         let (a, b) = (
             w("a.otb", "first passphrase"),
             w("b.otb", "first passphrase"),
         );
+        assert_eq!(a.kdf, prepared, "the key derived ahead is used");
         assert_eq!(a.kdf, b.kdf, "one derivation for the same passphrase");
         assert_ne!(a.key_salt, b.key_salt, "each backup has its own key");
         assert_ne!(a.nonce_prefix, b.nonce_prefix);
