@@ -250,28 +250,45 @@ async fn backup(contacts: usize) {
         .unwrap();
     let token = v["token"].as_str().unwrap().to_string();
 
-    let mut idle = api_latencies(&client, &base_url, &token, 2000).await;
-    let i99 = pct(&mut idle, 0.99);
-    println!(
-        "online backup of {contacts} contacts (API p99 idle: {:.2} ms)",
-        i99.as_secs_f64() * 1e3
-    );
-    // Runs `job` while the bench keeps calling the API; returns its time
-    // and the API's latencies meanwhile.
+    // Every run starts with the disk's write-back done (the runs write
+    // 139 MB each), so that one run's flush does not land in the next.
+    async fn settle() {
+        let _ = Command::new("sync").status();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!("online backup of {contacts} contacts");
+    // Runs `job` while the bench keeps calling the API; returns its time,
+    // the API's latencies meanwhile, and the API's latencies just before
+    // (idle: as many requests), so that each run is compared with the
+    // machine's state of the moment.
+    struct Run<T> {
+        time: Duration,
+        idle: Vec<Duration>,
+        during: Vec<Duration>,
+        out: T,
+    }
     async fn under_load<T: Send + 'static>(
         client: &reqwest::Client,
         base_url: &str,
         token: &str,
         job: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> (Duration, Vec<Duration>, T) {
+    ) -> Run<T> {
+        settle().await;
+        let idle = api_latencies(client, base_url, token, 1000).await;
         let t = Instant::now();
         let job = tokio::spawn(job);
         let mut during = Vec::new();
         while !job.is_finished() {
             during.extend(api_latencies(client, base_url, token, 10).await);
         }
+        let time = t.elapsed();
         let out = job.await.unwrap();
-        (t.elapsed(), during, out)
+        Run {
+            time,
+            idle,
+            during,
+            out,
+        }
     }
     let db = dir.path().join(startup::DB_FILE);
     let copy = dir.path().join("plain-copy.db");
@@ -285,19 +302,27 @@ async fn backup(contacts: usize) {
         v.sort();
         v[v.len() / 2]
     };
-    let report = |what: &str, time: Duration, base: Duration, during: &mut Vec<Duration>| {
-        let d99 = pct(during, 0.99);
+    // Pools runs: the median time, and the p99 of all their requests
+    // during against the p99 of all their requests just before.
+    let report = |what: &str, runs: Vec<Run<u64>>, base: Option<Duration>| {
+        let time = median(runs.iter().map(|r| r.time).collect());
+        let mut idle: Vec<Duration> = runs.iter().flat_map(|r| r.idle.clone()).collect();
+        let mut during: Vec<Duration> = runs.iter().flat_map(|r| r.during.clone()).collect();
+        let (i99, d99) = (pct(&mut idle, 0.99), pct(&mut during, 0.99));
         println!(
-            "  {what:<44} {:7.3} s  {:5.2}x   API p99 {:5.2} ms  {:5.2}x  ({} requests)",
+            "  {what:<40} {:7.3} s  {:5.2}x   API p99 {:5.2} ms against {:5.2} ms idle: {:5.2}x  ({} requests)",
             time.as_secs_f64(),
-            time.as_secs_f64() / base.as_secs_f64(),
+            time.as_secs_f64() / base.unwrap_or(time).as_secs_f64(),
             d99.as_secs_f64() * 1e3,
+            i99.as_secs_f64() * 1e3,
             d99.as_secs_f64() / i99.as_secs_f64(),
             during.len()
         );
+        time
     };
     let mut quiet = Vec::new();
     for _ in 0..3 {
+        settle().await;
         quiet.push(plain(db.clone(), copy.clone()).await);
     }
     let quiet = median(quiet);
@@ -305,20 +330,18 @@ async fn backup(contacts: usize) {
         "  sqlite3 .backup, no API load (median of 3): {:.3} s",
         quiet.as_secs_f64()
     );
-    let (mut times, mut lat) = (Vec::new(), Vec::new());
+    let mut runs = Vec::new();
     for _ in 0..3 {
-        let (t, d, _) =
-            under_load(&client, &base_url, &token, plain(db.clone(), copy.clone())).await;
-        times.push(t);
-        lat.extend(d);
+        let copying = plain(db.clone(), copy.clone());
+        runs.push(
+            under_load(&client, &base_url, &token, async move {
+                copying.await;
+                0
+            })
+            .await,
+        );
     }
-    let loaded = median(times);
-    report(
-        "sqlite3 .backup under the API load (3 runs)",
-        loaded,
-        loaded,
-        &mut lat,
-    );
+    let loaded = report("sqlite3 .backup under the API load (3 runs)", runs, None);
     // The first backup of a process derives the passphrase key (argon2id);
     // later ones under the same passphrase reuse it.
     let take = |n: usize| {
@@ -333,22 +356,35 @@ async fn backup(contacts: usize) {
             )
             .await
             .unwrap();
-            std::fs::metadata(&file).unwrap().len()
+            let size = std::fs::metadata(&file).unwrap().len();
+            std::fs::remove_file(&file).unwrap();
+            size
         }
     };
-    let (t, mut d, size) = under_load(&client, &base_url, &token, take(0)).await;
-    report("turret backup, first (derives the key)", t, loaded, &mut d);
-    let (mut times, mut lat) = (Vec::new(), Vec::new());
-    for n in 1..=5 {
-        let (t, d, _) = under_load(&client, &base_url, &token, take(n)).await;
-        times.push(t);
-        lat.extend(d);
-    }
+    let first = under_load(&client, &base_url, &token, take(0)).await;
+    let size = first.out;
     report(
-        "turret backup, next 5 (key kept; median)",
-        median(times),
-        loaded,
-        &mut lat,
+        "turret backup, first (derives the key)",
+        vec![first],
+        Some(loaded),
+    );
+    let mut runs = Vec::new();
+    for n in 1..=5 {
+        runs.push(under_load(&client, &base_url, &token, take(n)).await);
+    }
+    report("turret backup, next 5 (key kept)", runs, Some(loaded));
+    let mut alone = Vec::new();
+    for n in 6..9 {
+        settle().await;
+        let t = Instant::now();
+        take(n).await;
+        alone.push(t.elapsed());
+    }
+    let alone = median(alone);
+    println!(
+        "  turret backup, no API load (key kept, median of 3): {:.3} s: {:.2}x sqlite3 .backup with no load",
+        alone.as_secs_f64(),
+        alone.as_secs_f64() / quiet.as_secs_f64()
     );
     println!(
         "  ({:.0} MB backup file; ratios of time to sqlite3 .backup under the same load, of p99 to idle)",
