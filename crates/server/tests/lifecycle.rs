@@ -11,6 +11,15 @@ use serde_json::json;
 const PASSPHRASE: &str = "backup passphrase 0001";
 
 /// Files under `dir` (recursively) that contain any of `needles`.
+/// Takes a backup through the API; returns its file name.
+async fn take_backup(api: &Api) -> String {
+    let (code, b) = api
+        .post("/api/v1/backups", json!({"passphrase": PASSPHRASE}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{b}");
+    b["file"].as_str().unwrap().to_string()
+}
+
 fn holders(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -236,12 +245,8 @@ async fn an_erased_profile_leaves_no_trace_in_the_database_its_wal_or_the_audit_
     .await;
     // A backup taken now is a page image of the database: it holds none
     // of it either, once decrypted.
-    let (code, b) = api
-        .post("/api/v1/backups", json!({"passphrase": PASSPHRASE}))
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{b}");
     let unpacked = tempfile::tempdir().unwrap();
-    let file = dir.path().join("backups").join(b["file"].as_str().unwrap());
+    let file = dir.path().join("backups").join(take_backup(&api).await);
     let (_, files) = openturret_store::backup::extract(
         &file,
         &openturret_store::Secret::new(PASSPHRASE),
@@ -591,11 +596,7 @@ async fn a_restore_from_the_api_swaps_the_data_in_by_restarting_and_erased_peopl
         json!({"name": "Gloria Global", "number": "+1 212 555 0142"}),
     )
     .await;
-    let (code, b) = api
-        .post("/api/v1/backups", json!({"passphrase": PASSPHRASE}))
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{b}");
-    let file = b["file"].as_str().unwrap().to_string();
+    let file = take_backup(&api).await;
 
     // After the backup: a new profile, and Erin is erased.
     api.post(

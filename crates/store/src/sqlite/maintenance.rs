@@ -1,4 +1,4 @@
-//! Snapshots and checks of the whole database.
+//! Whole-database operations: the image a backup reads, checks, counts.
 
 use async_trait::async_trait;
 
