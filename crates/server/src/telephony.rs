@@ -123,14 +123,16 @@ pub fn running(app: &App) -> bool {
 }
 
 /// Rendezvous (highest random weight) hashing: the member whose keyed
-/// hash of the line is highest serves it. Stable, and an MLC leaving
-/// moves only its own lines.
+/// hash of the line is highest serves it. An MLC leaving moves only its
+/// own lines. SHA-256, not the standard library's hasher, whose output
+/// may change between Rust releases: an upgrade must not move lines.
 fn weight(name: &str, line: LineId) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    name.hash(&mut h);
-    line.0.hash(&mut h);
-    h.finish()
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(line.0.to_be_bytes());
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
 }
 
 fn choose(members: &[Member], line: LineId) -> Option<Member> {
@@ -602,4 +604,19 @@ fn start_audit_writer(
         }
     });
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_weights_are_fixed_by_their_definition() {
+        // SHA-256("local" 0x00 00000000_00000007), first 8 bytes, as
+        // Python's hashlib computes it: the same on every build, so no
+        // upgrade moves a line.
+        assert_eq!(weight("local", LineId(7)), 0xa600_69c1_c120_18fa);
+        assert_ne!(weight("local", LineId(7)), weight("local", LineId(8)));
+        assert_ne!(weight("mlc-a", LineId(7)), weight("local", LineId(7)));
+    }
 }
