@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use openturret_domain::Timestamp;
 use openturret_domain::secret::Secret;
-use openturret_store::backup::{self as format, Manifest};
+use openturret_store::backup::{self as format, BackupKey, Manifest, Protection};
 use openturret_store::keys::Keys;
 use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::{SqliteStore, latest_schema_version};
@@ -86,6 +86,55 @@ pub fn remove_abandoned(data: &Path) {
     }
 }
 
+/// The installation's backup key (public key and passphrase-wrapped
+/// private key; nothing secret in the clear), beside the data.
+pub const BACKUP_KEY_FILE: &str = "backup-key.json";
+
+/// What protects a new backup.
+pub enum Protect {
+    /// A passphrase given now (derived with argon2id, kept for later ones).
+    Passphrase(Secret),
+    /// The installation's backup key: no passphrase needed to make one.
+    Key(BackupKey),
+}
+
+/// The installation's backup key, if one was set up.
+pub fn load_key(data_dir: &Path) -> anyhow::Result<Option<BackupKey>> {
+    let path = data_dir.join(BACKUP_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is damaged", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("while reading {}", path.display())),
+    }
+}
+
+/// Sets up (or replaces) the installation's backup key under `passphrase`.
+/// Backups made before keep their own key and passphrase.
+pub async fn set_key(data_dir: &Path, passphrase: Secret) -> anyhow::Result<BackupKey> {
+    check_passphrase(&passphrase)?;
+    let now = Timestamp::now().0;
+    let key = tokio::task::spawn_blocking(move || BackupKey::create(&passphrase, now))
+        .await
+        .context("the key derivation stopped")?;
+    let path = data_dir.join(BACKUP_KEY_FILE);
+    let tmp = data_dir.join(format!("{BACKUP_KEY_FILE}.new"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("while writing {}", tmp.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(&key).expect("key serialises"))?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("while writing {}", path.display()))?;
+    Ok(key)
+}
+
 pub fn check_passphrase(p: &Secret) -> anyhow::Result<()> {
     if p.expose().chars().count() < PASSPHRASE_MIN {
         bail!("the backup passphrase must be at least {PASSPHRASE_MIN} characters");
@@ -105,9 +154,11 @@ pub async fn create(
     store: std::sync::Arc<dyn Store>,
     data_dir: &Path,
     out_dir: &Path,
-    passphrase: Secret,
+    protect: Protect,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
-    check_passphrase(&passphrase)?;
+    if let Protect::Passphrase(p) = &protect {
+        check_passphrase(p)?;
+    }
     private_dir(out_dir)?;
     let schema = store.schema_version().await?;
     let now = Timestamp::now();
@@ -127,7 +178,11 @@ pub async fn create(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                let mut w = format::Writer::create(&out2, &passphrase, now.0, schema, &by)
+                let protection = match &protect {
+                    Protect::Passphrase(p) => Protection::Passphrase(p),
+                    Protect::Key(k) => Protection::Key(k),
+                };
+                let mut w = format::Writer::create(&out2, protection, now.0, schema, &by)
                     .context("while starting the backup file")?;
                 rt.block_on(store.image(&mut DatabaseEntry(&mut w)))
                     .context("while reading the database")?;
@@ -466,9 +521,14 @@ fn scheduled_passphrase(config: &Config) -> anyhow::Result<Secret> {
 /// One scheduled run: a backup under the configured passphrase, then
 /// rotation. Both audited as the system.
 pub async fn scheduled_once(app: &crate::App) -> anyhow::Result<PathBuf> {
-    let passphrase = scheduled_passphrase(&app.config)?;
+    // The installation's backup key when there is one: then no passphrase
+    // needs to be on this machine at all.
+    let protect = match load_key(&app.config.data_dir)? {
+        Some(k) => Protect::Key(k),
+        None => Protect::Passphrase(scheduled_passphrase(&app.config)?),
+    };
     let dir = backup_dir(&app.config);
-    let (path, _) = create(app.store.clone(), &app.config.data_dir, &dir, passphrase).await?;
+    let (path, _) = create(app.store.clone(), &app.config.data_dir, &dir, protect).await?;
     let mut r = system_record("backup.created");
     r.pii.actor = "system".into();
     r.object_id = path.file_name().map(|f| f.to_string_lossy().into_owned());
@@ -488,9 +548,10 @@ pub fn start_schedule(app: &crate::App) {
     let Some(minutes) = app.config.backup.every_minutes.filter(|m| *m > 0) else {
         return;
     };
-    // The passphrase key is derived now, at low priority, so that no
-    // scheduled backup waits for it.
-    if let Ok(passphrase) = scheduled_passphrase(&app.config) {
+    // Without a backup key, the passphrase key is derived now, at low
+    // priority, so that no scheduled backup waits for it.
+    let keyed = matches!(load_key(&app.config.data_dir), Ok(Some(_)));
+    if let (false, Ok(passphrase)) = (keyed, scheduled_passphrase(&app.config)) {
         let _ = std::thread::Builder::new()
             .name("backup-key".into())
             .spawn(move || {

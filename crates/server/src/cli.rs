@@ -161,10 +161,22 @@ pub fn is_data_dir(dir: &Path) -> bool {
 
 /// The `turret backup` subcommands.
 pub enum BackupArgs {
-    Create { dir: Option<std::path::PathBuf> },
-    List { dir: Option<std::path::PathBuf> },
-    Verify { file: std::path::PathBuf },
-    Restore { file: std::path::PathBuf },
+    /// `with_key`: sealed to the installation's backup key, no passphrase.
+    Create {
+        dir: Option<std::path::PathBuf>,
+        with_key: bool,
+    },
+    /// Sets up (or replaces) the installation's backup key.
+    Key,
+    List {
+        dir: Option<std::path::PathBuf>,
+    },
+    Verify {
+        file: std::path::PathBuf,
+    },
+    Restore {
+        file: std::path::PathBuf,
+    },
 }
 
 fn read_passphrase() -> anyhow::Result<Secret> {
@@ -185,8 +197,31 @@ fn when(ms: i64) -> String {
 
 pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
     match args {
-        BackupArgs::Create { dir } => {
+        BackupArgs::Key => {
             let passphrase = read_passphrase()?;
+            eprintln!("deriving the key from the passphrase (argon2id, about a second) ...");
+            let k = crate::backup::set_key(&config.data_dir, passphrase).await?;
+            let store = existing_store(config).await?;
+            let mut r = record("backup.key_set", None, vec![]);
+            r.object_type = "backup_key".into();
+            r.object_id = Some(k.fingerprint());
+            store.append_audit(r).await?;
+            store.close().await;
+            println!(
+                "backup key {} set up: backups can now be taken without the passphrase \
+                 (`turret backup create --with-key`, the API without one, scheduled backups); \
+                 verifying or restoring one needs it",
+                k.fingerprint()
+            );
+        }
+        BackupArgs::Create { dir, with_key } => {
+            let protect = if with_key {
+                crate::backup::Protect::Key(crate::backup::load_key(&config.data_dir)?.context(
+                    "no backup key is set up: run `turret backup key --passphrase-stdin` first",
+                )?)
+            } else {
+                crate::backup::Protect::Passphrase(read_passphrase()?)
+            };
             let store = existing_store(config).await?;
             let out_dir = dir.unwrap_or_else(|| crate::backup::backup_dir(config));
             eprintln!(
@@ -194,8 +229,7 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
                 out_dir.display()
             );
             let (path, m) =
-                crate::backup::create(store.clone(), &config.data_dir, &out_dir, passphrase)
-                    .await?;
+                crate::backup::create(store.clone(), &config.data_dir, &out_dir, protect).await?;
             let mut r = record("backup.created", None, vec![]);
             r.object_type = "backup".into();
             store.append_audit(r).await?;

@@ -209,6 +209,22 @@ enum BackupCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Read the passphrase from the first line of standard input.
+        #[arg(
+            long,
+            required_unless_present = "with_key",
+            conflicts_with = "with_key"
+        )]
+        passphrase_stdin: bool,
+        /// Seal it to the installation's backup key (`turret backup key`):
+        /// no passphrase needed.
+        #[arg(long)]
+        with_key: bool,
+    },
+    /// Set up (or replace) the installation's backup key under a passphrase:
+    /// backups can then be taken without it (`create --with-key`, the API
+    /// without a passphrase, scheduled backups); verify and restore need it.
+    Key {
+        /// Read the passphrase from the first line of standard input.
         #[arg(long, required = true)]
         passphrase_stdin: bool,
     },
@@ -246,7 +262,8 @@ enum ConfigCommand {
 
 fn command_args(c: BackupCommand) -> cli::BackupArgs {
     match c {
-        BackupCommand::Create { dir, .. } => cli::BackupArgs::Create { dir },
+        BackupCommand::Create { dir, with_key, .. } => cli::BackupArgs::Create { dir, with_key },
+        BackupCommand::Key { .. } => cli::BackupArgs::Key,
         BackupCommand::List { dir } => cli::BackupArgs::List { dir },
         BackupCommand::Verify { file, .. } => cli::BackupArgs::Verify { file },
         BackupCommand::Restore { file, .. } => cli::BackupArgs::Restore { file },

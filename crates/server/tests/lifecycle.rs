@@ -651,3 +651,90 @@ async fn a_restore_from_the_api_swaps_the_data_in_by_restarting_and_erased_peopl
     assert_eq!(code, 0, "{out}{err}");
     server.stop();
 }
+
+#[tokio::test]
+async fn backups_sealed_to_the_backup_key_need_no_passphrase_to_make_and_only_it_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    const KEY_PASS: &str = "installation key passphrase";
+    // No key yet: a backup without a passphrase is refused, naming why.
+    let (code, _) = api.get("/api/v1/backups/key").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, v) = api.post("/api/v1/backups", json!({})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("no backup key"), "{v}");
+    let (code, v) = api
+        .put("/api/v1/backups/key", json!({"passphrase": "short"}))
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    let (code, key) = api
+        .put("/api/v1/backups/key", json!({"passphrase": KEY_PASS}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{key}");
+    let fingerprint = key["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(api.get("/api/v1/backups/key").await.1, key);
+    // The key file holds the public key and the wrapped private key only.
+    let file = dir.path().join("backup-key.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut fields: Vec<_> = stored.as_object().unwrap().keys().cloned().collect();
+    fields.sort();
+    assert_eq!(fields, ["created_at", "public", "wrapped"]);
+
+    api.post(
+        "/api/v1/global-contacts",
+        json!({"name": "Keyed Kim", "number": "+44 20 7946 0555"}),
+    )
+    .await;
+    // From the API and the CLI, no passphrase: sealed to the key.
+    let (code, b) = api.post("/api/v1/backups", json!({})).await;
+    assert_eq!(code, StatusCode::CREATED, "{b}");
+    assert_eq!(b["backup_key"], fingerprint.as_str());
+    let (code, out, err) = turret(dir.path(), &["backup", "create", "--with-key"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let by_cli = out
+        .split_whitespace()
+        .find(|w| w.ends_with(".otb"))
+        .expect("the backup file is named")
+        .to_string();
+    assert!(holders(&dir.path().join("backups"), &["Keyed Kim", "7946 0555"]).is_empty());
+    // Reading one needs the key's passphrase, and nothing else.
+    let (code, v) = api
+        .post(
+            "/api/v1/backups/verify",
+            json!({"file": b["file"], "passphrase": KEY_PASS}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let (code, v) = api
+        .post(
+            "/api/v1/backups/verify",
+            json!({"file": b["file"], "passphrase": "not the key passphrase"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("passphrase"), "{v}");
+    let (code, out, err) = turret(
+        dir.path(),
+        &["backup", "verify", &by_cli, "--passphrase-stdin"],
+        &format!("{KEY_PASS}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // A backup under a passphrase of its own is still possible.
+    let (code, b) = api
+        .post("/api/v1/backups", json!({"passphrase": PASSPHRASE}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{b}");
+    assert!(b["backup_key"].is_null(), "{b}");
+    let (_, audit) = api.get("/api/v1/audit?event_type=backup.key_set").await;
+    assert_eq!(
+        audit["items"][0]["object_id"],
+        fingerprint.as_str(),
+        "{audit}"
+    );
+}

@@ -24,6 +24,14 @@
 //! the authenticated payload when the backup is read. Writing and reading
 //! stream: a backup never needs to fit in memory.
 //!
+//! A backup is protected one of two ways. Under a passphrase: the key is
+//! as above. Under the installation's backup key ([`BackupKey`]): each
+//! backup's key is random, sealed (X25519) to the installation's public
+//! key, and the header carries that sealed key, the public key and the
+//! private key wrapped under the passphrase (argon2id, 64 MiB, 3 passes).
+//! Making such a backup needs no passphrase and no derivation at all;
+//! reading one needs the passphrase only, on any machine.
+//!
 //! Format 1 (still read) sealed with XChaCha20-Poly1305 and had no trailer:
 //! its single manifest line held a checksum of the payload, which took a
 //! first pass to compute.
@@ -81,9 +89,14 @@ pub struct Manifest {
     pub payload_len: u64,
     /// Names and sizes of the files inside.
     pub files: Vec<(String, u64)>,
-    pub kdf: Kdf,
+    /// The passphrase's key derivation (absent under a backup key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdf: Option<Kdf>,
     pub cipher: String,
     pub nonce_prefix: String,
+    /// Under a backup key: the sealed key of this backup and the key pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
     /// Format 2: the HKDF salt of this backup's own key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_salt: Option<String>,
@@ -99,11 +112,73 @@ struct Header {
     created_at: i64,
     schema_version: i64,
     created_by: String,
-    kdf: Kdf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kdf: Option<Kdf>,
     cipher: String,
     nonce_prefix: String,
-    key_salt: String,
-    key_check: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recipient: Option<Recipient>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_check: Option<String>,
+}
+
+/// How a backup made under a backup key names its key (all hex).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recipient {
+    /// The installation's public key.
+    pub public: String,
+    /// Its private key, wrapped under the passphrase.
+    pub wrapped: String,
+    /// This backup's own key, sealed to the public key.
+    pub sealed_key: String,
+}
+
+/// An installation's backup key: backups are sealed to its public half,
+/// so making one needs no passphrase; its private half, wrapped under the
+/// passphrase, travels in every backup, so reading one needs only the
+/// passphrase. Holds nothing secret in the clear.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupKey {
+    pub public: String,
+    pub wrapped: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl BackupKey {
+    /// A new key pair, its private half wrapped under `passphrase` (slow:
+    /// argon2id, about 0.3 s).
+    pub fn create(passphrase: &Secret, created_at: i64) -> BackupKey {
+        let k = crate::sealing::OpenKey::generate();
+        BackupKey {
+            public: hex(&k.public()),
+            wrapped: hex(&k.wrap_strong(passphrase)),
+            created_at,
+        }
+    }
+
+    /// A short name of the key (SHA-256 of the public key, 16 hex digits).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.public)
+    }
+
+    fn public_bytes(&self) -> Result<[u8; 32]> {
+        unhex(&self.public)
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| StoreError::Integrity("backup key: bad public key".into()))
+    }
+}
+
+fn fingerprint(public_hex: &str) -> String {
+    hex(&Sha256::digest(public_hex.as_bytes()))[..16].to_string()
+}
+
+/// What protects a new backup.
+pub enum Protection<'a> {
+    Passphrase(&'a Secret),
+    Key(&'a BackupKey),
 }
 
 /// The part of the manifest written after the payload.
@@ -114,6 +189,11 @@ struct Trailer {
 }
 
 impl Manifest {
+    /// The fingerprint of the backup key protecting this backup, if one does.
+    pub fn key_fingerprint(&self) -> Option<String> {
+        self.recipient.as_ref().map(|r| fingerprint(&r.public))
+    }
+
     fn new(h: Header, t: Trailer) -> Self {
         Manifest {
             format: h.format,
@@ -126,8 +206,9 @@ impl Manifest {
             kdf: h.kdf,
             cipher: h.cipher,
             nonce_prefix: h.nonce_prefix,
-            key_salt: Some(h.key_salt),
-            key_check: Some(h.key_check),
+            recipient: h.recipient,
+            key_salt: h.key_salt,
+            key_check: h.key_check,
         }
     }
 }
@@ -174,9 +255,13 @@ fn backup_key(passphrase_key: &[u8; 32], salt: &[u8]) -> Result<(LessSafeKey, St
     hk.expand(KEY_INFO, &mut okm[..]).map_err(|_| failed())?;
     let mut check = [0u8; 16];
     hk.expand(CHECK_INFO, &mut check).map_err(|_| failed())?;
-    let key = UnboundKey::new(&AES_256_GCM, &okm[..])
+    Ok((aes_key(&okm[..])?, hex(&check)))
+}
+
+fn aes_key(bytes: &[u8]) -> Result<LessSafeKey> {
+    let key = UnboundKey::new(&AES_256_GCM, bytes)
         .map_err(|_| StoreError::Integrity("backup: bad key".into()))?;
-    Ok((LessSafeKey::new(key), hex(&check)))
+    Ok(LessSafeKey::new(key))
 }
 
 /// The nonce of chunk `i` (the STREAM construction, big-endian counter).
@@ -313,29 +398,49 @@ impl Writer {
     /// Starts a backup at `out` (written as `out.partial` until finished).
     pub fn create(
         out: &Path,
-        passphrase: &Secret,
+        protection: Protection<'_>,
         created_at: i64,
         schema_version: i64,
         created_by: &str,
     ) -> Result<Writer> {
-        let (kdf, passphrase_key) = key_for_new(passphrase)?;
         let mut prefix = [0u8; 7];
         OsRng.fill_bytes(&mut prefix);
-        let mut key_salt = [0u8; 32];
-        OsRng.fill_bytes(&mut key_salt);
-        let (key, key_check) = backup_key(&passphrase_key, &key_salt)?;
-        let header = serde_json::to_string(&Header {
+        let mut header = Header {
             format: 2,
             created_at,
             schema_version,
             created_by: created_by.to_string(),
-            kdf,
+            kdf: None,
             cipher: CIPHER.into(),
             nonce_prefix: hex(&prefix),
-            key_salt: hex(&key_salt),
-            key_check,
-        })
-        .expect("header serialises");
+            recipient: None,
+            key_salt: None,
+            key_check: None,
+        };
+        let key = match protection {
+            Protection::Passphrase(passphrase) => {
+                let (kdf, passphrase_key) = key_for_new(passphrase)?;
+                let mut key_salt = [0u8; 32];
+                OsRng.fill_bytes(&mut key_salt);
+                let (key, key_check) = backup_key(&passphrase_key, &key_salt)?;
+                header.kdf = Some(kdf);
+                header.key_salt = Some(hex(&key_salt));
+                header.key_check = Some(key_check);
+                key
+            }
+            Protection::Key(k) => {
+                let mut file_key = Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(&mut file_key[..]);
+                let sealed = crate::sealing::seal(&k.public_bytes()?, &file_key[..]);
+                header.recipient = Some(Recipient {
+                    public: k.public.clone(),
+                    wrapped: k.wrapped.clone(),
+                    sealed_key: hex(&sealed),
+                });
+                aes_key(&file_key[..])?
+            }
+        };
+        let header = serde_json::to_string(&header).expect("header serialises");
         let tmp = out.with_extension("partial");
         let mut f = OpenOptions::new()
             .write(true)
@@ -489,7 +594,13 @@ pub fn write(
     created_by: &str,
     files: &[(String, PathBuf)],
 ) -> Result<Manifest> {
-    let mut w = Writer::create(out, passphrase, created_at, schema_version, created_by)?;
+    let mut w = Writer::create(
+        out,
+        Protection::Passphrase(passphrase),
+        created_at,
+        schema_version,
+        created_by,
+    )?;
     for (name, path) in files {
         w.add_file(name, path)?;
     }
@@ -585,7 +696,34 @@ impl Opener {
     fn new(m: &Manifest, passphrase: &Secret) -> Result<Opener> {
         let bad = |what: &str| StoreError::Integrity(format!("backup manifest: bad {what}"));
         let nonce = unhex(&m.nonce_prefix).ok_or_else(|| bad("nonce"))?;
-        let passphrase_key = key_for(passphrase, &m.kdf)?;
+        if let Some(r) = &m.recipient {
+            if m.format != 2 || m.cipher != CIPHER {
+                return Err(bad("cipher"));
+            }
+            let public: [u8; 32] = unhex(&r.public)
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| bad("public key"))?;
+            let wrapped = unhex(&r.wrapped).ok_or_else(|| bad("wrapped key"))?;
+            let sealed = unhex(&r.sealed_key).ok_or_else(|| bad("sealed key"))?;
+            let private = crate::sealing::OpenKey::unwrap(&wrapped, passphrase, &public).map_err(
+                |e| match e {
+                    crate::sealing::SealError::WrongKey => {
+                        StoreError::Integrity("wrong passphrase".into())
+                    }
+                    crate::sealing::SealError::Malformed => bad("wrapped key"),
+                },
+            )?;
+            let file_key = Zeroizing::new(private.open(&sealed).map_err(|_| {
+                StoreError::Integrity("the backup is damaged: its key does not open".into())
+            })?);
+            return Ok(Opener::Aes {
+                key: aes_key(&file_key)?,
+                prefix: nonce.try_into().map_err(|_| bad("nonce"))?,
+                chunk: 0,
+            });
+        }
+        let kdf = m.kdf.as_ref().ok_or_else(|| bad("key derivation"))?;
+        let passphrase_key = key_for(passphrase, kdf)?;
         if m.format == 1 {
             if nonce.len() != 19 {
                 return Err(bad("nonce"));
@@ -683,12 +821,14 @@ fn decrypt(
         };
         cur.truncate(n);
         if !opener.open(line.as_bytes(), &mut cur, k == 0) {
-            return Err(StoreError::Integrity(if m.key_check.is_some() {
-                // The passphrase was checked: this is damage.
-                format!("the backup is damaged: chunk {chunk} does not authenticate")
-            } else {
-                "wrong passphrase, or the backup is damaged".into()
-            }));
+            return Err(StoreError::Integrity(
+                if m.key_check.is_some() || m.recipient.is_some() {
+                    // The passphrase was checked: this is damage.
+                    format!("the backup is damaged: chunk {chunk} does not authenticate")
+                } else {
+                    "wrong passphrase, or the backup is damaged".into()
+                },
+            ));
         }
         if m.payload_sha256.is_some() {
             payload_sum.update(&cur[..]);
@@ -925,12 +1065,12 @@ mod tests {
             w("a.otb", "first passphrase"),
             w("b.otb", "first passphrase"),
         );
-        assert_eq!(a.kdf, prepared, "the key derived ahead is used");
+        assert_eq!(a.kdf, Some(prepared), "the key derived ahead is used");
         assert_eq!(a.kdf, b.kdf, "one derivation for the same passphrase");
         assert_ne!(a.key_salt, b.key_salt, "each backup has its own key");
         assert_ne!(a.nonce_prefix, b.nonce_prefix);
         let c = w("c.otb", "other passphrase");
-        assert_ne!(c.kdf.salt, a.kdf.salt, "another passphrase, another salt");
+        assert_ne!(c.kdf, a.kdf, "another passphrase, another salt");
         // Each opens with its own passphrase only, cached or not.
         for (name, pass, ok) in [
             ("a.otb", "first passphrase", true),
@@ -942,6 +1082,66 @@ mod tests {
             let r = extract(&dir.path().join(name), &Secret::new(pass), &dest);
             assert_eq!(r.is_ok(), ok, "{name} with {pass}");
         }
+    }
+
+    #[test]
+    fn a_backup_under_the_backup_key_needs_the_passphrase_only_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = sample(dir.path());
+        let pass = "the installation passphrase";
+        let key = BackupKey::create(&Secret::new(pass), 1);
+        assert!(!key.wrapped.contains(&key.public), "{key:?}");
+        // Writing needs the key's public half only.
+        let out = dir.path().join("k.otb");
+        let mut w = Writer::create(&out, Protection::Key(&key), 2, 3, "t").unwrap();
+        for (name, path) in &files {
+            w.add_file(name, path).unwrap();
+        }
+        let m = w.finish().unwrap();
+        assert_eq!(m.kdf, None);
+        assert_eq!(m.key_fingerprint(), Some(key.fingerprint()));
+        assert_eq!(manifest(&out).unwrap(), m);
+        let bytes = std::fs::read(&out).unwrap();
+        assert!(!bytes.windows(16).any(|w| w == b"secret-value-123"));
+        // Each backup has its own key.
+        let out2 = dir.path().join("k2.otb");
+        let m2 = Writer::create(&out2, Protection::Key(&key), 2, 3, "t")
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_ne!(
+            m.recipient.as_ref().unwrap().sealed_key,
+            m2.recipient.as_ref().unwrap().sealed_key
+        );
+        // Reading: the passphrase, on any machine (nothing else is needed).
+        let dest = empty_dir(dir.path(), "d");
+        extract(&out, &Secret::new(pass), &dest).unwrap();
+        for (name, path) in &files {
+            assert_eq!(
+                std::fs::read(dest.join(name)).unwrap(),
+                std::fs::read(path).unwrap()
+            );
+        }
+        let dest2 = empty_dir(dir.path(), "e");
+        let err = extract_err(&out, "not the passphrase", &dest2);
+        assert_eq!(err, "integrity: wrong passphrase", "{err}");
+        // Another installation's key does not open it, even with the same
+        // passphrase: the sealed key is swapped for one of another key.
+        let other = BackupKey::create(&Secret::new(pass), 1);
+        let theirs = dir.path().join("o.otb");
+        let mo = Writer::create(&theirs, Protection::Key(&other), 2, 3, "t")
+            .unwrap()
+            .finish()
+            .unwrap();
+        let ours = m.recipient.as_ref().unwrap().sealed_key.as_bytes();
+        let theirs = mo.recipient.as_ref().unwrap().sealed_key.as_bytes();
+        assert_eq!(ours.len(), theirs.len());
+        let at = bytes.windows(ours.len()).position(|w| w == ours).unwrap();
+        let mut forged = bytes.clone();
+        forged[at..at + theirs.len()].copy_from_slice(theirs);
+        std::fs::write(&out, &forged).unwrap();
+        let err = extract_err(&out, pass, &dest2);
+        assert!(err.contains("its key does not open"), "{err}");
     }
 
     #[test]
@@ -977,9 +1177,10 @@ mod tests {
                 .iter()
                 .map(|(n, p)| (n.clone(), std::fs::metadata(p).unwrap().len()))
                 .collect(),
-            kdf: kdf.clone(),
+            kdf: Some(kdf.clone()),
             cipher: "xchacha20poly1305-stream-be32-64k".into(),
             nonce_prefix: hex(&[3u8; 19]),
+            recipient: None,
             key_salt: None,
             key_check: None,
         };

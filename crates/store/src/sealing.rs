@@ -9,9 +9,11 @@
 //! - sealed entry: `1 | ephemeral public (32) | nonce (24) | ciphertext`,
 //!   XChaCha20-Poly1305 under HKDF-SHA-256(ECDH(ephemeral, profile)), with
 //!   both public keys as associated data;
-//! - wrapped private key: `1 | salt (16) | nonce (24) | ciphertext`,
+//! - wrapped private key: `v | salt (16) | nonce (24) | ciphertext`,
 //!   XChaCha20-Poly1305 under argon2id(password, salt), with the public key
-//!   as associated data.
+//!   as associated data; `v` = 1: argon2id with 19 MiB and 2 passes (keys
+//!   unwrapped at every login), `v` = 2: 64 MiB and 3 passes (keys that
+//!   leave the machine inside backups, [`OpenKey::wrap_strong`]).
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -25,6 +27,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 const V1: u8 = 1;
+const V2: u8 = 2;
 
 /// Why a sealed value could not be opened.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,9 +59,19 @@ impl OpenKey {
 
     /// Wraps this key under `password` (slow: argon2id).
     pub fn wrap(&self, password: &Secret) -> Vec<u8> {
+        self.wrap_as(V1, password)
+    }
+
+    /// Wraps this key under `password` with the stronger derivation, for a
+    /// wrapped key that leaves the machine (slower: about 0.3 s).
+    pub fn wrap_strong(&self, password: &Secret) -> Vec<u8> {
+        self.wrap_as(V2, password)
+    }
+
+    fn wrap_as(&self, version: u8, password: &Secret) -> Vec<u8> {
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);
-        let kek = kek(password, &salt);
+        let kek = kek(version, password, &salt);
         let mut nonce = [0u8; 24];
         OsRng.fill_bytes(&mut nonce);
         let secret = Zeroizing::new(self.0.to_bytes());
@@ -71,7 +84,7 @@ impl OpenKey {
                 },
             )
             .expect("encryption of 32 bytes does not fail");
-        let mut out = vec![V1];
+        let mut out = vec![version];
         out.extend_from_slice(&salt);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -84,11 +97,11 @@ impl OpenKey {
         password: &Secret,
         public: &[u8; 32],
     ) -> Result<OpenKey, SealError> {
-        if wrapped.len() != 1 + 16 + 24 + 32 + 16 || wrapped[0] != V1 {
+        if wrapped.len() != 1 + 16 + 24 + 32 + 16 || ![V1, V2].contains(&wrapped[0]) {
             return Err(SealError::Malformed);
         }
         let salt: [u8; 16] = wrapped[1..17].try_into().expect("length checked");
-        let kek = kek(password, &salt);
+        let kek = kek(wrapped[0], password, &salt);
         let pt = Zeroizing::new(
             XChaCha20Poly1305::new(kek.as_slice().into())
                 .decrypt(
@@ -129,9 +142,15 @@ impl OpenKey {
     }
 }
 
-/// The argon2id key-encryption key of a password (m = 19 MiB, t = 2).
-fn kek(password: &Secret, salt: &[u8; 16]) -> Zeroizing<[u8; 32]> {
-    let params = Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters");
+/// The argon2id key-encryption key of a password: m = 19 MiB, t = 2 for
+/// version 1; m = 64 MiB, t = 3 for version 2.
+fn kek(version: u8, password: &Secret, salt: &[u8; 16]) -> Zeroizing<[u8; 32]> {
+    let (m, t) = if version == V2 {
+        (64 * 1024, 3)
+    } else {
+        (19 * 1024, 2)
+    };
+    let params = Params::new(m, t, 1, Some(32)).expect("valid argon2 parameters");
     let mut out = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password.expose().as_bytes(), salt, &mut out[..])

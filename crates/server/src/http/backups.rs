@@ -17,6 +17,9 @@ pub struct BackupOut {
     pub created_at: String,
     pub payload_bytes: u64,
     pub schema_version: i64,
+    /// The fingerprint of the backup key it is sealed to; null when it is
+    /// under a passphrase of its own.
+    pub backup_key: Option<String>,
 }
 
 fn out(path: &std::path::Path, m: &openturret_store::backup::Manifest) -> BackupOut {
@@ -28,7 +31,58 @@ fn out(path: &std::path::Path, m: &openturret_store::backup::Manifest) -> Backup
         created_at: ts(openturret_domain::Timestamp(m.created_at)),
         payload_bytes: m.payload_len,
         schema_version: m.schema_version,
+        backup_key: m.key_fingerprint(),
     }
+}
+
+#[derive(Serialize)]
+pub struct KeyOut {
+    pub fingerprint: String,
+    pub created_at: String,
+}
+
+fn key_out(k: &openturret_store::backup::BackupKey) -> KeyOut {
+    KeyOut {
+        fingerprint: k.fingerprint(),
+        created_at: ts(openturret_domain::Timestamp(k.created_at)),
+    }
+}
+
+/// The installation's backup key (404 when none is set up).
+pub async fn get_key(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<KeyOut>> {
+    match crate::backup::load_key(&app.config.data_dir).map_err(ApiError::Internal)? {
+        Some(k) => Ok(axum::Json(key_out(&k))),
+        None => Err(ApiError::NotFound("backup key")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIn {
+    pub passphrase: String,
+}
+
+/// Sets up (or replaces) the installation's backup key under a passphrase.
+pub async fn put_key(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<KeyIn>,
+) -> ApiResult<axum::Json<KeyOut>> {
+    let p = Secret::new(b.passphrase);
+    if crate::backup::check_passphrase(&p).is_err() {
+        return Err(short_passphrase());
+    }
+    let k = crate::backup::set_key(&app.config.data_dir, p)
+        .await
+        .map_err(ApiError::Internal)?;
+    let r = auth.record(
+        "backup.key_set",
+        "backup_key",
+        Some(k.fingerprint()),
+        vec![],
+    );
+    app.store.append_audit(r).await?;
+    Ok(axum::Json(key_out(&k)))
 }
 
 pub async fn list(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<Vec<BackupOut>>> {
@@ -40,30 +94,50 @@ pub async fn list(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIn {
-    pub passphrase: String,
+    /// Absent: the backup is sealed to the installation's backup key.
+    #[serde(default)]
+    pub passphrase: Option<String>,
 }
 
-/// Takes a backup (the operation; API and portal).
+fn short_passphrase() -> ApiError {
+    ApiError::invalid(
+        "passphrase",
+        format!(
+            "must be at least {} characters",
+            crate::backup::PASSPHRASE_MIN
+        ),
+    )
+}
+
+/// Takes a backup (the operation; API and portal): under `passphrase`, or
+/// without one under the installation's backup key.
 pub async fn create_backup(
     app: &App,
     auth: &AdminAuth,
-    passphrase: String,
+    passphrase: Option<String>,
 ) -> ApiResult<BackupOut> {
-    let passphrase = Secret::new(passphrase);
-    if crate::backup::check_passphrase(&passphrase).is_err() {
-        return Err(ApiError::invalid(
-            "passphrase",
-            format!(
-                "must be at least {} characters",
-                crate::backup::PASSPHRASE_MIN
-            ),
-        ));
-    }
+    let protect = match passphrase {
+        Some(p) => {
+            let p = Secret::new(p);
+            if crate::backup::check_passphrase(&p).is_err() {
+                return Err(short_passphrase());
+            }
+            crate::backup::Protect::Passphrase(p)
+        }
+        None => match crate::backup::load_key(&app.config.data_dir).map_err(ApiError::Internal)? {
+            Some(k) => crate::backup::Protect::Key(k),
+            None => {
+                return Err(ApiError::invalid(
+                    "passphrase",
+                    "is required: no backup key is set up (PUT /api/v1/backups/key)",
+                ));
+            }
+        },
+    };
     let dir = crate::backup::backup_dir(&app.config);
-    let (path, m) =
-        crate::backup::create(app.store.clone(), &app.config.data_dir, &dir, passphrase)
-            .await
-            .map_err(ApiError::Internal)?;
+    let (path, m) = crate::backup::create(app.store.clone(), &app.config.data_dir, &dir, protect)
+        .await
+        .map_err(ApiError::Internal)?;
     let file = out(&path, &m);
     let r = auth.record("backup.created", "backup", Some(file.file.clone()), vec![]);
     app.store.append_audit(r).await?;

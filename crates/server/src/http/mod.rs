@@ -128,6 +128,7 @@ pub fn router(app: App) -> Router {
         .route("/export/{kind}", get(transfer::export))
         .route("/privacy-report", get(privacy_report))
         .route("/backups", get(backups::list).post(backups::create))
+        .route("/backups/key", get(backups::get_key).put(backups::put_key))
         .route("/backups/verify", post(backups::verify))
         .route("/backups/restore", post(backups::restore))
         .route("/audit", get(audit::list))

@@ -320,7 +320,7 @@ async fn create_backup(
         )
         .await;
     }
-    match crate::http::backups::create_backup(&app, &p.auth, f.passphrase).await {
+    match crate::http::backups::create_backup(&app, &p.auth, Some(f.passphrase)).await {
         Ok(b) => {
             p.flash(&app, format!("Backup written: {}", b.file));
             Redirect::to("/backups").into_response()
