@@ -592,6 +592,33 @@ async fn backups_are_taken_listed_verified_and_restored_from_the_portal() {
         !page.contains("Peter Post"),
         "the data is the backup's: {page}"
     );
+
+    // A backup key: set up (two different passphrases refused), then a
+    // backup sealed to it, taken without any passphrase.
+    b.goto("/backups").await;
+    assert!(!b.text("main").await.contains("Take backup with the key"));
+    b.fill("#key-passphrase", "portal key pass 001").await;
+    b.fill("#key-confirm", "portal key pass 002").await;
+    b.submit("form[action='/backups/key'] button[type=submit]")
+        .await;
+    assert!(b.text("#key-confirm-error").await.contains("differ"));
+    b.fill("#key-passphrase", "portal key pass 001").await;
+    b.fill("#key-confirm", "portal key pass 001").await;
+    b.submit("form[action='/backups/key'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Backup key"));
+    b.submit("#take-with-key").await;
+    assert!(b.text(".flash").await.contains("Backup written"));
+    let mut api = server.client();
+    api.login("admin", ADMIN_PASSWORD).await;
+    let (_, key) = api.get("/api/v1/backups/key").await;
+    let fingerprint = key["fingerprint"].as_str().unwrap();
+    let table = b.text("table").await;
+    assert!(
+        table.contains(&format!("backup key {fingerprint}")),
+        "{table}"
+    );
+    assert!(table.contains("its own passphrase"), "{table}");
 }
 
 #[tokio::test]

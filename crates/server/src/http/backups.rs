@@ -62,13 +62,10 @@ pub struct KeyIn {
     pub passphrase: String,
 }
 
-/// Sets up (or replaces) the installation's backup key under a passphrase.
-pub async fn put_key(
-    State(app): State<App>,
-    auth: AdminAuth,
-    Json(b): Json<KeyIn>,
-) -> ApiResult<axum::Json<KeyOut>> {
-    let p = Secret::new(b.passphrase);
+/// Sets up (or replaces) the installation's backup key under a passphrase
+/// (the operation; API and portal).
+pub async fn set_backup_key(app: &App, auth: &AdminAuth, passphrase: String) -> ApiResult<KeyOut> {
+    let p = Secret::new(passphrase);
     if crate::backup::check_passphrase(&p).is_err() {
         return Err(short_passphrase());
     }
@@ -82,7 +79,15 @@ pub async fn put_key(
         vec![],
     );
     app.store.append_audit(r).await?;
-    Ok(axum::Json(key_out(&k)))
+    Ok(key_out(&k))
+}
+
+pub async fn put_key(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<KeyIn>,
+) -> ApiResult<axum::Json<KeyOut>> {
+    Ok(axum::Json(set_backup_key(&app, &auth, b.passphrase).await?))
 }
 
 pub async fn list(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<Vec<BackupOut>>> {

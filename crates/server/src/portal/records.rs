@@ -21,6 +21,7 @@ pub fn routes() -> Router<App> {
         .route("/audit", get(audit))
         .route("/audit/filter", post(audit_filter))
         .route("/backups", get(backups).post(create_backup))
+        .route("/backups/key", post(set_backup_key))
         .route("/backups/verify", post(verify_backup))
         .route("/backups/restore", post(restore_backup))
         .route("/privacy", get(privacy))
@@ -209,6 +210,14 @@ async fn backups_page(
         ..Default::default()
     };
     let (verify_blank, restore_blank) = (blank("verify"), blank("restore"));
+    // `create` is the backup or the key form, whichever was sent.
+    let (backup_blank, key_blank) = (blank("backup"), blank("key"));
+    let (create, key_form) = if create.form == "key" {
+        (&backup_blank, create)
+    } else {
+        (create, &key_blank)
+    };
+    let key = crate::backup::load_key(&app.config.data_dir).ok().flatten();
     let verify = if check.form == "restore" {
         &verify_blank
     } else {
@@ -223,7 +232,7 @@ async fn backups_page(
         section.card {
             h2 { "Backups in " code { (crate::backup::backup_dir(&app.config).display()) } }
             table {
-                thead { tr { th { "Taken (UTC)" } th { "File" } th { "Size" } th { "Schema" } } }
+                thead { tr { th { "Taken (UTC)" } th { "File" } th { "Size" } th { "Schema" } th { "Protected by" } } }
                 tbody {
                     @for (path, m) in &list {
                         tr {
@@ -231,9 +240,15 @@ async fn backups_page(
                             td { (path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()) }
                             td { (m.payload_len / 1024) " KiB" }
                             td { (m.schema_version) }
+                            td {
+                                @match m.key_fingerprint() {
+                                    Some(f) => { "backup key " code { (f) } }
+                                    None => { "its own passphrase" }
+                                }
+                            }
                         }
                     }
-                    @if list.is_empty() { tr { td colspan="4" .muted { "No backups yet." } } }
+                    @if list.is_empty() { tr { td colspan="5" .muted { "No backups yet." } } }
                 }
             }
         }
@@ -246,6 +261,26 @@ async fn backups_page(
                 (field(create, "Passphrase", "passphrase", "password", Some("At least 12 characters.")))
                 (field(create, "Passphrase again", "confirm", "password", None))
                 button type="submit" { "Take backup" }
+            }
+        }
+        section.card {
+            h2 { "Backup key" }
+            @if let Some(k) = &key {
+                p { "Backups can be sealed to this installation's backup key " code { (k.fingerprint()) } " (set up " (ts(openturret_domain::Timestamp(k.created_at))) "). Taking one needs no passphrase, and scheduled backups use it, so no passphrase has to be kept on this machine. Verifying or restoring one needs the key's passphrase, which travels inside every backup wrapped by itself." }
+                form method="post" action="/backups" {
+                    (layout::csrf(p))
+                    input type="hidden" name="with_key" value="on";
+                    button type="submit" id="take-with-key" { "Take backup with the key" }
+                }
+            } @else {
+                p { "Set up a backup key to take backups without typing a passphrase each time, and so that scheduled backups need no passphrase on this machine. Its passphrase is needed to verify or restore them; nobody can recover it for you." }
+            }
+            @if let Some(e) = key_form.general_error(&["passphrase", "confirm"]) { p.error-box role="alert" { (e) } }
+            form method="post" action="/backups/key" {
+                (layout::csrf(p))
+                (field(key_form, "Key passphrase", "passphrase", "password", Some("At least 12 characters.")))
+                (field(key_form, "Key passphrase again", "confirm", "password", None))
+                button.secondary type="submit" { @if key.is_some() { "Replace the key" } @else { "Set up the key" } }
             }
         }
         @if !files.is_empty() {
@@ -294,6 +329,8 @@ pub struct BackupForm {
     passphrase: String,
     #[serde(default)]
     confirm: String,
+    /// Sealed to the backup key instead of a passphrase.
+    with_key: Option<String>,
 }
 
 async fn create_backup(
@@ -309,7 +346,8 @@ async fn create_backup(
         form: "backup",
         ..Default::default()
     };
-    if f.passphrase != f.confirm {
+    let with_key = layout::on(&f.with_key);
+    if !with_key && f.passphrase != f.confirm {
         let s = fail(("confirm".into(), "The two passphrases differ.".into()));
         return backups_page(
             &app,
@@ -320,7 +358,8 @@ async fn create_backup(
         )
         .await;
     }
-    match crate::http::backups::create_backup(&app, &p.auth, Some(f.passphrase)).await {
+    let passphrase = (!with_key).then_some(f.passphrase);
+    match crate::http::backups::create_backup(&app, &p.auth, passphrase).await {
         Ok(b) => {
             p.flash(&app, format!("Backup written: {}", b.file));
             Redirect::to("/backups").into_response()
@@ -332,6 +371,48 @@ async fn create_backup(
                     &p,
                     &fail(err),
                     &empty("verify"),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+async fn set_backup_key(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<BackupForm>,
+) -> Response {
+    let refuse = |err: (String, String)| FormState {
+        error: Some(err),
+        form: "key",
+        ..Default::default()
+    };
+    let verify = FormState {
+        form: "verify",
+        ..Default::default()
+    };
+    let result = if f.passphrase != f.confirm {
+        Err(crate::http::error::ApiError::invalid(
+            "confirm",
+            "The two passphrases differ.",
+        ))
+    } else {
+        crate::http::backups::set_backup_key(&app, &p.auth, f.passphrase).await
+    };
+    match result {
+        Ok(k) => {
+            p.flash(&app, format!("Backup key {} set up.", k.fingerprint));
+            Redirect::to("/backups").into_response()
+        }
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                backups_page(
+                    &app,
+                    &p,
+                    &refuse(err),
+                    &verify,
                     StatusCode::UNPROCESSABLE_ENTITY,
                 )
                 .await
