@@ -320,28 +320,6 @@ async fn backup(contacts: usize) {
         );
         time
     };
-    let mut quiet = Vec::new();
-    for _ in 0..3 {
-        settle().await;
-        quiet.push(plain(db.clone(), copy.clone()).await);
-    }
-    let quiet = median(quiet);
-    println!(
-        "  sqlite3 .backup, no API load (median of 3): {:.3} s",
-        quiet.as_secs_f64()
-    );
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let copying = plain(db.clone(), copy.clone());
-        runs.push(
-            under_load(&client, &base_url, &token, async move {
-                copying.await;
-                0
-            })
-            .await,
-        );
-    }
-    let loaded = report("sqlite3 .backup under the API load (3 runs)", runs, None);
     // Under a passphrase, the first backup of a process derives its key
     // (argon2id) and later ones reuse it; under the installation's backup
     // key, no backup derives anything.
@@ -361,46 +339,71 @@ async fn backup(contacts: usize) {
             size
         }
     };
+    let loaded_copy = |db: std::path::PathBuf, copy: std::path::PathBuf| async move {
+        plain(db, copy).await;
+        0u64
+    };
+    // The kinds of run are interleaved, so that the machine's drift over
+    // the bench (it slows as the runs go on) falls on all of them alike.
     let first = under_load(&client, &base_url, &token, take(0, false)).await;
     let size = first.out;
+    let t = Instant::now();
+    backup::set_key(&config.data_dir, Secret::new("bench key passphrase"))
+        .await
+        .unwrap();
+    let key_setup = t.elapsed();
+    let (mut quiet, mut alone) = (Vec::new(), Vec::new());
+    for n in 0..3 {
+        settle().await;
+        quiet.push(plain(db.clone(), copy.clone()).await);
+        settle().await;
+        let t = Instant::now();
+        take(100 + n, true).await;
+        alone.push(t.elapsed());
+    }
+    let (quiet, alone) = (median(quiet), median(alone));
+    let (mut copies, mut kept, mut keyed) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 1..=5 {
+        let job = loaded_copy(db.clone(), copy.clone());
+        copies.push(under_load(&client, &base_url, &token, job).await);
+        // Which of the two comes first alternates too: the run right after
+        // the sqlite3 copy is measurably faster.
+        for keyed_now in [n % 2 == 0, n % 2 == 1] {
+            let run = under_load(
+                &client,
+                &base_url,
+                &token,
+                take(10 * n + keyed_now as usize, keyed_now),
+            )
+            .await;
+            if keyed_now {
+                keyed.push(run);
+            } else {
+                kept.push(run);
+            }
+        }
+    }
+    println!(
+        "  sqlite3 .backup, no API load (median of 3):      {:7.3} s",
+        quiet.as_secs_f64()
+    );
+    println!(
+        "  turret, backup key, no API load (median of 3):   {:7.3} s  {:5.2}x",
+        alone.as_secs_f64(),
+        alone.as_secs_f64() / quiet.as_secs_f64()
+    );
+    println!("  under the API load (medians of 5; p99 of all their requests):");
+    let loaded = report("sqlite3 .backup", copies, None);
+    report("turret, passphrase (key kept)", kept, Some(loaded));
+    report("turret, backup key", keyed, Some(loaded));
     report(
         "turret, passphrase, first (derives its key)",
         vec![first],
         Some(loaded),
     );
-    let mut runs = Vec::new();
-    for n in 1..=5 {
-        runs.push(under_load(&client, &base_url, &token, take(n, false)).await);
-    }
-    report("turret, passphrase, next 5 (key kept)", runs, Some(loaded));
-    let t = Instant::now();
-    backup::set_key(&config.data_dir, Secret::new("bench key passphrase"))
-        .await
-        .unwrap();
     println!(
-        "  (setting up the backup key, once: {:.3} s)",
-        t.elapsed().as_secs_f64()
-    );
-    let mut runs = Vec::new();
-    for n in 6..=10 {
-        runs.push(under_load(&client, &base_url, &token, take(n, true)).await);
-    }
-    report("turret, backup key, 5 runs", runs, Some(loaded));
-    let mut alone = Vec::new();
-    for n in 11..14 {
-        settle().await;
-        let t = Instant::now();
-        take(n, true).await;
-        alone.push(t.elapsed());
-    }
-    let alone = median(alone);
-    println!(
-        "  turret, backup key, no API load (median of 3): {:.3} s: {:.2}x sqlite3 .backup with no load",
-        alone.as_secs_f64(),
-        alone.as_secs_f64() / quiet.as_secs_f64()
-    );
-    println!(
-        "  ({:.0} MB backup file; ratios of time to sqlite3 .backup under the same load, of p99 to idle)",
+        "  (setting up the backup key, once: {:.3} s; {:.0} MB backup file; ratios of time to sqlite3 .backup under the same load, of p99 to the p99 just before)",
+        key_setup.as_secs_f64(),
         size as f64 / 1e6
     );
 }
