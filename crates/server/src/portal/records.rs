@@ -333,93 +333,69 @@ pub struct BackupForm {
     with_key: Option<String>,
 }
 
-async fn create_backup(
-    State(app): State<App>,
-    PortalForm(p, f): PortalForm<BackupForm>,
+/// Redirects with `flash` on success; otherwise shows the page again with
+/// the error on the `form` form (the backup or the key form).
+async fn backups_answer(
+    app: &App,
+    p: &Portal,
+    result: crate::http::error::ApiResult<String>,
+    form: &'static str,
 ) -> Response {
-    let empty = |form| FormState {
-        form,
-        ..Default::default()
-    };
-    let fail = |err: (String, String)| FormState {
-        error: Some(err),
-        form: "backup",
-        ..Default::default()
-    };
-    let with_key = layout::on(&f.with_key);
-    if !with_key && f.passphrase != f.confirm {
-        let s = fail(("confirm".into(), "The two passphrases differ.".into()));
-        return backups_page(
-            &app,
-            &p,
-            &s,
-            &empty("verify"),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
-    let passphrase = (!with_key).then_some(f.passphrase);
-    match crate::http::backups::create_backup(&app, &p.auth, passphrase).await {
-        Ok(b) => {
-            p.flash(&app, format!("Backup written: {}", b.file));
+    match result {
+        Ok(flash) => {
+            p.flash(app, flash);
             Redirect::to("/backups").into_response()
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                backups_page(
-                    &app,
-                    &p,
-                    &fail(err),
-                    &empty("verify"),
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                )
-                .await
+                let failed = FormState {
+                    error: Some(err),
+                    form,
+                    ..Default::default()
+                };
+                let verify = FormState {
+                    form: "verify",
+                    ..Default::default()
+                };
+                backups_page(app, p, &failed, &verify, StatusCode::UNPROCESSABLE_ENTITY).await
             }
             Err(e) => e.into_response(),
         },
     }
 }
 
+fn differ() -> crate::http::error::ApiError {
+    crate::http::error::ApiError::invalid("confirm", "The two passphrases differ.")
+}
+
+async fn create_backup(
+    State(app): State<App>,
+    PortalForm(p, f): PortalForm<BackupForm>,
+) -> Response {
+    let with_key = layout::on(&f.with_key);
+    let result = if !with_key && f.passphrase != f.confirm {
+        Err(differ())
+    } else {
+        let passphrase = (!with_key).then_some(f.passphrase);
+        crate::http::backups::create_backup(&app, &p.auth, passphrase)
+            .await
+            .map(|b| format!("Backup written: {}", b.file))
+    };
+    backups_answer(&app, &p, result, "backup").await
+}
+
 async fn set_backup_key(
     State(app): State<App>,
     PortalForm(p, f): PortalForm<BackupForm>,
 ) -> Response {
-    let refuse = |err: (String, String)| FormState {
-        error: Some(err),
-        form: "key",
-        ..Default::default()
-    };
-    let verify = FormState {
-        form: "verify",
-        ..Default::default()
-    };
     let result = if f.passphrase != f.confirm {
-        Err(crate::http::error::ApiError::invalid(
-            "confirm",
-            "The two passphrases differ.",
-        ))
+        Err(differ())
     } else {
-        crate::http::backups::set_backup_key(&app, &p.auth, f.passphrase).await
+        crate::http::backups::set_backup_key(&app, &p.auth, f.passphrase)
+            .await
+            .map(|k| format!("Backup key {} set up.", k.fingerprint))
     };
-    match result {
-        Ok(k) => {
-            p.flash(&app, format!("Backup key {} set up.", k.fingerprint));
-            Redirect::to("/backups").into_response()
-        }
-        Err(e) => match layout::form_error(e) {
-            Ok(err) => {
-                backups_page(
-                    &app,
-                    &p,
-                    &refuse(err),
-                    &verify,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                )
-                .await
-            }
-            Err(e) => e.into_response(),
-        },
-    }
+    backups_answer(&app, &p, result, "key").await
 }
 
 #[derive(Deserialize)]
