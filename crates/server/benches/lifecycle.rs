@@ -328,8 +328,8 @@ async fn backup(contacts: usize) {
         let out_dir = dir.path().join(format!("backups-{n}"));
         async move {
             let protect = match keyed {
-                true => backup::Protect::Key(backup::load_key(&data_dir).unwrap().unwrap()),
-                false => backup::Protect::Passphrase(Secret::new("bench passphrase 01")),
+                true => backup::Protection::Key(backup::load_key(&data_dir).unwrap().unwrap()),
+                false => backup::Protection::Passphrase(Secret::new("bench passphrase 01")),
             };
             let (file, _) = backup::create(store, &data_dir, &out_dir, protect)
                 .await

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use openturret_domain::Timestamp;
 use openturret_domain::secret::Secret;
-use openturret_store::backup::{self as format, BackupKey, Manifest, Protection};
+pub use openturret_store::backup::Protection;
+use openturret_store::backup::{self as format, BackupKey, Manifest};
 use openturret_store::keys::Keys;
 use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::{SqliteStore, latest_schema_version};
@@ -90,14 +91,6 @@ pub fn remove_abandoned(data: &Path) {
 /// private key; nothing secret in the clear), beside the data.
 pub const BACKUP_KEY_FILE: &str = "backup-key.json";
 
-/// What protects a new backup.
-pub enum Protect {
-    /// A passphrase given now (derived with argon2id, kept for later ones).
-    Passphrase(Secret),
-    /// The installation's backup key: no passphrase needed to make one.
-    Key(BackupKey),
-}
-
 /// The installation's backup key, if one was set up.
 pub fn load_key(data_dir: &Path) -> anyhow::Result<Option<BackupKey>> {
     let path = data_dir.join(BACKUP_KEY_FILE);
@@ -120,17 +113,13 @@ pub async fn set_key(data_dir: &Path, passphrase: Secret) -> anyhow::Result<Back
     let key = tokio::task::spawn_blocking(move || BackupKey::create(&passphrase, now))
         .await
         .context("the key derivation stopped")?;
+    // A new private file, then an atomic replace of the old key.
     let path = data_dir.join(BACKUP_KEY_FILE);
     let tmp = data_dir.join(format!("{BACKUP_KEY_FILE}.new"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
+    let _ = std::fs::remove_file(&tmp);
+    let json = serde_json::to_vec_pretty(&key).expect("key serialises");
+    openturret_store::keys::write_private(&tmp, &json)
         .with_context(|| format!("while writing {}", tmp.display()))?;
-    f.write_all(&serde_json::to_vec_pretty(&key).expect("key serialises"))?;
-    f.sync_all()?;
     std::fs::rename(&tmp, &path).with_context(|| format!("while writing {}", path.display()))?;
     Ok(key)
 }
@@ -145,7 +134,7 @@ pub fn check_passphrase(p: &Secret) -> anyhow::Result<()> {
 /// Takes an online backup of the running store into `out_dir`.
 ///
 /// One pass: the database's pages are read from one read transaction and
-/// hashed, encrypted and written as they come, so no clear copy of the
+/// encrypted and written as they come, so no clear copy of the
 /// database ever touches the disk. This runs on a thread of its own at a
 /// lower priority (the reading connection is made there, so its thread
 /// inherits it): the API and the turrets keep their latency while a backup
@@ -154,9 +143,9 @@ pub async fn create(
     store: std::sync::Arc<dyn Store>,
     data_dir: &Path,
     out_dir: &Path,
-    protect: Protect,
+    protect: Protection,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
-    if let Protect::Passphrase(p) = &protect {
+    if let Protection::Passphrase(p) = &protect {
         check_passphrase(p)?;
     }
     private_dir(out_dir)?;
@@ -178,11 +167,7 @@ pub async fn create(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                let protection = match &protect {
-                    Protect::Passphrase(p) => Protection::Passphrase(p),
-                    Protect::Key(k) => Protection::Key(k),
-                };
-                let mut w = format::Writer::create(&out2, protection, now.0, schema, &by)
+                let mut w = format::Writer::create(&out2, &protect, now.0, schema, &by)
                     .context("while starting the backup file")?;
                 rt.block_on(store.image(&mut DatabaseEntry(&mut w)))
                     .context("while reading the database")?;
@@ -524,8 +509,8 @@ pub async fn scheduled_once(app: &crate::App) -> anyhow::Result<PathBuf> {
     // The installation's backup key when there is one: then no passphrase
     // needs to be on this machine at all.
     let protect = match load_key(&app.config.data_dir)? {
-        Some(k) => Protect::Key(k),
-        None => Protect::Passphrase(scheduled_passphrase(&app.config)?),
+        Some(k) => Protection::Key(k),
+        None => Protection::Passphrase(scheduled_passphrase(&app.config)?),
     };
     let dir = backup_dir(&app.config);
     let (path, _) = create(app.store.clone(), &app.config.data_dir, &dir, protect).await?;

@@ -216,11 +216,11 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
         }
         BackupArgs::Create { dir, with_key } => {
             let protect = if with_key {
-                crate::backup::Protect::Key(crate::backup::load_key(&config.data_dir)?.context(
+                crate::backup::Protection::Key(crate::backup::load_key(&config.data_dir)?.context(
                     "no backup key is set up: run `turret backup key --passphrase-stdin` first",
                 )?)
             } else {
-                crate::backup::Protect::Passphrase(read_passphrase()?)
+                crate::backup::Protection::Passphrase(read_passphrase()?)
             };
             let store = existing_store(config).await?;
             let out_dir = dir.unwrap_or_else(|| crate::backup::backup_dir(config));

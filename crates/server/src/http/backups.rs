@@ -127,10 +127,10 @@ pub async fn create_backup(
             if crate::backup::check_passphrase(&p).is_err() {
                 return Err(short_passphrase());
             }
-            crate::backup::Protect::Passphrase(p)
+            crate::backup::Protection::Passphrase(p)
         }
         None => match crate::backup::load_key(&app.config.data_dir).map_err(ApiError::Internal)? {
-            Some(k) => crate::backup::Protect::Key(k),
+            Some(k) => crate::backup::Protection::Key(k),
             None => {
                 return Err(ApiError::invalid(
                     "passphrase",

@@ -75,7 +75,7 @@ mod write;
 pub use keys::prepare_key;
 use keys::*;
 pub use read::{extract, manifest};
-pub use write::{Writer, write};
+pub use write::Writer;
 
 const MAGIC_1: &[u8] = b"OPENTURRET-BACKUP-1\n";
 const MAGIC: &[u8] = b"OPENTURRET-BACKUP-2\n";
@@ -189,9 +189,11 @@ fn fingerprint(public_hex: &str) -> String {
 }
 
 /// What protects a new backup.
-pub enum Protection<'a> {
-    Passphrase(&'a Secret),
-    Key(&'a BackupKey),
+pub enum Protection {
+    /// A passphrase (derived with argon2id, kept for later backups).
+    Passphrase(Secret),
+    /// The installation's backup key: no passphrase needed to make one.
+    Key(BackupKey),
 }
 
 /// The part of the manifest written after the payload.

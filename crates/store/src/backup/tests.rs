@@ -132,7 +132,7 @@ fn a_backup_under_the_backup_key_needs_the_passphrase_only_to_read() {
     assert!(!key.wrapped.contains(&key.public), "{key:?}");
     // Writing needs the key's public half only.
     let out = dir.path().join("k.otb");
-    let mut w = Writer::create(&out, Protection::Key(&key), 2, 3, "t").unwrap();
+    let mut w = Writer::create(&out, &Protection::Key(key.clone()), 2, 3, "t").unwrap();
     for (name, path) in &files {
         w.add_file(name, path).unwrap();
     }
@@ -144,7 +144,7 @@ fn a_backup_under_the_backup_key_needs_the_passphrase_only_to_read() {
     assert!(!bytes.windows(16).any(|w| w == b"secret-value-123"));
     // Each backup has its own key.
     let out2 = dir.path().join("k2.otb");
-    let m2 = Writer::create(&out2, Protection::Key(&key), 2, 3, "t")
+    let m2 = Writer::create(&out2, &Protection::Key(key.clone()), 2, 3, "t")
         .unwrap()
         .finish()
         .unwrap();
@@ -168,7 +168,7 @@ fn a_backup_under_the_backup_key_needs_the_passphrase_only_to_read() {
     // passphrase: the sealed key is swapped for one of another key.
     let other = BackupKey::create(&Secret::new(pass), 1);
     let theirs = dir.path().join("o.otb");
-    let mo = Writer::create(&theirs, Protection::Key(&other), 2, 3, "t")
+    let mo = Writer::create(&theirs, &Protection::Key(other.clone()), 2, 3, "t")
         .unwrap()
         .finish()
         .unwrap();
@@ -255,4 +255,26 @@ fn a_format_1_backup_is_still_read() {
     );
     let dest2 = empty_dir(dir.path(), "e");
     assert!(extract_err(&out, "not the passphrase", &dest2).contains("wrong passphrase"));
+}
+
+/// Writes an encrypted backup of `files` (name, path) to `out`.
+fn write(
+    out: &Path,
+    passphrase: &Secret,
+    created_at: i64,
+    schema_version: i64,
+    created_by: &str,
+    files: &[(String, PathBuf)],
+) -> Result<Manifest> {
+    let mut w = Writer::create(
+        out,
+        &Protection::Passphrase(passphrase.clone()),
+        created_at,
+        schema_version,
+        created_by,
+    )?;
+    for (name, path) in files {
+        w.add_file(name, path)?;
+    }
+    w.finish()
 }

@@ -28,7 +28,7 @@ impl Writer {
     /// Starts a backup at `out` (written as `out.partial` until finished).
     pub fn create(
         out: &Path,
-        protection: Protection<'_>,
+        protection: &Protection,
         created_at: i64,
         schema_version: i64,
         created_by: &str,
@@ -213,26 +213,4 @@ impl Drop for Writer {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-/// Writes an encrypted backup of `files` (name, path) to `out`.
-pub fn write(
-    out: &Path,
-    passphrase: &Secret,
-    created_at: i64,
-    schema_version: i64,
-    created_by: &str,
-    files: &[(String, PathBuf)],
-) -> Result<Manifest> {
-    let mut w = Writer::create(
-        out,
-        Protection::Passphrase(passphrase),
-        created_at,
-        schema_version,
-        created_by,
-    )?;
-    for (name, path) in files {
-        w.add_file(name, path)?;
-    }
-    w.finish()
 }
