@@ -19,7 +19,8 @@ impl NumberPlan {
     pub fn key(&self, number: &str) -> String {
         let trimmed = number.trim_start();
         let international = trimmed.starts_with('+');
-        let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        let mut digits = String::with_capacity(trimmed.len());
+        digits.extend(trimmed.chars().filter(char::is_ascii_digit));
         if international {
             return digits;
         }

@@ -599,3 +599,138 @@ async fn an_import_into_a_small_table_rebuilds_its_indexes_and_a_failed_one_keep
     assert_eq!(names, ["Anna Alder", "Bert Birch"]);
     assert_eq!(s.integrity_check().await.unwrap(), "ok");
 }
+
+#[tokio::test]
+async fn a_large_import_names_duplicates_by_line_across_chunks_and_batches() {
+    let (_d, s) = sqlite().await;
+    // Two contacts exist before (so the duplicate check runs); the file
+    // repeats them at lines 2,346 and 4,999, far past the first INSERT.
+    for (name, number) in [
+        ("Old \"One\"", "+44 20 7946 2344"),
+        ("Ölaf Ünder", "0049 30 4998"),
+    ] {
+        s.create_global_contact(
+            ContactFields::new(name, number, "", "").unwrap(),
+            audit("c"),
+        )
+        .await
+        .unwrap();
+    }
+    let rows = || -> Vec<(u64, ContactFields)> {
+        (0..5_000u64)
+            .map(|i| {
+                let line = i + 2;
+                let (name, number) = match line {
+                    2_346 => ("OLD \"one\"".to_string(), "+44 20 7946 2344".to_string()),
+                    4_999 => ("ölaf ünder".to_string(), "+49 30 4998".to_string()),
+                    // Quotes, backslashes and accents travel unchanged.
+                    _ => (format!("Zoë \\ \"{i}\""), format!("+44 20 7{i:07}")),
+                };
+                (
+                    line,
+                    ContactFields::new(&name, &number, "desk", "").unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Batches of odd sizes: chunk edges and batch edges fall apart.
+    let import = |mode| {
+        let s = &s;
+        async move {
+            let mut imp = s.begin_global_import().await.unwrap();
+            let all = rows();
+            for batch in all.chunks(777) {
+                imp.add(batch.to_vec()).await.unwrap();
+            }
+            imp.commit(mode, audit("import")).await.unwrap()
+        }
+    };
+    assert_eq!(
+        import(OnDuplicate::Reject).await.unwrap_err(),
+        vec![2_346, 4_999]
+    );
+    let all = || async {
+        let q = GlobalContactQuery {
+            limit: 10_000,
+            ..Default::default()
+        };
+        s.search_global_contacts(&q).await
+    };
+    assert_eq!(
+        all().await.unwrap().len(),
+        2,
+        "a refused import changes nothing"
+    );
+    let c = import(OnDuplicate::Update).await.unwrap();
+    assert_eq!((c.inserted, c.updated), (4_998, 2));
+    let after = all().await.unwrap();
+    assert_eq!(after.len(), 5_000);
+    let by_name = |n: &str| after.iter().find(|c| c.fields.name == n).cloned();
+    assert_eq!(
+        by_name("OLD \"one\"").unwrap().fields.field3,
+        "desk",
+        "updated in place"
+    );
+    assert!(by_name("Old \"One\"").is_none());
+    let z = by_name("Zoë \\ \"4996\"").unwrap();
+    assert_eq!(z.fields.number, "+44 20 70004996");
+    // Found by the rebuilt indexes, by name and by number key.
+    let s = &s;
+    let search = |name: Option<&str>, number: Option<&str>| {
+        let q = GlobalContactQuery {
+            name_prefix: name.map(str::to_string),
+            number_prefix: number.map(str::to_string),
+            limit: 5,
+            ..Default::default()
+        };
+        async move { s.search_global_contacts(&q).await }
+    };
+    let found = search(Some("zoë \\ \"4996"), None).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, z.id);
+    let found = search(None, Some("49304998")).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].fields.name, "ölaf ünder");
+    assert_eq!(s.integrity_check().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn commits_are_checkpointed_in_the_background() {
+    let (d, s) = sqlite().await;
+    let db = d.path().join("t.db");
+    let wal = d.path().join("t.db-wal");
+    let before = std::fs::metadata(&db).unwrap().len();
+    let mut imp = s.begin_global_import().await.unwrap();
+    let rows = (0..5_000u64)
+        .map(|i| {
+            let f = ContactFields::new(&format!("Person {i}"), &format!("+44 20 7{i:07}"), "", "");
+            (i + 2, f.unwrap())
+        })
+        .collect();
+    imp.add(rows).await.unwrap();
+    let c = imp
+        .commit(OnDuplicate::Reject, audit("import"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.inserted, 5_000);
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 300_000,
+        "the commit went to the WAL"
+    );
+    // Nothing else writes: only the store's checkpointer can move the
+    // rows into the database file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = std::fs::metadata(&db).unwrap().len();
+        if now > before + 300_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after 20 s: the database file is {now} bytes, {before} before"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.integrity_check().await.unwrap(), "ok");
+}

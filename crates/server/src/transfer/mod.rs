@@ -9,7 +9,6 @@
 //! reason. A second pass stages the rows in one transaction, where
 //! duplicates of existing contacts are rejected or update them, as asked.
 
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -86,8 +85,9 @@ impl std::fmt::Display for ImportError {
 
 /// Most bad rows listed in a report.
 pub const MAX_REPORTED: usize = 1000;
-/// Rows staged per batch.
-const BATCH: usize = 10_000;
+/// Rows handed to the store per batch: small, so the database starts
+/// working as soon as the first rows are read.
+const BATCH: usize = 2_000;
 
 #[derive(Deserialize, Serialize)]
 struct Row {
@@ -99,8 +99,12 @@ struct Row {
     field4: String,
 }
 
-/// A row as read: column name to value.
-type Fields = std::collections::HashMap<String, String>;
+/// A row as read: its column names (one list shared by every row of a CSV
+/// file) and its values in the same order.
+struct Fields {
+    names: std::sync::Arc<[String]>,
+    values: csv::StringRecord,
+}
 
 /// Reads rows one at a time with their line numbers.
 struct Rows<R: Read> {
@@ -109,7 +113,8 @@ struct Rows<R: Read> {
 }
 
 enum RowsInner<R: Read> {
-    Csv(csv::Reader<R>, Vec<String>),
+    /// The reader, the column names, the longest row's bytes so far.
+    Csv(csv::Reader<R>, std::sync::Arc<[String]>, usize),
     Json(std::io::Lines<BufReader<R>>, u64),
 }
 
@@ -153,7 +158,7 @@ impl<R: Read> Rows<R> {
                 }
                 let names = headers.iter().map(|h| h.trim().to_string()).collect();
                 Ok(Rows {
-                    inner: RowsInner::Csv(rd, names),
+                    inner: RowsInner::Csv(rd, names, 0),
                     known,
                 })
             }
@@ -171,20 +176,17 @@ impl<R: Read> Iterator for Rows<R> {
     fn next(&mut self) -> Option<RowResult> {
         let known = self.known;
         match &mut self.inner {
-            RowsInner::Csv(rd, headers) => {
-                let mut rec = csv::StringRecord::new();
-                match rd.read_record(&mut rec) {
+            RowsInner::Csv(rd, names, size) => {
+                // Read into a record of the previous row's size: no
+                // reallocation as the fields come in.
+                let mut values = csv::StringRecord::with_capacity(*size, names.len());
+                match rd.read_record(&mut values) {
                     Ok(false) => None,
                     Ok(true) => {
-                        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-                        Some(Ok((
-                            line,
-                            headers
-                                .iter()
-                                .cloned()
-                                .zip(rec.iter().map(str::to_string))
-                                .collect(),
-                        )))
+                        let line = values.position().map(|p| p.line()).unwrap_or(0);
+                        *size = values.as_slice().len().max(*size);
+                        let names = names.clone();
+                        Some(Ok((line, Fields { names, values })))
                     }
                     Err(e) => {
                         let line = e.position().map(|p| p.line()).unwrap_or(0);
@@ -221,7 +223,7 @@ impl<R: Read> Iterator for Rows<R> {
                         Ok(o) => o,
                         Err(e) => return Some(Err(bad(e.to_string()))),
                     };
-                let mut fields = Fields::new();
+                let (mut names, mut values) = (Vec::new(), csv::StringRecord::new());
                 for (k, v) in obj {
                     if !known.contains(&k.as_str()) {
                         return Some(Err(RowError {
@@ -235,16 +237,19 @@ impl<R: Read> Iterator for Rows<R> {
                         serde_json::Value::Null => String::new(),
                         other => other.to_string(),
                     };
-                    fields.insert(k, text);
+                    names.push(k);
+                    values.push_field(&text);
                 }
-                return Some(Ok((*n, fields)));
+                let names = names.into();
+                return Some(Ok((*n, Fields { names, values })));
             },
         }
     }
 }
 
 fn get<'a>(f: &'a Fields, k: &str) -> &'a str {
-    f.get(k).map(String::as_str).unwrap_or("")
+    let i = f.names.iter().position(|n| n == k);
+    i.and_then(|i| f.values.get(i)).unwrap_or("")
 }
 
 const CONTACT_COLUMNS: &[&str] = &["name", "number", "field3", "field4"];
@@ -260,10 +265,11 @@ fn fields(row: &Fields) -> Result<ContactFields, (String, String)> {
 }
 
 fn key_hash(plan: &NumberPlan, f: &ContactFields) -> u128 {
+    let key = (f.name.to_lowercase(), plan.key(&f.number));
     let mut a = std::collections::hash_map::DefaultHasher::new();
-    (f.name.to_lowercase(), plan.key(&f.number)).hash(&mut a);
+    key.hash(&mut a);
     let mut b = std::collections::hash_map::DefaultHasher::new();
-    ("salt", f.name.to_lowercase(), plan.key(&f.number)).hash(&mut b);
+    ("salt", key).hash(&mut b);
     ((a.finish() as u128) << 64) | b.finish() as u128
 }
 
@@ -289,8 +295,8 @@ fn check_rows<R: Read>(
     plan: &NumberPlan,
     mut good: impl FnMut(u64, ContactFields) -> bool,
 ) -> Result<u64, ImportError> {
-    let mut seen: HashSet<u128> = HashSet::new();
-    let mut first_line: std::collections::HashMap<u128, u64> = Default::default();
+    // Each (name, number) key seen, with the line it was first seen on.
+    let mut seen: std::collections::HashMap<u128, u64> = Default::default();
     let (mut errors, mut more, mut count) = (Vec::new(), 0u64, 0u64);
     for r in rows {
         let bad = match r {
@@ -304,15 +310,14 @@ fn check_rows<R: Read>(
                 Ok(f) => {
                     let k = key_hash(plan, &f);
                     count += 1;
-                    if !seen.insert(k) {
-                        let first = first_line.get(&k).copied().unwrap_or(0);
+                    if let Some(&first) = seen.get(&k) {
                         Some(RowError {
                             line,
                             column: "number".into(),
                             reason: format!("repeats the name and number of line {first}"),
                         })
                     } else {
-                        first_line.insert(k, line);
+                        seen.insert(k, line);
                         if errors.is_empty() && !good(line, f) {
                             return Ok(count);
                         }
@@ -365,7 +370,7 @@ pub async fn import_global_contacts(
     audit: AuditRecord,
     mut progress: impl FnMut(u64) + Send + 'static,
 ) -> Result<ImportCounts, ImportError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, ContactFields)>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, ContactFields)>>(4);
     let (plan2, path2) = (plan.clone(), path.to_path_buf());
     let reader = tokio::task::spawn_blocking(move || -> Result<u64, ImportError> {
         let file = std::fs::File::open(&path2)
@@ -379,7 +384,8 @@ pub async fn import_global_contacts(
         let count = check_rows(open_rows(counting, format)?, &plan2, |line, f| {
             batch.push((line, f));
             if batch.len() == BATCH {
-                open = tx.blocking_send(std::mem::take(&mut batch)).is_ok();
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                open = tx.blocking_send(full).is_ok();
             }
             open
         })?;

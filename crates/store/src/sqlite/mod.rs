@@ -9,6 +9,12 @@
 //! on, `secure_delete` on (erased rows are overwritten, not left in free
 //! pages). The database file is created with mode 0600.
 //!
+//! Checkpoints (copying the WAL into the database file) are off the write
+//! path: the writer never checkpoints on commit; a task of the store's own
+//! does it on a connection of its own, shortly after commits, at most once
+//! per [`CHECKPOINT_GAP`]. A commit's durability is the WAL's fsync; the
+//! checkpoint's copy and second fsync no longer delay the one who wrote.
+//!
 //! The audit chain's head (last sequence number and MAC) is also written to
 //! a file beside the database after each commit, so removing the newest
 //! audit rows is detected too.
@@ -67,6 +73,52 @@ pub struct SqliteStore {
     ledger: crate::ledger::Ledger,
     /// How to open one more read-only connection (for a snapshot).
     read_opts: SqliteConnectOptions,
+    /// Told after each commit; checkpoints the WAL in the background.
+    checkpointer: Checkpointer,
+}
+
+/// Least time between two background checkpoints: a burst of commits is
+/// checkpointed once.
+const CHECKPOINT_GAP: Duration = Duration::from_millis(500);
+
+/// The background checkpoint task and how to wake it.
+struct Checkpointer {
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+    pool: SqlitePool,
+}
+
+impl Checkpointer {
+    fn start(pool: SqlitePool) -> Checkpointer {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (w, p) = (wake.clone(), pool.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                w.notified().await;
+                // PASSIVE: copies what no reader still needs, never waits
+                // on the writer or readers.
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&p)
+                    .await
+                {
+                    tracing::warn!(error = %e, "background WAL checkpoint failed");
+                }
+                tokio::time::sleep(CHECKPOINT_GAP).await;
+            }
+        });
+        Checkpointer { wake, task, pool }
+    }
+
+    async fn stop(&self) {
+        self.task.abort();
+        self.pool.close().await;
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -107,10 +159,21 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // A bulk write (an import) keeps its dirty pages in memory
-            // until the commit instead of spilling them to the WAL early.
-            .connect_with(opts.clone().pragma("cache_size", "-65536"))
+            // until the commit instead of spilling them to the WAL early;
+            // the checkpointer, not the commit, copies the WAL back.
+            .connect_with(
+                opts.clone()
+                    .pragma("cache_size", "-65536")
+                    .pragma("wal_autocheckpoint", "0"),
+            )
             .await
             .map_err(StoreError::backend)?;
+        let checkpointer = Checkpointer::start(
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .connect_lazy_with(opts.clone()),
+        );
         sqlx::migrate!("./migrations/sqlite")
             .run(&writer)
             .await
@@ -133,6 +196,7 @@ impl SqliteStore {
             observer: std::sync::RwLock::new(None),
             ledger,
             read_opts,
+            checkpointer,
         })
     }
 
@@ -146,8 +210,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Closes both pools, checkpointing the WAL.
+    /// Stops the checkpointer and closes both pools, checkpointing the WAL.
     pub async fn close(&self) {
+        self.checkpointer.stop().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.writer)
             .await;
@@ -172,6 +237,7 @@ impl SqliteStore {
     /// Commits and then anchors the audit head outside the database.
     async fn commit(&self, tx: Tx) -> Result<()> {
         tx.tx.commit().await.map_err(db)?;
+        self.checkpointer.wake.notify_one();
         if let Some(head) = tx.head {
             self.write_head(head)?;
         }
