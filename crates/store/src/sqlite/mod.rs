@@ -154,7 +154,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("secure_delete", "ON")
-            // Temporary tables (import staging) live in memory, never on disk.
+            // Temporary tables and sorts (index builds) live in memory,
+            // never on disk.
             .pragma("temp_store", "MEMORY");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
