@@ -626,9 +626,15 @@ async fn a_large_import_names_duplicates_by_line_across_chunks_and_batches() {
                     // Quotes, backslashes and accents travel unchanged.
                     _ => (format!("Zoë \\ \"{i}\""), format!("+44 20 7{i:07}")),
                 };
+                // One long row: 400 bytes of accents in one field.
+                let field3 = if line == 3_000 {
+                    "é".repeat(200)
+                } else {
+                    "desk".into()
+                };
                 (
                     line,
-                    ContactFields::new(&name, &number, "desk", "").unwrap(),
+                    ContactFields::new(&name, &number, &field3, "").unwrap(),
                 )
             })
             .collect()
@@ -672,6 +678,8 @@ async fn a_large_import_names_duplicates_by_line_across_chunks_and_batches() {
         "updated in place"
     );
     assert!(by_name("Old \"One\"").is_none());
+    let long = by_name("Zoë \\ \"2998\"").unwrap();
+    assert_eq!(long.fields.field3, "é".repeat(200));
     let z = by_name("Zoë \\ \"4996\"").unwrap();
     assert_eq!(z.fields.number, "+44 20 70004996");
     // Found by the rebuilt indexes, by name and by number key.

@@ -90,7 +90,7 @@ const ROWS_PER_INSERT: usize = 1000;
 type Insert = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// One INSERT of `chunk`, with its search keys computed: the rows travel
-/// as one JSONB array of arrays (SQLite's binary JSON, see `jsonb_encode`)
+/// as one JSONB array of arrays (SQLite's binary JSON, see [`jsonb_header`])
 /// that SQLite walks itself, one parameter for the whole chunk.
 fn insert_rows(
     plan: &NumberPlan,
@@ -150,8 +150,10 @@ fn jsonb_header(out: &mut Vec<u8>, kind: u8, size: usize) {
             out.extend_from_slice(&(size as u16).to_be_bytes());
         }
         _ => {
+            // A chunk's rows are bounded in number and length: far below.
+            let size = u32::try_from(size).expect("a JSONB element under 4 GiB");
             out.push(kind | 0xe0);
-            out.extend_from_slice(&(size as u32).to_be_bytes());
+            out.extend_from_slice(&size.to_be_bytes());
         }
     }
 }
