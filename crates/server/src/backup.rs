@@ -113,14 +113,11 @@ pub async fn set_key(data_dir: &Path, passphrase: Secret) -> anyhow::Result<Back
     let key = tokio::task::spawn_blocking(move || BackupKey::create(&passphrase, now))
         .await
         .context("the key derivation stopped")?;
-    // A new private file, then an atomic replace of the old key.
+    // An atomic replace of the old key.
     let path = data_dir.join(BACKUP_KEY_FILE);
-    let tmp = data_dir.join(format!("{BACKUP_KEY_FILE}.new"));
-    let _ = std::fs::remove_file(&tmp);
     let json = serde_json::to_vec_pretty(&key).expect("key serialises");
-    openturret_store::keys::write_private(&tmp, &json)
-        .with_context(|| format!("while writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("while writing {}", path.display()))?;
+    openturret_store::keys::replace_private(&path, &json)
+        .with_context(|| format!("while writing {}", path.display()))?;
     Ok(key)
 }
 

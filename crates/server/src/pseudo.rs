@@ -65,11 +65,8 @@ impl Pseudonymiser {
     pub fn rotate(&self) -> anyhow::Result<Zeroizing<[u8; 32]>> {
         let mut k = Zeroizing::new([0u8; 32]);
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut k[..]);
-        // A new private file, then an atomic replace of the old key.
-        let tmp = self.key_file.with_extension("key.new");
-        let _ = std::fs::remove_file(&tmp);
-        openturret_store::keys::write_private(&tmp, &k[..])?;
-        std::fs::rename(&tmp, &self.key_file)?;
+        // An atomic replace of the old key.
+        openturret_store::keys::replace_private(&self.key_file, &k[..])?;
         *self.key.write().unwrap() = Some(k.clone());
         Ok(k)
     }

@@ -152,6 +152,20 @@ pub fn key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     Ok(key)
 }
 
+/// Replaces `path` at once with a file of `bytes` readable by its owner
+/// only: a new private file beside it (`<path>.new`), synced, renamed over
+/// the old one. A reader sees the old file or the new one, never part of
+/// either, and an old file's wider mode never carries over.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = std::path::PathBuf::from(tmp);
+    // Left by an interrupted replace, if any.
+    let _ = fs::remove_file(&tmp);
+    write_private(&tmp, bytes)?;
+    fs::rename(&tmp, path).map_err(StoreError::backend)
+}
+
 /// Writes a new file readable by its owner only, synced to disk; fails if
 /// it exists.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -168,6 +182,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_file_is_private_whatever_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("enrolled.json");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        // A leftover of an interrupted replace does not stand in the way.
+        fs::write(dir.path().join("enrolled.json.new"), b"half").unwrap();
+        replace_private(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!dir.path().join("enrolled.json.new").exists());
+    }
 
     #[test]
     fn key_file_is_private_and_stable() {

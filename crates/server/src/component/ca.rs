@@ -7,17 +7,10 @@ pub(super) fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("components")
 }
 
+/// Replaces `path` with a file of `text` readable by its owner only.
 pub(super) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("while writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    openturret_store::keys::replace_private(path, text.as_bytes())
+        .with_context(|| format!("while writing {}", path.display()))
 }
 
 pub(super) fn ca_params() -> anyhow::Result<rcgen::CertificateParams> {
@@ -97,11 +90,7 @@ pub fn enrolled(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
 }
 
 pub(super) fn save_enrolled(data_dir: &Path, e: &HashMap<String, String>) -> anyhow::Result<()> {
-    let path = enrolled_path(data_dir);
-    let tmp = path.with_extension("tmp");
-    write_private(&tmp, &serde_json::to_string_pretty(e)?)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    write_private(&enrolled_path(data_dir), &serde_json::to_string_pretty(e)?)
 }
 
 /// `turret mlc enrol NAME --out DIR`: issues an MLC's certificate and key
