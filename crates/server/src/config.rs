@@ -34,7 +34,7 @@ pub struct Config {
 
 /// The component listener, where `turret mlc` processes connect over
 /// mutual TLS (off unless `listen` is set).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct ComponentsConfig {
     /// Address of the component listener; also `--component-listen`.
@@ -42,6 +42,20 @@ pub struct ComponentsConfig {
     /// Extra names (DNS or IP) for the listener's certificate, beyond
     /// localhost and this host's name: the address MLCs connect to.
     pub names: Vec<String>,
+    /// How long an MLC whose link dropped in the middle of calls has to
+    /// come back and report them; after that the System Manager records
+    /// them itself, as ended when the link was lost.
+    pub lost_call_grace_secs: u64,
+}
+
+impl Default for ComponentsConfig {
+    fn default() -> Self {
+        ComponentsConfig {
+            listen: None,
+            names: Vec::new(),
+            lost_call_grace_secs: 60,
+        }
+    }
 }
 
 /// Rolling call-data-record files (written when the CDR output and its
@@ -282,6 +296,10 @@ roll_mib = 64
 # Names MLCs use to reach this server, for its component certificate
 # (localhost and this host's name are always in it).
 # names = ["turret.example.com", "192.0.2.10"]
+# An MLC whose link drops in the middle of calls has this long to come back
+# and report them (it keeps their reports meanwhile); after that this server
+# records them itself, ended when the link was lost ("controller_lost").
+lost_call_grace_secs = 60
 
 [log]
 # "text" or "json"

@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use openturret_domain::model::Line;
 use openturret_domain::secret::Secret;
-use openturret_domain::{LineId, ProfileId};
+use openturret_domain::{LineId, ProfileId, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -44,6 +44,9 @@ pub struct Telephony {
     remotes: Mutex<Vec<Arc<Link>>>,
     /// Numbers the `turret mlc` connections (their call-id ranges).
     instances: std::sync::atomic::AtomicU64,
+    /// Calls of MLCs whose link dropped, by id, as they were last known:
+    /// recorded here as ended unless their MLC reports them again in time.
+    orphans: Mutex<HashMap<u64, CallView>>,
 }
 
 /// A number for a new `turret mlc` connection (1, 2, ...; 0 is the local
@@ -422,10 +425,54 @@ pub async fn left(app: &App, link: &Arc<Link>) {
         .unwrap()
         .retain(|l| !Arc::ptr_eq(l, link));
     resync_all(app);
+    // The turrets are told at once that the calls are gone. The records
+    // wait: the MLC may only have lost the link, keep its calls, and
+    // report them (and the ends it saw meanwhile) when it is back.
+    let lost_at = Timestamp::now();
+    let mut ids = Vec::new();
     for mut c in link.calls() {
         c.state = call::CallState::Ended;
         c.end_reason = "controller_lost".into();
+        c.ended_at = Some(lost_at);
+        ids.push(c.id);
+        app.telephony
+            .orphans
+            .lock()
+            .unwrap()
+            .insert(c.id, c.clone());
         send_job(app, Job::Changed(c)).await;
+    }
+    if ids.is_empty() {
+        return;
+    }
+    let grace = Duration::from_secs(app.config.components.lost_call_grace_secs);
+    let weak = Arc::downgrade(&app.0);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        if let Some(app) = weak.upgrade().map(App) {
+            record_orphans(&app, Some(&ids)).await;
+        }
+    });
+}
+
+/// Records, as ended when their link was lost, the calls of a vanished MLC
+/// that it did not report again: those of `ids`, or all of them.
+async fn record_orphans(app: &App, ids: Option<&[u64]>) {
+    let calls: Vec<CallView> = {
+        let mut o = app.telephony.orphans.lock().unwrap();
+        match ids {
+            Some(ids) => ids.iter().filter_map(|id| o.remove(id)).collect(),
+            None => o.drain().map(|(_, c)| c).collect(),
+        }
+    };
+    if !calls.is_empty() {
+        tracing::warn!(
+            calls = calls.len(),
+            "recording calls whose Multi-Line Controller vanished"
+        );
+    }
+    for c in calls {
+        send_job(app, Job::Ended(c)).await;
     }
 }
 
@@ -433,6 +480,8 @@ pub async fn left(app: &App, link: &Arc<Link>) {
 /// lines, then every record is written.
 pub async fn shutdown(app: &App) {
     app.mlc.shutdown().await;
+    // Calls of a vanished MLC still in their grace: recorded now, or never.
+    record_orphans(app, None).await;
     flush(app).await;
 }
 
@@ -499,6 +548,8 @@ pub async fn on_line_state(app: &App, id: LineId, previous: &LineState, state: &
 
 /// What any MLC's report of a call does.
 pub async fn on_call(app: &App, view: CallView, ended: bool) {
+    // Reported again by its MLC, back in time: its record is the MLC's.
+    app.telephony.orphans.lock().unwrap().remove(&view.id);
     send_job(
         app,
         if ended {

@@ -84,6 +84,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         &[
             ("TURRET_SIP__ENABLED", "false"),
             ("TURRET_COMPONENTS__LISTEN", "127.0.0.1:0"),
+            ("TURRET_COMPONENTS__LOST_CALL_GRACE_SECS", "2"),
         ],
     )
     .await;
@@ -236,10 +237,44 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     assert_eq!(entries.len(), 1, "{cm}");
     assert_eq!(entries[0]["answered_by"], "local");
 
-    // mlc-a dies: its lines move to mlc-b and register there.
+    // mlc-a dies (SIGKILL) in the middle of a call: the turret is told at
+    // once, and the call is recorded once mlc-a has not come back within
+    // the grace (two seconds here).
     let (a_line, a_user) = on("mlc-a");
+    phone.command("dial", &format!("sip:{a_user}@127.0.0.1:{}", pbx.port));
+    let ring = common::wait_push(&mut turret, "ringing via mlc-a", ringing_on(a_line)).await;
+    let lost = ring["call"]["id"].as_u64().unwrap();
+    turret
+        .request(json!({"op": "answer", "call_id": lost}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
     let _ = a.0.kill();
     let _ = a.0.wait();
+    let ended = common::wait_push(&mut turret, "ended with its MLC", |p| {
+        p["push"] == "call" && p["call"]["id"] == lost && p["call"]["state"] == "ended"
+    })
+    .await;
+    assert_eq!(ended["call"]["reason"], "controller_lost");
+    phone.command("hangup", "");
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();
+        let entries = cm["entries"].as_array().unwrap();
+        if entries.len() == 2 {
+            assert_eq!(entries[0]["answered_by"], "local", "{cm}");
+            break;
+        }
+        assert_eq!(entries.len(), 1, "recorded once: {cm}");
+        assert!(
+            Instant::now() < deadline,
+            "the call of the vanished MLC was not recorded: {cm}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Its lines move to mlc-b and register there.
     wait_lines(&api, "mlc-b took over", |ls| {
         ls.iter().all(|l| l["served_by"] == "mlc-b")
     })
