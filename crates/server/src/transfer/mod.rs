@@ -156,7 +156,19 @@ impl<R: Read> Rows<R> {
                         known.join(", ")
                     )));
                 }
-                let names = headers.iter().map(|h| h.trim().to_string()).collect();
+                let names: std::sync::Arc<[String]> =
+                    headers.iter().map(|h| h.trim().to_string()).collect();
+                if let Some((i, twice)) = names
+                    .iter()
+                    .enumerate()
+                    .find(|(i, n)| names[..*i].contains(n))
+                {
+                    return Err(header_err(format!(
+                        "the column {twice:?} appears twice (columns {} and {})",
+                        names.iter().position(|n| n == twice).unwrap_or(0) + 1,
+                        i + 1
+                    )));
+                }
                 Ok(Rows {
                     inner: RowsInner::Csv(rd, names, 0),
                     known,
@@ -515,6 +527,20 @@ mod tests {
         assert_eq!((errors[0].line, errors[0].column.as_str()), (1, "header"));
         let p = write(d.path(), "name,number,colour\nAnn,1,red\n");
         assert!(check(&p, Format::Csv, &NumberPlan::default()).is_err());
+        // A column twice would leave one of its values unread.
+        let p = write(d.path(), "name,number,name\nAnn,1,Bob\n");
+        let Err(ImportError::Rows { errors, .. }) = check(&p, Format::Csv, &NumberPlan::default())
+        else {
+            panic!()
+        };
+        assert_eq!((errors[0].line, errors[0].column.as_str()), (1, "header"));
+        assert!(
+            errors[0]
+                .reason
+                .contains("\"name\" appears twice (columns 1 and 3)"),
+            "{}",
+            errors[0].reason
+        );
     }
 
     #[test]
