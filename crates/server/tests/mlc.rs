@@ -74,6 +74,26 @@ fn ringing_on(line: i64) -> impl Fn(&Value) -> bool {
     }
 }
 
+/// The phone calls `user` (through the PBX at `pbx_port`); the turret
+/// answers the ring on `line`. Returns the call's id once the phone has it
+/// established, and the phone's event mark after that.
+async fn answered_call(
+    (turret, phone, pbx_port): (&mut Connection, &mut Baresip, u16),
+    (line, user): (i64, &str),
+    what: &str,
+    seen: usize,
+) -> (u64, usize) {
+    phone.command("dial", &format!("sip:{user}@127.0.0.1:{pbx_port}"));
+    let ring = common::wait_push(turret, what, ringing_on(line)).await;
+    let call = ring["call"]["id"].as_u64().unwrap();
+    turret
+        .request(json!({"op": "answer", "call_id": call}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    (call, seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies() {
     let pbx = Kamailio::start("MD5", false);
@@ -241,14 +261,13 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     // once, and the call is recorded once mlc-a has not come back within
     // the grace (two seconds here).
     let (a_line, a_user) = on("mlc-a");
-    phone.command("dial", &format!("sip:{a_user}@127.0.0.1:{}", pbx.port));
-    let ring = common::wait_push(&mut turret, "ringing via mlc-a", ringing_on(a_line)).await;
-    let lost = ring["call"]["id"].as_u64().unwrap();
-    turret
-        .request(json!({"op": "answer", "call_id": lost}))
-        .await
-        .unwrap();
-    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    let (lost, seen) = answered_call(
+        (&mut turret, &mut phone, pbx.port),
+        (a_line, &a_user),
+        "ringing via mlc-a",
+        seen,
+    )
+    .await;
     let _ = a.0.kill();
     let _ = a.0.wait();
     let ended = common::wait_push(&mut turret, "ended with its MLC", |p| {
@@ -298,14 +317,13 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         .as_array()
         .unwrap()
         .len();
-    phone.command("dial", &format!("sip:{a_user}@127.0.0.1:{}", pbx.port));
-    let ring = common::wait_push(&mut turret, "ringing again", ringing_on(a_line)).await;
-    let call = ring["call"]["id"].as_u64().unwrap();
-    turret
-        .request(json!({"op": "answer", "call_id": call}))
-        .await
-        .unwrap();
-    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    let (call, seen) = answered_call(
+        (&mut turret, &mut phone, pbx.port),
+        (a_line, &a_user),
+        "ringing again",
+        seen,
+    )
+    .await;
     let term = Command::new("kill")
         .args(["-TERM", &b.0.id().to_string()])
         .status()

@@ -543,6 +543,20 @@ async fn contact_indexes(path: &std::path::Path) -> (Vec<String>, bool) {
     )
 }
 
+/// One import of `batches`, committed under `mode`: the counts, or the
+/// lines refused.
+async fn import(
+    s: &SqliteStore,
+    batches: impl IntoIterator<Item = Vec<(u64, ContactFields)>>,
+    mode: OnDuplicate,
+) -> std::result::Result<ImportCounts, Vec<u64>> {
+    let mut imp = s.begin_global_import().await.unwrap();
+    for batch in batches {
+        imp.add(batch).await.unwrap();
+    }
+    imp.commit(mode, audit("import")).await.unwrap()
+}
+
 #[tokio::test]
 async fn an_import_into_a_small_table_rebuilds_its_indexes_and_a_failed_one_keeps_them() {
     let (d, s) = sqlite().await;
@@ -566,23 +580,23 @@ async fn an_import_into_a_small_table_rebuilds_its_indexes_and_a_failed_one_keep
             .collect()
     };
     // An import that succeeds: the rows are there, found by the index.
-    let mut imp = s.begin_global_import().await.unwrap();
-    imp.add(rows(&["Anna Alder", "Bert Birch"])).await.unwrap();
-    let c = imp
-        .commit(OnDuplicate::Reject, audit("import"))
-        .await
-        .unwrap()
-        .unwrap();
+    let c = import(
+        &s,
+        [rows(&["Anna Alder", "Bert Birch"])],
+        OnDuplicate::Reject,
+    )
+    .await
+    .unwrap();
     assert_eq!(c.inserted, 2);
     assert_eq!(contact_indexes(&db).await, (want.clone(), true));
     // One that is refused (a duplicate), and one abandoned half-way: the
     // indexes are as they were, and so are the rows.
-    let mut imp = s.begin_global_import().await.unwrap();
-    imp.add(rows(&["Anna Alder", "Cleo Cedar"])).await.unwrap();
-    let refused = imp
-        .commit(OnDuplicate::Reject, audit("import"))
-        .await
-        .unwrap();
+    let refused = import(
+        &s,
+        [rows(&["Anna Alder", "Cleo Cedar"])],
+        OnDuplicate::Reject,
+    )
+    .await;
     assert_eq!(refused.unwrap_err(), vec![2]);
     let mut imp = s.begin_global_import().await.unwrap();
     imp.add(rows(&["Dora Dogwood"])).await.unwrap();
@@ -640,19 +654,11 @@ async fn a_large_import_names_duplicates_by_line_across_chunks_and_batches() {
             .collect()
     };
     // Batches of odd sizes: chunk edges and batch edges fall apart.
-    let import = |mode| {
-        let s = &s;
-        async move {
-            let mut imp = s.begin_global_import().await.unwrap();
-            let all = rows();
-            for batch in all.chunks(777) {
-                imp.add(batch.to_vec()).await.unwrap();
-            }
-            imp.commit(mode, audit("import")).await.unwrap()
-        }
-    };
+    let batches = || rows().chunks(777).map(<[_]>::to_vec).collect::<Vec<_>>();
     assert_eq!(
-        import(OnDuplicate::Reject).await.unwrap_err(),
+        import(&s, batches(), OnDuplicate::Reject)
+            .await
+            .unwrap_err(),
         vec![2_346, 4_999]
     );
     let all = || async {
@@ -667,7 +673,7 @@ async fn a_large_import_names_duplicates_by_line_across_chunks_and_batches() {
         2,
         "a refused import changes nothing"
     );
-    let c = import(OnDuplicate::Update).await.unwrap();
+    let c = import(&s, batches(), OnDuplicate::Update).await.unwrap();
     assert_eq!((c.inserted, c.updated), (4_998, 2));
     let after = all().await.unwrap();
     assert_eq!(after.len(), 5_000);
@@ -708,19 +714,13 @@ async fn commits_are_checkpointed_in_the_background() {
     let db = d.path().join("t.db");
     let wal = d.path().join("t.db-wal");
     let before = std::fs::metadata(&db).unwrap().len();
-    let mut imp = s.begin_global_import().await.unwrap();
     let rows = (0..5_000u64)
         .map(|i| {
             let f = ContactFields::new(&format!("Person {i}"), &format!("+44 20 7{i:07}"), "", "");
             (i + 2, f.unwrap())
         })
         .collect();
-    imp.add(rows).await.unwrap();
-    let c = imp
-        .commit(OnDuplicate::Reject, audit("import"))
-        .await
-        .unwrap()
-        .unwrap();
+    let c = import(&s, [rows], OnDuplicate::Reject).await.unwrap();
     assert_eq!(c.inserted, 5_000);
     assert!(
         std::fs::metadata(&wal).unwrap().len() > 300_000,
