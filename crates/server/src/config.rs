@@ -102,6 +102,11 @@ pub struct SipConfig {
     /// Every this many seconds each PBX is sent an OPTIONS; when it answers
     /// again after an outage, its lines re-register at once.
     pub keepalive_secs: u64,
+    /// An incoming call nobody answers ends by itself after this many
+    /// seconds (the caller hears 480).
+    pub ring_timeout_secs: u64,
+    /// The most calls ringing at once on one line; more get 486.
+    pub max_ringing_per_line: usize,
 }
 
 impl Default for SipConfig {
@@ -114,6 +119,8 @@ impl Default for SipConfig {
             advertise: None,
             register_expires: 300,
             keepalive_secs: 5,
+            ring_timeout_secs: 120,
+            max_ringing_per_line: 8,
         }
     }
 }
@@ -277,6 +284,12 @@ register_expires = 300
 # Each PBX is sent an OPTIONS this often; when it answers again after an
 # outage, its lines re-register at once.
 keepalive_secs = 5
+# Requests for a line are taken only from its registrar and from the
+# addresses listed for the line (its "peers"); anyone else gets 403.
+# An incoming call nobody answers ends after this many seconds (480).
+ring_timeout_secs = 120
+# The most calls ringing at once on one line; more are answered 486.
+max_ringing_per_line = 8
 
 [cdr]
 # Rolling call-data-record files, written when CDRs and their files are

@@ -126,9 +126,9 @@ fn schemas() -> Value {
         "SpeedDialPatch": obj(&[], &[("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})),
             ("position", i()), ("name", s()), ("number", s())]),
         "Line": obj(&["id", "name", "uri", "username", "display_name", "alternate_text", "preferred_identity",
-            "answer_mode", "has_password", "registration_state", "created_at", "updated_at"], &[
+            "answer_mode", "peers", "has_password", "registration_state", "created_at", "updated_at"], &[
             ("id", i()), ("name", s()), ("uri", s()), ("username", s()), ("display_name", s()),
-            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()),
+            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()),
             ("has_password", json!({"type": "boolean", "description": "the password itself is never returned"})),
             ("registration_state", json!({"type": "string", "enum": ["registering", "registered", "failing", "unregistered", "unknown"],
                 "description": "as the Multi-Line Controller reports it; unknown when none runs in this server"})),
@@ -137,10 +137,10 @@ fn schemas() -> Value {
             ("created_at", t()), ("updated_at", t())]),
         "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),
             ("username", s()), ("password", secret("SIP digest password; stored encrypted, never shown again")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s())]),
         "LinePatch": obj(&[], &[("name", s()), ("uri", s()), ("username", s()),
             ("password", secret("absent keeps the stored password")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s())]),
         "BackupRestored": obj(&["file", "created_at", "erased_again", "restarting"], &[
             ("file", s()), ("created_at", t()),
             ("erased_again", json!({"type": "integer", "description": "profiles erased since the backup, erased again"})),
@@ -163,7 +163,12 @@ fn schemas() -> Value {
             ("sip", json!({"type": "string", "nullable": true, "description": "the SIP address it listens on (UDP and TCP)"})),
             ("lines", json!({"type": "object", "description": "how many lines are in each registration state",
                 "additionalProperties": {"type": "integer"}})),
-            ("calls", i())]),
+            ("calls", i()),
+            ("refused_requests", json!({"type": "integer", "format": "int64",
+                "description": "SIP requests the in-process MLC refused (403) because their sender is not the PBX of the line they were for"})),
+            ("controllers", json!({"type": "array", "description": "the Multi-Line Controllers: the one in this process and each connected turret mlc",
+                "items": obj(&["name", "in_process"], &[("name", s()), ("in_process", b()),
+                    ("sip", json!({"type": "string", "nullable": true})), ("peer", s()), ("lines", i())])}))]),
         "LineKey": obj(&["line_id", "position", "name", "display_name", "alternate_text"], &[
             ("line_id", i()), ("position", i()), ("name", s()), ("display_name", s()), ("alternate_text", s())]),
         "LineKeyAssign": obj(&["position"], &[("position", i())]),

@@ -6,6 +6,7 @@
 use super::note_change;
 use crate::validate::{self, ValidationError};
 use crate::{LineId, ProfileId, Timestamp};
+use std::net::IpAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineFields {
@@ -24,6 +25,11 @@ pub struct LineFields {
     /// Whether a turret answers the line's calls or they are answered at
     /// once on a speaker (intercom).
     pub answer_mode: AnswerMode,
+    /// Besides the line's registrar, the addresses its PBX may send
+    /// requests from (a PBX with several nodes): IP addresses or
+    /// networks (`10.0.0.0/24`), normalised and comma-separated. Requests
+    /// for the line from anywhere else are refused (issue 14).
+    pub peers: String,
 }
 
 /// How a line's incoming calls are answered (issue 6).
@@ -93,12 +99,19 @@ impl LineFields {
             alternate_text: validate::optional_text("alternate_text", alternate_text, 100)?,
             preferred_identity,
             answer_mode: AnswerMode::Manual,
+            peers: String::new(),
         })
     }
 
     pub fn with_answer_mode(mut self, mode: AnswerMode) -> Self {
         self.answer_mode = mode;
         self
+    }
+
+    /// Sets the trusted peer addresses (see [`LineFields::peers`]).
+    pub fn with_peers(mut self, peers: &str) -> Result<Self, ValidationError> {
+        self.peers = PeerNets::parse("peers", peers)?.to_string();
+        Ok(self)
     }
 
     pub fn changed_fields(&self, current: &LineFields) -> Vec<&'static str> {
@@ -131,6 +144,9 @@ impl LineFields {
         );
         if self.answer_mode != current.answer_mode {
             c.push("answer_mode");
+        }
+        if self.peers != current.peers {
+            c.push("peers");
         }
         c
     }
@@ -188,5 +204,131 @@ mod tests {
                 .field,
             "preferred_identity"
         );
+    }
+}
+
+/// Addresses and networks a line's requests may come from, besides its
+/// registrar: `192.0.2.7`, `2001:db8::1`, `10.1.0.0/16`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerNets(Vec<(IpAddr, u8)>);
+
+/// At most this many entries per line.
+pub const PEERS_MAX: usize = 32;
+
+impl PeerNets {
+    /// Parses a list separated by commas, spaces or semicolons; names the
+    /// entry that is wrong.
+    pub fn parse(field: &str, s: &str) -> Result<PeerNets, ValidationError> {
+        let mut v = Vec::new();
+        for item in s
+            .split([',', ';', ' ', '\t', '\n'])
+            .filter(|x| !x.is_empty())
+        {
+            let (addr, bits) = match item.split_once('/') {
+                Some((a, b)) => (a, Some(b)),
+                None => (item, None),
+            };
+            let ip: IpAddr = addr.parse().map_err(|_| {
+                ValidationError::new(
+                    field,
+                    format!("{item:?} is not an IP address or network (such as 192.0.2.7 or 10.1.0.0/16)"),
+                )
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                None => max,
+                Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| {
+                    ValidationError::new(field, format!("{item:?}: the prefix length must be 0 to {max}"))
+                })?,
+            };
+            if bits == 0 {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{item:?} would trust every address"),
+                ));
+            }
+            let net = (mask(ip, bits), bits);
+            if !v.contains(&net) {
+                v.push(net);
+            }
+        }
+        if v.len() > PEERS_MAX {
+            return Err(ValidationError::new(
+                field,
+                format!("at most {PEERS_MAX} addresses or networks"),
+            ));
+        }
+        Ok(PeerNets(v))
+    }
+
+    /// Whether `ip` is one of the addresses or inside one of the networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0
+            .iter()
+            .any(|(net, bits)| net.is_ipv4() == ip.is_ipv4() && mask(ip, *bits) == *net)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for PeerNets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (ip, bits)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            let full = if ip.is_ipv4() { 32 } else { 128 };
+            if *bits == full {
+                write!(f, "{ip}")?;
+            } else {
+                write!(f, "{ip}/{bits}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn mask(ip: IpAddr, bits: u8) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - bits as u32).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - bits as u32).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_normalise_and_match() {
+        let p = PeerNets::parse("peers", "10.1.2.3/16, 192.0.2.7;2001:db8::1 10.1.9.9/16").unwrap();
+        assert_eq!(p.to_string(), "10.1.0.0/16, 192.0.2.7, 2001:db8::1");
+        assert!(p.contains("10.1.200.4".parse().unwrap()));
+        assert!(p.contains("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(!p.contains("10.2.0.1".parse().unwrap()));
+        assert!(!p.contains("192.0.2.8".parse().unwrap()));
+        assert!(p.contains("2001:db8::1".parse().unwrap()));
+        assert!(PeerNets::parse("peers", "").unwrap().is_empty());
+        let e = PeerNets::parse("peers", "10.0.0.1, pbx.example").unwrap_err();
+        assert!(e.to_string().contains("pbx.example"), "{e}");
+        assert!(PeerNets::parse("peers", "0.0.0.0/0").is_err());
+        assert!(PeerNets::parse("peers", "10.0.0.0/33").is_err());
     }
 }

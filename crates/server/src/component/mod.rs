@@ -104,7 +104,7 @@ pub(super) fn line_json((l, password): &(Line, Option<Secret>)) -> Value {
     json!({"id": l.id.0, "name": f.name, "uri": f.uri, "username": f.username,
         "display_name": f.display_name, "alternate_text": f.alternate_text,
         "preferred_identity": f.preferred_identity, "answer_mode": f.answer_mode.as_str(),
-        "created_at": l.created_at.0, "updated_at": l.updated_at.0,
+        "peers": f.peers, "created_at": l.created_at.0, "updated_at": l.updated_at.0,
         "password": password.as_ref().map(|p| p.expose().to_string())})
 }
 
@@ -119,7 +119,9 @@ pub(super) fn line_of_json(v: &Value) -> Option<(Line, Option<Secret>)> {
         s("preferred_identity"),
     )
     .ok()?
-    .with_answer_mode(AnswerMode::parse(s("answer_mode")).unwrap_or(AnswerMode::Manual));
+    .with_answer_mode(AnswerMode::parse(s("answer_mode")).unwrap_or(AnswerMode::Manual))
+    .with_peers(s("peers"))
+    .ok()?;
     Some((
         Line {
             id: LineId(v["id"].as_i64()?),

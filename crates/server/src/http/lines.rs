@@ -23,6 +23,9 @@ pub struct LineOut {
     alternate_text: String,
     preferred_identity: String,
     answer_mode: &'static str,
+    /// Besides the registrar, the addresses or networks the line's PBX
+    /// may send requests from.
+    peers: String,
     has_password: bool,
     /// As the Multi-Line Controller reports it: registering, registered,
     /// failing (with `registration_reason`) or unregistered.
@@ -49,6 +52,7 @@ impl LineOut {
             alternate_text: l.fields.alternate_text,
             preferred_identity: l.fields.preferred_identity,
             answer_mode: l.fields.answer_mode.as_str(),
+            peers: l.fields.peers,
             has_password: l.has_password,
             registration_state: state.name(),
             registration_reason: state.reason().map(str::to_string),
@@ -76,6 +80,10 @@ pub struct LineIn {
     /// `manual` (default) or `automatic` (intercom: answered at once).
     #[serde(default)]
     pub answer_mode: String,
+    /// Addresses or networks, besides the registrar, that may send the
+    /// line's calls (a PBX with several nodes).
+    #[serde(default)]
+    pub peers: String,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +98,7 @@ pub struct LinePatch {
     pub alternate_text: Option<String>,
     pub preferred_identity: Option<String>,
     pub answer_mode: Option<String>,
+    pub peers: Option<String>,
 }
 
 /// `GET /mlc`: the Multi-Line Controllers (the one in this process and
@@ -116,6 +125,7 @@ pub async fn mlc_status(
         "controllers": telephony::members(&app).iter().map(|m| m.json()).collect::<Vec<_>>(),
         "lines": counts,
         "calls": telephony::calls_in_progress(&app),
+        "refused_requests": app.mlc.refused_requests(),
     })))
 }
 
@@ -166,7 +176,8 @@ pub async fn create(
         &b.alternate_text,
         &b.preferred_identity,
     )?
-    .with_answer_mode(AnswerMode::parse(&b.answer_mode)?);
+    .with_answer_mode(AnswerMode::parse(&b.answer_mode)?)
+    .with_peers(&b.peers)?;
     let pw = password(b.password)?;
     let mut changed = vec![
         "name",
@@ -176,6 +187,9 @@ pub async fn create(
         "alternate_text",
         "preferred_identity",
     ];
+    if !f.peers.is_empty() {
+        changed.push("peers");
+    }
     if pw.is_some() {
         changed.push("password");
     }
@@ -205,7 +219,8 @@ pub async fn update(
     .with_answer_mode(match b.answer_mode.as_deref() {
         Some(m) => AnswerMode::parse(m)?,
         None => cur.answer_mode,
-    });
+    })
+    .with_peers(b.peers.as_deref().unwrap_or(&cur.peers))?;
     let pw = password(b.password)?;
     let mut changed = f.changed_fields(&cur);
     if pw.is_some() {

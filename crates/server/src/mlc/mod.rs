@@ -128,7 +128,15 @@ pub struct Inner {
     /// Our address towards each peer, when `sip.listen` is unspecified.
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     seq: AtomicU64,
+    /// Requests refused because their sender is not a line's PBX.
+    refused: AtomicU64,
+    /// When a refusal was last logged, and the count then (one log line
+    /// per `REFUSAL_LOG_EVERY` at most, whatever the flood).
+    refusal_log: Mutex<Option<(Instant, u64)>>,
 }
+
+/// At most one log line per this long about refused strangers.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct AnswerCache {
@@ -291,6 +299,50 @@ impl Mlc {
             IpAddr::V6(v6) => format!("[{v6}]:{port}"),
             IpAddr::V4(v4) => format!("{v4}:{port}"),
         }
+    }
+
+    /// Whether `ip` may send requests for `line`: its registrar's resolved
+    /// address or one of the peers listed for the line.
+    pub(crate) fn trusted_for(&self, line: LineId, ip: IpAddr) -> bool {
+        let lines = self.lines.lock().unwrap();
+        lines.get(&line).is_some_and(|l| l.trusts(ip))
+    }
+
+    /// Whether `ip` is the PBX of any line (answers to it may name the
+    /// product and its version).
+    pub(crate) fn trusted(&self, ip: IpAddr) -> bool {
+        self.lines.lock().unwrap().values().any(|l| l.trusts(ip))
+    }
+
+    /// Requests refused so far because their sender is no line's PBX.
+    pub fn refused_requests(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request refused from a stranger; logs at a bounded rate.
+    pub(crate) fn note_stranger(&self, peer: Peer, what: &str) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.refusal_log.lock().unwrap();
+        let now = Instant::now();
+        let due = last.is_none_or(|(at, _)| now.duration_since(at) >= REFUSAL_LOG_EVERY);
+        if due {
+            let since = n - last.map_or(0, |(_, c)| c);
+            *last = Some((now, n));
+            drop(last);
+            tracing::warn!(
+                from = %peer.addr,
+                request = what,
+                refused_since_last_notice = since,
+                refused_in_all = n,
+                "SIP request refused: the sender is not the PBX of the line (403)"
+            );
+        }
+    }
+
+    /// The User-Agent of an answer to `peer`: the product and version for
+    /// a line's PBX, nothing for anyone else.
+    fn user_agent_for(&self, peer: Peer) -> Option<&str> {
+        self.trusted(peer.addr.ip()).then_some(self.user_agent.as_str())
     }
 
     /// Tells the host about a call (see [`Host::call`]).
@@ -458,7 +510,7 @@ impl Mlc {
 
     /// Answers a request and remembers the answer for its retransmissions.
     pub(crate) async fn answer(&self, req: &Message, peer: Peer, b: Builder) {
-        let bytes = b.header("User-Agent", &self.user_agent).build();
+        let bytes = self.with_user_agent(b, peer).build();
         if let Some(method) = req.method() {
             self.answers
                 .lock()
@@ -466,6 +518,14 @@ impl Mlc {
                 .insert(txn_key(req, method), bytes.clone(), peer);
         }
         self.send(peer, &bytes).await;
+    }
+
+    /// Adds our User-Agent to an answer, for a line's PBX only.
+    pub(crate) fn with_user_agent(&self, b: Builder, peer: Peer) -> Builder {
+        match self.user_agent_for(peer) {
+            Some(ua) => b.header("User-Agent", ua),
+            None => b,
+        }
     }
 
     /// Where to answer a request: the source address (rport behaviour,
@@ -488,8 +548,8 @@ impl Mlc {
                     peer,
                 ) => {
                     let b = message::response_to(&headers, code, reason, Some(&self.token()))
-                        .header("Warning", format!("399 openturret \"{detail}\""))
-                        .header("User-Agent", &self.user_agent);
+                        .header("Warning", format!("399 openturret \"{detail}\""));
+                    let b = self.with_user_agent(b, peer);
                     self.send(Self::reply_peer(peer), &b.build()).await;
                 }
                 Inbound::Refused(..) => {}
@@ -587,7 +647,7 @@ impl Mlc {
 
     /// A final non-2xx answer to an INVITE, repeated until ACKed.
     pub(crate) async fn answer_invite_finally(&self, m: &Message, peer: Peer, b: Builder) {
-        let bytes = b.header("User-Agent", &self.user_agent).build();
+        let bytes = self.with_user_agent(b, peer).build();
         self.answers
             .lock()
             .unwrap()

@@ -38,6 +38,8 @@ pub struct LineRuntime {
     pub number: String,
     /// Answer mode automatic: calls are answered at once.
     pub auto_answer: bool,
+    /// Besides the registrar, where the line's requests may come from.
+    pub peers: openturret_domain::model::PeerNets,
     /// What a call placed on the line presents and answers challenges with.
     pub(crate) dial: DialAs,
     /// The stored line's last change, to notice changes made in bulk.
@@ -59,6 +61,16 @@ pub(crate) struct DialAs {
 }
 
 impl LineRuntime {
+    /// Whether `ip` may send requests for this line: the registrar's
+    /// resolved address, or a listed peer.
+    pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.registrar.is_some_and(|r| r.addr.ip() == ip) || self.peers.contains(ip)
+    }
+
     /// Ends the registration task; `unbind` first removes the binding at
     /// the PBX (the line was deleted or moved to another address).
     fn stop(self, unbind: bool) {
@@ -118,6 +130,10 @@ async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
         line.fields.preferred_identity.clone()
     };
     let auto_answer = line.fields.answer_mode.is_automatic();
+    // Stored normalised by the domain; an entry that no longer parses
+    // trusts nothing more than the registrar.
+    let peers = openturret_domain::model::PeerNets::parse("peers", &line.fields.peers)
+        .unwrap_or_default();
     let dial = DialAs {
         username: if line.fields.username.is_empty() {
             parsed
@@ -162,6 +178,7 @@ async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
                 user,
                 number,
                 auto_answer,
+                peers,
                 dial,
                 updated_at: line.updated_at,
                 task,

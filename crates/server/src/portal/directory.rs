@@ -315,6 +315,8 @@ pub struct LineForm {
     preferred_identity: String,
     #[serde(default)]
     answer_mode: String,
+    #[serde(default)]
+    peers: String,
 }
 
 impl LineForm {
@@ -329,6 +331,7 @@ impl LineForm {
                 ("alternate_text", &self.alternate_text),
                 ("preferred_identity", &self.preferred_identity),
                 ("answer_mode", &self.answer_mode),
+                ("peers", &self.peers),
             ],
         );
         s.error = err;
@@ -352,7 +355,7 @@ fn line_page(
     };
     let content = html! {
         section.card {
-            @if let Some(e) = state.general_error(&["name", "uri", "username", "password", "display_name", "alternate_text", "preferred_identity"]) {
+            @if let Some(e) = state.general_error(&["name", "uri", "username", "password", "display_name", "alternate_text", "preferred_identity", "answer_mode", "peers"]) {
                 p.error-box role="alert" { (e) }
             }
             form method="post" action=(action) autocomplete="off" {
@@ -368,6 +371,7 @@ fn line_page(
                     ("manual".into(), "Manual: a turret answers".into()),
                     ("automatic".into(), "Automatic: answered at once on a speaker (intercom)".into()),
                 ]))
+                (field(state, "Other PBX addresses", "peers", "text", Some("Calls for this line are taken only from its registrar and from these addresses or networks (a PBX with several nodes), for example 192.0.2.10, 192.0.2.11 or 10.1.0.0/24. Anyone else gets 403.")))
                 button type="submit" { "Save line" } " " a href="/lines" { "Cancel" }
             }
         }
@@ -406,6 +410,7 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
         alternate_text: f.alternate_text.clone(),
         preferred_identity: f.preferred_identity.clone(),
         answer_mode: f.answer_mode.clone(),
+        peers: f.peers.clone(),
     };
     let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
     done(&app, &p, r, "/lines", "Line created.", |err| {
@@ -434,6 +439,7 @@ async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Res
                 alternate_text: f.alternate_text.clone(),
                 preferred_identity: f.preferred_identity.clone(),
                 answer_mode: f.answer_mode.as_str().to_string(),
+                peers: f.peers.clone(),
             };
             line_page(
                 &app,
@@ -463,6 +469,7 @@ async fn update_line(
         alternate_text: Some(f.alternate_text.clone()),
         preferred_identity: Some(f.preferred_identity.clone()),
         answer_mode: Some(f.answer_mode.clone()),
+        peers: Some(f.peers.clone()),
     };
     let r = api_lines::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
     let has_password = app

@@ -38,6 +38,7 @@ const LINE_COLUMNS: &[&str] = &[
     "alternate_text",
     "preferred_identity",
     "answer_mode",
+    "peers",
 ];
 const LINE_EXPORT: &[&str] = &[
     "name",
@@ -47,6 +48,7 @@ const LINE_EXPORT: &[&str] = &[
     "alternate_text",
     "preferred_identity",
     "answer_mode",
+    "peers",
 ];
 
 impl Kind {
@@ -125,12 +127,11 @@ fn parse_row(kind: Kind, row: &Fields) -> Result<Parsed, (String, String)> {
                 get(row, "preferred_identity"),
             )
             .and_then(|f| {
-                Ok(
-                    f.with_answer_mode(openturret_domain::model::AnswerMode::parse(get(
-                        row,
-                        "answer_mode",
-                    ))?),
-                )
+                f.with_answer_mode(openturret_domain::model::AnswerMode::parse(get(
+                    row,
+                    "answer_mode",
+                ))?)
+                .with_peers(get(row, "peers"))
             })
             .map_err(v)?;
             let pw = Some(get(row, "password"))
@@ -370,6 +371,7 @@ pub async fn export(
                         f.alternate_text,
                         f.preferred_identity,
                         f.answer_mode.as_str().to_string(),
+                        f.peers,
                     ]
                 })
                 .collect(),

@@ -12,7 +12,7 @@ use super::{SqliteStore, Tx, db, one_row};
 use crate::{LineStore, Result, StoreError};
 
 const SELECT: &str = "SELECT id, name, uri, username, display_name, alternate_text,
-    preferred_identity, answer_mode, password_sealed IS NOT NULL AS has_password, created_at, updated_at
+    preferred_identity, answer_mode, peers, password_sealed IS NOT NULL AS has_password, created_at, updated_at
     FROM lines";
 
 fn line(r: &SqliteRow) -> Line {
@@ -26,6 +26,7 @@ fn line(r: &SqliteRow) -> Line {
             alternate_text: r.get("alternate_text"),
             preferred_identity: r.get("preferred_identity"),
             answer_mode: AnswerMode::parse(r.get("answer_mode")).unwrap_or_default(),
+            peers: r.get("peers"),
         },
         has_password: r.get("has_password"),
         created_at: Timestamp(r.get("created_at")),
@@ -76,8 +77,8 @@ impl LineStore for SqliteStore {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO lines (name, uri, username, display_name, alternate_text,
-               preferred_identity, answer_mode, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+               preferred_identity, answer_mode, peers, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&f.name)
         .bind(&f.uri)
@@ -86,6 +87,7 @@ impl LineStore for SqliteStore {
         .bind(&f.alternate_text)
         .bind(&f.preferred_identity)
         .bind(f.answer_mode.as_str())
+        .bind(&f.peers)
         .bind(now.0)
         .bind(now.0)
         .fetch_one(&mut *tx.tx)
@@ -110,7 +112,8 @@ impl LineStore for SqliteStore {
         let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE lines SET name = ?, uri = ?, username = ?, display_name = ?,
-               alternate_text = ?, preferred_identity = ?, answer_mode = ?, updated_at = ? WHERE id = ?",
+               alternate_text = ?, preferred_identity = ?, answer_mode = ?, peers = ?, updated_at = ?
+             WHERE id = ?",
         )
         .bind(&f.name)
         .bind(&f.uri)
@@ -119,6 +122,7 @@ impl LineStore for SqliteStore {
         .bind(&f.alternate_text)
         .bind(&f.preferred_identity)
         .bind(f.answer_mode.as_str())
+        .bind(&f.peers)
         .bind(Timestamp::now().0)
         .bind(id.0)
         .execute(&mut *tx.tx)
@@ -210,10 +214,10 @@ impl LineStore for SqliteStore {
                 (Some(id), crate::OnDuplicate::Update) => {
                     sqlx::query(
                         "UPDATE lines SET uri = ?, username = ?, display_name = ?, alternate_text = ?,
-                           preferred_identity = ?, answer_mode = ?, updated_at = ? WHERE id = ?",
+                           preferred_identity = ?, answer_mode = ?, peers = ?, updated_at = ? WHERE id = ?",
                     )
                     .bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
-                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(now).bind(id)
+                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(now).bind(id)
                     .execute(&mut *tx.tx).await.map_err(db)?;
                     counts.updated += 1;
                     id
@@ -221,10 +225,10 @@ impl LineStore for SqliteStore {
                 (None, _) => {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO lines (name, uri, username, display_name, alternate_text, preferred_identity,
-                           answer_mode, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                           answer_mode, peers, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     )
                     .bind(&f.name).bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
-                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(now).bind(now)
+                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(now).bind(now)
                     .fetch_one(&mut *tx.tx).await.map_err(db)?;
                     counts.inserted += 1;
                     id

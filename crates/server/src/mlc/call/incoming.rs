@@ -19,11 +19,33 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     let ruri = m.request_uri().expect("checked request");
     let found = find_line(mlc, &ruri.user, &m.to.uri.user);
     let line = found.as_ref().map(|f| f.0);
+    // Only a line's PBX may ring it (its registrar, or a peer listed for
+    // the line); a stranger learns nothing, not even whether the line
+    // exists, and leaves no call, socket, push or record behind.
+    let trusted = match line {
+        Some(l) => mlc.trusted_for(l, peer.addr.ip()),
+        None => mlc.trusted(peer.addr.ip()),
+    };
+    if !trusted {
+        mlc.note_stranger(peer, "INVITE");
+        return mlc.answer(&m, peer, refuse(403, "Forbidden")).await;
+    }
     let Some(line) = line else {
         return mlc
             .answer_invite_finally(&m, peer, refuse(404, "Not Found"))
             .await;
     };
+    if !matches!(mlc.line_state(line), super::super::LineState::Registered) {
+        let b = refuse(480, "Temporarily Unavailable")
+            .header("Warning", "399 openturret \"the line is not registered\"");
+        return mlc.answer_invite_finally(&m, peer, b).await;
+    }
+    let config = mlc.config();
+    if ringing_on(mlc, line) >= config.max_ringing_per_line.max(1) {
+        let b = refuse(486, "Busy Here")
+            .header("Warning", "399 openturret \"too many calls ringing on the line\"");
+        return mlc.answer_invite_finally(&m, peer, b).await;
+    }
     if mlc.calls.len() >= MAX_CALLS {
         return mlc
             .answer_invite_finally(
@@ -115,7 +137,43 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     publish(mlc, id).await;
     if auto_answer {
         let _ = answer_call(mlc, id, None, "speaker-1").await;
+    } else {
+        // Nobody answers: the call ends by itself (the caller hears 480).
+        let me = mlc.clone();
+        let after = Duration::from_secs(config.ring_timeout_secs.max(1));
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            ring_timeout(&me, id).await;
+        });
     }
+}
+
+/// Calls ringing now on `line`.
+fn ringing_on(mlc: &Mlc, line: LineId) -> usize {
+    mlc.calls
+        .map
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|c| c.line == line && c.state == CallState::Ringing)
+        .count()
+}
+
+/// A call still ringing after the ring timeout: 480 to the caller, ended
+/// with the reason `no_answer`.
+async fn ring_timeout(mlc: &Mlc, id: u64) {
+    let still = mlc.calls.with(id, |c| {
+        (c.state == CallState::Ringing)
+            .then(|| (c.invite.clone(), c.dialog.local_tag.clone()))
+    });
+    let Some(Some((Some((invite, peer)), tag))) = still else {
+        return;
+    };
+    tracing::info!(call = id, "nobody answered; the ring timeout ends the call");
+    let b = message::response_to(&invite.headers, 480, "Temporarily Unavailable", Some(&tag))
+        .header("Warning", "399 openturret \"no answer\"");
+    mlc.answer_invite_finally(&invite, peer, b).await;
+    end(mlc, id, "no_answer").await;
 }
 
 /// The line an INVITE is for, from the MLC's line table (no database
