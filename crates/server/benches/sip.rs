@@ -42,6 +42,24 @@ use common::turret::{
 use openturret_server::client::conn::Connection;
 use serde_json::json;
 
+/// Creates a line registered as `user` on `pbx` (the MLC takes calls
+/// only on registered lines, and only from their PBX's address: here
+/// 127.0.0.1, where the benchmark's senders are too); waits until it is
+/// registered.
+async fn registered_line(t: &Turret, pbx: &sip::Kamailio, user: &str, mut body: serde_json::Value) -> serde_json::Value {
+    body["uri"] = json!(format!("sip:{user}@127.0.0.1:{}", pbx.port));
+    body["username"] = json!(user);
+    body["password"] = json!(sip::PBX_PASSWORD);
+    let line = t.post("/lines", body).await;
+    let id = line["id"].as_i64().expect("line created");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.get(&format!("/lines/{id}")).await["registration_state"] != "registered" {
+        assert!(Instant::now() < deadline, "line {user} never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    line
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -119,9 +137,12 @@ async fn calls() {
 
     // OpenTurret: an auto-answer line; sipp calls its contact directly.
     let t = Turret::start(&[]).await;
-    t.post(
-        "/lines",
-        json!({"name": "Intercom", "uri": "sip:1001@127.0.0.1:9", "answer_mode": "automatic"}),
+    let pbx = sip::Kamailio::start("MD5", false);
+    registered_line(
+        &t,
+        &pbx,
+        "1001",
+        json!({"name": "Intercom", "answer_mode": "automatic"}),
     )
     .await;
     // Every call leaves its CDR in the database and in both rolling files.
@@ -342,7 +363,8 @@ async fn ring() {
     let rounds = env_usize("BENCH_ROUNDS", 30);
     println!("ring fan-out: a call on a line shared by {n} connected clients, {rounds} rounds");
     let t = Turret::start(&[]).await;
-    let (mut first, token) = shared_line(&t).await;
+    let pbx = sip::Kamailio::start("MD5", false);
+    let (mut first, token) = shared_line(&t, &pbx).await;
     let (mut rx, _tasks) =
         connect_all(n, &t.url, &t.cert, json!({"op": "resume", "token": token})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -439,13 +461,14 @@ async fn main() {
 
 /// Line 1, shown by one profile whose turret is logged in: the
 /// connection and its session token (for `resume`s).
-async fn shared_line(t: &Turret) -> (Connection, String) {
-    let line = t
-        .post(
-            "/lines",
-            json!({"name": "Shared", "uri": "sip:1001@127.0.0.1:9", "display_name": "Shared"}),
-        )
-        .await;
+async fn shared_line(t: &Turret, pbx: &sip::Kamailio) -> (Connection, String) {
+    let line = registered_line(
+        t,
+        pbx,
+        "1001",
+        json!({"name": "Shared", "display_name": "Shared"}),
+    )
+    .await;
     assert_eq!(line["id"], 1);
     let p = t
         .post("/profiles", json!({"name": "Desk", "password": "bench-pw"}))
@@ -514,16 +537,18 @@ async fn stalled() {
          without and with {apps} applications that never read, each after {flood} calls"
     );
     let t = Turret::start(&[]).await;
-    let (first, session) = shared_line(&t).await;
+    let pbx = sip::Kamailio::start("MD5", false);
+    let (first, session) = shared_line(&t, &pbx).await;
     drop(first);
     // The flood goes to a second line that no turret shows: it loads the
     // CTI applications (whose keys see every line), not the turrets.
-    let flood_line = t
-        .post(
-            "/lines",
-            json!({"name": "Flood", "uri": "sip:1002@127.0.0.1:9", "display_name": "Flood"}),
-        )
-        .await;
+    let flood_line = registered_line(
+        &t,
+        &pbx,
+        "1002",
+        json!({"name": "Flood", "display_name": "Flood"}),
+    )
+    .await;
     assert_eq!(flood_line["id"], 2);
     t.patch("/settings", json!({"cti_enabled": true})).await;
     let key = t
