@@ -248,24 +248,31 @@ pub fn calls_for(app: &App, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
         .collect()
 }
 
-/// The MLC carrying call `id`, and the call's line.
-fn carrier(app: &App, id: u64) -> Option<(Member, LineId)> {
-    if let Some(line) = call::line_of(&app.mlc, id) {
-        return Some((Member::Local, line));
+/// The MLC carrying call `id`, the call's line and who holds it.
+fn carrier(app: &App, id: u64) -> Option<(Member, LineId, Option<ProfileId>)> {
+    if let Some((line, owner)) = call::line_of(&app.mlc, id) {
+        return Some((Member::Local, line, owner));
     }
     let remotes = app.telephony.remotes.lock().unwrap();
     remotes.iter().find_map(|l| {
         l.call_line(id)
-            .map(|line| (Member::Remote(l.clone()), line))
+            .map(|(line, owner)| (Member::Remote(l.clone()), line, owner))
     })
 }
 
-/// The line a call is on.
-pub fn call_line(app: &App, id: u64) -> Option<LineId> {
-    carrier(app, id).map(|(_, l)| l)
+/// Whether profile `pid`, whose line keys are `lines`, may act on call
+/// `id`: the call is on one of its lines, or it placed or answered the
+/// call. Every turret operation on a call is checked here first; a call
+/// it may not act on is answered exactly as a call that does not exist
+/// (so call ids cannot be probed).
+pub fn may_act(app: &App, id: u64, pid: ProfileId, lines: &[LineId]) -> Result<(), OpError> {
+    match carrier(app, id) {
+        Some((_, line, owner)) if lines.contains(&line) || owner == Some(pid) => Ok(()),
+        _ => Err(no_call()),
+    }
 }
 
-fn no_call() -> OpError {
+pub(crate) fn no_call() -> OpError {
     op_err("not_found", "no such call")
 }
 
@@ -329,7 +336,7 @@ pub async fn answer(app: &App, id: u64, pid: ProfileId, unit: &str) -> Result<()
 }
 
 pub async fn reject(app: &App, id: u64, pid: ProfileId) -> Result<(), OpError> {
-    let (member, line) = carrier(app, id).ok_or_else(no_call)?;
+    let (member, line, _) = carrier(app, id).ok_or_else(no_call)?;
     let sharing = app
         .store
         .profiles_with_line(line)

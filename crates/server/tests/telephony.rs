@@ -573,3 +573,81 @@ async fn a_stopping_server_ends_its_calls_unbinds_its_lines_and_keeps_the_record
         "the call's record is written before the store closes"
     );
 }
+
+/// Issue 14, point 2: a profile with no key for a line touches none of its
+/// calls (auto-answered or ringing), and is answered exactly as for a call
+/// id that does not exist, so ids cannot be probed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_without_the_line_touches_none_of_its_calls() {
+    let pbx = Kamailio::start("MD5", false);
+    let s = server().await;
+    let auto = intercom(&s, "Intercom", "1001", format!("sip:1001@127.0.0.1:{}", pbx.port)).await;
+    let manual = line(&s, "1002", pbx.port, PBX_PASSWORD).await;
+    let owner = s
+        .profile(json!({"name": "Owner", "password": "pw-123456"}))
+        .await;
+    let outsider = s
+        .profile(json!({"name": "Outsider", "password": "pw-123456"}))
+        .await;
+    for (l, pos) in [(auto, 1), (manual, 2)] {
+        let (st, v) = s
+            .api
+            .put(&format!("/api/v1/profiles/{owner}/lines/{l}"), json!({"position": pos}))
+            .await;
+        assert!(st.is_success(), "{v}");
+    }
+    let (mut own, _) = s.login(owner, "pw-123456").await;
+    let (mut out, _) = s.login(outsider, "pw-123456").await;
+    wait_lines(&s, &[manual], "registered", Duration::from_secs(10)).await;
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    let mut ring_phone = Baresip::start("2001", pbx.port, false);
+
+    // Every operation on `call` from the outsider: refused exactly as an
+    // unknown id is.
+    async fn probe(out: &mut Connection, call: u64, ops: &[&str]) {
+        for op in ops {
+            let mut req = json!({"op": op, "call_id": call});
+            if *op == "transfer" {
+                req["target"] = json!("2999");
+            }
+            let theirs = out.request(req.clone()).await.unwrap_err();
+            req["call_id"] = json!(987_654_321u64);
+            let unknown = out.request(req).await.unwrap_err();
+            assert_eq!(
+                serde_json::to_value(&theirs).unwrap(),
+                serde_json::to_value(&unknown).unwrap(),
+                "{op} on another profile's call"
+            );
+            assert_eq!(theirs.code, "not_found", "{op}");
+        }
+    }
+
+    // An auto-answered call on the intercom.
+    phone.command("dial", &format!("sip:1001@127.0.0.1:{}", pbx.port));
+    let up = common::wait_push(&mut own, "auto-answered", call_push("connected")).await;
+    let call = up["call"]["id"].as_u64().unwrap();
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    probe(&mut out, call, &["answer", "reject", "hangup", "hold", "retrieve", "transfer"]).await;
+    // The call is untouched: still up at the phone, and its rightful
+    // holder (a profile showing the line) holds and hangs it up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let since = phone.event_types_since(seen);
+    assert!(
+        !since.iter().any(|t| ["CALL_CLOSED", "CALL_TRANSFER", "CALL_REMOTE_SDP", "CALL_HOLD"]
+            .contains(&t.as_str())),
+        "the outsider changed the call: {since:?}"
+    );
+    own.request(json!({"op": "hold", "call_id": call})).await.unwrap();
+    common::wait_push(&mut own, "held", call_push("held")).await;
+    own.request(json!({"op": "hangup", "call_id": call})).await.unwrap();
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+
+    // A ringing call on the manual line.
+    ring_phone.command("dial", &format!("sip:1002@127.0.0.1:{}", pbx.port));
+    let ring = common::wait_push(&mut own, "ringing", call_push("ringing")).await;
+    let call = ring["call"]["id"].as_u64().unwrap();
+    probe(&mut out, call, &["answer", "reject", "hangup", "hold", "retrieve", "transfer"]).await;
+    own.request(json!({"op": "answer", "call_id": call})).await.unwrap();
+    ring_phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    own.request(json!({"op": "hangup", "call_id": call})).await.unwrap();
+}

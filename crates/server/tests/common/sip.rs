@@ -493,6 +493,18 @@ impl Baresip {
         }
     }
 
+    /// The types of the events that arrived after `since` events.
+    pub fn event_types_since(&self, since: usize) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(since)
+            .filter(|v| v["event"] == json!(true))
+            .map(|v| v["type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.lock().unwrap().len()
     }

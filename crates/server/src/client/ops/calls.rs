@@ -68,28 +68,30 @@ impl Conn {
                 if !SPEECH_UNITS.contains(&unit.as_str()) {
                     return Err(ProtoError::new("invalid", "no such speech unit"));
                 }
-                self.check_line(call_id, &lines)?;
+                telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::answer(app, call_id, pid, &unit).await?;
             }
             CallOp::Reject { call_id } => {
-                self.check_line(call_id, &lines)?;
+                telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::reject(app, call_id, pid).await?;
             }
-            CallOp::Hangup { call_id } => telephony::hangup(app, call_id, pid).await?,
-            CallOp::Hold { call_id } => telephony::hold(app, call_id, pid, true).await?,
-            CallOp::Retrieve { call_id } => telephony::hold(app, call_id, pid, false).await?,
+            CallOp::Hangup { call_id } => {
+                telephony::may_act(app, call_id, pid, &lines)?;
+                telephony::hangup(app, call_id, pid).await?
+            }
+            CallOp::Hold { call_id } => {
+                telephony::may_act(app, call_id, pid, &lines)?;
+                telephony::hold(app, call_id, pid, true).await?
+            }
+            CallOp::Retrieve { call_id } => {
+                telephony::may_act(app, call_id, pid, &lines)?;
+                telephony::hold(app, call_id, pid, false).await?
+            }
             CallOp::Transfer { call_id, target } => {
+                telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::transfer(app, call_id, pid, &target).await?
             }
         }
         Ok(json!({}))
-    }
-
-    /// A call this profile may act on: one on a line it shows.
-    fn check_line(&self, call_id: u64, lines: &[LineId]) -> Result<(), ProtoError> {
-        match telephony::call_line(&self.app, call_id) {
-            Some(l) if lines.contains(&l) => Ok(()),
-            _ => Err(ProtoError::new("not_found", "no such call on your lines")),
-        }
     }
 }

@@ -365,9 +365,9 @@ pub async fn drop_profile_calls(mlc: &Mlc, pid: ProfileId) {
     }
 }
 
-/// The line a call is on.
-pub fn line_of(mlc: &Mlc, id: u64) -> Option<LineId> {
-    mlc.calls.with(id, |c| c.line)
+/// The line a call is on, and who holds it (answered or placed it).
+pub fn line_of(mlc: &Mlc, id: u64) -> Option<(LineId, Option<ProfileId>)> {
+    mlc.calls.with(id, |c| (c.line, c.owner))
 }
 
 pub(crate) fn media_stats(mlc: &Mlc, id: u64) -> Option<(u64, u64)> {
