@@ -36,14 +36,22 @@ fn table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> maud::Markup {
 }
 
 /// Builds the export of `pid`. `call_memory`: the user's unlocked entries,
-/// or `None` (never for an administrator).
+/// or `None` (never for an administrator). `contacts`: whether the local
+/// contacts go in (a turret whose contacts are still locked behind the
+/// contacts password gets none).
 pub async fn export(
     app: &App,
     pid: ProfileId,
     call_memory: Option<Vec<(CallMemoryId, CallMemoryEntry)>>,
+    contacts: bool,
 ) -> anyhow::Result<Vec<u8>> {
+    let with_contacts = contacts;
     let p = app.store.get_profile(pid).await?;
-    let contacts = app.store.list_local_contacts(pid).await?;
+    let contacts = if with_contacts {
+        app.store.list_local_contacts(pid).await?
+    } else {
+        Vec::new()
+    };
     let keys = app.store.list_speed_dials(pid).await?;
     let line_keys = app.store.list_profile_lines(pid).await?;
     let lines = app.store.list_lines().await?;
@@ -203,7 +211,7 @@ pub async fn export(
             "collect_call_memory": p.flags.collect_call_memory, "allow_call_memory_deletion": p.flags.allow_call_memory_deletion,
             "call_memory_password_protected": p.flags.call_memory_password_protected,
         },
-        "local_contacts": to_objects(&CONTACT, &contact_rows),
+        "local_contacts": with_contacts.then(|| to_objects(&CONTACT, &contact_rows)),
         "speed_dials": to_objects(&KEY, &key_rows),
         "line_keys": to_objects(&LINE, &line_rows),
         "consents": to_objects(&CONSENT, &consent_rows),
@@ -221,7 +229,11 @@ pub async fn export(
                 @if call_memory.is_none() {
                     p { "Call memory is sealed: only the profile's user can open it, so this export, made without their unlock, does not include it." }
                 }
-                (table("Local contacts", &CONTACT, &contact_rows))
+                @if with_contacts {
+                    (table("Local contacts", &CONTACT, &contact_rows))
+                } @else {
+                    p { "The local contacts are behind the contacts password, which was not given in this session, so this export does not include them. Unlock the contacts and export again to include them." }
+                }
                 (table("Speed dial keys", &KEY, &key_rows))
                 (table("Line keys", &LINE, &line_rows))
                 (table("Consents", &CONSENT, &consent_rows))
@@ -234,13 +246,15 @@ pub async fn export(
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("subject.json".into(), serde_json::to_vec_pretty(&subject)?),
         ("index.html".into(), page.into_string().into_bytes()),
-        ("local_contacts.csv".into(), csv_of(&CONTACT, &contact_rows)),
         ("speed_dials.csv".into(), csv_of(&KEY, &key_rows)),
         ("line_keys.csv".into(), csv_of(&LINE, &line_rows)),
         ("consents.csv".into(), csv_of(&CONSENT, &consent_rows)),
         ("call_data_records.csv".into(), csv_of(&CDR, &cdr_rows)),
         ("audit_events.csv".into(), csv_of(&AUDIT, &audit_rows)),
     ];
+    if with_contacts {
+        files.push(("local_contacts.csv".into(), csv_of(&CONTACT, &contact_rows)));
+    }
     if let Some(rows) = &cm_rows {
         files.push(("call_memory.csv".into(), csv_of(&CM, rows)));
     }
@@ -250,6 +264,7 @@ pub async fn export(
         "generator": format!("OpenTurret {}", env!("CARGO_PKG_VERSION")),
         "profile_id": p.id.0,
         "includes_call_memory": call_memory.is_some(),
+        "includes_local_contacts": with_contacts,
         "files": files.iter().map(|(n, d)| json!({"name": n, "bytes": d.len()})).collect::<Vec<_>>(),
     });
     let mut zip = Zip::default();

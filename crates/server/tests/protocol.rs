@@ -797,3 +797,74 @@ async fn the_cli_client_speaks_the_same_protocol() {
         "every use is audited"
     );
 }
+
+/// Standard base64, decoded (the client protocol carries ZIPs so).
+fn unbase64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .take_while(|c| **c != b'=')
+            .fold((0u32, 0u32), |(acc, k), c| (acc | (val(*c) as u32) << (18 - 6 * k), k + 1));
+        for i in 0..n.1.saturating_sub(1) {
+            out.push((n.0 >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Issue 14, point 5: no path returns local contacts while they are
+/// locked behind the contacts password: not the subject export, not a
+/// caller-ID lookup.
+#[tokio::test]
+async fn locked_contacts_stay_out_of_the_subject_export_and_lookups() {
+    let s = InProc::start().await;
+    let ann = s
+        .profile(json!({"name": "Ann", "password": "ann-pw", "contacts_password": "ann-contacts"}))
+        .await;
+    let (st, v) = s
+        .api
+        .post(
+            &format!("/api/v1/profiles/{ann}/contacts"),
+            json!({"name": "Secret Sam", "number": "020 7946 0555"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (mut c, _) = s.login(ann, "ann-pw").await;
+
+    let locked = c.request(json!({"op": "subject_export"})).await.unwrap();
+    assert_eq!(locked["includes_local_contacts"], false);
+    let zip = unbase64(locked["zip_base64"].as_str().unwrap());
+    assert!(holds(&zip, "subject.json"), "a real export");
+    assert!(!holds(&zip, "Secret Sam"), "the locked contacts are in the export");
+    assert!(!holds(&zip, "7946 0555"), "a locked contact's number is in the export");
+    let name = c
+        .request(json!({"op": "lookup", "number": "020 7946 0555"}))
+        .await
+        .unwrap();
+    assert_eq!(name["name"], Value::Null, "a lookup reads a locked contact");
+
+    c.request(json!({"op": "unlock_contacts", "password": "ann-contacts"}))
+        .await
+        .unwrap();
+    let open = c.request(json!({"op": "subject_export"})).await.unwrap();
+    assert_eq!(open["includes_local_contacts"], true);
+    assert!(holds(&unbase64(open["zip_base64"].as_str().unwrap()), "Secret Sam"));
+    let name = c
+        .request(json!({"op": "lookup", "number": "020 7946 0555"}))
+        .await
+        .unwrap();
+    assert_eq!(name["name"], "Secret Sam");
+}

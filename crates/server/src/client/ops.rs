@@ -472,8 +472,19 @@ impl Conn {
             Request::Calls => self.calls().await,
             Request::Call(op) => self.call_op(op).await,
             Request::Lookup { number } => {
-                let pid = self.user().await?.lock().await.profile;
-                Ok(json!({"number": number, "name": self.app.caller_id.lookup(pid, &number)}))
+                // Local contacts only once the contacts password is given:
+                // otherwise a lookup would read them out number by number.
+                let (pid, unlocked) = {
+                    let s = self.user().await?;
+                    let g = s.lock().await;
+                    (g.profile, g.contacts_unlocked)
+                };
+                let name = if unlocked {
+                    self.app.caller_id.lookup(pid, &number)
+                } else {
+                    self.app.caller_id.lookup_global(&number)
+                };
+                Ok(json!({"number": number, "name": name}))
             }
         }
     }

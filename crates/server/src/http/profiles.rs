@@ -510,7 +510,7 @@ pub async fn subject_export_response(
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let zip =
-        crate::subject::export(app, id, None)
+        crate::subject::export(app, id, None, true)
             .await
             .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
                 Ok(se) => ApiError::from(se),

@@ -118,9 +118,14 @@ impl Conn {
     /// when the user has unlocked it.
     pub(super) async fn subject_export(&self) -> Res {
         let s = self.user().await?;
-        let (pid, key, unlocked) = {
+        let (pid, key, unlocked, contacts) = {
             let g = s.lock().await;
-            (g.profile, g.key.clone(), g.call_memory_unlocked)
+            (
+                g.profile,
+                g.key.clone(),
+                g.call_memory_unlocked,
+                g.contacts_unlocked,
+            )
         };
         let call_memory = match (key, unlocked) {
             (Some(key), true) => {
@@ -138,7 +143,7 @@ impl Conn {
             _ => None,
         };
         let included = call_memory.is_some();
-        let zip = crate::subject::export(&self.app, pid, call_memory)
+        let zip = crate::subject::export(&self.app, pid, call_memory, contacts)
             .await
             .map_err(|e| ProtoError::from(crate::http::error::ApiError::Internal(e)))?;
         let r = self.record(
@@ -149,7 +154,8 @@ impl Conn {
             vec![],
         );
         self.app.store.append_audit(r).await?;
-        Ok(json!({"zip_base64": crate::subject::base64(&zip), "includes_call_memory": included}))
+        Ok(json!({"zip_base64": crate::subject::base64(&zip), "includes_call_memory": included,
+                   "includes_local_contacts": contacts}))
     }
 
     pub(super) async fn delete_call_memory(&self, id: i64) -> Res {
