@@ -36,16 +36,35 @@ pub fn verify_blocking(password: &Secret, hash: &PasswordHash) -> bool {
     }
 }
 
+/// At most this many argon2id computations run at once (19 MiB each):
+/// a burst of logins queues here instead of filling the blocking pool and
+/// the memory.
+const AT_ONCE: usize = 4;
+static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AT_ONCE);
+/// How long a login waits for its turn before it is told to come back.
+const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Too many password checks are running; retry shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 pub async fn hash(password: Secret) -> PasswordHash {
+    let _turn = TURNS.acquire().await.expect("the semaphore is never closed");
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .expect("hashing task does not panic")
 }
 
 /// Verifies `password` against `hash`, or against a dummy hash when there
-/// is no account, so that the answer takes as long either way.
-pub async fn verify(password: Secret, hash: Option<PasswordHash>) -> bool {
-    tokio::task::spawn_blocking(move || match hash {
+/// is no account, so that the answer takes as long either way. At most
+/// [`AT_ONCE`] run at once; a caller that waits longer than a few seconds
+/// for its turn gets [`Busy`].
+pub async fn verify(password: Secret, hash: Option<PasswordHash>) -> Result<bool, Busy> {
+    let _turn = tokio::time::timeout(WAIT_FOR_TURN, TURNS.acquire())
+        .await
+        .map_err(|_| Busy)?
+        .expect("the semaphore is never closed");
+    Ok(tokio::task::spawn_blocking(move || match hash {
         Some(h) => verify_blocking(&password, &h),
         None => {
             static DUMMY: OnceLock<PasswordHash> = OnceLock::new();
@@ -55,7 +74,7 @@ pub async fn verify(password: Secret, hash: Option<PasswordHash>) -> bool {
         }
     })
     .await
-    .expect("verify task does not panic")
+    .expect("verify task does not panic"))
 }
 
 /// `bytes` random bytes as lower-case hex.

@@ -1,8 +1,23 @@
-//! Brute-force protection for every login (admin API now, profile logins
-//! later): failures are counted per username and per client address within
-//! a window; past a limit, that username or address is locked out for a
-//! while. A lockout of one username never affects another; the per-address
-//! limit is set higher, since many users may share an address.
+//! Brute-force protection for every login: the admin API and portal, a
+//! profile's turret login, each profile's contacts and call-memory
+//! passwords, and the master password per profile (issue 14, points 3–4).
+//!
+//! What it guarantees:
+//! - **A slot before the check.** An attempt takes its slot under the lock
+//!   before the password is verified ([`Throttle::begin`]); failures plus
+//!   attempts in flight never exceed the limit, so a burst of parallel
+//!   guesses gets no more checks than a patient guesser.
+//! - **Guessing is locked, not the owner.** Failures lock the pair
+//!   (account, client address) after `max_failures_per_user`, and an
+//!   address after `max_failures_per_ip` within its realm (so an admin
+//!   brute force from a shared address does not lock traders out there).
+//!   Across addresses, an account being guessed slows down: after the
+//!   limit, attempts from addresses that never logged in to it are spaced
+//!   by a delay that doubles with each failure (up to the lockout time). An
+//!   address that logged in to the account successfully keeps its own
+//!   limit only, so a stranger cannot lock the owner out.
+//! - **Realms are apart**: admin usernames, profiles, each profile's
+//!   contacts and call-memory passwords, the master password per profile.
 //!
 //! State is in memory: a restart lifts every lockout.
 
@@ -13,11 +28,15 @@ use std::time::{Duration, Instant};
 
 use crate::config::AuthConfig;
 
-/// Which login a username belongs to (admins and profiles are apart).
+/// Which login a username belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Realm {
     Admin,
+    /// A profile's turret login, and its contacts and call-memory
+    /// passwords (keyed `contacts:<id>`, `cm:<id>`).
     Profile,
+    /// The master password, per profile (keyed by the profile id).
+    Master,
 }
 
 impl Realm {
@@ -25,49 +44,137 @@ impl Realm {
         match self {
             Realm::Admin => "admin",
             Realm::Profile => "profile",
+            Realm::Master => "master",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Realm> {
+        [Realm::Admin, Realm::Profile, Realm::Master]
+            .into_iter()
+            .find(|r| r.as_str() == s)
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Counter {
     failures: u32,
+    /// Attempts that hold a slot and are being checked now.
+    in_flight: u32,
     window_start: Instant,
     locked_until: Option<Instant>,
+    /// Attempts refused while locked (shown to administrators).
+    refused: u64,
 }
+
+impl Counter {
+    fn new(now: Instant) -> Counter {
+        Counter {
+            failures: 0,
+            in_flight: 0,
+            window_start: now,
+            locked_until: None,
+            refused: 0,
+        }
+    }
+
+    fn locked(&self, now: Instant) -> Option<Duration> {
+        self.locked_until
+            .and_then(|t| t.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    fn roll(&mut self, now: Instant, window: Duration) {
+        if self.locked(now).is_none() && now.duration_since(self.window_start) > window {
+            self.failures = 0;
+            self.window_start = now;
+            self.locked_until = None;
+        }
+    }
+
+    fn idle(&self, now: Instant, window: Duration) -> bool {
+        self.in_flight == 0
+            && self.locked(now).is_none()
+            && now.duration_since(self.window_start) > window
+    }
+}
+
+/// An account's state across addresses.
+#[derive(Clone, Debug)]
+struct Account {
+    failures: u32,
+    last_failure: Instant,
+    /// Attempts from unknown addresses being checked now.
+    in_flight: u32,
+    /// Addresses that logged in to the account (newest last, at most 8).
+    known: Vec<IpAddr>,
+}
+
+/// At most this many addresses are remembered per account.
+const KNOWN_PER_ACCOUNT: usize = 8;
 
 /// A refusal: retry after this long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Locked {
     pub retry_after: Duration,
-    /// `true` when the client address is locked, `false` for the username.
+    /// `true` when the client address is locked, `false` for the account
+    /// (from this address, or being guessed from many).
     pub by_address: bool,
+}
+
+/// A lockout that a failure has just started: audited once, with the
+/// failures that led to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutStarted {
+    pub by_address: bool,
+    pub failures: u32,
+    pub lasts: Duration,
 }
 
 /// A lockout in force, as listed to administrators.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lockout {
-    pub realm: Option<Realm>,
+    pub realm: Realm,
     pub username: Option<String>,
-    pub address: Option<IpAddr>,
+    pub address: IpAddr,
     pub remaining: Duration,
+    /// Attempts refused since it began.
+    pub refused: u64,
+}
+
+type Key = (Realm, String);
+
+#[derive(Default)]
+struct State {
+    pairs: HashMap<(Realm, String, IpAddr), Counter>,
+    addresses: HashMap<(Realm, IpAddr), Counter>,
+    accounts: HashMap<Key, Account>,
 }
 
 pub struct Throttle {
     policy: AuthConfig,
-    users: Mutex<HashMap<(Realm, String), Counter>>,
-    addresses: Mutex<HashMap<IpAddr, Counter>>,
+    state: Mutex<State>,
 }
 
-/// Above this many tracked keys, expired entries are swept.
+/// Above this many tracked keys, idle entries are swept.
 const SWEEP_ABOVE: usize = 10_000;
+
+/// A login attempt holding its slot. Say how it ended with
+/// [`Attempt::succeeded`] or [`Attempt::failed`]; dropped without either
+/// (an error while checking), it gives the slot back uncounted.
+pub struct Attempt<'a> {
+    t: &'a Throttle,
+    realm: Realm,
+    user: String,
+    addr: IpAddr,
+    known: bool,
+    done: bool,
+}
 
 impl Throttle {
     pub fn new(policy: AuthConfig) -> Self {
         Throttle {
             policy,
-            users: Mutex::new(HashMap::new()),
-            addresses: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -75,125 +182,245 @@ impl Throttle {
         Duration::from_secs(self.policy.failure_window_secs)
     }
 
-    /// Whether a login attempt may proceed.
-    pub fn check(&self, realm: Realm, username: &str, addr: IpAddr) -> Result<(), Locked> {
+    fn lockout(&self) -> Duration {
+        Duration::from_secs(self.policy.lockout_secs)
+    }
+
+    /// Takes a slot for one attempt at `realm`/`username` from `addr`, or
+    /// says how long to wait.
+    pub fn begin(&self, realm: Realm, username: &str, addr: IpAddr) -> Result<Attempt<'_>, Locked> {
         let now = Instant::now();
-        let remaining = |c: Option<&Counter>| {
-            c.and_then(|c| c.locked_until)
-                .and_then(|t| t.checked_duration_since(now))
-                .filter(|d| !d.is_zero())
-        };
-        if let Some(d) = remaining(lock(&self.addresses).get(&addr)) {
+        let window = self.window();
+        let (per_user, per_ip) = (
+            self.policy.max_failures_per_user.max(1),
+            self.policy.max_failures_per_ip.max(1),
+        );
+        let mut st = lock(&self.state);
+        sweep(&mut st, now, window);
+        let st = &mut *st;
+        let a = st
+            .addresses
+            .entry((realm, addr))
+            .or_insert_with(|| Counter::new(now));
+        a.roll(now, window);
+        if let Some(d) = a.locked(now) {
+            a.refused += 1;
             return Err(Locked {
                 retry_after: d,
                 by_address: true,
             });
         }
-        if let Some(d) = remaining(lock(&self.users).get(&(realm, username.to_string()))) {
+        if a.failures + a.in_flight >= per_ip {
+            return Err(Locked {
+                retry_after: Duration::from_secs(1),
+                by_address: true,
+            });
+        }
+        let p = st
+            .pairs
+            .entry((realm, username.to_string(), addr))
+            .or_insert_with(|| Counter::new(now));
+        p.roll(now, window);
+        if let Some(d) = p.locked(now) {
+            p.refused += 1;
             return Err(Locked {
                 retry_after: d,
                 by_address: false,
             });
         }
-        Ok(())
-    }
-
-    /// Counts a failed attempt; returns the lockout it started, if any.
-    pub fn failure(&self, realm: Realm, username: &str, addr: IpAddr) -> Option<Locked> {
-        let now = Instant::now();
-        let lockout = Duration::from_secs(self.policy.lockout_secs);
-        let bump = |c: &mut Counter, limit: u32| -> bool {
-            if now.duration_since(c.window_start) > self.window() {
-                *c = Counter {
+        if p.failures + p.in_flight >= per_user {
+            return Err(Locked {
+                retry_after: Duration::from_secs(1),
+                by_address: false,
+            });
+        }
+        let acc = st.accounts.get_mut(&(realm, username.to_string()));
+        let known = acc.as_ref().is_some_and(|acc| acc.known.contains(&addr));
+        if !known && let Some(acc) = acc {
+            if now.duration_since(acc.last_failure) > window {
+                acc.failures = 0;
+            }
+            // Guessed from many addresses: one attempt at a time from an
+            // unknown address, spaced by a doubling delay.
+            if acc.failures + acc.in_flight >= per_user {
+                let over = acc.failures.saturating_sub(per_user).min(20);
+                let delay = Duration::from_secs(1u64 << over).min(self.lockout());
+                let ready = acc.last_failure + delay;
+                if acc.in_flight > 0 || now < ready {
+                    let wait = ready.saturating_duration_since(now).max(Duration::from_secs(1));
+                    return Err(Locked {
+                        retry_after: wait,
+                        by_address: false,
+                    });
+                }
+            }
+        }
+        // The slot is taken.
+        st.addresses.get_mut(&(realm, addr)).expect("entered above").in_flight += 1;
+        st.pairs
+            .get_mut(&(realm, username.to_string(), addr))
+            .expect("entered above")
+            .in_flight += 1;
+        if !known {
+            st.accounts
+                .entry((realm, username.to_string()))
+                .or_insert_with(|| Account {
                     failures: 0,
-                    window_start: now,
-                    locked_until: None,
-                };
-            }
-            c.failures += 1;
-            if c.failures >= limit && c.locked_until.is_none_or(|t| t <= now) {
-                c.locked_until = Some(now + lockout);
-                c.failures = 0;
-                c.window_start = now;
-                return true;
-            }
-            false
-        };
-        let fresh = Counter {
-            failures: 0,
-            window_start: now,
-            locked_until: None,
-        };
-        let mut users = lock(&self.users);
-        sweep(&mut users, now, self.window());
-        let user_locked = bump(
-            users.entry((realm, username.to_string())).or_insert(fresh),
-            self.policy.max_failures_per_user,
-        );
-        drop(users);
-        let mut addrs = lock(&self.addresses);
-        sweep(&mut addrs, now, self.window());
-        let addr_locked = bump(
-            addrs.entry(addr).or_insert(fresh),
-            self.policy.max_failures_per_ip,
-        );
-        let retry_after = lockout;
-        if addr_locked {
-            Some(Locked {
-                retry_after,
-                by_address: true,
-            })
-        } else if user_locked {
-            Some(Locked {
-                retry_after,
-                by_address: false,
-            })
-        } else {
-            None
+                    last_failure: now,
+                    in_flight: 0,
+                    known: Vec::new(),
+                })
+                .in_flight += 1;
         }
+        Ok(Attempt {
+            t: self,
+            realm,
+            user: username.to_string(),
+            addr,
+            known,
+            done: false,
+        })
     }
 
-    /// A successful login clears the username's failures.
-    pub fn success(&self, realm: Realm, username: &str) {
-        lock(&self.users).remove(&(realm, username.to_string()));
+    fn release(&self, at: &Attempt<'_>, st: &mut State) {
+        if let Some(a) = st.addresses.get_mut(&(at.realm, at.addr)) {
+            a.in_flight = a.in_flight.saturating_sub(1);
+        }
+        if let Some(p) = st.pairs.get_mut(&(at.realm, at.user.clone(), at.addr)) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+        }
+        if !at.known
+            && let Some(acc) = st.accounts.get_mut(&(at.realm, at.user.clone()))
+        {
+            acc.in_flight = acc.in_flight.saturating_sub(1);
+        }
     }
 
     /// Lockouts in force now.
     pub fn lockouts(&self) -> Vec<Lockout> {
         let now = Instant::now();
-        let left = |c: &Counter| c.locked_until.and_then(|t| t.checked_duration_since(now));
-        let mut out: Vec<Lockout> = lock(&self.users)
+        let st = lock(&self.state);
+        let mut out: Vec<Lockout> = st
+            .pairs
             .iter()
-            .filter_map(|((realm, u), c)| {
-                left(c).map(|remaining| Lockout {
-                    realm: Some(*realm),
+            .filter_map(|((realm, u, addr), c)| {
+                c.locked(now).map(|remaining| Lockout {
+                    realm: *realm,
                     username: Some(u.clone()),
-                    address: None,
+                    address: *addr,
                     remaining,
+                    refused: c.refused,
                 })
             })
             .collect();
-        out.extend(lock(&self.addresses).iter().filter_map(|(a, c)| {
-            left(c).map(|remaining| Lockout {
-                realm: None,
+        out.extend(st.addresses.iter().filter_map(|((realm, a), c)| {
+            c.locked(now).map(|remaining| Lockout {
+                realm: *realm,
                 username: None,
-                address: Some(*a),
+                address: *a,
                 remaining,
+                refused: c.refused,
             })
         }));
         out
     }
 
-    /// Lifts a username's lockout; `true` if there was anything to lift.
+    /// Lifts every lockout and delay of a username; `true` if there was
+    /// anything to lift.
     pub fn clear_user(&self, realm: Realm, username: &str) -> bool {
-        lock(&self.users)
-            .remove(&(realm, username.to_string()))
-            .is_some()
+        let mut st = lock(&self.state);
+        let before = st.pairs.len() + st.accounts.len();
+        st.pairs
+            .retain(|(r, u, _), c| !(*r == realm && u == username) || c.in_flight > 0);
+        st.accounts
+            .retain(|(r, u), a| !(*r == realm && u == username) || a.in_flight > 0);
+        st.pairs.len() + st.accounts.len() < before
     }
 
-    /// Lifts an address's lockout.
+    /// Lifts the lockouts of an address (in every realm, and of every
+    /// account from it).
     pub fn clear_address(&self, addr: IpAddr) -> bool {
-        lock(&self.addresses).remove(&addr).is_some()
+        let mut st = lock(&self.state);
+        let before = st.pairs.len() + st.addresses.len();
+        st.pairs.retain(|(_, _, a), c| *a != addr || c.in_flight > 0);
+        st.addresses.retain(|(_, a), c| *a != addr || c.in_flight > 0);
+        st.pairs.len() + st.addresses.len() < before
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was right: the pair's failures are forgotten and the
+    /// address is remembered as one the account's owner uses.
+    pub fn succeeded(mut self) {
+        self.done = true;
+        let t = self.t;
+        let mut st = lock(&t.state);
+        t.release(&self, &mut st);
+        st.pairs.remove(&(self.realm, self.user.clone(), self.addr));
+        let now = Instant::now();
+        let acc = st
+            .accounts
+            .entry((self.realm, self.user.clone()))
+            .or_insert_with(|| Account {
+                failures: 0,
+                last_failure: now,
+                in_flight: 0,
+                known: Vec::new(),
+            });
+        acc.known.retain(|a| *a != self.addr);
+        acc.known.push(self.addr);
+        if acc.known.len() > KNOWN_PER_ACCOUNT {
+            acc.known.remove(0);
+        }
+    }
+
+    /// The password was wrong: counted; returns the lockout this failure
+    /// started, if any (audit it once).
+    pub fn failed(mut self) -> Option<LockoutStarted> {
+        self.done = true;
+        let t = self.t;
+        let now = Instant::now();
+        let lasts = t.lockout();
+        let mut st = lock(&t.state);
+        t.release(&self, &mut st);
+        let mut started = None;
+        let mut bump = |c: &mut Counter, limit: u32, by_address: bool| {
+            c.failures += 1;
+            if c.failures >= limit && c.locked(now).is_none() {
+                started = Some(LockoutStarted {
+                    by_address,
+                    failures: c.failures,
+                    lasts,
+                });
+                c.locked_until = Some(now + lasts);
+                c.failures = 0;
+                c.refused = 0;
+                c.window_start = now;
+            }
+        };
+        if let Some(p) = st.pairs.get_mut(&(self.realm, self.user.clone(), self.addr)) {
+            bump(p, t.policy.max_failures_per_user.max(1), false);
+        }
+        if let Some(a) = st.addresses.get_mut(&(self.realm, self.addr)) {
+            bump(a, t.policy.max_failures_per_ip.max(1), true);
+        }
+        if let Some(acc) = st.accounts.get_mut(&(self.realm, self.user.clone())) {
+            if now.duration_since(acc.last_failure) > t.window() {
+                acc.failures = 0;
+            }
+            acc.failures += 1;
+            acc.last_failure = now;
+        }
+        started
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = lock(&self.t.state);
+            self.t.release(self, &mut st);
+        }
     }
 }
 
@@ -201,10 +428,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn sweep<K>(map: &mut HashMap<K, Counter>, now: Instant, window: Duration) {
-    if map.len() > SWEEP_ABOVE {
-        map.retain(|_, c| {
-            c.locked_until.is_some_and(|t| t > now) || now.duration_since(c.window_start) <= window
+fn sweep(st: &mut State, now: Instant, window: Duration) {
+    if st.pairs.len() > SWEEP_ABOVE {
+        st.pairs.retain(|_, c| !c.idle(now, window));
+    }
+    if st.addresses.len() > SWEEP_ABOVE {
+        st.addresses.retain(|_, c| !c.idle(now, window));
+    }
+    if st.accounts.len() > SWEEP_ABOVE {
+        // Accounts with known addresses are real ones (a login succeeded),
+        // so they stay; those only ever guessed at go once idle.
+        st.accounts.retain(|_, a| {
+            a.in_flight > 0
+                || !a.known.is_empty()
+                || now.duration_since(a.last_failure) <= window
         });
     }
 }
@@ -221,35 +458,73 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_username_is_locked_after_its_limit_and_others_are_not() {
-        let t = throttle();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(t.failure(Realm::Admin, "ann", ip), None);
-        assert_eq!(t.failure(Realm::Admin, "ann", ip), None);
-        let l = t.failure(Realm::Admin, "ann", ip).unwrap();
-        assert!(!l.by_address);
-        assert!(t.check(Realm::Admin, "ann", ip).is_err());
-        assert!(t.check(Realm::Admin, "bob", ip).is_ok());
-        assert!(
-            t.check(Realm::Profile, "ann", ip).is_ok(),
-            "realms are apart"
-        );
-        assert!(t.clear_user(Realm::Admin, "ann"));
-        assert!(t.check(Realm::Admin, "ann", ip).is_ok());
+    fn fail(t: &Throttle, realm: Realm, u: &str, ip: IpAddr) -> Option<LockoutStarted> {
+        t.begin(realm, u, ip).expect("a slot").failed()
     }
 
     #[test]
-    fn an_address_is_locked_after_its_higher_limit() {
+    fn a_pair_is_locked_after_its_limit_and_others_are_not() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let owner: IpAddr = "10.0.0.9".parse().unwrap();
+        t.begin(Realm::Admin, "ann", owner).unwrap().succeeded();
+        assert_eq!(fail(&t, Realm::Admin, "ann", ip), None);
+        assert_eq!(fail(&t, Realm::Admin, "ann", ip), None);
+        let l = fail(&t, Realm::Admin, "ann", ip).unwrap();
+        assert!(!l.by_address);
+        assert_eq!(l.failures, 3);
+        assert!(t.begin(Realm::Admin, "ann", ip).is_err());
+        assert!(t.begin(Realm::Admin, "bob", ip).is_ok());
+        assert!(t.begin(Realm::Profile, "ann", ip).is_ok(), "realms are apart");
+        // The owner, from the address they logged in from, is not locked.
+        assert!(t.begin(Realm::Admin, "ann", owner).is_ok());
+        assert!(t.clear_user(Realm::Admin, "ann"));
+        assert!(t.begin(Realm::Admin, "ann", ip).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_take_slots_before_they_are_checked() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.3".parse().unwrap();
+        let slots: Vec<_> = (0..10).filter_map(|_| t.begin(Realm::Admin, "ann", ip).ok()).collect();
+        assert_eq!(slots.len(), 3, "no more attempts in flight than the limit");
+        for s in slots {
+            s.failed();
+        }
+        assert!(t.begin(Realm::Admin, "ann", ip).is_err());
+        // A slot given back uncounted (an error while checking).
+        let u: IpAddr = "10.0.0.4".parse().unwrap();
+        drop(t.begin(Realm::Admin, "zed", u).unwrap());
+        assert_eq!((0..5).filter(|_| t.begin(Realm::Admin, "zed", u).map(drop).is_ok()).count(), 5);
+    }
+
+    #[test]
+    fn an_address_is_locked_in_its_realm_after_its_higher_limit() {
         let t = throttle();
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
         for u in ["a", "b", "c", "d"] {
-            assert_eq!(t.failure(Realm::Admin, u, ip), None);
+            assert_eq!(fail(&t, Realm::Admin, u, ip), None);
         }
-        assert!(t.failure(Realm::Admin, "e", ip).unwrap().by_address);
-        assert!(t.check(Realm::Admin, "zed", ip).unwrap_err().by_address);
+        assert!(fail(&t, Realm::Admin, "e", ip).unwrap().by_address);
+        assert!(t.begin(Realm::Admin, "zed", ip).err().unwrap().by_address);
+        assert!(t.begin(Realm::Profile, "7", ip).is_ok(), "traders still log in there");
         assert_eq!(t.lockouts().len(), 1);
         assert!(t.clear_address(ip));
-        assert!(t.check(Realm::Admin, "zed", ip).is_ok());
+        assert!(t.begin(Realm::Admin, "zed", ip).is_ok());
+    }
+
+    #[test]
+    fn an_account_guessed_from_many_addresses_slows_down_for_strangers_only() {
+        let t = throttle();
+        let owner: IpAddr = "192.0.2.1".parse().unwrap();
+        t.begin(Realm::Profile, "7", owner).unwrap().succeeded();
+        for i in 0..3 {
+            let ip: IpAddr = format!("10.1.0.{i}").parse().unwrap();
+            fail(&t, Realm::Profile, "7", ip);
+        }
+        let stranger: IpAddr = "10.1.0.200".parse().unwrap();
+        let l = t.begin(Realm::Profile, "7", stranger).err().expect("delayed");
+        assert!(!l.by_address && l.retry_after >= Duration::from_millis(500));
+        assert!(t.begin(Realm::Profile, "7", owner).is_ok(), "the owner is never delayed");
     }
 }

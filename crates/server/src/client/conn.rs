@@ -51,6 +51,17 @@ pub async fn open_ws(
     path: &str,
     bearer: Option<&str>,
 ) -> anyhow::Result<WebSocketStream<TlsStream<TcpStream>>> {
+    open_ws_from(url, ca_pem, path, bearer, None).await
+}
+
+/// [`open_ws`] from the local address `local` (a host with several).
+pub async fn open_ws_from(
+    url: &str,
+    ca_pem: &[u8],
+    path: &str,
+    bearer: Option<&str>,
+    local: Option<std::net::IpAddr>,
+) -> anyhow::Result<WebSocketStream<TlsStream<TcpStream>>> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let (host, port) = host_port(url)?;
     let mut roots = rustls::RootCertStore::empty();
@@ -64,9 +75,23 @@ pub async fn open_ws(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("while connecting to {host}:{port}"))?;
+    let tcp = match local {
+        None => TcpStream::connect((host.as_str(), port)).await,
+        Some(ip) => {
+            let to = tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .next()
+                .with_context(|| format!("cannot resolve {host}"))?;
+            let sock = if to.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            sock.bind(std::net::SocketAddr::new(ip, 0))?;
+            sock.connect(to).await
+        }
+    }
+    .with_context(|| format!("while connecting to {host}:{port}"))?;
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from(host.clone()).context("bad server name")?;
     let tls = TlsConnector::from(Arc::new(config))
@@ -105,7 +130,16 @@ impl Connection {
     /// Connects to the System Manager at `url`, trusting the PEM
     /// certificate(s) in `ca_pem`, and says hello.
     pub async fn connect(url: &str, ca_pem: &[u8]) -> anyhow::Result<Connection> {
-        let ws = open_ws(url, ca_pem, "/client", None)
+        Self::connect_from(url, ca_pem, None).await
+    }
+
+    /// [`Connection::connect`] from the local address `local`.
+    pub async fn connect_from(
+        url: &str,
+        ca_pem: &[u8],
+        local: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Connection> {
+        let ws = open_ws_from(url, ca_pem, "/client", None, local)
             .await
             .context("while opening the client protocol")?;
         let mut c = Connection {

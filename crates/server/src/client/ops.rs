@@ -133,35 +133,58 @@ impl Conn {
         Ok(s.clone())
     }
 
-    async fn check_throttle(&self, key: &str) -> Result<(), ProtoError> {
-        self.app
-            .throttle
-            .check(Realm::Profile, key, self.ip)
-            .map_err(|l| ProtoError {
-                retry_after_secs: Some(l.retry_after.as_secs().max(1)),
-                ..err(
-                    "too_many_attempts",
-                    &format!(
-                        "too many wrong passwords; try again in {} seconds",
-                        l.retry_after.as_secs().max(1)
-                    ),
-                )
-            })
-    }
-
-    /// Verifies `password` against `hash` with throttling under `key`.
+    /// Verifies `password` against `hash`, throttled under `realm`/`key`:
+    /// the attempt takes its slot first; a failure that starts a lockout
+    /// is audited once, with its count.
     async fn verify(
         &self,
+        realm: Realm,
         key: &str,
         password: &str,
         hash: Option<PasswordHash>,
     ) -> Result<bool, ProtoError> {
-        self.check_throttle(key).await?;
-        let ok = passwords::verify(Secret::new(password), hash).await;
+        let attempt = self.app.throttle.begin(realm, key, self.ip).map_err(|l| {
+            let secs = l.retry_after.as_secs().max(1);
+            ProtoError {
+                retry_after_secs: Some(secs),
+                ..err(
+                    "too_many_attempts",
+                    &format!("too many wrong passwords; try again in {secs} seconds"),
+                )
+            }
+        })?;
+        let ok = passwords::verify(Secret::new(password), hash)
+            .await
+            .map_err(|_| ProtoError {
+                retry_after_secs: Some(1),
+                ..err(
+                    "busy",
+                    "the server is checking many passwords at once; try again in a second",
+                )
+            })?;
         if ok {
-            self.app.throttle.success(Realm::Profile, key);
-        } else {
-            self.app.throttle.failure(Realm::Profile, key, self.ip);
+            attempt.succeeded();
+        } else if let Some(l) = attempt.failed() {
+            let event = if l.by_address {
+                "client.address_locked"
+            } else {
+                "client.account_locked"
+            };
+            let mut r = self.record(
+                &format!("{}:{key}", realm.as_str()),
+                event,
+                "profile",
+                key.rsplit(':').next().map(str::to_string),
+                vec![],
+            );
+            // Counts, not values: how many failures, how long the lockout.
+            r.changes = vec![
+                format!("failures={}", l.failures),
+                format!("lockout_secs={}", l.lasts.as_secs()),
+            ];
+            r.success = false;
+            r.level = openturret_domain::audit::AuditLevel::Error;
+            self.app.store.append_audit(r).await?;
         }
         Ok(ok)
     }
@@ -261,7 +284,7 @@ impl Conn {
                 let secrets = self.app.store.profile_secrets(pid).await?;
                 if let Some(h) = secrets.contacts_password
                     && !self
-                        .verify(&format!("contacts:{pid}"), &password, Some(h))
+                        .verify(Realm::Profile, &format!("contacts:{pid}"), &password, Some(h))
                         .await?
                 {
                     self.app
@@ -512,6 +535,7 @@ impl Conn {
         };
         let ok = self
             .verify(
+                Realm::Profile,
                 &key,
                 &password,
                 secrets.as_ref().map(|s| s.password.clone()),
@@ -585,7 +609,10 @@ impl Conn {
             return Err(err("forbidden", "the master password is disabled"));
         };
         self.app.store.get_profile(pid).await?;
-        if !self.verify("master", &password, Some(hash)).await? {
+        if !self
+            .verify(Realm::Master, &pid.0.to_string(), &password, Some(hash))
+            .await?
+        {
             self.app
                 .store
                 .append_audit(self.failure(actor, "client.master_login_failed", profile_id))

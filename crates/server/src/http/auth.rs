@@ -83,21 +83,24 @@ pub async fn login(
         r.level = level;
         r
     };
-    if let Err(locked) = app.throttle.check(Realm::Admin, &username, ctx.client_ip) {
-        app.store
-            .append_audit(failed("auth.login_throttled", AuditLevel::Warning))
-            .await?;
-        return Err(too_many(locked.retry_after, locked.by_address));
-    }
+    // The attempt takes its slot before the password is checked, so
+    // parallel guesses get no more checks than the limit. Refusals while
+    // locked are counted, not audited one by one.
+    let attempt = app
+        .throttle
+        .begin(Realm::Admin, &username, ctx.client_ip)
+        .map_err(|l| too_many(l.retry_after, l.by_address))?;
     let creds = app.store.admin_credentials(&username).await?;
     let (admin, hash) = match creds {
         Some((a, h)) => (Some(a), Some(h)),
         None => (None, None),
     };
-    let ok = passwords::verify(Secret::new(body.password), hash).await;
+    let ok = passwords::verify(Secret::new(body.password), hash)
+        .await
+        .map_err(|_| busy())?;
     match admin {
         Some(admin) if ok && admin.enabled => {
-            app.throttle.success(Realm::Admin, &username);
+            attempt.succeeded();
             let out = new_session(&app, &admin).await?;
             let r = ctx.record(
                 &username,
@@ -110,22 +113,44 @@ pub async fn login(
             Ok(axum::Json(out))
         }
         _ => {
-            let lockout = app.throttle.failure(Realm::Admin, &username, ctx.client_ip);
+            let lockout = attempt.failed();
             app.store
                 .append_audit(failed("auth.login_failed", AuditLevel::Warning))
                 .await?;
             if let Some(l) = lockout {
-                let event = if l.by_address {
-                    "auth.address_locked"
-                } else {
-                    "auth.account_locked"
-                };
                 app.store
-                    .append_audit(failed(event, AuditLevel::Error))
+                    .append_audit(lockout_record(failed, l))
                     .await?;
             }
             Err(ApiError::Unauthorized("wrong username or password"))
         }
+    }
+}
+
+/// The one audit entry of a lockout: what was locked, after how many
+/// failures, for how long.
+pub(crate) fn lockout_record(
+    failed: impl Fn(&str, AuditLevel) -> openturret_domain::audit::AuditRecord,
+    l: crate::throttle::LockoutStarted,
+) -> openturret_domain::audit::AuditRecord {
+    let event = if l.by_address {
+        "auth.address_locked"
+    } else {
+        "auth.account_locked"
+    };
+    let mut r = failed(event, AuditLevel::Error);
+    r.changes = vec![
+        format!("failures={}", l.failures),
+        format!("lockout_secs={}", l.lasts.as_secs()),
+    ];
+    r
+}
+
+/// Too many password checks at once: come back in a second.
+fn busy() -> ApiError {
+    ApiError::TooMany {
+        retry_after: Duration::from_secs(1),
+        message: "the server is checking many passwords at once; try again in a second".into(),
     }
 }
 
@@ -164,17 +189,20 @@ pub async fn change_password(
     Json(body): Json<PasswordChangeIn>,
 ) -> ApiResult<axum::Json<TokenOut>> {
     let name = auth.admin.username.clone();
-    if let Err(l) = app.throttle.check(Realm::Admin, &name, auth.ctx.client_ip) {
-        return Err(too_many(l.retry_after, l.by_address));
-    }
+    let attempt = app
+        .throttle
+        .begin(Realm::Admin, &name, auth.ctx.client_ip)
+        .map_err(|l| too_many(l.retry_after, l.by_address))?;
     let (_, hash) = app
         .store
         .admin_credentials(&name)
         .await?
         .ok_or(ApiError::Unauthorized("account no longer exists"))?;
-    if !passwords::verify(Secret::new(body.current_password.clone()), Some(hash)).await {
-        app.throttle
-            .failure(Realm::Admin, &name, auth.ctx.client_ip);
+    if !passwords::verify(Secret::new(body.current_password.clone()), Some(hash))
+        .await
+        .map_err(|_| busy())?
+    {
+        attempt.failed();
         let mut r = auth.ctx.record(
             &name,
             "admin.password_change_failed",
@@ -187,6 +215,7 @@ pub async fn change_password(
         app.store.append_audit(r).await?;
         return Err(ApiError::invalid("current_password", "is wrong"));
     }
+    attempt.succeeded();
     validate::new_password("new_password", &body.new_password, ADMIN_PASSWORD_MIN)?;
     if body.new_password == body.current_password {
         return Err(ApiError::invalid(
@@ -212,23 +241,28 @@ pub async fn change_password(
 
 #[derive(Serialize)]
 pub struct LockoutOut {
-    realm: Option<&'static str>,
+    realm: &'static str,
+    /// The account locked from `address`; absent when the address itself
+    /// is locked (every account of the realm from it).
     username: Option<String>,
-    address: Option<String>,
+    address: String,
     retry_after_secs: u64,
+    /// Attempts refused since the lockout began.
+    refused: u64,
 }
 
-/// `GET /lockouts`: usernames and addresses locked out now.
+/// `GET /lockouts`: accounts (from an address) and addresses locked out now.
 pub async fn lockouts(State(app): State<App>, _auth: AdminAuth) -> axum::Json<Vec<LockoutOut>> {
     axum::Json(
         app.throttle
             .lockouts()
             .into_iter()
             .map(|l| LockoutOut {
-                realm: l.realm.map(Realm::as_str),
+                realm: l.realm.as_str(),
                 username: l.username,
-                address: l.address.map(|a| a.to_string()),
+                address: l.address.to_string(),
                 retry_after_secs: l.remaining.as_secs().max(1),
+                refused: l.refused,
             })
             .collect(),
     )
@@ -237,7 +271,7 @@ pub async fn lockouts(State(app): State<App>, _auth: AdminAuth) -> axum::Json<Ve
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClearIn {
-    /// `admin` (default) or `profile`.
+    /// `admin` (default), `profile` or `master`.
     pub realm: Option<String>,
     pub username: Option<String>,
     pub address: Option<String>,
@@ -255,9 +289,9 @@ pub async fn clear_lockout(
     Json(body): Json<ClearIn>,
 ) -> ApiResult<axum::Json<ClearOut>> {
     let realm = match body.realm.as_deref() {
-        None | Some("admin") => Realm::Admin,
-        Some("profile") => Realm::Profile,
-        Some(_) => return Err(ApiError::invalid("realm", "must be admin or profile")),
+        None => Realm::Admin,
+        Some(r) => Realm::parse(r)
+            .ok_or_else(|| ApiError::invalid("realm", "must be admin, profile or master"))?,
     };
     let cleared = match (&body.username, &body.address) {
         (Some(u), None) => app.throttle.clear_user(realm, u.trim()),

@@ -21,7 +21,12 @@ impl Conn {
             None => (secrets.password, false),
         };
         if !self
-            .verify(&format!("cm:{pid}"), &password, Some(hash))
+            .verify(
+                crate::throttle::Realm::Profile,
+                &format!("cm:{pid}"),
+                &password,
+                Some(hash),
+            )
             .await?
         {
             self.app
