@@ -53,7 +53,8 @@ pub struct AuditPii {
     pub actor: String,
     /// The client's IP address, empty when there is none (CLI).
     pub client_ip: String,
-    /// The client's computer name where known.
+    /// The computer name the client claims (`X-Client-Host`), where it
+    /// sent one: unverified, host-name characters only.
     pub client_host: String,
 }
 

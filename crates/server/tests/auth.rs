@@ -292,3 +292,41 @@ async fn admins_can_be_disabled_reset_and_never_all_locked_out() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// Issue 14, point 7: the computer name a client sends is recorded as a
+/// bounded claim, never as markup or bulk text.
+#[tokio::test]
+async fn the_client_host_header_is_recorded_as_a_bounded_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, admin) = fresh(dir.path()).await;
+    let long = "A".repeat(10_000);
+    let cases = [
+        ("DESK-12.floor3", "DESK-12.floor3"),
+        ("<script>alert(1)</script>", "invalid"),
+        ("desk 12, admin=root", "invalid"),
+        (long.as_str(), "invalid"),
+    ];
+    for (i, (sent, _)) in cases.iter().enumerate() {
+        let (s, _, v) = admin
+            .call_full(
+                Method::POST,
+                "/api/v1/global-contacts",
+                Some(json!({"name": format!("Host case {i}"), "number": format!("55500{i}")})),
+                &[("X-Client-Host", sent)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (_, audit) = admin
+        .get("/api/v1/audit?event_type=global_contact.created&limit=10")
+        .await;
+    let mut hosts: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["client_host"].as_str().unwrap().to_string())
+        .collect();
+    hosts.reverse();
+    let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
+    assert_eq!(hosts, expected);
+}

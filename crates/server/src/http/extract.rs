@@ -102,7 +102,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIds {
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub client_ip: IpAddr,
-    /// The client's computer name, when it sends `X-Client-Host`.
+    /// The computer name the client claims (`X-Client-Host`): unverified.
     pub client_host: String,
     pub server_host: String,
 }
@@ -135,13 +135,27 @@ impl Ctx {
     }
 }
 
+/// The computer name the client claims in `X-Client-Host`. Nothing
+/// proves it (any client can send any name), so it is recorded as a claim:
+/// host-name characters only (letters, digits, `-`, `.`, `_`), at most
+/// [`CLIENT_HOST_MAX`] of them; a header with anything else is recorded
+/// as `invalid`, so the log cannot be fed markup, spoofed separators or
+/// bulk text.
 fn client_host(headers: &HeaderMap) -> String {
-    headers
-        .get("x-client-host")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect())
-        .unwrap_or_default()
+    let Some(v) = headers.get("x-client-host") else {
+        return String::new();
+    };
+    let claim = v.to_str().unwrap_or_default().trim();
+    let fits = !claim.is_empty()
+        && claim.len() <= CLIENT_HOST_MAX
+        && claim
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if fits { claim.to_string() } else { "invalid".into() }
 }
+
+/// The longest computer name recorded (a DNS label is at most 63).
+pub const CLIENT_HOST_MAX: usize = 63;
 
 impl FromRequestParts<App> for Ctx {
     type Rejection = ApiError;

@@ -130,7 +130,7 @@ async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -
                         td { (r.object_type) @if let Some(id) = &r.object_id { " " (id) } }
                         td { (r.changes.join(", ")) }
                         td { (r.pii.actor) }
-                        td { (r.pii.client_ip) @if !r.pii.client_host.is_empty() { " (" (r.pii.client_host) ")" } }
+                        td { (r.pii.client_ip) @if !r.pii.client_host.is_empty() { " " small.hint title="sent by the client in X-Client-Host; not verified" { "(claims " (r.pii.client_host) ")" } } }
                     }
                 }
                 @if entries.is_empty() { tr { td colspan="8" .muted { "No entries match." } } }
