@@ -13,11 +13,13 @@
 //! - [`number`]: phone-number normalisation used for search and caller id.
 //! - [`model`]: administrators, profiles, contacts, keys, lines, settings,
 //!   consents, call memory, call data records.
+//! - [`cell`]: CSV cells safe from spreadsheet formula injection.
 //! - [`audit`]: audit entries and the hash chain that makes them
 //!   tamper-evident.
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cell;
 pub mod ids;
 pub mod model;
 pub mod number;

@@ -386,6 +386,7 @@ fn csv_field(buf: &mut String, v: &Value) {
         Value::String(s) => s.clone(),
         v => v.to_string(),
     };
+    let s = openturret_domain::cell::escape(&s);
     if s.contains([',', '"', '\n', '\r']) {
         buf.push('"');
         buf.push_str(&s.replace('"', "\"\""));
@@ -512,7 +513,7 @@ fn scrub_csv(text: &str, name: &str) -> std::io::Result<(String, usize)> {
     for rec in rows {
         let rec = rec.map_err(std::io::Error::other)?;
         let mut fields: Vec<&str> = rec.iter().collect();
-        if fields.get(col) == Some(&name) {
+        if fields.get(col) == Some(&&*openturret_domain::cell::escape(name)) {
             fields[col] = "";
             n += 1;
         }
@@ -550,6 +551,25 @@ mod tests {
             fields,
         );
         assert_eq!(b, "7,,\"Lee, \"\"Ann\"\"\",1500\n");
+    }
+
+    #[test]
+    fn csv_cells_that_spreadsheets_would_run_are_escaped() {
+        let mut b = String::new();
+        let fields = CdrFields::none()
+            .with(CdrField::CallingNumber)
+            .with(CdrField::ProfileName);
+        csv_line(
+            &mut b,
+            &json!({"id": 8, "line_id": 2, "calling_number": "+44 20 7946 0000",
+                    "profile_name": "=HYPERLINK(\"x\")"}),
+            fields,
+        );
+        assert_eq!(b, "8,2,\"'=HYPERLINK(\"\"x\"\")\",'+44 20 7946 0000\n");
+        // An erased profile's name is found in its escaped form.
+        let (out, n) = scrub_csv(&format!("id,line_id,profile_name,calling_number\n{b}"), "=HYPERLINK(\"x\")").unwrap();
+        assert_eq!(n, 1);
+        assert!(!out.contains("HYPERLINK"), "{out}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn csv_of(headers: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(headers);
     for r in rows {
-        let _ = w.write_record(r);
+        let _ = w.write_record(r.iter().map(|c| openturret_domain::cell::escape(c).into_owned()));
     }
     w.into_inner().unwrap_or_default()
 }

@@ -370,10 +370,19 @@ async fn a_100000_row_import_and_export_round_trip_exactly() {
         v.sort();
         v
     };
-    assert_eq!(
-        sorted(&std::fs::read_to_string(&exported).unwrap()),
-        sorted(&text),
-        "the export is the import, row for row"
+    // Numbers starting with + leave with a ' before them (a spreadsheet
+    // would take them for formulas); otherwise the export is the import,
+    // row for row.
+    let out_text = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(out_text.matches(",'+44").count(), 100_000);
+    let (a, b) = (sorted(&out_text.replace(",'+44", ",+44")), sorted(&text));
+    let first_diff = a.iter().zip(&b).position(|(x, y)| x != y);
+    assert!(
+        a.len() == b.len() && first_diff.is_none(),
+        "the export is the import, row for row: {} vs {} rows, first difference {:?}",
+        a.len(),
+        b.len(),
+        first_diff.map(|i| (&a[i], &b[i]))
     );
 
     // The API exports the same file.
@@ -385,7 +394,10 @@ async fn a_100000_row_import_and_export_round_trip_exactly() {
         .await
         .unwrap();
     assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
-    assert_eq!(sorted(&res.text().await.unwrap()), sorted(&text));
+    assert!(
+        sorted(&res.text().await.unwrap()) == sorted(&out_text),
+        "the API's export differs from the CLI's"
+    );
 
     // Importing it again: duplicates are refused, or update, as asked.
     let small = dir.path().join("small.csv");
@@ -537,7 +549,8 @@ async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_l
     assert_eq!(code, 0);
     assert_eq!(
         std::fs::read_to_string(d.join("lc-out.csv")).unwrap(),
-        "name,number,field3,field4\nAl,+44 20 1,desk,\nBea,+44 20 2,,\n"
+        "name,number,field3,field4\nAl,'+44 20 1,desk,\nBea,'+44 20 2,,\n",
+        "a leading + is escaped against spreadsheet formulas"
     );
     let res = api
         .client
@@ -737,4 +750,79 @@ async fn backups_sealed_to_the_backup_key_need_no_passphrase_to_make_and_only_it
         fingerprint.as_str(),
         "{audit}"
     );
+}
+
+/// Issue 14, point 11: cells a spreadsheet would run as formulas leave in
+/// every CSV with a `'` before them, and an exported file imports back
+/// exactly.
+#[tokio::test]
+async fn csv_exports_defuse_formulas_and_still_round_trip_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = fresh(dir.path()).await;
+    let d = dir.path();
+    let path = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let mut pids = Vec::new();
+    for name in ["Planter", "Receiver"] {
+        let (_, p) = api
+            .post("/api/v1/profiles", json!({"name": name, "password": "pw-123456"}))
+            .await;
+        pids.push(p["id"].as_i64().unwrap());
+    }
+    // A trader plants formulas in local contacts (as the turret allows).
+    let planted = [
+        ("=HYPERLINK(\"http://evil.example\",\"Click\")", "020 7946 0001", "@SUM(A1:A9)", "-2+3"),
+        ("'=already quoted", "+44 20 7946 0002", "@@handle", "''=two"),
+        ("Plain Name", "020 7946 0003", "+cmd|' /C calc'!A0", "=1+1"),
+    ];
+    for (name, number, f3, f4) in planted {
+        let (s, v) = api
+            .post(
+                &format!("/api/v1/profiles/{}/contacts", pids[0]),
+                json!({"name": name, "number": number, "field3": f3, "field4": f4}),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let (code, out, err) = turret(
+        d,
+        &["export", "local-contacts", "--profile", "Planter", "--output", &path("planted.csv")],
+        "",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let csv = std::fs::read_to_string(d.join("planted.csv")).unwrap();
+    // No cell of the file starts a formula.
+    let mut rd = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
+    for rec in rd.records() {
+        for cell in rec.unwrap().iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula cell left the system: {cell:?} in {csv}"
+            );
+        }
+    }
+    // Imported into another profile, the values are exactly the planted ones.
+    let (code, out, err) = turret(
+        d,
+        &["import", "local-contacts", &path("planted.csv"), "--profile", "Receiver"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, back) = api.get(&format!("/api/v1/profiles/{}/contacts", pids[1])).await;
+    let mut got: Vec<(String, String, String, String)> = back
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let f = |k: &str| c[k].as_str().unwrap().to_string();
+            (f("name"), f("number"), f("field3"), f("field4"))
+        })
+        .collect();
+    let mut want: Vec<(String, String, String, String)> = planted
+        .iter()
+        .map(|(a, b, c, e)| (a.to_string(), b.to_string(), c.to_string(), e.to_string()))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    server.stop();
 }

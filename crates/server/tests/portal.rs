@@ -651,7 +651,8 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
         .unwrap();
     assert_eq!(
         csv,
-        "name,number,field3,field4\nPaula Pound,+44 20 7946 0300,FX,\n"
+        "name,number,field3,field4\nPaula Pound,'+44 20 7946 0300,FX,\n",
+        "a leading + leaves escaped against spreadsheet formulas"
     );
 
     // "Edited in a spreadsheet": one changed field, one new row, one bad row.

@@ -294,7 +294,10 @@ fn write_rows(
             let mut w = csv::Writer::from_writer(Vec::new());
             w.write_record(headers)?;
             for r in rows {
-                w.write_record(r)?;
+                for c in r {
+                    w.write_field(openturret_domain::cell::escape(c).as_bytes())?;
+                }
+                w.write_record(None::<&[u8]>)?;
             }
             out.write_all(&w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
         }

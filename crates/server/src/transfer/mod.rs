@@ -196,6 +196,16 @@ impl<R: Read> Iterator for Rows<R> {
                     Ok(false) => None,
                     Ok(true) => {
                         let line = values.position().map(|p| p.line()).unwrap_or(0);
+                        // Cells we wrote with a `'` against formula
+                        // injection come back as they were.
+                        if values.iter().any(|c| c.starts_with('\'')) {
+                            let mut plain = csv::StringRecord::with_capacity(*size, names.len());
+                            for c in values.iter() {
+                                plain.push_field(openturret_domain::cell::unescape(c));
+                            }
+                            plain.set_position(values.position().cloned());
+                            values = plain;
+                        }
                         *size = values.as_slice().len().max(*size);
                         let names = names.clone();
                         Some(Ok((line, Fields { names, values })))
@@ -454,12 +464,15 @@ pub async fn export_global_contacts(
                 .has_headers(false)
                 .from_writer(&mut buf);
             for c in &page {
-                w.write_record([
+                for v in [
                     &c.fields.name,
                     &c.fields.number,
                     &c.fields.field3,
                     &c.fields.field4,
-                ])?;
+                ] {
+                    w.write_field(openturret_domain::cell::escape(v).as_bytes())?;
+                }
+                w.write_record(None::<&[u8]>)?;
             }
             w.flush()?;
         } else {
