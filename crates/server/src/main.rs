@@ -291,15 +291,16 @@ fn server_and_ca(
     server: Option<String>,
     ca: Option<PathBuf>,
 ) -> anyhow::Result<(String, Vec<u8>)> {
-    let url = server.unwrap_or_else(|| {
-        let l = config.listen;
-        let host = if l.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            l.ip().to_string()
-        };
-        format!("https://{host}:{}", l.port())
-    });
+    // The address the server in this data directory said it listens on
+    // (it writes it at start), else the configured one.
+    let url = server
+        .or_else(|| {
+            std::fs::read_to_string(config.data_dir.join(startup::URL_FILE))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| s.starts_with("https://"))
+        })
+        .unwrap_or_else(|| startup::client_url(config.listen));
     let ca = ca.unwrap_or_else(|| config.data_dir.join("tls/cert.pem"));
     let pem = std::fs::read(&ca)
         .with_context(|| format!("while reading the certificate {}", ca.display()))?;
@@ -324,6 +325,13 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("while binding {}", config.listen))?;
     let bound = listener.local_addr()?;
+    // For `turret client` and `turret cti` on this data directory.
+    if let Err(e) = std::fs::write(
+        config.data_dir.join(startup::URL_FILE),
+        format!("{}\n", startup::client_url(bound)),
+    ) {
+        tracing::warn!(error = %e, "cannot record the server's address in the data directory");
+    }
     println!("OpenTurret System Manager {}", env!("CARGO_PKG_VERSION"));
     println!("  portal:      {}", startup::portal_url(bound, &host));
     println!("  data:        {}", config.data_dir.display());

@@ -158,6 +158,23 @@ pub async fn bootstrap_admin(store: &dyn Store, host: &str) -> anyhow::Result<Op
 }
 
 /// The URL administrators open, for the listen address.
+/// The file in the data directory that holds the URL the running server
+/// answers on, for the command-line clients.
+pub const URL_FILE: &str = "turret.url";
+
+/// The URL a client on this host uses for a server listening on `listen`.
+pub fn client_url(listen: std::net::SocketAddr) -> String {
+    let ip = listen.ip();
+    let host = if ip.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    format!("https://{host}:{}", listen.port())
+}
+
 pub fn portal_url(listen: std::net::SocketAddr, host: &str) -> String {
     let ip = listen.ip();
     let h = if ip.is_unspecified() {

@@ -254,3 +254,61 @@ async fn a_config_file_and_environment_configure_the_server() {
         "the environment's lockout of 42 s applies: {retry}"
     );
 }
+
+/// Issue 14, point 18: `turret client` finds the server of its data
+/// directory wherever it listens (here a random port), and a reader that
+/// closes the pipe early ends it quietly, without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_client_finds_its_server_and_survives_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = common::fresh(dir.path()).await;
+    let (s, v) = api
+        .post("/api/v1/profiles", json!({"name": "Desk", "password": "desk-pw-1"}))
+        .await;
+    assert!(s.is_success(), "{v}");
+    // 900 keys with long names: a configuration far larger than a pipe's
+    // buffer, so the writer meets the closed pipe.
+    let mut csv = String::from("position,name,number\n");
+    for i in 1..=900 {
+        csv.push_str(&format!("{i},Key {i:03} {},2{i:03}\n", "x".repeat(80)));
+    }
+    let file = dir.path().join("keys.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (code, out, err) = common::turret(
+        dir.path(),
+        &["import", "dkm-keys", file.to_str().unwrap(), "--profile", "Desk"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let args = ["client", "--profile", "Desk", "--password-stdin", "config"];
+    let (code, out, err) = common::turret(dir.path(), &args, "desk-pw-1\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.len() > 100_000 && out.contains("Key 900"), "{}", out.len());
+    // `turret client ... config | head -c 10`: the pipe closes under it.
+    let data = dir.path().to_path_buf();
+    let (status, err) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut child = std::process::Command::new(common::BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("TURRET_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"desk-pw-1\n").unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut ten = [0u8; 10];
+        out.read_exact(&mut ten).unwrap();
+        drop(out);
+        let o = child.wait_with_output().unwrap();
+        (o.status, String::from_utf8_lossy(&o.stderr).into_owned())
+    })
+    .await
+    .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    server.stop();
+}

@@ -233,6 +233,14 @@ impl Connection {
     }
 }
 
+/// Writes one line to standard output; an error once the reader is gone.
+fn emit(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
 /// Runs one CLI client command and prints its JSON answer.
 pub async fn run_cli(
     url: &str,
@@ -244,7 +252,11 @@ pub async fn run_cli(
     arg: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut c = Connection::connect(url, ca_pem).await?;
-    let show = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    // Written, not printed: a reader that goes away (`| head`) ends the
+    // output quietly instead of a panic on the closed pipe.
+    let show = |v: &Value| {
+        let _ = emit(&serde_json::to_string_pretty(v).unwrap_or_default());
+    };
     let profiles = c.request(json!({"op": "profiles"})).await?;
     if command == "profiles" {
         show(&profiles);
@@ -311,7 +323,9 @@ pub async fn run_cli(
                 .push(deadline.saturating_duration_since(tokio::time::Instant::now()))
                 .await
             {
-                println!("{p}");
+                if emit(&p.to_string()).is_err() {
+                    break;
+                }
             }
         }
         "export-my-data" => {
