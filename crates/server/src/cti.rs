@@ -311,6 +311,13 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
                     code: 4401, reason: "the API key expired".into() }))).await;
                 break;
             }
+            _ = app.stopping.wait() => {
+                // Reconnect with ?since= once the server is back.
+                let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::RESTART,
+                    reason: "the server is restarting".into() }))).await;
+                break;
+            }
             m = socket.recv() => match m {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 _ => {}

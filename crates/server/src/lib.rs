@@ -82,6 +82,9 @@ pub struct AppInner {
     pub mlc: mlc::Mlc,
     /// Set when the server must restart itself (a staged restore).
     pub restart: Restart,
+    /// Set when the server has begun to stop: connections are closed with
+    /// "restarting" and no new call is accepted.
+    pub stopping: Stopping,
     /// Live events for external applications.
     pub cti: cti::Cti,
     /// Numbers as external applications may see them.
@@ -117,6 +120,31 @@ impl Restart {
     }
 }
 
+/// The server has begun to stop (SIGTERM, a restart).
+pub struct Stopping(tokio::sync::watch::Sender<bool>);
+
+impl Default for Stopping {
+    fn default() -> Self {
+        Stopping(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl Stopping {
+    pub fn begin(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the server has begun to stop.
+    pub async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
 /// Cheap-to-clone handle on [`AppInner`].
 #[derive(Clone)]
 pub struct App(pub Arc<AppInner>);
@@ -148,6 +176,7 @@ impl App {
             sessions: client::session::Sessions::default(),
             mlc: mlc::Mlc::new(),
             restart: Restart::default(),
+            stopping: Stopping::default(),
             cti: cti::Cti::default(),
             pseudo: pseudo::Pseudonymiser::new(&data_dir, plan.clone()),
             cdr,
@@ -194,11 +223,36 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = TlsListener::new(listener, tls)?;
-    let service = http::router(app).into_make_service_with_connect_info::<ClientAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let service = http::router(app.clone()).into_make_service_with_connect_info::<ClientAddr>();
+    let begin = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Turrets and CTI applications are told "restarting" and close;
+        // new calls are refused from now on.
+        begin.stopping.begin();
+        begin.mlc.stop_accepting();
+    };
+    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
+    // However a client behaves (an HTTP/2 stream left open, a half-sent
+    // request), the server stops within SHUTDOWN_GRACE of the signal.
+    let bound = async {
+        app.stopping.wait().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server.into_future() => r,
+        _ = bound => {
+            tracing::warn!(
+                "connections still open {} s after the shutdown began; closing them",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            Ok(())
+        }
+    }
 }
+
+/// The longest a stopping server waits for its connections to close.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// This machine's host name (empty if it cannot be read).
 pub fn host_name() -> String {

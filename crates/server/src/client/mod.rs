@@ -15,7 +15,7 @@ mod ops;
 pub mod proto;
 pub mod session;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use openturret_domain::ProfileId;
@@ -29,6 +29,9 @@ use crate::tls::ClientAddr;
 
 /// Largest message a client may send.
 const MAX_MESSAGE: usize = 64 * 1024;
+/// How often a connection is pinged, and how long a silent one lives.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `GET /client`: upgrades to the client protocol.
 pub async fn upgrade(
@@ -46,10 +49,35 @@ pub async fn upgrade(
 
 async fn run(app: App, mut socket: WebSocket, ip: std::net::IpAddr) {
     let mut pushes = app.hub.subscribe();
+    let stopping = app.clone();
     let mut conn = ops::Conn::new(app, ip);
+    // A ping every PING_EVERY; a client silent for IDLE_LIMIT (no
+    // message, no pong) is gone and its connection is closed.
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            msg = socket.recv() => match msg {
+            _ = stopping.stopping.wait() => {
+                let _ = socket.send(Message::Close(Some(CloseFrame {
+                    code: close_code::RESTART,
+                    reason: "the server is restarting".into(),
+                }))).await;
+                break;
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > IDLE_LIMIT {
+                    let _ = socket.send(Message::Close(Some(CloseFrame {
+                        code: close_code::POLICY,
+                        reason: "no answer to pings".into(),
+                    }))).await;
+                    break;
+                }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => match { heard = tokio::time::Instant::now(); msg } {
                 Some(Ok(Message::Text(text))) => {
                     let out = conn.handle(text.as_str()).await;
                     if socket.send(Message::Text(out.into())).await.is_err() {

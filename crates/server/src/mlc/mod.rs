@@ -133,6 +133,8 @@ pub struct Inner {
     /// When a refusal was last logged, and the count then (one log line
     /// per `REFUSAL_LOG_EVERY` at most, whatever the flood).
     refusal_log: Mutex<Option<(Instant, u64)>>,
+    /// The server is stopping: new calls get 503.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// At most one log line per this long about refused strangers.
@@ -312,6 +314,16 @@ impl Mlc {
     /// product and its version).
     pub(crate) fn trusted(&self, ip: IpAddr) -> bool {
         self.lines.lock().unwrap().values().any(|l| l.trusts(ip))
+    }
+
+    /// From now on, new incoming calls are refused (503): the server is
+    /// stopping and its calls are about to end.
+    pub fn stop_accepting(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Requests refused so far because their sender is no line's PBX.

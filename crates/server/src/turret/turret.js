@@ -50,6 +50,7 @@
     state.ws = ws;
     ws.onopen = async () => {
       state.retry = 500;
+      state.restarting = false;
       setLink("connected", "up");
       try {
         await request("hello", { version: 1 });
@@ -72,8 +73,10 @@
       state.pending.delete(m.re);
       if (m.error) p.reject(m.error); else p.resolve(m.ok);
     };
-    ws.onclose = () => {
-      setLink("reconnecting…", "down");
+    ws.onclose = (ev) => {
+      // 1012: the server said it is restarting; say so until it is back.
+      if (ev.code === 1012) state.restarting = true;
+      setLink(state.restarting ? "server restarting, reconnecting…" : "reconnecting…", "down");
       for (const p of state.pending.values()) p.reject({ code: "offline", message: "connection lost" });
       state.pending.clear();
       setTimeout(connect, state.retry);

@@ -167,6 +167,23 @@ impl Server {
         self.terminate();
     }
 
+    /// Sends SIGTERM and returns how long the process took to exit, or
+    /// `None` (and kills it) when it is still running after `limit`.
+    #[allow(dead_code)]
+    pub fn sigterm_exit_time(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
     fn terminate(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = Command::new("kill")

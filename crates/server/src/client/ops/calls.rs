@@ -55,6 +55,12 @@ impl Conn {
     pub(super) async fn call_op(&self, op: CallOp) -> Res {
         let (pid, lines) = self.telephony_profile().await?;
         let app = &self.app;
+        if app.stopping.is_stopping() && matches!(op, CallOp::Dial { .. } | CallOp::Answer { .. }) {
+            return Err(ProtoError::new(
+                "restarting",
+                "the server is restarting; try again in a moment",
+            ));
+        }
         match op {
             CallOp::Dial { line_id, number } => {
                 let id = telephony::dial(app, pid, line_id.map(LineId), &number).await?;

@@ -46,7 +46,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
             .header("Warning", "399 openturret \"too many calls ringing on the line\"");
         return mlc.answer_invite_finally(&m, peer, b).await;
     }
-    if mlc.calls.len() >= MAX_CALLS {
+    if mlc.calls.len() >= MAX_CALLS || mlc.is_closing() {
         return mlc
             .answer_invite_finally(
                 &m,
