@@ -155,6 +155,7 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                     .send(Some(pid), PushKind::SessionEnded("profile_deleted"));
             } else if r.changes.iter().any(|c| c == "password") {
                 app.sessions.end_profile(pid);
+                app.store.delete_client_sessions(pid).await?;
                 app.hub
                     .send(Some(pid), PushKind::SessionEnded("password_changed"));
             } else {

@@ -88,8 +88,9 @@ pub trait AdminStore {
     /// The enabled admin owning an unexpired session.
     async fn session_admin(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<Admin>>;
     async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
-    /// Ends every admin session (a restored database must not revive the
-    /// sessions it held when the backup was taken). Returns how many.
+    /// Ends every admin and turret session (a restored database must not
+    /// revive the sessions it held when the backup was taken). Returns how
+    /// many.
     async fn end_all_sessions(&self) -> Result<u64>;
 }
 
@@ -112,6 +113,22 @@ pub enum ProfileSort {
 
 #[async_trait]
 pub trait ProfileStore {
+    /// Keeps a new turret session under the SHA-256 of its resume token,
+    /// so that it survives a restart.
+    async fn save_client_session(&self, token_hash: [u8; 32], s: ClientSession) -> Result<()>;
+    /// Notes when a kept session was last seen and whether a connection is
+    /// attached; a session no longer kept (ended meanwhile) stays ended.
+    async fn touch_client_session(
+        &self,
+        token_hash: [u8; 32],
+        last_seen: Timestamp,
+        connected: bool,
+    ) -> Result<()>;
+    /// The stored turret session of a resume token.
+    async fn client_session(&self, token_hash: [u8; 32]) -> Result<Option<ClientSession>>;
+    async fn delete_client_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    /// Ends every stored turret session of a profile (its password changed).
+    async fn delete_client_sessions(&self, profile: ProfileId) -> Result<u64>;
     /// A page of profiles; `name_contains` filters case-insensitively.
     async fn list_profiles(
         &self,
@@ -419,6 +436,16 @@ pub trait CallStore {
     async fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Result<Vec<CdrId>>;
     /// CDRs as the filter says, oldest first.
     async fn list_cdrs(&self, filter: &CdrFilter) -> Result<Vec<Cdr>>;
+}
+
+/// A turret session as stored (issue 14, point 10): who, since when, and
+/// whether a connection was attached when it was last written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSession {
+    pub profile: ProfileId,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub connected: bool,
 }
 
 /// Which CDRs to read.

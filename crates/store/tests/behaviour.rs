@@ -742,3 +742,49 @@ async fn commits_are_checkpointed_in_the_background() {
     }
     assert_eq!(s.integrity_check().await.unwrap(), "ok");
 }
+
+#[tokio::test]
+async fn turret_sessions_are_kept_touched_ended_and_erased_with_their_profile() {
+    let (d, s) = sqlite().await;
+    let p = profile(&s, "Ann").await;
+    let q = profile(&s, "Bob").await;
+    let at = |ms| ClientSession {
+        profile: p.id,
+        started_at: Timestamp(ms),
+        last_seen: Timestamp(ms),
+        connected: true,
+    };
+    let now = Timestamp::now().0;
+    s.save_client_session([1; 32], at(now)).await.unwrap();
+    // A second save of the same token changes nothing.
+    s.save_client_session([1; 32], at(now + 5)).await.unwrap();
+    s.save_client_session([2; 32], ClientSession { profile: q.id, ..at(now) })
+        .await
+        .unwrap();
+    s.touch_client_session([1; 32], Timestamp(now + 9), false)
+        .await
+        .unwrap();
+    let s = reopen(&d).await;
+    assert_eq!(
+        s.client_session([1; 32]).await.unwrap(),
+        Some(ClientSession {
+            last_seen: Timestamp(now + 9),
+            connected: false,
+            ..at(now)
+        })
+    );
+    // Touching an ended session does not bring it back.
+    s.delete_client_session([1; 32]).await.unwrap();
+    s.touch_client_session([1; 32], Timestamp(now + 10), true)
+        .await
+        .unwrap();
+    assert_eq!(s.client_session([1; 32]).await.unwrap(), None);
+    // Sessions older than a session's longest life are swept.
+    s.save_client_session([3; 32], at(now - 13 * 3600 * 1000)).await.unwrap();
+    s.save_client_session([4; 32], at(now)).await.unwrap();
+    assert_eq!(s.client_session([3; 32]).await.unwrap(), None);
+    assert_eq!(s.delete_client_sessions(p.id).await.unwrap(), 1);
+    // A profile's erasure takes its sessions with it.
+    s.delete_profile(q.id, audit("profile.deleted")).await.unwrap();
+    assert_eq!(s.client_session([2; 32]).await.unwrap(), None);
+}

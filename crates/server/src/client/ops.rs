@@ -4,18 +4,18 @@
 //! refusal with its own error code.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openturret_domain::audit::{AuditLevel, AuditRecord};
 use openturret_domain::model::*;
 use openturret_domain::number::looks_like_number;
 use openturret_domain::secret::{PasswordHash, Secret};
-use openturret_domain::{GlobalContactId, LocalContactId, ProfileId, SpeedDialId};
+use openturret_domain::{GlobalContactId, LocalContactId, ProfileId, SpeedDialId, Timestamp};
 use openturret_store::{GlobalContactQuery, ProfileSort, StoreError};
 use serde_json::{Value, json};
 
 use super::proto::{Envelope, PROTOCOL_VERSION, ProtoError, Request, reply};
-use super::session::{Session, Shared};
+use super::session::{self, Session, Shared};
 use crate::http::extract::{Ctx, token_hash};
 use crate::hub::PushKind;
 use crate::throttle::Realm;
@@ -60,11 +60,83 @@ impl Conn {
 
     /// Marks the session as last seen now (the connection is closing).
     pub async fn detach(&mut self) {
-        if let Some((_, s)) = &self.session {
-            let mut g = s.lock().await;
-            g.last_seen = Instant::now();
-            g.connected = false;
+        if let Some((hash, s)) = &self.session {
+            let master = {
+                let mut g = s.lock().await;
+                g.last_seen = Instant::now();
+                g.connected = false;
+                g.master
+            };
+            if !master
+                && let Err(e) = self
+                    .app
+                    .store
+                    .touch_client_session(*hash, Timestamp::now(), false)
+                    .await
+            {
+                tracing::warn!(error = %e, "a turret session was not saved");
+            }
         }
+    }
+
+    /// Keeps a new turret session in the store, so a restart does not end
+    /// it (master-password sessions are never kept).
+    async fn persist_session(&self, hash: [u8; 32], profile: ProfileId) -> Result<(), ProtoError> {
+        let now = Timestamp::now();
+        self.app
+            .store
+            .save_client_session(
+                hash,
+                openturret_store::ClientSession {
+                    profile,
+                    started_at: now,
+                    last_seen: now,
+                    connected: true,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A session this process does not hold, from the store: one a
+    /// previous run of the server kept (a restart, a crash). Contacts and
+    /// call memory are locked again; their passwords are asked anew.
+    async fn restore_session(&self, hash: [u8; 32]) -> Result<Shared, ProtoError> {
+        let expired = || err("session_expired", "log in again");
+        let stored = self.app.store.client_session(hash).await?.ok_or_else(expired)?;
+        let now = Timestamp::now().0;
+        let age = Duration::from_millis((now - stored.started_at.0).max(0) as u64);
+        let idle = Duration::from_millis((now - stored.last_seen.0).max(0) as u64);
+        if age >= session::MAX_AGE || (!stored.connected && idle >= session::RESUME_WINDOW) {
+            self.app.store.delete_client_session(hash).await?;
+            return Err(expired());
+        }
+        let profile = match self.app.store.get_profile(stored.profile).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound(_)) => return Err(expired()),
+            Err(e) => return Err(e.into()),
+        };
+        let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let session = Session {
+            profile: profile.id,
+            master: false,
+            contacts_unlocked: !profile.has_contacts_password,
+            call_memory_unlocked: false,
+            key: None,
+            rewrap_profile_password: None,
+            started,
+            last_seen: Instant::now(),
+            connected: true,
+        };
+        let r = self.record(
+            &format!("profile:{}", profile.id),
+            "client.session_restored",
+            "profile",
+            Some(key_id(profile.id)),
+            vec![],
+        );
+        self.app.store.append_audit(r).await?;
+        Ok(self.app.sessions.insert(hash, session))
     }
 
     fn ctx(&self) -> Ctx {
@@ -232,22 +304,28 @@ impl Conn {
             } => self.master_login(profile_id, password).await,
             Request::Resume { token } => {
                 let hash = token_hash(&token);
-                let s = self
-                    .app
-                    .sessions
-                    .resume(&hash)
-                    .await
-                    .ok_or_else(|| err("session_expired", "log in again"))?;
-                let pid = {
+                let (s, restored) = match self.app.sessions.resume(&hash).await {
+                    Some(s) => (s, false),
+                    None => (self.restore_session(hash).await?, true),
+                };
+                let (pid, master) = {
                     let mut g = s.lock().await;
                     g.connected = true;
-                    g.profile
+                    (g.profile, g.master)
                 };
+                if !master {
+                    self.app
+                        .store
+                        .touch_client_session(hash, Timestamp::now(), true)
+                        .await?;
+                }
                 self.session = Some((hash, s));
                 let config: Value =
                     serde_json::from_str(&super::config_json(&self.app, pid).await?)
                         .unwrap_or_default();
-                Ok(json!({"profile_id": pid.0, "config": config}))
+                // After a restart the call-memory key is gone from memory:
+                // the turret asks for its password again.
+                Ok(json!({"profile_id": pid.0, "config": config, "restored": restored}))
             }
             Request::Logout => {
                 let (hash, s) = self
@@ -256,6 +334,7 @@ impl Conn {
                     .ok_or_else(|| err("not_logged_in", "not logged in"))?;
                 let pid = s.lock().await.profile;
                 self.app.sessions.remove(&hash);
+                self.app.store.delete_client_session(hash).await?;
                 self.app.cti.publish(
                     "phone",
                     None,
@@ -584,6 +663,7 @@ impl Conn {
             connected: true,
         };
         self.session = Some((hash, self.app.sessions.insert(hash, session)));
+        self.persist_session(hash, pid).await?;
         self.app.cti.publish(
             "phone",
             None,

@@ -58,6 +58,11 @@
           try {
             const r = await request("resume", { token: state.token });
             state.config = r.config;
+            if (r.restored) {
+              // The server restarted: the call-memory key left with it.
+              state.callMemory = null; state.callMemoryLocked = true; state.contacts = null;
+              state.restoredNote = true;
+            }
             renderDesk();
             return loadCalls();
           } catch (e) { forget(); }
@@ -417,6 +422,7 @@
     try {
       state.callMemory = await request("call_memory");
       state.callMemoryLocked = false;
+      state.restoredNote = false;
     } catch (e) {
       if (e.code === "call_memory_locked") { state.callMemoryLocked = true; state.callMemory = null; }
       else return showError(e);
@@ -428,7 +434,11 @@
     if (!body) return;
     if (!state.config.profile.collect_call_memory) return body.replaceChildren(h("p.muted", { text: "Call memory is not collected for this profile." }));
     if (state.callMemoryLocked && state.callMemory === null && body.dataset.tried) {
-      return body.replaceChildren(unlockForm("Call-memory password", "unlock_call_memory", loadCallMemory));
+      const form = unlockForm("Call-memory password", "unlock_call_memory", loadCallMemory);
+      return body.replaceChildren(...(state.restoredNote
+        ? [h("p.notice", { id: "restored-note", role: "status",
+            text: "The server restarted. You are still logged in; give the password again to open call memory." }), form]
+        : [form]));
     }
     if (!state.callMemory) { body.dataset.tried = "1"; body.replaceChildren(h("p.muted", { text: "Loading…" })); return void loadCallMemory(); }
     const canDelete = state.config.profile.allow_call_memory_deletion;

@@ -167,6 +167,13 @@ impl Server {
         self.terminate();
     }
 
+    /// Kills the process at once (SIGKILL), as a crash would.
+    #[allow(dead_code)]
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and returns how long the process took to exit, or
     /// `None` (and kills it) when it is still running after `limit`.
     #[allow(dead_code)]

@@ -207,7 +207,12 @@ impl AdminStore for SqliteStore {
 
     async fn end_all_sessions(&self) -> Result<u64> {
         let mut tx = self.begin().await?;
-        let n = sqlx::query("DELETE FROM admin_sessions")
+        let mut n = sqlx::query("DELETE FROM admin_sessions")
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM client_sessions")
             .execute(&mut *tx.tx)
             .await
             .map_err(db)?

@@ -9,7 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, db, one_row};
-use crate::{Page, ProfileSort, ProfileStore, Result, StoreError};
+use crate::{ClientSession, Page, ProfileSort, ProfileStore, Result, StoreError};
 
 fn profile(r: &SqliteRow) -> Profile {
     Profile {
@@ -139,8 +139,91 @@ const SELECT: &str = "SELECT id, name, contacts_password_hash IS NOT NULL AS has
     allow_call_memory_deletion, call_memory_password_protected, created_at, updated_at
     FROM profiles";
 
+/// Stored turret sessions older than this are swept (a session's longest
+/// life is 12 hours).
+const CLIENT_SESSION_MAX_MS: i64 = 12 * 3600 * 1000;
+
 #[async_trait]
 impl ProfileStore for SqliteStore {
+    async fn save_client_session(&self, token_hash: [u8; 32], s: ClientSession) -> Result<()> {
+        let mut tx = self.begin().await?;
+        // Sessions past the longest lifetime are swept as others are kept.
+        sqlx::query("DELETE FROM client_sessions WHERE started_at < ?")
+            .bind(s.started_at.0 - CLIENT_SESSION_MAX_MS)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO client_sessions (token_hash, profile_id, started_at, last_seen, connected)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(&token_hash[..])
+        .bind(s.profile.0)
+        .bind(s.started_at.0)
+        .bind(s.last_seen.0)
+        .bind(s.connected)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        self.commit(tx).await
+    }
+
+    async fn touch_client_session(
+        &self,
+        token_hash: [u8; 32],
+        last_seen: Timestamp,
+        connected: bool,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE client_sessions SET last_seen = ?, connected = ? WHERE token_hash = ?")
+            .bind(last_seen.0)
+            .bind(connected)
+            .bind(&token_hash[..])
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        self.commit(tx).await
+    }
+
+    async fn client_session(&self, token_hash: [u8; 32]) -> Result<Option<ClientSession>> {
+        let row = sqlx::query(
+            "SELECT profile_id, started_at, last_seen, connected FROM client_sessions
+             WHERE token_hash = ?",
+        )
+        .bind(&token_hash[..])
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|r| ClientSession {
+            profile: ProfileId(r.get("profile_id")),
+            started_at: Timestamp(r.get("started_at")),
+            last_seen: Timestamp(r.get("last_seen")),
+            connected: r.get("connected"),
+        }))
+    }
+
+    async fn delete_client_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM client_sessions WHERE token_hash = ?")
+            .bind(&token_hash[..])
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        self.commit(tx).await
+    }
+
+    async fn delete_client_sessions(&self, profile: ProfileId) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM client_sessions WHERE profile_id = ?")
+            .bind(profile.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        self.commit(tx).await?;
+        Ok(n)
+    }
+
     async fn list_profiles(
         &self,
         name_contains: Option<&str>,
