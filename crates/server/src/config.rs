@@ -23,6 +23,7 @@ pub struct Config {
     /// HTTPS address of the admin API, portal and client protocol.
     pub listen: SocketAddr,
     pub tls: TlsConfig,
+    pub http: HttpConfig,
     pub auth: AuthConfig,
     pub numbers: NumbersConfig,
     pub backup: BackupConfig,
@@ -30,6 +31,34 @@ pub struct Config {
     pub cdr: CdrConfig,
     pub components: ComponentsConfig,
     pub log: LogConfig,
+}
+
+/// Connections to the HTTPS listener (issue 14, point 8).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Connections open at once, in all (also kept below the process's
+    /// file-descriptor limit); more are closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: usize,
+    /// A request's headers must arrive within this many seconds of the
+    /// connection (or of the previous request).
+    pub header_timeout_secs: u64,
+    /// A connection with nothing sent either way for this many seconds is
+    /// closed (turrets are pinged every 20 s, so they never go idle).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 120,
+        }
+    }
 }
 
 /// The component listener, where `turret mlc` processes connect over
@@ -211,6 +240,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./turret-data"),
             listen: "127.0.0.1:8443".parse().expect("valid default address"),
             tls: TlsConfig::default(),
+            http: HttpConfig::default(),
             auth: AuthConfig::default(),
             numbers: NumbersConfig::default(),
             backup: BackupConfig::default(),
@@ -238,6 +268,17 @@ listen = "127.0.0.1:8443"
 # certificate is generated in <data_dir>/tls/ on first start.
 # cert = "/etc/turret/cert.pem"
 # key = "/etc/turret/key.pem"
+
+[http]
+# Connections at once, in all (kept below the file-descriptor limit, which
+# is raised to its hard limit at start) and from one client address; more
+# are closed at once.
+max_connections = 10000
+max_connections_per_address = 256
+# Seconds for a request's headers to arrive; seconds of silence both ways
+# after which a connection is closed (turrets are pinged, never idle).
+header_timeout_secs = 10
+idle_timeout_secs = 120
 
 [auth]
 # Lifetime of an admin API token, in seconds.

@@ -46,6 +46,7 @@ pub mod retention;
 pub mod startup;
 pub mod subject;
 pub mod telephony;
+pub mod net;
 pub mod throttle;
 pub mod tls;
 pub mod transfer;
@@ -61,7 +62,6 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::throttle::Throttle;
-use crate::tls::{ClientAddr, TlsListener};
 
 /// What every request handler shares.
 pub struct AppInner {
@@ -222,33 +222,7 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = TlsListener::new(listener, tls)?;
-    let service = http::router(app.clone()).into_make_service_with_connect_info::<ClientAddr>();
-    let begin = app.clone();
-    let shutdown = async move {
-        shutdown.await;
-        // Turrets and CTI applications are told "restarting" and close;
-        // new calls are refused from now on.
-        begin.stopping.begin();
-        begin.mlc.stop_accepting();
-    };
-    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
-    // However a client behaves (an HTTP/2 stream left open, a half-sent
-    // request), the server stops within SHUTDOWN_GRACE of the signal.
-    let bound = async {
-        app.stopping.wait().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        r = server.into_future() => r,
-        _ = bound => {
-            tracing::warn!(
-                "connections still open {} s after the shutdown began; closing them",
-                SHUTDOWN_GRACE.as_secs()
-            );
-            Ok(())
-        }
-    }
+    net::run(app, listener, tls, shutdown).await
 }
 
 /// The longest a stopping server waits for its connections to close.

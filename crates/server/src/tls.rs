@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
+use crate::net::{Conn, Limits};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -107,71 +106,70 @@ fn generate(dir: &Path, cert: &Path, key: &Path, host_name: &str) -> anyhow::Res
     Ok(())
 }
 
-/// A listener that yields TLS streams whose handshake has completed.
+/// A listener that yields TLS streams whose handshake has completed, each
+/// counted under the connection limits from accept on (so a flood of
+/// handshakes is bounded too) and closed when idle too long.
 pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    rx: mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)>,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        limits: Arc<Limits>,
+        idle: Duration,
+    ) -> std::io::Result<Self> {
         let acceptor = TlsAcceptor::from(config);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(10);
             loop {
-                let (sock, peer) = match tcp.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, retry.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+                let (sock, peer) = tokio::select! {
+                    r = tcp.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait
+                            // longer each time, never spin.
+                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            continue;
+                        }
+                    },
+                    _ = tx.closed() => break,
+                };
+                backoff = Duration::from_millis(10);
+                // Over a limit: closed at once (dropping the socket).
+                let Some(slot) = limits.admit(peer.ip()) else {
+                    continue;
                 };
                 let acceptor = acceptor.clone();
                 let sender = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
                         Ok(Ok(stream)) => {
-                            let _ = sender.send((stream, peer)).await;
+                            let _ = sender.send((Conn::new(stream, slot, idle), peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
-                if tx.is_closed() {
-                    break;
-                }
             }
         });
-        Ok(TlsListener { rx, local })
+        Ok(TlsListener { rx })
     }
-}
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection, its handshake done.
+    pub async fn next(&mut self) -> (Conn<TlsStream<TcpStream>>, SocketAddr) {
         match self.rx.recv().await {
             Some(x) => x,
             // The accept task only ends when this listener is dropped.
             None => std::future::pending().await,
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 /// The client's address, available to handlers as `ConnectInfo<ClientAddr>`.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}

@@ -193,9 +193,17 @@ pub async fn baseline_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("listening https://{}", listener.local_addr().unwrap());
     println!("cert {}", dir.path().join("tls/cert.pem").display());
-    let listener = openturret_server::tls::TlsListener::new(listener, tls).unwrap();
-    let service = app.into_make_service_with_connect_info::<openturret_server::tls::ClientAddr>();
-    axum::serve(listener, service).await.unwrap();
+    // The same connection handling as the System Manager's.
+    openturret_server::net::serve_router(
+        app.into(),
+        listener,
+        tls,
+        &Default::default(),
+        std::future::pending(),
+        || {},
+    )
+    .await
+    .unwrap();
 }
 
 /// `turret serve` in its own process on 127.0.0.1 (HTTPS and SIP on free

@@ -1,0 +1,135 @@
+//! Slow and idle clients (issue 14, point 8), against the real binary: a
+//! half-sent request and a silent connection are closed after their
+//! timeouts, and one address cannot take more than its share of
+//! connections while others are served.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("https://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+/// A TLS connection offering `alpn`.
+async fn tls(
+    to: SocketAddr,
+    cert_pem: &[u8],
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(to).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// How long until the server closes `s` (reads until end or error).
+async fn closed_after(
+    mut s: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_and_one_address_gets_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(
+        dir.path(),
+        &[
+            ("TURRET_HTTP__HEADER_TIMEOUT_SECS", "2"),
+            ("TURRET_HTTP__IDLE_TIMEOUT_SECS", "3"),
+            ("TURRET_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "20"),
+        ],
+    )
+    .await;
+    let to = addr(&server.url);
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+
+    // 1. Half a request's headers, then nothing: closed after the header
+    // timeout.
+    let mut half = tls(to, &cert, b"http/1.1").await;
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    half.flush().await.unwrap();
+    let took = closed_after(half, Duration::from_secs(15)).await;
+    let took = took.expect("a half-sent request was still open after 15 s");
+    assert!(took >= Duration::from_secs(1), "closed too early: {took:?}");
+
+    // 2. An HTTP/2 connection that never speaks: closed after the idle
+    // timeout.
+    let silent = tls(to, &cert, b"h2").await;
+    let took = closed_after(silent, Duration::from_secs(15)).await;
+    assert!(took.is_some(), "a silent connection was still open after 15 s");
+
+    // 3. One address opens 30 connections (and never handshakes): 20 are
+    // held, 10 are closed at once; another address is served meanwhile.
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..30 {
+        let s = connect_from("127.0.0.2", to).await;
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut n = 0;
+        let mut kept = Vec::new();
+        for mut s in held {
+            let mut b = [0u8; 16];
+            match s.read(&mut b) {
+                Ok(0) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => n += 1,
+                _ => kept.push(s),
+            }
+        }
+        (n, kept)
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed.0, 10, "connections over the per-address limit");
+    let api = server.client();
+    let (s, _) = api.get("/healthz").await;
+    assert!(s.is_success(), "another address is served: {s}");
+    drop(closed.1);
+    server.stop();
+}
+
+/// A TCP connection to `to` from the local address `from` (blocking).
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+    let s = sock.connect(to).await.unwrap().into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
