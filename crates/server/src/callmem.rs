@@ -108,6 +108,11 @@ struct Plain {
     direction: String,
     answered: bool,
     answered_by: Option<String>,
+    /// Added later: absent from older entries.
+    #[serde(default)]
+    duration_ms: Option<i64>,
+    #[serde(default)]
+    reason: String,
 }
 
 pub fn seal_entry(public: &[u8; 32], e: &CallMemoryEntry) -> Vec<u8> {
@@ -119,6 +124,8 @@ pub fn seal_entry(public: &[u8; 32], e: &CallMemoryEntry) -> Vec<u8> {
         direction: e.direction.as_str().into(),
         answered: e.answered,
         answered_by: e.answered_by.map(|l| l.as_str().to_string()),
+        duration_ms: e.duration_ms,
+        reason: e.reason.clone(),
     };
     seal(
         public,
@@ -136,6 +143,8 @@ pub fn open_entry(key: &OpenKey, sealed: &[u8]) -> Result<CallMemoryEntry, SealE
         direction: Direction::parse(&p.direction).ok_or(SealError::Malformed)?,
         answered: p.answered,
         answered_by: p.answered_by.as_deref().and_then(Locality::parse),
+        duration_ms: p.duration_ms,
+        reason: p.reason,
     })
 }
 
@@ -154,6 +163,10 @@ pub struct CallEvent {
     pub answered: bool,
     /// Outgoing: the profile that placed the call; only it gets an entry.
     pub placed_by: Option<ProfileId>,
+    /// How long the call was connected.
+    pub duration_ms: Option<i64>,
+    /// Why an unanswered call ended (the SIP answer, `no_answer`, ...).
+    pub reason: String,
 }
 
 /// Writes a call-memory entry for every profile showing the line that
@@ -190,6 +203,8 @@ pub async fn record_call(app: &App, event: &CallEvent) -> anyhow::Result<usize> 
                     Locality::Remote
                 }
             }),
+            duration_ms: event.duration_ms,
+            reason: event.reason.clone(),
         };
         app.store
             .push_call_memory(pid, event.at, seal_entry(&public, &entry))
@@ -249,6 +264,8 @@ mod tests {
             direction: Direction::Incoming,
             answered: true,
             answered_by: Some(Locality::Remote),
+            duration_ms: Some(61_500),
+            reason: String::new(),
         };
         let sealed = seal_entry(&key.public(), &e);
         assert_eq!(open_entry(&key, &sealed).unwrap(), e);

@@ -157,11 +157,14 @@ pub async fn export(
                     e.direction.as_str().into(),
                     e.number.clone(),
                     e.name.clone(),
-                    if e.answered {
-                        "answered".into()
-                    } else {
-                        "unanswered".into()
+                    match (e.answered, e.reason.is_empty()) {
+                        (true, _) => "answered".into(),
+                        (false, true) => "unanswered".into(),
+                        (false, false) => format!("unanswered: {}", e.reason),
                     },
+                    e.duration_ms
+                        .map(|d| (d / 1000).to_string())
+                        .unwrap_or_default(),
                     e.answered_by
                         .map(|l| l.as_str().to_string())
                         .unwrap_or_default(),
@@ -202,7 +205,7 @@ pub async fn export(
         "changed_fields",
         "actor",
     ];
-    const CM: [&str; 6] = ["at", "direction", "number", "name", "result", "answered_by"];
+    const CM: [&str; 7] = ["at", "direction", "number", "name", "result", "duration_s", "answered_by"];
     let generated = ts(Timestamp::now());
     let subject = json!({
         "profile": {

@@ -299,6 +299,8 @@ async fn calls(
             answered_by: answered_by.map(ProfileId),
             answered: answered_by.is_some(),
             placed_by: None,
+            duration_ms: None,
+            reason: String::new(),
         };
         record_call(&s.app, &ev).await.unwrap();
     }

@@ -37,6 +37,8 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             answered_by: None,
             answered: false,
             placed_by: None,
+            duration_ms: None,
+            reason: String::new(),
         };
         record_call(&s.app, &ev).await.unwrap();
         s.app
@@ -270,6 +272,8 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
         answered_by: None,
         answered: true,
         placed_by: Some(ProfileId(pid)),
+        duration_ms: None,
+        reason: String::new(),
     };
     record_call(&s.app, &ev).await.unwrap();
 

@@ -153,6 +153,8 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
             answered_by: Some(ProfileId(pid)),
             answered: true,
             placed_by: None,
+            duration_ms: None,
+            reason: String::new(),
         };
         record_call(&s.app, &ev).await.unwrap();
     }
@@ -181,11 +183,11 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
     b.click("#tab-body button[type=submit]").await;
     let table = b.wait_text("#call-memory", "Carl Client").await;
     assert!(
-        table.contains("+44 20 7000 0002") && table.contains("answered (local)"),
+        table.contains("+44 20 7000 0002") && table.contains("answered here"),
         "{table}"
     );
     b.screenshot("turret-call-memory").await;
-    b.click("#call-memory button").await;
+    b.click("#call-memory [aria-label='Delete entry']").await;
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     while s
         .app

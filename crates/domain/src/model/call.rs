@@ -105,6 +105,11 @@ pub struct CallMemoryEntry {
     pub answered: bool,
     /// For answered calls: here (local) or at another turret (remote).
     pub answered_by: Option<Locality>,
+    /// How long the call was connected, for answered calls.
+    pub duration_ms: Option<i64>,
+    /// Why a call that was not answered ended (`486 Busy Here`,
+    /// `no_answer`, `cancelled`); empty otherwise.
+    pub reason: String,
 }
 
 /// One of the CDR fields of SPEC §2, each of which the admin may switch off.

@@ -115,6 +115,7 @@ pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
         "state": state, "remote_number": c.remote_number, "remote_name": name,
         "here": here, "line_activity": activity, "speech_unit": if here { Some(&c.speech_unit) } else { None },
         "reason": if c.state == CallState::Ended { Some(&c.end_reason) } else { None },
+        "answered": c.connected_at.is_some(),
     })
 }
 
@@ -246,6 +247,15 @@ async fn record_memory(app: &App, v: &CallView) {
         placed_by: match v.direction {
             Direction::Outgoing => v.owner,
             Direction::Incoming => None,
+        },
+        duration_ms: v
+            .connected_at
+            .zip(v.ended_at)
+            .map(|(from, to)| (to.0 - from.0).max(0)),
+        reason: if answered {
+            String::new()
+        } else {
+            v.end_reason.clone()
         },
     };
     if let Err(e) = crate::callmem::record_call(app, &event).await {

@@ -99,10 +99,23 @@
   function onPush(m) {
     if (m.push === "call") {
       const c = m.call;
-      if (c.state === "ended" || c.state === "rejected_here") state.calls.delete(c.id); else state.calls.set(c.id, c);
+      const failed = c.state === "ended" && c.direction === "out" && c.here && !c.answered
+        && c.reason && !["local_hangup", "cancelled", "shutdown"].includes(c.reason);
+      if (failed) {
+        // Said beside the call until dismissed, or for 20 s.
+        state.calls.set(c.id, Object.assign(c, { state: "failed" }));
+        setTimeout(() => { if ((state.calls.get(c.id) || {}).state === "failed") { state.calls.delete(c.id); renderCalls(); } }, 20000);
+      } else if (c.state === "ended" || c.state === "rejected_here") state.calls.delete(c.id);
+      else state.calls.set(c.id, c);
       return renderCalls();
     }
-    if (m.push === "line_state") { state.lineStates.set(m.line_id, m); return renderCalls(); }
+    if (m.push === "line_state") {
+      state.lineStates.set(m.line_id, m);
+      // An error about lines stops being true once one is registered.
+      const de = document.getElementById("dial-error");
+      if (m.state === "registered" && de && /line/.test(de.textContent)) de.textContent = "";
+      return renderCalls();
+    }
     if (m.push === "config" && state.config) { state.config = m.config; renderDesk(); }
     else if (m.push === "contacts_changed" && state.contacts) loadContacts();
     else if (m.push === "call_memory_added" && state.callMemory) loadCallMemory();
@@ -254,14 +267,42 @@
     renderCalls();
   }
 
-  async function act(op, params) {
+  // An operation whose error shows beside the control that caused it
+  // (`where`: the id of that control's error element) until the next try.
+  async function act(op, params, where) {
     clearError();
-    try { return await request(op, params); } catch (e) { showError(e); }
+    if (where) { const w = document.getElementById(where); if (w) w.textContent = ""; }
+    try { return await request(op, params); } catch (e) { showError(e, where); }
   }
 
   function dial(number, lineId) {
-    if (!number) return showError({ message: "Enter a number to dial." });
-    return act("dial", { number, line_id: lineId || null });
+    if (!number) return showError({ message: "Enter a number to dial." }, "dial-error");
+    return act("dial", { number, line_id: lineId || null }, "dial-error");
+  }
+
+  // Why a call failed, in words, from the SIP answer or our own reason.
+  function explain(reason) {
+    const code = Number((/^(\d{3})\b/.exec(reason || "") || [])[1]);
+    const words = { 404: "number not found", 484: "number incomplete", 604: "number does not exist",
+      486: "busy", 600: "busy", 480: "not available", 408: "no answer", 403: "refused by the PBX",
+      487: "cancelled", 488: "call type not accepted", 606: "call type not accepted",
+      500: "PBX error", 503: "PBX unavailable" }[code];
+    const own = { no_answer: "no answer", cancelled: "cancelled", rejected: "rejected",
+      "authentication failed": "the PBX refused the line's password" }[reason];
+    if (words) return `${words} (${reason})`;
+    return own || reason || "failed";
+  }
+
+  // 24-hour times whatever the browser's locale prefers.
+  function fmtTime(at) {
+    return new Date(at).toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined) return "";
+    const s = Math.round(ms / 1000);
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
   }
 
   const activityText = { ringing: "ringing", busy_here: "busy here", busy_elsewhere: "busy at another turret", held: "held" };
@@ -269,10 +310,11 @@
   // A line key shows its registration and what happens on it now.
   function lineKeys(c) {
     return c.line_keys.map((k) => {
-      const call = [...state.calls.values()].find((x) => x.line_id === k.line_id);
+      const call = [...state.calls.values()].find((x) => x.line_id === k.line_id && x.state !== "failed");
       const reg = state.lineStates.get(k.line_id) || { state: k.state, reason: k.state_reason };
       const sub = call ? activityText[call.line_activity] || call.state
-        : reg.state === "registered" ? (k.alternate_text || "idle") : reg.state;
+        : reg.state === "registered" ? (k.alternate_text || "idle")
+        : reg.state === "failing" && reg.reason ? `failing: ${reg.reason}` : reg.state;
       return h("button.key" + (call ? " lit" : "") + (reg.state === "failing" ? " down" : ""), {
         type: "button", role: "listitem", "data-line": k.line_id, "data-activity": call ? call.line_activity : "idle",
         "data-registration": reg.state, title: reg.reason || "",
@@ -294,12 +336,15 @@
       onsubmit: (ev) => { ev.preventDefault(); dial(number.value.trim(), Number(line.value) || null); },
     }, h("div", {}, h("label", { for: "dial-number", text: "Dial" }), number),
       h("div", {}, h("label", { for: "dial-line", text: "Line" }), line),
-      h("button", { type: "submit", id: "dial" }, "Call"));
+      h("button", { type: "submit", id: "dial" }, "Call"),
+      h("p.error", { id: "dial-error", role: "alert" }));
   }
 
   function callButtons(c) {
-    const b = (label, op, extra) => h("button", { type: "button", "data-op": op, onclick: () => act(op, Object.assign({ call_id: c.id }, extra || {})) }, label);
-    if (c.state === "ringing") return [b("Answer", "answer"), h("button.ghost", { type: "button", "data-op": "reject", onclick: () => act("reject", { call_id: c.id }) }, "Reject")];
+    const where = `call-error-${c.id}`;
+    const b = (label, op, extra) => h("button", { type: "button", "data-op": op, onclick: () => act(op, Object.assign({ call_id: c.id }, extra || {}), where) }, label);
+    if (c.state === "failed") return [h("button.ghost", { type: "button", "data-op": "dismiss", onclick: () => { state.calls.delete(c.id); renderCalls(); } }, "Dismiss")];
+    if (c.state === "ringing") return [b("Answer", "answer"), h("button.ghost", { type: "button", "data-op": "reject", onclick: () => act("reject", { call_id: c.id }, where) }, "Reject")];
     if (!c.here) return [];
     const out = [];
     if (c.state === "connected") out.push(b("Hold", "hold"));
@@ -307,15 +352,15 @@
     if (c.state === "connected" || c.state === "held") {
       out.push(h("button.ghost", { type: "button", "data-op": "transfer", onclick: () => {
         const t = window.prompt("Transfer to number");
-        if (t) act("transfer", { call_id: c.id, target: t.trim() });
+        if (t) act("transfer", { call_id: c.id, target: t.trim() }, where);
       } }, "Transfer"));
     }
-    out.push(h("button.ghost", { type: "button", "data-op": "hangup", onclick: () => act("hangup", { call_id: c.id }) }, "Hang up"));
+    out.push(h("button.ghost", { type: "button", "data-op": "hangup", onclick: () => act("hangup", { call_id: c.id }, where) }, "Hang up"));
     return out;
   }
 
   const stateText = { ringing: "ringing", dialing: "dialling…", alerting: "ringing at the far end", connected: "connected",
-    held: "on hold", answered_elsewhere: "answered at another turret" };
+    held: "on hold", answered_elsewhere: "answered at another turret", failed: "failed:" };
 
   function renderCalls() {
     const c = state.config;
@@ -327,12 +372,14 @@
       h("span.dir", { text: x.direction === "in" ? "⬋" : "⬈", title: x.direction === "in" ? "incoming" : "outgoing" }),
       h("span.who", {}, h("strong", { text: x.remote_name || x.remote_number }), x.remote_name ? h("span.muted", { text: ` ${x.remote_number}` }) : null),
       h("span.muted", { text: ` on ${lineName(x.line_id)}: ${stateText[x.state] || x.state}` }),
-      h("span.controls", {}, callButtons(x))))) : h("p.muted", { text: "No calls." }));
+      x.state === "failed" ? h("strong.failure", { text: ` ${explain(x.reason)}` }) : null,
+      h("span.controls", {}, callButtons(x)),
+      h("span.error", { id: `call-error-${x.id}`, role: "alert" })))) : h("p.muted", { text: "No calls." }));
     const grid = document.querySelector("[aria-label='Line keys']");
     if (grid) grid.replaceChildren(...lineKeys(c));
     const units = document.getElementById("units");
     const monitor = document.getElementById("monitor");
-    const carried = (u) => calls.find((x) => x.here && x.speech_unit === u.id);
+    const carried = (u) => calls.find((x) => x.here && x.state !== "failed" && x.speech_unit === u.id);
     if (units) units.replaceChildren(...c.speech_units.map((u) => {
       const x = carried(u);
       return h("div.unit" + (x ? " busy" : ""), { "data-unit": u.id }, h("strong", { text: u.name }),
@@ -442,17 +489,27 @@
     }
     if (!state.callMemory) { body.dataset.tried = "1"; body.replaceChildren(h("p.muted", { text: "Loading…" })); return void loadCallMemory(); }
     const canDelete = state.config.profile.allow_call_memory_deletion;
-    const rows = state.callMemory.entries.map((e) => h("tr", {},
-      h("td", { text: new Date(e.at).toLocaleString() }),
+    const result = (e) => {
+      if (e.answered) return e.direction === "out" ? "answered"
+        : e.answered_by === "remote" ? "answered at another turret" : "answered here";
+      if (e.direction === "in") return e.reason === "rejected" ? "rejected" : "missed";
+      return e.reason ? `failed: ${explain(e.reason)}` : "not answered";
+    };
+    const rows = state.callMemory.entries.map((e) => h("tr", { "data-entry": e.id },
+      h("td", { text: fmtTime(e.at) }),
       h("td", { text: e.direction === "in" ? "in" : "out" }),
       h("td", { text: e.name || e.number }), h("td.muted", { text: e.name ? e.number : "" }),
-      h("td", { text: e.answered ? `answered (${e.answered_by})` : "unanswered" }),
-      h("td", {}, canDelete ? h("button.ghost", { type: "button", "aria-label": "Delete entry",
-        onclick: async () => { try { await request("delete_call_memory", { entry_id: e.id }); await loadCallMemory(); } catch (err) { showError(err); } } }, "Delete") : null)));
+      h("td", { text: result(e) }),
+      h("td", { text: fmtDuration(e.duration_ms) }),
+      h("td", {},
+        h("button", { type: "button", "data-op": "call-back", "aria-label": `Call back ${e.name || e.number}`,
+          onclick: () => dial(e.number) }, "Call back"),
+        canDelete ? h("button.ghost", { type: "button", "aria-label": "Delete entry",
+          onclick: async () => { try { await request("delete_call_memory", { entry_id: e.id }); await loadCallMemory(); } catch (err) { showError(err, "call-memory-error"); } } }, "Delete") : null)));
     body.replaceChildren(
-      h("table", { id: "call-memory" }, h("thead", {}, h("tr", {}, ["When", "Dir", "Who", "Number", "Result", ""].map((t) => h("th", { text: t })))),
-        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td.muted", { colspan: "6", text: "No calls remembered." })))),
-      errorLine());
+      h("table", { id: "call-memory" }, h("thead", {}, h("tr", {}, ["When", "Dir", "Who", "Number", "Result", "Duration", ""].map((t) => h("th", { text: t })))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td.muted", { colspan: "7", text: "No calls remembered." })))),
+      h("p.error", { id: "call-memory-error", role: "alert" }));
   }
 
   logoutBtn.addEventListener("click", async () => {

@@ -112,6 +112,7 @@ impl Conn {
                     "id": r.id.0, "number": e.number, "name": e.name, "at": ts(e.at),
                     "direction": e.direction.as_str(), "answered": e.answered,
                     "answered_by": e.answered_by.map(|l| l.as_str()),
+                    "duration_ms": e.duration_ms, "reason": e.reason,
                 })),
                 Err(_) => unreadable += 1,
             }
