@@ -93,7 +93,7 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
     );
     // An answered outgoing call, then the entries: result, duration,
     // 24-hour time, and a call-back that places the call again.
-    let mut far = Baresip::start("3000", pbx.port, true);
+    let far = Baresip::start("3000", pbx.port, true);
     b.fill("#dial-number", "3000").await;
     b.click("#dial").await;
     let (_, seen) = far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
