@@ -137,6 +137,7 @@ fn schemas() -> Value {
             ("registration_state", json!({"type": "string", "enum": ["registering", "registered", "failing", "unregistered", "unknown"],
                 "description": "as the Multi-Line Controller reports it; unknown when none runs in this server"})),
             ("registration_reason", json!({"type": "string", "nullable": true, "description": "why the line is failing"})),
+            ("registration_since", json!({"type": "string", "format": "date-time", "nullable": true, "description": "since when the line has been in this kind of state (reported since the server started)"})),
             ("served_by", json!({"type": "string", "nullable": true, "description": "the Multi-Line Controller serving the line: local (in this process) or a turret mlc's name"})),
             ("created_at", t()), ("updated_at", t())]),
         "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),

@@ -47,6 +47,22 @@ pub struct Telephony {
     /// Calls of MLCs whose link dropped, by id, as they were last known:
     /// recorded here as ended unless their MLC reports them again in time.
     orphans: Mutex<HashMap<u64, CallView>>,
+    /// When each line last changed the kind of its registration state, as
+    /// any MLC reported it.
+    since: Mutex<HashMap<LineId, (&'static str, openturret_domain::Timestamp)>>,
+}
+
+/// When line `id` entered its present kind of registration state, if an
+/// MLC of this run reported it.
+pub fn state_since(app: &App, id: LineId) -> Option<openturret_domain::Timestamp> {
+    let state = line_state(app, id);
+    app.telephony
+        .since
+        .lock()
+        .unwrap()
+        .get(&id)
+        .filter(|(name, _)| *name == state.name())
+        .map(|(_, at)| *at)
 }
 
 /// A number for a new `turret mlc` connection (1, 2, ...; 0 is the local
@@ -522,6 +538,13 @@ async fn send_job(app: &App, job: Job) {
 /// to the clients showing the line and, when the kind of state changes, an
 /// audit entry.
 pub async fn on_line_state(app: &App, id: LineId, previous: &LineState, state: &LineState) {
+    {
+        let mut since = app.telephony.since.lock().unwrap();
+        let kind = state.name();
+        if since.get(&id).is_none_or(|(k, _)| *k != kind) {
+            since.insert(id, (kind, openturret_domain::Timestamp::now()));
+        }
+    }
     let push = Arc::<str>::from(
         json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
             .to_string(),

@@ -207,6 +207,46 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
         lines[0]["has_password"], true,
         "saving without a password keeps the stored one"
     );
+
+    // Issue 14, point 17. A second line with the same SIP address and
+    // user is warned about.
+    b.goto("/lines/new").await;
+    b.fill("#line-name", "Line 1 again").await;
+    b.fill("#line-uri", "sip:1001@pbx.example.com").await;
+    b.fill("#line-username", "1001").await;
+    b.submit("form[action='/lines/new'] button[type=submit]")
+        .await;
+    let flash = b.text(".flash").await;
+    assert!(
+        flash.contains("Warning") && flash.contains("“Line 1”") && flash.contains("same SIP address"),
+        "{flash}"
+    );
+    // The Lines page keeps itself live and says since when each state holds.
+    assert!(b.source().await.contains("http-equiv=\"refresh\""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        b.goto("/lines").await;
+        if b.source().await.contains("line-since") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no time beside the states");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let id = lines[0]["id"].as_i64().unwrap();
+    b.goto(&format!("/lines/{id}")).await;
+    assert!(b.text(".line-state").await.contains("since"), "the edit page shows the state");
+    // Deleting asks first, naming what goes; a bare POST deletes nothing.
+    b.click("a.button.danger").await;
+    assert_eq!(b.path().await, format!("/lines/{id}/delete"));
+    let ask = b.text("section.card").await;
+    assert!(ask.contains("Delete the line") && ask.contains("1 profile"), "{ask}");
+    let (s, _) = api.get(&format!("/api/v1/lines/{id}")).await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+    b.submit("form[action$='/delete'] button[type=submit]").await;
+    assert_eq!(b.path().await, "/lines");
+    assert!(b.text(".flash").await.contains("Line deleted"));
+    let (s, _) = api.get(&format!("/api/v1/lines/{id}")).await;
+    assert_eq!(s, reqwest::StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

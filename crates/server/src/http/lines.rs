@@ -31,6 +31,9 @@ pub struct LineOut {
     /// failing (with `registration_reason`) or unregistered.
     registration_state: &'static str,
     registration_reason: Option<String>,
+    /// Since when the line has been in that kind of state (as reported
+    /// since this server started).
+    registration_since: Option<String>,
     /// The Multi-Line Controller serving the line (`local`: the one in
     /// this process; else a `turret mlc`'s name); null when none runs.
     served_by: Option<String>,
@@ -39,6 +42,11 @@ pub struct LineOut {
 }
 
 impl LineOut {
+    /// The line's id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
     pub fn new(app: &App, l: Line) -> Self {
         let (state, owner) = crate::telephony::state_and_owner(app, l.id);
         let served_by = owner.map(|m| m.name().to_string());
@@ -56,6 +64,7 @@ impl LineOut {
             has_password: l.has_password,
             registration_state: state.name(),
             registration_reason: state.reason().map(str::to_string),
+            registration_since: crate::telephony::state_since(app, l.id).map(ts),
             created_at: ts(l.created_at),
             updated_at: ts(l.updated_at),
         }

@@ -36,7 +36,7 @@ pub fn routes() -> Router<App> {
         .route("/lines", get(lines))
         .route("/lines/new", get(new_line).post(create_line))
         .route("/lines/{id}", get(edit_line).post(update_line))
-        .route("/lines/{id}/delete", post(delete_line))
+        .route("/lines/{id}/delete", get(delete_line_page).post(delete_line))
 }
 
 #[derive(Deserialize)]
@@ -279,6 +279,9 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                                 name => span.badge { (name) },
                             }
                             @if let Some(r) = st.reason() { " " span.muted.line-reason { (r) } }
+                            @if let Some(at) = crate::telephony::state_since(&app, l.id) {
+                                br; small.muted.line-since { "since " (crate::http::ts(at)) }
+                            }
                         }
                         td.served-by {
                             @match owner {
@@ -291,10 +294,68 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                 @if lines.is_empty() { tr { td colspan="7" .muted { "No lines yet." } } }
             }
         }
-        p.muted { "Registration states are those the Multi-Line Controllers report now; reload to refresh. "
+        p.muted { "Registration states are those the Multi-Line Controllers report, with the time each began; this page refreshes itself every 10 seconds. "
             "Each line is served by one Multi-Line Controller: this server's own, or a connected turret mlc." }
     };
+    let content = html! {
+        // No script in the portal: the page reloads itself to stay live.
+        meta http-equiv="refresh" content="10";
+        (content)
+    };
     page(&app, &p, "/lines", "Lines", content)
+}
+
+/// Other lines with the same SIP address and username as `id`: the PBX
+/// would see them as one registration, so the portal warns.
+async fn same_address(app: &App, id: Option<LineId>, uri: &str, username: &str) -> Vec<String> {
+    app.store
+        .list_lines()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| Some(l.id) != id && l.fields.uri.eq_ignore_ascii_case(uri.trim()) && l.fields.username == username.trim())
+        .map(|l| l.fields.name)
+        .collect()
+}
+
+fn saved_message(done: &str, twins: &[String]) -> String {
+    match twins {
+        [] => done.to_string(),
+        names => format!(
+            "{done} Warning: {} {} the same SIP address and username; the PBX will see them as one registration and only one will work.",
+            names.iter().map(|n| format!("“{n}”")).collect::<Vec<_>>().join(", "),
+            if names.len() == 1 { "has" } else { "have" }
+        ),
+    }
+}
+
+/// `GET /lines/{id}/delete`: what deleting the line takes away, and the
+/// button that does it.
+async fn delete_line_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    let line = match app.store.get_line(LineId(id)).await {
+        Ok(l) => l,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let keys = app.store.profiles_with_line(line.id).await.unwrap_or_default().len();
+    let calls = crate::telephony::ongoing(&app).iter().filter(|c| c.line == line.id).count();
+    let content = html! {
+        section.card {
+            p.warning { "Delete the line " strong { (line.fields.name) } " (" (line.fields.uri) ")?" }
+            ul {
+                li { "Its key goes from " (keys) " profile" (if keys == 1 { "" } else { "s" }) "." }
+                li { "Its registration at the PBX is removed; calls to it are no longer taken." }
+                @if calls > 0 { li.warning { (calls) " call" (if calls == 1 { " is" } else { "s are" }) " in progress on it now." } }
+                li { "Call memory and call data records of its past calls stay." }
+            }
+            form method="post" action=(format!("/lines/{id}/delete")) {
+                (layout::csrf(&p))
+                input type="hidden" name="confirm" value="yes";
+                button.danger type="submit" { "Delete the line" } " "
+                a href=(format!("/lines/{id}")) { "Cancel" }
+            }
+        }
+    };
+    page(&app, &p, "/lines", "Delete line", content)
 }
 
 #[derive(Deserialize)]
@@ -376,9 +437,20 @@ fn line_page(
             }
         }
         @if has_password.is_some() {
+            @if let Some(id) = action.strip_prefix("/lines/").and_then(|i| i.parse::<i64>().ok()) {
+                @let (st, _) = crate::telephony::state_and_owner(app, LineId(id));
+                section.card {
+                    h2 { "Registration" }
+                    p.line-state {
+                        (st.name())
+                        @if let Some(r) = st.reason() { ": " (r) }
+                        @if let Some(at) = crate::telephony::state_since(app, LineId(id)) { ", since " (crate::http::ts(at)) }
+                    }
+                }
+            }
             section.card {
                 h2 { "Delete" }
-                (button_form(p, &format!("{action}/delete"), "Delete line", "danger"))
+                a.button.danger href=(format!("{action}/delete")) { "Delete line…" }
             }
         }
     };
@@ -413,7 +485,12 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
         peers: f.peers.clone(),
     };
     let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
-    done(&app, &p, r, "/lines", "Line created.", |err| {
+    let created = r.as_ref().ok().map(|(_, l)| l.0.id());
+    let twins = match created {
+        Some(id) => same_address(&app, Some(LineId(id)), &f.uri, &f.username).await,
+        None => Vec::new(),
+    };
+    done(&app, &p, r, "/lines", &saved_message("Line created.", &twins), |err| {
         line_page(
             &app,
             &p,
@@ -478,7 +555,12 @@ async fn update_line(
         .await
         .map(|l| l.has_password)
         .unwrap_or(false);
-    done(&app, &p, r, "/lines", "Line saved.", |err| {
+    let twins = if r.is_ok() {
+        same_address(&app, Some(LineId(id)), &f.uri, &f.username).await
+    } else {
+        Vec::new()
+    };
+    done(&app, &p, r, "/lines", &saved_message("Line saved.", &twins), |err| {
         line_page(
             &app,
             &p,
@@ -491,11 +573,21 @@ async fn update_line(
     })
 }
 
+#[derive(Deserialize)]
+pub struct DeleteConfirm {
+    #[serde(default)]
+    confirm: String,
+}
+
 async fn delete_line(
     State(app): State<App>,
     PathId(id): PathId,
-    PortalForm(p, _): PortalForm<super::auth::Empty>,
+    PortalForm(p, f): PortalForm<DeleteConfirm>,
 ) -> Response {
+    if f.confirm != "yes" {
+        // Only from the confirmation page.
+        return Redirect::to(&format!("/lines/{id}/delete")).into_response();
+    }
     let r = api_lines::delete(State(app.clone()), p.auth.clone(), PathId(id)).await;
     done(&app, &p, r, "/lines", "Line deleted.", |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
