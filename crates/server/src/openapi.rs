@@ -1,6 +1,9 @@
 //! The OpenAPI 3 document served at `/api/openapi.json`, written beside the
-//! router. The test `every_documented_operation_is_routed` checks that each
-//! operation here reaches a handler.
+//! router. Drift is caught both ways: the router records every operation it
+//! routes (`http::operations`) and `tests::the_document_and_the_router_name_the_same_operations`
+//! compares them with this document; `tests/api.rs`
+//! `every_operation_answers_as_the_document_says` calls every operation and
+//! holds each answer's status and body to what is documented here.
 
 use serde_json::{Map, Value, json};
 
@@ -39,6 +42,20 @@ fn secret(what: &str) -> Value {
     json!({"type": "string", "format": "password", "writeOnly": true, "description": what})
 }
 
+fn pseudonymisation() -> Value {
+    json!({"type": "string", "enum": ["off", "keyed_hash", "truncate"],
+        "description": "how numbers are shown to external applications"})
+}
+
+fn cdr_field() -> Value {
+    json!({"type": "string", "enum": ["profile_name", "attendant_group", "called_number", "calling_number",
+        "duration_ms", "call_type", "direction", "started_at", "ended_at"]})
+}
+
+fn cdr_files() -> Value {
+    json!({"type": "string", "enum": ["off", "csv", "jsonl", "both"]})
+}
+
 fn answer_mode() -> Value {
     json!({"type": "string", "enum": ["manual", "automatic"], "default": "manual",
         "description": "automatic: calls are answered at once on a speaker (intercom)"})
@@ -66,6 +83,9 @@ fn schemas() -> Value {
         ],
     );
     json!({
+        "ExtError": obj(&["error"], &[("error", obj(&["code", "message"], &[("code", i()), ("message", s())]))]),
+        "ExtLine": obj(&["line_id", "name", "display_name", "state"], &[("line_id", i()), ("name", s()),
+            ("display_name", s()), ("state", s()), ("reason", nullable_s())]),
         "Error": obj(&["error", "message"], &[
             ("error", json!({"type": "string", "description": "unauthorized, password_change_required, not_found, invalid, duplicate, invalid_body, too_many_attempts, internal"})),
             ("message", s()),
@@ -114,9 +134,14 @@ fn schemas() -> Value {
             ("call_memory_password", json!({"type": "string", "format": "password", "writeOnly": true, "nullable": true, "description": "null removes it"})),
             ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
             ("call_memory_password_protected", b())]),
-        "Erasure": obj(&["local_contacts", "speed_dials", "call_memory_entries", "line_assignments", "consents", "credentials"], &[
+        "Erasure": obj(&["local_contacts", "speed_dials", "call_memory_entries", "line_assignments", "consents", "cdrs_named", "credentials"], &[
             ("local_contacts", i()), ("speed_dials", i()), ("call_memory_entries", i()),
-            ("line_assignments", i()), ("consents", i()), ("credentials", s())]),
+            ("line_assignments", i()), ("consents", i()),
+            ("cdrs_named", json!({"type": "integer", "format": "int64", "description": "call data records that keep the call but lose the profile's name"})),
+            ("credentials", s())]),
+        "ImportRefused": obj(&["error", "message", "rows", "more"], &[("error", s()), ("message", s()),
+            ("rows", array(obj(&["line", "column", "reason"], &[("line", i()), ("column", s()), ("reason", s())]))),
+            ("more", json!({"type": "integer", "format": "int64", "description": "refused rows beyond those listed"}))]),
         "Deleted": obj(&["erased"], &[("erased", r("Erasure"))]),
         "Contact": contact,
         "ContactCreate": obj(&["name", "number"], &[("name", s()), ("number", s()), ("field3", s()), ("field4", s())]),
@@ -184,13 +209,17 @@ fn schemas() -> Value {
             ("api_enabled", b()), ("recorder_forwarding_enabled", b()),
             ("retention_call_memory_days", json!({"type": "integer", "nullable": true})),
             ("retention_cdr_days", json!({"type": "integer", "nullable": true})),
-            ("retention_audit_days", json!({"type": "integer", "nullable": true})), ("updated_at", t())]),
+            ("retention_audit_days", json!({"type": "integer", "nullable": true})),
+            ("pseudonymisation", pseudonymisation()), ("cdr_enabled", b()), ("cdr_store", b()),
+            ("cdr_fields", array(cdr_field())), ("cdr_files", cdr_files()), ("updated_at", t())]),
         "SettingsPatch": obj(&[], &[("global_contacts_changeable", b()), ("master_password_enabled", b()),
             ("master_password", secret("sets and enables the master password; at least 12 characters")),
             ("cti_enabled", b()), ("api_enabled", b()), ("recorder_forwarding_enabled", b()),
             ("retention_call_memory_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps"})),
             ("retention_cdr_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps"})),
-            ("retention_audit_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps; older entries are purged and the chain re-anchored"}))]),
+            ("retention_audit_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps; older entries are purged and the chain re-anchored"})),
+            ("pseudonymisation", pseudonymisation()), ("cdr_enabled", b()), ("cdr_store", b()),
+            ("cdr_fields", array(cdr_field())), ("cdr_files", cdr_files())]),
         "Consent": obj(&["id", "profile_id", "purpose", "channel", "given_at", "recorded_by", "created_at"], &[
             ("id", i()), ("profile_id", i()), ("purpose", s()),
             ("channel", json!({"type": "string", "enum": ["paper", "email", "electronic"]})),
@@ -228,6 +257,11 @@ struct Op {
     body: Option<&'static str>,
     status: u16,
     response: Option<Value>,
+    /// Other answers this operation gives, besides the ones every
+    /// operation documents.
+    also: Vec<(u16, &'static str)>,
+    /// An answer with a body of its own schema.
+    refused: Option<(u16, &'static str, &'static str)>,
 }
 
 fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Op {
@@ -240,6 +274,8 @@ fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'st
         body: None,
         status: 200,
         response: None,
+        also: Vec::new(),
+        refused: None,
     }
 }
 
@@ -255,6 +291,14 @@ impl Op {
     }
     fn query(mut self, q: &'static [(&'static str, &'static str)]) -> Op {
         self.query = q;
+        self
+    }
+    fn refused(mut self, status: u16, why: &'static str, schema: &'static str) -> Op {
+        self.refused = Some((status, why, schema));
+        self
+    }
+    fn also(mut self, status: u16, why: &'static str) -> Op {
+        self.also.push((status, why));
         self
     }
 }
@@ -593,7 +637,8 @@ fn operations() -> Vec<Op> {
         op("post", "/api/v1/import/{kind}", "import and export",
             "Import global-contacts, local-contacts, dkm-keys or lines: the body is the file (CSV with a header row, or JSON lines); all or nothing")
         .query(&[("profile_id", "the profile, for local-contacts and dkm-keys"), ("format", "csv (default) or json"), ("on_duplicate", "reject (default) or update")])
-        .ok(200, S(r("ImportResult"))),
+        .ok(200, S(r("ImportResult")))
+        .refused(422, "the file is refused: every wrong row named (nothing imported)", "ImportRefused"),
         op("get", "/api/v1/export/{kind}", "import and export", "Export global-contacts, local-contacts, dkm-keys or lines (streamed; line passwords never)")
         .query(&[("profile_id", "the profile, for local-contacts and dkm-keys"), ("format", "csv (default) or json")])
         .ok(200, S(json!({"type": "string", "description": "the file"}))),
@@ -603,7 +648,8 @@ fn operations() -> Vec<Op> {
         op("get", "/api/v1/backups", "backups", "Backups in the backup folder, newest first").ok(200, S(array(r("Backup")))),
         op("post", "/api/v1/backups", "backups", "Take an online, encrypted backup").body("BackupCreate").ok(201, S(r("Backup"))),
         op("post", "/api/v1/backups/verify", "backups", "Check a backup without restoring it").body("BackupVerify").ok(200, S(r("BackupVerified"))),
-        op("get", "/api/v1/backups/key", "backups", "The installation's backup key (404 when none is set up)").ok(200, S(r("BackupKey"))),
+        op("get", "/api/v1/backups/key", "backups", "The installation's backup key (404 when none is set up)").ok(200, S(r("BackupKey")))
+            .also(404, "no backup key is set up"),
         op("put", "/api/v1/backups/key", "backups", "Set up or replace the backup key: backups can then be taken without a passphrase").body("BackupKeySet").ok(200, S(r("BackupKey"))),
         op(
             "get",
@@ -629,6 +675,21 @@ fn operations() -> Vec<Op> {
             "Verify the audit hash chain",
         )
         .ok(200, S(r("AuditVerification"))),
+        op("post", "/api/v1/settings/pseudonym-key/rotate", "settings",
+            "Replace the key that pseudonymises numbers for external applications (old pseudonyms no longer match)")
+            .ok(204, None),
+        // The query API of external applications: API keys, not admin tokens.
+        op("get", "/ext/v1/calls", "external", "Calls in progress on the key's lines (scope: calls)")
+            .ok(200, S(obj(&["calls"], &[("calls", array(json!({"type": "object",
+                "description": "a call as the CTI `call` event carries it (docs/cti.md)"})))]))),
+        op("get", "/ext/v1/lines", "external", "The key's lines and their registration states (scope: lines)")
+            .ok(200, S(obj(&["lines"], &[("lines", array(r("ExtLine")))]))),
+        op("get", "/ext/v1/phones", "external", "Profiles logged in at a turret (scope: phones, keys on every line)")
+            .ok(200, S(obj(&["logged_in_profiles"], &[("logged_in_profiles", array(i()))]))),
+        op("get", "/ext/v1/cdrs", "external", "Call data records on the key's lines (needs CDR permission)")
+            .query(&[("from", "RFC 3339, inclusive"), ("to", "RFC 3339, exclusive"), ("limit", "1-10000, default 1000")])
+            .ok(200, S(obj(&["cdrs"], &[("cdrs", array(json!({"type": "object",
+                "description": "the enabled CDR fields (docs/cti.md)"})))]))),
     ]
 }
 
@@ -661,7 +722,15 @@ pub fn document() -> Value {
             None => json!({"description": "success, no content"}),
         };
         responses.insert(o.status.to_string(), ok);
-        if o.path != "/api/v1/auth/login" {
+        let external = o.path.starts_with("/ext/");
+        if external {
+            let ext_err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": r("ExtError")}}});
+            responses.insert("401".into(), ext_err("missing, unknown, expired or revoked API key"));
+            responses.insert("403".into(), ext_err("the API interface is off, or the key's scope does not cover this"));
+            if !o.query.is_empty() {
+                responses.insert("422".into(), ext_err("invalid time range"));
+            }
+        } else if o.path != "/api/v1/auth/login" {
             responses.insert("401".into(), err("missing, unknown or expired token"));
             responses.insert(
                 "403".into(),
@@ -674,8 +743,19 @@ pub fn document() -> Value {
         if o.path.contains('{') {
             responses.insert("404".into(), err("no such object"));
         }
-        if o.body.is_some() || !o.query.is_empty() {
+        if !external && (o.body.is_some() || !o.query.is_empty()) {
             responses.insert("422".into(), err("invalid input; `field` names the field"));
+        }
+        for (status, why) in &o.also {
+            responses.insert(status.to_string(), err(why));
+        }
+        if let Some((status, why, schema)) = o.refused {
+            // Either the usual error (a bad query) or this one (bad rows).
+            responses.insert(
+                status.to_string(),
+                json!({"description": why, "content": {"application/json": {"schema":
+                    {"oneOf": [r("Error"), r(schema)]}}}}),
+            );
         }
         let mut operation = json!({
             "summary": o.summary,
@@ -684,11 +764,13 @@ pub fn document() -> Value {
             "parameters": params,
             "responses": responses,
         });
-        if o.path != "/api/v1/auth/login" {
-            operation["security"] = json!([{"bearer": []}]);
+        operation["security"] = if external {
+            json!([{"api_key": []}])
+        } else if o.path != "/api/v1/auth/login" {
+            json!([{"bearer": []}])
         } else {
-            operation["security"] = json!([]);
-        }
+            json!([])
+        };
         if let Some(body) = o.body {
             operation["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": r(body)}}});
@@ -713,8 +795,44 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an administrator's token from POST /api/v1/auth/login"},
+                "api_key": {"type": "http", "scheme": "bearer", "description": "an API key (Settings → API keys), for /ext/v1 and the /cti stream"},
+            },
         },
         "security": [{"bearer": []}],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Drift is impossible by construction: the routes record what they
+    /// route, and this compares them with the document both ways.
+    #[test]
+    fn the_document_and_the_router_name_the_same_operations() {
+        let routed: BTreeSet<(String, String)> = crate::http::operations()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p))
+            .collect();
+        let doc = super::document();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
+            .collect();
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routed but not documented: {undocumented:?}\ndocumented but not routed: {unrouted:?}"
+        );
+    }
 }

@@ -26,7 +26,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use openturret_domain::Timestamp;
 use serde::Deserialize;
@@ -34,117 +34,155 @@ use serde::Deserialize;
 use crate::App;
 use error::ApiError;
 
-pub fn router(app: App) -> Router {
-    let api = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/password", post(auth::change_password))
-        .route("/auth/me", get(auth::me))
-        .route("/lockouts", get(auth::lockouts))
-        .route("/lockouts/clear", post(auth::clear_lockout))
-        .route("/admins", get(admins::list).post(admins::create))
-        .route(
-            "/admins/{id}",
-            get(admins::get)
-                .patch(admins::update)
-                .delete(admins::delete),
-        )
-        .route("/admins/{id}/password", post(admins::reset_password))
-        .route("/profiles", get(profiles::list).post(profiles::create))
-        .route(
-            "/profiles/{id}",
-            get(profiles::get)
-                .patch(profiles::update)
-                .delete(profiles::delete),
-        )
-        .route(
-            "/profiles/{id}/erasure-preview",
-            get(profiles::erasure_preview),
-        )
-        .route(
-            "/profiles/{id}/subject-export",
-            get(profiles::subject_export),
-        )
-        .route(
-            "/profiles/{id}/contacts",
-            get(contacts::list_local).post(contacts::create_local),
-        )
-        .route(
-            "/profiles/{id}/contacts/{contact_id}",
-            get(contacts::get_local)
-                .patch(contacts::update_local)
-                .delete(contacts::delete_local),
-        )
-        .route(
-            "/profiles/{id}/speed-dials",
-            get(contacts::list_keys).post(contacts::create_key),
-        )
-        .route(
-            "/profiles/{id}/speed-dials/{key_id}",
-            get(contacts::get_key)
-                .patch(contacts::update_key)
-                .delete(contacts::delete_key),
-        )
-        .route("/profiles/{id}/lines", get(lines::list_profile_lines))
-        .route(
-            "/profiles/{id}/lines/{line_id}",
-            put(lines::assign).delete(lines::unassign),
-        )
-        .route(
-            "/global-contacts",
-            get(contacts::search_global).post(contacts::create_global),
-        )
-        .route(
-            "/global-contacts/{id}",
-            get(contacts::get_global)
-                .patch(contacts::update_global)
-                .delete(contacts::delete_global),
-        )
-        .route("/lines", get(lines::list).post(lines::create))
-        .route(
-            "/lines/{id}",
-            get(lines::get).patch(lines::update).delete(lines::delete),
-        )
-        .route("/mlc", get(lines::mlc_status))
-        .route("/api-keys", get(api_keys::list).post(api_keys::create))
-        .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
-        .route("/settings", get(settings::get).patch(settings::update))
-        .route(
-            "/settings/pseudonym-key/rotate",
-            post(settings::rotate_pseudonym_key),
-        )
-        .route(
-            "/consents",
-            get(profiles::list_consents).post(profiles::create_consent),
-        )
-        .route("/consents/{id}", get(profiles::get_consent))
-        .route("/consents/{id}/withdraw", post(profiles::withdraw_consent))
-        .route(
+/// Routes that record what they route, so the OpenAPI document can be
+/// checked against them both ways (`openapi::tests`).
+struct Routes {
+    router: Router<App>,
+    prefix: &'static str,
+    ops: Vec<(&'static str, String)>,
+}
+
+macro_rules! method {
+    ($name:ident) => {
+        fn $name<H, T>(self, path: &'static str, h: H) -> Self
+        where
+            H: axum::handler::Handler<T, App>,
+            T: 'static,
+        {
+            self.on(stringify!($name), path, axum::routing::$name(h))
+        }
+    };
+}
+
+impl Routes {
+    fn new(prefix: &'static str) -> Routes {
+        Routes {
+            router: Router::new(),
+            prefix,
+            ops: Vec::new(),
+        }
+    }
+
+    fn on(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        mr: axum::routing::MethodRouter<App>,
+    ) -> Self {
+        self.ops.push((method, format!("{}{path}", self.prefix)));
+        self.router = self.router.route(path, mr);
+        self
+    }
+
+    method!(get);
+    method!(post);
+    method!(put);
+    method!(patch);
+    method!(delete);
+}
+
+/// The admin API under `/api/v1`.
+fn api_routes() -> Routes {
+    Routes::new("/api/v1")
+        .post("/auth/login", auth::login)
+        .post("/auth/logout", auth::logout)
+        .post("/auth/password", auth::change_password)
+        .get("/auth/me", auth::me)
+        .get("/lockouts", auth::lockouts)
+        .post("/lockouts/clear", auth::clear_lockout)
+        .get("/admins", admins::list)
+        .post("/admins", admins::create)
+        .get("/admins/{id}", admins::get)
+        .patch("/admins/{id}", admins::update)
+        .delete("/admins/{id}", admins::delete)
+        .post("/admins/{id}/password", admins::reset_password)
+        .get("/profiles", profiles::list)
+        .post("/profiles", profiles::create)
+        .get("/profiles/{id}", profiles::get)
+        .patch("/profiles/{id}", profiles::update)
+        .delete("/profiles/{id}", profiles::delete)
+        .get("/profiles/{id}/erasure-preview", profiles::erasure_preview)
+        .get("/profiles/{id}/subject-export", profiles::subject_export)
+        .get("/profiles/{id}/contacts", contacts::list_local)
+        .post("/profiles/{id}/contacts", contacts::create_local)
+        .get("/profiles/{id}/contacts/{contact_id}", contacts::get_local)
+        .patch("/profiles/{id}/contacts/{contact_id}", contacts::update_local)
+        .delete("/profiles/{id}/contacts/{contact_id}", contacts::delete_local)
+        .get("/profiles/{id}/speed-dials", contacts::list_keys)
+        .post("/profiles/{id}/speed-dials", contacts::create_key)
+        .get("/profiles/{id}/speed-dials/{key_id}", contacts::get_key)
+        .patch("/profiles/{id}/speed-dials/{key_id}", contacts::update_key)
+        .delete("/profiles/{id}/speed-dials/{key_id}", contacts::delete_key)
+        .get("/profiles/{id}/lines", lines::list_profile_lines)
+        .put("/profiles/{id}/lines/{line_id}", lines::assign)
+        .delete("/profiles/{id}/lines/{line_id}", lines::unassign)
+        .get("/global-contacts", contacts::search_global)
+        .post("/global-contacts", contacts::create_global)
+        .get("/global-contacts/{id}", contacts::get_global)
+        .patch("/global-contacts/{id}", contacts::update_global)
+        .delete("/global-contacts/{id}", contacts::delete_global)
+        .get("/lines", lines::list)
+        .post("/lines", lines::create)
+        .get("/lines/{id}", lines::get)
+        .patch("/lines/{id}", lines::update)
+        .delete("/lines/{id}", lines::delete)
+        .get("/mlc", lines::mlc_status)
+        .get("/api-keys", api_keys::list)
+        .post("/api-keys", api_keys::create)
+        .delete("/api-keys/{id}", api_keys::revoke)
+        .get("/settings", settings::get)
+        .patch("/settings", settings::update)
+        .post("/settings/pseudonym-key/rotate", settings::rotate_pseudonym_key)
+        .get("/consents", profiles::list_consents)
+        .post("/consents", profiles::create_consent)
+        .get("/consents/{id}", profiles::get_consent)
+        .post("/consents/{id}/withdraw", profiles::withdraw_consent)
+        .on(
+            "post",
             "/import/{kind}",
             post(transfer::import).layer(axum::extract::DefaultBodyLimit::max(
                 transfer::MAX_IMPORT_BYTES,
             )),
         )
-        .route("/export/{kind}", get(transfer::export))
-        .route("/privacy-report", get(privacy_report))
-        .route("/backups", get(backups::list).post(backups::create))
-        .route("/backups/key", get(backups::get_key).put(backups::put_key))
-        .route("/backups/verify", post(backups::verify))
-        .route("/backups/restore", post(backups::restore))
-        .route("/audit", get(audit::list))
-        .route("/audit/verify", get(audit::verify));
+        .get("/export/{kind}", transfer::export)
+        .get("/privacy-report", privacy_report)
+        .get("/backups", backups::list)
+        .post("/backups", backups::create)
+        .get("/backups/key", backups::get_key)
+        .put("/backups/key", backups::put_key)
+        .post("/backups/verify", backups::verify)
+        .post("/backups/restore", backups::restore)
+        .get("/audit", audit::list)
+        .get("/audit/verify", audit::verify)
+}
+
+/// The query API for external applications and the health check.
+fn ext_routes() -> Routes {
+    Routes::new("")
+        .get("/healthz", health)
+        .get("/ext/v1/calls", ext::calls)
+        .get("/ext/v1/lines", ext::lines)
+        .get("/ext/v1/phones", ext::phones)
+        .get("/ext/v1/cdrs", ext::cdrs)
+}
+
+/// Every operation routed in the admin and query APIs, as (method, path).
+pub fn operations() -> Vec<(&'static str, String)> {
+    let mut ops = api_routes().ops;
+    ops.extend(ext_routes().ops);
+    ops
+}
+
+pub fn router(app: App) -> Router {
+    let api = api_routes().router;
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::portal::routes())
         .merge(crate::turret::routes())
-        .route("/healthz", get(health))
+        .merge(ext_routes().router)
         // WebSockets over HTTP/2 arrive as CONNECT, over HTTP/1.1 as GET.
         .route("/client", axum::routing::any(crate::client::upgrade))
         .route("/cti", axum::routing::any(crate::cti::upgrade))
-        .route("/ext/v1/calls", get(ext::calls))
-        .route("/ext/v1/lines", get(ext::lines))
-        .route("/ext/v1/phones", get(ext::phones))
-        .route("/ext/v1/cdrs", get(ext::cdrs))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
         .layer(middleware::from_fn(headers_and_log))

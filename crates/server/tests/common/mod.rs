@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod cti;
 pub mod inproc;
+pub mod schema;
 pub mod sip;
 
 use std::io::{BufRead, BufReader};
