@@ -109,6 +109,7 @@ async fn snapshot(api: &Api, ids: &Value) -> Value {
                 let l = l.as_object_mut().unwrap();
                 l.remove("registration_state");
                 l.remove("registration_reason");
+                l.remove("registration_since");
             }
         }
         out[k] = v;
