@@ -22,13 +22,23 @@ use serde::{Deserialize, Serialize};
 use crate::App;
 
 /// Makes the key pair of a new profile, wrapped under its passwords.
+/// Only a password of at least `CALL_MEMORY_PASSWORD_MIN` characters
+/// wraps the key; with none, there is no key and no call memory is kept.
+fn strong(p: Option<Secret>) -> Option<Secret> {
+    p.filter(|p| openturret_domain::model::protects_call_memory(p.expose()))
+}
+
 pub async fn new_keys(password: Secret, call_memory_password: Option<Secret>) -> CallMemoryKeys {
+    let (password, cm) = (strong(Some(password)), strong(call_memory_password));
+    if password.is_none() && cm.is_none() {
+        return CallMemoryKeys::default();
+    }
     tokio::task::spawn_blocking(move || {
         let key = OpenKey::generate();
         CallMemoryKeys {
             public: Some(key.public()),
-            wrapped_by_profile_password: Some(key.wrap(&password)),
-            wrapped_by_call_memory_password: call_memory_password.as_ref().map(|p| key.wrap(p)),
+            wrapped_by_profile_password: password.as_ref().map(|p| key.wrap(p)),
+            wrapped_by_call_memory_password: cm.as_ref().map(|p| key.wrap(p)),
         }
     })
     .await
@@ -54,6 +64,9 @@ pub async fn rekey(
     if call_memory.is_some() {
         keys.wrapped_by_call_memory_password = None;
     }
+    // Passwords too short to protect call memory never wrap its key.
+    let password = strong(password);
+    let call_memory = call_memory.map(strong);
     let still_open = keys.public.is_some()
         && (keys.wrapped_by_profile_password.is_some()
             || keys.wrapped_by_call_memory_password.is_some());

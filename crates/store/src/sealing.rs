@@ -11,9 +11,12 @@
 //!   both public keys as associated data;
 //! - wrapped private key: `v | salt (16) | nonce (24) | ciphertext`,
 //!   XChaCha20-Poly1305 under argon2id(password, salt), with the public key
-//!   as associated data; `v` = 1: argon2id with 19 MiB and 2 passes (keys
-//!   unwrapped at every login), `v` = 2: 64 MiB and 3 passes (keys that
-//!   leave the machine inside backups, [`OpenKey::wrap_strong`]).
+//!   as associated data; `v` = 1: argon2id with 19 MiB and 2 passes (older
+//!   wraps, made under passwords of any length), `v` = 3: the same
+//!   derivation under a password known to meet the call-memory minimum
+//!   (`model::CALL_MEMORY_PASSWORD_MIN`, checked by the caller), `v` = 2:
+//!   64 MiB and 3 passes (keys that leave the machine inside backups,
+//!   [`OpenKey::wrap_strong`]).
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -28,6 +31,7 @@ use zeroize::Zeroizing;
 
 const V1: u8 = 1;
 const V2: u8 = 2;
+const V3: u8 = 3;
 
 /// Why a sealed value could not be opened.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -57,8 +61,16 @@ impl OpenKey {
         PublicKey::from(&self.0).to_bytes()
     }
 
-    /// Wraps this key under `password` (slow: argon2id).
+    /// Wraps this key under `password` (slow: argon2id). The caller has
+    /// checked that the password meets the call-memory minimum; the wrap
+    /// says so ([`is_checked`]).
     pub fn wrap(&self, password: &Secret) -> Vec<u8> {
+        self.wrap_as(V3, password)
+    }
+
+    /// A wrap of the old kind, under a password of any length (kept to
+    /// test the upgrade of stored wraps).
+    pub fn wrap_unchecked(&self, password: &Secret) -> Vec<u8> {
         self.wrap_as(V1, password)
     }
 
@@ -97,7 +109,7 @@ impl OpenKey {
         password: &Secret,
         public: &[u8; 32],
     ) -> Result<OpenKey, SealError> {
-        if wrapped.len() != 1 + 16 + 24 + 32 + 16 || ![V1, V2].contains(&wrapped[0]) {
+        if wrapped.len() != 1 + 16 + 24 + 32 + 16 || ![V1, V2, V3].contains(&wrapped[0]) {
             return Err(SealError::Malformed);
         }
         let salt: [u8; 16] = wrapped[1..17].try_into().expect("length checked");
@@ -144,6 +156,13 @@ impl OpenKey {
 
 /// The argon2id key-encryption key of a password: m = 19 MiB, t = 2 for
 /// version 1; m = 64 MiB, t = 3 for version 2.
+/// Whether a wrapped key was made under a password known to meet the
+/// minimum (or with the stronger derivation): older wraps may hide a
+/// 4-digit PIN.
+pub fn is_checked(wrapped: &[u8]) -> bool {
+    matches!(wrapped.first(), Some(&V2) | Some(&V3))
+}
+
 fn kek(version: u8, password: &Secret, salt: &[u8; 16]) -> Zeroizing<[u8; 32]> {
     let (m, t) = if version == V2 {
         (64 * 1024, 3)

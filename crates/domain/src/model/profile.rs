@@ -8,6 +8,18 @@ use crate::{ProfileId, Timestamp};
 /// Minimum length of the three profile passwords.
 pub const PROFILE_PASSWORD_MIN: usize = 4;
 
+/// The shortest password that may protect call memory (wrap its key):
+/// twelve characters, so that even digits alone leave 10^12 guesses, each
+/// an argon2id derivation, to whoever holds the database, the key files
+/// and the backups (docs/call-memory.md). A 4-digit PIN may still open the
+/// turret; it never opens call memory.
+pub const CALL_MEMORY_PASSWORD_MIN: usize = 12;
+
+/// Whether `password` is long enough to protect call memory.
+pub fn protects_call_memory(password: &str) -> bool {
+    password.chars().count() >= CALL_MEMORY_PASSWORD_MIN
+}
+
 /// Per-profile switches an administrator sets (SPEC rule 6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProfileFlags {

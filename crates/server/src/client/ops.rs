@@ -23,6 +23,7 @@ use crate::{App, callmem, passwords};
 
 mod calls;
 mod memory;
+use memory::Wrap;
 
 type Res = Result<Value, ProtoError>;
 
@@ -630,24 +631,34 @@ impl Conn {
         let profile = self.app.store.get_profile(pid).await?;
         let password = Secret::new(password);
         let keys = self.app.store.call_memory_keys(pid).await?;
-        let (key, rewrap) = match (&keys.public, &keys.wrapped_by_profile_password) {
+        let strong = protects_call_memory(password.expose());
+        let (key, rewrap) = match (keys.public, keys.wrapped_by_profile_password.clone()) {
             (None, _) => {
+                // No key yet: made now, if this password can protect it.
                 let fresh = callmem::new_keys(password.clone(), None).await;
-                self.app
-                    .store
-                    .set_call_memory_keys(pid, fresh.clone())
-                    .await?;
-                let pk = fresh.public.expect("new keys have a public key");
-                let w = fresh
-                    .wrapped_by_profile_password
-                    .expect("wrapped under the password");
-                (callmem::unwrap(w, password.clone(), pk).await.ok(), None)
+                match (fresh.public, fresh.wrapped_by_profile_password.clone()) {
+                    (Some(pk), Some(w)) => {
+                        self.app
+                            .store
+                            .set_call_memory_keys(pid, fresh.clone())
+                            .await?;
+                        (callmem::unwrap(w, password.clone(), pk).await.ok(), None)
+                    }
+                    _ => (None, None),
+                }
             }
-            (Some(pk), Some(w)) => (
-                callmem::unwrap(w.clone(), password.clone(), *pk).await.ok(),
-                None,
-            ),
-            (Some(_), None) => (None, Some(password.clone())),
+            (Some(pk), Some(w)) => {
+                let key = callmem::unwrap(w.clone(), password.clone(), pk).await.ok();
+                let key = match &key {
+                    Some(k) if !openturret_store::sealing::is_checked(&w) => {
+                        self.upgrade_wrap(pid, Wrap::Profile, k, &password).await?
+                    }
+                    _ => key,
+                };
+                (key, None)
+            }
+            // Wrapped again at the next unlock, if this password can.
+            (Some(_), None) => (None, strong.then(|| password.clone())),
         };
         let token = passwords::random_token(32);
         let hash = token_hash(&token);

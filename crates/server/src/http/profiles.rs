@@ -151,6 +151,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(p.into())))
 }
 
+/// The refusal of a call-memory setup no password can protect.
+fn weak_call_memory_password() -> ApiError {
+    ApiError::invalid(
+        "call_memory_password",
+        format!(
+            "call memory needs a password of at least {CALL_MEMORY_PASSWORD_MIN} characters to protect it \
+             (a short password or PIN is guessed offline in minutes): give a call-memory password of \
+             {CALL_MEMORY_PASSWORD_MIN} or more characters, or a longer profile password"
+        ),
+    )
+}
+
 /// Creates a profile (API and portal).
 pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiResult<Profile> {
     let name = profile_name(&b.name)?;
@@ -159,6 +171,12 @@ pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiRes
         b.call_memory_password_protected,
         b.call_memory_password.is_some(),
     )?;
+    if b.collect_call_memory
+        && !protects_call_memory(&b.password)
+        && !b.call_memory_password.as_deref().is_some_and(protects_call_memory)
+    {
+        return Err(weak_call_memory_password());
+    }
     let contacts_password = optional_hash("contacts_password", b.contacts_password).await?;
     let cm_clear = b.call_memory_password.clone();
     let call_memory_password =
@@ -244,8 +262,36 @@ pub async fn update_profile(
     };
     let new_password = b.password.clone().map(Secret::new);
     let new_cm = b.call_memory_password.clone().map(|o| o.map(Secret::new));
-    let rekeyed = callmem::rekey(app.store.call_memory_keys(id).await?, new_password, new_cm).await;
+    let current_keys = app.store.call_memory_keys(id).await?;
+    let rekeyed = callmem::rekey(current_keys.clone(), new_password, new_cm).await;
     let erase = rekeyed.as_ref().is_some_and(|(_, erase)| *erase);
+    // Collecting call memory needs a password that can protect it: one
+    // being set now, or a wrap made under a checked one.
+    let collect = b
+        .collect_call_memory
+        .unwrap_or(current.flags.collect_call_memory);
+    let touched = b.password.is_some()
+        || b.call_memory_password.is_some()
+        || b.collect_call_memory == Some(true);
+    if collect && touched {
+        let keys = rekeyed.as_ref().map_or(&current_keys, |(k, _)| k);
+        let wrapped_strong = [
+            &keys.wrapped_by_profile_password,
+            &keys.wrapped_by_call_memory_password,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|w| openturret_store::sealing::is_checked(w));
+        let setting_strong = b.password.as_deref().is_some_and(protects_call_memory)
+            || b
+                .call_memory_password
+                .as_ref()
+                .and_then(|o| o.as_deref())
+                .is_some_and(protects_call_memory);
+        if !wrapped_strong && !setting_strong {
+            return Err(weak_call_memory_password());
+        }
+    }
     let changes = ProfileChanges {
         call_memory_keys: rekeyed.map(|(k, _)| k),
         erase_call_memory: erase,

@@ -2,8 +2,10 @@
 //! key under passwords an administrator reset), list, delete as SPEC rules
 //! 6 and 7 allow, and the subject access export.
 
-use openturret_domain::CallMemoryId;
+use openturret_domain::model::{CallMemoryKeys, ProfileChanges, protects_call_memory};
 use openturret_domain::secret::Secret;
+use openturret_domain::{CallMemoryId, ProfileId};
+use openturret_store::sealing::OpenKey;
 use serde_json::{Value, json};
 
 use super::{Conn, Res, err};
@@ -11,7 +13,59 @@ use crate::callmem;
 use crate::client::proto::ProtoError;
 use crate::http::ts;
 
+/// Which password a wrap of the call-memory key is under.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wrap {
+    Profile,
+    CallMemory,
+}
+
 impl Conn {
+    /// A wrap of the old kind (under a password of unknown length) was
+    /// just opened with `password`: it is made again if the password can
+    /// protect call memory, else removed; when no wrap is left, the entries
+    /// no one could open safely are erased and collection stops until an
+    /// administrator sets a long enough password. Returns the key, unless
+    /// it went with the entries.
+    pub(super) async fn upgrade_wrap(
+        &self,
+        pid: ProfileId,
+        which: Wrap,
+        key: &OpenKey,
+        password: &Secret,
+    ) -> Result<Option<OpenKey>, ProtoError> {
+        let mut keys = self.app.store.call_memory_keys(pid).await?;
+        let slot = match which {
+            Wrap::Profile => &mut keys.wrapped_by_profile_password,
+            Wrap::CallMemory => &mut keys.wrapped_by_call_memory_password,
+        };
+        if protects_call_memory(password.expose()) {
+            *slot = Some(callmem::wrap(key.clone(), password.clone()).await);
+            self.app.store.set_call_memory_keys(pid, keys).await?;
+            return Ok(Some(key.clone()));
+        }
+        *slot = None;
+        if keys.wrapped_by_profile_password.is_some() || keys.wrapped_by_call_memory_password.is_some() {
+            self.app.store.set_call_memory_keys(pid, keys).await?;
+            return Ok(Some(key.clone()));
+        }
+        let mut r = self.record(
+            &format!("profile:{pid}"),
+            "call_memory.erased_weak_password",
+            "profile",
+            Some(pid.0.to_string()),
+            vec!["call_memory"],
+        );
+        r.level = openturret_domain::audit::AuditLevel::Warning;
+        let changes = ProfileChanges {
+            call_memory_keys: Some(CallMemoryKeys::default()),
+            erase_call_memory: true,
+            ..Default::default()
+        };
+        self.app.store.update_profile(pid, changes, r).await?;
+        Ok(None)
+    }
+
     pub(super) async fn unlock_call_memory(&self, password: String) -> Res {
         let s = self.user().await?;
         let pid = s.lock().await.profile;
@@ -46,25 +100,41 @@ impl Conn {
         let Some(public) = keys.public else {
             return Ok(json!({"unlocked": true}));
         };
-        if g.key.is_none() {
-            let wrap = if by_cm {
-                keys.wrapped_by_call_memory_password.clone()
-            } else {
-                keys.wrapped_by_profile_password.clone()
-            };
-            if let Some(w) = wrap {
-                g.key = callmem::unwrap(w, password.clone(), public).await.ok();
-            }
+        let wrap = if by_cm {
+            keys.wrapped_by_call_memory_password.clone()
+        } else {
+            keys.wrapped_by_profile_password.clone()
+        };
+        if g.key.is_none()
+            && let Some(w) = &wrap
+        {
+            g.key = callmem::unwrap(w.clone(), password.clone(), public).await.ok();
         }
-        // Wrap the key again under any password that lost its wrap.
+        // A wrap of the old kind that this password opens: made again, or
+        // removed if the password is too short to protect call memory.
+        if let (Some(w), Some(key)) = (&wrap, g.key.clone())
+            && !openturret_store::sealing::is_checked(w)
+            && callmem::unwrap(w.clone(), password.clone(), public).await.is_ok()
+        {
+            let which = if by_cm { Wrap::CallMemory } else { Wrap::Profile };
+            g.key = self.upgrade_wrap(pid, which, &key, &password).await?;
+            keys = self.app.store.call_memory_keys(pid).await?;
+        }
+        // Wrap the key again under any password that lost its wrap (and
+        // can protect it).
         let mut changed = false;
         if let Some(key) = g.key.clone() {
-            if by_cm && keys.wrapped_by_call_memory_password.is_none() {
+            if by_cm
+                && keys.wrapped_by_call_memory_password.is_none()
+                && protects_call_memory(password.expose())
+            {
                 keys.wrapped_by_call_memory_password =
                     Some(callmem::wrap(key.clone(), password.clone()).await);
                 changed = true;
             }
-            if let Some(pw) = g.rewrap_profile_password.take() {
+            if let Some(pw) = g.rewrap_profile_password.take()
+                && protects_call_memory(pw.expose())
+            {
                 keys.wrapped_by_profile_password = Some(callmem::wrap(key, pw).await);
                 changed = true;
             }
