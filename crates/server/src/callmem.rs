@@ -234,8 +234,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_admin_reset_keeps_entries_while_another_password_still_opens_them() {
-        let keys = new_keys(Secret::new("pw1"), Some(Secret::new("cm1"))).await;
-        let (after, erase) = rekey(keys.clone(), Some(Secret::new("pw2")), None)
+        let keys = new_keys(Secret::new("profile-pw-one"), Some(Secret::new("call-mem-pw-one"))).await;
+        let (after, erase) = rekey(keys.clone(), Some(Secret::new("profile-pw-two")), None)
             .await
             .unwrap();
         assert!(!erase);
@@ -243,7 +243,7 @@ mod tests {
         assert!(after.wrapped_by_profile_password.is_none());
         let k = unwrap(
             after.wrapped_by_call_memory_password.unwrap(),
-            Secret::new("cm1"),
+            Secret::new("call-mem-pw-one"),
             after.public.unwrap(),
         )
         .await;
@@ -252,19 +252,60 @@ mod tests {
 
     #[tokio::test]
     async fn when_no_password_can_open_the_key_entries_are_erased_and_a_new_key_made() {
-        let keys = new_keys(Secret::new("pw1"), None).await;
-        let (after, erase) = rekey(keys.clone(), Some(Secret::new("pw2")), None)
+        let keys = new_keys(Secret::new("profile-pw-one"), None).await;
+        let (after, erase) = rekey(keys.clone(), Some(Secret::new("profile-pw-two")), None)
             .await
             .unwrap();
         assert!(erase, "the old entries can no longer be opened");
         assert_ne!(after.public, keys.public);
         let k = unwrap(
             after.wrapped_by_profile_password.unwrap(),
-            Secret::new("pw2"),
+            Secret::new("profile-pw-two"),
             after.public.unwrap(),
         )
         .await;
         assert!(k.is_ok(), "the new password opens the new key");
+    }
+
+    /// Issue 14, point 6: the cost of one offline guess at a wrapped key,
+    /// measured, times the smallest keyspace a password that may wrap it
+    /// has (12 digits), is centuries of one core's time.
+    #[test]
+    fn guessing_the_weakest_accepted_password_offline_takes_centuries() {
+        use openturret_domain::model::{CALL_MEMORY_PASSWORD_MIN, protects_call_memory};
+        assert!(!protects_call_memory("12345678901"), "11 characters are refused");
+        assert!(!protects_call_memory("1234"), "a PIN is refused");
+        assert!(protects_call_memory("123456789012"));
+        let key = OpenKey::generate();
+        let wrapped = key.wrap(&Secret::new("123456789012"));
+        let guesses = 4;
+        let start = std::time::Instant::now();
+        for g in 0..guesses {
+            let guess = Secret::new(format!("{g:012}"));
+            assert!(OpenKey::unwrap(&wrapped, &guess, &key.public()).is_err());
+        }
+        let per_guess = start.elapsed().as_secs_f64() / guesses as f64;
+        let keyspace = 10f64.powi(CALL_MEMORY_PASSWORD_MIN as i32);
+        let years = keyspace * per_guess / (365.25 * 24.0 * 3600.0);
+        eprintln!(
+            "one offline guess: {:.1} ms; the smallest accepted keyspace (10^{CALL_MEMORY_PASSWORD_MIN}): {years:.0} years of one core",
+            per_guess * 1000.0
+        );
+        assert!(years > 100.0, "{years:.1} years");
+        // A 4-digit PIN, for comparison: minutes.
+        let pin_minutes = 1e4 * per_guess / 60.0;
+        assert!(pin_minutes < 60.0, "{pin_minutes}");
+    }
+
+    #[tokio::test]
+    async fn no_password_too_short_ever_wraps_the_key() {
+        let none = new_keys(Secret::new("1234"), None).await;
+        assert_eq!(none, CallMemoryKeys::default(), "no key: nothing kept");
+        let cm_only = new_keys(Secret::new("1234"), Some(Secret::new("a long cm password"))).await;
+        assert!(cm_only.wrapped_by_profile_password.is_none());
+        assert!(cm_only.wrapped_by_call_memory_password.is_some());
+        let (after, erase) = rekey(cm_only.clone(), Some(Secret::new("9876")), None).await.unwrap();
+        assert!(!erase && after.wrapped_by_profile_password.is_none());
     }
 
     #[test]

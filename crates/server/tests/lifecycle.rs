@@ -107,7 +107,7 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
     // After the backup: a new profile, and Erin is erased.
     api.post(
         "/api/v1/profiles",
-        json!({"name": "After Backup", "password": "after-pw"}),
+        json!({"name": "After Backup", "password": "after-pw-longer"}),
     )
     .await;
     assert_eq!(
@@ -196,7 +196,7 @@ async fn an_erased_profile_leaves_no_trace_in_the_database_its_wal_or_the_audit_
     let dir = tempfile::tempdir().unwrap();
     let (server, api) = fresh(dir.path()).await;
     let (_, p) = api
-        .post("/api/v1/profiles", json!({"name": "Xavier Xylophone", "password": "xavier-pw", "collect_call_memory": true}))
+        .post("/api/v1/profiles", json!({"name": "Xavier Xylophone", "password": "xavier-pw-longer", "collect_call_memory": true}))
         .await;
     let pid = p["id"].as_i64().unwrap();
     api.post(
@@ -213,7 +213,7 @@ async fn an_erased_profile_leaves_no_trace_in_the_database_its_wal_or_the_audit_
     // The trader logs in from a client: the audit log records the address.
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
     let mut c = Connection::connect(&server.url, &cert).await.unwrap();
-    c.request(json!({"op": "login", "profile_id": pid, "password": "xavier-pw"}))
+    c.request(json!({"op": "login", "profile_id": pid, "password": "xavier-pw-longer"}))
         .await
         .unwrap();
     c.close().await;
@@ -439,7 +439,7 @@ async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_l
     let (_, p) = api
         .post(
             "/api/v1/profiles",
-            json!({"name": "Ivy Import", "password": "ivy-pw"}),
+            json!({"name": "Ivy Import", "password": "ivy-pw-longer"}),
         )
         .await;
     let pid = p["id"].as_i64().unwrap();
@@ -764,7 +764,7 @@ async fn csv_exports_defuse_formulas_and_still_round_trip_exactly() {
     let mut pids = Vec::new();
     for name in ["Planter", "Receiver"] {
         let (_, p) = api
-            .post("/api/v1/profiles", json!({"name": name, "password": "pw-123456"}))
+            .post("/api/v1/profiles", json!({"name": name, "password": "pw-123456-longer"}))
             .await;
         pids.push(p["id"].as_i64().unwrap());
     }

@@ -136,7 +136,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     let (_, p) = api
         .post(
             "/api/v1/profiles",
-            json!({"name": "Desk", "password": "desk-pw-12", "collect_call_memory": true}),
+            json!({"name": "Desk", "password": "desk-pw-12-longer", "collect_call_memory": true}),
         )
         .await;
     let pid = p["id"].as_i64().unwrap();
@@ -150,7 +150,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     let cert = std::fs::read(data.join("tls/cert.pem")).unwrap();
     let mut turret = Connection::connect(&server.url, &cert).await.unwrap();
     turret
-        .request(json!({"op": "login", "profile_id": pid, "password": "desk-pw-12"}))
+        .request(json!({"op": "login", "profile_id": pid, "password": "desk-pw-12-longer"}))
         .await
         .unwrap();
 
@@ -249,7 +249,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
     .await;
     // Recorded by the System Manager like any call.
     turret
-        .request(json!({"op": "unlock_call_memory", "password": "desk-pw-12"}))
+        .request(json!({"op": "unlock_call_memory", "password": "desk-pw-12-longer"}))
         .await
         .unwrap();
     let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();

@@ -104,6 +104,14 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
     b.click("#profile-collect_call_memory").await;
     b.submit("form[action='/profiles/new'] button[type=submit]")
         .await;
+    // A PIN cannot protect call memory: said beside the call-memory
+    // password (issue 14, point 6).
+    let said = b.wait_text("form[action='/profiles/new']", "12 characters").await;
+    assert!(said.contains("call memory"), "{said}");
+    b.fill("#profile-password", "1234").await;
+    b.fill("#profile-call_memory_password", "ann call memory pw").await;
+    b.submit("form[action='/profiles/new'] button[type=submit]")
+        .await;
     let profile_path = b.path().await;
     assert!(profile_path.starts_with("/profiles/"), "{profile_path}");
     let pid: i64 = profile_path.rsplit('/').next().unwrap().parse().unwrap();

@@ -22,9 +22,9 @@ fn code(r: Result<Value, openturret_server::client::proto::ProtoError>) -> Strin
 #[tokio::test]
 async fn profile_names_are_public_and_everything_else_needs_a_login_rule_2() {
     let s = InProc::start().await;
-    s.profile(json!({"name": "Ann", "password": "ann-pw"}))
+    s.profile(json!({"name": "Ann", "password": "ann-pw-longer"}))
         .await;
-    s.profile(json!({"name": "Bob", "password": "bob-pw"}))
+    s.profile(json!({"name": "Bob", "password": "bob-pw-longer"}))
         .await;
     let mut c = s.connect().await;
     let names = c.request(json!({"op": "profiles"})).await.unwrap();
@@ -50,10 +50,10 @@ async fn profile_names_are_public_and_everything_else_needs_a_login_rule_2() {
 async fn logins_need_the_profile_password_and_are_throttled_and_audited() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer"}))
         .await;
     let bob = s
-        .profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .profile(json!({"name": "Bob", "password": "bob-pw-longer"}))
         .await;
     let mut c = s.connect().await;
     for _ in 0..5 {
@@ -63,14 +63,14 @@ async fn logins_need_the_profile_password_and_are_throttled_and_audited() {
         assert_eq!(code(r), "wrong_password");
     }
     let r = c
-        .request(json!({"op": "login", "profile_id": ann, "password": "ann-pw"}))
+        .request(json!({"op": "login", "profile_id": ann, "password": "ann-pw-longer"}))
         .await;
     let e = r.err().unwrap();
     assert_eq!(e.code, "too_many_attempts");
     assert!(e.retry_after_secs.unwrap() > 0);
     // Another profile is not affected.
     let v = c
-        .request(json!({"op": "login", "profile_id": bob, "password": "bob-pw"}))
+        .request(json!({"op": "login", "profile_id": bob, "password": "bob-pw-longer"}))
         .await
         .unwrap();
     assert_eq!(v["profile"]["name"], "Bob");
@@ -88,10 +88,10 @@ async fn logins_need_the_profile_password_and_are_throttled_and_audited() {
 async fn a_session_never_reaches_another_profiles_data() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer"}))
         .await;
     let bob = s
-        .profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .profile(json!({"name": "Bob", "password": "bob-pw-longer"}))
         .await;
     let (_, bc) = s
         .api
@@ -107,7 +107,7 @@ async fn a_session_never_reaches_another_profiles_data() {
             json!({"kind": "DKM", "position": 1, "name": "k", "number": "1"}),
         )
         .await;
-    let (mut c, _) = s.login(ann, "ann-pw").await;
+    let (mut c, _) = s.login(ann, "ann-pw-longer").await;
     let (cid, kid) = (bc["id"].as_i64().unwrap(), bk["id"].as_i64().unwrap());
     assert_eq!(
         code(
@@ -150,7 +150,7 @@ async fn a_session_never_reaches_another_profiles_data() {
 async fn contacts_are_gated_and_global_contacts_are_never_deleted_rules_3_to_5() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw", "contacts_password": "ann-contacts"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer", "contacts_password": "ann-contacts"}))
         .await;
     let (_, g) = s
         .api
@@ -160,7 +160,7 @@ async fn contacts_are_gated_and_global_contacts_are_never_deleted_rules_3_to_5()
         )
         .await;
     let gid = g["id"].as_i64().unwrap();
-    let (mut c, login) = s.login(ann, "ann-pw").await;
+    let (mut c, login) = s.login(ann, "ann-pw-longer").await;
     assert_eq!(login["config"]["profile"]["has_contacts_password"], true);
     assert_eq!(
         code(c.request(json!({"op": "contacts"})).await),
@@ -312,15 +312,15 @@ async fn call_memory_is_sealed_gated_a_fifo_of_100_and_deleted_only_when_allowed
     let s = InProc::start().await;
     let ann = s
         .profile(
-            json!({"name": "Ann", "password": "ann-pw", "call_memory_password": "ann-callmem",
+            json!({"name": "Ann", "password": "ann-pw-longer", "call_memory_password": "ann-callmem-longer",
                         "collect_call_memory": true, "call_memory_password_protected": true}),
         )
         .await;
     let other = s
-        .profile(json!({"name": "Oscar", "password": "oscar-pw", "collect_call_memory": true}))
+        .profile(json!({"name": "Oscar", "password": "oscar-pw-longer", "collect_call_memory": true}))
         .await;
     let off = s
-        .profile(json!({"name": "Nina", "password": "nina-pw"}))
+        .profile(json!({"name": "Nina", "password": "nina-pw-longer"}))
         .await;
     s.api
         .post(
@@ -347,19 +347,19 @@ async fn call_memory_is_sealed_gated_a_fifo_of_100_and_deleted_only_when_allowed
     // sealed call memory.
     calls(&s, &[ann], 1, "+44 20 7000 4242", None).await;
 
-    let (mut c, _) = s.login(ann, "ann-pw").await;
+    let (mut c, _) = s.login(ann, "ann-pw-longer").await;
     assert_eq!(
         code(c.request(json!({"op": "call_memory"})).await),
         "call_memory_locked"
     );
     assert_eq!(
         code(
-            c.request(json!({"op": "unlock_call_memory", "password": "ann-pw"}))
+            c.request(json!({"op": "unlock_call_memory", "password": "ann-pw-longer"}))
                 .await
         ),
         "wrong_password"
     );
-    c.request(json!({"op": "unlock_call_memory", "password": "ann-callmem"}))
+    c.request(json!({"op": "unlock_call_memory", "password": "ann-callmem-longer"}))
         .await
         .unwrap();
     let cm = c.request(json!({"op": "call_memory"})).await.unwrap();
@@ -380,11 +380,11 @@ async fn call_memory_is_sealed_gated_a_fifo_of_100_and_deleted_only_when_allowed
         entries[99]["at"], "2023-11-14T22:13:20.002Z",
         "the two oldest are gone"
     );
-    let (mut o, _) = s.login(other, "oscar-pw").await;
+    let (mut o, _) = s.login(other, "oscar-pw-longer").await;
     let ocm = o.request(json!({"op": "call_memory"})).await.unwrap();
     assert_eq!(ocm["entries"][0]["answered_by"], "local");
     assert_eq!(ocm["entries"][0]["name"], "", "Oscar has no such contact");
-    let (mut n, _) = s.login(off, "nina-pw").await;
+    let (mut n, _) = s.login(off, "nina-pw-longer").await;
     assert!(
         n.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
             .as_array()
@@ -439,7 +439,7 @@ async fn call_memory_is_sealed_gated_a_fifo_of_100_and_deleted_only_when_allowed
 async fn the_master_password_opens_any_profile_only_to_delete_call_memory_rule_7() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw", "collect_call_memory": true}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer", "collect_call_memory": true}))
         .await;
     calls(&s, &[ann], 2, "+44 20 7946 0001", None).await;
     let mut c = s.connect().await;
@@ -497,9 +497,9 @@ async fn the_master_password_opens_any_profile_only_to_delete_call_memory_rule_7
 async fn an_admin_edit_reaches_a_connected_client_within_a_second() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer"}))
         .await;
-    let (mut c, _) = s.login(ann, "ann-pw").await;
+    let (mut c, _) = s.login(ann, "ann-pw-longer").await;
     let t = Instant::now();
     let (st, _) = s
         .api
@@ -525,12 +525,12 @@ async fn an_admin_edit_reaches_a_connected_client_within_a_second() {
     eprintln!("admin edit reached the client in {took:?}");
 
     // A changed profile password ends the session at once, resume too.
-    let (mut c2, login) = s.login(ann, "ann-pw").await;
+    let (mut c2, login) = s.login(ann, "ann-pw-longer").await;
     let token = login["token"].as_str().unwrap().to_string();
     s.api
         .patch(
             &format!("/api/v1/profiles/{ann}"),
-            json!({"password": "ann-pw-2"}),
+            json!({"password": "ann-pw-2-longer"}),
         )
         .await;
     let mut ended = None;
@@ -552,10 +552,10 @@ async fn an_admin_edit_reaches_a_connected_client_within_a_second() {
 async fn a_dropped_connection_resumes_without_logging_in_again() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw", "contacts_password": "cpw1"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer", "contacts_password": "cpw1-longerx"}))
         .await;
-    let (mut c, login) = s.login(ann, "ann-pw").await;
-    c.request(json!({"op": "unlock_contacts", "password": "cpw1"}))
+    let (mut c, login) = s.login(ann, "ann-pw-longer").await;
+    c.request(json!({"op": "unlock_contacts", "password": "cpw1-longerx"}))
         .await
         .unwrap();
     let token = login["token"].as_str().unwrap().to_string();
@@ -591,10 +591,10 @@ async fn a_dropped_connection_resumes_without_logging_in_again() {
 async fn caller_id_matches_local_contacts_first_then_global_in_any_number_form() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer"}))
         .await;
     let bob = s
-        .profile(json!({"name": "Bob", "password": "bob-pw"}))
+        .profile(json!({"name": "Bob", "password": "bob-pw-longer"}))
         .await;
     s.api
         .post(
@@ -608,8 +608,8 @@ async fn caller_id_matches_local_contacts_first_then_global_in_any_number_form()
             json!({"name": "Ann's Gail", "number": "020 7946 0001"}),
         )
         .await;
-    let (mut a, _) = s.login(ann, "ann-pw").await;
-    let (mut b, _) = s.login(bob, "bob-pw").await;
+    let (mut a, _) = s.login(ann, "ann-pw-longer").await;
+    let (mut b, _) = s.login(bob, "bob-pw-longer").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let va = a
@@ -637,22 +637,22 @@ async fn caller_id_matches_local_contacts_first_then_global_in_any_number_form()
 async fn an_admin_password_reset_never_opens_call_memory_as_documented() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw", "call_memory_password": "cm-pw", "collect_call_memory": true}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer", "call_memory_password": "cm-pw-longer", "collect_call_memory": true}))
         .await;
     calls(&s, &[ann], 3, "+44 20 7946 0001", None).await;
     // The profile password is reset: the call-memory password still opens.
     s.api
         .patch(
             &format!("/api/v1/profiles/{ann}"),
-            json!({"password": "ann-pw-2"}),
+            json!({"password": "ann-pw-2-longer"}),
         )
         .await;
-    let (mut c, _) = s.login(ann, "ann-pw-2").await;
+    let (mut c, _) = s.login(ann, "ann-pw-2-longer").await;
     assert_eq!(
         code(c.request(json!({"op": "call_memory"})).await),
         "call_memory_locked"
     );
-    c.request(json!({"op": "unlock_call_memory", "password": "cm-pw"}))
+    c.request(json!({"op": "unlock_call_memory", "password": "cm-pw-longer"}))
         .await
         .unwrap();
     assert_eq!(
@@ -667,11 +667,11 @@ async fn an_admin_password_reset_never_opens_call_memory_as_documented() {
     s.api
         .patch(
             &format!("/api/v1/profiles/{ann}"),
-            json!({"password": "ann-pw-3", "call_memory_password": "cm-pw-3"}),
+            json!({"password": "ann-pw-3-longer", "call_memory_password": "cm-pw-3-longer"}),
         )
         .await;
-    let (mut c, _) = s.login(ann, "ann-pw-3").await;
-    c.request(json!({"op": "unlock_call_memory", "password": "cm-pw-3"}))
+    let (mut c, _) = s.login(ann, "ann-pw-3-longer").await;
+    c.request(json!({"op": "unlock_call_memory", "password": "cm-pw-3-longer"}))
         .await
         .unwrap();
     assert!(
@@ -708,7 +708,7 @@ async fn an_admin_password_reset_never_opens_call_memory_as_documented() {
 async fn the_cli_client_speaks_the_same_protocol() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann Trader", "password": "ann-pw"}))
+        .profile(json!({"name": "Ann Trader", "password": "ann-pw-longer"}))
         .await;
     s.api
         .post(
@@ -747,7 +747,7 @@ async fn the_cli_client_speaks_the_same_protocol() {
     let (code, out, err) = tokio::task::block_in_place(|| {
         run(
             vec!["--profile", "Ann Trader", "--password-stdin", "config"],
-            "ann-pw\n",
+            "ann-pw-longer\n",
         )
     });
     assert_eq!(code, Some(0), "{err}");
@@ -834,7 +834,7 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
 async fn locked_contacts_stay_out_of_the_subject_export_and_lookups() {
     let s = InProc::start().await;
     let ann = s
-        .profile(json!({"name": "Ann", "password": "ann-pw", "contacts_password": "ann-contacts"}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer", "contacts_password": "ann-contacts"}))
         .await;
     let (st, v) = s
         .api
@@ -844,7 +844,7 @@ async fn locked_contacts_stay_out_of_the_subject_export_and_lookups() {
         )
         .await;
     assert!(st.is_success(), "{v}");
-    let (mut c, _) = s.login(ann, "ann-pw").await;
+    let (mut c, _) = s.login(ann, "ann-pw-longer").await;
 
     let locked = c.request(json!({"op": "subject_export"})).await.unwrap();
     assert_eq!(locked["includes_local_contacts"], false);
@@ -869,4 +869,90 @@ async fn locked_contacts_stay_out_of_the_subject_export_and_lookups() {
         .await
         .unwrap();
     assert_eq!(name["name"], "Secret Sam");
+}
+
+/// Issue 14, point 6: a PIN opens the turret but never call memory; call
+/// memory is protected only by passwords of 12 characters or more, and an
+/// older wrap under a short password is retired at the next login.
+#[tokio::test]
+async fn call_memory_is_protected_only_by_passwords_that_resist_offline_guessing() {
+    use openturret_domain::model::CallMemoryKeys;
+    use openturret_domain::secret::Secret;
+    use openturret_store::sealing::{OpenKey, is_checked};
+    let s = InProc::start().await;
+    // A PIN alone cannot protect call memory: refused, naming the field.
+    let (st, v) = s
+        .api
+        .post("/api/v1/profiles", json!({"name": "Pin", "password": "1234", "collect_call_memory": true}))
+        .await;
+    assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "call_memory_password");
+    assert!(v["message"].as_str().unwrap().contains("12"), "{v}");
+    // With a long call-memory password it is: the PIN wraps nothing.
+    let pid = s
+        .profile(json!({"name": "Pin", "password": "1234", "collect_call_memory": true,
+                        "call_memory_password": "long call memory pw"}))
+        .await;
+    let keys = s.app.store.call_memory_keys(ProfileId(pid)).await.unwrap();
+    assert!(keys.wrapped_by_profile_password.is_none(), "a PIN never wraps the key");
+    assert!(is_checked(keys.wrapped_by_call_memory_password.as_ref().unwrap()));
+    let (mut c, _) = s.login(pid, "1234").await;
+    let e = c.request(json!({"op": "call_memory"})).await.unwrap_err();
+    assert_eq!(e.code, "call_memory_locked");
+    c.request(json!({"op": "unlock_call_memory", "password": "long call memory pw"}))
+        .await
+        .unwrap();
+    c.request(json!({"op": "call_memory"})).await.unwrap();
+    // An administrator cannot weaken it: a PIN as the only password while
+    // collecting is refused.
+    let (st, v) = s
+        .api
+        .patch(&format!("/api/v1/profiles/{pid}"), json!({"call_memory_password": null}))
+        .await;
+    assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    // Older wraps (made before the minimum) are upgraded or retired at the
+    // next login: under a long password, made again; under a PIN, removed,
+    // and with it the entries nobody could protect.
+    for (name, password, keeps) in [("Old long", "an old long password", true), ("Old pin", "4321", false)] {
+        let id = s.profile(json!({"name": name, "password": password})).await;
+        let key = OpenKey::generate();
+        let legacy = CallMemoryKeys {
+            public: Some(key.public()),
+            wrapped_by_profile_password: Some(key.wrap_unchecked(&Secret::new(password))),
+            wrapped_by_call_memory_password: None,
+        };
+        s.app.store.set_call_memory_keys(ProfileId(id), legacy).await.unwrap();
+        let entry = openturret_server::callmem::seal_entry(
+            &key.public(),
+            &openturret_domain::model::CallMemoryEntry {
+                number: "2000".into(),
+                name: String::new(),
+                at: Timestamp(1),
+                direction: Direction::Incoming,
+                answered: true,
+                answered_by: None,
+                duration_ms: None,
+                reason: String::new(),
+            },
+        );
+        s.app.store.push_call_memory(ProfileId(id), Timestamp(1), entry).await.unwrap();
+        let (mut c, _) = s.login(id, password).await;
+        let after = s.app.store.call_memory_keys(ProfileId(id)).await.unwrap();
+        let left = s.app.store.list_call_memory(ProfileId(id)).await.unwrap().len();
+        if keeps {
+            assert!(is_checked(after.wrapped_by_profile_password.as_ref().unwrap()), "{name}");
+            assert_eq!(left, 1, "{name}: the entry stays");
+            let v = c.request(json!({"op": "call_memory"})).await.unwrap();
+            assert_eq!(v["entries"][0]["number"], "2000");
+        } else {
+            assert_eq!(after, CallMemoryKeys::default(), "{name}: the weak wrap is gone");
+            assert_eq!(left, 0, "{name}: entries no one could protect are erased");
+            let (_, audit) = s
+                .api
+                .get("/api/v1/audit?event_type=call_memory.erased_weak_password")
+                .await;
+            assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+        }
+    }
 }

@@ -28,21 +28,21 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
     let (s, v) = api
         .post(
             "/api/v1/profiles",
-            json!({"name": "Ann Trader", "password": "ann-pw-123", "contacts_password": "ann-contacts",
+            json!({"name": "Ann Trader", "password": "ann-pw-123-longer", "contacts_password": "ann-contacts",
                    "collect_call_memory": true}),
         )
         .await;
     assert!(s.is_success(), "{v}");
     let pid = v["id"].as_i64().unwrap();
     let (s, v) = api
-        .post("/api/v1/profiles", json!({"name": "Bob Trader", "password": "bob-pw-123"}))
+        .post("/api/v1/profiles", json!({"name": "Bob Trader", "password": "bob-pw-123-longer"}))
         .await;
     assert!(s.is_success(), "{v}");
     let bob = v["id"].as_i64().unwrap();
 
     let mut c = turret(&server).await;
     let login = c
-        .request(json!({"op": "login", "profile_id": pid, "password": "ann-pw-123"}))
+        .request(json!({"op": "login", "profile_id": pid, "password": "ann-pw-123-longer"}))
         .await
         .unwrap();
     let token = login["token"].as_str().unwrap().to_string();
@@ -52,7 +52,7 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
     c.request(json!({"op": "call_memory"})).await.unwrap();
     let mut b = turret(&server).await;
     let bl = b
-        .request(json!({"op": "login", "profile_id": bob, "password": "bob-pw-123"}))
+        .request(json!({"op": "login", "profile_id": bob, "password": "bob-pw-123-longer"}))
         .await
         .unwrap();
     let bob_token = bl["token"].as_str().unwrap().to_string();
@@ -75,7 +75,7 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
     assert_eq!(e.code, "call_memory_locked");
     let e = c.request(json!({"op": "contacts"})).await.unwrap_err();
     assert_eq!(e.code, "contacts_locked");
-    c.request(json!({"op": "unlock_call_memory", "password": "ann-pw-123"}))
+    c.request(json!({"op": "unlock_call_memory", "password": "ann-pw-123-longer"}))
         .await
         .unwrap();
     c.request(json!({"op": "call_memory"})).await.unwrap();
@@ -103,7 +103,7 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
     // 3. An administrator changes the password: the session ends for good.
     let api = admin(&server).await;
     let (s, v) = api
-        .patch(&format!("/api/v1/profiles/{pid}"), json!({"password": "ann-pw-456"}))
+        .patch(&format!("/api/v1/profiles/{pid}"), json!({"password": "ann-pw-456-longer"}))
         .await;
     assert!(s.is_success(), "{v}");
     drop(c);

@@ -15,7 +15,7 @@ const DAY: i64 = 86_400_000;
 async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
     let s = InProc::start().await;
     let pid = s
-        .profile(json!({"name": "Ann", "password": "ann-pw", "collect_call_memory": true}))
+        .profile(json!({"name": "Ann", "password": "ann-pw-longer", "collect_call_memory": true}))
         .await;
     let (_, l) = s
         .api
@@ -157,10 +157,10 @@ async fn the_privacy_report_describes_this_deployment() {
     let s = InProc::start().await;
     let a = s
         .profile(
-            json!({"name": "Ann Secretname", "password": "ann-pw", "collect_call_memory": true}),
+            json!({"name": "Ann Secretname", "password": "ann-pw-longer", "collect_call_memory": true}),
         )
         .await;
-    s.profile(json!({"name": "Bob", "password": "bob-pw"}))
+    s.profile(json!({"name": "Bob", "password": "bob-pw-longer"}))
         .await;
     s.api
         .post(
@@ -224,7 +224,7 @@ fn unzip(zip: &std::path::Path, name: &str) -> Option<String> {
 async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_unlocks() {
     let s = InProc::start().await;
     let pid = s
-        .profile(json!({"name": "Sam Subject", "password": "sam-pw", "call_memory_password": "sam-cm", "collect_call_memory": true}))
+        .profile(json!({"name": "Sam Subject", "password": "sam-pw-longer", "call_memory_password": "sam-cm-longer", "collect_call_memory": true}))
         .await;
     s.api
         .post(
@@ -352,7 +352,7 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
             .stdin
             .take()
             .unwrap()
-            .write_all(b"sam-pw\nsam-cm\n")
+            .write_all(b"sam-pw-longer\nsam-cm-longer\n")
             .unwrap();
         child.wait_with_output().unwrap()
     });

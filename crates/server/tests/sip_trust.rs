@@ -101,7 +101,7 @@ async fn only_the_lines_pbx_rings_a_trader_and_nothing_rings_for_ever() {
                      "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}))
         .await;
     let pid = s
-        .profile(json!({"name": "Trader", "password": "pw-123456", "collect_call_memory": true}))
+        .profile(json!({"name": "Trader", "password": "pw-123456-longer", "collect_call_memory": true}))
         .await;
     for (l, pos) in [(line, 1), (intercom, 2)] {
         let (st, v) = s
@@ -110,7 +110,7 @@ async fn only_the_lines_pbx_rings_a_trader_and_nothing_rings_for_ever() {
             .await;
         assert!(st.is_success(), "{v}");
     }
-    let (mut turret, _) = s.login(pid, "pw-123456").await;
+    let (mut turret, _) = s.login(pid, "pw-123456-longer").await;
     wait_state(&s, line, "registered").await;
     wait_state(&s, intercom, "registered").await;
     let mlc = s.app.mlc.local_addr().unwrap();
@@ -171,7 +171,7 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     let cdrs = s.app.store.list_cdrs(&CdrFilter::default()).await.unwrap();
     assert!(cdrs.is_empty(), "a stranger's call left a CDR: {cdrs:?}");
     turret
-        .request(json!({"op": "unlock_call_memory", "password": "pw-123456"}))
+        .request(json!({"op": "unlock_call_memory", "password": "pw-123456-longer"}))
         .await
         .unwrap();
     let mem = turret.request(json!({"op": "call_memory"})).await.unwrap();

@@ -194,7 +194,7 @@ async fn floor() -> Floor {
     let mut turrets = Vec::new();
     for name in ["Trader A", "Trader B"] {
         let pid = s
-            .profile(json!({"name": name, "password": "pw-123456", "collect_call_memory": true}))
+            .profile(json!({"name": name, "password": "pw-123456-longer", "collect_call_memory": true}))
             .await;
         let (st, v) = s
             .api
@@ -204,7 +204,7 @@ async fn floor() -> Floor {
             )
             .await;
         assert!(st.is_success(), "{v}");
-        let (c, _) = s.login(pid, "pw-123456").await;
+        let (c, _) = s.login(pid, "pw-123456-longer").await;
         turrets.push((pid, c));
     }
     wait_lines(&s, &[line], "registered", Duration::from_secs(10)).await;
@@ -214,7 +214,7 @@ async fn floor() -> Floor {
 }
 
 async fn call_memory(c: &mut Connection) -> Vec<Value> {
-    c.request(json!({"op": "unlock_call_memory", "password": "pw-123456"}))
+    c.request(json!({"op": "unlock_call_memory", "password": "pw-123456-longer"}))
         .await
         .unwrap();
     let v = c.request(json!({"op": "call_memory"})).await.unwrap();
@@ -584,10 +584,10 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
     let auto = intercom(&s, "Intercom", "1001", format!("sip:1001@127.0.0.1:{}", pbx.port)).await;
     let manual = line(&s, "1002", pbx.port, PBX_PASSWORD).await;
     let owner = s
-        .profile(json!({"name": "Owner", "password": "pw-123456"}))
+        .profile(json!({"name": "Owner", "password": "pw-123456-longer"}))
         .await;
     let outsider = s
-        .profile(json!({"name": "Outsider", "password": "pw-123456"}))
+        .profile(json!({"name": "Outsider", "password": "pw-123456-longer"}))
         .await;
     for (l, pos) in [(auto, 1), (manual, 2)] {
         let (st, v) = s
@@ -596,8 +596,8 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
             .await;
         assert!(st.is_success(), "{v}");
     }
-    let (mut own, _) = s.login(owner, "pw-123456").await;
-    let (mut out, _) = s.login(outsider, "pw-123456").await;
+    let (mut own, _) = s.login(owner, "pw-123456-longer").await;
+    let (mut out, _) = s.login(outsider, "pw-123456-longer").await;
     wait_lines(&s, &[manual], "registered", Duration::from_secs(10)).await;
     let mut phone = Baresip::start("2000", pbx.port, false);
     let mut ring_phone = Baresip::start("2001", pbx.port, false);

@@ -34,7 +34,7 @@ async fn login(b: &Browser, profile: &str, password: &str) {
 async fn a_trader_sees_keys_and_an_admin_change_arrives_without_a_reload() {
     let s = InProc::start().await;
     let pid = s
-        .profile(json!({"name": "Ann Trader", "password": "ann-pw"}))
+        .profile(json!({"name": "Ann Trader", "password": "ann-pw-longer"}))
         .await;
     let (_, l) = s.api.post("/api/v1/lines", json!({"name": "L1", "uri": "sip:1001@pbx", "password": "line-secret", "display_name": "FX Desk", "alternate_text": "FX"})).await;
     s.api
@@ -59,7 +59,7 @@ async fn a_trader_sees_keys_and_an_admin_change_arrives_without_a_reload() {
     b.goto("/turret").await;
     b.wait_text(".profiles", "Ann Trader").await;
     b.screenshot("turret-login").await;
-    login(&b, "Ann Trader", "ann-pw").await;
+    login(&b, "Ann Trader", "ann-pw-longer").await;
     b.wait_text("[aria-label='Line keys']", "FX Desk").await;
     b.wait_text("[aria-label='DKA keys']", "Broker A").await;
     b.wait_text("[aria-label='DKM keys']", "Desk M2").await;
@@ -115,8 +115,8 @@ async fn a_trader_sees_keys_and_an_admin_change_arrives_without_a_reload() {
 async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
     let s = InProc::start().await;
     let pid = s
-        .profile(json!({"name": "Bea Broker", "password": "bea-pw", "contacts_password": "bea-contacts",
-                        "call_memory_password": "bea-callmem", "collect_call_memory": true,
+        .profile(json!({"name": "Bea Broker", "password": "bea-pw-longer", "contacts_password": "bea-contacts",
+                        "call_memory_password": "bea-callmem-longer", "collect_call_memory": true,
                         "call_memory_password_protected": true, "allow_call_memory_deletion": true}))
         .await;
     s.api
@@ -160,7 +160,7 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
     }
 
     let b = Browser::start(&s.url).await;
-    login(&b, "Bea Broker", "bea-pw").await;
+    login(&b, "Bea Broker", "bea-pw-longer").await;
     // Contacts: locked until the contacts password is given.
     b.wait_text("#tab-body", "Contacts password").await;
     b.fill("#unlock-unlock_contacts", "wrong").await;
@@ -179,7 +179,7 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
     // Call memory: locked behind its password, then listed and deletable.
     b.click("#tab-call-memory").await;
     b.wait_text("#tab-body", "Call-memory password").await;
-    b.fill("#unlock-unlock_call_memory", "bea-callmem").await;
+    b.fill("#unlock-unlock_call_memory", "bea-callmem-longer").await;
     b.click("#tab-body button[type=submit]").await;
     let table = b.wait_text("#call-memory", "Carl Client").await;
     assert!(

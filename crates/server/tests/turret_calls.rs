@@ -28,7 +28,7 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
         )
         .await;
     let pid = s
-        .profile(json!({"name": "Ann Trader", "password": "ann-pw", "collect_call_memory": true}))
+        .profile(json!({"name": "Ann Trader", "password": "ann-pw-longer", "collect_call_memory": true}))
         .await;
     s.api
         .put(
@@ -47,7 +47,7 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
     b.goto("/turret").await;
     b.wait_text(".profiles", "Ann Trader").await;
     b.click("[data-profile]").await;
-    b.fill("#password", "ann-pw").await;
+    b.fill("#password", "ann-pw-longer").await;
     b.click("#login").await;
     b.wait_text("#who", "Ann Trader").await;
     // The line registers (digest with qop=auth) and the key says so.

@@ -177,7 +177,7 @@ fn profile_fields(
             Some(if existing.is_some() { keep } else { "At least 4 characters." })))
         (field(state, "Contacts password", "contacts_password", "password", Some("Optional: asked before contacts are shown.")))
         @if let Some((true, _)) = existing { (checkbox(state, "Remove the contacts password", "clear_contacts_password", false)) }
-        (field(state, "Call-memory password", "call_memory_password", "password", Some("Optional: asked before call memory is shown.")))
+        (field(state, "Call-memory password", "call_memory_password", "password", Some("Asked before call memory is shown, when protection is on. Call memory is kept only under a password of 12 characters or more: give one here when the profile password is shorter (a PIN).")))
         @if let Some((_, true)) = existing { (checkbox(state, "Remove the call-memory password", "clear_call_memory_password", false)) }
         fieldset {
             legend { "Call memory" }
