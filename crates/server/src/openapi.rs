@@ -198,7 +198,8 @@ fn schemas() -> Value {
                 "description": "SIP requests the in-process MLC refused (403) because their sender is not the PBX of the line they were for"})),
             ("controllers", json!({"type": "array", "description": "the Multi-Line Controllers: the one in this process and each connected turret mlc",
                 "items": obj(&["name", "in_process"], &[("name", s()), ("in_process", b()),
-                    ("sip", json!({"type": "string", "nullable": true})), ("peer", s()), ("lines", i())])}))]),
+                    ("sip", json!({"type": "string", "nullable": true})), ("peer", s()), ("lines", i()),
+                    ("refused_requests", json!({"type": "integer", "format": "int64", "description": "SIP requests this turret mlc refused from strangers"}))])}))]),
         "LineKey": obj(&["line_id", "position", "name", "display_name", "alternate_text"], &[
             ("line_id", i()), ("position", i()), ("name", s()), ("display_name", s()), ("alternate_text", s())]),
         "LineKeyAssign": obj(&["position"], &[("position", i())]),

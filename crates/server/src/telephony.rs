@@ -91,7 +91,8 @@ impl Member {
         match self {
             Member::Local => json!({"name": LOCAL_NAME, "in_process": true}),
             Member::Remote(l) => json!({"name": l.name, "in_process": false,
-                "sip": *l.sip.lock().unwrap(), "peer": l.peer.to_string(), "lines": l.line_states().len()}),
+                "sip": *l.sip.lock().unwrap(), "peer": l.peer.to_string(), "lines": l.line_states().len(),
+                "refused_requests": l.refused.load(Ordering::Relaxed)}),
         }
     }
 }

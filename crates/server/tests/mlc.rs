@@ -368,6 +368,38 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         sip.starts_with("127.0.0.1:") && !sip.ends_with(":0"),
         "{status}"
     );
+    // A stranger (127.0.0.2) rings one of its lines: 403, and the System
+    // Manager's status counts it (issue 14, point 1).
+    let to: std::net::SocketAddr = sip.parse().unwrap();
+    let line = lines(&api).await[0]["id"].as_i64().unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        let from = s.local_addr().unwrap();
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+        let invite = format!(
+            "INVITE sip:ot-line-{line}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKstranger1\r\n\
+Max-Forwards: 70\r\nFrom: <sip:666@{from}>;tag=s1\r\nTo: <sip:ot-line-{line}@{to}>\r\nCall-ID: stranger1\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:666@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        s.send_to(invite.as_bytes(), to).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, status) = api.get("/api/v1/mlc").await;
+        if status["controllers"][0]["refused_requests"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refusal is not counted: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Revoking the last one cuts it off: no line is served any more.
     let (code, _, _) = common::turret(&data, &["mlc", "revoke", "mlc-b"], "");

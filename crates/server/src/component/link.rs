@@ -15,6 +15,8 @@ pub struct Link {
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, OpError>>>>,
     states: Mutex<HashMap<LineId, LineState>>,
     calls: Mutex<HashMap<u64, CallView>>,
+    /// SIP requests it refused from strangers, as it last said.
+    pub refused: AtomicU64,
 }
 
 impl Link {
@@ -189,6 +191,7 @@ async fn accept(
         pending: Mutex::new(HashMap::new()),
         states: Mutex::new(HashMap::new()),
         calls: Mutex::new(HashMap::new()),
+        refused: AtomicU64::new(0),
     });
     ws.send(Message::Text(
         json!({"t": "welcome", "name": name, "call_id_base": instance * CALL_ID_SPACE})
@@ -279,6 +282,10 @@ async fn handle(app: &App, link: &Arc<Link>, v: Value) {
         }
         "sip" => {
             *link.sip.lock().unwrap() = v["sip"].as_str().unwrap_or_default().to_string();
+        }
+        "refused" => {
+            link.refused
+                .store(v["count"].as_u64().unwrap_or_default(), Ordering::Relaxed);
         }
         "line_gone" => {
             let id = LineId(v["line_id"].as_i64().unwrap_or_default());

@@ -160,7 +160,23 @@ pub async fn run_mlc(
         tokio::spawn(async move {
             if first {
                 match me.start(h.clone(), sip_now, tls_now).await {
-                    Ok(at) => h.tell(json!({"t": "sip", "sip": at.to_string()})),
+                    Ok(at) => {
+                        h.tell(json!({"t": "sip", "sip": at.to_string()}));
+                        // The strangers refused, for the System Manager's
+                        // status (every 5 s, when the count moved).
+                        let (m, h) = (me.clone(), h.clone());
+                        tokio::spawn(async move {
+                            let mut said = 0;
+                            loop {
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                                let n = m.refused_requests();
+                                if n != said {
+                                    h.tell(json!({"t": "refused", "count": n}));
+                                    said = n;
+                                }
+                            }
+                        });
+                    }
                     Err(e) => {
                         tracing::error!(error = format!("{e:#}"), "the MLC did not start");
                         std::process::exit(2);
