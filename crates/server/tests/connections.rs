@@ -7,43 +7,9 @@ mod common;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn addr(url: &str) -> SocketAddr {
-    url.trim_start_matches("https://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap()
-}
-
-/// A TLS connection offering `alpn`.
-async fn tls(
-    to: SocketAddr,
-    cert_pem: &[u8],
-    alpn: &[u8],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(to).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
 
 /// How long until the server closes `s` (reads until end or error).
 async fn closed_after(
@@ -73,12 +39,12 @@ async fn slow_and_idle_connections_are_closed_and_one_address_gets_its_share() {
         ],
     )
     .await;
-    let to = addr(&server.url);
+    let to = common::socket_addr(&server.url);
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
 
     // 1. Half a request's headers, then nothing: closed after the header
     // timeout.
-    let mut half = tls(to, &cert, b"http/1.1").await;
+    let mut half = common::tls_to(to, &cert, b"http/1.1").await;
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .await
         .unwrap();
@@ -89,7 +55,7 @@ async fn slow_and_idle_connections_are_closed_and_one_address_gets_its_share() {
 
     // 2. An HTTP/2 connection that never speaks: closed after the idle
     // timeout.
-    let silent = tls(to, &cert, b"h2").await;
+    let silent = common::tls_to(to, &cert, b"h2").await;
     let took = closed_after(silent, Duration::from_secs(15)).await;
     assert!(took.is_some(), "a silent connection was still open after 15 s");
 

@@ -383,3 +383,38 @@ pub async fn wait_push(
         }
     }
 }
+
+/// A raw TLS connection to the server at `to` (trusting `cert_pem`),
+/// offering `alpn`: for tests that speak below HTTP.
+pub async fn tls_to(
+    to: std::net::SocketAddr,
+    cert_pem: &[u8],
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(to).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// The address of a server URL (`https://127.0.0.1:port`).
+pub fn socket_addr(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("https://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
