@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,12 +25,15 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
 use crate::App;
 use crate::config::HttpConfig;
-use crate::tls::{ClientAddr, TlsListener};
+use crate::tls::ClientAddr;
 
 /// File descriptors kept for everything but client connections (the
 /// database, SIP, log files, outgoing connections).
@@ -246,11 +249,78 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     }
 }
 
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener that yields TLS streams whose handshake has completed, each
+/// counted under the connection limits from accept on (so a flood of
+/// handshakes is bounded too) and closed when idle too long.
+pub struct TlsListener {
+    rx: mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)>,
+}
+
+impl TlsListener {
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        limits: Arc<Limits>,
+        idle: Duration,
+    ) -> std::io::Result<Self> {
+        let acceptor = TlsAcceptor::from(config);
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(10);
+            loop {
+                let (sock, peer) = tokio::select! {
+                    r = tcp.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait
+                            // longer each time, never spin.
+                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            continue;
+                        }
+                    },
+                    _ = tx.closed() => break,
+                };
+                backoff = Duration::from_millis(10);
+                // Over a limit: closed at once (dropping the socket).
+                let Some(slot) = limits.admit(peer.ip()) else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let sender = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = sender.send((Conn::new(stream, slot, idle), peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx })
+    }
+
+    /// The next connection, its handshake done.
+    pub async fn next(&mut self) -> (Conn<TlsStream<TcpStream>>, SocketAddr) {
+        match self.rx.recv().await {
+            Some(x) => x,
+            // The accept task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`, then asks every
 /// connection to finish and returns within [`crate::SHUTDOWN_GRACE`].
 pub async fn run(
     app: App,
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -270,7 +340,7 @@ pub async fn run(
 /// returns within [`crate::SHUTDOWN_GRACE`].
 pub async fn serve_router(
     router: axum::Router,
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     http: &HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -1,9 +1,6 @@
 //! TLS for every connection (SPEC rule 12): the certificate (configured, or
-//! generated on first start) and a listener that hands axum only completed
-//! TLS 1.3 handshakes.
-//!
-//! Handshakes run in their own tasks with a timeout, so a slow or silent
-//! client cannot hold up anyone else's connection.
+//! generated on first start) and the server configuration (TLS 1.3 only).
+//! The listener that completes handshakes is `net::TlsListener`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,20 +8,13 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
-use crate::net::{Conn, Limits};
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the certificate in use lives, and whether it was generated now.
 #[derive(Debug)]
@@ -104,70 +94,6 @@ fn generate(dir: &Path, cert: &Path, key: &Path, host_name: &str) -> anyhow::Res
     std::fs::write(cert, certificate.pem())
         .with_context(|| format!("while writing {}", cert.display()))?;
     Ok(())
-}
-
-/// A listener that yields TLS streams whose handshake has completed, each
-/// counted under the connection limits from accept on (so a flood of
-/// handshakes is bounded too) and closed when idle too long.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(Conn<TlsStream<TcpStream>>, SocketAddr)>,
-}
-
-impl TlsListener {
-    pub fn new(
-        tcp: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-        limits: Arc<Limits>,
-        idle: Duration,
-    ) -> std::io::Result<Self> {
-        let acceptor = TlsAcceptor::from(config);
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(10);
-            loop {
-                let (sock, peer) = tokio::select! {
-                    r = tcp.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // Out of file descriptors and the like: wait
-                            // longer each time, never spin.
-                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(1));
-                            continue;
-                        }
-                    },
-                    _ = tx.closed() => break,
-                };
-                backoff = Duration::from_millis(10);
-                // Over a limit: closed at once (dropping the socket).
-                let Some(slot) = limits.admit(peer.ip()) else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let sender = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = sender.send((Conn::new(stream, slot, idle), peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx })
-    }
-
-    /// The next connection, its handshake done.
-    pub async fn next(&mut self) -> (Conn<TlsStream<TcpStream>>, SocketAddr) {
-        match self.rx.recv().await {
-            Some(x) => x,
-            // The accept task only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
 }
 
 /// The client's address, available to handlers as `ConnectInfo<ClientAddr>`.
