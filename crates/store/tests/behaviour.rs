@@ -788,3 +788,25 @@ async fn turret_sessions_are_kept_touched_ended_and_erased_with_their_profile() 
     s.delete_profile(q.id, audit("profile.deleted")).await.unwrap();
     assert_eq!(s.client_session([2; 32]).await.unwrap(), None);
 }
+
+/// SQLite gives a deleted row's id to the next row when it was the
+/// highest: a profile made after an erasure may carry the erased one's
+/// id, and the ledger must never take it for the erased person.
+#[tokio::test]
+async fn a_new_profile_that_reuses_an_erased_id_survives_the_ledger() {
+    let (_d, s) = sqlite().await;
+    let _first = profile(&s, "Ann").await;
+    let gone = profile(&s, "Bob").await;
+    s.delete_profile(gone.id, audit("profile.deleted"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let newcomer = profile(&s, "Cid").await;
+    assert_eq!(newcomer.id, gone.id, "SQLite reused the id");
+    let again = s
+        .reapply_erasures(audit("erasure.reapplied"))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "the newcomer was taken for the erased profile");
+    assert_eq!(s.get_profile(newcomer.id).await.unwrap().name, "Cid");
+}

@@ -425,11 +425,17 @@ impl ProfileStore for SqliteStore {
             }
             let id = ProfileId(e.id);
             let mut tx = self.begin().await?;
-            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles WHERE id = ?")
-                .bind(id.0)
-                .fetch_one(&mut *tx.tx)
-                .await
-                .map_err(db)?;
+            // Only the profile that was erased: SQLite gives the id of a
+            // deleted newest row to the next one, so a profile made after
+            // the erasure may carry the same id and must be left alone.
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM profiles WHERE id = ? AND created_at <= ?",
+            )
+            .bind(id.0)
+            .bind(e.at_ms)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
             if exists == 0 {
                 continue;
             }
