@@ -30,7 +30,8 @@ use crate::{Result, StoreError};
 pub struct Erasure {
     pub seq: u64,
     pub at_ms: i64,
-    /// What was erased: `profile`.
+    /// What was erased: `profile`, `admin`, `global_contact`,
+    /// `local_contact`.
     pub kind: String,
     pub id: i64,
 }

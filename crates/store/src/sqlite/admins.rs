@@ -148,8 +148,14 @@ impl AdminStore for SqliteStore {
     }
 
     async fn delete_admin(&self, id: AdminId, audit: AuditRecord) -> Result<()> {
-        self.delete_audited("DELETE FROM admins WHERE id = ?", &[id.0], "admin", &audit)
-            .await
+        self.delete_recorded(
+            "DELETE FROM admins WHERE id = ?",
+            &[id.0],
+            "admin",
+            &audit,
+            Some(("admin", id.0)),
+        )
+        .await
     }
 
     async fn create_session(

@@ -159,11 +159,12 @@ impl ContactStore for SqliteStore {
         id: LocalContactId,
         audit: AuditRecord,
     ) -> Result<()> {
-        self.delete_audited(
+        self.delete_recorded(
             "DELETE FROM local_contacts WHERE profile_id = ? AND id = ?",
             &[profile.0, id.0],
             "contact",
             &audit,
+            Some(("local_contact", id.0)),
         )
         .await
     }
@@ -411,11 +412,12 @@ impl ContactStore for SqliteStore {
     }
 
     async fn delete_global_contact(&self, id: GlobalContactId, audit: AuditRecord) -> Result<()> {
-        self.delete_audited(
+        self.delete_recorded(
             "DELETE FROM global_contacts WHERE id = ?",
             &[id.0],
             "global contact",
             &audit,
+            Some(("global_contact", id.0)),
         )
         .await
     }

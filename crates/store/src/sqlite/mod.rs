@@ -371,14 +371,51 @@ impl SqliteStore {
         what: &'static str,
         audit: &AuditRecord,
     ) -> Result<()> {
+        self.delete_recorded(sql, ids, what, audit, None).await
+    }
+
+    /// [`Self::delete_audited`] of personal data: the deletion goes into
+    /// the erasure ledger (`kind`, the row's id) before the commit, so a
+    /// restore of an older backup cannot bring the row back.
+    async fn delete_recorded(
+        &self,
+        sql: &'static str,
+        ids: &[i64],
+        what: &'static str,
+        audit: &AuditRecord,
+        ledger: Option<(&'static str, i64)>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         let mut q = sqlx::query(sql);
         for id in ids {
             q = q.bind(*id);
         }
         one_row(q.execute(&mut *tx.tx).await.map_err(db)?, what)?;
+        if let Some((kind, id)) = ledger {
+            self.ledger.record(kind, id, openturret_domain::Timestamp::now().0)?;
+        }
         self.audit(&mut tx, audit).await?;
         self.commit(tx).await
+    }
+
+    /// Deletes again a row the ledger says was erased (`kind`, `id`, at
+    /// `at_ms`), if it is the same row: created before the erasure, since
+    /// SQLite may give a deleted newest id to a later row. Returns whether
+    /// one was deleted.
+    async fn erase_again(&self, tx: &mut Tx, kind: &str, id: i64, at_ms: i64) -> Result<bool> {
+        let sql = match kind {
+            "admin" => "DELETE FROM admins WHERE id = ? AND created_at <= ?",
+            "global_contact" => "DELETE FROM global_contacts WHERE id = ? AND created_at <= ?",
+            "local_contact" => "DELETE FROM local_contacts WHERE id = ? AND created_at <= ?",
+            _ => return Ok(false),
+        };
+        let r = sqlx::query(sql)
+            .bind(id)
+            .bind(at_ms)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
     }
 }
 

@@ -421,6 +421,17 @@ impl ProfileStore for SqliteStore {
         let mut erased = Vec::new();
         for e in self.ledger.entries()? {
             if e.kind != "profile" {
+                // An administrator, a global or a local contact.
+                let mut tx = self.begin().await?;
+                if self.erase_again(&mut tx, &e.kind, e.id, e.at_ms).await? {
+                    let mut r = audit.clone();
+                    r.object_type = e.kind.clone();
+                    r.object_id = Some(e.id.to_string());
+                    r.changes = vec![e.kind.clone()];
+                    self.audit(&mut tx, &r).await?;
+                    self.commit(tx).await?;
+                    tracing::warn!(kind = %e.kind, id = e.id, "an erased record came back and was erased again");
+                }
                 continue;
             }
             let id = ProfileId(e.id);
