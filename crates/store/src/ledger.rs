@@ -31,7 +31,7 @@ pub struct Erasure {
     pub seq: u64,
     pub at_ms: i64,
     /// What was erased: `profile`, `admin`, `global_contact`,
-    /// `local_contact`.
+    /// `local_contact`, `speed_dial`, `call_memory`.
     pub kind: String,
     pub id: i64,
 }

@@ -811,8 +811,8 @@ async fn a_new_profile_that_reuses_an_erased_id_survives_the_ledger() {
     assert_eq!(s.get_profile(newcomer.id).await.unwrap().name, "Cid");
 }
 
-/// Issue 15: deleting an administrator, a global contact or a local
-/// contact goes into the erasure ledger, so a restored older copy of the
+/// Issue 15: deleting an administrator, a global or local contact, a
+/// speed dial key or a call-memory entry goes into the erasure ledger, so a restored older copy of the
 /// database does not bring them back (an administrator, with the old
 /// password, able to log in); a later row that reuses the id stays.
 #[tokio::test]
@@ -835,15 +835,23 @@ async fn deleted_admins_and_contacts_stay_deleted_after_a_restore() {
         .create_local_contact(p.id, ContactFields::new("Gone Local", "2002", "", "").unwrap(), audit("l"))
         .await
         .unwrap();
+    let key = s
+        .create_speed_dial(p.id, SpeedDialFields::new("DKM", 1, "Gone Key", "2004").unwrap(), audit("k"))
+        .await
+        .unwrap();
+    s.push_call_memory(p.id, Timestamp(1), vec![7]).await.unwrap();
+    let entry = s.list_call_memory(p.id).await.unwrap()[0].id;
     sqlx::query("VACUUM INTO ?")
         .bind(d.path().join("before.db").to_str().unwrap())
         .execute(&open_raw(&d.path().join("t.db")).await)
         .await
         .unwrap();
+    s.delete_speed_dial(p.id, key.id, audit("speed_dial.deleted")).await.unwrap();
+    s.delete_call_memory(p.id, entry, audit("call_memory.deleted")).await.unwrap();
     s.delete_admin(admin.id, audit("admin.deleted")).await.unwrap();
     s.delete_global_contact(global.id, audit("global_contact.deleted")).await.unwrap();
     s.delete_local_contact(p.id, local.id, audit("contact.deleted")).await.unwrap();
-    assert_eq!(s.erasure_count().unwrap(), 3);
+    assert_eq!(s.erasure_count().unwrap(), 5);
     s.close().await;
     std::fs::rename(d.path().join("before.db"), d.path().join("t.db")).unwrap();
     let _ = std::fs::remove_file(d.path().join("t.db-wal"));
@@ -855,6 +863,8 @@ async fn deleted_admins_and_contacts_stay_deleted_after_a_restore() {
     assert!(s.admin_credentials("keeper").await.unwrap().is_some());
     assert!(matches!(s.get_global_contact(global.id).await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.get_local_contact(p.id, local.id).await, Err(StoreError::NotFound(_))));
+    assert!(s.list_speed_dials(p.id).await.unwrap().is_empty(), "the key came back");
+    assert!(s.list_call_memory(p.id).await.unwrap().is_empty(), "the entry came back");
     // A contact made later with the same id is not taken for the erased one.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let newer = s

@@ -92,11 +92,12 @@ impl CallStore for SqliteStore {
         id: CallMemoryId,
         audit: AuditRecord,
     ) -> Result<()> {
-        self.delete_audited(
+        self.delete_recorded(
             "DELETE FROM call_memory WHERE profile_id = ? AND id = ?",
             &[profile.0, id.0],
             "call memory entry",
             &audit,
+            Some(("call_memory", id.0)),
         )
         .await
     }

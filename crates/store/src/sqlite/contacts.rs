@@ -199,14 +199,15 @@ impl ContactStore for SqliteStore {
         let mut tx = self.begin().await?;
         self.require_profile(&mut tx, profile).await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO speed_dials (profile_id, kind, position, name, number)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO speed_dials (profile_id, kind, position, name, number, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(profile.0)
         .bind(f.kind.as_str())
         .bind(f.position as i64)
         .bind(&f.name)
         .bind(&f.number)
+        .bind(openturret_domain::Timestamp::now().0)
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
@@ -249,11 +250,12 @@ impl ContactStore for SqliteStore {
         id: SpeedDialId,
         audit: AuditRecord,
     ) -> Result<()> {
-        self.delete_audited(
+        self.delete_recorded(
             "DELETE FROM speed_dials WHERE profile_id = ? AND id = ?",
             &[profile.0, id.0],
             "speed dial",
             &audit,
+            Some(("speed_dial", id.0)),
         )
         .await
     }

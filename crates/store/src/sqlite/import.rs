@@ -366,8 +366,9 @@ impl SqliteStore {
                     counts.updated += 1;
                 }
                 (None, _) => {
-                    sqlx::query("INSERT INTO speed_dials (profile_id, kind, position, name, number) VALUES (?, ?, ?, ?, ?)")
+                    sqlx::query("INSERT INTO speed_dials (profile_id, kind, position, name, number, created_at) VALUES (?, ?, ?, ?, ?, ?)")
                         .bind(profile.0).bind(k.kind.as_str()).bind(k.position as i64).bind(&k.name).bind(&k.number)
+                        .bind(openturret_domain::Timestamp::now().0)
                         .execute(&mut *tx.tx).await.map_err(db)?;
                     counts.inserted += 1;
                 }

@@ -407,6 +407,8 @@ impl SqliteStore {
             "admin" => "DELETE FROM admins WHERE id = ? AND created_at <= ?",
             "global_contact" => "DELETE FROM global_contacts WHERE id = ? AND created_at <= ?",
             "local_contact" => "DELETE FROM local_contacts WHERE id = ? AND created_at <= ?",
+            "speed_dial" => "DELETE FROM speed_dials WHERE id = ? AND created_at <= ?",
+            "call_memory" => "DELETE FROM call_memory WHERE id = ? AND created_at <= ?",
             _ => return Ok(false),
         };
         let r = sqlx::query(sql)
