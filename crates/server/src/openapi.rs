@@ -387,6 +387,9 @@ fn operations() -> Vec<Op> {
         )
         .body("PasswordReset")
         .ok(200, S(r("Admin"))),
+        op("get", "/api/v1/admins/{id}/subject-export", "admins",
+            "What the system holds about an administrator (GDPR Art. 15): the account and their audit trail as actor, as a ZIP (JSON, CSV, HTML)")
+            .ok(200, S(json!({"type": "string", "format": "binary"}))),
         op("get", "/api/v1/profiles", "profiles", "List profiles")
             .query(&[
                 ("q", "part of the name"),

@@ -278,6 +278,97 @@ pub async fn export(
     Ok(zip.finish())
 }
 
+/// The export of what the system holds about an administrator (GDPR
+/// Art. 15, issue 15): the account (never its password hash) and the audit
+/// trail of what they did, with the client address and the computer name
+/// their client claimed.
+pub async fn export_admin(app: &App, id: openturret_domain::AdminId) -> anyhow::Result<Vec<u8>> {
+    let a = app.store.get_admin(id).await?;
+    let audit = app
+        .store
+        .list_audit(&AuditFilter {
+            actor: Some(a.username.clone()),
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
+    const AUDIT: [&str; 8] = [
+        "at",
+        "event",
+        "object_type",
+        "object_id",
+        "changed_fields",
+        "success",
+        "client_ip",
+        "client_host_claimed",
+    ];
+    let rows: Vec<Vec<String>> = audit
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            vec![
+                ts(r.at),
+                r.event_type.clone(),
+                r.object_type.clone(),
+                r.object_id.clone().unwrap_or_default(),
+                r.changes.join(" "),
+                r.success.to_string(),
+                r.pii.client_ip.clone(),
+                r.pii.client_host.clone(),
+            ]
+        })
+        .collect();
+    let generated = ts(Timestamp::now());
+    let account = json!({
+        "id": a.id.0, "username": a.username, "enabled": a.enabled,
+        "must_change_password": a.must_change_password,
+        "created_at": ts(a.created_at), "updated_at": ts(a.updated_at),
+    });
+    let objects: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            Value::Object(
+                AUDIT
+                    .iter()
+                    .zip(r)
+                    .map(|(h, v)| (h.to_string(), json!(v)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let subject = json!({"administrator": account, "audit_events": objects});
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Data held about administrator " (a.username) } }
+            body {
+                h1 { "Data held about administrator " (a.username) }
+                p { "Exported " (generated) " from OpenTurret. The password is held only as a one-way hash and is not included. "
+                    "The computer names are those the client claimed; nothing verifies them." }
+                (table("Audit events (as actor)", &AUDIT, &rows))
+            }
+        }
+    };
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("subject.json".into(), serde_json::to_vec_pretty(&subject)?),
+        ("index.html".into(), page.into_string().into_bytes()),
+        ("audit_events.csv".into(), csv_of(&AUDIT, &rows)),
+    ];
+    let manifest = json!({
+        "format": 1,
+        "generated_at": generated,
+        "generator": format!("OpenTurret {}", env!("CARGO_PKG_VERSION")),
+        "administrator_id": a.id.0,
+        "files": files.iter().map(|(n, d)| json!({"name": n, "bytes": d.len()})).collect::<Vec<_>>(),
+    });
+    let mut zip = Zip::default();
+    zip.add("manifest.json", &serde_json::to_vec_pretty(&manifest)?);
+    for (name, data) in &files {
+        zip.add(name, data);
+    }
+    Ok(zip.finish())
+}
+
 /// Base64 (standard alphabet, padded), to carry the ZIP in the client
 /// protocol's JSON.
 pub fn base64(data: &[u8]) -> String {

@@ -330,3 +330,47 @@ async fn the_client_host_header_is_recorded_as_a_bounded_claim() {
     let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
     assert_eq!(hosts, expected);
 }
+
+/// Issue 15: an administrator's subject access export holds their account
+/// and their own audit trail (with the client address and the computer
+/// name their client claimed), never the password hash, nor what others
+/// did.
+#[tokio::test]
+async fn an_administrator_can_be_given_everything_held_about_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, admin) = fresh(dir.path()).await;
+    let (s, v) = admin
+        .post("/api/v1/admins", json!({"username": "carol", "password": "carol-password-01", "must_change_password": false}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let carol_id = v["id"].as_i64().unwrap();
+    let mut carol = Api { token: None, ..admin.clone() };
+    carol.login("carol", "carol-password-01").await;
+    let (s, _, _) = carol
+        .call_full(
+            Method::POST,
+            "/api/v1/global-contacts",
+            Some(json!({"name": "Carol's Contact", "number": "5551234"})),
+            &[("X-Client-Host", "CAROL-DESK")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let res = admin
+        .client
+        .get(format!("{}/api/v1/admins/{carol_id}/subject-export", admin.base))
+        .bearer_auth(admin.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    let zip = res.bytes().await.unwrap();
+    let holds = |needle: &str| zip.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds("subject.json") && holds("audit_events.csv"));
+    assert!(holds("\"username\": \"carol\""), "the account");
+    assert!(holds("global_contact.created") && holds("CAROL-DESK") && holds("127.0.0.1"), "the trail");
+    assert!(!holds("$argon2"), "never the password hash");
+    assert!(!holds("admin.created"), "what another administrator did is not in it");
+    let (_, audit) = admin.get("/api/v1/audit?event_type=admin.subject_exported").await;
+    assert_eq!(audit["items"][0]["object_id"], carol_id.to_string());
+}

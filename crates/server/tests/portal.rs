@@ -539,6 +539,11 @@ async fn administrators_are_created_disabled_and_reset_in_the_portal() {
         .clone();
     assert_eq!(grace["must_change_password"], true);
     let gid = grace["id"].as_i64().unwrap();
+    // Each administrator's data can be exported from the list (issue 15).
+    assert!(
+        b.source().await.contains(&format!("href=\"/admins/{gid}/export\"")),
+        "an export link per administrator"
+    );
     b.submit(&format!("form[action='/admins/{gid}/disable'] button"))
         .await;
     assert!(b.text(".flash").await.contains("disabled"));

@@ -191,3 +191,41 @@ pub async fn delete(
     app.store.delete_admin(id, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `GET /admins/{id}/subject-export`: what the system holds about an
+/// administrator, as a ZIP (API and portal). Audited.
+pub async fn subject_export_response(
+    app: &App,
+    auth: &AdminAuth,
+    id: AdminId,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let zip = crate::subject::export_admin(app, id)
+        .await
+        .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
+            Ok(se) => ApiError::from(se),
+            Err(e) => ApiError::Internal(e),
+        })?;
+    let r = auth.record("admin.subject_exported", "admin", Some(id.to_string()), vec![]);
+    app.store.append_audit(r).await?;
+    let mut res = zip.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&format!("attachment; filename=\"admin-{id}.zip\""))
+    {
+        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+pub async fn subject_export(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::response::Response> {
+    subject_export_response(&app, &auth, AdminId(id)).await
+}

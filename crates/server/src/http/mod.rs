@@ -96,6 +96,7 @@ fn api_routes() -> Routes {
         .patch("/admins/{id}", admins::update)
         .delete("/admins/{id}", admins::delete)
         .post("/admins/{id}/password", admins::reset_password)
+        .get("/admins/{id}/subject-export", admins::subject_export)
         .get("/profiles", profiles::list)
         .post("/profiles", profiles::create)
         .get("/profiles/{id}", profiles::get)

@@ -22,6 +22,7 @@ pub fn routes() -> Router<App> {
         .route("/admins/{id}/enable", post(enable))
         .route("/admins/{id}/disable", post(disable))
         .route("/admins/{id}/password", post(reset))
+        .route("/admins/{id}/export", get(export))
 }
 
 async fn render(
@@ -46,6 +47,9 @@ async fn render(
                         td { @if a.enabled { span.badge.on { "enabled" } } @else { span.badge.bad { "disabled" } } }
                         td { @if a.must_change_password { span.badge { "must change" } } @else { span.badge.on { "set" } } }
                         td.actions {
+                            a.button.small.secondary href=(format!("/admins/{}/export", a.id))
+                                title="Everything held about this administrator: the account and their audit trail (ZIP)" { "Export data" }
+                            " "
                             @if a.id != p.auth.admin.id {
                                 @if a.enabled {
                                     (button_form(p, &format!("/admins/{}/disable", a.id), "Disable", "small secondary"))
@@ -215,5 +219,13 @@ async fn reset(
             }
             Err(e) => e.into_response(),
         },
+    }
+}
+
+/// `GET /admins/{id}/export`: the administrator's subject access export.
+async fn export(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    match api::subject_export_response(&app, &p.auth, openturret_domain::AdminId(id)).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
