@@ -193,12 +193,17 @@ pub async fn baseline_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("listening https://{}", listener.local_addr().unwrap());
     println!("cert {}", dir.path().join("tls/cert.pem").display());
-    // The same connection handling as the System Manager's.
+    // The same connection handling as the System Manager's (and, like
+    // it here, no per-address limit in the way of 1,000 local clients).
+    let http = openturret_server::config::HttpConfig {
+        max_connections_per_address: 100_000,
+        ..Default::default()
+    };
     openturret_server::net::serve_router(
         app.into(),
         listener,
         tls,
-        &Default::default(),
+        &http,
         std::future::pending(),
         || {},
     )
@@ -233,6 +238,9 @@ impl Turret {
         ])
         .arg(dir.path())
         .env("TURRET_LOG", "error")
+        // Every simulated turret connects from 127.0.0.1: one address with
+        // thousands of clients, far over the per-address default (256).
+        .env("TURRET_HTTP__MAX_CONNECTIONS_PER_ADDRESS", "100000")
         .stdout(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
