@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn formulas_are_defused_and_everything_round_trips() {
-        assert_eq!(escape("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(
+            escape("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
         assert_eq!(escape("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(escape("-2+3"), "'-2+3");
         assert_eq!(escape("+44 20 7946 0000"), "'+44 20 7946 0000");

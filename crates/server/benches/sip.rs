@@ -46,7 +46,12 @@ use serde_json::json;
 /// only on registered lines, and only from their PBX's address: here
 /// 127.0.0.1, where the benchmark's senders are too); waits until it is
 /// registered.
-async fn registered_line(t: &Turret, pbx: &sip::Kamailio, user: &str, mut body: serde_json::Value) -> serde_json::Value {
+async fn registered_line(
+    t: &Turret,
+    pbx: &sip::Kamailio,
+    user: &str,
+    mut body: serde_json::Value,
+) -> serde_json::Value {
     body["uri"] = json!(format!("sip:{user}@127.0.0.1:{}", pbx.port));
     body["username"] = json!(user);
     body["password"] = json!(sip::PBX_PASSWORD);

@@ -234,7 +234,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_admin_reset_keeps_entries_while_another_password_still_opens_them() {
-        let keys = new_keys(Secret::new("profile-pw-one"), Some(Secret::new("call-mem-pw-one"))).await;
+        let keys = new_keys(
+            Secret::new("profile-pw-one"),
+            Some(Secret::new("call-mem-pw-one")),
+        )
+        .await;
         let (after, erase) = rekey(keys.clone(), Some(Secret::new("profile-pw-two")), None)
             .await
             .unwrap();
@@ -273,7 +277,10 @@ mod tests {
     #[test]
     fn guessing_the_weakest_accepted_password_offline_takes_centuries() {
         use openturret_domain::model::{CALL_MEMORY_PASSWORD_MIN, protects_call_memory};
-        assert!(!protects_call_memory("12345678901"), "11 characters are refused");
+        assert!(
+            !protects_call_memory("12345678901"),
+            "11 characters are refused"
+        );
         assert!(!protects_call_memory("1234"), "a PIN is refused");
         assert!(protects_call_memory("123456789012"));
         let key = OpenKey::generate();
@@ -304,7 +311,9 @@ mod tests {
         let cm_only = new_keys(Secret::new("1234"), Some(Secret::new("a long cm password"))).await;
         assert!(cm_only.wrapped_by_profile_password.is_none());
         assert!(cm_only.wrapped_by_call_memory_password.is_some());
-        let (after, erase) = rekey(cm_only.clone(), Some(Secret::new("9876")), None).await.unwrap();
+        let (after, erase) = rekey(cm_only.clone(), Some(Secret::new("9876")), None)
+            .await
+            .unwrap();
         assert!(!erase && after.wrapped_by_profile_password.is_none());
     }
 

@@ -567,7 +567,11 @@ mod tests {
         );
         assert_eq!(b, "8,2,\"'=HYPERLINK(\"\"x\"\")\",'+44 20 7946 0000\n");
         // An erased profile's name is found in its escaped form.
-        let (out, n) = scrub_csv(&format!("id,line_id,profile_name,calling_number\n{b}"), "=HYPERLINK(\"x\")").unwrap();
+        let (out, n) = scrub_csv(
+            &format!("id,line_id,profile_name,calling_number\n{b}"),
+            "=HYPERLINK(\"x\")",
+        )
+        .unwrap();
         assert_eq!(n, 1);
         assert!(!out.contains("HYPERLINK"), "{out}");
     }

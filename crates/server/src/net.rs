@@ -54,7 +54,9 @@ impl Limits {
     /// limit (whose soft value is first raised to the hard one).
     pub fn new(http: &HttpConfig) -> Limits {
         let fds = raise_fd_limit();
-        let below_fds = fds.map_or(usize::MAX, |n| n.saturating_sub(FD_RESERVE).max(64) as usize);
+        let below_fds = fds.map_or(usize::MAX, |n| {
+            n.saturating_sub(FD_RESERVE).max(64) as usize
+        });
         let max_total = http.max_connections.max(1).min(below_fds);
         if max_total < http.max_connections {
             tracing::warn!(
@@ -376,11 +378,13 @@ pub async fn serve_router(
         let mut stop = stop_rx.clone();
         let closed = closed_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(ClientAddr(peer)));
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(ClientAddr(peer)));
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let mut stopping = false;

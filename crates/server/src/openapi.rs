@@ -729,8 +729,14 @@ pub fn document() -> Value {
         let external = o.path.starts_with("/ext/");
         if external {
             let ext_err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": r("ExtError")}}});
-            responses.insert("401".into(), ext_err("missing, unknown, expired or revoked API key"));
-            responses.insert("403".into(), ext_err("the API interface is off, or the key's scope does not cover this"));
+            responses.insert(
+                "401".into(),
+                ext_err("missing, unknown, expired or revoked API key"),
+            );
+            responses.insert(
+                "403".into(),
+                ext_err("the API interface is off, or the key's scope does not cover this"),
+            );
             if !o.query.is_empty() {
                 responses.insert("422".into(), ext_err("invalid time range"));
             }

@@ -49,7 +49,10 @@ const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(3);
 pub struct Busy;
 
 pub async fn hash(password: Secret) -> PasswordHash {
-    let _turn = TURNS.acquire().await.expect("the semaphore is never closed");
+    let _turn = TURNS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .expect("hashing task does not panic")

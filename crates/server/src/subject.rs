@@ -18,7 +18,10 @@ fn csv_of(headers: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(headers);
     for r in rows {
-        let _ = w.write_record(r.iter().map(|c| openturret_domain::cell::escape(c).into_owned()));
+        let _ = w.write_record(
+            r.iter()
+                .map(|c| openturret_domain::cell::escape(c).into_owned()),
+        );
     }
     w.into_inner().unwrap_or_default()
 }
@@ -205,7 +208,15 @@ pub async fn export(
         "changed_fields",
         "actor",
     ];
-    const CM: [&str; 7] = ["at", "direction", "number", "name", "result", "duration_s", "answered_by"];
+    const CM: [&str; 7] = [
+        "at",
+        "direction",
+        "number",
+        "name",
+        "result",
+        "duration_s",
+        "answered_by",
+    ];
     let generated = ts(Timestamp::now());
     let subject = json!({
         "profile": {

@@ -247,7 +247,9 @@ impl Throttle {
                 let delay = Duration::from_secs(1u64 << over).min(self.lockout());
                 let ready = acc.last_failure + delay;
                 if acc.in_flight > 0 || now < ready {
-                    let wait = ready.saturating_duration_since(now).max(Duration::from_secs(1));
+                    let wait = ready
+                        .saturating_duration_since(now)
+                        .max(Duration::from_secs(1));
                     return Err(Locked {
                         retry_after: wait,
                         by_address: false,
@@ -256,7 +258,10 @@ impl Throttle {
             }
         }
         // The slot is taken.
-        st.addresses.get_mut(&(realm, addr)).expect("entered above").in_flight += 1;
+        st.addresses
+            .get_mut(&(realm, addr))
+            .expect("entered above")
+            .in_flight += 1;
         st.pairs
             .get_mut(&(realm, username.to_string(), addr))
             .expect("entered above")
@@ -342,8 +347,10 @@ impl Throttle {
     pub fn clear_address(&self, addr: IpAddr) -> bool {
         let mut st = lock(&self.state);
         let before = st.pairs.len() + st.addresses.len();
-        st.pairs.retain(|(_, _, a), c| *a != addr || c.in_flight > 0);
-        st.addresses.retain(|(_, a), c| *a != addr || c.in_flight > 0);
+        st.pairs
+            .retain(|(_, _, a), c| *a != addr || c.in_flight > 0);
+        st.addresses
+            .retain(|(_, a), c| *a != addr || c.in_flight > 0);
         st.pairs.len() + st.addresses.len() < before
     }
 }
@@ -398,7 +405,10 @@ impl Attempt<'_> {
                 c.window_start = now;
             }
         };
-        if let Some(p) = st.pairs.get_mut(&(self.realm, self.user.clone(), self.addr)) {
+        if let Some(p) = st
+            .pairs
+            .get_mut(&(self.realm, self.user.clone(), self.addr))
+        {
             bump(p, t.policy.max_failures_per_user.max(1), false);
         }
         if let Some(a) = st.addresses.get_mut(&(self.realm, self.addr)) {
@@ -439,9 +449,7 @@ fn sweep(st: &mut State, now: Instant, window: Duration) {
         // Accounts with known addresses are real ones (a login succeeded),
         // so they stay; those only ever guessed at go once idle.
         st.accounts.retain(|_, a| {
-            a.in_flight > 0
-                || !a.known.is_empty()
-                || now.duration_since(a.last_failure) <= window
+            a.in_flight > 0 || !a.known.is_empty() || now.duration_since(a.last_failure) <= window
         });
     }
 }
@@ -475,7 +483,10 @@ mod tests {
         assert_eq!(l.failures, 3);
         assert!(t.begin(Realm::Admin, "ann", ip).is_err());
         assert!(t.begin(Realm::Admin, "bob", ip).is_ok());
-        assert!(t.begin(Realm::Profile, "ann", ip).is_ok(), "realms are apart");
+        assert!(
+            t.begin(Realm::Profile, "ann", ip).is_ok(),
+            "realms are apart"
+        );
         // The owner, from the address they logged in from, is not locked.
         assert!(t.begin(Realm::Admin, "ann", owner).is_ok());
         assert!(t.clear_user(Realm::Admin, "ann"));
@@ -486,7 +497,9 @@ mod tests {
     fn parallel_attempts_take_slots_before_they_are_checked() {
         let t = throttle();
         let ip: IpAddr = "10.0.0.3".parse().unwrap();
-        let slots: Vec<_> = (0..10).filter_map(|_| t.begin(Realm::Admin, "ann", ip).ok()).collect();
+        let slots: Vec<_> = (0..10)
+            .filter_map(|_| t.begin(Realm::Admin, "ann", ip).ok())
+            .collect();
         assert_eq!(slots.len(), 3, "no more attempts in flight than the limit");
         for s in slots {
             s.failed();
@@ -495,7 +508,12 @@ mod tests {
         // A slot given back uncounted (an error while checking).
         let u: IpAddr = "10.0.0.4".parse().unwrap();
         drop(t.begin(Realm::Admin, "zed", u).unwrap());
-        assert_eq!((0..5).filter(|_| t.begin(Realm::Admin, "zed", u).map(drop).is_ok()).count(), 5);
+        assert_eq!(
+            (0..5)
+                .filter(|_| t.begin(Realm::Admin, "zed", u).map(drop).is_ok())
+                .count(),
+            5
+        );
     }
 
     #[test]
@@ -507,7 +525,10 @@ mod tests {
         }
         assert!(fail(&t, Realm::Admin, "e", ip).unwrap().by_address);
         assert!(t.begin(Realm::Admin, "zed", ip).err().unwrap().by_address);
-        assert!(t.begin(Realm::Profile, "7", ip).is_ok(), "traders still log in there");
+        assert!(
+            t.begin(Realm::Profile, "7", ip).is_ok(),
+            "traders still log in there"
+        );
         assert_eq!(t.lockouts().len(), 1);
         assert!(t.clear_address(ip));
         assert!(t.begin(Realm::Admin, "zed", ip).is_ok());
@@ -523,8 +544,14 @@ mod tests {
             fail(&t, Realm::Profile, "7", ip);
         }
         let stranger: IpAddr = "10.1.0.200".parse().unwrap();
-        let l = t.begin(Realm::Profile, "7", stranger).err().expect("delayed");
+        let l = t
+            .begin(Realm::Profile, "7", stranger)
+            .err()
+            .expect("delayed");
         assert!(!l.by_address && l.retry_after >= Duration::from_millis(500));
-        assert!(t.begin(Realm::Profile, "7", owner).is_ok(), "the owner is never delayed");
+        assert!(
+            t.begin(Realm::Profile, "7", owner).is_ok(),
+            "the owner is never delayed"
+        );
     }
 }

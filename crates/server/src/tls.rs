@@ -15,7 +15,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
 
-
 /// Where the certificate in use lives, and whether it was generated now.
 #[derive(Debug)]
 pub struct CertInfo {

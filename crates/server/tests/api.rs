@@ -677,11 +677,17 @@ async fn every_operation_answers_as_the_document_says() {
         }
     };
     let (_, p) = api
-        .post("/api/v1/profiles", json!({"name": "Walker", "password": "walker-pw-1-longer"}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Walker", "password": "walker-pw-1-longer"}),
+        )
         .await;
     let pid = p["id"].as_i64().unwrap();
     let contact = api
-        .post(&format!("/api/v1/profiles/{pid}/contacts"), json!({"name": "Lc", "number": "2001"}))
+        .post(
+            &format!("/api/v1/profiles/{pid}/contacts"),
+            json!({"name": "Lc", "number": "2001"}),
+        )
         .await
         .1["id"]
         .as_i64()
@@ -695,10 +701,18 @@ async fn every_operation_answers_as_the_document_says() {
         .1["id"]
         .as_i64()
         .unwrap();
-    let line = post("/api/v1/lines", json!({"name": "L", "uri": "sip:1@pbx.invalid"})).await["id"]
+    let line = post(
+        "/api/v1/lines",
+        json!({"name": "L", "uri": "sip:1@pbx.invalid"}),
+    )
+    .await["id"]
         .as_i64()
         .unwrap();
-    let global = post("/api/v1/global-contacts", json!({"name": "G", "number": "2003"})).await["id"]
+    let global = post(
+        "/api/v1/global-contacts",
+        json!({"name": "G", "number": "2003"}),
+    )
+    .await["id"]
         .as_i64()
         .unwrap();
     let admin = post(
@@ -710,7 +724,10 @@ async fn every_operation_answers_as_the_document_says() {
         .unwrap();
     // Withdrawing a consent erases its profile: one of its own.
     let (_, other) = api
-        .post("/api/v1/profiles", json!({"name": "Withdrawer", "password": "withdraw-pw-1"}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Withdrawer", "password": "withdraw-pw-1"}),
+        )
         .await;
     let consent = post(
         "/api/v1/consents",
@@ -727,19 +744,42 @@ async fn every_operation_answers_as_the_document_says() {
     let token = api_key["token"].as_str().unwrap().to_string();
     let key_id = api_key["key"]["id"].as_i64().unwrap();
     let (s, v) = api
-        .patch("/api/v1/settings", json!({"api_enabled": true, "cti_enabled": true, "cdr_enabled": true}))
+        .patch(
+            "/api/v1/settings",
+            json!({"api_enabled": true, "cti_enabled": true, "cdr_enabled": true}),
+        )
         .await;
     assert!(s.is_success(), "{v}");
 
     // Bodies that reach the operation's success, where the schema's own
     // example would only meet validation.
     let samples: Vec<(&str, &str, Value)> = vec![
-        ("post", "/api/v1/auth/login", json!({"username": "walker", "password": "walker-password-01"})),
-        ("put", "/api/v1/profiles/{id}/lines/{line_id}", json!({"position": 1})),
-        ("post", "/api/v1/lockouts/clear", json!({"username": "nobody"})),
+        (
+            "post",
+            "/api/v1/auth/login",
+            json!({"username": "walker", "password": "walker-password-01"}),
+        ),
+        (
+            "put",
+            "/api/v1/profiles/{id}/lines/{line_id}",
+            json!({"position": 1}),
+        ),
+        (
+            "post",
+            "/api/v1/lockouts/clear",
+            json!({"username": "nobody"}),
+        ),
         ("patch", "/api/v1/settings", json!({})),
-        ("post", "/api/v1/backups", json!({"passphrase": "walker backup passphrase"})),
-        ("put", "/api/v1/backups/key", json!({"passphrase": "walker backup passphrase"})),
+        (
+            "post",
+            "/api/v1/backups",
+            json!({"passphrase": "walker backup passphrase"}),
+        ),
+        (
+            "put",
+            "/api/v1/backups/key",
+            json!({"passphrase": "walker backup passphrase"}),
+        ),
     ];
     let mut ops: Vec<(String, String, Value)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -812,7 +852,9 @@ async fn every_operation_answers_as_the_document_says() {
         }
         let documented = &o["responses"][status.to_string()];
         if documented.is_null() {
-            failures.push(format!("{method} {path}: answered {status}, which the document does not list: {text}"));
+            failures.push(format!(
+                "{method} {path}: answered {status}, which the document does not list: {text}"
+            ));
             continue;
         }
         let schema = &documented["content"]["application/json"]["schema"];
@@ -824,7 +866,12 @@ async fn every_operation_answers_as_the_document_says() {
             failures.push(format!("{method} {path} ({status}): {problem}"));
         }
     }
-    assert!(failures.is_empty(), "{} answers break the document:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} answers break the document:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // The operations the probe found drifting answered with success here,
     // so their success bodies were held to their schemas.
     for must in [
@@ -836,7 +883,15 @@ async fn every_operation_answers_as_the_document_says() {
         "get /ext/v1/calls",
         "post /api/v1/settings/pseudonym-key/rotate",
     ] {
-        assert!(succeeded.iter().any(|s| s == must), "{must} never succeeded: {succeeded:?}");
+        assert!(
+            succeeded.iter().any(|s| s == must),
+            "{must} never succeeded: {succeeded:?}"
+        );
     }
-    assert!(succeeded.len() * 10 >= ops.len() * 6, "{} of {} operations succeeded: {succeeded:?}", succeeded.len(), ops.len());
+    assert!(
+        succeeded.len() * 10 >= ops.len() * 6,
+        "{} of {} operations succeeded: {succeeded:?}",
+        succeeded.len(),
+        ops.len()
+    );
 }

@@ -344,7 +344,10 @@ async fn an_administrator_can_be_given_everything_held_about_them() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let carol_id = v["id"].as_i64().unwrap();
-    let mut carol = Api { token: None, ..admin.clone() };
+    let mut carol = Api {
+        token: None,
+        ..admin.clone()
+    };
     carol.login("carol", "carol-password-01").await;
     let (s, _, _) = carol
         .call_full(
@@ -357,7 +360,10 @@ async fn an_administrator_can_be_given_everything_held_about_them() {
     assert_eq!(s, StatusCode::CREATED);
     let res = admin
         .client
-        .get(format!("{}/api/v1/admins/{carol_id}/subject-export", admin.base))
+        .get(format!(
+            "{}/api/v1/admins/{carol_id}/subject-export",
+            admin.base
+        ))
         .bearer_auth(admin.token.as_ref().unwrap())
         .send()
         .await
@@ -368,9 +374,17 @@ async fn an_administrator_can_be_given_everything_held_about_them() {
     let holds = |needle: &str| zip.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(holds("subject.json") && holds("audit_events.csv"));
     assert!(holds("\"username\": \"carol\""), "the account");
-    assert!(holds("global_contact.created") && holds("CAROL-DESK") && holds("127.0.0.1"), "the trail");
+    assert!(
+        holds("global_contact.created") && holds("CAROL-DESK") && holds("127.0.0.1"),
+        "the trail"
+    );
     assert!(!holds("$argon2"), "never the password hash");
-    assert!(!holds("admin.created"), "what another administrator did is not in it");
-    let (_, audit) = admin.get("/api/v1/audit?event_type=admin.subject_exported").await;
+    assert!(
+        !holds("admin.created"),
+        "what another administrator did is not in it"
+    );
+    let (_, audit) = admin
+        .get("/api/v1/audit?event_type=admin.subject_exported")
+        .await;
     assert_eq!(audit["items"][0]["object_id"], carol_id.to_string());
 }

@@ -263,7 +263,10 @@ async fn the_cli_client_finds_its_server_and_survives_a_closed_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let (server, api) = common::fresh(dir.path()).await;
     let (s, v) = api
-        .post("/api/v1/profiles", json!({"name": "Desk", "password": "desk-pw-1"}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Desk", "password": "desk-pw-1"}),
+        )
         .await;
     assert!(s.is_success(), "{v}");
     // 900 keys with long names: a configuration far larger than a pipe's
@@ -276,14 +279,24 @@ async fn the_cli_client_finds_its_server_and_survives_a_closed_pipe() {
     std::fs::write(&file, csv).unwrap();
     let (code, out, err) = common::turret(
         dir.path(),
-        &["import", "dkm-keys", file.to_str().unwrap(), "--profile", "Desk"],
+        &[
+            "import",
+            "dkm-keys",
+            file.to_str().unwrap(),
+            "--profile",
+            "Desk",
+        ],
         "",
     );
     assert_eq!(code, 0, "{out}{err}");
     let args = ["client", "--profile", "Desk", "--password-stdin", "config"];
     let (code, out, err) = common::turret(dir.path(), &args, "desk-pw-1\n");
     assert_eq!(code, 0, "{err}");
-    assert!(out.len() > 100_000 && out.contains("Key 900"), "{}", out.len());
+    assert!(
+        out.len() > 100_000 && out.contains("Key 900"),
+        "{}",
+        out.len()
+    );
     // `turret client ... config | head -c 10`: the pipe closes under it.
     let data = dir.path().to_path_buf();
     let (status, err) = tokio::task::spawn_blocking(move || {
@@ -298,7 +311,12 @@ async fn the_cli_client_finds_its_server_and_survives_a_closed_pipe() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"desk-pw-1\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"desk-pw-1\n")
+            .unwrap();
         let mut out = child.stdout.take().unwrap();
         let mut ten = [0u8; 10];
         out.read_exact(&mut ten).unwrap();

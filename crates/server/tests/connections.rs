@@ -57,14 +57,18 @@ async fn slow_and_idle_connections_are_closed_and_one_address_gets_its_share() {
     // timeout.
     let silent = common::tls_to(to, &cert, b"h2").await;
     let took = closed_after(silent, Duration::from_secs(15)).await;
-    assert!(took.is_some(), "a silent connection was still open after 15 s");
+    assert!(
+        took.is_some(),
+        "a silent connection was still open after 15 s"
+    );
 
     // 3. One address opens 30 connections (and never handshakes): 20 are
     // held, 10 are closed at once; another address is served meanwhile.
     let mut held: Vec<TcpStream> = Vec::new();
     for _ in 0..30 {
         let s = connect_from("127.0.0.2", to).await;
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         held.push(s);
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -94,7 +98,8 @@ async fn slow_and_idle_connections_are_closed_and_one_address_gets_its_share() {
 /// A TCP connection to `to` from the local address `from` (blocking).
 async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
     let s = sock.connect(to).await.unwrap().into_std().unwrap();
     s.set_nonblocking(false).unwrap();
     s

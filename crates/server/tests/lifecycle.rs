@@ -764,13 +764,21 @@ async fn csv_exports_defuse_formulas_and_still_round_trip_exactly() {
     let mut pids = Vec::new();
     for name in ["Planter", "Receiver"] {
         let (_, p) = api
-            .post("/api/v1/profiles", json!({"name": name, "password": "pw-123456-longer"}))
+            .post(
+                "/api/v1/profiles",
+                json!({"name": name, "password": "pw-123456-longer"}),
+            )
             .await;
         pids.push(p["id"].as_i64().unwrap());
     }
     // A trader plants formulas in local contacts (as the turret allows).
     let planted = [
-        ("=HYPERLINK(\"http://evil.example\",\"Click\")", "020 7946 0001", "@SUM(A1:A9)", "-2+3"),
+        (
+            "=HYPERLINK(\"http://evil.example\",\"Click\")",
+            "020 7946 0001",
+            "@SUM(A1:A9)",
+            "-2+3",
+        ),
         ("'=already quoted", "+44 20 7946 0002", "@@handle", "''=two"),
         ("Plain Name", "020 7946 0003", "+cmd|' /C calc'!A0", "=1+1"),
     ];
@@ -785,7 +793,14 @@ async fn csv_exports_defuse_formulas_and_still_round_trip_exactly() {
     }
     let (code, out, err) = turret(
         d,
-        &["export", "local-contacts", "--profile", "Planter", "--output", &path("planted.csv")],
+        &[
+            "export",
+            "local-contacts",
+            "--profile",
+            "Planter",
+            "--output",
+            &path("planted.csv"),
+        ],
         "",
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -803,11 +818,19 @@ async fn csv_exports_defuse_formulas_and_still_round_trip_exactly() {
     // Imported into another profile, the values are exactly the planted ones.
     let (code, out, err) = turret(
         d,
-        &["import", "local-contacts", &path("planted.csv"), "--profile", "Receiver"],
+        &[
+            "import",
+            "local-contacts",
+            &path("planted.csv"),
+            "--profile",
+            "Receiver",
+        ],
         "",
     );
     assert_eq!(code, 0, "{out}{err}");
-    let (_, back) = api.get(&format!("/api/v1/profiles/{}/contacts", pids[1])).await;
+    let (_, back) = api
+        .get(&format!("/api/v1/profiles/{}/contacts", pids[1]))
+        .await;
     let mut got: Vec<(String, String, String, String)> = back
         .as_array()
         .unwrap()

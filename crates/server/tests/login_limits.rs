@@ -33,9 +33,12 @@ async fn turret_from(api: &Api, dir: &std::path::Path, from: &str) -> Connection
 }
 
 async fn login_status(api: &Api, user: &str, password: &str) -> StatusCode {
-    api.post("/api/v1/auth/login", json!({"username": user, "password": password}))
-        .await
-        .0
+    api.post(
+        "/api/v1/auth/login",
+        json!({"username": user, "password": password}),
+    )
+    .await
+    .0
 }
 
 async fn audit_events(admin: &Api, query: &str) -> Vec<Value> {
@@ -52,7 +55,10 @@ async fn parallel_guesses_get_no_more_checks_than_the_limit() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = admin
-        .post("/api/v1/profiles", json!({"name": "Desk", "password": "desk-pw-123"}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Desk", "password": "desk-pw-123"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let pid = v["id"].as_i64().unwrap();
@@ -64,9 +70,18 @@ async fn parallel_guesses_get_no_more_checks_than_the_limit() {
         async move { login_status(&a, "bob", &format!("guess-{i}")).await }
     });
     let answers = futures_util::future::join_all(guesses).await;
-    let checked = answers.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
-    let refused = answers.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
-    assert!(checked <= 5, "{checked} of 48 parallel guesses were checked");
+    let checked = answers
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} of 48 parallel guesses were checked"
+    );
     assert_eq!(checked + refused, 48, "{answers:?}");
 
     // 32 profile guesses at the same moment, each on its own connection.
@@ -82,13 +97,24 @@ async fn parallel_guesses_get_no_more_checks_than_the_limit() {
     });
     let codes = futures_util::future::join_all(tries).await;
     let checked = codes.iter().filter(|c| *c == "wrong_password").count();
-    assert!(checked <= 5, "{checked} of 32 parallel profile guesses were checked: {codes:?}");
-    assert!(codes.iter().all(|c| c == "wrong_password" || c == "too_many_attempts"), "{codes:?}");
+    assert!(
+        checked <= 5,
+        "{checked} of 32 parallel profile guesses were checked: {codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "wrong_password" || c == "too_many_attempts"),
+        "{codes:?}"
+    );
 
     // Each lockout is audited once, with its count.
     let locked = audit_events(&admin, "event_type=auth.account_locked").await;
     assert_eq!(locked.len(), 1, "{locked:?}");
-    assert!(locked[0]["changes"].to_string().contains("failures=5"), "{locked:?}");
+    assert!(
+        locked[0]["changes"].to_string().contains("failures=5"),
+        "{locked:?}"
+    );
     let client_locked = audit_events(&admin, "event_type=client.account_locked").await;
     assert_eq!(client_locked.len(), 1, "{client_locked:?}");
     // The admin API still answers at once.
@@ -108,7 +134,10 @@ async fn a_stranger_cannot_lock_the_owner_out() {
     let mut pids = Vec::new();
     for name in ["Desk A", "Desk B"] {
         let (s, v) = admin
-            .post("/api/v1/profiles", json!({"name": name, "password": "desk-pw-123"}))
+            .post(
+                "/api/v1/profiles",
+                json!({"name": name, "password": "desk-pw-123"}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         pids.push(v["id"].as_i64().unwrap());
@@ -125,7 +154,10 @@ async fn a_stranger_cannot_lock_the_owner_out() {
 
     // bob works from 127.0.0.1; a stranger guesses from 127.0.0.2 until
     // locked, even with the right password after.
-    assert_eq!(login_status(&owner, "bob", "bob-password-0001").await, StatusCode::OK);
+    assert_eq!(
+        login_status(&owner, "bob", "bob-password-0001").await,
+        StatusCode::OK
+    );
     for i in 0..5 {
         assert_eq!(
             login_status(&stranger, "bob", &format!("guess-{i}")).await,
@@ -137,8 +169,14 @@ async fn a_stranger_cannot_lock_the_owner_out() {
         StatusCode::TOO_MANY_REQUESTS
     );
     // Five more requests every few minutes keep nobody out but the guesser.
-    assert_eq!(login_status(&owner, "bob", "bob-password-0001").await, StatusCode::OK);
-    assert_eq!(login_status(&owner, "admin", ADMIN_PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login_status(&owner, "bob", "bob-password-0001").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_status(&owner, "admin", ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
 
     // A trader: five guesses from the stranger's host lock the guesser
     // out of that profile, not the trader at their own desk.
@@ -170,20 +208,26 @@ async fn a_stranger_cannot_lock_the_owner_out() {
     let mut m = turret_from(&stranger, dir.path(), "127.0.0.2").await;
     for i in 0..5 {
         let e = m
-            .request(json!({"op": "master_login", "profile_id": pids[0], "password": format!("m{i}")}))
+            .request(
+                json!({"op": "master_login", "profile_id": pids[0], "password": format!("m{i}")}),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, "wrong_password", "{e:?}");
     }
     let e = m
-        .request(json!({"op": "master_login", "profile_id": pids[0], "password": "master-pw-0001-ab"}))
+        .request(
+            json!({"op": "master_login", "profile_id": pids[0], "password": "master-pw-0001-ab"}),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "too_many_attempts");
     let mut m2 = turret_from(&stranger, dir.path(), "127.0.0.2").await;
-    m2.request(json!({"op": "master_login", "profile_id": pids[1], "password": "master-pw-0001-ab"}))
-        .await
-        .expect("the master password still opens another profile");
+    m2.request(
+        json!({"op": "master_login", "profile_id": pids[1], "password": "master-pw-0001-ab"}),
+    )
+    .await
+    .expect("the master password still opens another profile");
 
     // An admin brute force from a shared address locks that address for
     // admin logins only: traders there still log in.
@@ -194,7 +238,10 @@ async fn a_stranger_cannot_lock_the_owner_out() {
             StatusCode::UNAUTHORIZED
         );
     }
-    assert_eq!(login_status(&shared, "admin", ADMIN_PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_status(&shared, "admin", ADMIN_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let mut trader = turret_from(&shared, dir.path(), "127.0.0.3").await;
     trader
         .request(json!({"op": "login", "profile_id": pids[1], "password": "desk-pw-123"}))
@@ -206,16 +253,24 @@ async fn a_stranger_cannot_lock_the_owner_out() {
     let count = |t: &str| all.iter().filter(|e| e["event_type"] == t).count();
     assert_eq!(count("auth.account_locked"), 1, "{all:?}");
     assert_eq!(count("auth.address_locked"), 1);
-    assert_eq!(count("client.account_locked"), 2, "the profile and its master password");
+    assert_eq!(
+        count("client.account_locked"),
+        2,
+        "the profile and its master password"
+    );
     assert_eq!(count("auth.login_throttled"), 0);
     let (_, locks) = admin.get("/api/v1/lockouts").await;
     let locks = locks.as_array().unwrap();
     assert!(
-        locks.iter().any(|l| l["realm"] == "admin" && l["username"] == "bob" && l["address"] == "127.0.0.2"),
+        locks.iter().any(|l| l["realm"] == "admin"
+            && l["username"] == "bob"
+            && l["address"] == "127.0.0.2"),
         "{locks:?}"
     );
     assert!(
-        locks.iter().any(|l| l["realm"] == "master" && l["username"] == pids[0].to_string()),
+        locks
+            .iter()
+            .any(|l| l["realm"] == "master" && l["username"] == pids[0].to_string()),
         "{locks:?}"
     );
 }

@@ -397,7 +397,10 @@ CSeq: 1 INVITE\r\nContact: <sip:666@{from}>\r\nContent-Type: application/sdp\r\n
         if status["controllers"][0]["refused_requests"].as_u64() >= Some(1) {
             break;
         }
-        assert!(Instant::now() < deadline, "the refusal is not counted: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "the refusal is not counted: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

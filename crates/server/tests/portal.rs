@@ -106,10 +106,13 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
         .await;
     // A PIN cannot protect call memory: said beside the call-memory
     // password (issue 14, point 6).
-    let said = b.wait_text("form[action='/profiles/new']", "12 characters").await;
+    let said = b
+        .wait_text("form[action='/profiles/new']", "12 characters")
+        .await;
     assert!(said.contains("call memory"), "{said}");
     b.fill("#profile-password", "1234").await;
-    b.fill("#profile-call_memory_password", "ann call memory pw").await;
+    b.fill("#profile-call_memory_password", "ann call memory pw")
+        .await;
     b.submit("form[action='/profiles/new'] button[type=submit]")
         .await;
     let profile_path = b.path().await;
@@ -226,7 +229,9 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
         .await;
     let flash = b.text(".flash").await;
     assert!(
-        flash.contains("Warning") && flash.contains("“Line 1”") && flash.contains("same SIP address"),
+        flash.contains("Warning")
+            && flash.contains("“Line 1”")
+            && flash.contains("same SIP address"),
         "{flash}"
     );
     // The Lines page keeps itself live and says since when each state holds.
@@ -237,20 +242,30 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
         if b.source().await.contains("line-since") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no time beside the states");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no time beside the states"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let id = lines[0]["id"].as_i64().unwrap();
     b.goto(&format!("/lines/{id}")).await;
-    assert!(b.text(".line-state").await.contains("since"), "the edit page shows the state");
+    assert!(
+        b.text(".line-state").await.contains("since"),
+        "the edit page shows the state"
+    );
     // Deleting asks first, naming what goes; a bare POST deletes nothing.
     b.click("a.button.danger").await;
     assert_eq!(b.path().await, format!("/lines/{id}/delete"));
     let ask = b.text("section.card").await;
-    assert!(ask.contains("Delete the line") && ask.contains("1 profile"), "{ask}");
+    assert!(
+        ask.contains("Delete the line") && ask.contains("1 profile"),
+        "{ask}"
+    );
     let (s, _) = api.get(&format!("/api/v1/lines/{id}")).await;
     assert_eq!(s, reqwest::StatusCode::OK);
-    b.submit("form[action$='/delete'] button[type=submit]").await;
+    b.submit("form[action$='/delete'] button[type=submit]")
+        .await;
     assert_eq!(b.path().await, "/lines");
     assert!(b.text(".flash").await.contains("Line deleted"));
     let (s, _) = api.get(&format!("/api/v1/lines/{id}")).await;
@@ -541,7 +556,9 @@ async fn administrators_are_created_disabled_and_reset_in_the_portal() {
     let gid = grace["id"].as_i64().unwrap();
     // Each administrator's data can be exported from the list (issue 15).
     assert!(
-        b.source().await.contains(&format!("href=\"/admins/{gid}/export\"")),
+        b.source()
+            .await
+            .contains(&format!("href=\"/admins/{gid}/export\"")),
         "an export link per administrator"
     );
     b.submit(&format!("form[action='/admins/{gid}/disable'] button"))
@@ -703,8 +720,7 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
         .await
         .unwrap();
     assert_eq!(
-        csv,
-        "name,number,field3,field4\nPaula Pound,'+44 20 7946 0300,FX,\n",
+        csv, "name,number,field3,field4\nPaula Pound,'+44 20 7946 0300,FX,\n",
         "a leading + leaves escaped against spreadsheet formulas"
     );
 

@@ -317,7 +317,9 @@ async fn call_memory_is_sealed_gated_a_fifo_of_100_and_deleted_only_when_allowed
         )
         .await;
     let other = s
-        .profile(json!({"name": "Oscar", "password": "oscar-pw-longer", "collect_call_memory": true}))
+        .profile(
+            json!({"name": "Oscar", "password": "oscar-pw-longer", "collect_call_memory": true}),
+        )
         .await;
     let off = s
         .profile(json!({"name": "Nina", "password": "nina-pw-longer"}))
@@ -815,7 +817,9 @@ fn unbase64(s: &str) -> Vec<u8> {
         let n = chunk
             .iter()
             .take_while(|c| **c != b'=')
-            .fold((0u32, 0u32), |(acc, k), c| (acc | (val(*c) as u32) << (18 - 6 * k), k + 1));
+            .fold((0u32, 0u32), |(acc, k), c| {
+                (acc | (val(*c) as u32) << (18 - 6 * k), k + 1)
+            });
         for i in 0..n.1.saturating_sub(1) {
             out.push((n.0 >> (16 - 8 * i)) as u8);
         }
@@ -824,7 +828,9 @@ fn unbase64(s: &str) -> Vec<u8> {
 }
 
 fn holds(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 /// Issue 14, point 5: no path returns local contacts while they are
@@ -850,8 +856,14 @@ async fn locked_contacts_stay_out_of_the_subject_export_and_lookups() {
     assert_eq!(locked["includes_local_contacts"], false);
     let zip = unbase64(locked["zip_base64"].as_str().unwrap());
     assert!(holds(&zip, "subject.json"), "a real export");
-    assert!(!holds(&zip, "Secret Sam"), "the locked contacts are in the export");
-    assert!(!holds(&zip, "7946 0555"), "a locked contact's number is in the export");
+    assert!(
+        !holds(&zip, "Secret Sam"),
+        "the locked contacts are in the export"
+    );
+    assert!(
+        !holds(&zip, "7946 0555"),
+        "a locked contact's number is in the export"
+    );
     let name = c
         .request(json!({"op": "lookup", "number": "020 7946 0555"}))
         .await
@@ -863,7 +875,10 @@ async fn locked_contacts_stay_out_of_the_subject_export_and_lookups() {
         .unwrap();
     let open = c.request(json!({"op": "subject_export"})).await.unwrap();
     assert_eq!(open["includes_local_contacts"], true);
-    assert!(holds(&unbase64(open["zip_base64"].as_str().unwrap()), "Secret Sam"));
+    assert!(holds(
+        &unbase64(open["zip_base64"].as_str().unwrap()),
+        "Secret Sam"
+    ));
     let name = c
         .request(json!({"op": "lookup", "number": "020 7946 0555"}))
         .await
@@ -883,19 +898,29 @@ async fn call_memory_is_protected_only_by_passwords_that_resist_offline_guessing
     // A PIN alone cannot protect call memory: refused, naming the field.
     let (st, v) = s
         .api
-        .post("/api/v1/profiles", json!({"name": "Pin", "password": "1234", "collect_call_memory": true}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Pin", "password": "1234", "collect_call_memory": true}),
+        )
         .await;
     assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["field"], "call_memory_password");
     assert!(v["message"].as_str().unwrap().contains("12"), "{v}");
     // With a long call-memory password it is: the PIN wraps nothing.
     let pid = s
-        .profile(json!({"name": "Pin", "password": "1234", "collect_call_memory": true,
-                        "call_memory_password": "long call memory pw"}))
+        .profile(
+            json!({"name": "Pin", "password": "1234", "collect_call_memory": true,
+                        "call_memory_password": "long call memory pw"}),
+        )
         .await;
     let keys = s.app.store.call_memory_keys(ProfileId(pid)).await.unwrap();
-    assert!(keys.wrapped_by_profile_password.is_none(), "a PIN never wraps the key");
-    assert!(is_checked(keys.wrapped_by_call_memory_password.as_ref().unwrap()));
+    assert!(
+        keys.wrapped_by_profile_password.is_none(),
+        "a PIN never wraps the key"
+    );
+    assert!(is_checked(
+        keys.wrapped_by_call_memory_password.as_ref().unwrap()
+    ));
     let (mut c, _) = s.login(pid, "1234").await;
     let e = c.request(json!({"op": "call_memory"})).await.unwrap_err();
     assert_eq!(e.code, "call_memory_locked");
@@ -907,14 +932,20 @@ async fn call_memory_is_protected_only_by_passwords_that_resist_offline_guessing
     // collecting is refused.
     let (st, v) = s
         .api
-        .patch(&format!("/api/v1/profiles/{pid}"), json!({"call_memory_password": null}))
+        .patch(
+            &format!("/api/v1/profiles/{pid}"),
+            json!({"call_memory_password": null}),
+        )
         .await;
     assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 
     // Older wraps (made before the minimum) are upgraded or retired at the
     // next login: under a long password, made again; under a PIN, removed,
     // and with it the entries nobody could protect.
-    for (name, password, keeps) in [("Old long", "an old long password", true), ("Old pin", "4321", false)] {
+    for (name, password, keeps) in [
+        ("Old long", "an old long password", true),
+        ("Old pin", "4321", false),
+    ] {
         let id = s.profile(json!({"name": name, "password": password})).await;
         let key = OpenKey::generate();
         let legacy = CallMemoryKeys {
@@ -922,7 +953,11 @@ async fn call_memory_is_protected_only_by_passwords_that_resist_offline_guessing
             wrapped_by_profile_password: Some(key.wrap_unchecked(&Secret::new(password))),
             wrapped_by_call_memory_password: None,
         };
-        s.app.store.set_call_memory_keys(ProfileId(id), legacy).await.unwrap();
+        s.app
+            .store
+            .set_call_memory_keys(ProfileId(id), legacy)
+            .await
+            .unwrap();
         let entry = openturret_server::callmem::seal_entry(
             &key.public(),
             &openturret_domain::model::CallMemoryEntry {
@@ -936,17 +971,34 @@ async fn call_memory_is_protected_only_by_passwords_that_resist_offline_guessing
                 reason: String::new(),
             },
         );
-        s.app.store.push_call_memory(ProfileId(id), Timestamp(1), entry).await.unwrap();
+        s.app
+            .store
+            .push_call_memory(ProfileId(id), Timestamp(1), entry)
+            .await
+            .unwrap();
         let (mut c, _) = s.login(id, password).await;
         let after = s.app.store.call_memory_keys(ProfileId(id)).await.unwrap();
-        let left = s.app.store.list_call_memory(ProfileId(id)).await.unwrap().len();
+        let left = s
+            .app
+            .store
+            .list_call_memory(ProfileId(id))
+            .await
+            .unwrap()
+            .len();
         if keeps {
-            assert!(is_checked(after.wrapped_by_profile_password.as_ref().unwrap()), "{name}");
+            assert!(
+                is_checked(after.wrapped_by_profile_password.as_ref().unwrap()),
+                "{name}"
+            );
             assert_eq!(left, 1, "{name}: the entry stays");
             let v = c.request(json!({"op": "call_memory"})).await.unwrap();
             assert_eq!(v["entries"][0]["number"], "2000");
         } else {
-            assert_eq!(after, CallMemoryKeys::default(), "{name}: the weak wrap is gone");
+            assert_eq!(
+                after,
+                CallMemoryKeys::default(),
+                "{name}: the weak wrap is gone"
+            );
             assert_eq!(left, 0, "{name}: entries no one could protect are erased");
             let (_, audit) = s
                 .api

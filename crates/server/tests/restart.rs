@@ -35,7 +35,10 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
     assert!(s.is_success(), "{v}");
     let pid = v["id"].as_i64().unwrap();
     let (s, v) = api
-        .post("/api/v1/profiles", json!({"name": "Bob Trader", "password": "bob-pw-123-longer"}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Bob Trader", "password": "bob-pw-123-longer"}),
+        )
         .await;
     assert!(s.is_success(), "{v}");
     let bob = v["id"].as_i64().unwrap();
@@ -87,7 +90,9 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
         .unwrap_err();
     assert_eq!(e.code, "session_expired");
     let api = admin(&server).await;
-    let (_, audit) = api.get("/api/v1/audit?event_type=client.session_restored").await;
+    let (_, audit) = api
+        .get("/api/v1/audit?event_type=client.session_restored")
+        .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 
     // 2. A crash (SIGKILL) while the turret is connected.
@@ -103,7 +108,10 @@ async fn turret_sessions_survive_a_restart_and_a_crash() {
     // 3. An administrator changes the password: the session ends for good.
     let api = admin(&server).await;
     let (s, v) = api
-        .patch(&format!("/api/v1/profiles/{pid}"), json!({"password": "ann-pw-456-longer"}))
+        .patch(
+            &format!("/api/v1/profiles/{pid}"),
+            json!({"password": "ann-pw-456-longer"}),
+        )
         .await;
     assert!(s.is_success(), "{v}");
     drop(c);

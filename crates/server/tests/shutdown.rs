@@ -29,7 +29,10 @@ async fn sigterm_ends_the_server_within_a_bound_and_the_turret_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, api) = common::fresh(dir.path()).await;
     let (s, v) = api
-        .post("/api/v1/profiles", json!({"name": "Ann Trader", "password": "ann-pw-123"}))
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Ann Trader", "password": "ann-pw-123"}),
+        )
         .await;
     assert!(s.is_success(), "{v}");
 

@@ -14,7 +14,13 @@ use serde_json::json;
 
 /// An INVITE for `ruri_user` at the MLC, from the caller `from_number`,
 /// with a G.711 offer; `call_id` makes it a new call.
-fn invite(mlc: SocketAddr, from: SocketAddr, ruri_user: &str, from_number: &str, call_id: &str) -> Vec<u8> {
+fn invite(
+    mlc: SocketAddr,
+    from: SocketAddr,
+    ruri_user: &str,
+    from_number: &str,
+    call_id: &str,
+) -> Vec<u8> {
     let sdp = format!(
         "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
         ip = from.ip()
@@ -85,28 +91,43 @@ async fn only_the_lines_pbx_rings_a_trader_and_nothing_rings_for_ever() {
         c.sip.max_ringing_per_line = 2;
     })
     .await;
-    let (st, v) = s.api.patch("/api/v1/settings", json!({"cdr_enabled": true})).await;
+    let (st, v) = s
+        .api
+        .patch("/api/v1/settings", json!({"cdr_enabled": true}))
+        .await;
     assert!(st.is_success(), "{v}");
     let (st, v) = s
         .api
-        .post("/api/v1/global-contacts", json!({"name": "Forged Bank", "number": "666"}))
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Forged Bank", "number": "666"}),
+        )
         .await;
     assert!(st.is_success(), "{v}");
     let line = s
-        .line(json!({"name": "Desk", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port),
-                     "username": "1001", "password": PBX_PASSWORD}))
+        .line(
+            json!({"name": "Desk", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port),
+                     "username": "1001", "password": PBX_PASSWORD}),
+        )
         .await;
     let intercom = s
-        .line(json!({"name": "Intercom", "uri": format!("sip:1002@127.0.0.1:{}", pbx.port),
-                     "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}))
+        .line(
+            json!({"name": "Intercom", "uri": format!("sip:1002@127.0.0.1:{}", pbx.port),
+                     "username": "1002", "password": PBX_PASSWORD, "answer_mode": "automatic"}),
+        )
         .await;
     let pid = s
-        .profile(json!({"name": "Trader", "password": "pw-123456-longer", "collect_call_memory": true}))
+        .profile(
+            json!({"name": "Trader", "password": "pw-123456-longer", "collect_call_memory": true}),
+        )
         .await;
     for (l, pos) in [(line, 1), (intercom, 2)] {
         let (st, v) = s
             .api
-            .put(&format!("/api/v1/profiles/{pid}/lines/{l}"), json!({"position": pos}))
+            .put(
+                &format!("/api/v1/profiles/{pid}/lines/{l}"),
+                json!({"position": pos}),
+            )
             .await;
         assert!(st.is_success(), "{v}");
     }
@@ -148,11 +169,25 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     })
     .await
     .unwrap();
-    let invites: Vec<&String> = flood.iter().filter(|a| a.contains("CSeq: 1 INVITE")).collect();
-    assert!(invites.len() >= 490, "answers to the flood: {}", invites.len());
+    let invites: Vec<&String> = flood
+        .iter()
+        .filter(|a| a.contains("CSeq: 1 INVITE"))
+        .collect();
+    assert!(
+        invites.len() >= 490,
+        "answers to the flood: {}",
+        invites.len()
+    );
     let not_403: Vec<&&String> = invites.iter().filter(|a| code(a) != 403).collect();
-    assert!(not_403.is_empty(), "a stranger's INVITE not refused: {:?}", not_403.first());
-    let options = flood.iter().find(|a| a.contains("Call-ID: opt1")).expect("OPTIONS answered");
+    assert!(
+        not_403.is_empty(),
+        "a stranger's INVITE not refused: {:?}",
+        not_403.first()
+    );
+    let options = flood
+        .iter()
+        .find(|a| a.contains("Call-ID: opt1"))
+        .expect("OPTIONS answered");
     for a in flood.iter() {
         assert!(
             !a.contains(env!("CARGO_PKG_VERSION")) && !a.contains("User-Agent"),
@@ -163,11 +198,17 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     // No call, no push, no record.
     assert_eq!(s.app.mlc.calls_in_progress(), 0);
     assert!(
-        turret.push(Duration::from_millis(500)).await.is_none_or(|p| p["push"] != "call"),
+        turret
+            .push(Duration::from_millis(500))
+            .await
+            .is_none_or(|p| p["push"] != "call"),
         "the turret was told of a stranger's call"
     );
     let (_, status) = s.api.get("/api/v1/mlc").await;
-    assert!(status["refused_requests"].as_u64().unwrap() >= 490, "{status}");
+    assert!(
+        status["refused_requests"].as_u64().unwrap() >= 490,
+        "{status}"
+    );
     let cdrs = s.app.store.list_cdrs(&CdrFilter::default()).await.unwrap();
     assert!(cdrs.is_empty(), "a stranger's call left a CDR: {cdrs:?}");
     turret
@@ -183,7 +224,16 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     let pfrom = pbx_side.local_addr().unwrap();
     for i in 0..3 {
         pbx_side
-            .send_to(&invite(mlc, pfrom, &format!("ot-line-{line}"), "2000", &format!("pbx{i}")), mlc)
+            .send_to(
+                &invite(
+                    mlc,
+                    pfrom,
+                    &format!("ot-line-{line}"),
+                    "2000",
+                    &format!("pbx{i}"),
+                ),
+                mlc,
+            )
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -200,7 +250,10 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     let f1 = final_for(&got, "pbx1").expect("the second call ends by itself");
     let f2 = final_for(&got, "pbx2").expect("the third call is refused");
     assert_eq!((code(f0), code(f1), code(f2)), (480, 480, 486), "{got:#?}");
-    assert!(got.iter().any(|a| a.contains("Call-ID: pbx0") && code(a) == 180));
+    assert!(
+        got.iter()
+            .any(|a| a.contains("Call-ID: pbx0") && code(a) == 180)
+    );
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(s.app.mlc.calls_in_progress(), 0);
 
@@ -209,16 +262,25 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     let nfrom = node.local_addr().unwrap();
     let (st, v) = s
         .api
-        .patch(&format!("/api/v1/lines/{line}"), json!({"peers": "127.0.0.3, 10.9.0.0/16"}))
+        .patch(
+            &format!("/api/v1/lines/{line}"),
+            json!({"peers": "127.0.0.3, 10.9.0.0/16"}),
+        )
         .await;
     assert!(st.is_success(), "{v}");
     assert_eq!(v["peers"], json!("127.0.0.3, 10.9.0.0/16"));
     let (st, v) = s
         .api
-        .patch(&format!("/api/v1/lines/{line}"), json!({"peers": "pbx-node-2"}))
+        .patch(
+            &format!("/api/v1/lines/{line}"),
+            json!({"peers": "pbx-node-2"}),
+        )
         .await;
     assert_eq!(st, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(v.to_string().contains("pbx-node-2"), "the error names the entry: {v}");
+    assert!(
+        v.to_string().contains("pbx-node-2"),
+        "the error names the entry: {v}"
+    );
     // The MLC reloads the line with its peers and re-registers it; from
     // then on the node's INVITE rings (before, it gets 403, then 480).
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -226,8 +288,11 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     loop {
         attempt += 1;
         let call_id = format!("node{attempt}");
-        node.send_to(&invite(mlc, nfrom, &format!("ot-line-{line}"), "2000", &call_id), mlc)
-            .unwrap();
+        node.send_to(
+            &invite(mlc, nfrom, &format!("ot-line-{line}"), "2000", &call_id),
+            mlc,
+        )
+        .unwrap();
         let n = node.try_clone().unwrap();
         let got = tokio::task::spawn_blocking(move || answers(&n, Duration::from_millis(300)))
             .await
@@ -240,7 +305,10 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         if mine.contains(&180) {
             break;
         }
-        assert!(Instant::now() < deadline, "the listed node's call never rang: {got:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "the listed node's call never rang: {got:#?}"
+        );
     }
 
     // 4. A line that is not registered takes no call, even from its PBX
@@ -252,8 +320,11 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     wait_state(&s, dead, "failing").await;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sfrom = sock.local_addr().unwrap();
-    sock.send_to(&invite(mlc, sfrom, &format!("ot-line-{dead}"), "2000", "dead1"), mlc)
-        .unwrap();
+    sock.send_to(
+        &invite(mlc, sfrom, &format!("ot-line-{dead}"), "2000", "dead1"),
+        mlc,
+    )
+    .unwrap();
     let got = tokio::task::spawn_blocking(move || answers(&sock, Duration::from_millis(800)))
         .await
         .unwrap();

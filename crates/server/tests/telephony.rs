@@ -194,7 +194,9 @@ async fn floor() -> Floor {
     let mut turrets = Vec::new();
     for name in ["Trader A", "Trader B"] {
         let pid = s
-            .profile(json!({"name": name, "password": "pw-123456-longer", "collect_call_memory": true}))
+            .profile(
+                json!({"name": name, "password": "pw-123456-longer", "collect_call_memory": true}),
+            )
             .await;
         let (st, v) = s
             .api
@@ -581,7 +583,13 @@ async fn a_stopping_server_ends_its_calls_unbinds_its_lines_and_keeps_the_record
 async fn a_profile_without_the_line_touches_none_of_its_calls() {
     let pbx = Kamailio::start("MD5", false);
     let s = server().await;
-    let auto = intercom(&s, "Intercom", "1001", format!("sip:1001@127.0.0.1:{}", pbx.port)).await;
+    let auto = intercom(
+        &s,
+        "Intercom",
+        "1001",
+        format!("sip:1001@127.0.0.1:{}", pbx.port),
+    )
+    .await;
     let manual = line(&s, "1002", pbx.port, PBX_PASSWORD).await;
     let owner = s
         .profile(json!({"name": "Owner", "password": "pw-123456-longer"}))
@@ -592,7 +600,10 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
     for (l, pos) in [(auto, 1), (manual, 2)] {
         let (st, v) = s
             .api
-            .put(&format!("/api/v1/profiles/{owner}/lines/{l}"), json!({"position": pos}))
+            .put(
+                &format!("/api/v1/profiles/{owner}/lines/{l}"),
+                json!({"position": pos}),
+            )
             .await;
         assert!(st.is_success(), "{v}");
     }
@@ -627,27 +638,50 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
     let up = common::wait_push(&mut own, "auto-answered", call_push("connected")).await;
     let call = up["call"]["id"].as_u64().unwrap();
     let (_, seen) = phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
-    probe(&mut out, call, &["answer", "reject", "hangup", "hold", "retrieve", "transfer"]).await;
+    probe(
+        &mut out,
+        call,
+        &["answer", "reject", "hangup", "hold", "retrieve", "transfer"],
+    )
+    .await;
     // The call is untouched: still up at the phone, and its rightful
     // holder (a profile showing the line) holds and hangs it up.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let since = phone.event_types_since(seen);
     assert!(
-        !since.iter().any(|t| ["CALL_CLOSED", "CALL_TRANSFER", "CALL_REMOTE_SDP", "CALL_HOLD"]
-            .contains(&t.as_str())),
+        !since.iter().any(|t| [
+            "CALL_CLOSED",
+            "CALL_TRANSFER",
+            "CALL_REMOTE_SDP",
+            "CALL_HOLD"
+        ]
+        .contains(&t.as_str())),
         "the outsider changed the call: {since:?}"
     );
-    own.request(json!({"op": "hold", "call_id": call})).await.unwrap();
+    own.request(json!({"op": "hold", "call_id": call}))
+        .await
+        .unwrap();
     common::wait_push(&mut own, "held", call_push("held")).await;
-    own.request(json!({"op": "hangup", "call_id": call})).await.unwrap();
+    own.request(json!({"op": "hangup", "call_id": call}))
+        .await
+        .unwrap();
     phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 
     // A ringing call on the manual line.
     ring_phone.command("dial", &format!("sip:1002@127.0.0.1:{}", pbx.port));
     let ring = common::wait_push(&mut own, "ringing", call_push("ringing")).await;
     let call = ring["call"]["id"].as_u64().unwrap();
-    probe(&mut out, call, &["answer", "reject", "hangup", "hold", "retrieve", "transfer"]).await;
-    own.request(json!({"op": "answer", "call_id": call})).await.unwrap();
+    probe(
+        &mut out,
+        call,
+        &["answer", "reject", "hangup", "hold", "retrieve", "transfer"],
+    )
+    .await;
+    own.request(json!({"op": "answer", "call_id": call}))
+        .await
+        .unwrap();
     ring_phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
-    own.request(json!({"op": "hangup", "call_id": call})).await.unwrap();
+    own.request(json!({"op": "hangup", "call_id": call}))
+        .await
+        .unwrap();
 }

@@ -179,7 +179,8 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
     // Call memory: locked behind its password, then listed and deletable.
     b.click("#tab-call-memory").await;
     b.wait_text("#tab-body", "Call-memory password").await;
-    b.fill("#unlock-unlock_call_memory", "bea-callmem-longer").await;
+    b.fill("#unlock-unlock_call_memory", "bea-callmem-longer")
+        .await;
     b.click("#tab-body button[type=submit]").await;
     let table = b.wait_text("#call-memory", "Carl Client").await;
     assert!(

@@ -28,7 +28,9 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
         )
         .await;
     let pid = s
-        .profile(json!({"name": "Ann Trader", "password": "ann-pw-longer", "collect_call_memory": true}))
+        .profile(
+            json!({"name": "Ann Trader", "password": "ann-pw-longer", "collect_call_memory": true}),
+        )
         .await;
     s.api
         .put(
@@ -79,7 +81,9 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
     // A number the PBX does not know: the reason stays beside the call.
     b.fill("#dial-number", "9999").await;
     b.click("#dial").await;
-    let failed = b.wait_text("li.call[data-state=failed]", "number not found").await;
+    let failed = b
+        .wait_text("li.call[data-state=failed]", "number not found")
+        .await;
     assert!(failed.contains("404"), "{failed}");
     b.screenshot("turret-call-failed").await;
     // A number the server refuses: said beside the dial form, nowhere else.
@@ -99,22 +103,35 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
     let (_, seen) = far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
     b.wait_text("li.call[data-state=connected]", "3000").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    b.click("li.call[data-state=connected] [data-op=hangup]").await;
+    b.click("li.call[data-state=connected] [data-op=hangup]")
+        .await;
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
     b.click("#tab-contacts").await;
     b.click("#tab-call-memory").await;
-    let table = b.wait_text("#call-memory", "failed: number not found").await;
+    let table = b
+        .wait_text("#call-memory", "failed: number not found")
+        .await;
     for line in table.lines().filter(|l| l.contains("3000")) {
-        assert!(line.contains("answered") && !line.contains("null"), "{line}");
-        assert!(line.contains("0:01") || line.contains("0:02"), "a duration: {line}");
+        assert!(
+            line.contains("answered") && !line.contains("null"),
+            "{line}"
+        );
+        assert!(
+            line.contains("0:01") || line.contains("0:02"),
+            "a duration: {line}"
+        );
     }
-    assert!(!table.contains(" AM") && !table.contains(" PM"), "24-hour times: {table}");
+    assert!(
+        !table.contains(" AM") && !table.contains(" PM"),
+        "24-hour times: {table}"
+    );
     let seen = far.event_count();
     b.click("[aria-label='Call back 3000']").await;
     far.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
     b.wait_text("li.call[data-state=connected]", "3000").await;
     b.screenshot("turret-call-back").await;
-    b.click("li.call[data-state=connected] [data-op=hangup]").await;
+    b.click("li.call[data-state=connected] [data-op=hangup]")
+        .await;
 
     // A line that cannot register says why on its key.
     let (_, bad) = s
@@ -132,7 +149,10 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
         )
         .await;
     let key = b
-        .wait_text("[data-line][data-registration=failing]", "wrong username or password")
+        .wait_text(
+            "[data-line][data-registration=failing]",
+            "wrong username or password",
+        )
         .await;
     assert!(key.contains("Bad Line"), "{key}");
 }

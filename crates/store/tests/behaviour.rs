@@ -758,9 +758,15 @@ async fn turret_sessions_are_kept_touched_ended_and_erased_with_their_profile() 
     s.save_client_session([1; 32], at(now)).await.unwrap();
     // A second save of the same token changes nothing.
     s.save_client_session([1; 32], at(now + 5)).await.unwrap();
-    s.save_client_session([2; 32], ClientSession { profile: q.id, ..at(now) })
-        .await
-        .unwrap();
+    s.save_client_session(
+        [2; 32],
+        ClientSession {
+            profile: q.id,
+            ..at(now)
+        },
+    )
+    .await
+    .unwrap();
     s.touch_client_session([1; 32], Timestamp(now + 9), false)
         .await
         .unwrap();
@@ -780,12 +786,16 @@ async fn turret_sessions_are_kept_touched_ended_and_erased_with_their_profile() 
         .unwrap();
     assert_eq!(s.client_session([1; 32]).await.unwrap(), None);
     // Sessions older than a session's longest life are swept.
-    s.save_client_session([3; 32], at(now - 13 * 3600 * 1000)).await.unwrap();
+    s.save_client_session([3; 32], at(now - 13 * 3600 * 1000))
+        .await
+        .unwrap();
     s.save_client_session([4; 32], at(now)).await.unwrap();
     assert_eq!(s.client_session([3; 32]).await.unwrap(), None);
     assert_eq!(s.delete_client_sessions(p.id).await.unwrap(), 1);
     // A profile's erasure takes its sessions with it.
-    s.delete_profile(q.id, audit("profile.deleted")).await.unwrap();
+    s.delete_profile(q.id, audit("profile.deleted"))
+        .await
+        .unwrap();
     assert_eq!(s.client_session([2; 32]).await.unwrap(), None);
 }
 
@@ -807,7 +817,10 @@ async fn a_new_profile_that_reuses_an_erased_id_survives_the_ledger() {
         .reapply_erasures(audit("erasure.reapplied"))
         .await
         .unwrap();
-    assert!(again.is_empty(), "the newcomer was taken for the erased profile");
+    assert!(
+        again.is_empty(),
+        "the newcomer was taken for the erased profile"
+    );
     assert_eq!(s.get_profile(newcomer.id).await.unwrap().name, "Cid");
 }
 
@@ -820,58 +833,119 @@ async fn deleted_admins_and_contacts_stay_deleted_after_a_restore() {
     let (d, s) = sqlite().await;
     let p = profile(&s, "Ann").await;
     let admin = s
-        .create_admin("old-admin", hash("old-admin-password"), false, audit("admin.created"))
+        .create_admin(
+            "old-admin",
+            hash("old-admin-password"),
+            false,
+            audit("admin.created"),
+        )
         .await
         .unwrap();
     let _keeper = s
-        .create_admin("keeper", hash("keeper-password-1"), false, audit("admin.created"))
+        .create_admin(
+            "keeper",
+            hash("keeper-password-1"),
+            false,
+            audit("admin.created"),
+        )
         .await
         .unwrap();
     let global = s
-        .create_global_contact(ContactFields::new("Gone Global", "2001", "", "").unwrap(), audit("g"))
+        .create_global_contact(
+            ContactFields::new("Gone Global", "2001", "", "").unwrap(),
+            audit("g"),
+        )
         .await
         .unwrap();
     let local = s
-        .create_local_contact(p.id, ContactFields::new("Gone Local", "2002", "", "").unwrap(), audit("l"))
+        .create_local_contact(
+            p.id,
+            ContactFields::new("Gone Local", "2002", "", "").unwrap(),
+            audit("l"),
+        )
         .await
         .unwrap();
     let key = s
-        .create_speed_dial(p.id, SpeedDialFields::new("DKM", 1, "Gone Key", "2004").unwrap(), audit("k"))
+        .create_speed_dial(
+            p.id,
+            SpeedDialFields::new("DKM", 1, "Gone Key", "2004").unwrap(),
+            audit("k"),
+        )
         .await
         .unwrap();
-    s.push_call_memory(p.id, Timestamp(1), vec![7]).await.unwrap();
+    s.push_call_memory(p.id, Timestamp(1), vec![7])
+        .await
+        .unwrap();
     let entry = s.list_call_memory(p.id).await.unwrap()[0].id;
     sqlx::query("VACUUM INTO ?")
         .bind(d.path().join("before.db").to_str().unwrap())
         .execute(&open_raw(&d.path().join("t.db")).await)
         .await
         .unwrap();
-    s.delete_speed_dial(p.id, key.id, audit("speed_dial.deleted")).await.unwrap();
-    s.delete_call_memory(p.id, entry, audit("call_memory.deleted")).await.unwrap();
-    s.delete_admin(admin.id, audit("admin.deleted")).await.unwrap();
-    s.delete_global_contact(global.id, audit("global_contact.deleted")).await.unwrap();
-    s.delete_local_contact(p.id, local.id, audit("contact.deleted")).await.unwrap();
+    s.delete_speed_dial(p.id, key.id, audit("speed_dial.deleted"))
+        .await
+        .unwrap();
+    s.delete_call_memory(p.id, entry, audit("call_memory.deleted"))
+        .await
+        .unwrap();
+    s.delete_admin(admin.id, audit("admin.deleted"))
+        .await
+        .unwrap();
+    s.delete_global_contact(global.id, audit("global_contact.deleted"))
+        .await
+        .unwrap();
+    s.delete_local_contact(p.id, local.id, audit("contact.deleted"))
+        .await
+        .unwrap();
     assert_eq!(s.erasure_count().unwrap(), 5);
     s.close().await;
     std::fs::rename(d.path().join("before.db"), d.path().join("t.db")).unwrap();
     let _ = std::fs::remove_file(d.path().join("t.db-wal"));
     let _ = std::fs::remove_file(d.path().join("t.db-shm"));
     let s = reopen(&d).await;
-    assert!(s.admin_credentials("old-admin").await.unwrap().is_some(), "the copy holds them");
-    s.reapply_erasures(audit("erasure.reapplied")).await.unwrap();
-    assert!(s.admin_credentials("old-admin").await.unwrap().is_none(), "the admin came back");
+    assert!(
+        s.admin_credentials("old-admin").await.unwrap().is_some(),
+        "the copy holds them"
+    );
+    s.reapply_erasures(audit("erasure.reapplied"))
+        .await
+        .unwrap();
+    assert!(
+        s.admin_credentials("old-admin").await.unwrap().is_none(),
+        "the admin came back"
+    );
     assert!(s.admin_credentials("keeper").await.unwrap().is_some());
-    assert!(matches!(s.get_global_contact(global.id).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(s.get_local_contact(p.id, local.id).await, Err(StoreError::NotFound(_))));
-    assert!(s.list_speed_dials(p.id).await.unwrap().is_empty(), "the key came back");
-    assert!(s.list_call_memory(p.id).await.unwrap().is_empty(), "the entry came back");
+    assert!(matches!(
+        s.get_global_contact(global.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.get_local_contact(p.id, local.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        s.list_speed_dials(p.id).await.unwrap().is_empty(),
+        "the key came back"
+    );
+    assert!(
+        s.list_call_memory(p.id).await.unwrap().is_empty(),
+        "the entry came back"
+    );
     // A contact made later with the same id is not taken for the erased one.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let newer = s
-        .create_global_contact(ContactFields::new("New Global", "2003", "", "").unwrap(), audit("g"))
+        .create_global_contact(
+            ContactFields::new("New Global", "2003", "", "").unwrap(),
+            audit("g"),
+        )
         .await
         .unwrap();
     assert_eq!(newer.id, global.id, "SQLite reused the id");
-    s.reapply_erasures(audit("erasure.reapplied")).await.unwrap();
-    assert_eq!(s.get_global_contact(newer.id).await.unwrap().fields.name, "New Global");
+    s.reapply_erasures(audit("erasure.reapplied"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_global_contact(newer.id).await.unwrap().fields.name,
+        "New Global"
+    );
 }

@@ -238,7 +238,10 @@ impl PeerNets {
             let bits = match bits {
                 None => max,
                 Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| {
-                    ValidationError::new(field, format!("{item:?}: the prefix length must be 0 to {max}"))
+                    ValidationError::new(
+                        field,
+                        format!("{item:?}: the prefix length must be 0 to {max}"),
+                    )
                 })?,
             };
             if bits == 0 {

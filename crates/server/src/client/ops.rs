@@ -104,7 +104,12 @@ impl Conn {
     /// call memory are locked again; their passwords are asked anew.
     async fn restore_session(&self, hash: [u8; 32]) -> Result<Shared, ProtoError> {
         let expired = || err("session_expired", "log in again");
-        let stored = self.app.store.client_session(hash).await?.ok_or_else(expired)?;
+        let stored = self
+            .app
+            .store
+            .client_session(hash)
+            .await?
+            .ok_or_else(expired)?;
         let now = Timestamp::now().0;
         let age = Duration::from_millis((now - stored.started_at.0).max(0) as u64);
         let idle = Duration::from_millis((now - stored.last_seen.0).max(0) as u64);
@@ -364,7 +369,12 @@ impl Conn {
                 let secrets = self.app.store.profile_secrets(pid).await?;
                 if let Some(h) = secrets.contacts_password
                     && !self
-                        .verify(Realm::Profile, &format!("contacts:{pid}"), &password, Some(h))
+                        .verify(
+                            Realm::Profile,
+                            &format!("contacts:{pid}"),
+                            &password,
+                            Some(h),
+                        )
                         .await?
                 {
                     self.app

@@ -39,7 +39,11 @@ impl Link {
 
     /// The line of call `id` and who holds it (answered or placed it).
     pub fn call_line(&self, id: u64) -> Option<(LineId, Option<ProfileId>)> {
-        self.calls.lock().unwrap().get(&id).map(|c| (c.line, c.owner))
+        self.calls
+            .lock()
+            .unwrap()
+            .get(&id)
+            .map(|c| (c.line, c.owner))
     }
 
     fn send(&self, v: Value) {

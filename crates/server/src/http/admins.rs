@@ -200,13 +200,19 @@ pub async fn subject_export_response(
     id: AdminId,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let zip = crate::subject::export_admin(app, id)
-        .await
-        .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
-            Ok(se) => ApiError::from(se),
-            Err(e) => ApiError::Internal(e),
-        })?;
-    let r = auth.record("admin.subject_exported", "admin", Some(id.to_string()), vec![]);
+    let zip =
+        crate::subject::export_admin(app, id)
+            .await
+            .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
+                Ok(se) => ApiError::from(se),
+                Err(e) => ApiError::Internal(e),
+            })?;
+    let r = auth.record(
+        "admin.subject_exported",
+        "admin",
+        Some(id.to_string()),
+        vec![],
+    );
     app.store.append_audit(r).await?;
     let mut res = zip.into_response();
     let h = res.headers_mut();

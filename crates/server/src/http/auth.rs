@@ -118,9 +118,7 @@ pub async fn login(
                 .append_audit(failed("auth.login_failed", AuditLevel::Warning))
                 .await?;
             if let Some(l) = lockout {
-                app.store
-                    .append_audit(lockout_record(failed, l))
-                    .await?;
+                app.store.append_audit(lockout_record(failed, l)).await?;
             }
             Err(ApiError::Unauthorized("wrong username or password"))
         }

@@ -151,7 +151,11 @@ fn client_host(headers: &HeaderMap) -> String {
         && claim
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if fits { claim.to_string() } else { "invalid".into() }
+    if fits {
+        claim.to_string()
+    } else {
+        "invalid".into()
+    }
 }
 
 /// The longest computer name recorded (a DNS label is at most 63).

@@ -107,8 +107,14 @@ fn api_routes() -> Routes {
         .get("/profiles/{id}/contacts", contacts::list_local)
         .post("/profiles/{id}/contacts", contacts::create_local)
         .get("/profiles/{id}/contacts/{contact_id}", contacts::get_local)
-        .patch("/profiles/{id}/contacts/{contact_id}", contacts::update_local)
-        .delete("/profiles/{id}/contacts/{contact_id}", contacts::delete_local)
+        .patch(
+            "/profiles/{id}/contacts/{contact_id}",
+            contacts::update_local,
+        )
+        .delete(
+            "/profiles/{id}/contacts/{contact_id}",
+            contacts::delete_local,
+        )
         .get("/profiles/{id}/speed-dials", contacts::list_keys)
         .post("/profiles/{id}/speed-dials", contacts::create_key)
         .get("/profiles/{id}/speed-dials/{key_id}", contacts::get_key)
@@ -133,7 +139,10 @@ fn api_routes() -> Routes {
         .delete("/api-keys/{id}", api_keys::revoke)
         .get("/settings", settings::get)
         .patch("/settings", settings::update)
-        .post("/settings/pseudonym-key/rotate", settings::rotate_pseudonym_key)
+        .post(
+            "/settings/pseudonym-key/rotate",
+            settings::rotate_pseudonym_key,
+        )
         .get("/consents", profiles::list_consents)
         .post("/consents", profiles::create_consent)
         .get("/consents/{id}", profiles::get_consent)

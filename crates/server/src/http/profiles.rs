@@ -173,7 +173,10 @@ pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiRes
     )?;
     if b.collect_call_memory
         && !protects_call_memory(&b.password)
-        && !b.call_memory_password.as_deref().is_some_and(protects_call_memory)
+        && !b
+            .call_memory_password
+            .as_deref()
+            .is_some_and(protects_call_memory)
     {
         return Err(weak_call_memory_password());
     }
@@ -283,8 +286,7 @@ pub async fn update_profile(
         .flatten()
         .any(|w| openturret_store::sealing::is_checked(w));
         let setting_strong = b.password.as_deref().is_some_and(protects_call_memory)
-            || b
-                .call_memory_password
+            || b.call_memory_password
                 .as_ref()
                 .and_then(|o| o.as_deref())
                 .is_some_and(protects_call_memory);
@@ -555,13 +557,12 @@ pub async fn subject_export_response(
     id: ProfileId,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let zip =
-        crate::subject::export(app, id, None, true)
-            .await
-            .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
-                Ok(se) => ApiError::from(se),
-                Err(e) => ApiError::Internal(e),
-            })?;
+    let zip = crate::subject::export(app, id, None, true)
+        .await
+        .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
+            Ok(se) => ApiError::from(se),
+            Err(e) => ApiError::Internal(e),
+        })?;
     let r = auth.record(
         "profile.subject_exported",
         "profile",

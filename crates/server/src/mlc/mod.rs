@@ -354,7 +354,8 @@ impl Mlc {
     /// The User-Agent of an answer to `peer`: the product and version for
     /// a line's PBX, nothing for anyone else.
     fn user_agent_for(&self, peer: Peer) -> Option<&str> {
-        self.trusted(peer.addr.ip()).then_some(self.user_agent.as_str())
+        self.trusted(peer.addr.ip())
+            .then_some(self.user_agent.as_str())
     }
 
     /// Tells the host about a call (see [`Host::call`]).

@@ -132,8 +132,8 @@ async fn start(mlc: &Mlc, line: Line, password: Option<Secret>) {
     let auto_answer = line.fields.answer_mode.is_automatic();
     // Stored normalised by the domain; an entry that no longer parses
     // trusts nothing more than the registrar.
-    let peers = openturret_domain::model::PeerNets::parse("peers", &line.fields.peers)
-        .unwrap_or_default();
+    let peers =
+        openturret_domain::model::PeerNets::parse("peers", &line.fields.peers).unwrap_or_default();
     let dial = DialAs {
         username: if line.fields.username.is_empty() {
             parsed

@@ -36,7 +36,10 @@ pub fn routes() -> Router<App> {
         .route("/lines", get(lines))
         .route("/lines/new", get(new_line).post(create_line))
         .route("/lines/{id}", get(edit_line).post(update_line))
-        .route("/lines/{id}/delete", get(delete_line_page).post(delete_line))
+        .route(
+            "/lines/{id}/delete",
+            get(delete_line_page).post(delete_line),
+        )
 }
 
 #[derive(Deserialize)]
@@ -313,7 +316,11 @@ async fn same_address(app: &App, id: Option<LineId>, uri: &str, username: &str) 
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|l| Some(l.id) != id && l.fields.uri.eq_ignore_ascii_case(uri.trim()) && l.fields.username == username.trim())
+        .filter(|l| {
+            Some(l.id) != id
+                && l.fields.uri.eq_ignore_ascii_case(uri.trim())
+                && l.fields.username == username.trim()
+        })
         .map(|l| l.fields.name)
         .collect()
 }
@@ -323,7 +330,11 @@ fn saved_message(done: &str, twins: &[String]) -> String {
         [] => done.to_string(),
         names => format!(
             "{done} Warning: {} {} the same SIP address and username; the PBX will see them as one registration and only one will work.",
-            names.iter().map(|n| format!("“{n}”")).collect::<Vec<_>>().join(", "),
+            names
+                .iter()
+                .map(|n| format!("“{n}”"))
+                .collect::<Vec<_>>()
+                .join(", "),
             if names.len() == 1 { "has" } else { "have" }
         ),
     }
@@ -336,8 +347,16 @@ async fn delete_line_page(State(app): State<App>, p: Portal, PathId(id): PathId)
         Ok(l) => l,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let keys = app.store.profiles_with_line(line.id).await.unwrap_or_default().len();
-    let calls = crate::telephony::ongoing(&app).iter().filter(|c| c.line == line.id).count();
+    let keys = app
+        .store
+        .profiles_with_line(line.id)
+        .await
+        .unwrap_or_default()
+        .len();
+    let calls = crate::telephony::ongoing(&app)
+        .iter()
+        .filter(|c| c.line == line.id)
+        .count();
     let content = html! {
         section.card {
             p.warning { "Delete the line " strong { (line.fields.name) } " (" (line.fields.uri) ")?" }
@@ -490,17 +509,24 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
         Some(id) => same_address(&app, Some(LineId(id)), &f.uri, &f.username).await,
         None => Vec::new(),
     };
-    done(&app, &p, r, "/lines", &saved_message("Line created.", &twins), |err| {
-        line_page(
-            &app,
-            &p,
-            "/lines/new",
-            "New line",
-            &f.state(Some(err)),
-            None,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-    })
+    done(
+        &app,
+        &p,
+        r,
+        "/lines",
+        &saved_message("Line created.", &twins),
+        |err| {
+            line_page(
+                &app,
+                &p,
+                "/lines/new",
+                "New line",
+                &f.state(Some(err)),
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        },
+    )
 }
 
 async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
@@ -560,17 +586,24 @@ async fn update_line(
     } else {
         Vec::new()
     };
-    done(&app, &p, r, "/lines", &saved_message("Line saved.", &twins), |err| {
-        line_page(
-            &app,
-            &p,
-            &format!("/lines/{id}"),
-            "Edit line",
-            &f.state(Some(err)),
-            Some(has_password),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-    })
+    done(
+        &app,
+        &p,
+        r,
+        "/lines",
+        &saved_message("Line saved.", &twins),
+        |err| {
+            line_page(
+                &app,
+                &p,
+                &format!("/lines/{id}"),
+                "Edit line",
+                &f.state(Some(err)),
+                Some(has_password),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        },
+    )
 }
 
 #[derive(Deserialize)]

@@ -180,7 +180,9 @@ impl Server {
     #[allow(dead_code)]
     pub fn sigterm_exit_time(&mut self, limit: Duration) -> Option<Duration> {
         let start = Instant::now();
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         while start.elapsed() < limit {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return Some(start.elapsed());

@@ -68,7 +68,13 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>
                     }
                     None => {
                         if let Some(extra) = schema["additionalProperties"].as_object() {
-                            check(doc, &Value::Object(extra.clone()), val, &format!("{at}.{k}"), out);
+                            check(
+                                doc,
+                                &Value::Object(extra.clone()),
+                                val,
+                                &format!("{at}.{k}"),
+                                out,
+                            );
                         }
                     }
                 }

@@ -392,7 +392,8 @@ impl SqliteStore {
         }
         one_row(q.execute(&mut *tx.tx).await.map_err(db)?, what)?;
         if let Some((kind, id)) = ledger {
-            self.ledger.record(kind, id, openturret_domain::Timestamp::now().0)?;
+            self.ledger
+                .record(kind, id, openturret_domain::Timestamp::now().0)?;
         }
         self.audit(&mut tx, audit).await?;
         self.commit(tx).await

@@ -45,7 +45,9 @@ impl Conn {
             return Ok(Some(key.clone()));
         }
         *slot = None;
-        if keys.wrapped_by_profile_password.is_some() || keys.wrapped_by_call_memory_password.is_some() {
+        if keys.wrapped_by_profile_password.is_some()
+            || keys.wrapped_by_call_memory_password.is_some()
+        {
             self.app.store.set_call_memory_keys(pid, keys).await?;
             return Ok(Some(key.clone()));
         }
@@ -108,15 +110,23 @@ impl Conn {
         if g.key.is_none()
             && let Some(w) = &wrap
         {
-            g.key = callmem::unwrap(w.clone(), password.clone(), public).await.ok();
+            g.key = callmem::unwrap(w.clone(), password.clone(), public)
+                .await
+                .ok();
         }
         // A wrap of the old kind that this password opens: made again, or
         // removed if the password is too short to protect call memory.
         if let (Some(w), Some(key)) = (&wrap, g.key.clone())
             && !openturret_store::sealing::is_checked(w)
-            && callmem::unwrap(w.clone(), password.clone(), public).await.is_ok()
+            && callmem::unwrap(w.clone(), password.clone(), public)
+                .await
+                .is_ok()
         {
-            let which = if by_cm { Wrap::CallMemory } else { Wrap::Profile };
+            let which = if by_cm {
+                Wrap::CallMemory
+            } else {
+                Wrap::Profile
+            };
             g.key = self.upgrade_wrap(pid, which, &key, &password).await?;
             keys = self.app.store.call_memory_keys(pid).await?;
         }
@@ -230,8 +240,10 @@ impl Conn {
             vec![],
         );
         self.app.store.append_audit(r).await?;
-        Ok(json!({"zip_base64": crate::subject::base64(&zip), "includes_call_memory": included,
-                   "includes_local_contacts": contacts}))
+        Ok(
+            json!({"zip_base64": crate::subject::base64(&zip), "includes_call_memory": included,
+                   "includes_local_contacts": contacts}),
+        )
     }
 
     pub(super) async fn delete_call_memory(&self, id: i64) -> Res {

@@ -42,8 +42,10 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     }
     let config = mlc.config();
     if ringing_on(mlc, line) >= config.max_ringing_per_line.max(1) {
-        let b = refuse(486, "Busy Here")
-            .header("Warning", "399 openturret \"too many calls ringing on the line\"");
+        let b = refuse(486, "Busy Here").header(
+            "Warning",
+            "399 openturret \"too many calls ringing on the line\"",
+        );
         return mlc.answer_invite_finally(&m, peer, b).await;
     }
     if mlc.calls.len() >= MAX_CALLS || mlc.is_closing() {
@@ -163,8 +165,7 @@ fn ringing_on(mlc: &Mlc, line: LineId) -> usize {
 /// with the reason `no_answer`.
 async fn ring_timeout(mlc: &Mlc, id: u64) {
     let still = mlc.calls.with(id, |c| {
-        (c.state == CallState::Ringing)
-            .then(|| (c.invite.clone(), c.dialog.local_tag.clone()))
+        (c.state == CallState::Ringing).then(|| (c.invite.clone(), c.dialog.local_tag.clone()))
     });
     let Some(Some((Some((invite, peer)), tag))) = still else {
         return;
