@@ -155,11 +155,13 @@ fn raise_fd_limit() -> Option<u64> {
 
 /// A connection's stream: its slot under the limits and an idle timer
 /// (nothing read or written for `idle`: the stream fails, and hyper closes
-/// the connection).
+/// the connection). Reads and writes only note the time; the timer is
+/// moved on when it fires, not at every operation.
 pub struct Conn<S> {
     inner: S,
     _slot: Slot,
     idle: Duration,
+    last: tokio::time::Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -169,22 +171,31 @@ impl<S> Conn<S> {
             inner,
             _slot: slot,
             idle,
+            last: tokio::time::Instant::now(),
             timer: Box::pin(tokio::time::sleep(idle)),
         }
     }
 
-    fn active(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
-        self.timer.as_mut().reset(next);
+    /// The outcome of an operation on the inner stream: a ready one marks
+    /// the connection active; a pending one fails once the connection has
+    /// been idle too long (and otherwise leaves the timer armed).
+    fn settle<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.last = tokio::time::Instant::now();
+            return r;
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.idle;
+            if due <= tokio::time::Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle too long",
+                )));
+            }
+            self.timer.as_mut().reset(due);
+        }
+        Poll::Pending
     }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer.as_mut().poll(cx).is_ready()
-    }
-}
-
-fn idle_error() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "connection idle too long")
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
@@ -193,15 +204,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.active();
-                Poll::Ready(r)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.settle(cx, r)
     }
 }
 
@@ -211,15 +215,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.active();
-                Poll::Ready(r)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.settle(cx, r)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -235,15 +232,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.active();
-                Poll::Ready(r)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.settle(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -26,6 +26,43 @@ fn csv_of(headers: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
+/// Rows as JSON objects keyed by their headers.
+fn to_objects(headers: &[&str], rows: &[Vec<String>]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| {
+            Value::Object(
+                headers
+                    .iter()
+                    .zip(r)
+                    .map(|(h, v)| (h.to_string(), json!(v)))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The ZIP of an export: `files` and a `manifest.json` made of `about`
+/// (who the export is of) plus the format, time, generator and file list.
+fn package(
+    mut about: Value,
+    generated: &str,
+    files: &[(String, Vec<u8>)],
+) -> anyhow::Result<Vec<u8>> {
+    about["format"] = json!(1);
+    about["generated_at"] = json!(generated);
+    about["generator"] = json!(format!("OpenTurret {}", env!("CARGO_PKG_VERSION")));
+    about["files"] = files
+        .iter()
+        .map(|(n, d)| json!({"name": n, "bytes": d.len()}))
+        .collect();
+    let mut zip = Zip::default();
+    zip.add("manifest.json", &serde_json::to_vec_pretty(&about)?);
+    for (name, data) in files {
+        zip.add(name, data);
+    }
+    Ok(zip.finish())
+}
+
 fn table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> maud::Markup {
     html! {
         h2 { (title) " (" (rows.len()) ")" }
@@ -176,19 +213,6 @@ pub async fn export(
             .collect()
     });
 
-    let to_objects = |headers: &[&str], rows: &[Vec<String>]| -> Vec<Value> {
-        rows.iter()
-            .map(|r| {
-                Value::Object(
-                    headers
-                        .iter()
-                        .zip(r)
-                        .map(|(h, v)| (h.to_string(), json!(v)))
-                        .collect(),
-                )
-            })
-            .collect()
-    };
     const CONTACT: [&str; 4] = ["name", "number", "field3", "field4"];
     const KEY: [&str; 4] = ["kind", "position", "name", "number"];
     const LINE: [&str; 3] = ["position", "display_name", "alternate_text"];
@@ -272,21 +296,12 @@ pub async fn export(
     if let Some(rows) = &cm_rows {
         files.push(("call_memory.csv".into(), csv_of(&CM, rows)));
     }
-    let manifest = json!({
-        "format": 1,
-        "generated_at": generated,
-        "generator": format!("OpenTurret {}", env!("CARGO_PKG_VERSION")),
+    let about = json!({
         "profile_id": p.id.0,
         "includes_call_memory": call_memory.is_some(),
         "includes_local_contacts": with_contacts,
-        "files": files.iter().map(|(n, d)| json!({"name": n, "bytes": d.len()})).collect::<Vec<_>>(),
     });
-    let mut zip = Zip::default();
-    zip.add("manifest.json", &serde_json::to_vec_pretty(&manifest)?);
-    for (name, data) in &files {
-        zip.add(name, data);
-    }
-    Ok(zip.finish())
+    package(about, &generated, &files)
 }
 
 /// The export of what the system holds about an administrator (GDPR
@@ -335,19 +350,7 @@ pub async fn export_admin(app: &App, id: openturret_domain::AdminId) -> anyhow::
         "must_change_password": a.must_change_password,
         "created_at": ts(a.created_at), "updated_at": ts(a.updated_at),
     });
-    let objects: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            Value::Object(
-                AUDIT
-                    .iter()
-                    .zip(r)
-                    .map(|(h, v)| (h.to_string(), json!(v)))
-                    .collect(),
-            )
-        })
-        .collect();
-    let subject = json!({"administrator": account, "audit_events": objects});
+    let subject = json!({"administrator": account, "audit_events": to_objects(&AUDIT, &rows)});
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -365,19 +368,7 @@ pub async fn export_admin(app: &App, id: openturret_domain::AdminId) -> anyhow::
         ("index.html".into(), page.into_string().into_bytes()),
         ("audit_events.csv".into(), csv_of(&AUDIT, &rows)),
     ];
-    let manifest = json!({
-        "format": 1,
-        "generated_at": generated,
-        "generator": format!("OpenTurret {}", env!("CARGO_PKG_VERSION")),
-        "administrator_id": a.id.0,
-        "files": files.iter().map(|(n, d)| json!({"name": n, "bytes": d.len()})).collect::<Vec<_>>(),
-    });
-    let mut zip = Zip::default();
-    zip.add("manifest.json", &serde_json::to_vec_pretty(&manifest)?);
-    for (name, data) in &files {
-        zip.add(name, data);
-    }
-    Ok(zip.finish())
+    package(json!({"administrator_id": a.id.0}), &generated, &files)
 }
 
 /// Base64 (standard alphabet, padded), to carry the ZIP in the client

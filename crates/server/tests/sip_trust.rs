@@ -222,30 +222,38 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     // unanswered calls end by themselves after the ring timeout.
     let pbx_side = UdpSocket::bind("127.0.0.1:0").unwrap();
     let pfrom = pbx_side.local_addr().unwrap();
-    for i in 0..3 {
-        pbx_side
-            .send_to(
-                &invite(
-                    mlc,
-                    pfrom,
-                    &format!("ot-line-{line}"),
-                    "2000",
-                    &format!("pbx{i}"),
-                ),
-                mlc,
-            )
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // One at a time: each INVITE is sent once the one before is answered.
+    let (pbx_side, mut early) = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        for i in 0..3 {
+            let call_id = format!("pbx{i}");
+            let bytes = invite(mlc, pfrom, &format!("ot-line-{line}"), "2000", &call_id);
+            pbx_side.send_to(&bytes, mlc).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !got
+                .iter()
+                .any(|a: &String| a.contains(&format!("Call-ID: {call_id}\r\n")))
+            {
+                assert!(Instant::now() < deadline, "{call_id} unanswered");
+                got.extend(answers(&pbx_side, Duration::from_millis(50)));
+            }
+        }
+        (pbx_side, got)
+    })
+    .await
+    .unwrap();
     let ring = common::wait_push(&mut turret, "the PBX's call rings", |p| {
         p["push"] == "call" && p["call"]["state"] == "ringing"
     })
     .await;
     assert_eq!(ring["call"]["line_id"], json!(line));
     let started = Instant::now();
-    let got = tokio::task::spawn_blocking(move || answers(&pbx_side, Duration::from_millis(4000)))
-        .await
-        .unwrap();
+    let later =
+        tokio::task::spawn_blocking(move || answers(&pbx_side, Duration::from_millis(4000)))
+            .await
+            .unwrap();
+    early.extend(later);
+    let got = early;
     let f0 = final_for(&got, "pbx0").expect("the first call ends by itself");
     let f1 = final_for(&got, "pbx1").expect("the second call ends by itself");
     let f2 = final_for(&got, "pbx2").expect("the third call is refused");

@@ -444,6 +444,15 @@ async fn an_erased_profile_is_erased_again_when_it_comes_back() {
     );
 }
 
+/// Waits until the clock has moved on by a millisecond (the resolution of
+/// stored times), so what is made next is later than what came before.
+fn next_millisecond() {
+    let now = Timestamp::now();
+    while Timestamp::now() <= now {
+        std::hint::spin_loop();
+    }
+}
+
 async fn open_raw(path: &std::path::Path) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
         .await
@@ -810,7 +819,7 @@ async fn a_new_profile_that_reuses_an_erased_id_survives_the_ledger() {
     s.delete_profile(gone.id, audit("profile.deleted"))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    next_millisecond();
     let newcomer = profile(&s, "Cid").await;
     assert_eq!(newcomer.id, gone.id, "SQLite reused the id");
     let again = s
@@ -932,7 +941,7 @@ async fn deleted_admins_and_contacts_stay_deleted_after_a_restore() {
         "the entry came back"
     );
     // A contact made later with the same id is not taken for the erased one.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    next_millisecond();
     let newer = s
         .create_global_contact(
             ContactFields::new("New Global", "2003", "", "").unwrap(),

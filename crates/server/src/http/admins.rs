@@ -199,33 +199,16 @@ pub async fn subject_export_response(
     auth: &AdminAuth,
     id: AdminId,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let zip =
-        crate::subject::export_admin(app, id)
-            .await
-            .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
-                Ok(se) => ApiError::from(se),
-                Err(e) => ApiError::Internal(e),
-            })?;
-    let r = auth.record(
+    super::audited_zip(
+        app,
+        auth,
+        crate::subject::export_admin(app, id).await,
         "admin.subject_exported",
         "admin",
-        Some(id.to_string()),
-        vec![],
-    );
-    app.store.append_audit(r).await?;
-    let mut res = zip.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/zip"),
-    );
-    if let Ok(v) =
-        axum::http::HeaderValue::from_str(&format!("attachment; filename=\"admin-{id}.zip\""))
-    {
-        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
-    }
-    Ok(res)
+        id.to_string(),
+        &format!("admin-{id}.zip"),
+    )
+    .await
 }
 
 pub async fn subject_export(

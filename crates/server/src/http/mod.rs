@@ -34,6 +34,36 @@ use serde::Deserialize;
 use crate::App;
 use error::ApiError;
 
+/// A ZIP export as a download, audited as `event` on `object_type`
+/// `object_id` (the subject access exports of profiles and
+/// administrators).
+pub(crate) async fn audited_zip(
+    app: &App,
+    auth: &extract::AdminAuth,
+    zip: anyhow::Result<Vec<u8>>,
+    event: &str,
+    object_type: &str,
+    object_id: String,
+    filename: &str,
+) -> error::ApiResult<Response> {
+    let zip = zip.map_err(|e| match e.downcast::<openturret_store::StoreError>() {
+        Ok(se) => ApiError::from(se),
+        Err(e) => ApiError::Internal(e),
+    })?;
+    let r = auth.record(event, object_type, Some(object_id), vec![]);
+    app.store.append_audit(r).await?;
+    let mut res = zip.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
 /// Routes that record what they route, so the OpenAPI document can be
 /// checked against them both ways (`openapi::tests`).
 struct Routes {

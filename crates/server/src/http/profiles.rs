@@ -556,32 +556,16 @@ pub async fn subject_export_response(
     auth: &AdminAuth,
     id: ProfileId,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let zip = crate::subject::export(app, id, None, true)
-        .await
-        .map_err(|e| match e.downcast::<openturret_store::StoreError>() {
-            Ok(se) => ApiError::from(se),
-            Err(e) => ApiError::Internal(e),
-        })?;
-    let r = auth.record(
+    super::audited_zip(
+        app,
+        auth,
+        crate::subject::export(app, id, None, true).await,
         "profile.subject_exported",
         "profile",
-        Some(id.to_string()),
-        vec![],
-    );
-    app.store.append_audit(r).await?;
-    let mut res = zip.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/zip"),
-    );
-    if let Ok(v) =
-        axum::http::HeaderValue::from_str(&format!("attachment; filename=\"subject-{id}.zip\""))
-    {
-        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
-    }
-    Ok(res)
+        id.to_string(),
+        &format!("subject-{id}.zip"),
+    )
+    .await
 }
 
 /// `GET /profiles/{id}/subject-export`

@@ -135,6 +135,42 @@ pub struct Inner {
     refusal_log: Mutex<Option<(Instant, u64)>>,
     /// The server is stopping: new calls get 503.
     closing: std::sync::atomic::AtomicBool,
+    /// Every line's PBX addresses, for [`Mlc::trusted`] on every answer
+    /// without a walk over all lines each time.
+    trust_index: Mutex<Option<TrustIndex>>,
+}
+
+/// How stale the trust index may be: a line registered this long ago at
+/// most is not yet in it (its own requests are checked against the line
+/// itself, [`Mlc::trusted_for`], which never waits on this).
+const TRUST_INDEX_AGE: Duration = Duration::from_secs(1);
+
+/// The registrars' addresses and the peers listed, over all lines.
+struct TrustIndex {
+    built: Instant,
+    registrars: std::collections::HashSet<IpAddr>,
+    peers: Vec<openturret_domain::model::PeerNets>,
+}
+
+impl TrustIndex {
+    fn build(lines: &HashMap<LineId, register::LineRuntime>) -> TrustIndex {
+        TrustIndex {
+            built: Instant::now(),
+            registrars: lines
+                .values()
+                .filter_map(|l| l.registrar.map(|p| p.addr.ip()))
+                .collect(),
+            peers: lines
+                .values()
+                .filter(|l| !l.peers.is_empty())
+                .map(|l| l.peers.clone())
+                .collect(),
+        }
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.registrars.contains(&ip) || self.peers.iter().any(|p| p.contains(ip))
+    }
 }
 
 /// At most one log line per this long about refused strangers.
@@ -313,7 +349,18 @@ impl Mlc {
     /// Whether `ip` is the PBX of any line (answers to it may name the
     /// product and its version).
     pub(crate) fn trusted(&self, ip: IpAddr) -> bool {
-        self.lines.lock().unwrap().values().any(|l| l.trusts(ip))
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let mut index = self.trust_index.lock().unwrap();
+        let fresh = index
+            .as_ref()
+            .is_some_and(|t| t.built.elapsed() < TRUST_INDEX_AGE);
+        if !fresh {
+            *index = Some(TrustIndex::build(&self.lines.lock().unwrap()));
+        }
+        index.as_ref().expect("built above").trusts(ip)
     }
 
     /// From now on, new incoming calls are refused (503): the server is

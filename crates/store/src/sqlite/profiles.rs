@@ -419,21 +419,33 @@ impl ProfileStore for SqliteStore {
 
     async fn reapply_erasures(&self, audit: AuditRecord) -> Result<Vec<ProfileId>> {
         let mut erased = Vec::new();
-        for e in self.ledger.entries()? {
-            if e.kind != "profile" {
-                // An administrator, a global or a local contact.
-                let mut tx = self.begin().await?;
-                if self.erase_again(&mut tx, &e.kind, e.id, e.at_ms).await? {
-                    let mut r = audit.clone();
-                    r.object_type = e.kind.clone();
-                    r.object_id = Some(e.id.to_string());
-                    r.changes = vec![e.kind.clone()];
-                    self.audit(&mut tx, &r).await?;
-                    self.commit(tx).await?;
-                    tracing::warn!(kind = %e.kind, id = e.id, "an erased record came back and was erased again");
-                }
-                continue;
+        let entries = self.ledger.entries()?;
+        // Single records (administrators, contacts, keys, call-memory
+        // entries) in one transaction: at every start there are usually
+        // many entries and nothing to do.
+        let mut tx = self.begin().await?;
+        let mut again = 0;
+        for e in entries.iter().filter(|e| e.kind != "profile") {
+            if self.erase_again(&mut tx, &e.kind, e.id, e.at_ms).await? {
+                let mut r = audit.clone();
+                r.object_type = e.kind.clone();
+                r.object_id = Some(e.id.to_string());
+                r.changes = vec![e.kind.clone()];
+                self.audit(&mut tx, &r).await?;
+                again += 1;
             }
+        }
+        if again > 0 {
+            self.commit(tx).await?;
+            tracing::warn!(
+                count = again,
+                "erased records came back and were erased again"
+            );
+        } else {
+            // Nothing came back: the writer is given back untouched.
+            drop(tx);
+        }
+        for e in entries.iter().filter(|e| e.kind == "profile") {
             let id = ProfileId(e.id);
             let mut tx = self.begin().await?;
             // Only the profile that was erased: SQLite gives the id of a
