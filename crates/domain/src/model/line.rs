@@ -266,7 +266,7 @@ impl PeerNets {
 
     /// Whether `ip` is one of the addresses or inside one of the networks.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        let ip = canonical_ip(ip);
         self.0
             .iter()
             .any(|(net, bits)| net.is_ipv4() == ip.is_ipv4() && mask(ip, *bits) == *net)
@@ -294,8 +294,9 @@ impl std::fmt::Display for PeerNets {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// An IPv4-mapped IPv6 address as the IPv4 address it is (a dual-stack
+/// socket reports IPv4 peers so).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -303,7 +304,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn mask(ip: IpAddr, bits: u8) -> IpAddr {
-    match canonical(ip) {
+    match canonical_ip(ip) {
         IpAddr::V4(a) => {
             let m = u32::MAX.checked_shl(32 - bits as u32).unwrap_or(0);
             IpAddr::V4((u32::from(a) & m).into())

@@ -349,10 +349,7 @@ impl Mlc {
     /// Whether `ip` is the PBX of any line (answers to it may name the
     /// product and its version).
     pub(crate) fn trusted(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = openturret_domain::model::canonical_ip(ip);
         let mut index = self.trust_index.lock().unwrap();
         let fresh = index
             .as_ref()

@@ -64,10 +64,7 @@ impl LineRuntime {
     /// Whether `ip` may send requests for this line: the registrar's
     /// resolved address, or a listed peer.
     pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = openturret_domain::model::canonical_ip(ip);
         self.registrar.is_some_and(|r| r.addr.ip() == ip) || self.peers.contains(ip)
     }
 
