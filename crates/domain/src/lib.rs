@@ -16,6 +16,7 @@
 //! - [`cell`]: CSV cells safe from spreadsheet formula injection.
 //! - [`audit`]: audit entries and the hash chain that makes them
 //!   tamper-evident.
+//! - [`words`]: searching names by the beginning of any of their words.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -25,6 +26,7 @@ pub mod model;
 pub mod number;
 pub mod secret;
 pub mod validate;
+pub mod words;
 
 pub use ids::*;
 pub use validate::ValidationError;

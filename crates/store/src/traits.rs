@@ -174,11 +174,13 @@ pub trait ProfileStore {
 }
 
 /// How to search global contacts. Results are ordered by the searched key
-/// and then id; `after` continues from the last item of the previous page.
+/// (for a name, the name from its first matching word on) and then id;
+/// `after` continues from the last item of the previous page.
 #[derive(Clone, Debug, Default)]
 pub struct GlobalContactQuery {
-    /// Case-insensitive prefix of the name.
-    pub name_prefix: Option<String>,
+    /// The beginning of any word of the name, case-insensitive
+    /// (`openturret_domain::words`): "alpha" finds "North Alpha Capital".
+    pub name: Option<String>,
     /// Prefix of the normalised number (see `openturret_domain::number`).
     pub number_prefix: Option<String>,
     /// Continue after this contact (the last one of the previous page). The

@@ -242,7 +242,7 @@ async fn global_contacts_search_by_prefix_and_page_by_cursor() {
     );
 
     let mut q = GlobalContactQuery {
-        name_prefix: Some("SMI".into()),
+        name: Some("SMI".into()),
         limit: 20,
         ..Default::default()
     };
@@ -261,6 +261,133 @@ async fn global_contacts_search_by_prefix_and_page_by_cursor() {
     };
     let hits = s.search_global_contacts(&q).await.unwrap();
     assert_eq!(hits.len(), 10, "0010..0019");
+}
+
+/// The names a word search for `term` finds, page after page of `limit`.
+async fn word_search(s: &SqliteStore, term: &str, limit: i64) -> Vec<String> {
+    let mut q = GlobalContactQuery {
+        name: Some(term.into()),
+        limit,
+        ..Default::default()
+    };
+    let mut names = Vec::new();
+    loop {
+        let page = s.search_global_contacts(&q).await.unwrap();
+        names.extend(page.iter().map(|c| c.fields.name.clone()));
+        if (page.len() as i64) < limit {
+            return names;
+        }
+        q.after = Some(page.last().unwrap().id);
+    }
+}
+
+#[tokio::test]
+async fn global_contacts_are_found_by_any_word_of_the_name_through_every_write_path() {
+    let (d, s) = sqlite().await;
+    let new = |n: &str, number: &str| ContactFields::new(n, number, "", "").unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for (name, number) in [
+        ("North Alpha Capital", "+44 20 7000 0001"),
+        ("John Smith", "+44 20 7000 0002"),
+        ("Smithers", "+44 20 7000 0003"),
+        ("Old Trader", "+44 20 7000 0004"),
+    ] {
+        let c = s
+            .create_global_contact(new(name, number), audit("c"))
+            .await
+            .unwrap();
+        ids.insert(name, c.id);
+    }
+    // Thirty names that match "an" at two words each, in a batch.
+    let batch = (0..30)
+        .map(|i| new(&format!("An{i:02} Ant"), "+44 20 7100 0000"))
+        .collect();
+    s.insert_global_contacts(batch, audit("b")).await.unwrap();
+    // An import that updates one contact (its copy is dropped) and adds one.
+    let rows = vec![
+        (2, new("OLD TRADER", "+44 20 7000 0004")),
+        (3, new("Jean-Luc O'Brien", "+44 20 7000 0005")),
+    ];
+    let c = import(&s, [rows], OnDuplicate::Update).await.unwrap();
+    assert_eq!((c.inserted, c.updated), (1, 1));
+
+    assert_eq!(word_search(&s, "Alpha", 50).await, ["North Alpha Capital"]);
+    assert_eq!(
+        word_search(&s, "alpha cap", 50).await,
+        ["North Alpha Capital"]
+    );
+    assert_eq!(
+        word_search(&s, " CAPITAL", 50).await,
+        ["North Alpha Capital"]
+    );
+    assert!(word_search(&s, "pha", 50).await.is_empty());
+    assert!(word_search(&s, "capital north", 50).await.is_empty());
+    assert_eq!(word_search(&s, "smi", 50).await, ["John Smith", "Smithers"]);
+    assert_eq!(word_search(&s, "trader", 50).await, ["OLD TRADER"]);
+    assert_eq!(word_search(&s, "brien", 50).await, ["Jean-Luc O'Brien"]);
+    assert_eq!(word_search(&s, "luc", 50).await, ["Jean-Luc O'Brien"]);
+    // Each of the thirty once, in order, over pages that meet duplicates.
+    let an = word_search(&s, "an", 7).await;
+    let want: Vec<String> = (0..30).map(|i| format!("An{i:02} Ant")).collect();
+    assert_eq!(an, want);
+    assert_eq!(word_search(&s, "ant", 4).await, want);
+
+    // A renamed contact is found by its new words only; a deleted one not
+    // at all, and leaves no words behind.
+    let john = ids["John Smith"];
+    s.update_global_contact(john, new("John Doe", "+44 20 7000 0002"), audit("u"))
+        .await
+        .unwrap();
+    assert_eq!(word_search(&s, "smi", 50).await, ["Smithers"]);
+    assert_eq!(word_search(&s, "doe", 50).await, ["John Doe"]);
+    s.delete_global_contact(ids["North Alpha Capital"], audit("d"))
+        .await
+        .unwrap();
+    assert!(word_search(&s, "alpha", 50).await.is_empty());
+    let raw = open_raw(&d.path().join("t.db")).await;
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM global_contact_words
+         WHERE contact_id NOT IN (SELECT id FROM global_contacts)",
+    )
+    .fetch_one(&raw)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0, "no word outlives its contact");
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT contact_id FROM global_contact_words
+         WHERE key >= 'a' AND key < 'b' ORDER BY key, contact_id",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter()
+            .any(|r| r.3.contains("global_contact_words_key"))
+            && !plan.iter().any(|r| r.3.contains("TEMP B-TREE")),
+        "{plan:?}"
+    );
+
+    // A database from before the words were kept: the store splits the
+    // names at its next start, once.
+    sqlx::query("DELETE FROM global_contact_words")
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO store_backfills (name) VALUES ('global_contact_words')")
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+    s.close().await;
+    let s = reopen(&d).await;
+    assert_eq!(word_search(&s, "trader", 50).await, ["OLD TRADER"]);
+    assert_eq!(word_search(&s, "ant", 50).await.len(), 30);
+    let raw = open_raw(&d.path().join("t.db")).await;
+    let marks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM store_backfills")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(marks, 0);
 }
 
 #[tokio::test]
@@ -701,7 +828,7 @@ async fn a_large_import_names_duplicates_by_line_across_chunks_and_batches() {
     let s = &s;
     let search = |name: Option<&str>, number: Option<&str>| {
         let q = GlobalContactQuery {
-            name_prefix: name.map(str::to_string),
+            name: name.map(str::to_string),
             number_prefix: number.map(str::to_string),
             limit: 5,
             ..Default::default()

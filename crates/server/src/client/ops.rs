@@ -766,7 +766,7 @@ impl Conn {
                 Some(t) if looks_like_number(t) => {
                     plan.key(&c.fields.number).starts_with(&plan.key(t))
                 }
-                Some(t) => c.fields.name.to_lowercase().contains(&t.to_lowercase()),
+                Some(t) => openturret_domain::words::name_matches(&c.fields.name, t),
             })
             .take(limit as usize)
             .map(|c| contact_json(c.id.0, &c.fields))
@@ -778,7 +778,7 @@ impl Conn {
                 ..Default::default()
             },
             Some(t) => GlobalContactQuery {
-                name_prefix: Some(t.clone()),
+                name: Some(t.clone()),
                 limit,
                 ..Default::default()
             },

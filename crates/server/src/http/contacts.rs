@@ -346,7 +346,7 @@ pub async fn search_global(
         None => None,
     };
     let query = GlobalContactQuery {
-        name_prefix: name,
+        name,
         number_prefix: number,
         after,
         limit: lim + 1,

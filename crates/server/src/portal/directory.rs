@@ -60,7 +60,7 @@ async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>)
         (Some(term.clone()), None)
     };
     let query = GlobalContactQuery {
-        name_prefix: name,
+        name,
         number_prefix: number,
         after: q.after.map(GlobalContactId),
         limit: PAGE + 1,

@@ -3,10 +3,12 @@
 use async_trait::async_trait;
 use openturret_domain::audit::AuditRecord;
 use openturret_domain::model::*;
+use openturret_domain::words;
 use openturret_domain::{GlobalContactId, LocalContactId, ProfileId, SpeedDialId, Timestamp};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::import::{insert_rows, insert_words};
 use super::{SqliteStore, db, one_row};
 use crate::{ContactStore, GlobalContactQuery, Result, StoreError};
 
@@ -51,6 +53,75 @@ fn speed_dial(r: &SqliteRow) -> Result<SpeedDial> {
             number: r.get("number"),
         },
     })
+}
+
+/// Contacts whose name has a word beginning with `query`, in the order of
+/// their smallest matching key (`domain::words`): two ordered index range
+/// scans, the names' keys and the later words' keys, merged by SQLite and
+/// cut at the page's length. A name matching at two words comes up twice
+/// and is kept at its smallest key only; a page short of such duplicates
+/// reads on.
+const WORD_SEARCH: &str = "
+    SELECT c.*, m.k AS match_key FROM (
+        SELECT name_key AS k, id FROM global_contacts
+        WHERE name_key >= ?1 AND name_key < ?2 AND (name_key, id) > (?3, ?4)
+        UNION ALL
+        SELECT key, contact_id FROM global_contact_words
+        WHERE key >= ?1 AND key < ?2 AND (key, contact_id) > (?3, ?4)
+        ORDER BY 1, 2 LIMIT ?5
+    ) AS m JOIN global_contacts AS c ON c.id = m.id
+    ORDER BY m.k, m.id";
+
+impl SqliteStore {
+    async fn search_by_words(
+        &self,
+        query: &str,
+        q: &GlobalContactQuery,
+    ) -> Result<Vec<GlobalContact>> {
+        // Where the page starts: after the cursor contact's place.
+        let mut from = match q.after {
+            None => (String::new(), 0),
+            Some(after) => {
+                let key: Option<String> =
+                    sqlx::query_scalar("SELECT name_key FROM global_contacts WHERE id = ?")
+                        .bind(after.0)
+                        .fetch_optional(&self.reader)
+                        .await
+                        .map_err(db)?;
+                // A cursor contact gone or renamed since: nothing follows it.
+                match key.as_deref().and_then(|k| words::match_key(k, query)) {
+                    Some(k) => (k.to_string(), after.0),
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let mut found = Vec::new();
+        while (found.len() as i64) < q.limit {
+            let want = q.limit - found.len() as i64;
+            let rows = sqlx::query(WORD_SEARCH)
+                .bind(query)
+                .bind(prefix_end(query))
+                .bind(&from.0)
+                .bind(from.1)
+                .bind(want)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+            let last = rows.len() as i64 == want;
+            for r in &rows {
+                let k: String = r.get("match_key");
+                let name_key: String = r.get("name_key");
+                if words::match_key(&name_key, query) == Some(k.as_str()) {
+                    found.push(global(r));
+                }
+                from = (k, r.get("id"));
+            }
+            if !last {
+                break;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The exclusive upper bound of all strings starting with `prefix`.
@@ -261,11 +332,12 @@ impl ContactStore for SqliteStore {
     }
 
     async fn search_global_contacts(&self, q: &GlobalContactQuery) -> Result<Vec<GlobalContact>> {
-        let (key, prefix) = match (&q.number_prefix, &q.name_prefix) {
-            (Some(n), _) => ("number_key", Some(self.plan.key(n))),
-            (None, Some(n)) => ("name_key", Some(n.to_lowercase())),
-            (None, None) => ("name_key", None),
+        let key = match (&q.number_prefix, &q.name) {
+            (Some(_), _) => "number_key",
+            (None, Some(name)) => return self.search_by_words(&words::query_key(name), q).await,
+            (None, None) => "name_key",
         };
+        let prefix = q.number_prefix.as_ref().map(|n| self.plan.key(n));
         let mut b: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT * FROM global_contacts WHERE 1 = 1");
         if let Some(p) = &prefix {
@@ -310,7 +382,7 @@ impl ContactStore for SqliteStore {
                created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&f.name)
-        .bind(f.name.to_lowercase())
+        .bind(words::name_key(&f.name))
         .bind(&f.number)
         .bind(self.plan.key(&f.number))
         .bind(&f.field3)
@@ -320,6 +392,10 @@ impl ContactStore for SqliteStore {
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
+        insert_words(std::iter::once((id, words::name_key(&f.name).as_str())))
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
         audit.object_id = Some(super::object_id(audit.object_id.take(), id));
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
@@ -333,32 +409,19 @@ impl ContactStore for SqliteStore {
     ) -> Result<u64> {
         let now = Timestamp::now();
         let mut tx = self.begin().await?;
-        let mut n = 0;
-        for chunk in contacts.chunks(500) {
-            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO global_contacts (name, name_key, number, number_key, field3, field4,
-                   created_at, updated_at) ",
-            );
-            b.push_values(chunk, |mut row, f| {
-                row.push_bind(f.name.clone())
-                    .push_bind(f.name.to_lowercase())
-                    .push_bind(f.number.clone())
-                    .push_bind(self.plan.key(&f.number))
-                    .push_bind(f.field3.clone())
-                    .push_bind(f.field4.clone())
-                    .push_bind(now.0)
-                    .push_bind(now.0);
-            });
-            n += b
-                .build()
-                .execute(&mut *tx.tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
+        let base: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM global_contacts")
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        let rows: Vec<(u64, ContactFields)> = contacts.into_iter().map(|f| (0, f)).collect();
+        for (i, chunk) in rows.chunks(1000).enumerate() {
+            for insert in insert_rows(&self.plan, now.0, base + 1 + i as i64 * 1000, chunk) {
+                insert.execute(&mut *tx.tx).await.map_err(db)?;
+            }
         }
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
-        Ok(n)
+        Ok(rows.len() as u64)
     }
 
     async fn import_local_contacts(
@@ -397,7 +460,7 @@ impl ContactStore for SqliteStore {
                field3 = ?, field4 = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&f.name)
-        .bind(f.name.to_lowercase())
+        .bind(words::name_key(&f.name))
         .bind(&f.number)
         .bind(self.plan.key(&f.number))
         .bind(&f.field3)
@@ -408,6 +471,15 @@ impl ContactStore for SqliteStore {
         .await
         .map_err(db)?;
         one_row(r, "global contact")?;
+        sqlx::query("DELETE FROM global_contact_words WHERE contact_id = ?")
+            .bind(id.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        insert_words(std::iter::once((id.0, words::name_key(&f.name).as_str())))
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
         self.audit(&mut tx, &audit).await?;
         self.commit(tx).await?;
         self.get_global_contact(id).await

@@ -16,6 +16,7 @@ use openturret_domain::Timestamp;
 use openturret_domain::audit::AuditRecord;
 use openturret_domain::model::ContactFields;
 use openturret_domain::number::NumberPlan;
+use openturret_domain::words;
 
 use super::{SqliteStore, Tx, db};
 use crate::{GlobalImport, ImportCounts, OnDuplicate, Result};
@@ -32,7 +33,7 @@ pub struct SqliteImport<'a> {
     lines: Vec<u64>,
     now: i64,
     /// The next INSERT, built while the one before it ran.
-    pending: Option<Insert>,
+    pending: Option<[Insert; 2]>,
 }
 
 impl SqliteStore {
@@ -55,7 +56,8 @@ impl SqliteStore {
         if small <= REBUILD_BELOW {
             dropped = sqlx::query_as(
                 "SELECT name, sql FROM sqlite_master
-                 WHERE type = 'index' AND tbl_name = 'global_contacts' AND sql IS NOT NULL",
+                 WHERE type = 'index' AND sql IS NOT NULL
+                   AND tbl_name IN ('global_contacts', 'global_contact_words')",
             )
             .fetch_all(&mut *tx.tx)
             .await
@@ -87,54 +89,97 @@ const REBUILD_BELOW: i64 = 20_000;
 /// 32,766). Statements of one length are prepared once and cached.
 const ROWS_PER_INSERT: usize = 1000;
 
-type Insert = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+pub(super) type Insert = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// One INSERT of `chunk`, with its search keys computed: the rows travel
-/// as one JSONB array of arrays (SQLite's binary JSON, see [`jsonb_header`])
-/// that SQLite walks itself, one parameter for the whole chunk.
-fn insert_rows(
+/// The INSERTs of `chunk` (contacts and their words), with the search keys
+/// computed: the rows travel as one JSONB array of arrays (SQLite's binary
+/// JSON, see [`jsonb_header`]) that SQLite walks itself, one parameter for
+/// the whole chunk.
+pub(super) fn insert_rows(
     plan: &NumberPlan,
     now: i64,
     first_id: i64,
-    chunk: Vec<(u64, ContactFields)>,
-) -> Insert {
+    chunk: &[(u64, ContactFields)],
+) -> [Insert; 2] {
     let mut rows = Vec::with_capacity(chunk.len() * 96);
     let mut row = Vec::with_capacity(256);
-    for (_, f) in &chunk {
+    let mut keys = Vec::with_capacity(chunk.len());
+    for (_, f) in chunk {
         row.clear();
+        let key = words::name_key(&f.name);
         for text in [
             f.name.as_str(),
-            &f.name.to_lowercase(),
+            &key,
             &f.number,
             &plan.key(&f.number),
             &f.field3,
             &f.field4,
         ] {
-            jsonb_header(&mut row, JSONB_TEXTRAW, text.len());
-            row.extend_from_slice(text.as_bytes());
+            jsonb_text(&mut row, text);
         }
         jsonb_header(&mut rows, JSONB_ARRAY, row.len());
         rows.extend_from_slice(&row);
+        keys.push(key);
     }
-    let mut blob = Vec::with_capacity(rows.len() + 9);
-    jsonb_header(&mut blob, JSONB_ARRAY, rows.len());
-    blob.extend_from_slice(&rows);
     // Each row's id is given (the chunk's first id plus its place in the
     // array), so the ids follow the file whatever order SQLite walks the
     // array in, without sorting it.
-    sqlx::query(
+    let contacts = sqlx::query(
         "INSERT INTO global_contacts (id, name, name_key, number, number_key, field3, field4,
            created_at, updated_at)
          SELECT ?3 + key, value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
            ?2, ?2
          FROM jsonb_each(?1)",
     )
-    .bind(blob)
+    .bind(jsonb_array(rows))
     .bind(now)
-    .bind(first_id)
+    .bind(first_id);
+    let ids = (first_id..).zip(keys.iter().map(String::as_str));
+    [contacts, insert_words(ids)]
+}
+
+/// One INSERT of the words of each (id, name key): a JSONB array of
+/// `[id, word key, ...]` for each contact of more than one word.
+pub(super) fn insert_words<'a>(contacts: impl Iterator<Item = (i64, &'a str)>) -> Insert {
+    let mut rows = Vec::new();
+    let mut row = Vec::with_capacity(256);
+    for (id, key) in contacts {
+        let mut words = words::word_keys(key).peekable();
+        if words.peek().is_none() {
+            continue;
+        }
+        row.clear();
+        let id = id.to_string();
+        jsonb_header(&mut row, JSONB_INT, id.len());
+        row.extend_from_slice(id.as_bytes());
+        for word in words {
+            jsonb_text(&mut row, word);
+        }
+        jsonb_header(&mut rows, JSONB_ARRAY, row.len());
+        rows.extend_from_slice(&row);
+    }
+    sqlx::query(
+        "INSERT INTO global_contact_words (contact_id, key)
+         SELECT c.value->>0, w.value FROM jsonb_each(?1) AS c, jsonb_each(c.value) AS w
+         WHERE w.key > 0",
+    )
+    .bind(jsonb_array(rows))
+}
+
+fn jsonb_text(out: &mut Vec<u8>, text: &str) {
+    jsonb_header(out, JSONB_TEXTRAW, text.len());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn jsonb_array(elements: Vec<u8>) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(elements.len() + 9);
+    jsonb_header(&mut blob, JSONB_ARRAY, elements.len());
+    blob.extend_from_slice(&elements);
+    blob
 }
 
 /// JSONB element types (<https://sqlite.org/jsonb.html>).
+const JSONB_INT: u8 = 3;
 const JSONB_TEXTRAW: u8 = 10;
 const JSONB_ARRAY: u8 = 11;
 
@@ -178,7 +223,7 @@ impl GlobalImport for SqliteImport<'_> {
             let chunk: Vec<_> = rows.take(ROWS_PER_INSERT).collect();
             let first_id = *base + 1 + lines.len() as i64;
             lines.extend(chunk.iter().map(|(line, _)| *line));
-            insert_rows(&store.plan, *now, first_id, chunk)
+            insert_rows(&store.plan, *now, first_id, &chunk)
         };
         // Each INSERT is built while the one before runs on the
         // connection's thread; the last one waits for the next batch (or
@@ -186,8 +231,12 @@ impl GlobalImport for SqliteImport<'_> {
         while rows.len() > 0 {
             match pending.take() {
                 None => *pending = Some(build(&mut rows)),
-                Some(insert) => {
-                    let run = insert.execute(&mut *tx.tx);
+                Some([contacts, words]) => {
+                    let conn = &mut *tx.tx;
+                    let run = async move {
+                        contacts.execute(&mut *conn).await?;
+                        words.execute(&mut *conn).await
+                    };
                     let (done, built) = tokio::join!(run, async { build(&mut rows) });
                     done.map_err(db)?;
                     *pending = Some(built);
@@ -211,8 +260,9 @@ impl GlobalImport for SqliteImport<'_> {
             now,
             pending,
         } = *self;
-        if let Some(insert) = pending {
-            insert.execute(&mut *tx.tx).await.map_err(db)?;
+        if let Some([contacts, words]) = pending {
+            contacts.execute(&mut *tx.tx).await.map_err(db)?;
+            words.execute(&mut *tx.tx).await.map_err(db)?;
         }
         for (_, sql) in &dropped {
             // The index's own statement, as the schema held it.

@@ -129,6 +129,50 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Work a migration left to Rust (see `store_backfills`), done once, each
+/// in one transaction with the removal of its mark.
+async fn backfill(writer: &SqlitePool) -> Result<()> {
+    let pending: Vec<String> = sqlx::query_scalar("SELECT name FROM store_backfills")
+        .fetch_all(writer)
+        .await
+        .map_err(db)?;
+    for name in pending {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        match name.as_str() {
+            "global_contact_words" => {
+                let mut after = 0i64;
+                loop {
+                    let rows: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT id, name_key FROM global_contacts WHERE id > ? ORDER BY id LIMIT 10000",
+                    )
+                    .bind(after)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    let Some((last, _)) = rows.last() else { break };
+                    after = *last;
+                    import::insert_words(rows.iter().map(|(id, k)| (*id, k.as_str())))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+            }
+            other => {
+                return Err(StoreError::Integrity(format!(
+                    "the database asks for work {other:?} this build does not know"
+                )));
+            }
+        }
+        sqlx::query("DELETE FROM store_backfills WHERE name = ?")
+            .bind(&name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
@@ -179,6 +223,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(StoreError::backend)?;
+        backfill(&writer).await?;
         let read_opts = opts.read_only(true);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
