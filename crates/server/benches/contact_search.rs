@@ -144,7 +144,10 @@ async fn main() {
         "{:<16} {:>11} {:>11} {:>14} {:>14} {:>10}",
         "search", "API p50 ms", "API p99 ms", "direct p50 ms", "direct p99 ms", "p99 ratio"
     );
-    for (label, key) in [("name, any word", "name_key"), ("number prefix", "number_key")] {
+    for (label, key) in [
+        ("name, any word", "name_key"),
+        ("number prefix", "number_key"),
+    ] {
         let mut rng = Rng(0xC0FFEE);
         let terms: Vec<String> = (0..queries)
             .map(|_| match key {

@@ -530,14 +530,14 @@ fn operations() -> Vec<Op> {
             "get",
             "/api/v1/global-contacts",
             "global contacts",
-            "Search global contacts by name or number prefix",
+            "Search global contacts by the beginning of any word of the name, or by number prefix",
         )
         .query(&[
             (
                 "q",
-                "name prefix, or number prefix when it looks like a number",
+                "the beginning of any word of the name (\"alpha\" finds \"North Alpha Capital\"), or a number prefix when it looks like a number",
             ),
-            ("name", "name prefix"),
+            ("name", "the beginning of any word of the name, case-insensitive"),
             ("number", "number prefix in any written form"),
             ("limit", "1-500, default 50"),
             ("cursor", "next_cursor of the previous page"),

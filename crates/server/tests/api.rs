@@ -197,13 +197,24 @@ async fn every_resource_can_be_created_read_updated_deleted_and_survives_a_resta
     );
 
     // Search global contacts by name and by number, in any written form.
-    for q in ["name=zed", "number=%2B1%20212", "q=0012125550", "q=Ze"] {
+    // A name is found by the beginning of any of its words.
+    for q in [
+        "name=zed",
+        "number=%2B1%20212",
+        "q=0012125550",
+        "q=Ze",
+        "q=glob",
+        "q=zed%20gl",
+        "name=GLOBAL",
+    ] {
         let (s, v) = api.get(&format!("/api/v1/global-contacts?{q}")).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["items"].as_array().unwrap().len(), 1, "{q}: {v}");
     }
-    let (_, v) = api.get("/api/v1/global-contacts?name=nobody").await;
-    assert!(v["items"].as_array().unwrap().is_empty());
+    for q in ["name=nobody", "q=lobal", "q=global%20zed"] {
+        let (_, v) = api.get(&format!("/api/v1/global-contacts?{q}")).await;
+        assert!(v["items"].as_array().unwrap().is_empty(), "{q}: {v}");
+    }
     let (_, v) = api.get("/api/v1/profiles?q=ann").await;
     assert_eq!(v["total"], 1);
 

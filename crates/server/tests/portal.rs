@@ -774,6 +774,16 @@ async fn contacts_are_exported_and_imported_back_from_the_portal() {
         .map(|c| (c["name"].as_str().unwrap(), c["field3"].as_str().unwrap()))
         .collect();
     assert_eq!(names, [("Paula Pound", "Rates"), ("Quinn Quay", "")]);
+    // The portal's search finds a contact by any word of the name.
+    b.goto("/global-contacts").await;
+    b.fill("#search-q", "quay").await;
+    b.submit("form[action='/global-contacts/search'] button[type=submit]")
+        .await;
+    let table = b.text("table").await;
+    assert!(
+        table.contains("Quinn Quay") && !table.contains("Paula Pound"),
+        "{table}"
+    );
 
     // A profile's DKM keys, chosen by kind and profile.
     let (_, p) = api

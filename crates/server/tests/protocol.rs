@@ -207,6 +207,22 @@ async fn contacts_are_gated_and_global_contacts_are_never_deleted_rules_3_to_5()
         .await
         .unwrap();
     assert_eq!(found["local"][0]["field3"], "desk");
+    // Both lists are searched by the beginning of any word of the name.
+    let found = c
+        .request(json!({"op": "contacts", "search": "BROK"}))
+        .await
+        .unwrap();
+    assert_eq!(found["local"][0]["name"], "Bob Broker");
+    let found = c
+        .request(json!({"op": "contacts", "search": "global"}))
+        .await
+        .unwrap();
+    assert_eq!(found["global"][0]["name"], "Zed Global");
+    let found = c
+        .request(json!({"op": "contacts", "search": "roker"}))
+        .await
+        .unwrap();
+    assert_eq!(found["local"].as_array().map(Vec::len), Some(0));
     let found = c
         .request(json!({"op": "contacts", "search": "+1 212"}))
         .await

@@ -76,7 +76,7 @@ async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>)
         div.row {
             form.row method="post" action="/global-contacts/search" role="search" {
                 (layout::csrf(&p))
-                (field(&state, "Search by name or number (beginning)", "q", "search", None))
+                (field(&state, "Search by any word of the name (beginning), or number", "q", "search", None))
                 div.field.submit { button.secondary type="submit" { "Search" } }
             }
             div.field.submit { a.button href="/global-contacts/new" { "New global contact" } }

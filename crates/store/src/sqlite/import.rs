@@ -1,12 +1,13 @@
 //! All-or-nothing import of global contacts, inside one write
-//! transaction: the rows go straight into `global_contacts`, a thousand at
-//! a time as one JSONB parameter (SQLite's binary JSON) that SQLite walks
-//! itself, each INSERT built while the one before runs. Then one indexed
+//! transaction: the rows go straight into `global_contacts` (and the words
+//! of their names into `global_contact_words`), a thousand at a time as one
+//! JSONB parameter (SQLite's binary JSON) that SQLite walks itself, each
+//! INSERT built while the one before runs. Then one indexed
 //! self-join finds the new rows that match a contact that existed before;
 //! rejecting rolls everything back, updating copies them onto the old rows
 //! and drops the copies. New rows get ids above the largest id before the
 //! import, in file order, so an id names its file line. Into a table of
-//! fewer than [`REBUILD_BELOW`] rows (a first load), the table's indexes
+//! fewer than [`REBUILD_BELOW`] rows (a first load), the tables' indexes
 //! are dropped at the start and built again, sorted, before the duplicate
 //! check, all inside the transaction, so a failure gets them back as they
 //! were; into an empty table there is nothing to check.
@@ -138,30 +139,25 @@ pub(super) fn insert_rows(
     [contacts, insert_words(ids)]
 }
 
-/// One INSERT of the words of each (id, name key): a JSONB array of
-/// `[id, word key, ...]` for each contact of more than one word.
+/// One INSERT of the words of each (id, name key) after the first: a
+/// JSONB array of `[id, word key]` pairs.
 pub(super) fn insert_words<'a>(contacts: impl Iterator<Item = (i64, &'a str)>) -> Insert {
     let mut rows = Vec::new();
     let mut row = Vec::with_capacity(256);
     for (id, key) in contacts {
-        let mut words = words::word_keys(key).peekable();
-        if words.peek().is_none() {
-            continue;
-        }
-        row.clear();
         let id = id.to_string();
-        jsonb_header(&mut row, JSONB_INT, id.len());
-        row.extend_from_slice(id.as_bytes());
-        for word in words {
+        for word in words::word_keys(key) {
+            row.clear();
+            jsonb_header(&mut row, JSONB_INT, id.len());
+            row.extend_from_slice(id.as_bytes());
             jsonb_text(&mut row, word);
+            jsonb_header(&mut rows, JSONB_ARRAY, row.len());
+            rows.extend_from_slice(&row);
         }
-        jsonb_header(&mut rows, JSONB_ARRAY, row.len());
-        rows.extend_from_slice(&row);
     }
     sqlx::query(
         "INSERT INTO global_contact_words (contact_id, key)
-         SELECT c.value->>0, w.value FROM jsonb_each(?1) AS c, jsonb_each(c.value) AS w
-         WHERE w.key > 0",
+         SELECT value->>0, value->>1 FROM jsonb_each(?1)",
     )
     .bind(jsonb_array(rows))
 }
