@@ -75,6 +75,15 @@ fn table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> maud::Markup {
     }
 }
 
+/// In an audit entry's address and computer-name cells when they are not
+/// the subject's.
+const WITHHELD: &str = "(an administrator's; withheld)";
+
+/// Why some audit entries carry no address or computer name.
+const AUDIT_NOTE: &str = "Each audit event's client address and computer name (as the client \
+    claimed it) are given for what you did yourself, from your turret. On events an \
+    administrator caused, they are the administrator's, not yours, and are withheld.";
+
 /// Builds the export of `pid`. `call_memory`: the user's unlocked entries,
 /// or `None` (never for an administrator). `contacts`: whether the local
 /// contacts go in (a turret whose contacts are still locked behind the
@@ -174,10 +183,15 @@ pub async fn export(
             ]
         })
         .collect();
+    // The address and computer name of an entry are the subject's only
+    // when the subject acted (a login from their turret); on an entry made
+    // by an administrator they are the administrator's, and withheld.
+    let own = format!("profile:{}", pid.0);
     let audit_rows: Vec<Vec<String>> = audit
         .iter()
         .map(|e| {
             let r = &e.record;
+            let theirs = r.pii.actor == own;
             vec![
                 ts(r.at),
                 r.event_type.clone(),
@@ -185,6 +199,16 @@ pub async fn export(
                 r.object_id.clone().unwrap_or_default(),
                 r.changes.join(" "),
                 r.pii.actor.clone(),
+                if theirs {
+                    r.pii.client_ip.clone()
+                } else {
+                    WITHHELD.into()
+                },
+                if theirs {
+                    r.pii.client_host.clone()
+                } else {
+                    WITHHELD.into()
+                },
             ]
         })
         .collect();
@@ -224,13 +248,15 @@ pub async fn export(
         "called_number",
         "duration_s",
     ];
-    const AUDIT: [&str; 6] = [
+    const AUDIT: [&str; 8] = [
         "at",
         "event",
         "object_type",
         "object_id",
         "changed_fields",
         "actor",
+        "client_ip",
+        "client_host_claimed",
     ];
     const CM: [&str; 7] = [
         "at",
@@ -278,6 +304,7 @@ pub async fn export(
                 (table("Call data records", &CDR, &cdr_rows))
                 @if let Some(rows) = &cm_rows { (table("Call memory", &CM, rows)) }
                 (table("Audit events", &AUDIT, &audit_rows))
+                p { (AUDIT_NOTE) }
             }
         }
     };
@@ -300,6 +327,7 @@ pub async fn export(
         "profile_id": p.id.0,
         "includes_call_memory": call_memory.is_some(),
         "includes_local_contacts": with_contacts,
+        "audit_client_details": AUDIT_NOTE,
     });
     package(about, &generated, &files)
 }

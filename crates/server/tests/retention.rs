@@ -256,14 +256,19 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
         .unwrap();
     let (_, l) = s
         .api
-        .post("/api/v1/lines", json!({"name": "L1", "uri": "sip:1@pbx"}))
+        .post(
+            "/api/v1/lines",
+            json!({"name": "L1", "uri": "sip:1@pbx", "display_name": "Rates Desk", "alternate_text": "RATES"}),
+        )
         .await;
     s.api
         .put(
             &format!("/api/v1/profiles/{pid}/lines/{}", l["id"]),
-            json!({"position": 1}),
+            json!({"position": 3}),
         )
         .await;
+    // The subject logs in at their turret once: an audit entry of their own.
+    drop(s.login(pid, "sam-pw-longer").await);
     let ev = CallEvent {
         line: LineId(l["id"].as_i64().unwrap()),
         direction: Direction::Outgoing,
@@ -301,12 +306,40 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
         subject["call_data_records"][0]["calling_number"],
         "+44 20 7000 0555"
     );
+    assert_eq!(
+        subject["line_keys"],
+        json!([{"position": "3", "display_name": "Rates Desk", "alternate_text": "RATES"}])
+    );
     assert!(
-        subject["audit_events"]
-            .as_array()
+        unzip(&admin_zip, "line_keys.csv")
             .unwrap()
+            .contains("3,Rates Desk,RATES")
+    );
+    // The audit trail: the subject's own entries with the address they came
+    // from; an administrator's with the administrator's withheld, and why.
+    let events = subject["audit_events"].as_array().unwrap();
+    let event = |name: &str| {
+        events
             .iter()
-            .any(|e| e["event"] == "profile.created")
+            .find(|e| e["event"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {events:?}"))
+    };
+    assert_eq!(event("client.login")["actor"], format!("profile:{pid}"));
+    assert_eq!(event("client.login")["client_ip"], "127.0.0.1");
+    assert_eq!(event("client.login")["client_host_claimed"], "");
+    assert_eq!(event("profile.created")["actor"], "admin");
+    assert_eq!(
+        event("profile.created")["client_ip"],
+        "(an administrator's; withheld)"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&unzip(&admin_zip, "manifest.json").unwrap()).unwrap();
+    assert!(
+        manifest["audit_client_details"]
+            .as_str()
+            .unwrap()
+            .contains("administrator's, not yours"),
+        "{manifest}"
     );
     assert!(subject["call_memory"].is_null());
     assert!(unzip(&admin_zip, "call_memory.csv").is_none());
@@ -322,8 +355,6 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
             .unwrap()
             .contains("Tina Contact")
     );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&unzip(&admin_zip, "manifest.json").unwrap()).unwrap();
     assert_eq!(manifest["includes_call_memory"], false);
 
     // The user's own export, unlocked: with the call memory.
@@ -417,5 +448,70 @@ async fn scheduled_backups_keep_only_the_newest_and_are_audited() {
             "backup.created",
             "backup.created"
         ]
+    );
+}
+
+/// The job runs by itself: records aged past the limits are gone soon after
+/// a server starts over them, with no one calling the purge.
+#[tokio::test]
+async fn the_retention_job_runs_by_itself_when_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = common::fresh(dir.path()).await;
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Ann", "password": "ann-pw-longer"}),
+        )
+        .await;
+    let pid = p["id"].as_i64().unwrap();
+    server.stop();
+    // Written behind the server's back, as time would have aged them: a
+    // CDR and a call-memory entry past the default limits (365 and 90
+    // days), and one of each from yesterday.
+    let now = Timestamp::now().0;
+    let (old, recent) = (now - 400 * DAY, now - DAY);
+    let db = dir.path().join("turret.db");
+    common::sqlite3(
+        &db,
+        &format!(
+            "INSERT INTO cdrs (profile_name, started_at, recorded_at)
+               VALUES ('Old Call', {old}, {old}), ('New Call', {recent}, {recent});
+             INSERT INTO call_memory (profile_id, created_at, sealed)
+               VALUES ({pid}, {old}, x'00'), ({pid}, {recent}, x'00');"
+        ),
+    );
+    let count = || {
+        common::sqlite3(
+            &db,
+            "SELECT (SELECT COALESCE(group_concat(profile_name), '') FROM cdrs) || '/' ||
+                    (SELECT COUNT(*) FROM call_memory);",
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(count(), "Old Call,New Call/2");
+    let server = common::Server::start(dir.path(), &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count() != "New Call/1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retention job did not run by itself: {}",
+            count()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut api = server.client();
+    api.login("admin", common::ADMIN_PASSWORD).await;
+    let (_, audit) = api.get("/api/v1/audit?event_type=retention.purged").await;
+    let purged: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}:{}", e["object_type"], e["changes"][0]))
+        .collect();
+    assert!(
+        purged.contains(&"\"cdr\":\"deleted:1\"".to_string())
+            && purged.contains(&"\"call_memory\":\"deleted:1\"".to_string()),
+        "{purged:?}"
     );
 }
