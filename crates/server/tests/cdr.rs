@@ -32,6 +32,15 @@ async fn cdrs_hold_exactly_the_enabled_fields_in_the_stream_the_files_and_the_ap
             json!({"name": "billing", "events": ["calls"], "cdrs": true}),
         )
         .await;
+    // A key for the same calls without the CDR permission.
+    let (_, crm) = s
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "crm", "events": ["calls"], "cdrs": false}),
+        )
+        .await;
+    let crm_token: &'static str = Box::leak(crm["token"].as_str().unwrap().into());
     let (rec_token, all_token) = (
         rec["token"].as_str().unwrap(),
         all["token"].as_str().unwrap(),
@@ -50,6 +59,12 @@ async fn cdrs_hold_exactly_the_enabled_fields_in_the_stream_the_files_and_the_ap
         .unwrap();
     assert_eq!(hello["cdrs"], true);
     next(&mut ws_all, Duration::from_secs(5)).await.unwrap();
+    let mut ws_crm = cti(&s, crm_token, None).await.unwrap();
+    let hello = next(&mut ws_crm, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hello["cdrs"], false);
 
     let mut phone = Baresip::start("2000", pbx.port, false);
     let mut seen = 0;
@@ -151,6 +166,32 @@ async fn cdrs_hold_exactly_the_enabled_fields_in_the_stream_the_files_and_the_ap
     let all_token: &'static str = Box::leak(all_token.to_string().into_boxed_str());
     assert_eq!(get(all_token).await, json!(from_all));
     assert_eq!(get(rec_token).await, json!(from_rec));
+    // Without the permission: the calls, but no record, and 403 on the API.
+    let crm_events = drain(&mut ws_crm, Duration::from_millis(500)).await;
+    assert!(call_states(&crm_events, a).contains(&"ended".to_string()));
+    assert!(cdr_events(&crm_events).is_empty(), "{crm_events:?}");
+    let r = s
+        .api
+        .client
+        .get(format!("{}/ext/v1/cdrs", s.url))
+        .bearer_auth(crm_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(!r.text().await.unwrap().contains("2000"));
+    // The folder and every file are the service's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.app.cdr.dir()), 0o700);
+    let files: Vec<_> = std::fs::read_dir(s.app.cdr.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{f:?}");
+    }
 
     // The files: one CSV and one JSON-lines file, still open (.part).
     let csv = cdr_files(&s, "csv");
