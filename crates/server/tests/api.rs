@@ -906,3 +906,130 @@ async fn every_operation_answers_as_the_document_says() {
         ops.len()
     );
 }
+
+/// Every documented operation refuses a caller without a token (401), and
+/// every admin operation refuses an administrator who has not yet changed
+/// the one-time password (403), except the three that let them change it,
+/// see who they are, and leave. Nothing is looked up, validated or changed
+/// before the refusal: the ids name nothing and the bodies are examples.
+#[tokio::test]
+async fn every_operation_refuses_no_token_and_a_one_time_password_token() {
+    use common::schema::example;
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = fresh(dir.path()).await;
+    let (_, doc) = api.get("/api/openapi.json").await;
+    let (s, v) = api
+        .post(
+            "/api/v1/admins",
+            json!({"username": "newcomer", "password": "newcomer-password-01"}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let mut newcomer = api.clone();
+    let me = newcomer.login("newcomer", "newcomer-password-01").await;
+    assert_eq!(me["must_change_password"], true, "{me}");
+    // The external interfaces on, so what refuses is the missing key, not
+    // the switch (off, they answer 403 to everyone).
+    let (s, v) = api
+        .patch(
+            "/api/v1/settings",
+            json!({"api_enabled": true, "cti_enabled": true}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let audit_before = api.get("/api/v1/audit?limit=1").await.1["items"][0]["seq"].clone();
+
+    let allowed_before_change = [
+        "get /api/v1/auth/me",
+        "post /api/v1/auth/password",
+        "post /api/v1/auth/logout",
+    ];
+    let (mut walked, mut public, mut failures) = (0, Vec::new(), Vec::new());
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, o) in item.as_object().unwrap() {
+            let op = format!("{method} {path}");
+            if o["security"] == json!([]) {
+                public.push(op);
+                continue;
+            }
+            let mut concrete = path.clone();
+            for p in ["{id}", "{contact_id}", "{key_id}", "{line_id}"] {
+                concrete = concrete.replace(p, "987654");
+            }
+            concrete = concrete.replace("{kind}", "global-contacts");
+            let body = o["requestBody"]["content"]["application/json"]["schema"]
+                .as_object()
+                .map(|s| example(&doc, &Value::Object(s.clone())));
+            let send = |token: Option<&str>| {
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let mut req = api.client.request(m, format!("{}{concrete}", api.base));
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                if let Some(b) = &body {
+                    req = req.json(b);
+                }
+                async move { req.send().await.unwrap().status().as_u16() }
+            };
+            walked += 1;
+            let anonymous = send(None).await;
+            if anonymous != 401 {
+                failures.push(format!("{op} without a token: {anonymous}"));
+            }
+            if op.ends_with("/auth/logout") {
+                continue; // it would end the newcomer's session
+            }
+            let status = send(newcomer.token.as_deref()).await;
+            let want_refusal = if path.starts_with("/ext/") {
+                // An administrator's token is not an API key.
+                status == 401
+            } else if allowed_before_change.contains(&op.as_str()) {
+                status != 401 && status != 403
+            } else {
+                status == 403
+            };
+            if !want_refusal {
+                failures.push(format!("{op} with a one-time password token: {status}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} refusals missing:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(walked >= 60, "only {walked} operations in the document");
+    public.sort();
+    assert_eq!(public, ["get /healthz", "post /api/v1/auth/login"]);
+    // The newcomer can still change the password and is then let in.
+    let (s, v) = newcomer
+        .post(
+            "/api/v1/auth/password",
+            json!({"current_password": "newcomer-password-01", "new_password": "newcomer-password-02"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    newcomer.token = Some(v["token"].as_str().unwrap().to_string());
+    assert_eq!(newcomer.get("/api/v1/settings").await.0, StatusCode::OK);
+    // None of the refused calls changed anything: the audit log holds only
+    // the refusals of the external interface, the walk's password change
+    // with an example's wrong password, and the real one.
+    let (_, audit) = api.get("/api/v1/audit?limit=200").await;
+    let since: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take_while(|e| e["seq"] != audit_before)
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        since.iter().all(|e| [
+            "api_key.refused",
+            "admin.password_change_failed",
+            "admin.password_changed"
+        ]
+        .contains(e)),
+        "{since:?}"
+    );
+}
