@@ -74,6 +74,41 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
         json!({"name": "Gloria Global", "number": "+1 212 555 0142"}),
     )
     .await;
+    // Erin works at her turret (an audit entry with her address) and a
+    // call of hers is recorded (a CDR naming her).
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let mut c = Connection::connect(&server.url, &cert).await.unwrap();
+    c.request(json!({"op": "login", "profile_id": erin, "password": "erin-secret-77"}))
+        .await
+        .unwrap();
+    drop(c);
+    let db = dir.path().join("turret.db");
+    sqlite3(
+        &db,
+        &format!(
+            "INSERT INTO cdrs (profile_name, profile_id, calling_number, started_at, recorded_at)
+             VALUES ('Erin Erased', {erin}, '+44 20 7946 0999', 1, {})",
+            openturret_domain::Timestamp::now().0
+        ),
+    );
+    let traces = || {
+        sqlite3(
+            &db,
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM cdrs WHERE profile_name IS NOT NULL OR profile_id IS NOT NULL)
+                  || '/' || (SELECT COUNT(*) FROM cdrs)
+                  || '/' || (SELECT COUNT(*) FROM audit_log
+                             WHERE actor = 'profile:{erin}' OR (event_type = 'client.login' AND client_ip <> ''))"
+            ),
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(
+        traces(),
+        "1/1/1",
+        "the CDR names Erin; her login has her address"
+    );
 
     // An online backup while the server runs.
     let (code, out, err) = turret(
@@ -151,6 +186,13 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
         "{out}"
     );
 
+    // The whole erasure came back with the restore: the CDR stays, naming
+    // no one; the audit entry stays, with no address; and no file of the
+    // data directory holds her name or her contacts.
+    assert_eq!(traces(), "0/1/0");
+    let leaks = holders(dir.path(), &["Erin Erased", "Zelda", "7555 0101"]);
+    assert!(leaks.is_empty(), "{leaks:?}");
+
     let server = Server::start(dir.path(), &[]).await;
     let mut api = server.client();
     api.login("admin", ADMIN_PASSWORD).await;
@@ -181,7 +223,6 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
     let (_, v) = api.get("/api/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
     // Karl can still log in with his password from the backup.
-    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
     let mut c = Connection::connect(&server.url, &cert).await.unwrap();
     c.request(json!({"op": "login", "profile_id": karl["id"], "password": "karl-secret-88"}))
         .await

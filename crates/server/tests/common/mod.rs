@@ -356,9 +356,15 @@ pub fn turret(data_dir: &Path, args: &[&str], stdin: &str) -> (i32, String, Stri
 /// Runs the `sqlite3` tool on a database. Fails loudly when it is missing:
 /// the README's test command installs it.
 pub fn sqlite3(db: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect(
-        "the sqlite3 tool is required (scripts/test.sh installs it: apt-get install sqlite3)",
-    );
+    // A running server may hold the write lock for a moment: wait for it.
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect(
+            "the sqlite3 tool is required (scripts/test.sh installs it: apt-get install sqlite3)",
+        );
     assert!(
         out.status.success(),
         "sqlite3 failed: {}",

@@ -84,18 +84,15 @@ impl SqliteStore {
     ) -> Result<ProfileErasure> {
         let counts = erasure_counts(conn, id).await?;
         self.ledger.record("profile", id.0, Timestamp::now().0)?;
-        self.erase_traces(conn, id).await?;
-        // ON DELETE CASCADE removes contacts, keys, call memory, line
-        // assignments and consents; secure_delete overwrites the pages.
-        sqlx::query("DELETE FROM profiles WHERE id = ?")
-            .bind(id.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        self.erase_profile_rows(conn, id).await?;
         Ok(counts)
     }
 
-    async fn erase_traces(&self, conn: &mut SqliteConnection, id: ProfileId) -> Result<()> {
+    /// The erasure itself, the one path of a deletion and of its re-run
+    /// from the ledger after a restore: the personal values of the audit
+    /// entries the profile made, its name in call data records, and the
+    /// profile with everything it owns.
+    async fn erase_profile_rows(&self, conn: &mut SqliteConnection, id: ProfileId) -> Result<()> {
         sqlx::query(
             "UPDATE audit_log SET actor = '', client_ip = '', client_host = '', pii_salt = NULL
              WHERE actor = ?",
@@ -115,6 +112,14 @@ impl SqliteStore {
         .execute(&mut *conn)
         .await
         .map_err(db)?;
+        // ON DELETE CASCADE removes contacts, keys, call memory, line
+        // assignments, consents and turret sessions; secure_delete
+        // overwrites the pages.
+        sqlx::query("DELETE FROM profiles WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 }
@@ -462,12 +467,7 @@ impl ProfileStore for SqliteStore {
             if exists == 0 {
                 continue;
             }
-            self.erase_traces(&mut tx.tx, id).await?;
-            sqlx::query("DELETE FROM profiles WHERE id = ?")
-                .bind(id.0)
-                .execute(&mut *tx.tx)
-                .await
-                .map_err(db)?;
+            self.erase_profile_rows(&mut tx.tx, id).await?;
             let mut r = audit.clone();
             r.object_id = Some(id.0.to_string());
             self.audit(&mut tx, &r).await?;
