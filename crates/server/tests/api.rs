@@ -676,7 +676,8 @@ async fn health_answers_and_responses_carry_security_headers() {
 async fn every_operation_answers_as_the_document_says() {
     use common::schema::{example, violations};
     let dir = tempfile::tempdir().unwrap();
-    let (_server, api) = fresh(dir.path()).await;
+    // Logging everything: no secret or personal value may reach the log.
+    let (server, api) = fresh_with_env(dir.path(), &[("TURRET_LOG", "debug")]).await;
     let (_, doc) = api.get("/api/openapi.json").await;
     // One of everything.
     let post = |path: &'static str, body: Value| {
@@ -905,6 +906,46 @@ async fn every_operation_answers_as_the_document_says() {
         succeeded.len(),
         ops.len()
     );
+    // A name given as a search term, a wrong password, a line password:
+    // none of them, nor any password, passphrase or key above, is logged.
+    // (The walk ended with its own logout: a new session.)
+    let mut api = api.clone();
+    api.login("admin", ADMIN_PASSWORD).await;
+    for path in [
+        "/api/v1/global-contacts?q=Quenberta",
+        "/api/v1/profiles?q=Quenberta",
+    ] {
+        assert_eq!(api.get(path).await.0, StatusCode::OK, "{path}");
+    }
+    let guesser = api.clone();
+    guesser
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "walker", "password": "guessed-Password-42"}),
+        )
+        .await;
+    let (s, v) = api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Secret line", "uri": "sip:9@pbx.invalid", "password": "line-Secret-4711"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let log = server.stop_and_read_log();
+    assert!(log.contains("DEBUG"), "the server logged at debug level");
+    for value in [
+        ADMIN_PASSWORD,
+        "walker-password-01",
+        "walker-pw-1-longer",
+        "withdraw-pw-1",
+        "walker backup passphrase",
+        &token,
+        "Quenberta",
+        "guessed-Password-42",
+        "line-Secret-4711",
+    ] {
+        assert!(!log.contains(value), "the server's log holds {value:?}");
+    }
 }
 
 /// Every documented operation refuses a caller without a token (401), and

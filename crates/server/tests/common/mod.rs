@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod cti;
 pub mod inproc;
+pub mod logs;
 pub mod schema;
 pub mod sip;
 
@@ -27,6 +28,8 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<Vec<String>>>,
+    err_reader: Option<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
 }
 
@@ -46,7 +49,7 @@ impl Server {
         .env_remove("TURRET_CONFIG")
         .env("TURRET_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -56,6 +59,17 @@ impl Server {
         let sink = out.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // Its log is read, kept for the tests to search, and passed on to
+        // the test's own output.
+        let stderr = child.stderr.take().unwrap();
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let sink = err.clone();
+        let err_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
                 sink.lock().unwrap().push(line);
             }
         });
@@ -88,6 +102,8 @@ impl Server {
             url,
             data_dir: data_dir.to_path_buf(),
             out,
+            err,
+            err_reader: Some(err_reader),
             client,
         };
         server.wait_healthy().await;
@@ -144,6 +160,21 @@ impl Server {
     /// Everything the server printed on standard output so far.
     pub fn stdout(&self) -> Vec<String> {
         self.out.lock().unwrap().clone()
+    }
+
+    /// Everything the server logged (standard error) so far; the last
+    /// lines may still be on their way (see [`Self::stop_and_read_log`]).
+    pub fn stderr(&self) -> String {
+        self.err.lock().unwrap().join("\n")
+    }
+
+    /// Stops the server and returns all it logged, to the last line.
+    pub fn stop_and_read_log(mut self) -> String {
+        self.terminate();
+        if let Some(reader) = self.err_reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr()
     }
 
     /// The one-time password printed on first start.
