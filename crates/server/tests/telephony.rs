@@ -228,6 +228,8 @@ async fn call_memory(c: &mut Connection) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
+    // Everything the System Manager and its MLC log, down to debug.
+    let log = common::logs::capture();
     let mut f = floor().await;
     let mut phone = Baresip::start("2000", f.pbx.port, false);
     let target = format!("sip:1001@127.0.0.1:{}", f.pbx.port);
@@ -297,6 +299,27 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
     assert_eq!(ma[0]["answered"], json!(true));
     assert_eq!(ma[0]["answered_by"], json!("local"));
     assert_eq!(mb[0]["answered_by"], json!("remote"));
+    // A search of the phonebook from the turret, by name.
+    let found =
+        f.a.1
+            .request(json!({"op": "contacts", "search": "Alice Cal"}))
+            .await
+            .unwrap();
+    assert_eq!(found["global"][0]["number"], json!("2000"));
+    // None of it reached the log: not the caller's number or name, not
+    // the search term, not the profile's or the line's password.
+    log.assert_holds_none(&[
+        "sip:2000@",
+        "\"2000\"",
+        "=2000 ",
+        "Alice",
+        "pw-123456-longer",
+        // The line's password is the common word "secret" (the PBX's
+        // configuration), so it is searched as a value, not as a word.
+        &format!("\"{PBX_PASSWORD}\""),
+        &format!("={PBX_PASSWORD}"),
+        &format!(":{PBX_PASSWORD}@"),
+    ]);
     // And a CDR.
     let cdrs = f.s.app.store.list_cdrs(&Default::default()).await.unwrap();
     assert_eq!(cdrs.len(), 1);
