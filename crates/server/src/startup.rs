@@ -1,8 +1,9 @@
-//! Start-up: prepares a data directory (created with mode 0700), opens the
+//! Start-up: prepares a data directory (mode 0700, set on an existing one
+//! too), opens the
 //! key file and the store, loads or generates the certificate, and creates
 //! the first administrator with a one-time password when there is none.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(dir.join(LOCK_FILE))
         .with_context(|| format!("while opening the lock of {}", dir.display()))?;
     match f.try_lock() {
@@ -49,12 +51,28 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// Creates the data directory, or closes an existing one to everyone but
+/// the service (0700): it holds the database, keys and CDR files.
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("while creating data directory {}", dir.display()))?;
+    }
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("while reading data directory {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("while restricting {}", dir.display()))?;
+            .with_context(|| format!("while restricting {} to its owner", dir.display()))?;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                was = format!("{mode:o}"),
+                "the data directory was open to others; restricted to its owner (700)"
+            );
+        }
     }
     Ok(())
 }

@@ -560,6 +560,28 @@ async fn the_database_and_its_wal_hold_no_clear_text_password() {
         "the WAL is in use"
     );
     assert!(scan("while running") >= 3);
+    // Everything in the data directory is the service's alone: the folder,
+    // the database with its WAL, the key files, the certificate's key.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir.path()), 0o700);
+    let mut private = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                // (Reached only through the data directory, closed above.)
+                stack.push(p);
+            } else if name != "cert.pem" && name != "turret.url" {
+                // (The certificate and the portal's address are public.)
+                assert_eq!(mode(&p) & 0o077, 0, "{} is open to others", p.display());
+                private += 1;
+            }
+        }
+    }
+    assert!(private >= 5, "{private} private files");
     server.stop();
     scan("after stop");
     // The data really is there: hashes of the right kind.
