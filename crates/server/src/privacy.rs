@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use crate::App;
 use crate::http::ts;
 
+/// Where the table of promises and the tests that prove them is published.
+pub const PROOF_DOCUMENT: &str = "docs/privacy.md in the OpenTurret source of this version";
+
 fn category(
     name: &str,
     fields: &str,
@@ -183,5 +186,9 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         },
         "erasure_ledger": {"entries": ledger, "kept_outside_backups": true},
         "audit": {"entries": c.audit_entries, "chain_intact": chain.broken.is_none()},
+        "proof": {
+            "document": PROOF_DOCUMENT,
+            "what": "for each item of personal data and each property (protected at rest, access rule enforced, exportable to the subject, erasable with backups included, retention enforced), the test that fails if it breaks",
+        },
     }))
 }

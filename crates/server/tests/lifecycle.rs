@@ -82,6 +82,13 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
         .await
         .unwrap();
     drop(c);
+    let (st, v) = api
+        .post(
+            "/api/v1/consents",
+            json!({"profile_id": erin, "purpose": "call memory", "channel": "paper"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
     let db = dir.path().join("turret.db");
     sqlite3(
         &db,
@@ -98,7 +105,8 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
                 "SELECT (SELECT COUNT(*) FROM cdrs WHERE profile_name IS NOT NULL OR profile_id IS NOT NULL)
                   || '/' || (SELECT COUNT(*) FROM cdrs)
                   || '/' || (SELECT COUNT(*) FROM audit_log
-                             WHERE actor = 'profile:{erin}' OR (event_type = 'client.login' AND client_ip <> ''))"
+                             WHERE actor = 'profile:{erin}' OR (event_type = 'client.login' AND client_ip <> ''))
+                  || '/' || (SELECT COUNT(*) FROM consents)"
             ),
         )
         .trim()
@@ -106,8 +114,8 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
     };
     assert_eq!(
         traces(),
-        "1/1/1",
-        "the CDR names Erin; her login has her address"
+        "1/1/1/1",
+        "the CDR names Erin; her login has her address; her consent"
     );
 
     // An online backup while the server runs.
@@ -187,9 +195,10 @@ async fn a_restore_gives_back_the_backed_up_data_and_erased_people_stay_erased()
     );
 
     // The whole erasure came back with the restore: the CDR stays, naming
-    // no one; the audit entry stays, with no address; and no file of the
+    // no one; the audit entry stays, with no address; her consent is gone;
+    // and no file of the
     // data directory holds her name or her contacts.
-    assert_eq!(traces(), "0/1/0");
+    assert_eq!(traces(), "0/1/0/0");
     let leaks = holders(dir.path(), &["Erin Erased", "Zelda", "7555 0101"]);
     assert!(leaks.is_empty(), "{leaks:?}");
 

@@ -192,6 +192,15 @@ async fn the_privacy_report_describes_this_deployment() {
     assert_eq!(r["erasure_ledger"]["entries"], 1);
     assert_eq!(r["audit"]["chain_intact"], true);
     assert_eq!(r["retention"]["call_memory"]["max_age_days"], 90);
+    // It points at the table of its promises and their tests.
+    assert!(
+        r["proof"]["document"]
+            .as_str()
+            .unwrap()
+            .starts_with("docs/privacy.md"),
+        "{}",
+        r["proof"]
+    );
     let text = r.to_string();
     assert!(
         !text.contains("Secretname") && !text.contains("Carla"),
@@ -514,4 +523,70 @@ async fn the_retention_job_runs_by_itself_when_the_server_starts() {
             && purged.contains(&"\"call_memory\":\"deleted:1\"".to_string()),
         "{purged:?}"
     );
+}
+
+/// `docs/privacy.md` names a test for every applicable cell of its table;
+/// every test it names exists (and is a test), so the table cannot rot.
+#[test]
+fn the_privacy_table_names_only_tests_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/privacy.md")).unwrap();
+    let rows: Vec<Vec<&str>> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| Item"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    let items: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        items.len(),
+        10,
+        "ten items of personal data (SPEC §2): {items:?}"
+    );
+    let named = |text: &str| -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| t.contains("::"))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut applicable = 0;
+    for r in &rows {
+        assert_eq!(r.len(), 6, "a row of five properties: {r:?}");
+        for cell in &r[1..] {
+            if let Some(reason) = cell.strip_prefix("n/a:") {
+                assert!(reason.trim().len() > 15, "{}: n/a needs a reason", r[0]);
+            } else {
+                assert!(!named(cell).is_empty(), "{}: a cell without a test", r[0]);
+                applicable += 1;
+            }
+        }
+    }
+    assert!(applicable >= 38, "{applicable} cells proven");
+    let mut checked = 0;
+    for name in named(&doc) {
+        let (file, test) = name.split_once("::").unwrap();
+        let source = ["crates/server/tests", "crates/store/tests"]
+            .iter()
+            .find_map(|d| std::fs::read_to_string(root.join(d).join(format!("{file}.rs"))).ok())
+            .unwrap_or_else(|| panic!("{name}: no test file {file}.rs"));
+        let lines: Vec<&str> = source.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("async fn {test}(")) || l.starts_with(&format!("fn {test}("))
+            })
+            .unwrap_or_else(|| panic!("{name}: no such function in {file}.rs"));
+        assert!(
+            lines[at.saturating_sub(3)..at]
+                .iter()
+                .any(|l| l.contains("#[tokio::test") || l.contains("#[test]")),
+            "{name} is not a test"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 60, "{checked} test names checked");
 }

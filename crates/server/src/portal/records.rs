@@ -520,6 +520,7 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
     };
     let content = html! {
         p.muted { "Generated " (r["generated_at"].as_str().unwrap_or("")) " from this deployment. The same document as JSON: " code { "GET /api/v1/privacy-report" } "." }
+        p.muted { "How each promise below is tested, item by item: " (r["proof"]["document"].as_str().unwrap_or("")) "." }
         section.card {
             h2 { "What is held" }
             table {
