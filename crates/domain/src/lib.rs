@@ -46,4 +46,12 @@ impl Timestamp {
             .unwrap_or_default();
         Timestamp(d.as_millis() as i64)
     }
+
+    /// The time as RFC 3339 in UTC with milliseconds
+    /// (`2026-12-04T06:08:59.123Z`), as every interface shows it; a time
+    /// before the epoch shows as the epoch.
+    pub fn rfc3339(self) -> String {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.0.max(0) as u64);
+        humantime::format_rfc3339_millis(at).to_string()
+    }
 }

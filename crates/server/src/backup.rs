@@ -24,7 +24,6 @@ use openturret_store::sqlite::{SqliteStore, latest_schema_version};
 use openturret_store::{AdminStore, AuditStore, ImageSink, MaintenanceStore, ProfileStore, Store};
 
 use crate::config::Config;
-use crate::http::extract::Ctx;
 use crate::startup::{DB_FILE, KEY_FILE, LEDGER_FILE, LEDGER_KEY_FILE};
 
 /// Marks a restore whose files are being swapped in (see [`finish_pending_restore`]).
@@ -148,9 +147,7 @@ pub async fn create(
     private_dir(out_dir)?;
     let schema = store.schema_version().await?;
     let now = Timestamp::now();
-    let stamp = crate::http::ts(now)
-        .replace([':', '-'], "")
-        .replace('.', "_");
+    let stamp = now.rfc3339().replace([':', '-'], "").replace('.', "_");
     let out = out_dir.join(format!("turret-backup-{stamp}.otb"));
     let key_file = data_dir.join(KEY_FILE);
     let by = format!("turret {}", env!("CARGO_PKG_VERSION"));
@@ -328,14 +325,7 @@ pub struct Restored {
 }
 
 fn system_record(event: &str) -> openturret_store::AuditRecord {
-    let ctx = Ctx {
-        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-        client_host: String::new(),
-        server_host: crate::host_name(),
-    };
-    let mut r = ctx.record(&crate::cli::actor(), event, "backup", None, vec![]);
-    r.pii.client_ip = String::new();
-    r
+    crate::audit::local_record(event, "backup", None, vec![])
 }
 
 /// Restores a backup into the (stopped) data directory. Everything is

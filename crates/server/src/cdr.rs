@@ -26,7 +26,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::App;
 use crate::config::CdrConfig;
-use crate::http::ts;
 
 /// A CDR as the stream, the files and the API show it: its id and line,
 /// then exactly the enabled fields (a field with no value is `null`).
@@ -44,8 +43,8 @@ pub fn json(app: &App, c: &Cdr, fields: CdrFields) -> Value {
             CdrField::Duration => json!(c.duration_ms),
             CdrField::CallType => json!(c.call_type.map(|t| t.as_str())),
             CdrField::Direction => json!(c.direction.map(|d| d.as_str())),
-            CdrField::StartedAt => json!(c.started_at.map(ts)),
-            CdrField::EndedAt => json!(c.ended_at.map(ts)),
+            CdrField::StartedAt => json!(c.started_at.map(Timestamp::rfc3339)),
+            CdrField::EndedAt => json!(c.ended_at.map(Timestamp::rfc3339)),
         };
         m.insert(f.as_str().into(), v);
     }
@@ -314,7 +313,7 @@ impl Writer {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        let stamp: String = ts(Timestamp::now())
+        let stamp: String = Timestamp::rfc3339(Timestamp::now())
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .collect();

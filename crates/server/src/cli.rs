@@ -11,53 +11,16 @@ use openturret_domain::secret::Secret;
 use openturret_domain::validate;
 use openturret_store::{AdminChanges, AdminStore, AuditStore};
 
+use crate::audit;
 use crate::config::Config;
-use crate::http::extract::Ctx;
 use crate::{passwords, startup};
-
-/// `cli:<os user>`, the actor of CLI actions.
-pub fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(user_from_uid)
-        .unwrap_or_else(|| "unknown".into());
-    format!("cli:{user}")
-}
-
-fn user_from_uid() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)? == uid).then(|| name.to_string())
-    })
-}
-
-fn ctx() -> Ctx {
-    Ctx {
-        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-        client_host: String::new(),
-        server_host: crate::host_name(),
-    }
-}
 
 fn record(
     event: &str,
     object_id: Option<String>,
     changes: Vec<&str>,
 ) -> openturret_store::AuditRecord {
-    let mut r = ctx().record(&actor(), event, "admin", object_id, changes);
-    r.pii.client_ip = String::new();
-    r
+    audit::local_record(event, "admin", object_id, changes)
 }
 
 /// Reads a password from the first line of `input`.
@@ -192,7 +155,7 @@ fn read_passphrase() -> anyhow::Result<Secret> {
 }
 
 fn when(ms: i64) -> String {
-    crate::http::ts(openturret_domain::Timestamp(ms))
+    openturret_domain::Timestamp(ms).rfc3339()
 }
 
 pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
@@ -415,8 +378,7 @@ pub async fn export(
 /// Audits a CLI action on a component (`mlc.enrolled`, `mlc.revoked`).
 pub async fn audit_component(config: &Config, event: &str, name: &str) -> anyhow::Result<()> {
     let store = existing_store(config).await?;
-    let mut r = ctx().record(&actor(), event, "mlc", Some(name.to_string()), vec![]);
-    r.pii.client_ip = String::new();
+    let r = audit::local_record(event, "mlc", Some(name.to_string()), vec![]);
     let result = store.append_audit(r).await;
     store.close().await;
     result?;

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 
 use crate::App;
-use crate::http::extract::Ctx;
+use crate::audit::AuditContext;
 use crate::tls::ClientAddr;
 
 /// The protocol version of `/cti`.
@@ -73,7 +73,7 @@ impl Cti {
         let mut ring = self.ring.lock().unwrap();
         ring.0 += 1;
         let seq = ring.0;
-        let text = json!({"v": CTI_VERSION, "seq": seq, "at": crate::http::ts(Timestamp::now()),
+        let text = json!({"v": CTI_VERSION, "seq": seq, "at": Timestamp::now().rfc3339(),
                           "kind": kind, "event": body})
         .to_string();
         let e = Event {
@@ -167,7 +167,7 @@ pub async fn authenticate(
         .api_key_by_hash(token_hash(token.trim()))
         .await
         .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
-    let ctx = Ctx {
+    let ctx = AuditContext {
         client_ip: ip,
         client_host: String::new(),
         server_host: app.host.clone(),

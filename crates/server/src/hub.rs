@@ -153,7 +153,11 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                 app.sessions.end_profile(pid);
                 app.hub
                     .send(Some(pid), PushKind::SessionEnded("profile_deleted"));
-            } else if r.changes.iter().any(|c| c == "password") {
+            } else if r.event_type != "profile.created" && r.changes.iter().any(|c| c == "password")
+            {
+                // (A new profile names its password among the fields it
+                // set; that ends nobody's session. Read late, under load,
+                // it would end the first session of the new profile.)
                 app.sessions.end_profile(pid);
                 app.store.delete_client_sessions(pid).await?;
                 app.hub

@@ -25,6 +25,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod audit;
 pub mod backup;
 pub mod callerid;
 pub mod callmem;
@@ -203,7 +204,7 @@ impl App {
         object: &str,
         object_id: Option<String>,
     ) -> openturret_store::AuditRecord {
-        let ctx = http::extract::Ctx {
+        let ctx = audit::AuditContext {
             client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
             client_host: String::new(),
             server_host: self.host.clone(),
@@ -215,14 +216,23 @@ impl App {
 }
 
 /// Serves the System Manager on `listener` over TLS until `shutdown`
-/// completes, then lets requests in flight finish.
+/// completes, then asks every connection to finish and returns within
+/// [`SHUTDOWN_GRACE`].
 pub async fn serve(
     app: App,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    net::run(app, listener, tls, shutdown).await
+    let router = http::router(app.clone());
+    let limits = app.config.http.clone();
+    net::serve_router(router, listener, tls, &limits, shutdown, move || {
+        // Turrets and CTI applications are told "restarting" and close;
+        // new calls are refused from now on.
+        app.stopping.begin();
+        app.mlc.stop_accepting();
+    })
+    .await
 }
 
 /// The longest a stopping server waits for its connections to close.

@@ -31,7 +31,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
-use crate::App;
 use crate::config::HttpConfig;
 use crate::tls::ClientAddr;
 
@@ -306,25 +305,6 @@ impl TlsListener {
             None => std::future::pending().await,
         }
     }
-}
-
-/// Serves `app` on `listener` until `shutdown`, then asks every
-/// connection to finish and returns within [`crate::SHUTDOWN_GRACE`].
-pub async fn run(
-    app: App,
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let router = crate::http::router(app.clone());
-    let http = app.config.http.clone();
-    serve_router(router, listener, tls, &http, shutdown, move || {
-        // Turrets and CTI applications are told "restarting" and close;
-        // new calls are refused from now on.
-        app.stopping.begin();
-        app.mlc.stop_accepting();
-    })
-    .await
 }
 
 /// Serves `router` on `listener` over TLS under the limits of `http` until

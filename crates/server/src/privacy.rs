@@ -8,7 +8,6 @@
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::http::ts;
 
 /// Where the table of promises and the tests that prove them is published.
 pub const PROOF_DOCUMENT: &str = "docs/privacy.md in the OpenTurret source of this version";
@@ -134,9 +133,9 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "",
         ),
     ];
-    let retention = |days: Option<u32>, oldest: Option<i64>| json!({"max_age_days": days, "oldest_record": oldest.map(|t| ts(openturret_domain::Timestamp(t)))});
+    let retention = |days: Option<u32>, oldest: Option<i64>| json!({"max_age_days": days, "oldest_record": oldest.map(|t| openturret_domain::Timestamp(t).rfc3339())});
     Ok(json!({
-        "generated_at": ts(openturret_domain::Timestamp::now()),
+        "generated_at": openturret_domain::Timestamp::now().rfc3339(),
         "deployment": {"host": app.host, "version": env!("CARGO_PKG_VERSION"), "data_directory": app.config.data_dir.display().to_string()},
         "categories": categories,
         "collection": {
@@ -181,7 +180,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         "backups": {
             "directory": backup_dir.display().to_string(),
             "count": backups.len(),
-            "latest": backups.first().map(|(_, m)| ts(openturret_domain::Timestamp(m.created_at))),
+            "latest": backups.first().map(|(_, m)| openturret_domain::Timestamp(m.created_at).rfc3339()),
             "backup_key": crate::backup::load_key(&app.config.data_dir).ok().flatten().map(|k| k.fingerprint()),
         },
         "erasure_ledger": {"entries": ledger, "kept_outside_backups": true},

@@ -15,8 +15,8 @@ use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::SqliteStore;
 use openturret_store::{ProfileStore, Store};
 
+use crate::audit::AuditContext;
 use crate::config::Config;
-use crate::http::extract::Ctx;
 use crate::passwords;
 use crate::tls::{self, CertInfo};
 
@@ -96,12 +96,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
         .await
         .with_context(|| format!("while opening the database in {}", dir.display()))?;
     // Whatever was erased stays erased, whatever file came back.
-    let ctx = Ctx {
-        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-        client_host: String::new(),
-        server_host: crate::host_name(),
-    };
-    let mut audit = ctx.record(
+    let mut audit = AuditContext::local().record(
         "system",
         "erasure.reapplied",
         "profile",
@@ -155,7 +150,7 @@ pub async fn bootstrap_admin(store: &dyn Store, host: &str) -> anyhow::Result<Op
     }
     let password = passwords::random_password();
     let hash = passwords::hash(password.clone()).await;
-    let ctx = Ctx {
+    let ctx = AuditContext {
         client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
         client_host: String::new(),
         server_host: host.to_string(),

@@ -11,7 +11,6 @@ use openturret_store::AuditFilter;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::http::ts;
 use crate::zip::Zip;
 
 fn csv_of(headers: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
@@ -162,7 +161,7 @@ pub async fn export(
             vec![
                 c.purpose.clone(),
                 c.channel.as_str().into(),
-                ts(c.given_at),
+                c.given_at.rfc3339(),
                 c.recorded_by.clone(),
             ]
         })
@@ -171,7 +170,7 @@ pub async fn export(
         .iter()
         .map(|c| {
             vec![
-                c.started_at.map(ts).unwrap_or_default(),
+                c.started_at.map(Timestamp::rfc3339).unwrap_or_default(),
                 c.direction
                     .map(|d| d.as_str().to_string())
                     .unwrap_or_default(),
@@ -193,7 +192,7 @@ pub async fn export(
             let r = &e.record;
             let theirs = r.pii.actor == own;
             vec![
-                ts(r.at),
+                r.at.rfc3339(),
                 r.event_type.clone(),
                 r.object_type.clone(),
                 r.object_id.clone().unwrap_or_default(),
@@ -217,7 +216,7 @@ pub async fn export(
             .iter()
             .map(|(_, e)| {
                 vec![
-                    ts(e.at),
+                    e.at.rfc3339(),
                     e.direction.as_str().into(),
                     e.number.clone(),
                     e.name.clone(),
@@ -267,10 +266,10 @@ pub async fn export(
         "duration_s",
         "answered_by",
     ];
-    let generated = ts(Timestamp::now());
+    let generated = Timestamp::rfc3339(Timestamp::now());
     let subject = json!({
         "profile": {
-            "id": p.id.0, "name": p.name, "created_at": ts(p.created_at), "updated_at": ts(p.updated_at),
+            "id": p.id.0, "name": p.name, "created_at": p.created_at.rfc3339(), "updated_at": p.updated_at.rfc3339(),
             "has_contacts_password": p.has_contacts_password, "has_call_memory_password": p.has_call_memory_password,
             "collect_call_memory": p.flags.collect_call_memory, "allow_call_memory_deletion": p.flags.allow_call_memory_deletion,
             "call_memory_password_protected": p.flags.call_memory_password_protected,
@@ -361,7 +360,7 @@ pub async fn export_admin(app: &App, id: openturret_domain::AdminId) -> anyhow::
         .map(|e| {
             let r = &e.record;
             vec![
-                ts(r.at),
+                r.at.rfc3339(),
                 r.event_type.clone(),
                 r.object_type.clone(),
                 r.object_id.clone().unwrap_or_default(),
@@ -372,11 +371,11 @@ pub async fn export_admin(app: &App, id: openturret_domain::AdminId) -> anyhow::
             ]
         })
         .collect();
-    let generated = ts(Timestamp::now());
+    let generated = Timestamp::rfc3339(Timestamp::now());
     let account = json!({
         "id": a.id.0, "username": a.username, "enabled": a.enabled,
         "must_change_password": a.must_change_password,
-        "created_at": ts(a.created_at), "updated_at": ts(a.updated_at),
+        "created_at": a.created_at.rfc3339(), "updated_at": a.updated_at.rfc3339(),
     });
     let subject = json!({"administrator": account, "audit_events": to_objects(&AUDIT, &rows)});
     let page = html! {

@@ -313,10 +313,21 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
 
     // mlc-b is stopped (SIGTERM) during a call: it ends the call and the
     // System Manager still records it.
-    let before = turret.request(json!({"op": "call_memory"})).await.unwrap()["entries"]
-        .as_array()
-        .unwrap()
-        .len();
+    // (Counted once the rejected call's record has landed: records are
+    // written by the report queue, after the call ends.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let before = loop {
+        let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();
+        let entries = cm["entries"].as_array().unwrap();
+        if entries.iter().any(|e| e["reason"] == "rejected") {
+            break entries.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rejected call was not recorded: {cm}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let (call, seen) = answered_call(
         (&mut turret, &mut phone, pbx.port),
         (a_line, &a_user),

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::proto::{Envelope, PROTOCOL_VERSION, ProtoError, Request, reply};
 use super::session::{self, Session, Shared};
-use crate::http::extract::{Ctx, token_hash};
+use crate::audit::AuditContext;
+use crate::http::extract::token_hash;
 use crate::hub::PushKind;
 use crate::throttle::Realm;
 use crate::{App, callmem, passwords};
@@ -145,8 +146,8 @@ impl Conn {
         Ok(self.app.sessions.insert(hash, session))
     }
 
-    fn ctx(&self) -> Ctx {
-        Ctx {
+    fn ctx(&self) -> AuditContext {
+        AuditContext {
             client_ip: self.ip,
             client_host: String::new(),
             server_host: self.app.host.clone(),

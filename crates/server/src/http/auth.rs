@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::admins::AdminOut;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AdminAuth, AnyAdminAuth, Ctx, Json, token_hash};
+use super::extract::{AdminAuth, AnyAdminAuth, Json, token_hash};
 use super::ts;
+use crate::audit::AuditContext;
 use crate::throttle::Realm;
 use crate::{App, passwords};
 
@@ -68,7 +69,7 @@ async fn new_session(app: &App, admin: &openturret_domain::model::Admin) -> ApiR
 /// `POST /auth/login`
 pub async fn login(
     State(app): State<App>,
-    ctx: Ctx,
+    ctx: AuditContext,
     Json(body): Json<LoginIn>,
 ) -> ApiResult<axum::Json<TokenOut>> {
     let username: String = body

@@ -9,13 +9,14 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use openturret_domain::Timestamp;
-use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
+use openturret_domain::audit::AuditRecord;
 use openturret_domain::model::Admin;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::App;
+use crate::audit::AuditContext;
 use crate::tls::ClientAddr;
 
 /// A JSON body. Bad JSON, a missing or unknown field or a wrong type
@@ -98,43 +99,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIds {
     }
 }
 
-/// Who is asking from where: the material of an audit entry.
-#[derive(Clone, Debug)]
-pub struct Ctx {
-    pub client_ip: IpAddr,
-    /// The computer name the client claims (`X-Client-Host`): unverified.
-    pub client_host: String,
-    pub server_host: String,
-}
-
-impl Ctx {
-    /// An audit record of a successful action by `actor`.
-    pub fn record(
-        &self,
-        actor: &str,
-        event_type: &str,
-        object_type: &str,
-        object_id: Option<String>,
-        changes: Vec<&str>,
-    ) -> AuditRecord {
-        AuditRecord {
-            at: Timestamp::now(),
-            level: AuditLevel::Info,
-            event_type: event_type.into(),
-            object_type: object_type.into(),
-            object_id,
-            changes: changes.into_iter().map(str::to_string).collect(),
-            success: true,
-            server_host: self.server_host.clone(),
-            pii: AuditPii {
-                actor: actor.into(),
-                client_ip: self.client_ip.to_string(),
-                client_host: self.client_host.clone(),
-            },
-        }
-    }
-}
-
 /// The computer name the client claims in `X-Client-Host`. Nothing
 /// proves it (any client can send any name), so it is recorded as a claim:
 /// host-name characters only (letters, digits, `-`, `.`, `_`), at most
@@ -161,7 +125,7 @@ fn client_host(headers: &HeaderMap) -> String {
 /// The longest computer name recorded (a DNS label is at most 63).
 pub const CLIENT_HOST_MAX: usize = 63;
 
-impl FromRequestParts<App> for Ctx {
+impl FromRequestParts<App> for AuditContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
@@ -170,7 +134,7 @@ impl FromRequestParts<App> for Ctx {
             .get::<ConnectInfo<ClientAddr>>()
             .map(|c| c.0.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(Ctx {
+        Ok(AuditContext {
             client_ip,
             client_host: client_host(&parts.headers),
             server_host: app.host.clone(),
@@ -188,7 +152,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 #[derive(Clone)]
 pub struct AdminAuth {
     pub admin: Admin,
-    pub ctx: Ctx,
+    pub ctx: AuditContext,
 }
 
 /// An authenticated administrator who may still have to change the
@@ -196,7 +160,7 @@ pub struct AdminAuth {
 /// "who am I" endpoints.
 pub struct AnyAdminAuth {
     pub admin: Admin,
-    pub ctx: Ctx,
+    pub ctx: AuditContext,
     pub token_hash: [u8; 32],
 }
 
@@ -218,7 +182,7 @@ impl FromRequestParts<App> for AnyAdminAuth {
             .ok_or(ApiError::Unauthorized(
                 "the token is unknown, expired or revoked",
             ))?;
-        let ctx = Ctx::from_request_parts(parts, app).await?;
+        let ctx = AuditContext::from_request_parts(parts, app).await?;
         Ok(AnyAdminAuth {
             admin,
             ctx,

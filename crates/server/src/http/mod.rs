@@ -20,7 +20,7 @@ pub mod profiles;
 pub mod settings;
 pub mod transfer;
 
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -295,8 +295,7 @@ async fn headers_and_log(req: Request, next: Next) -> Response {
 
 /// RFC 3339 UTC with milliseconds, as every API time is written.
 pub fn ts(t: Timestamp) -> String {
-    let st = UNIX_EPOCH + Duration::from_millis(t.0.max(0) as u64);
-    humantime::format_rfc3339_millis(st).to_string()
+    t.rfc3339()
 }
 
 /// Parses an RFC 3339 time given in `field`.
@@ -341,4 +340,37 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Drift is impossible by construction: the routes record what they
+    /// route, and this compares them with the document both ways.
+    #[test]
+    fn the_document_and_the_router_name_the_same_operations() {
+        let routed: BTreeSet<(String, String)> = super::operations()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p))
+            .collect();
+        let doc = crate::openapi::document();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
+            .collect();
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routed but not documented: {undocumented:?}\ndocumented but not routed: {unrouted:?}"
+        );
+    }
 }

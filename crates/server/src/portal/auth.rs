@@ -10,8 +10,9 @@ use serde::Deserialize;
 use super::extract::{self, LOGIN_COOKIE, Portal, PortalForm, SESSION_COOKIE, cookie};
 use super::layout::{self, FormState, field};
 use crate::App;
+use crate::audit::AuditContext;
 use crate::http::error::ApiError;
-use crate::http::extract::{AnyAdminAuth, Ctx, Json};
+use crate::http::extract::{AnyAdminAuth, Json};
 use crate::http::{auth as api, extract::token_hash};
 use crate::passwords;
 
@@ -68,7 +69,7 @@ pub struct LoginForm {
 pub async fn login(
     State(app): State<App>,
     headers: HeaderMap,
-    ctx: Ctx,
+    ctx: AuditContext,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::layout;
 use crate::App;
-use crate::http::extract::{AdminAuth, Ctx, token_hash};
+use crate::audit::AuditContext;
+use crate::http::extract::{AdminAuth, token_hash};
 
 pub const SESSION_COOKIE: &str = "turret_session";
 pub const LOGIN_COOKIE: &str = "turret_login";
@@ -106,7 +107,7 @@ async fn session(
     if admin.must_change_password && !allow_must_change {
         return Err(Redirect::to("/password").into_response());
     }
-    let ctx = Ctx::from_request_parts(parts, app)
+    let ctx = AuditContext::from_request_parts(parts, app)
         .await
         .map_err(|e| e.into_response())?;
     Ok(Portal {

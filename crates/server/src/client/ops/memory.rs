@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::{Conn, Res, err};
 use crate::callmem;
 use crate::client::proto::ProtoError;
-use crate::http::ts;
 
 /// Which password a wrap of the call-memory key is under.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -167,7 +166,7 @@ impl Conn {
             // Rule 7: enough to delete entries; sealed, so never readable here.
             let items: Vec<Value> = records
                 .iter()
-                .map(|r| json!({"id": r.id.0, "at": ts(r.created_at), "sealed": true}))
+                .map(|r| json!({"id": r.id.0, "at": r.created_at.rfc3339(), "sealed": true}))
                 .collect();
             return Ok(json!({"entries": items}));
         }
@@ -189,7 +188,7 @@ impl Conn {
         for r in records.iter().rev() {
             match callmem::open_entry(&key, &r.sealed) {
                 Ok(e) => items.push(json!({
-                    "id": r.id.0, "number": e.number, "name": e.name, "at": ts(e.at),
+                    "id": r.id.0, "number": e.number, "name": e.name, "at": e.at.rfc3339(),
                     "direction": e.direction.as_str(), "answered": e.answered,
                     "answered_by": e.answered_by.map(|l| l.as_str()),
                     "duration_ms": e.duration_ms, "reason": e.reason,
