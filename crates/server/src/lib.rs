@@ -37,13 +37,13 @@ pub mod config;
 pub mod cti;
 pub mod http;
 pub mod hub;
-pub mod mlc;
 pub mod net;
 pub mod openapi;
 pub mod passwords;
 pub mod portal;
 pub mod privacy;
 pub mod pseudo;
+pub mod report;
 pub mod retention;
 pub mod startup;
 pub mod subject;
@@ -53,6 +53,9 @@ pub mod tls;
 pub mod transfer;
 pub mod turret;
 pub mod zip;
+
+/// The Multi-Line Controller, a crate of its own (`openturret-mlc`).
+pub use openturret_mlc as mlc;
 
 use std::future::Future;
 use std::ops::Deref;

@@ -518,12 +518,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let host = host_name();
             std::fs::create_dir_all(&config.data_dir)?;
-            let tls = openturret_server::mlc::tls_setup(
-                &config.tls,
-                &config.data_dir,
-                &host,
-                &config.sip,
-            )?;
+            let (server, _) =
+                openturret_server::tls::server_config(&config.tls, &config.data_dir, &host)?;
+            let tls = openturret_server::mlc::tls_setup(&server, &config.sip)?;
             println!(
                 "OpenTurret Multi-Line Controller {}",
                 env!("CARGO_PKG_VERSION")

@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 
 use crate::component::Link;
 use crate::hub::PushKind;
+use crate::mlc::CallView;
 use crate::mlc::call::{self, OpError, op_err};
-use crate::mlc::report::{self, CallView, Job, call_json};
 use crate::mlc::{Host, LineState};
+use crate::report::{self, Job, call_json};
 use crate::{App, AppInner};
 
 /// The name the in-process MLC goes by in line ownership.
@@ -111,7 +112,8 @@ pub async fn start_local(
     app: &App,
     config: crate::config::SipConfig,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let tls = crate::mlc::tls_setup(&app.config.tls, &app.config.data_dir, &app.host, &config)?;
+    let (server, _) = crate::tls::server_config(&app.config.tls, &app.config.data_dir, &app.host)?;
+    let tls = crate::mlc::tls_setup(&server, &config)?;
     let host = Arc::new(LocalHost(Arc::downgrade(&app.0)));
     let at = app.mlc.start(host, config, Some(tls)).await?;
     // The lines the remote MLCs served so far may now be ours.

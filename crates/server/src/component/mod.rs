@@ -44,8 +44,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::App;
 
+use crate::mlc::CallView;
 use crate::mlc::call::{OpError, op_err};
-use crate::mlc::report::CallView;
 use crate::mlc::{Host, LineState, Mlc};
 use crate::telephony;
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::mlc::report::cti_call_json;
+use crate::report::cti_call_json;
 use crate::telephony;
 use crate::tls::ClientAddr;
 

@@ -21,10 +21,10 @@ use openturret_sip::sdp::{self, Codec};
 use openturret_sip::uri::{NameAddr, Uri};
 
 use super::register::{contact_uri, line_of_contact_user};
-use super::report::CallView;
 use super::rtp::Media;
 use super::transport::{Peer, Proto};
 use super::{Mlc, TXN_TIMEOUT};
+use crate::host::CallView;
 
 /// How long an outgoing call may wait for the far end to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -180,7 +180,8 @@ pub struct OpError {
     pub message: String,
 }
 
-pub(crate) fn op_err(code: &'static str, message: impl Into<String>) -> OpError {
+/// An [`OpError`] of `code` saying `message`.
+pub fn op_err(code: &'static str, message: impl Into<String>) -> OpError {
     OpError {
         code,
         message: message.into(),

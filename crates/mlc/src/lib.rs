@@ -1,6 +1,10 @@
 //! The Multi-Line Controller (SPEC §1, §5): registers every configured line
-//! with its PBX, carries the calls on them to and from the turrets, anchors
-//! their RTP and writes call memory and call data records.
+//! with its PBX, carries the calls on them to and from the turrets and
+//! anchors their RTP. What it needs or tells goes through [`Host`]: the
+//! System Manager implements it inside `turret serve`, the component link
+//! in `turret mlc`; call memory, call data records, the turrets and the
+//! database are the System Manager's, never this crate's (it cannot reach
+//! them: it depends on no store, web or server crate).
 //!
 //! Layers, bottom up:
 //! - [`transport`]: UDP and TCP sockets behind the `SipTransport` trait;
@@ -18,9 +22,9 @@
 //! did not parse, and every table is bounded.
 
 pub mod call;
+pub mod config;
 pub mod host;
 pub mod register;
-pub mod report;
 pub mod rtp;
 pub mod transport;
 
@@ -36,8 +40,8 @@ use openturret_sip::message::{self, Builder, Message, ParseError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
-use crate::config::{SipConfig, TlsConfig};
-pub use host::Host;
+pub use config::SipConfig;
+pub use host::{CallView, Host};
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
 
 /// RFC 3261 timer T1 (round-trip estimate) and T2 (maximum retransmit
@@ -403,7 +407,7 @@ impl Mlc {
     }
 
     /// Tells the host about a call (see [`Host::call`]).
-    pub(crate) async fn report(&self, view: report::CallView, ended: bool) {
+    pub(crate) async fn report(&self, view: CallView, ended: bool) {
         if let Some(h) = self.host() {
             h.call(view, ended).await;
         }
@@ -774,17 +778,14 @@ impl Mlc {
     }
 }
 
-/// SIP over TLS: our certificate (the System Manager's, or one generated
-/// in `data_dir`) for the listener, and the CAs of `sip.tls_ca` to check
-/// PBXs we connect to.
+/// SIP over TLS: `server` (the System Manager's certificate, or one
+/// generated in its data directory) for the listener, and the CAs of
+/// `sip.tls_ca` to check PBXs we connect to.
 pub fn tls_setup(
-    tls: &TlsConfig,
-    data_dir: &std::path::Path,
-    host_name: &str,
+    server: &rustls::ServerConfig,
     config: &SipConfig,
 ) -> anyhow::Result<transport::TlsSetup> {
-    let (server, _) = crate::tls::server_config(tls, data_dir, host_name)?;
-    let mut server = (*server).clone();
+    let mut server = server.clone();
     server.alpn_protocols.clear();
     let listen = config.tls_listen.unwrap_or_else(|| {
         let port = match config.listen.port() {
