@@ -28,6 +28,9 @@ pub mod register;
 pub mod rtp;
 pub mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -245,13 +248,25 @@ impl Mlc {
                 )
             })?;
         let local = t.local_addr();
-        let _ = self.host.set(host);
-        let _ = self.transport.set(Arc::new(t));
-        let _ = self.config.set(config);
-        tokio::spawn(self.clone().dispatch(rx));
-        register::start_all(self).await?;
+        self.run(host, config, Arc::new(t), rx).await?;
         tracing::info!(%local, "Multi-Line Controller listening (SIP over UDP and TCP)");
         Ok(local)
+    }
+
+    /// Serves the lines `host` gives over `transport`, whose arrivals come
+    /// on `inbound` (the network's in [`Self::start`], a fake in tests).
+    async fn run(
+        &self,
+        host: Arc<dyn Host>,
+        config: SipConfig,
+        transport: Arc<dyn SipTransport>,
+        inbound: mpsc::Receiver<Inbound>,
+    ) -> anyhow::Result<()> {
+        let _ = self.host.set(host);
+        let _ = self.transport.set(transport);
+        let _ = self.config.set(config);
+        tokio::spawn(self.clone().dispatch(inbound));
+        register::start_all(self).await
     }
 
     pub fn is_running(&self) -> bool {
