@@ -24,6 +24,7 @@
 pub mod call;
 pub mod config;
 pub mod host;
+pub mod link;
 pub mod register;
 pub mod rtp;
 pub mod transport;

@@ -391,29 +391,11 @@ async fn simple(
     target: Option<&str>,
 ) -> Result<(), OpError> {
     match carrier(app, id).ok_or_else(no_call)?.0 {
-        Member::Local => run_op(&app.mlc, op, id, pid, target.unwrap_or_default()).await,
+        Member::Local => call::run_op(&app.mlc, op, id, pid, target.unwrap_or_default()).await,
         Member::Remote(l) => l
             .op(json!({"op": op, "call_id": id, "profile_id": pid.0, "target": target}))
             .await
             .map(drop),
-    }
-}
-
-/// Runs a call operation on an MLC of this process (the local one, or
-/// the one of `turret mlc` for an operation that came over the link).
-pub async fn run_op(
-    mlc: &crate::mlc::Mlc,
-    op: &str,
-    id: u64,
-    pid: ProfileId,
-    target: &str,
-) -> Result<(), OpError> {
-    match op {
-        "hangup" => call::hangup(mlc, id, pid).await,
-        "hold" => call::hold(mlc, id, pid, true).await,
-        "retrieve" => call::hold(mlc, id, pid, false).await,
-        "transfer" => call::transfer(mlc, id, pid, target).await,
-        _ => Err(op_err("invalid", "no such operation")),
     }
 }
 

@@ -383,3 +383,21 @@ pub(crate) fn media_stats(mlc: &Mlc, id: u64) -> Option<(u64, u64)> {
         })
         .flatten()
 }
+
+/// Runs a call operation on an MLC of this process (the local one, or
+/// the one of `turret mlc` for an operation that came over the link).
+pub async fn run_op(
+    mlc: &Mlc,
+    op: &str,
+    id: u64,
+    pid: ProfileId,
+    target: &str,
+) -> Result<(), OpError> {
+    match op {
+        "hangup" => hangup(mlc, id, pid).await,
+        "hold" => hold(mlc, id, pid, true).await,
+        "retrieve" => hold(mlc, id, pid, false).await,
+        "transfer" => transfer(mlc, id, pid, target).await,
+        _ => Err(op_err("invalid", "no such operation")),
+    }
+}

@@ -137,15 +137,3 @@ pub fn revoke(data_dir: &Path, name: &str) -> anyhow::Result<()> {
     }
     save_enrolled(data_dir, &all)
 }
-
-pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-pub(super) fn roots(ca_pem: &[u8]) -> anyhow::Result<Arc<rustls::RootCertStore>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(c.context("while reading the CA certificate")?)?;
-    }
-    Ok(Arc::new(roots))
-}

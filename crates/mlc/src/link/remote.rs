@@ -1,8 +1,27 @@
 //! The MLC's side of the link (`turret mlc`): its host is the System
 //! Manager, reached over mutual TLS.
 
-use super::ca::*;
-use super::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use openturret_domain::model::Line;
+use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, ProfileId};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{VERSION, line_of_json, provider, roots, state_json};
+use crate::call::{self, OpError};
+use crate::{CallView, Host, LineState, Mlc, SipConfig};
 
 /// How `turret mlc` reaches its System Manager.
 pub struct MlcOptions {
@@ -97,8 +116,8 @@ impl Host for RemoteHost {
 /// drops, serving no line meanwhile.
 pub async fn run_mlc(
     opts: MlcOptions,
-    sip: crate::config::SipConfig,
-    tls: Option<crate::mlc::transport::TlsSetup>,
+    sip: SipConfig,
+    tls: Option<crate::transport::TlsSetup>,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let ca = std::fs::read(&opts.ca)
@@ -183,9 +202,9 @@ pub async fn run_mlc(
                     }
                 }
             } else {
-                crate::mlc::register::resync(&me).await;
+                crate::register::resync(&me).await;
                 // What the System Manager forgot when the link dropped.
-                for c in crate::mlc::call::ongoing(&me) {
+                for c in call::ongoing(&me) {
                     h.call(c, false).await;
                 }
             }
@@ -215,8 +234,8 @@ pub async fn run_mlc(
                     stopped = true;
                     let (me, h) = (mlc.clone(), host.clone());
                     stopping = Some(tokio::spawn(async move {
-                        crate::mlc::call::end_all(&me, Duration::from_secs(3)).await;
-                        crate::mlc::register::shutdown(&me, Duration::from_secs(3)).await;
+                        call::end_all(&me, Duration::from_secs(3)).await;
+                        crate::register::shutdown(&me, Duration::from_secs(3)).await;
                         h.flush().await;
                     }));
                 }
@@ -234,13 +253,13 @@ pub async fn run_mlc(
         }
         tracing::warn!("lost the System Manager; serving no line until it is back");
         let me = mlc.clone();
-        tokio::spawn(async move { crate::mlc::register::resync(&me).await });
+        tokio::spawn(async move { crate::register::resync(&me).await });
     }
     // Stopped while the link was down: end the calls and unbind the
     // lines all the same (their ends cannot be reported now).
     if started && stopped && mlc.calls_in_progress() + mlc.line_states().len() > 0 {
-        crate::mlc::call::end_all(&mlc, Duration::from_secs(3)).await;
-        crate::mlc::register::shutdown(&mlc, Duration::from_secs(3)).await;
+        call::end_all(&mlc, Duration::from_secs(3)).await;
+        crate::register::shutdown(&mlc, Duration::from_secs(3)).await;
     }
     Ok(())
 }
@@ -252,7 +271,7 @@ async fn connect(
     manager: &str,
     config: Arc<rustls::ClientConfig>,
     mlc: &Mlc,
-    sip: &crate::config::SipConfig,
+    sip: &SipConfig,
 ) -> anyhow::Result<(Ws, Value)> {
     let rest = manager
         .strip_prefix("https://")
@@ -302,11 +321,11 @@ fn on_manager_message(mlc: &Mlc, host: &Arc<RemoteHost>, v: Value) {
         "line_changed" => {
             let id = LineId(v["line_id"].as_i64().unwrap_or_default());
             let me = mlc.clone();
-            tokio::spawn(async move { crate::mlc::register::restart(&me, id).await });
+            tokio::spawn(async move { crate::register::restart(&me, id).await });
         }
         "resync" => {
             let me = mlc.clone();
-            tokio::spawn(async move { crate::mlc::register::resync(&me).await });
+            tokio::spawn(async move { crate::register::resync(&me).await });
         }
         "op" => {
             let (me, h) = (mlc.clone(), host.clone());
@@ -326,7 +345,6 @@ fn on_manager_message(mlc: &Mlc, host: &Arc<RemoteHost>, v: Value) {
 }
 
 async fn run_remote_op(mlc: &Mlc, v: &Value) -> Result<Value, OpError> {
-    use crate::mlc::call;
     let pid = ProfileId(v["profile_id"].as_i64().unwrap_or_default());
     let id = v["call_id"].as_u64().unwrap_or_default();
     match v["op"].as_str().unwrap_or_default() {
@@ -350,7 +368,7 @@ async fn run_remote_op(mlc: &Mlc, v: &Value) -> Result<Value, OpError> {
             Ok(json!({}))
         }
         op => {
-            telephony::run_op(mlc, op, id, pid, v["target"].as_str().unwrap_or_default()).await?;
+            call::run_op(mlc, op, id, pid, v["target"].as_str().unwrap_or_default()).await?;
             Ok(json!({}))
         }
     }

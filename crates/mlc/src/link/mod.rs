@@ -1,0 +1,195 @@
+//! The MLC's side of the component link between the System Manager and
+//! `turret mlc` processes (SPEC §1: mutual TLS between server
+//! components), and the link's message codec, which both sides use. The
+//! System Manager's side (the listener, enrolment and the internal CA) is
+//! the server's.
+//!
+//! **Protocol.** One WebSocket per MLC, JSON text messages with a type
+//! `t`. The MLC says `hello` and gets `welcome` (its name and the base of
+//! its call ids). It asks for its `lines` (with their passwords: it must
+//! register them) and for one `line` when told `line_changed`, and it
+//! `resync`s when told to (lines moving between MLCs). It reports
+//! `line_state`, `call` (changed or ended), `rejected_here` and
+//! `transferred`, in order, and asks `flush` before it stops. The System
+//! Manager sends `op` (dial, answer, reject, hangup, hold, retrieve,
+//! transfer) and the MLC answers with `result`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use openturret_domain::model::{AnswerMode, Line, LineFields};
+use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, Timestamp};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+
+use crate::LineState;
+
+pub mod remote;
+
+pub use remote::{MlcOptions, run_mlc};
+
+/// The link protocol's version.
+pub const VERSION: u64 = 1;
+
+/// The one cryptographic provider of the link (TLS 1.3, ring).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The trust anchors of the internal CA, from its PEM certificate.
+pub fn roots(ca_pem: &[u8]) -> anyhow::Result<Arc<rustls::RootCertStore>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.context("while reading the CA certificate")?)?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The codes a call operation can fail with (they travel as text).
+pub fn known_code(c: &str) -> &'static str {
+    const CODES: &[&str] = &[
+        "not_found",
+        "not_ringing",
+        "not_answered",
+        "forbidden",
+        "invalid",
+        "line_down",
+        "no_line",
+        "refused",
+        "no_answer",
+        "unavailable",
+        "internal",
+    ];
+    CODES.iter().find(|x| **x == c).copied().unwrap_or("failed")
+}
+
+pub fn state_json(s: &LineState) -> Value {
+    json!({"state": s.name(), "reason": s.reason()})
+}
+
+pub fn state_of(v: &Value) -> LineState {
+    match v["state"].as_str().unwrap_or_default() {
+        "registered" => LineState::Registered,
+        "registering" => LineState::Registering,
+        "failing" => LineState::Failing(v["reason"].as_str().unwrap_or_default().to_string()),
+        "unknown" => LineState::Unknown,
+        _ => LineState::Unregistered,
+    }
+}
+
+pub fn line_json((l, password): &(Line, Option<Secret>)) -> Value {
+    let f = &l.fields;
+    json!({"id": l.id.0, "name": f.name, "uri": f.uri, "username": f.username,
+        "display_name": f.display_name, "alternate_text": f.alternate_text,
+        "preferred_identity": f.preferred_identity, "answer_mode": f.answer_mode.as_str(),
+        "peers": f.peers, "created_at": l.created_at.0, "updated_at": l.updated_at.0,
+        "password": password.as_ref().map(|p| p.expose().to_string())})
+}
+
+pub fn line_of_json(v: &Value) -> Option<(Line, Option<Secret>)> {
+    let s = |k: &str| v[k].as_str().unwrap_or_default();
+    let fields = LineFields::new(
+        s("name"),
+        s("uri"),
+        s("username"),
+        s("display_name"),
+        s("alternate_text"),
+        s("preferred_identity"),
+    )
+    .ok()?
+    .with_answer_mode(AnswerMode::parse(s("answer_mode")).unwrap_or(AnswerMode::Manual))
+    .with_peers(s("peers"))
+    .ok()?;
+    Some((
+        Line {
+            id: LineId(v["id"].as_i64()?),
+            fields,
+            has_password: v["password"].is_string(),
+            created_at: Timestamp(v["created_at"].as_i64().unwrap_or_default()),
+            updated_at: Timestamp(v["updated_at"].as_i64().unwrap_or_default()),
+        },
+        v["password"].as_str().map(Secret::new),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CallView;
+    use crate::call::CallState;
+    use openturret_domain::ProfileId;
+    use openturret_domain::model::Direction;
+
+    /// Version 1 of the link, as deployed MLCs speak it: these texts may
+    /// not change without a new version.
+    #[test]
+    fn the_link_codec_keeps_version_1_to_the_byte() {
+        let fields = LineFields::new(
+            "Rates",
+            "sip:1001@pbx.example",
+            "1001",
+            "Rates desk",
+            "RATES",
+            "",
+        )
+        .unwrap()
+        .with_answer_mode(AnswerMode::Automatic)
+        .with_peers("10.0.0.0/8")
+        .unwrap();
+        let line = (
+            Line {
+                id: LineId(7),
+                fields,
+                has_password: true,
+                created_at: Timestamp(1),
+                updated_at: Timestamp(2),
+            },
+            Some(Secret::new("pw")),
+        );
+        let text = line_json(&line).to_string();
+        assert_eq!(
+            text,
+            r#"{"alternate_text":"RATES","answer_mode":"automatic","created_at":1,"display_name":"Rates desk","id":7,"name":"Rates","password":"pw","peers":"10.0.0.0/8","preferred_identity":"","updated_at":2,"uri":"sip:1001@pbx.example","username":"1001"}"#
+        );
+        let (back, pw) = line_of_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(
+            (back.id, back.fields, pw.unwrap().expose()),
+            (line.0.id, line.0.fields, "pw")
+        );
+
+        let view = CallView {
+            id: 1 << 40 | 3,
+            line: LineId(7),
+            direction: Direction::Incoming,
+            state: CallState::Connected,
+            remote_number: "2000".into(),
+            remote_display: "Alice".into(),
+            owner: Some(ProfileId(4)),
+            speech_unit: "handset-1".into(),
+            end_reason: String::new(),
+            started: Timestamp(10),
+            connected_at: Some(Timestamp(11)),
+            line_number: "1001".into(),
+            ended_at: None,
+        };
+        let text = view.to_json().to_string();
+        assert_eq!(
+            text,
+            r#"{"connected_at":11,"direction":"in","end_reason":"","ended_at":null,"id":1099511627779,"line":7,"line_number":"1001","owner":4,"remote_display":"Alice","remote_number":"2000","speech_unit":"handset-1","started":10,"state":"connected"}"#
+        );
+        let back = CallView::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back.to_json().to_string(), text);
+
+        let failing = LineState::Failing("403 Forbidden".into());
+        assert_eq!(
+            state_json(&failing).to_string(),
+            r#"{"reason":"403 Forbidden","state":"failing"}"#
+        );
+        assert_eq!(state_of(&state_json(&failing)), failing);
+        assert_eq!(known_code("not_ringing"), "not_ringing");
+        assert_eq!(known_code("<script>"), "failed");
+        assert_eq!(VERSION, 1);
+    }
+}
