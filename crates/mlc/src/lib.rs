@@ -44,8 +44,9 @@ use openturret_sip::message::{self, Builder, Message, ParseError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
+pub use call::CallView;
 pub use config::SipConfig;
-pub use host::{CallView, Host};
+pub use host::Host;
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
 
 /// RFC 3261 timer T1 (round-trip estimate) and T2 (maximum retransmit

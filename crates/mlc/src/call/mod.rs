@@ -24,7 +24,7 @@ use super::register::{contact_uri, line_of_contact_user};
 use super::rtp::Media;
 use super::transport::{Peer, Proto};
 use super::{Mlc, TXN_TIMEOUT};
-use crate::host::CallView;
+use serde_json::{Value, json};
 
 /// How long an outgoing call may wait for the far end to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -399,5 +399,57 @@ pub async fn run_op(
         "retrieve" => hold(mlc, id, pid, false).await,
         "transfer" => transfer(mlc, id, pid, target).await,
         _ => Err(op_err("invalid", "no such operation")),
+    }
+}
+
+/// A snapshot of a call, taken under the call table's lock.
+#[derive(Clone, Debug)]
+pub struct CallView {
+    pub id: u64,
+    pub line: LineId,
+    pub direction: Direction,
+    pub state: CallState,
+    pub remote_number: String,
+    pub remote_display: String,
+    /// Incoming: who answered. Outgoing: who dialled.
+    pub owner: Option<ProfileId>,
+    pub speech_unit: String,
+    pub end_reason: String,
+    pub started: Timestamp,
+    pub connected_at: Option<Timestamp>,
+    pub line_number: String,
+    /// When the call ended (set on `Job::Ended`).
+    pub ended_at: Option<Timestamp>,
+}
+
+impl CallView {
+    /// As it travels over the component link.
+    pub fn to_json(&self) -> Value {
+        json!({"id": self.id, "line": self.line.0, "direction": self.direction.as_str(),
+            "state": self.state.name(), "remote_number": self.remote_number,
+            "remote_display": self.remote_display, "owner": self.owner.map(|p| p.0),
+            "speech_unit": self.speech_unit, "end_reason": self.end_reason,
+            "started": self.started.0, "connected_at": self.connected_at.map(|t| t.0),
+            "line_number": self.line_number, "ended_at": self.ended_at.map(|t| t.0)})
+    }
+
+    pub fn from_json(v: &Value) -> Option<CallView> {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let t = |k: &str| v[k].as_i64().map(Timestamp);
+        Some(CallView {
+            id: v["id"].as_u64()?,
+            line: LineId(v["line"].as_i64()?),
+            direction: Direction::parse(v["direction"].as_str()?)?,
+            state: CallState::parse(v["state"].as_str()?)?,
+            remote_number: s("remote_number"),
+            remote_display: s("remote_display"),
+            owner: v["owner"].as_i64().map(ProfileId),
+            speech_unit: s("speech_unit"),
+            end_reason: s("end_reason"),
+            started: t("started")?,
+            connected_at: t("connected_at"),
+            line_number: s("line_number"),
+            ended_at: t("ended_at"),
+        })
     }
 }
