@@ -137,6 +137,8 @@ pub struct Inner {
     /// Our address towards each peer, when `sip.listen` is unspecified.
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     seq: AtomicU64,
+    /// Makes each new call leg's media endpoint (unset: silence).
+    endpoints: Mutex<Option<rtp::Endpoints>>,
     /// Requests refused because their sender is not a line's PBX.
     refused: AtomicU64,
     /// When a refusal was last logged, and the count then (one log line
@@ -277,6 +279,20 @@ impl Mlc {
 
     pub(crate) fn host(&self) -> Option<&Arc<dyn Host>> {
         self.host.get()
+    }
+
+    /// Connects every new call leg's media to what `endpoints` makes for
+    /// it (the media seam, see [`rtp`]); until then legs carry silence.
+    pub fn set_media(&self, endpoints: rtp::Endpoints) {
+        *self.endpoints.lock().unwrap() = Some(endpoints);
+    }
+
+    /// The media endpoint of a new leg.
+    pub(crate) fn endpoint(&self, leg: rtp::Leg) -> Arc<dyn rtp::Endpoint> {
+        match &*self.endpoints.lock().unwrap() {
+            Some(make) => make(leg),
+            None => Arc::new(rtp::Silence),
+        }
     }
 
     /// Makes call ids start above `base` (each MLC of a system gets its own

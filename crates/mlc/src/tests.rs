@@ -221,9 +221,16 @@ impl Rig {
 
     /// An INVITE from the PBX to `user`, with a G.711 offer.
     fn invite(&mut self, user: &str) -> (Vec<u8>, String) {
+        self.invite_rtp(user, 40000)
+    }
+
+    /// The same, with the far end's RTP on `rtp_port`.
+    fn invite_rtp(&mut self, user: &str, rtp_port: u16) -> (Vec<u8>, String) {
         self.seq += 1;
         let n = self.seq;
-        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        );
         let call_id = format!("call-{n}@pbx");
         let bytes = message::Builder::request("INVITE", &format!("sip:{user}@{US}"))
             .header("Via", format!("SIP/2.0/UDP {PBX};branch=z9hG4bKinv{n}"))
@@ -877,4 +884,77 @@ async fn every_call_ends_when_the_mlc_stops() {
     assert!(call::ongoing(&rig.mlc).is_empty());
     let m = rig.next_sent().await;
     assert!(m.code().unwrap() >= 400, "the caller is told: {m:?}");
+}
+
+/// An endpoint that sends a known byte and keeps what it hears.
+struct Pattern {
+    heard: Mutex<Vec<(u8, Vec<u8>)>>,
+}
+
+impl crate::rtp::Endpoint for Pattern {
+    fn next_frame(&self, _: openturret_sip::sdp::Codec, payload: &mut [u8]) {
+        payload.fill(0x5A);
+    }
+    fn heard(&self, payload_type: u8, payload: &[u8]) {
+        self.heard
+            .lock()
+            .unwrap()
+            .push((payload_type, payload.to_vec()));
+    }
+}
+
+#[tokio::test]
+async fn a_legs_media_is_its_endpoints_both_ways_without_touching_the_dialog() {
+    let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
+    let made: Arc<Mutex<Vec<(crate::rtp::Leg, Arc<Pattern>)>>> = Arc::default();
+    let keep = made.clone();
+    rig.mlc.set_media(Arc::new(move |leg| {
+        let p = Arc::new(Pattern {
+            heard: Mutex::new(Vec::new()),
+        });
+        keep.lock().unwrap().push((leg, p.clone()));
+        p
+    }));
+    let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (invite, call_id) = rig.invite_rtp("1001", far.local_addr().unwrap().port());
+    rig.deliver(&invite).await;
+    let tag = to_tag(&rig.response(180).await);
+    let view = rig.until_call(CallState::Ringing).await;
+    assert_eq!(
+        made.lock().unwrap()[0].0,
+        crate::rtp::Leg {
+            call: view.id,
+            line: LineId(1)
+        }
+    );
+    call::answer_call(&rig.mlc, view.id, Some(ProfileId(1)), "handset 1")
+        .await
+        .unwrap();
+    let ok = rig.response(200).await;
+    let ours = openturret_sip::sdp::parse(&ok.body).unwrap().rtp.unwrap();
+    let ack = rig.in_dialog("ACK", "1001", &call_id, &tag, 1);
+    rig.deliver(&ack).await;
+    // What the far end gets is the endpoint's, in RTP.
+    let mut buf = [0u8; 512];
+    let (n, from) = tokio::time::timeout(WAIT, far.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, ours);
+    assert_eq!((n, buf[0] >> 6, buf[1] & 0x7f), (12 + 160, 2, 0));
+    assert!(buf[12..n].iter().all(|b| *b == 0x5A));
+    // What the far end sends reaches the endpoint.
+    let mut packet = vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+    packet.extend_from_slice(&[0x11; 160]);
+    far.send_to(&packet, ours).await.unwrap();
+    let pattern = made.lock().unwrap()[0].1.clone();
+    let deadline = std::time::Instant::now() + WAIT;
+    while pattern.heard.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the endpoint heard nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pattern.heard.lock().unwrap()[0], (0, vec![0x11; 160]));
 }

@@ -550,11 +550,91 @@ impl Builder {
         self
     }
 
+    /// A `multipart/mixed` body (RFC 2046 §5.1) of `parts`, each a content
+    /// type and its bytes, in order (a recording session's SDP and its
+    /// metadata, RFC 7866).
+    pub fn multipart_body(self, parts: &[(&str, &[u8])]) -> Builder {
+        let (content_type, body) = multipart(parts);
+        self.body(&content_type, body)
+    }
+
     pub fn build(self) -> Vec<u8> {
         let mut out = self.head.into_bytes();
         out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
         out.extend_from_slice(&self.body);
         out
+    }
+}
+
+/// A `multipart/mixed` body of `parts` (content type, bytes): the content
+/// type to send it under (with its boundary) and the body. The boundary is
+/// random and checked against every part.
+pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = loop {
+        let b = format!("OT-{}", random_token());
+        let inside = |p: &[u8]| p.windows(b.len()).any(|w| w == b.as_bytes());
+        if !parts.iter().any(|(_, p)| inside(p)) {
+            break b;
+        }
+    };
+    let mut body = Vec::new();
+    for (content_type, part) in parts {
+        let content_type = content_type.replace(['\r', '\n'], " ");
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(part);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/mixed;boundary={boundary}"), body)
+}
+
+/// The parts (content type, bytes) of a `multipart/mixed` body sent under
+/// `content_type`, or `None` when it is not one or is malformed (no
+/// boundary, a part without its header block, no closing delimiter).
+pub fn multipart_parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/mixed") {
+        return None;
+    }
+    let boundary = params.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })?;
+    let delimiter = format!("--{boundary}");
+    let find = |from: usize| {
+        body.get(from..)?
+            .windows(delimiter.len())
+            .position(|w| w == delimiter.as_bytes())
+            .map(|i| i + from)
+    };
+    let mut at = find(0)?;
+    let mut parts = Vec::new();
+    loop {
+        let after = at + delimiter.len();
+        if body.get(after..after + 2) == Some(b"--") {
+            return Some(parts);
+        }
+        let start = after + body.get(after..)?.strip_prefix(b"\r\n").map(|_| 2)?;
+        let next = find(start)?;
+        // The part ends at the CRLF before the next delimiter.
+        let end = next
+            .checked_sub(2)
+            .filter(|e| body.get(*e..next) == Some(b"\r\n"))?;
+        let part = body.get(start..end)?;
+        let split = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&part[..split]).ok()?;
+        let content_type = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })?;
+        parts.push((content_type, part[split + 4..].to_vec()));
+        at = next;
     }
 }
 
@@ -664,5 +744,42 @@ Content-Length: 0\r\n\r\n";
             .header("Subject", "x\r\nEvil: 1")
             .build();
         assert!(!String::from_utf8(b).unwrap().contains("\r\nEvil"));
+    }
+
+    #[test]
+    fn a_multipart_body_travels_in_a_message_and_its_parts_come_back() {
+        let sdp = b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let xml =
+            b"<?xml version=\"1.0\"?><recording xmlns=\"urn:ietf:params:xml:ns:recording:1\"/>";
+        let m = Builder::request("INVITE", "sip:srs@example.com")
+            .header("Via", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKmp")
+            .header("Max-Forwards", "70")
+            .header("From", "<sip:src@example.com>;tag=a")
+            .header("To", "<sip:srs@example.com>")
+            .header("Call-ID", "mp@x")
+            .header("CSeq", "1 INVITE")
+            .multipart_body(&[
+                ("application/sdp", &sdp[..]),
+                ("application/rs-metadata+xml", &xml[..]),
+            ])
+            .build();
+        let m = parse(&m, Framing::Datagram).unwrap();
+        assert_eq!(m.content_type().as_deref(), Some("multipart/mixed"));
+        let ct = m.header("content-type").unwrap();
+        assert!(ct.starts_with("multipart/mixed;boundary=OT-"), "{ct}");
+        let parts = multipart_parts(m.header("content-type").unwrap(), &m.body).unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                ("application/sdp".to_string(), sdp.to_vec()),
+                ("application/rs-metadata+xml".to_string(), xml.to_vec()),
+            ]
+        );
+        // Malformed: no closing delimiter; not multipart; no boundary.
+        let (ct, body) = multipart(&[("text/plain", b"x")]);
+        let cut = &body[..body.len() - 10];
+        assert_eq!(multipart_parts(&ct, cut), None);
+        assert_eq!(multipart_parts("application/sdp", &body), None);
+        assert_eq!(multipart_parts("multipart/mixed", &body), None);
     }
 }

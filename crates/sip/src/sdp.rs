@@ -1,5 +1,7 @@
-//! SDP offer/answer (RFC 3264) for one audio stream in G.711 μ-law (PT 0)
-//! or A-law (PT 8): enough for the MLC to anchor a call's RTP.
+//! SDP offer/answer (RFC 3264) for audio in G.711 μ-law (PT 0) or A-law
+//! (PT 8): one stream for a call's RTP ([`parse`], [`build`]), or several,
+//! each with its own port, direction and `a=label` (RFC 4574), as a
+//! recording session offers them ([`parse_all`], [`build_streams`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -76,7 +78,7 @@ impl Direction {
     }
 }
 
-/// The audio stream a session description offers or answers.
+/// An audio stream a session description offers or answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Audio {
     /// Where to send RTP (`None` when the port is 0 or the address is
@@ -85,6 +87,8 @@ pub struct Audio {
     /// The G.711 codecs on offer, in the offerer's order of preference.
     pub codecs: Vec<Codec>,
     pub direction: Direction,
+    /// The stream's `a=label` (RFC 4574), if it has one.
+    pub label: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,80 +100,137 @@ pub enum SdpError {
     NoCommonCodec,
 }
 
-pub fn parse(body: &[u8]) -> Result<Audio, SdpError> {
+/// What the lines of one part of a description say: the session part
+/// (before the first `m=`) or one media section.
+#[derive(Default, Clone)]
+struct Part {
+    audio: bool,
+    port: u16,
+    pts: Vec<u8>,
+    connection: Option<IpAddr>,
+    rtpmap: Vec<(u8, String)>,
+    direction: Option<Direction>,
+    label: Option<String>,
+}
+
+/// The session part and the media sections of `body`, in order.
+fn parts(body: &[u8]) -> Result<(Part, Vec<Part>), SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
-    let mut session_c: Option<IpAddr> = None;
-    let mut media_c: Option<IpAddr> = None;
-    let mut audio: Option<(u16, Vec<u8>)> = None;
-    let mut in_audio = false;
-    let mut seen_audio = false;
-    let mut rtpmap: Vec<(u8, String)> = Vec::new();
-    let mut direction = Direction::SendRecv;
+    let mut session = Part::default();
+    let mut media: Vec<Part> = Vec::new();
     for line in text.lines() {
         let line = line.trim_end();
         let Some((k, v)) = line.split_once('=') else {
             continue;
         };
+        if k == "m" {
+            let mut f = v.split_whitespace();
+            let audio = f.next() == Some("audio");
+            let port = f
+                .next()
+                .and_then(|p| p.split('/').next()?.parse().ok())
+                .unwrap_or(0);
+            let _proto = f.next();
+            media.push(Part {
+                audio,
+                port,
+                pts: f.filter_map(|p| p.parse().ok()).collect(),
+                ..Part::default()
+            });
+            continue;
+        }
+        let part = media.last_mut().unwrap_or(&mut session);
         match k {
             "c" => {
-                let addr = v
+                part.connection = v
                     .split_whitespace()
                     .nth(2)
                     .and_then(|a| a.split('/').next())
                     .and_then(|a| a.parse().ok());
-                if in_audio {
-                    media_c = addr;
-                } else if !seen_audio {
-                    session_c = addr;
-                }
             }
-            "m" => {
-                let mut f = v.split_whitespace();
-                let kind = f.next().unwrap_or_default();
-                in_audio = kind == "audio" && audio.is_none();
-                if in_audio {
-                    seen_audio = true;
-                    let port = f.next().and_then(|p| p.split('/').next()?.parse().ok());
-                    let _proto = f.next();
-                    let pts = f.filter_map(|p| p.parse().ok()).collect();
-                    audio = Some((port.unwrap_or(0), pts));
-                }
-            }
-            "a" if in_audio || !seen_audio => {
+            "a" => {
                 if let Some(r) = v.strip_prefix("rtpmap:") {
                     if let Some((pt, name)) = r.split_once(' ')
                         && let Ok(pt) = pt.parse()
                     {
-                        rtpmap.push((pt, name.to_string()));
+                        part.rtpmap.push((pt, name.to_string()));
                     }
+                } else if let Some(l) = v.strip_prefix("label:") {
+                    part.label = Some(l.trim().to_string());
                 } else {
-                    direction = match v {
-                        "sendrecv" => Direction::SendRecv,
-                        "sendonly" => Direction::SendOnly,
-                        "recvonly" => Direction::RecvOnly,
-                        "inactive" => Direction::Inactive,
-                        _ => direction,
+                    part.direction = match v {
+                        "sendrecv" => Some(Direction::SendRecv),
+                        "sendonly" => Some(Direction::SendOnly),
+                        "recvonly" => Some(Direction::RecvOnly),
+                        "inactive" => Some(Direction::Inactive),
+                        _ => part.direction,
                     };
                 }
             }
             _ => {}
         }
     }
-    let (port, pts) = audio.ok_or(SdpError::NoAudio)?;
-    let ip = media_c.or(session_c).ok_or(SdpError::NoConnection)?;
-    let codecs: Vec<Codec> = pts
+    Ok((session, media))
+}
+
+/// One audio section, with what the session part says where it is silent.
+fn audio_of(session: &Part, m: &Part) -> Result<Audio, SdpError> {
+    let ip = m
+        .connection
+        .or(session.connection)
+        .ok_or(SdpError::NoConnection)?;
+    let rtpmap: Vec<(u8, String)> = session.rtpmap.iter().chain(&m.rtpmap).cloned().collect();
+    let codecs: Vec<Codec> = m
+        .pts
         .iter()
         .filter_map(|pt| Codec::from_pt(*pt, &rtpmap))
         .collect();
     if codecs.is_empty() {
         return Err(SdpError::NoCommonCodec);
     }
-    let rtp = (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port));
+    let rtp = (m.port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, m.port));
     Ok(Audio {
         rtp,
         codecs,
-        direction,
+        direction: m
+            .direction
+            .or(session.direction)
+            .unwrap_or(Direction::SendRecv),
+        label: m.label.clone(),
     })
+}
+
+/// The first audio stream of a description (a call's).
+pub fn parse(body: &[u8]) -> Result<Audio, SdpError> {
+    let (session, media) = parts(body)?;
+    let first = media.iter().find(|m| m.audio).ok_or(SdpError::NoAudio)?;
+    audio_of(&session, first)
+}
+
+/// Every audio stream of a description, in order; each must carry G.711.
+pub fn parse_all(body: &[u8]) -> Result<Vec<Audio>, SdpError> {
+    let (session, media) = parts(body)?;
+    let all: Vec<Audio> = media
+        .iter()
+        .filter(|m| m.audio)
+        .map(|m| audio_of(&session, m))
+        .collect::<Result<_, _>>()?;
+    if all.is_empty() {
+        return Err(SdpError::NoAudio);
+    }
+    Ok(all)
+}
+
+/// One stream of our description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    /// Our RTP port for it.
+    pub port: u16,
+    /// In our order of preference (one, for an answer).
+    pub codecs: Vec<Codec>,
+    pub direction: Direction,
+    /// Its `a=label` (RFC 4574), for a peer that tells streams apart.
+    pub label: Option<String>,
 }
 
 /// Our session description: `codecs` in our order of preference (one, for
@@ -181,27 +242,45 @@ pub fn build(
     codecs: &[Codec],
     direction: Direction,
 ) -> Vec<u8> {
-    let ip = local.ip();
+    let stream = Stream {
+        port: local.port(),
+        codecs: codecs.to_vec(),
+        direction,
+        label: None,
+    };
+    build_streams(local.ip(), session_id, version, &[stream])
+}
+
+/// Our session description of several audio streams at `ip`.
+pub fn build_streams(ip: IpAddr, session_id: u64, version: u64, streams: &[Stream]) -> Vec<u8> {
     let fam = if ip.is_ipv6() { "IP6" } else { "IP4" };
-    let pts: Vec<String> = codecs
-        .iter()
-        .map(|c| c.payload_type().to_string())
-        .collect();
     let mut s = format!(
-        "v=0\r\no=openturret {session_id} {version} IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP {}\r\n",
-        local.port(),
-        pts.join(" ")
+        "v=0\r\no=openturret {session_id} {version} IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n"
     );
-    for c in codecs {
+    for st in streams {
+        let pts: Vec<String> = st
+            .codecs
+            .iter()
+            .map(|c| c.payload_type().to_string())
+            .collect();
         s.push_str(&format!(
-            "a=rtpmap:{} {}/8000\r\n",
-            c.payload_type(),
-            c.name()
+            "m=audio {} RTP/AVP {}\r\n",
+            st.port,
+            pts.join(" ")
         ));
+        for c in &st.codecs {
+            s.push_str(&format!(
+                "a=rtpmap:{} {}/8000\r\n",
+                c.payload_type(),
+                c.name()
+            ));
+        }
+        s.push_str("a=ptime:20\r\n");
+        s.push_str(&format!("a={}\r\n", st.direction.attr()));
+        if let Some(l) = &st.label {
+            s.push_str(&format!("a=label:{l}\r\n"));
+        }
     }
-    s.push_str("a=ptime:20\r\n");
-    s.push_str(&format!("a={}\r\n", direction.attr()));
     s.into_bytes()
 }
 
@@ -241,5 +320,66 @@ m=audio 49217 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 tel
         let a = parse(&b).unwrap();
         assert_eq!(a.rtp, Some(local));
         assert_eq!(a.codecs, vec![Codec::Pcmu, Codec::Pcma]);
+    }
+
+    #[test]
+    fn one_stream_is_described_exactly_as_before() {
+        let local: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let b = build(local, 7, 2, &[Codec::Pcma], Direction::SendOnly);
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "v=0\r\no=openturret 7 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na=sendonly\r\n"
+        );
+    }
+
+    #[test]
+    fn several_labelled_streams_go_out_and_come_back_in_order() {
+        let streams = [
+            Stream {
+                port: 40000,
+                codecs: vec![Codec::Pcmu],
+                direction: Direction::SendOnly,
+                label: Some("1".into()),
+            },
+            Stream {
+                port: 40002,
+                codecs: vec![Codec::Pcma],
+                direction: Direction::SendOnly,
+                label: Some("2".into()),
+            },
+        ];
+        let b = build_streams("192.0.2.1".parse().unwrap(), 9, 1, &streams);
+        let all = parse_all(&b).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].rtp, Some("192.0.2.1:40000".parse().unwrap()));
+        assert_eq!(
+            (
+                all[1].codecs.clone(),
+                all[1].direction,
+                all[1].label.as_deref()
+            ),
+            (vec![Codec::Pcma], Direction::SendOnly, Some("2"))
+        );
+        // A call reads the first stream only.
+        assert_eq!(parse(&b).unwrap().label.as_deref(), Some("1"));
+        // Every stream must carry G.711; and there must be one.
+        let mixed = b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\nm=audio 4002 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n";
+        assert_eq!(parse_all(mixed), Err(SdpError::NoCommonCodec));
+        assert_eq!(parse(mixed).unwrap().codecs, vec![Codec::Pcmu]);
+        let video = b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 4000 RTP/AVP 96\r\n";
+        assert_eq!(parse_all(video), Err(SdpError::NoAudio));
+        // Each stream's own connection and direction; the session's apply
+        // where a stream is silent.
+        let per = b"v=0\r\nc=IN IP4 1.2.3.4\r\na=recvonly\r\nm=audio 4000 RTP/AVP 0\r\nm=audio 4002 RTP/AVP 8\r\nc=IN IP4 5.6.7.8\r\na=inactive\r\n";
+        let all = parse_all(per).unwrap();
+        assert_eq!(
+            (all[0].rtp, all[0].direction),
+            (Some("1.2.3.4:4000".parse().unwrap()), Direction::RecvOnly)
+        );
+        assert_eq!(
+            (all[1].rtp, all[1].direction),
+            (Some("5.6.7.8:4002".parse().unwrap()), Direction::Inactive)
+        );
     }
 }

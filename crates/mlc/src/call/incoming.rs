@@ -74,7 +74,9 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
             .header("Warning", "399 openturret \"an SDP offer is required\"");
         return mlc.answer_invite_finally(&m, peer, b).await;
     };
-    let media = match Media::bind(mlc.advertised_ip(peer.addr)).await {
+    let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
+    let media = match Media::bind(mlc.advertised_ip(peer.addr), endpoint).await {
         Ok(md) => md,
         Err(e) => {
             tracing::warn!(error = %e, "no RTP port for a call");
@@ -85,7 +87,6 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     };
     let codec = offer.codecs[0];
     let (_, line_number, auto_answer) = found.expect("line found above");
-    let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let remote_target = m
         .contact()
         .map(|c| c.uri.to_string())

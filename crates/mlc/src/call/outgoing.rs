@@ -45,10 +45,11 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
     } else {
         format!("sip:{number}@{domain}")
     };
-    let media = Media::bind(mlc.advertised_ip(registrar.addr))
+    let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
+    let media = Media::bind(mlc.advertised_ip(registrar.addr), endpoint)
         .await
         .map_err(|e| op_err("internal", format!("no RTP port: {e}")))?;
-    let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let call_id = mlc.call_id();
     let local_tag = mlc.token();
     let local_uri = format!("sip:{user}@{domain}");
