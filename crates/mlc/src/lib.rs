@@ -7,27 +7,37 @@
 //! them: it depends on no store, web or server crate).
 //!
 //! Layers, bottom up:
-//! - [`transport`]: UDP and TCP sockets behind the `SipTransport` trait;
+//! - `transport`: UDP and TCP sockets behind the `SipTransport` trait;
 //! - this module: dispatch of what arrives, client transactions with their
 //!   retransmission timers (RFC 3261 §17.1), the server-side answer cache
 //!   that absorbs retransmitted requests (§17.2), and the line table;
-//! - [`register`]: one registration task per line, plus a keep-alive per
+//! - `register`: one registration task per line, plus a keep-alive per
 //!   PBX that re-registers its lines the moment it answers again;
 //! - [`call`]: call state, dialogs, the client operations (answer, dial,
 //!   hang up, hold, transfer) and the records a finished call leaves;
-//! - [`rtp`]: one media anchor per call (G.711 silence until the media
-//!   issue connects speech units).
+//! - `rtp`: one media anchor per call leg, whose audio an [`Endpoint`]
+//!   gives and takes (silence until the voice work connects speech units).
 //!
 //! Messages are parsed by `openturret_sip`; nothing here trusts a field it
 //! did not parse, and every table is bounded.
+//!
+//! **Public face** (all the System Manager and `turret mlc` use): [`Mlc`]
+//! (start, stop, line states, statistics, [`Mlc::set_media`]); [`Host`]
+//! with the types it speaks, [`CallView`] and [`LineState`]; the `[sip]`
+//! configuration [`SipConfig`] and SIP over TLS ([`tls_setup`],
+//! [`TlsSetup`]); the call operations of [`call`] (dial, answer, reject,
+//! hang up, hold, transfer, `run_op`, `ongoing`, `end_all`); the media seam
+//! ([`Endpoint`], [`Endpoints`], [`Leg`], [`Silence`]); and the component
+//! link's MLC side and codec ([`link`]). Transports, transactions,
+//! registration and the RTP anchor are the crate's own.
 
 pub mod call;
-pub mod config;
-pub mod host;
+mod config;
+mod host;
 pub mod link;
-pub mod register;
-pub mod rtp;
-pub mod transport;
+mod register;
+mod rtp;
+mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +57,8 @@ use tokio::sync::{Notify, mpsc};
 pub use call::CallView;
 pub use config::SipConfig;
 pub use host::Host;
+pub use rtp::{Endpoint, Endpoints, Leg, Silence};
+pub use transport::TlsSetup;
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
 
 /// RFC 3261 timer T1 (round-trip estimate) and T2 (maximum retransmit
@@ -282,7 +294,7 @@ impl Mlc {
     }
 
     /// Connects every new call leg's media to what `endpoints` makes for
-    /// it (the media seam, see [`rtp`]); until then legs carry silence.
+    /// it (the media seam, see [`Endpoint`]); until then legs carry silence.
     pub fn set_media(&self, endpoints: rtp::Endpoints) {
         *self.endpoints.lock().unwrap() = Some(endpoints);
     }

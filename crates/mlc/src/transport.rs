@@ -38,14 +38,6 @@ impl Proto {
             Proto::Tls => "TLS",
         }
     }
-
-    pub fn uri_param(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-            Proto::Tls => "tls",
-        }
-    }
 }
 
 /// Where a message goes or came from.
