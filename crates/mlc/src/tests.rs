@@ -99,6 +99,13 @@ fn line(id: i64, user: &str, answer_mode: &str) -> Line {
     }
 }
 
+struct Answered {
+    view: CallView,
+    call_id: String,
+    /// Our 200 to the INVITE.
+    ok: Message,
+}
+
 struct Rig {
     mlc: Mlc,
     inbound: mpsc::Sender<Inbound>,
@@ -267,6 +274,23 @@ impl Rig {
             .header("Call-ID", call_id)
             .header("CSeq", format!("{cseq} {method}"))
             .build()
+    }
+
+    /// A call from the PBX to `user` (far-end RTP on `rtp_port`), answered
+    /// by profile 3 and acknowledged: connected.
+    async fn answered(&mut self, user: &str, rtp_port: u16) -> Answered {
+        let (invite, call_id) = self.invite_rtp(user, rtp_port);
+        self.deliver(&invite).await;
+        let tag = to_tag(&self.response(180).await);
+        let view = self.until_call(CallState::Ringing).await;
+        call::answer_call(&self.mlc, view.id, Some(ProfileId(3)), "handset 1")
+            .await
+            .unwrap();
+        let ok = self.response(200).await;
+        let ack = self.in_dialog("ACK", user, &call_id, &tag, 1);
+        self.deliver(&ack).await;
+        self.until_call(CallState::Connected).await;
+        Answered { view, call_id, ok }
     }
 
     async fn told(&mut self) -> Told {
@@ -608,17 +632,7 @@ async fn a_line_in_automatic_mode_answers_by_itself() {
 #[tokio::test]
 async fn we_hang_up_with_a_bye_and_the_call_ends_on_its_answer() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, call_id) = rig.invite("1001");
-    rig.deliver(&invite).await;
-    let tag = to_tag(&rig.response(180).await);
-    let view = rig.until_call(CallState::Ringing).await;
-    call::answer_call(&rig.mlc, view.id, Some(ProfileId(3)), "handset 1")
-        .await
-        .unwrap();
-    rig.response(200).await;
-    let ack = rig.in_dialog("ACK", "1001", &call_id, &tag, 1);
-    rig.deliver(&ack).await;
-    rig.until_call(CallState::Connected).await;
+    let Answered { view, call_id, .. } = rig.answered("1001", 40000).await;
     // Only who holds it may hang it up.
     let e = call::hangup(&rig.mlc, view.id, ProfileId(4))
         .await
@@ -736,17 +750,7 @@ async fn an_outgoing_call_answers_a_proxy_challenge_and_a_busy_far_end_ends_it()
 #[tokio::test]
 async fn hold_sends_a_reinvite_that_stops_our_audio_and_retrieve_restores_it() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, call_id) = rig.invite("1001");
-    rig.deliver(&invite).await;
-    let tag = to_tag(&rig.response(180).await);
-    let view = rig.until_call(CallState::Ringing).await;
-    call::answer_call(&rig.mlc, view.id, Some(ProfileId(3)), "handset 1")
-        .await
-        .unwrap();
-    rig.response(200).await;
-    let ack = rig.in_dialog("ACK", "1001", &call_id, &tag, 1);
-    rig.deliver(&ack).await;
-    rig.until_call(CallState::Connected).await;
+    let Answered { view, call_id, .. } = rig.answered("1001", 40000).await;
     // (The operation waits for the far end's answer: it runs beside us.)
     let mlc = rig.mlc.clone();
     let hold = tokio::spawn(async move { call::hold(&mlc, view.id, ProfileId(3), true).await });
@@ -916,10 +920,7 @@ async fn a_legs_media_is_its_endpoints_both_ways_without_touching_the_dialog() {
         p
     }));
     let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (invite, call_id) = rig.invite_rtp("1001", far.local_addr().unwrap().port());
-    rig.deliver(&invite).await;
-    let tag = to_tag(&rig.response(180).await);
-    let view = rig.until_call(CallState::Ringing).await;
+    let Answered { view, ok, .. } = rig.answered("1001", far.local_addr().unwrap().port()).await;
     assert_eq!(
         made.lock().unwrap()[0].0,
         crate::rtp::Leg {
@@ -927,13 +928,7 @@ async fn a_legs_media_is_its_endpoints_both_ways_without_touching_the_dialog() {
             line: LineId(1)
         }
     );
-    call::answer_call(&rig.mlc, view.id, Some(ProfileId(1)), "handset 1")
-        .await
-        .unwrap();
-    let ok = rig.response(200).await;
     let ours = openturret_sip::sdp::parse(&ok.body).unwrap().rtp.unwrap();
-    let ack = rig.in_dialog("ACK", "1001", &call_id, &tag, 1);
-    rig.deliver(&ack).await;
     // What the far end gets is the endpoint's, in RTP.
     let mut buf = [0u8; 512];
     let (n, from) = tokio::time::timeout(WAIT, far.recv_from(&mut buf))
