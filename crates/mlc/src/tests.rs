@@ -330,6 +330,20 @@ impl Rig {
     }
 }
 
+/// The CANCEL of an INVITE: its Via branch, From, To, Call-ID and CSeq
+/// number, method CANCEL (RFC 3261 §9.1).
+fn cancel_of(invite: &[u8]) -> Vec<u8> {
+    let inv = message::parse(invite, Framing::Datagram).unwrap();
+    message::Builder::request("CANCEL", &inv.request_uri().unwrap().to_string())
+        .header("Via", inv.header("via").unwrap())
+        .header("Max-Forwards", "70")
+        .header("From", inv.header("from").unwrap())
+        .header("To", inv.header("to").unwrap())
+        .header("Call-ID", &inv.call_id)
+        .header("CSeq", format!("{} CANCEL", inv.cseq.number))
+        .build()
+}
+
 /// The number in a test Call-ID (`call-N@pbx`).
 fn call_id_n(call_id: &str) -> &str {
     call_id.trim_start_matches("call-").trim_end_matches("@pbx")
@@ -528,21 +542,11 @@ async fn the_ringing_table_of_a_line_is_bounded() {
 #[tokio::test]
 async fn a_cancel_ends_a_ringing_call_with_487() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, call_id) = rig.invite("1001");
+    let (invite, _) = rig.invite("1001");
     rig.deliver(&invite).await;
     rig.response(180).await;
     rig.until_call(CallState::Ringing).await;
-    // CANCEL: the INVITE's Via branch and CSeq number, method CANCEL.
-    let inv = message::parse(&invite, Framing::Datagram).unwrap();
-    let cancel = message::Builder::request("CANCEL", &inv.request_uri().unwrap().to_string())
-        .header("Via", inv.header("via").unwrap())
-        .header("Max-Forwards", "70")
-        .header("From", inv.header("from").unwrap())
-        .header("To", inv.header("to").unwrap())
-        .header("Call-ID", &call_id)
-        .header("CSeq", "1 CANCEL")
-        .build();
-    rig.deliver(&cancel).await;
+    rig.deliver(&cancel_of(&invite)).await;
     let mut codes = vec![rig.next_sent().await, rig.next_sent().await];
     codes.sort_by_key(|m| m.cseq.method.clone());
     assert_eq!(
@@ -560,7 +564,7 @@ async fn a_cancel_ends_a_ringing_call_with_487() {
 #[tokio::test]
 async fn a_cancel_that_loses_the_race_to_the_answer_changes_nothing() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, call_id) = rig.invite("1001");
+    let (invite, _) = rig.invite("1001");
     rig.deliver(&invite).await;
     rig.response(180).await;
     let view = rig.until_call(CallState::Ringing).await;
@@ -568,16 +572,7 @@ async fn a_cancel_that_loses_the_race_to_the_answer_changes_nothing() {
         .await
         .unwrap();
     rig.response(200).await;
-    let inv = message::parse(&invite, Framing::Datagram).unwrap();
-    let cancel = message::Builder::request("CANCEL", &inv.request_uri().unwrap().to_string())
-        .header("Via", inv.header("via").unwrap())
-        .header("Max-Forwards", "70")
-        .header("From", inv.header("from").unwrap())
-        .header("To", inv.header("to").unwrap())
-        .header("Call-ID", &call_id)
-        .header("CSeq", "1 CANCEL")
-        .build();
-    rig.deliver(&cancel).await;
+    rig.deliver(&cancel_of(&invite)).await;
     let m = rig.next_sent().await;
     assert_eq!(m.cseq.method, "CANCEL");
     assert!(m.code().unwrap() >= 200, "{m:?}");
