@@ -948,3 +948,27 @@ async fn a_legs_media_is_its_endpoints_both_ways_without_touching_the_dialog() {
     }
     assert_eq!(pattern.heard.lock().unwrap()[0], (0, vec![0x11; 160]));
 }
+
+#[tokio::test]
+async fn a_registration_is_refreshed_before_the_registrar_lets_it_lapse() {
+    let mut rig = Rig::unregistered(vec![line(1, "1001", "manual")], |_| {}).await;
+    let reg = rig.request("REGISTER").await;
+    // The registrar grants 2 s, less than asked: the MLC refreshes at half.
+    let contact = format!("{};expires=2", reg.header("contact").unwrap());
+    rig.answer(&reg, 200, "OK", &[("Contact", &contact)]).await;
+    rig.until_line(LineId(1), |s| matches!(s, LineState::Registered))
+        .await;
+    let started = std::time::Instant::now();
+    let again = rig.request("REGISTER").await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(2),
+        "refreshed after {waited:?}"
+    );
+    assert_eq!(again.call_id, reg.call_id, "the same registration");
+    assert!(again.cseq.number > reg.cseq.number);
+    rig.answer(&again, 200, "OK", &[("Contact", &contact)])
+        .await;
+    rig.sends_nothing().await;
+    assert_eq!(rig.mlc.line_state(LineId(1)), LineState::Registered);
+}
