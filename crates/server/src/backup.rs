@@ -8,9 +8,7 @@
 //! erasure ledger: the ledger belongs to the installation and outlives
 //! every backup.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -24,10 +22,11 @@ use openturret_store::sqlite::{SqliteStore, latest_schema_version};
 use openturret_store::{AdminStore, AuditStore, ImageSink, MaintenanceStore, ProfileStore, Store};
 
 use crate::config::Config;
-use crate::startup::{DB_FILE, KEY_FILE, LEDGER_FILE, LEDGER_KEY_FILE};
+use crate::datadir::{
+    DB_FILE, KEY_FILE, LEDGER_FILE, LEDGER_KEY_FILE, claim, finish_pending_restore, mark_pending,
+    restore_pending, scratch,
+};
 
-/// Marks a restore whose files are being swapped in (see [`finish_pending_restore`]).
-const PENDING: &str = "restore-pending";
 /// Minimum passphrase length.
 pub const PASSPHRASE_MIN: usize = 12;
 
@@ -46,44 +45,6 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(path)
         .with_context(|| format!("while creating {}", path.display()))
-}
-
-fn scratch(data_dir: &Path, what: &str) -> PathBuf {
-    data_dir.join(format!("{what}-{}", crate::passwords::random_token(6)))
-}
-
-/// Marks a scratch directory with the process that owns it, so that one
-/// left behind by a killed process can be recognised and removed.
-fn claim(dir: &Path) -> anyhow::Result<()> {
-    std::fs::write(dir.join("owner.pid"), std::process::id().to_string())?;
-    Ok(())
-}
-
-/// Removes scratch directories (clear snapshots, unpacked backups) and
-/// files (import uploads) left in `data` by processes that no longer run.
-pub fn remove_abandoned(data: &Path) {
-    let Ok(entries) = std::fs::read_dir(data) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        let alive = |pid: &str| Path::new("/proc").join(pid.trim()).exists();
-        if p.is_dir() && (name.starts_with("backup-") || name.starts_with("restore-")) {
-            if data.join(PENDING).exists() {
-                continue;
-            }
-            let owner = std::fs::read_to_string(p.join("owner.pid")).unwrap_or_default();
-            if owner.is_empty() || !alive(&owner) {
-                let _ = std::fs::remove_dir_all(&p);
-            }
-        } else if p.is_file() && name.starts_with("import-") {
-            let owner = name.split('-').nth(1).unwrap_or("");
-            if owner.is_empty() || !alive(owner) {
-                let _ = std::fs::remove_file(&p);
-            }
-        }
-    }
 }
 
 /// The installation's backup key (public key and passphrase-wrapped
@@ -347,7 +308,7 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
         let current = crate::startup::open_store(config).await?;
         current.close().await;
     }
-    mark_pending(&u, data)?;
+    mark_pending(&u.dir, data)?;
     finish_pending_restore(data)?;
     Ok(Restored {
         manifest: u.manifest.clone(),
@@ -368,12 +329,12 @@ pub async fn stage_restore(
     done: openturret_store::AuditRecord,
 ) -> anyhow::Result<Restored> {
     let data = &config.data_dir;
-    if data.join(PENDING).exists() {
+    if restore_pending(data) {
         bail!("a restore is already waiting for the restart");
     }
     let mut u = unpack(file, passphrase, data).await?;
     let erased = prepare(&u, file, config, done).await?;
-    mark_pending(&u, data)?;
+    mark_pending(&u.dir, data)?;
     u.keep = true;
     Ok(Restored {
         manifest: u.manifest.clone(),
@@ -416,53 +377,6 @@ async fn prepare(
     store.append_audit(done).await?;
     store.close().await;
     Ok(erased.len())
-}
-
-/// Writes the marker naming the staged files (synced: from here on, the
-/// next start completes the restore).
-fn mark_pending(u: &Unpacked, data: &Path) -> anyhow::Result<()> {
-    let staged = u
-        .dir
-        .file_name()
-        .expect("scratch dir has a name")
-        .to_string_lossy()
-        .to_string();
-    let mut marker = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(data.join(PENDING))?;
-    marker.write_all(staged.as_bytes())?;
-    marker.sync_all()?;
-    Ok(())
-}
-
-/// Completes a restore that was interrupted while swapping files (called
-/// at every start, before the database is opened). Idempotent.
-pub fn finish_pending_restore(data: &Path) -> anyhow::Result<()> {
-    let marker = data.join(PENDING);
-    let Ok(staged) = std::fs::read_to_string(&marker) else {
-        return Ok(());
-    };
-    let staged = data.join(staged.trim());
-    for name in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(data.join(format!("{DB_FILE}{name}")));
-    }
-    for name in [
-        DB_FILE.to_string(),
-        format!("{DB_FILE}.audit-head"),
-        KEY_FILE.to_string(),
-    ] {
-        let from = staged.join(&name);
-        if from.exists() {
-            std::fs::rename(&from, data.join(&name))
-                .with_context(|| format!("while moving {name} into place"))?;
-        }
-    }
-    std::fs::remove_file(&marker)?;
-    let _ = std::fs::remove_dir_all(&staged);
-    Ok(())
 }
 
 /// Deletes all but the newest `keep` backups in `dir`; returns the files

@@ -35,6 +35,7 @@ pub mod client;
 pub mod component;
 pub mod config;
 pub mod cti;
+pub mod datadir;
 pub mod http;
 pub mod hub;
 pub mod net;

@@ -20,13 +20,7 @@ use crate::config::Config;
 use crate::passwords;
 use crate::tls::{self, CertInfo};
 
-/// Name of the database file in the data directory.
-pub const DB_FILE: &str = "turret.db";
-/// Name of the master key file in the data directory.
-pub const KEY_FILE: &str = "secret.key";
-/// The erasure ledger and its key: outside the database, never in a backup.
-pub const LEDGER_FILE: &str = "erasure-ledger";
-pub const LEDGER_KEY_FILE: &str = "ledger.key";
+pub use crate::datadir::{DB_FILE, KEY_FILE, LEDGER_FILE, LEDGER_KEY_FILE};
 
 /// Name of the lock file `turret serve` holds while it runs.
 pub const LOCK_FILE: &str = "turret.lock";
@@ -81,10 +75,10 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     let dir = &config.data_dir;
     ensure_dir(dir)?;
-    crate::backup::finish_pending_restore(dir)
+    crate::datadir::finish_pending_restore(dir)
         .context("while completing an interrupted restore")?;
     // Clear copies left by killed backups, restores and uploads go first.
-    crate::backup::remove_abandoned(dir);
+    crate::datadir::remove_abandoned(dir);
     let keys = Keys::load_or_create(&dir.join(KEY_FILE))
         .with_context(|| format!("while opening the key file in {}", dir.display()))?;
     let plan = NumberPlan {
