@@ -1024,3 +1024,52 @@ async fn call_memory_is_protected_only_by_passwords_that_resist_offline_guessing
         }
     }
 }
+
+/// The hub reads committed audit records after the fact, sometimes late
+/// (under load). A profile's creation names its password among the fields
+/// it set; read after the profile's first login it must end nothing. A
+/// password change does end the profile's sessions.
+#[tokio::test]
+async fn a_profiles_creation_read_late_ends_no_session_but_a_password_change_does() {
+    let s = InProc::start().await;
+    let pid = s
+        .profile(json!({"name": "Late Reader", "password": "late-pw-longer"}))
+        .await;
+    let (mut c, _) = s.login(pid, "late-pw-longer").await;
+    // The creation's record once more, as a late hub would read it.
+    let mut created = s
+        .app
+        .system_record("profile.created", "profile", Some(pid.to_string()));
+    created.changes = vec!["name".into(), "password".into()];
+    s.app.store.append_audit(created).await.unwrap();
+    // A change read after it reaches the session, which is still there.
+    s.api
+        .post(
+            &format!("/api/v1/profiles/{pid}/speed-dials"),
+            json!({"kind": "DKM", "position": 1, "name": "Desk", "number": "2001"}),
+        )
+        .await;
+    wait_push(&mut c, "the configuration after the late record", |p| {
+        assert_ne!(
+            p["push"], "session_ended",
+            "the creation ended the session: {p}"
+        );
+        p["push"] == "config"
+    })
+    .await;
+    c.request(json!({"op": "config"})).await.unwrap();
+    // A password change ends it.
+    let (st, v) = s
+        .api
+        .patch(
+            &format!("/api/v1/profiles/{pid}"),
+            json!({"password": "late-pw-changed"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let ended = wait_push(&mut c, "the end after a password change", |p| {
+        p["push"] == "session_ended"
+    })
+    .await;
+    assert_eq!(ended["reason"], "password_changed");
+}
