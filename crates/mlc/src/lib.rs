@@ -8,9 +8,12 @@
 //!
 //! Layers, bottom up:
 //! - `transport`: UDP and TCP sockets behind the `SipTransport` trait;
-//! - this module: dispatch of what arrives, client transactions with their
-//!   retransmission timers (RFC 3261 §17.1), the server-side answer cache
-//!   that absorbs retransmitted requests (§17.2), and the line table;
+//! - `txn`: client transactions with their retransmission timers (RFC 3261
+//!   §17.1), final answers repeated until their ACK, and the answer cache
+//!   that absorbs retransmitted requests (§17.2);
+//! - `trust`: only a line's PBX is listened to; strangers are refused,
+//!   counted and logged at a bounded rate;
+//! - this module: dispatch of what arrives, and the line table;
 //! - `register`: one registration task per line, plus a keep-alive per
 //!   PBX that re-registers its lines the moment it answers again;
 //! - [`call`]: call state, dialogs, the client operations (answer, dial,
@@ -38,11 +41,13 @@ pub mod link;
 mod register;
 mod rtp;
 mod transport;
+mod trust;
+mod txn;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use openturret_domain::LineId;
 use openturret_sip::check::{self, ALLOW};
-use openturret_sip::message::{self, Builder, Message, ParseError};
+use openturret_sip::message::{self, Message, ParseError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
@@ -84,9 +89,6 @@ impl InFlight {
         self.0.acquire().await.ok()
     }
 }
-
-/// Bound on remembered answers to requests (for their retransmissions).
-const ANSWER_CACHE: usize = 16_384;
 
 /// A line's registration state, as the portal, the clients and the audit
 /// log see it.
@@ -139,7 +141,7 @@ pub struct Inner {
     /// Open client transactions, by Via branch.
     client_txns: Mutex<HashMap<String, mpsc::Sender<Box<Message>>>>,
     /// Answers already sent, for retransmitted requests.
-    answers: Mutex<AnswerCache>,
+    answers: Mutex<txn::AnswerCache>,
     /// ACKs awaited for final answers to INVITEs, by "Call-ID CSeq".
     awaiting_ack: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
@@ -160,81 +162,13 @@ pub struct Inner {
     closing: std::sync::atomic::AtomicBool,
     /// Every line's PBX addresses, for [`Mlc::trusted`] on every answer
     /// without a walk over all lines each time.
-    trust_index: Mutex<Option<TrustIndex>>,
-}
-
-/// How stale the trust index may be: a line registered this long ago at
-/// most is not yet in it (its own requests are checked against the line
-/// itself, [`Mlc::trusted_for`], which never waits on this).
-const TRUST_INDEX_AGE: Duration = Duration::from_secs(1);
-
-/// The registrars' addresses and the peers listed, over all lines.
-struct TrustIndex {
-    built: Instant,
-    registrars: std::collections::HashSet<IpAddr>,
-    peers: Vec<openturret_domain::model::PeerNets>,
-}
-
-impl TrustIndex {
-    fn build(lines: &HashMap<LineId, register::LineRuntime>) -> TrustIndex {
-        TrustIndex {
-            built: Instant::now(),
-            registrars: lines
-                .values()
-                .filter_map(|l| l.registrar.map(|p| p.addr.ip()))
-                .collect(),
-            peers: lines
-                .values()
-                .filter(|l| !l.peers.is_empty())
-                .map(|l| l.peers.clone())
-                .collect(),
-        }
-    }
-
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.registrars.contains(&ip) || self.peers.iter().any(|p| p.contains(ip))
-    }
-}
-
-/// At most one log line per this long about refused strangers.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct AnswerCache {
-    map: HashMap<String, (Vec<u8>, Peer)>,
-    order: VecDeque<(Instant, String)>,
-}
-
-impl AnswerCache {
-    fn insert(&mut self, key: String, bytes: Vec<u8>, peer: Peer) {
-        let now = Instant::now();
-        while let Some((at, _)) = self.order.front() {
-            if self.order.len() < ANSWER_CACHE && now.duration_since(*at) < TXN_TIMEOUT {
-                break;
-            }
-            let (_, k) = self.order.pop_front().expect("front exists");
-            self.map.remove(&k);
-        }
-        if self.map.insert(key.clone(), (bytes, peer)).is_none() {
-            self.order.push_back((now, key));
-        }
-    }
+    trust_index: Mutex<Option<trust::TrustIndex>>,
 }
 
 impl std::ops::Deref for Mlc {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
-    }
-}
-
-/// The key of a server transaction: the branch (RFC 3261) or, for RFC 2543
-/// senders, Call-ID, CSeq and the top Via (§17.2.3).
-fn txn_key(m: &Message, method: &str) -> String {
-    let via = &m.vias[0];
-    match via.branch() {
-        Some(b) if via.is_3261() => format!("{b} {} {method}", via.host),
-        _ => format!("{} {} {} {method}", m.call_id, m.cseq.number, via.raw),
     }
 }
 
@@ -388,27 +322,6 @@ impl Mlc {
         }
     }
 
-    /// Whether `ip` may send requests for `line`: its registrar's resolved
-    /// address or one of the peers listed for the line.
-    pub(crate) fn trusted_for(&self, line: LineId, ip: IpAddr) -> bool {
-        let lines = self.lines.lock().unwrap();
-        lines.get(&line).is_some_and(|l| l.trusts(ip))
-    }
-
-    /// Whether `ip` is the PBX of any line (answers to it may name the
-    /// product and its version).
-    pub(crate) fn trusted(&self, ip: IpAddr) -> bool {
-        let ip = openturret_domain::model::canonical_ip(ip);
-        let mut index = self.trust_index.lock().unwrap();
-        let fresh = index
-            .as_ref()
-            .is_some_and(|t| t.built.elapsed() < TRUST_INDEX_AGE);
-        if !fresh {
-            *index = Some(TrustIndex::build(&self.lines.lock().unwrap()));
-        }
-        index.as_ref().expect("built above").trusts(ip)
-    }
-
     /// From now on, new incoming calls are refused (503): the server is
     /// stopping and its calls are about to end.
     pub fn stop_accepting(&self) {
@@ -417,38 +330,6 @@ impl Mlc {
 
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
-    }
-
-    /// Requests refused so far because their sender is no line's PBX.
-    pub fn refused_requests(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// Counts a request refused from a stranger; logs at a bounded rate.
-    pub(crate) fn note_stranger(&self, peer: Peer, what: &str) {
-        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.refusal_log.lock().unwrap();
-        let now = Instant::now();
-        let due = last.is_none_or(|(at, _)| now.duration_since(at) >= REFUSAL_LOG_EVERY);
-        if due {
-            let since = n - last.map_or(0, |(_, c)| c);
-            *last = Some((now, n));
-            drop(last);
-            tracing::warn!(
-                from = %peer.addr,
-                request = what,
-                refused_since_last_notice = since,
-                refused_in_all = n,
-                "SIP request refused: the sender is not the PBX of the line (403)"
-            );
-        }
-    }
-
-    /// The User-Agent of an answer to `peer`: the product and version for
-    /// a line's PBX, nothing for anyone else.
-    fn user_agent_for(&self, peer: Peer) -> Option<&str> {
-        self.trusted(peer.addr.ip())
-            .then_some(self.user_agent.as_str())
     }
 
     /// Tells the host about a call (see [`Host::call`]).
@@ -490,147 +371,6 @@ impl Mlc {
         };
         if let Err(e) = t.send(peer, bytes).await {
             tracing::debug!(peer = %peer.addr, error = %e, "SIP send failed");
-        }
-    }
-
-    /// Runs a client transaction: sends `bytes` (whose top Via carries
-    /// `branch`), retransmits over UDP per RFC 3261 §17.1 and hands every
-    /// response to the returned channel. The channel closes after a final
-    /// response or when the transaction times out (no final response).
-    pub(crate) fn transact(
-        &self,
-        peer: Peer,
-        branch: String,
-        bytes: Vec<u8>,
-        invite: bool,
-        timeout: Duration,
-    ) -> mpsc::Receiver<Box<Message>> {
-        // Boxed: a channel's block holds 32 slots, and 32 inline messages
-        // would make every transaction allocate tens of kilobytes.
-        let (out_tx, out_rx) = mpsc::channel::<Box<Message>>(16);
-        let (in_tx, mut in_rx) = mpsc::channel::<Box<Message>>(16);
-        // Keyed by branch and method: a CANCEL shares its INVITE's branch.
-        let method = bytes.split(|b| *b == b' ').next().unwrap_or_default();
-        let key = format!("{branch} {}", String::from_utf8_lossy(method));
-        self.client_txns.lock().unwrap().insert(key.clone(), in_tx);
-        let me = self.clone();
-        tokio::spawn(async move {
-            // A request that cannot even be sent (no route, TLS refused)
-            // ends its transaction at once, with the reason kept.
-            if let Some(t) = me.transport.get()
-                && let Err(e) = t.send(peer, &bytes).await
-            {
-                let mut errors = me.send_errors.lock().unwrap();
-                if errors.len() < ANSWER_CACHE {
-                    errors.insert(branch.clone(), e.to_string());
-                }
-                drop(errors);
-                me.client_txns.lock().unwrap().remove(&key);
-                return;
-            }
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut interval = T1;
-            let mut retransmit = peer.proto == Proto::Udp;
-            loop {
-                let next = (tokio::time::Instant::now() + interval).min(deadline);
-                tokio::select! {
-                    r = in_rx.recv() => {
-                        let Some(r) = r else { break };
-                        let code = r.code().unwrap_or(0);
-                        let _ = out_tx.send(r).await;
-                        if code >= 200 {
-                            break;
-                        }
-                        // A provisional answer: INVITEs stop retransmitting,
-                        // others slow down to T2 (§17.1.2.2).
-                        if invite { retransmit = false; } else { interval = T2; }
-                    }
-                    _ = tokio::time::sleep_until(next) => {
-                        if tokio::time::Instant::now() >= deadline {
-                            break;
-                        }
-                        if retransmit {
-                            me.send(peer, &bytes).await;
-                            interval = (interval * 2).min(if invite { TXN_TIMEOUT } else { T2 });
-                        }
-                    }
-                }
-            }
-            me.client_txns.lock().unwrap().remove(&key);
-        });
-        out_rx
-    }
-
-    /// Why the request of transaction `branch` could not be sent, if so.
-    pub(crate) fn take_send_error(&self, branch: &str) -> Option<String> {
-        self.send_errors.lock().unwrap().remove(branch)
-    }
-
-    /// Sends a final answer to an INVITE and repeats it over UDP until the
-    /// ACK arrives (§13.3.1.4, §17.2.1), for at most 64·T1.
-    pub(crate) fn send_reliably(
-        &self,
-        peer: Peer,
-        ack_key: String,
-        bytes: Vec<u8>,
-    ) -> tokio::sync::oneshot::Receiver<bool> {
-        let (result, acked_rx) = tokio::sync::oneshot::channel();
-        let acked = Arc::new(Notify::new());
-        {
-            let mut waiting = self.awaiting_ack.lock().unwrap();
-            if waiting.len() >= ANSWER_CACHE {
-                // A flood of INVITEs: answer once, without repeating, rather
-                // than keep a timer per request.
-                drop(waiting);
-                let me = self.clone();
-                tokio::spawn(async move { me.send(peer, &bytes).await });
-                let _ = result.send(true);
-                return acked_rx;
-            }
-            waiting.insert(ack_key.clone(), acked.clone());
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            me.send(peer, &bytes).await;
-            let deadline = tokio::time::Instant::now() + TXN_TIMEOUT;
-            let mut interval = T1;
-            let got_ack = loop {
-                tokio::select! {
-                    _ = acked.notified() => break true,
-                    _ = tokio::time::sleep(interval) => {
-                        if tokio::time::Instant::now() >= deadline {
-                            break false;
-                        }
-                        if peer.proto == Proto::Udp {
-                            me.send(peer, &bytes).await;
-                        }
-                        interval = (interval * 2).min(T2);
-                    }
-                }
-            };
-            me.awaiting_ack.lock().unwrap().remove(&ack_key);
-            let _ = result.send(got_ack);
-        });
-        acked_rx
-    }
-
-    /// Answers a request and remembers the answer for its retransmissions.
-    pub(crate) async fn answer(&self, req: &Message, peer: Peer, b: Builder) {
-        let bytes = self.with_user_agent(b, peer).build();
-        if let Some(method) = req.method() {
-            self.answers
-                .lock()
-                .unwrap()
-                .insert(txn_key(req, method), bytes.clone(), peer);
-        }
-        self.send(peer, &bytes).await;
-    }
-
-    /// Adds our User-Agent to an answer, for a line's PBX only.
-    pub(crate) fn with_user_agent(&self, b: Builder, peer: Peer) -> Builder {
-        match self.user_agent_for(peer) {
-            Some(ua) => b.header("User-Agent", ua),
-            None => b,
         }
     }
 
@@ -708,7 +448,7 @@ impl Mlc {
             .lock()
             .unwrap()
             .map
-            .get(&txn_key(&m, &method))
+            .get(&txn::txn_key(&m, &method))
             .cloned();
         if let Some((bytes, _)) = cached {
             self.send(peer, &bytes).await;
@@ -749,16 +489,6 @@ impl Mlc {
                 self.answer(&m, peer, b).await;
             }
         }
-    }
-
-    /// A final non-2xx answer to an INVITE, repeated until ACKed.
-    pub(crate) async fn answer_invite_finally(&self, m: &Message, peer: Peer, b: Builder) {
-        let bytes = self.with_user_agent(b, peer).build();
-        self.answers
-            .lock()
-            .unwrap()
-            .insert(txn_key(m, "INVITE"), bytes.clone(), peer);
-        self.send_reliably(peer, format!("{} {}", m.call_id, m.cseq.number), bytes);
     }
 
     /// RTP packets sent and received for a call so far.

@@ -1,7 +1,8 @@
 //! Who acts from where: the context every audit entry is made from (SPEC
 //! §2, audit log). The web layer fills it from a request (`http::extract`);
-//! the command line, an offline restore and the start-up fill it for the
-//! local operator.
+//! what is done on the machine itself (the system, the command line, an
+//! offline restore, the start-up) is recorded by [`machine_record`], with
+//! no client address.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -18,15 +19,6 @@ pub struct AuditContext {
 }
 
 impl AuditContext {
-    /// This machine, with no client address: an operator at its console.
-    pub fn local() -> AuditContext {
-        AuditContext {
-            client_ip: Ipv4Addr::UNSPECIFIED.into(),
-            client_host: String::new(),
-            server_host: crate::host_name(),
-        }
-    }
-
     /// An audit record of a successful action by `actor`.
     pub fn record(
         &self,
@@ -54,18 +46,42 @@ impl AuditContext {
     }
 }
 
-/// A record of an action by the local operator ([`operator`]), with no
-/// client address.
+/// A record of something done on this machine rather than from a client
+/// (by the system itself, or by an operator at its console): no client
+/// address, no computer name.
+pub fn machine_record(
+    actor: &str,
+    server_host: &str,
+    event_type: &str,
+    object_type: &str,
+    object_id: Option<String>,
+    changes: Vec<&str>,
+) -> AuditRecord {
+    let ctx = AuditContext {
+        client_ip: Ipv4Addr::UNSPECIFIED.into(),
+        client_host: String::new(),
+        server_host: server_host.to_string(),
+    };
+    let mut r = ctx.record(actor, event_type, object_type, object_id, changes);
+    r.pii.client_ip = String::new();
+    r
+}
+
+/// A [`machine_record`] of an action by the local operator ([`operator`]).
 pub fn local_record(
     event_type: &str,
     object_type: &str,
     object_id: Option<String>,
     changes: Vec<&str>,
 ) -> AuditRecord {
-    let mut r =
-        AuditContext::local().record(&operator(), event_type, object_type, object_id, changes);
-    r.pii.client_ip = String::new();
-    r
+    machine_record(
+        &operator(),
+        &crate::host_name(),
+        event_type,
+        object_type,
+        object_id,
+        changes,
+    )
 }
 
 /// `cli:<os user>`, the actor of actions taken on this machine's command

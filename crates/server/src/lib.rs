@@ -208,14 +208,7 @@ impl App {
         object: &str,
         object_id: Option<String>,
     ) -> openturret_store::AuditRecord {
-        let ctx = audit::AuditContext {
-            client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            client_host: String::new(),
-            server_host: self.host.clone(),
-        };
-        let mut r = ctx.record("system", event, object, object_id, vec![]);
-        r.pii.client_ip = String::new();
-        r
+        audit::machine_record("system", &self.host, event, object, object_id, vec![])
     }
 }
 

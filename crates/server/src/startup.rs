@@ -15,7 +15,7 @@ use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::SqliteStore;
 use openturret_store::{ProfileStore, Store};
 
-use crate::audit::AuditContext;
+use crate::audit::machine_record;
 use crate::config::Config;
 use crate::passwords;
 use crate::tls::{self, CertInfo};
@@ -90,14 +90,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
         .await
         .with_context(|| format!("while opening the database in {}", dir.display()))?;
     // Whatever was erased stays erased, whatever file came back.
-    let mut audit = AuditContext::local().record(
+    let audit = machine_record(
         "system",
+        &crate::host_name(),
         "erasure.reapplied",
         "profile",
         None,
         vec!["profile"],
     );
-    audit.pii.client_ip = String::new();
     let again = store
         .reapply_erasures(audit)
         .await
@@ -144,19 +144,14 @@ pub async fn bootstrap_admin(store: &dyn Store, host: &str) -> anyhow::Result<Op
     }
     let password = passwords::random_password();
     let hash = passwords::hash(password.clone()).await;
-    let ctx = AuditContext {
-        client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-        client_host: String::new(),
-        server_host: host.to_string(),
-    };
-    let mut audit = ctx.record(
+    let audit = machine_record(
         "system",
+        host,
         "admin.created",
         "admin",
         None,
         vec!["username", "password"],
     );
-    audit.pii.client_ip = String::new();
     store
         .create_admin("admin", hash, true, audit)
         .await

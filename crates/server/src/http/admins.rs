@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json, PathId};
-use super::ts;
 use crate::{App, passwords};
 
 #[derive(Serialize)]
@@ -31,8 +30,8 @@ impl From<&Admin> for AdminOut {
             username: a.username.clone(),
             enabled: a.enabled,
             must_change_password: a.must_change_password,
-            created_at: ts(a.created_at),
-            updated_at: ts(a.updated_at),
+            created_at: a.created_at.rfc3339(),
+            updated_at: a.updated_at.rfc3339(),
         }
     }
 }

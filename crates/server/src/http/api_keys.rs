@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiResult;
 use super::extract::{AdminAuth, Json, PathId};
-use super::ts;
 use crate::App;
 
 #[derive(Serialize)]
@@ -37,10 +36,10 @@ impl From<ApiKey> for ApiKeyOut {
             lines: k.scope.lines.map(|l| l.iter().map(|x| x.0).collect()),
             events: k.scope.events,
             cdrs: k.scope.cdrs,
-            expires_at: k.expires_at.map(ts),
-            created_at: ts(k.created_at),
-            revoked_at: k.revoked_at.map(ts),
-            last_used_at: k.last_used_at.map(ts),
+            expires_at: k.expires_at.map(Timestamp::rfc3339),
+            created_at: k.created_at.rfc3339(),
+            revoked_at: k.revoked_at.map(Timestamp::rfc3339),
+            last_used_at: k.last_used_at.map(Timestamp::rfc3339),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiResult;
 use super::extract::{AdminAuth, Query};
-use super::{limit, parse_ts, ts};
+use super::{limit, parse_ts};
 use crate::App;
 
 #[derive(Serialize)]
@@ -32,7 +32,7 @@ impl From<AuditEntry> for AuditOut {
         let r = e.record;
         AuditOut {
             seq: e.seq,
-            at: ts(r.at),
+            at: r.at.rfc3339(),
             level: r.level.as_str(),
             event_type: r.event_type,
             object_type: r.object_type,

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use super::admins::AdminOut;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, AnyAdminAuth, Json, token_hash};
-use super::ts;
 use crate::audit::AuditContext;
 use crate::throttle::Realm;
 use crate::{App, passwords};
@@ -61,7 +60,7 @@ async fn new_session(app: &App, admin: &openturret_domain::model::Admin) -> ApiR
         .await?;
     Ok(TokenOut {
         token,
-        expires_at: ts(expires),
+        expires_at: expires.rfc3339(),
         must_change_password: admin.must_change_password,
     })
 }

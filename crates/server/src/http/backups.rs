@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json};
-use super::ts;
 use crate::App;
 
 #[derive(Serialize)]
@@ -28,7 +27,7 @@ fn out(path: &std::path::Path, m: &openturret_store::backup::Manifest) -> Backup
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        created_at: ts(openturret_domain::Timestamp(m.created_at)),
+        created_at: openturret_domain::Timestamp(m.created_at).rfc3339(),
         payload_bytes: m.payload_len,
         schema_version: m.schema_version,
         backup_key: m.key_fingerprint(),
@@ -44,7 +43,7 @@ pub struct KeyOut {
 fn key_out(k: &openturret_store::backup::BackupKey) -> KeyOut {
     KeyOut {
         fingerprint: k.fingerprint(),
-        created_at: ts(openturret_domain::Timestamp(k.created_at)),
+        created_at: openturret_domain::Timestamp(k.created_at).rfc3339(),
     }
 }
 
@@ -218,7 +217,7 @@ pub async fn verify_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResul
     Ok(VerifiedOut {
         ok: true,
         file: b.file,
-        created_at: ts(openturret_domain::Timestamp(v.manifest.created_at)),
+        created_at: openturret_domain::Timestamp(v.manifest.created_at).rfc3339(),
         integrity: v.integrity,
         audit_entries: v.audit_entries,
     })
@@ -275,7 +274,7 @@ pub async fn restore_backup(app: &App, auth: &AdminAuth, b: VerifyIn) -> ApiResu
     });
     Ok(RestoreOut {
         file: b.file,
-        created_at: ts(openturret_domain::Timestamp(restored.manifest.created_at)),
+        created_at: openturret_domain::Timestamp(restored.manifest.created_at).rfc3339(),
         erased_again: restored.erased_again,
         restarting: true,
     })

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json, PathId, PathIds, Query};
-use super::{limit, ts};
+use super::limit;
 use crate::App;
 
 #[derive(Serialize)]
@@ -32,8 +32,8 @@ impl From<LocalContact> for ContactOut {
             number: c.fields.number,
             field3: c.fields.field3,
             field4: c.fields.field4,
-            created_at: ts(c.created_at),
-            updated_at: ts(c.updated_at),
+            created_at: c.created_at.rfc3339(),
+            updated_at: c.updated_at.rfc3339(),
         }
     }
 }
@@ -46,8 +46,8 @@ impl From<GlobalContact> for ContactOut {
             number: c.fields.number,
             field3: c.fields.field3,
             field4: c.fields.field4,
-            created_at: ts(c.created_at),
-            updated_at: ts(c.updated_at),
+            created_at: c.created_at.rfc3339(),
+            updated_at: c.updated_at.rfc3339(),
         }
     }
 }

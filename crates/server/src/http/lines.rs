@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json, PathId, PathIds};
-use super::ts;
 use crate::App;
 
 /// A line as the API shows it: never its password, only whether one is set.
@@ -64,9 +63,10 @@ impl LineOut {
             has_password: l.has_password,
             registration_state: state.name(),
             registration_reason: state.reason().map(str::to_string),
-            registration_since: crate::telephony::state_since(app, l.id).map(ts),
-            created_at: ts(l.created_at),
-            updated_at: ts(l.updated_at),
+            registration_since: crate::telephony::state_since(app, l.id)
+                .map(openturret_domain::Timestamp::rfc3339),
+            created_at: l.created_at.rfc3339(),
+            updated_at: l.updated_at.rfc3339(),
         }
     }
 }

@@ -293,11 +293,6 @@ async fn headers_and_log(req: Request, next: Next) -> Response {
     res
 }
 
-/// RFC 3339 UTC with milliseconds, as every API time is written.
-pub fn ts(t: Timestamp) -> String {
-    t.rfc3339()
-}
-
 /// Parses an RFC 3339 time given in `field`.
 pub fn parse_ts(field: &str, s: &str) -> Result<Timestamp, ApiError> {
     let st = humantime::parse_rfc3339_weak(s.trim()).map_err(|_| {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json, PathId, Query};
-use super::{double_option, limit, parse_ts, ts};
+use super::{double_option, limit, parse_ts};
 use crate::{App, callmem, passwords};
 
 #[derive(Serialize)]
@@ -36,8 +36,8 @@ impl From<Profile> for ProfileOut {
             collect_call_memory: p.flags.collect_call_memory,
             allow_call_memory_deletion: p.flags.allow_call_memory_deletion,
             call_memory_password_protected: p.flags.call_memory_password_protected,
-            created_at: ts(p.created_at),
-            updated_at: ts(p.updated_at),
+            created_at: p.created_at.rfc3339(),
+            updated_at: p.updated_at.rfc3339(),
         }
     }
 }
@@ -439,9 +439,9 @@ impl From<Consent> for ConsentOut {
             profile_id: c.profile_id.0,
             purpose: c.purpose,
             channel: c.channel.as_str(),
-            given_at: ts(c.given_at),
+            given_at: c.given_at.rfc3339(),
             recorded_by: c.recorded_by,
-            created_at: ts(c.created_at),
+            created_at: c.created_at.rfc3339(),
         }
     }
 }

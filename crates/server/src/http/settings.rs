@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AdminAuth, Json};
-use super::ts;
 use crate::{App, passwords};
 
 #[derive(Serialize)]
@@ -49,7 +48,7 @@ impl From<Settings> for SettingsOut {
             cdr_store: s.cdr_store,
             cdr_fields: s.cdr_fields.iter().map(|f| f.as_str()).collect(),
             cdr_files: s.cdr_files.as_str(),
-            updated_at: ts(s.updated_at),
+            updated_at: s.updated_at.rfc3339(),
         }
     }
 }

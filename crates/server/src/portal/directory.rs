@@ -283,7 +283,7 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
                             }
                             @if let Some(r) = st.reason() { " " span.muted.line-reason { (r) } }
                             @if let Some(at) = crate::telephony::state_since(&app, l.id) {
-                                br; small.muted.line-since { "since " (crate::http::ts(at)) }
+                                br; small.muted.line-since { "since " (at.rfc3339()) }
                             }
                         }
                         td.served-by {
@@ -463,7 +463,7 @@ fn line_page(
                     p.line-state {
                         (st.name())
                         @if let Some(r) = st.reason() { ": " (r) }
-                        @if let Some(at) = crate::telephony::state_since(app, LineId(id)) { ", since " (crate::http::ts(at)) }
+                        @if let Some(at) = crate::telephony::state_since(app, LineId(id)) { ", since " (at.rfc3339()) }
                     }
                 }
             }

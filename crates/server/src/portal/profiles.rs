@@ -119,7 +119,7 @@ async fn list(State(app): State<App>, p: Portal, Query(q): Query<ListQuery>) -> 
                         td { a href=(format!("/profiles/{}", pr.id)) { (pr.name) } }
                         td { @if pr.has_contacts_password { span.badge.on { "set" } } @else { span.badge { "none" } } }
                         td { @if pr.flags.collect_call_memory { span.badge.on { "collected" } } @else { span.badge { "off" } } }
-                        td.muted { (crate::http::ts(pr.created_at)) }
+                        td.muted { (pr.created_at.rfc3339()) }
                     }
                 }
                 @if result.items.is_empty() { tr { td colspan="4" .muted { "No profiles." } } }

@@ -14,7 +14,7 @@ use super::extract::{Portal, PortalForm};
 use super::layout::{self, FormState, field, on, page, page_with_status, select};
 use crate::App;
 use crate::http::error::ApiError;
-use crate::http::{parse_ts, ts};
+use crate::http::parse_ts;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -124,7 +124,7 @@ async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -
                 @for e in &entries {
                     @let r = &e.record;
                     tr {
-                        td { (e.seq) } td { (ts(r.at)) }
+                        td { (e.seq) } td { (r.at.rfc3339()) }
                         td { @if r.success { (r.level.as_str()) } @else { span.badge.bad { (r.level.as_str()) } } }
                         td { (r.event_type) }
                         td { (r.object_type) @if let Some(id) = &r.object_id { " " (id) } }
@@ -236,7 +236,7 @@ async fn backups_page(
                 tbody {
                     @for (path, m) in &list {
                         tr {
-                            td { (ts(openturret_domain::Timestamp(m.created_at))) }
+                            td { (openturret_domain::Timestamp(m.created_at).rfc3339()) }
                             td { (path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()) }
                             td { (m.payload_len / 1024) " KiB" }
                             td { (m.schema_version) }
@@ -266,7 +266,7 @@ async fn backups_page(
         section.card {
             h2 { "Backup key" }
             @if let Some(k) = &key {
-                p { "Backups can be sealed to this installation's backup key " code { (k.fingerprint()) } " (set up " (ts(openturret_domain::Timestamp(k.created_at))) "). Taking one needs no passphrase, and scheduled backups use it, so no passphrase has to be kept on this machine. Verifying or restoring one needs the key's passphrase, which travels inside every backup wrapped by itself." }
+                p { "Backups can be sealed to this installation's backup key " code { (k.fingerprint()) } " (set up " (openturret_domain::Timestamp(k.created_at).rfc3339()) "). Taking one needs no passphrase, and scheduled backups use it, so no passphrase has to be kept on this machine. Verifying or restoring one needs the key's passphrase, which travels inside every backup wrapped by itself." }
                 form method="post" action="/backups" {
                     (layout::csrf(p))
                     input type="hidden" name="with_key" value="on";

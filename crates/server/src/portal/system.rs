@@ -17,7 +17,7 @@ use super::profiles::{done, erasure_list};
 use crate::App;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, PathId};
-use crate::http::{profiles as api_profiles, settings as api_settings, ts};
+use crate::http::{profiles as api_profiles, settings as api_settings};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -352,7 +352,7 @@ async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusC
                 @for c in &consents {
                     tr {
                         td { a href=(format!("/profiles/{}", c.profile_id)) { (name_of(c.profile_id)) } }
-                        td { (c.purpose) } td { (c.channel.as_str()) } td { (ts(c.given_at)) } td { (c.recorded_by) }
+                        td { (c.purpose) } td { (c.channel.as_str()) } td { (c.given_at.rfc3339()) } td { (c.recorded_by) }
                         td.actions { a.button.danger href=(format!("/consents/{}/withdraw", c.id)) { "Withdraw…" } }
                     }
                 }
