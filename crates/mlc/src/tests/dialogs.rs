@@ -107,13 +107,8 @@ async fn an_outgoing_call_answers_a_proxy_challenge_and_a_busy_far_end_ends_it()
     assert!(auth.contains("nonce=\"n407\""), "{auth}");
     rig.answer(&again, 486, "Busy Here", &[]).await;
     rig.request("ACK").await;
-    let (ended, last) = loop {
-        let (v, last) = rig.call_report().await;
-        if last {
-            break (v, last);
-        }
-    };
-    assert!(last && ended.state == CallState::Ended);
+    let ended = rig.until_ended().await;
+    assert!(ended.state == CallState::Ended);
     assert!(
         ended.end_reason.contains("486") || ended.end_reason.contains("busy"),
         "{ended:?}"

@@ -122,10 +122,7 @@ async fn the_ringing_table_of_a_line_is_bounded() {
 #[tokio::test]
 async fn a_cancel_ends_a_ringing_call_with_487() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, _) = rig.invite("1001");
-    rig.deliver(&invite).await;
-    rig.response(180).await;
-    rig.until_call(CallState::Ringing).await;
+    let (invite, _) = rig.ringing("1001").await;
     rig.deliver(&cancel_of(&invite)).await;
     let mut codes = vec![rig.next_sent().await, rig.next_sent().await];
     codes.sort_by_key(|m| m.cseq.method.clone());
@@ -144,10 +141,7 @@ async fn a_cancel_ends_a_ringing_call_with_487() {
 #[tokio::test]
 async fn a_cancel_that_loses_the_race_to_the_answer_changes_nothing() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, _) = rig.invite("1001");
-    rig.deliver(&invite).await;
-    rig.response(180).await;
-    let view = rig.until_call(CallState::Ringing).await;
+    let (invite, view) = rig.ringing("1001").await;
     call::answer_call(&rig.mlc, view.id, Some(ProfileId(1)), "handset 1")
         .await
         .unwrap();
@@ -167,10 +161,7 @@ async fn a_cancel_that_loses_the_race_to_the_answer_changes_nothing() {
 #[tokio::test]
 async fn when_every_turret_rejects_the_caller_hears_busy() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, _) = rig.invite("1001");
-    rig.deliver(&invite).await;
-    rig.response(180).await;
-    let view = rig.until_call(CallState::Ringing).await;
+    let (_, view) = rig.ringing("1001").await;
     let sharing = [ProfileId(1), ProfileId(2)];
     call::reject_call(&rig.mlc, view.id, ProfileId(1), &sharing)
         .await
@@ -282,22 +273,14 @@ async fn a_ringing_call_nobody_answers_ends_by_itself() {
         .await
         .expect("the ring timeout ended it");
     assert_eq!(m.cseq.method, "INVITE");
-    let (ended, last) = loop {
-        let (v, last) = rig.call_report().await;
-        if last {
-            break (v, last);
-        }
-    };
-    assert!(last && ended.state == CallState::Ended);
+    let ended = rig.until_ended().await;
+    assert!(ended.state == CallState::Ended);
 }
 
 #[tokio::test]
 async fn every_call_ends_when_the_mlc_stops() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let (invite, _) = rig.invite("1001");
-    rig.deliver(&invite).await;
-    rig.response(180).await;
-    rig.until_call(CallState::Ringing).await;
+    rig.ringing("1001").await;
     call::end_all(&rig.mlc, Duration::from_secs(1)).await;
     assert!(call::ongoing(&rig.mlc).is_empty());
     let m = rig.next_sent().await;

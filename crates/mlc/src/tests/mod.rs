@@ -281,6 +281,26 @@ impl Rig {
             .build()
     }
 
+    /// A call from the PBX to `user`, ringing: its INVITE and its view.
+    async fn ringing(&mut self, user: &str) -> (Vec<u8>, CallView) {
+        let (invite, _) = self.invite(user);
+        self.deliver(&invite).await;
+        self.response(180).await;
+        let view = self.until_call(CallState::Ringing).await;
+        (invite, view)
+    }
+
+    /// The view the host is given when a call ends (reports of the call's
+    /// changes before it passed over).
+    async fn until_ended(&mut self) -> CallView {
+        loop {
+            let (v, last) = self.call_report().await;
+            if last {
+                return v;
+            }
+        }
+    }
+
     /// A call from the PBX to `user` (far-end RTP on `rtp_port`), answered
     /// by profile 3 and acknowledged: connected.
     async fn answered(&mut self, user: &str, rtp_port: u16) -> Answered {
