@@ -49,3 +49,49 @@ impl Default for SipConfig {
         }
     }
 }
+
+/// Where the MLC's media goes: the `[media]` section of `turret.toml` (and
+/// its `TURRET_MEDIA_*` overrides), the same for `turret serve` and
+/// `turret mlc`. Both the RTP towards the PBX and the WebRTC towards the
+/// turrets use it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// The IP address media sockets bind to; unset: the address this host
+    /// uses to reach the PBX (RTP) or the turret (WebRTC).
+    pub address: Option<std::net::IpAddr>,
+    /// The address peers are told to send to, when it is not the one bound
+    /// (a 1:1 NAT in front of the MLC); unset: the bound address.
+    pub public_address: Option<std::net::IpAddr>,
+    /// The UDP ports media may use (inclusive); `0` and `0`: any the system
+    /// gives. Each call takes one for the PBX and one per turret hearing it.
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            address: None,
+            public_address: None,
+            port_min: 10_000,
+            port_max: 20_000,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The port range, or why it is not one.
+    pub fn check(&self) -> Result<(), String> {
+        if (self.port_min == 0) != (self.port_max == 0) || self.port_max < self.port_min {
+            return Err(format!(
+                "media.port_min ({}) and media.port_max ({}) must both be 0 (any port) or form a range",
+                self.port_min, self.port_max
+            ));
+        }
+        if self.port_min != 0 && self.port_max - self.port_min < 3 {
+            return Err("media.port_min..media.port_max must hold at least 4 ports".into());
+        }
+        Ok(())
+    }
+}

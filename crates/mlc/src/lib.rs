@@ -19,7 +19,10 @@
 //! - [`call`]: call state, dialogs, the client operations (answer, dial,
 //!   hang up, hold, transfer) and the records a finished call leaves;
 //! - `rtp`: one media anchor per call leg, whose audio an [`Endpoint`]
-//!   gives and takes (silence until the voice work connects speech units).
+//!   gives and takes;
+//! - [`voice`]: each leg's endpoint by default, a bridge to the turret that
+//!   holds the call, over WebRTC (str0m), with a jitter buffer towards the
+//!   PBX.
 //!
 //! Messages are parsed by `openturret_sip`; nothing here trusts a field it
 //! did not parse, and every table is bounded.
@@ -27,10 +30,11 @@
 //! **Public face** (all the System Manager and `turret mlc` use): [`Mlc`]
 //! (start, stop, line states, statistics, [`Mlc::set_media`]); [`Host`]
 //! with the types it speaks, [`CallView`] and [`LineState`]; the `[sip]`
-//! configuration [`SipConfig`] and SIP over TLS ([`tls_setup`],
+//! configuration [`SipConfig`], the `[media]` one [`MediaConfig`], and SIP over TLS ([`tls_setup`],
 //! [`TlsSetup`]); the call operations of [`call`] (dial, answer, reject,
 //! hang up, hold, transfer, `run_op`, `ongoing`, `end_all`); the media seam
-//! ([`Endpoint`], [`Endpoints`], [`Leg`], [`Silence`]); and the component
+//! ([`Endpoint`], [`Endpoints`], [`Leg`], [`Silence`]); a turret's audio
+//! ([`Mlc::attach_voice`]); and the component
 //! link's MLC side and codec ([`link`]). Transports, transactions,
 //! registration and the RTP anchor are the crate's own.
 
@@ -43,6 +47,7 @@ mod rtp;
 mod transport;
 mod trust;
 mod txn;
+pub mod voice;
 
 #[cfg(test)]
 mod tests;
@@ -60,9 +65,9 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
 pub use call::CallView;
-pub use config::SipConfig;
+pub use config::{MediaConfig, SipConfig};
 pub use host::Host;
-pub use rtp::{Endpoint, Endpoints, Leg, Silence};
+pub use rtp::{Endpoint, Endpoints, Leg, Packet, Silence};
 pub use transport::TlsSetup;
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
 
@@ -151,8 +156,12 @@ pub struct Inner {
     /// Our address towards each peer, when `sip.listen` is unspecified.
     routes: Mutex<HashMap<IpAddr, IpAddr>>,
     seq: AtomicU64,
-    /// Makes each new call leg's media endpoint (unset: silence).
+    /// Makes each new call leg's media endpoint (unset: a voice bridge).
     endpoints: Mutex<Option<rtp::Endpoints>>,
+    /// Every call's voice bridge to the turret that holds it.
+    pub(crate) voices: voice::Voices,
+    /// Where media sockets bind and what they advertise.
+    media: Mutex<config::MediaConfig>,
     /// Requests refused because their sender is not a line's PBX.
     refused: AtomicU64,
     /// When a refusal was last logged, and the count then (one log line
@@ -228,17 +237,84 @@ impl Mlc {
     }
 
     /// Connects every new call leg's media to what `endpoints` makes for
-    /// it (the media seam, see [`Endpoint`]); until then legs carry silence.
+    /// it (the media seam, see [`Endpoint`]) instead of the voice bridge.
     pub fn set_media(&self, endpoints: rtp::Endpoints) {
         *self.endpoints.lock().unwrap() = Some(endpoints);
+    }
+
+    /// Sets where media sockets bind, what they advertise and their ports
+    /// (before [`Mlc::start`]).
+    pub fn set_media_config(&self, media: MediaConfig) {
+        *self.media.lock().unwrap() = media;
+    }
+
+    pub(crate) fn media_config(&self) -> MediaConfig {
+        self.media.lock().unwrap().clone()
     }
 
     /// The media endpoint of a new leg.
     pub(crate) fn endpoint(&self, leg: rtp::Leg) -> Arc<dyn rtp::Endpoint> {
         match &*self.endpoints.lock().unwrap() {
             Some(make) => make(leg),
-            None => Arc::new(rtp::Silence),
+            None => self.voices.bridge(leg.call),
         }
+    }
+
+    /// Binds a new leg's RTP socket towards `peer` (the PBX): on
+    /// `media.address` or the address we reach it from, advertising
+    /// `media.public_address` when set.
+    pub(crate) async fn bind_leg(
+        &self,
+        peer: SocketAddr,
+        endpoint: Arc<dyn rtp::Endpoint>,
+    ) -> std::io::Result<rtp::Media> {
+        let (bind, advertise, ports) = self.media_place(peer);
+        let mut m = rtp::Media::bind(bind, ports, endpoint).await?;
+        m.local = SocketAddr::new(advertise, m.local.port());
+        Ok(m)
+    }
+
+    /// Where a media socket towards `peer` binds, what it advertises, and
+    /// the port range.
+    fn media_place(&self, peer: SocketAddr) -> (IpAddr, IpAddr, (u16, u16)) {
+        let m = self.media_config();
+        let reach = if peer.ip().is_unspecified() {
+            peer.ip()
+        } else {
+            self.advertised_ip(peer)
+        };
+        let bind = m.address.unwrap_or(reach);
+        let advertise =
+            m.public_address
+                .unwrap_or(if bind.is_unspecified() { reach } else { bind });
+        (bind, advertise, (m.port_min, m.port_max))
+    }
+
+    /// Answers the WebRTC `offer` of a turret at `turret` for call `call`,
+    /// which profile `by` holds (answered or placed): the turret's speech
+    /// unit hears the call and the far end hears the turret. Returns the
+    /// SDP answer. A new offer for the same call replaces the last.
+    pub async fn attach_voice(
+        &self,
+        call: u64,
+        by: openturret_domain::ProfileId,
+        offer: &str,
+        turret: IpAddr,
+    ) -> Result<String, call::OpError> {
+        let codec = call::voice_codec(self, call, by)?;
+        let (bind, advertise, ports) = self.media_place(SocketAddr::new(turret, 9));
+        voice::attach(
+            &self.voices,
+            call,
+            codec,
+            offer,
+            voice::Place {
+                bind,
+                advertise,
+                ports,
+            },
+        )
+        .await
     }
 
     /// Makes call ids start above `base` (each MLC of a system gets its own

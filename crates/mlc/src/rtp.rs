@@ -27,8 +27,20 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Fills `payload` (20 ms: 160 bytes of `codec`) with what goes to the
     /// far end next. Called every 20 ms while the leg sends.
     fn next_frame(&self, codec: Codec, payload: &mut [u8]);
-    /// A payload the far end sent, with its RTP payload type.
-    fn heard(&self, payload_type: u8, payload: &[u8]);
+    /// A packet the far end sent.
+    fn heard(&self, packet: &Packet<'_>);
+}
+
+/// An RTP packet as it arrived (RFC 3550 §5.1), its payload without the
+/// header, contributing sources, extension or padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet<'a> {
+    pub payload_type: u8,
+    pub marker: bool,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload: &'a [u8],
 }
 
 /// The endpoint of a leg nothing is connected to: it sends silence, so
@@ -39,7 +51,7 @@ impl Endpoint for Silence {
     fn next_frame(&self, codec: Codec, payload: &mut [u8]) {
         payload.fill(codec.silence());
     }
-    fn heard(&self, _: u8, _: &[u8]) {}
+    fn heard(&self, _: &Packet<'_>) {}
 }
 
 /// Which leg an endpoint is made for.
@@ -62,6 +74,7 @@ pub struct Media {
     pub local: SocketAddr,
     target: watch::Sender<Option<(SocketAddr, Codec)>>,
     sending: Arc<AtomicBool>,
+    held: Arc<AtomicBool>,
     pub stats: Arc<Stats>,
     tasks: [JoinHandle<()>; 2],
 }
@@ -75,42 +88,43 @@ impl Drop for Media {
 }
 
 impl Media {
-    /// Binds an RTP socket on `ip` (an even port, RTCP would take the odd
-    /// one above) and starts the send and receive loops, idle until
+    /// Binds an RTP socket on `ip` (an even port of `ports`, RTCP would take
+    /// the odd one above) and starts the send and receive loops, idle until
     /// [`Media::set_remote`].
-    pub async fn bind(ip: IpAddr, endpoint: Arc<dyn Endpoint>) -> std::io::Result<Media> {
-        let mut socket = None;
-        for _ in 0..16 {
-            let s = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-            if s.local_addr()?.port() % 2 == 0 {
-                socket = Some(s);
-                break;
-            }
-        }
-        let socket = match socket {
-            Some(s) => s,
-            None => UdpSocket::bind(SocketAddr::new(ip, 0)).await?,
-        };
+    pub async fn bind(
+        ip: IpAddr,
+        ports: (u16, u16),
+        endpoint: Arc<dyn Endpoint>,
+    ) -> std::io::Result<Media> {
+        let socket = bind_in_range(ip, ports, true).await?;
         let local = socket.local_addr()?;
         let socket = Arc::new(socket);
         let (target, rx) = watch::channel(None);
         let stats = Arc::new(Stats::default());
         let sending = Arc::new(AtomicBool::new(true));
+        let held = Arc::new(AtomicBool::new(false));
         let send = tokio::spawn(send_loop(
             socket.clone(),
             rx,
             stats.clone(),
-            sending.clone(),
+            [sending.clone(), held.clone()],
             endpoint.clone(),
         ));
-        let recv = tokio::spawn(recv_loop(socket, stats.clone(), endpoint));
+        let recv = tokio::spawn(recv_loop(socket, stats.clone(), held.clone(), endpoint));
         Ok(Media {
             local,
             target,
             sending,
+            held,
             stats,
             tasks: [send, recv],
         })
+    }
+
+    /// Whether we hold the call: the far end gets silence, whatever the
+    /// endpoint has, and what it sends reaches no endpoint.
+    pub fn set_held(&self, on: bool) {
+        self.held.store(on, Ordering::Relaxed);
     }
 
     pub fn set_remote(&self, remote: Option<SocketAddr>, codec: Codec) {
@@ -124,23 +138,56 @@ impl Media {
     }
 }
 
+/// Binds a UDP socket on `ip` at a port of `ports` (inclusive; `(0, 0)`:
+/// any), tried at random; `even` for RTP.
+pub(crate) async fn bind_in_range(
+    ip: IpAddr,
+    ports: (u16, u16),
+    even: bool,
+) -> std::io::Result<UdpSocket> {
+    let (lo, hi) = ports;
+    if lo == 0 || hi < lo {
+        for _ in 0..32 {
+            let s = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+            if !even || s.local_addr()?.port() % 2 == 0 {
+                return Ok(s);
+            }
+        }
+        return UdpSocket::bind(SocketAddr::new(ip, 0)).await;
+    }
+    let span = u64::from(hi - lo) + 1;
+    let mut last = None;
+    for _ in 0..64 {
+        let mut port = lo + (openturret_sip::message::random_u64() % span) as u16;
+        if even && port % 2 == 1 {
+            port = if port > lo { port - 1 } else { port + 1 };
+        }
+        match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port in the media range")))
+}
+
 async fn send_loop(
     socket: Arc<UdpSocket>,
     mut target: watch::Receiver<Option<(SocketAddr, Codec)>>,
     stats: Arc<Stats>,
-    sending: Arc<AtomicBool>,
+    [sending, held]: [Arc<AtomicBool>; 2],
     endpoint: Arc<dyn Endpoint>,
 ) {
     let r = openturret_sip::message::random_u64();
     let ssrc = (r as u32).to_be_bytes();
     let mut seq: u16 = (r >> 32) as u16;
-    let mut ts: u32 = (r >> 16) as u32;
+    let ts0: u32 = (r >> 16) as u32;
+    let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut packet = vec![0u8; 12 + SAMPLES_PER_PACKET];
     let mut first = true;
     loop {
-        tick.tick().await;
+        let at = tick.tick().await;
         let Some((to, codec)) = *target.borrow_and_update() else {
             if target.changed().await.is_err() {
                 return;
@@ -148,7 +195,10 @@ async fn send_loop(
             continue;
         };
         seq = seq.wrapping_add(1);
-        ts = ts.wrapping_add(SAMPLES_PER_PACKET as u32);
+        // The timestamp follows the clock, not the count of ticks: a tick
+        // the runtime skipped leaves a gap the far end sees as such, and
+        // the stream never drifts from real time.
+        let ts = ts0.wrapping_add(rtp_time(at - start));
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
@@ -158,22 +208,39 @@ async fn send_loop(
         packet[2..4].copy_from_slice(&seq.to_be_bytes());
         packet[4..8].copy_from_slice(&ts.to_be_bytes());
         packet[8..12].copy_from_slice(&ssrc);
-        endpoint.next_frame(codec, &mut packet[12..]);
+        if held.load(Ordering::Relaxed) {
+            packet[12..].fill(codec.silence());
+        } else {
+            endpoint.next_frame(codec, &mut packet[12..]);
+        }
         if socket.send_to(&packet, to).await.is_ok() {
             stats.sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-async fn recv_loop(socket: Arc<UdpSocket>, stats: Arc<Stats>, endpoint: Arc<dyn Endpoint>) {
+/// Elapsed time in 8 kHz samples, rounded to whole 20 ms packets.
+fn rtp_time(elapsed: Duration) -> u32 {
+    let packets = (elapsed.as_micros() + 10_000) / 20_000;
+    (packets as u64 * SAMPLES_PER_PACKET as u64) as u32
+}
+
+async fn recv_loop(
+    socket: Arc<UdpSocket>,
+    stats: Arc<Stats>,
+    held: Arc<AtomicBool>,
+    endpoint: Arc<dyn Endpoint>,
+) {
     let mut buf = [0u8; 2048];
     loop {
         match socket.recv_from(&mut buf).await {
             // Only RTP version 2 counts.
             Ok((n, _)) if n >= 12 && buf[0] >> 6 == 2 => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                if let Some((pt, payload)) = payload(&buf[..n]) {
-                    endpoint.heard(pt, payload);
+                if let Some(p) = parse(&buf[..n])
+                    && !held.load(Ordering::Relaxed)
+                {
+                    endpoint.heard(&p);
                 }
             }
             Ok(_) => {}
@@ -182,10 +249,13 @@ async fn recv_loop(socket: Arc<UdpSocket>, stats: Arc<Stats>, endpoint: Arc<dyn 
     }
 }
 
-/// An RTP packet's payload type and payload (RFC 3550 §5.1: past the
+/// An RTP packet's header fields and payload (RFC 3550 §5.1: past the
 /// contributing sources and a header extension; without the padding), or
-/// `None` when the lengths do not add up.
-fn payload(p: &[u8]) -> Option<(u8, &[u8])> {
+/// `None` when it is shorter than a header or the lengths do not add up.
+pub fn parse(p: &[u8]) -> Option<Packet<'_>> {
+    if p.len() < 12 || p[0] >> 6 != 2 {
+        return None;
+    }
     let csrcs = (p[0] & 0x0f) as usize;
     let mut start = 12 + 4 * csrcs;
     if p[0] & 0x10 != 0 {
@@ -196,12 +266,33 @@ fn payload(p: &[u8]) -> Option<(u8, &[u8])> {
     if p[0] & 0x20 != 0 {
         end = end.checked_sub(*p.last()? as usize)?;
     }
-    (start <= end).then(|| (p[1] & 0x7f, &p[start..end]))
+    (start <= end).then(|| Packet {
+        payload_type: p[1] & 0x7f,
+        marker: p[1] & 0x80 != 0,
+        seq: u16::from_be_bytes([p[2], p[3]]),
+        timestamp: u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+        ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+        payload: &p[start..end],
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::payload;
+    use super::{parse, rtp_time};
+    use std::time::Duration;
+
+    fn payload(p: &[u8]) -> Option<(u8, &[u8])> {
+        parse(p).map(|p| (p.payload_type, p.payload))
+    }
+
+    #[test]
+    fn the_sending_timestamp_follows_the_clock() {
+        assert_eq!(rtp_time(Duration::ZERO), 0);
+        assert_eq!(rtp_time(Duration::from_millis(19)), 160);
+        assert_eq!(rtp_time(Duration::from_millis(40)), 320);
+        // An hour later: exactly an hour of samples, whatever ticks were skipped.
+        assert_eq!(rtp_time(Duration::from_secs(3600)), 8000 * 3600);
+    }
 
     #[test]
     fn a_payload_is_found_past_csrcs_and_extensions_and_without_padding() {
@@ -216,6 +307,8 @@ mod tests {
         // Lengths that do not add up.
         let bad = vec![0x8F, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
         assert_eq!(payload(&bad), None);
+        assert_eq!(payload(&[0x80, 0, 0]), None, "shorter than a header");
+        assert_eq!(payload(&[0x40; 12]), None, "not version 2");
         let pad = vec![0xA0, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 200];
         assert_eq!(payload(&pad), None);
     }

@@ -190,6 +190,11 @@ pub async fn hold(mlc: &Mlc, id: u64, by: ProfileId, on: bool) -> Result<(), OpE
                     CallState::Held
                 } else {
                     CallState::Connected
+                };
+                // Held: nothing of the trader reaches the far end, nothing
+                // of the far end reaches the turret.
+                if let Some(m) = &c.media {
+                    m.set_held(on);
                 }
             });
             publish(mlc, id).await;

@@ -76,7 +76,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
     };
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
-    let media = match Media::bind(mlc.advertised_ip(peer.addr), endpoint).await {
+    let media = match mlc.bind_leg(peer.addr, endpoint).await {
         Ok(md) => md,
         Err(e) => {
             tracing::warn!(error = %e, "no RTP port for a call");
@@ -123,6 +123,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         sent_invite: None,
         media: Some(media),
         codec,
+        codec_settled: true,
         sdp_version: 1,
         remote_held: false,
         end_reason: String::new(),

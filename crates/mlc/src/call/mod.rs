@@ -128,6 +128,9 @@ pub struct Call {
     sent_invite: Option<(Peer, String, u32, String)>,
     media: Option<Media>,
     codec: Codec,
+    /// Whether `codec` is agreed with the far end (incoming: from the
+    /// offer; outgoing: once an answer came).
+    codec_settled: bool,
     sdp_version: u64,
     remote_held: bool,
     end_reason: String,
@@ -286,6 +289,7 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
         call.end_reason = reason.to_string();
     }
     call.media = None;
+    mlc.voices.remove(id);
     tracing::info!(call = id, reason = %call.end_reason, "call ended");
     let mut v = call.view();
     v.ended_at = Some(Timestamp::now());
@@ -369,6 +373,25 @@ pub async fn drop_profile_calls(mlc: &Mlc, pid: ProfileId) {
 /// The line a call is on, and who holds it (answered or placed it).
 pub fn line_of(mlc: &Mlc, id: u64) -> Option<(LineId, Option<ProfileId>)> {
     mlc.calls.with(id, |c| (c.line, c.owner))
+}
+
+/// The codec of call `id` for a turret of profile `by` that wants to hear
+/// it: `by` must hold the call, and its codec be settled.
+pub(crate) fn voice_codec(mlc: &Mlc, id: u64, by: ProfileId) -> Result<Codec, OpError> {
+    let (owner, state, codec, settled) = mlc
+        .calls
+        .with(id, |c| (c.owner, c.state, c.codec, c.codec_settled))
+        .ok_or_else(|| op_err("not_found", "no such call"))?;
+    if owner != Some(by) {
+        return Err(op_err("not_found", "no such call"));
+    }
+    if state == CallState::Ringing || !settled {
+        return Err(op_err(
+            "wrong_state",
+            format!("the call is {}: no audio yet", state.name()),
+        ));
+    }
+    Ok(codec)
 }
 
 pub(crate) fn media_stats(mlc: &Mlc, id: u64) -> Option<(u64, u64)> {

@@ -47,7 +47,8 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
     };
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
-    let media = Media::bind(mlc.advertised_ip(registrar.addr), endpoint)
+    let media = mlc
+        .bind_leg(registrar.addr, endpoint)
         .await
         .map_err(|e| op_err("internal", format!("no RTP port: {e}")))?;
     let call_id = mlc.call_id();
@@ -81,6 +82,7 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
         sent_invite: None,
         media: Some(media),
         codec: Codec::Pcmu,
+        codec_settled: false,
         sdp_version: 1,
         remote_held: false,
         end_reason: String::new(),
@@ -164,12 +166,24 @@ pub(super) async fn run_outgoing(
             let code = r.code().unwrap_or(0);
             if code < 200 {
                 if code == 180 || code == 183 {
+                    // With an SDP answer: early media (a ringback or an
+                    // announcement from the far end), heard from now on.
+                    let early = sdp::parse(&r.body).ok();
                     let changed = mlc.calls.with(id, |c| {
                         let was = c.state;
                         if c.state == CallState::Dialing {
                             c.state = CallState::Alerting;
                         }
-                        was != c.state
+                        let mut media_began = false;
+                        if let (Some(a), Some(m)) = (&early, &c.media)
+                            && !c.codec_settled
+                        {
+                            c.codec = a.codecs[0];
+                            c.codec_settled = true;
+                            m.set_remote(a.rtp, c.codec);
+                            media_began = true;
+                        }
+                        was != c.state || media_began
                     });
                     if changed == Some(true) {
                         publish(mlc, id).await;
@@ -205,6 +219,7 @@ pub(super) async fn run_outgoing(
                     c.codec = a.codecs[0];
                     m.set_remote(a.rtp, c.codec);
                 }
+                c.codec_settled = true;
                 let was_cancelled = c.state == CallState::Ended;
                 if !was_cancelled {
                     c.state = CallState::Connected;

@@ -11,11 +11,11 @@ impl crate::rtp::Endpoint for Pattern {
     fn next_frame(&self, _: openturret_sip::sdp::Codec, payload: &mut [u8]) {
         payload.fill(0x5A);
     }
-    fn heard(&self, payload_type: u8, payload: &[u8]) {
+    fn heard(&self, p: &crate::rtp::Packet<'_>) {
         self.heard
             .lock()
             .unwrap()
-            .push((payload_type, payload.to_vec()));
+            .push((p.payload_type, p.payload.to_vec()));
     }
 }
 
