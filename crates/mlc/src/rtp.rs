@@ -186,6 +186,7 @@ async fn send_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut packet = vec![0u8; 12 + SAMPLES_PER_PACKET];
     let mut first = true;
+    let mut was_held = false;
     loop {
         let at = tick.tick().await;
         let Some((to, codec)) = *target.borrow_and_update() else {
@@ -208,11 +209,17 @@ async fn send_loop(
         packet[2..4].copy_from_slice(&seq.to_be_bytes());
         packet[4..8].copy_from_slice(&ts.to_be_bytes());
         packet[8..12].copy_from_slice(&ssrc);
-        if held.load(Ordering::Relaxed) {
+        let now_held = held.load(Ordering::Relaxed);
+        if now_held {
             packet[12..].fill(codec.silence());
         } else {
             endpoint.next_frame(codec, &mut packet[12..]);
+            if was_held {
+                // The sound resumes after a hold: a new talkspurt.
+                packet[1] |= 0x80;
+            }
         }
+        was_held = now_held;
         if socket.send_to(&packet, to).await.is_ok() {
             stats.sent.fetch_add(1, Ordering::Relaxed);
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-pub use openturret_mlc::SipConfig;
+pub use openturret_mlc::{MediaConfig, SipConfig};
 
 /// Everything `turret` can be configured with.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -30,6 +30,7 @@ pub struct Config {
     pub numbers: NumbersConfig,
     pub backup: BackupConfig,
     pub sip: SipConfig,
+    pub media: MediaConfig,
     pub cdr: CdrConfig,
     pub components: ComponentsConfig,
     pub log: LogConfig,
@@ -203,6 +204,7 @@ impl Default for Config {
             numbers: NumbersConfig::default(),
             backup: BackupConfig::default(),
             sip: SipConfig::default(),
+            media: MediaConfig::default(),
             cdr: CdrConfig::default(),
             components: ComponentsConfig::default(),
             log: LogConfig::default(),
@@ -289,6 +291,19 @@ keepalive_secs = 5
 ring_timeout_secs = 120
 # The most calls ringing at once on one line; more are answered 486.
 max_ringing_per_line = 8
+
+[media]
+# Audio of calls: RTP towards the PBX and WebRTC (DTLS-SRTP) towards the
+# turrets, both from this port range (UDP, inclusive; open it in the
+# firewall). 0 and 0: any port the system gives.
+port_min = 10000
+port_max = 20000
+# The IP address media sockets bind to. Unset: the address this host uses to
+# reach the PBX (RTP) or the turret (WebRTC).
+# address = "0.0.0.0"
+# The address peers are told to send media to, when a 1:1 NAT stands in
+# front of this host.
+# public_address = "203.0.113.7"
 
 [cdr]
 # Rolling call-data-record files, written when CDRs and their files are
@@ -396,6 +411,9 @@ pub fn load(
     }
     if config.tls.cert.is_some() != config.tls.key.is_some() {
         bail!("tls.cert and tls.key must be set together");
+    }
+    if let Err(e) = config.media.check() {
+        bail!("{e}");
     }
     Ok(Loaded { config, warnings })
 }

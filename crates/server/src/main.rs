@@ -515,6 +515,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cert: need(cert, "--cert")?,
                 key: need(key, "--key")?,
                 ca: need(ca, "--ca")?,
+                media: config.media.clone(),
             };
             let host = host_name();
             std::fs::create_dir_all(&config.data_dir)?;

@@ -115,6 +115,7 @@ pub async fn start_local(
     let (server, _) = crate::tls::server_config(&app.config.tls, &app.config.data_dir, &app.host)?;
     let tls = crate::mlc::tls_setup(&server, &config)?;
     let host = Arc::new(LocalHost(Arc::downgrade(&app.0)));
+    app.mlc.set_media_config(app.config.media.clone());
     let at = app.mlc.start(host, config, Some(tls)).await?;
     // The lines the remote MLCs served so far may now be ours.
     resync_all(app);
@@ -381,6 +382,35 @@ pub async fn hold(app: &App, id: u64, pid: ProfileId, on: bool) -> Result<(), Op
 
 pub async fn transfer(app: &App, id: u64, pid: ProfileId, target: &str) -> Result<(), OpError> {
     simple(app, id, pid, "transfer", Some(target)).await
+}
+
+/// Moves a call to another speech unit of the turret holding it.
+pub async fn move_to(app: &App, id: u64, pid: ProfileId, unit: &str) -> Result<(), OpError> {
+    simple(app, id, pid, "move", Some(unit)).await
+}
+
+/// A turret's WebRTC offer to hear and speak on a call its profile holds,
+/// sent to the MLC carrying the call; returns the SDP answer.
+pub async fn voice(
+    app: &App,
+    id: u64,
+    pid: ProfileId,
+    offer: &str,
+    turret: std::net::IpAddr,
+) -> Result<String, OpError> {
+    match carrier(app, id).ok_or_else(no_call)?.0 {
+        Member::Local => app.mlc.attach_voice(id, pid, offer, turret).await,
+        Member::Remote(l) => l
+            .op(json!({"op": "voice", "call_id": id, "profile_id": pid.0,
+                       "sdp": offer, "turret": turret.to_string()}))
+            .await
+            .and_then(|v| {
+                v["sdp"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| op_err("internal", "no SDP answer"))
+            }),
+    }
 }
 
 async fn simple(

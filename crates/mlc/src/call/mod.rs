@@ -370,6 +370,21 @@ pub async fn drop_profile_calls(mlc: &Mlc, pid: ProfileId) {
     }
 }
 
+/// Moves a call the profile holds to another of its speech units (the
+/// turret checked the unit exists): the turrets show it there.
+pub async fn move_to(mlc: &Mlc, id: u64, by: ProfileId, unit: &str) -> Result<(), OpError> {
+    let state = check_owner(mlc, id, by)?;
+    if matches!(state, CallState::Ringing | CallState::Ended) {
+        return Err(op_err(
+            "wrong_state",
+            format!("the call is {}", state.name()),
+        ));
+    }
+    mlc.calls.with(id, |c| c.speech_unit = unit.to_string());
+    publish(mlc, id).await;
+    Ok(())
+}
+
 /// The line a call is on, and who holds it (answered or placed it).
 pub fn line_of(mlc: &Mlc, id: u64) -> Option<(LineId, Option<ProfileId>)> {
     mlc.calls.with(id, |c| (c.line, c.owner))
@@ -421,6 +436,7 @@ pub async fn run_op(
         "hold" => hold(mlc, id, pid, true).await,
         "retrieve" => hold(mlc, id, pid, false).await,
         "transfer" => transfer(mlc, id, pid, target).await,
+        "move" => move_to(mlc, id, pid, target).await,
         _ => Err(op_err("invalid", "no such operation")),
     }
 }

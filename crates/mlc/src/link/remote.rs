@@ -30,6 +30,8 @@ pub struct MlcOptions {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// The `[media]` configuration of this MLC.
+    pub media: crate::MediaConfig,
 }
 
 /// The MLC's host: the System Manager, over the link.
@@ -142,6 +144,7 @@ pub async fn run_mlc(
         connected: AtomicBool::new(false),
     });
     let mlc = Mlc::new();
+    mlc.set_media_config(opts.media.clone());
     let mut started = false;
     let mut tls = tls;
     let mut backoff = Duration::from_secs(1);
@@ -358,6 +361,15 @@ async fn run_remote_op(mlc: &Mlc, v: &Value) -> Result<Value, OpError> {
             let unit = v["speech_unit"].as_str().unwrap_or("handset-1");
             call::answer_call(mlc, id, Some(pid), unit).await?;
             Ok(json!({}))
+        }
+        "voice" => {
+            let turret: std::net::IpAddr = v["turret"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| crate::call::op_err("invalid", "no turret address"))?;
+            let offer = v["sdp"].as_str().unwrap_or_default();
+            let answer = mlc.attach_voice(id, pid, offer, turret).await?;
+            Ok(json!({"sdp": answer}))
         }
         "reject" => {
             let sharing: Vec<ProfileId> = v["sharing"]

@@ -65,3 +65,71 @@ async fn a_legs_media_is_its_endpoints_both_ways_without_touching_the_dialog() {
     }
     assert_eq!(pattern.heard.lock().unwrap()[0], (0, vec![0x11; 160]));
 }
+
+/// Waits for the next RTP packet at `far` and returns its payload.
+async fn next_payload(far: &tokio::net::UdpSocket) -> Vec<u8> {
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(WAIT, far.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    buf[12..n].to_vec()
+}
+
+#[tokio::test]
+async fn a_held_leg_carries_silence_both_ways_and_retrieve_gives_it_back_to_its_endpoint() {
+    let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
+    let made: Arc<Mutex<Vec<Arc<Pattern>>>> = Arc::default();
+    let keep = made.clone();
+    rig.mlc.set_media(Arc::new(move |_| {
+        let p = Arc::new(Pattern {
+            heard: Mutex::new(Vec::new()),
+        });
+        keep.lock().unwrap().push(p.clone());
+        p
+    }));
+    let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let Answered { view, ok, .. } = rig.answered("1001", far.local_addr().unwrap().port()).await;
+    let ours = openturret_sip::sdp::parse(&ok.body).unwrap().rtp.unwrap();
+    let pattern = made.lock().unwrap()[0].clone();
+    assert!(next_payload(&far).await.iter().all(|b| *b == 0x5A));
+    rig.hold(view.id, true).await;
+    // Held: what the far end gets is silence (μ-law 0xFF), never the
+    // endpoint's; what it sends reaches no endpoint.
+    let mut silent = 0;
+    for _ in 0..20 {
+        let p = next_payload(&far).await;
+        if p.iter().all(|b| *b == 0xFF) {
+            silent += 1;
+        } else {
+            assert_eq!(silent, 0, "the endpoint's sound came back while held");
+        }
+    }
+    assert!(
+        silent >= 15,
+        "the held leg kept sending its endpoint's sound"
+    );
+    let before = pattern.heard.lock().unwrap().len();
+    let mut packet = vec![0x80, 0x00, 0, 9, 0, 0, 0, 160, 0, 0, 0, 9];
+    packet.extend_from_slice(&[0x22; 160]);
+    far.send_to(&packet, ours).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        pattern.heard.lock().unwrap().len(),
+        before,
+        "heard while held"
+    );
+    // Retrieved: both ways again.
+    rig.hold(view.id, false).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !next_payload(&far).await.iter().all(|b| *b == 0x5A) {
+        assert!(std::time::Instant::now() < deadline, "never given back");
+    }
+    packet[3] = 10;
+    far.send_to(&packet, ours).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while pattern.heard.lock().unwrap().len() == before {
+        assert!(std::time::Instant::now() < deadline, "deaf after retrieve");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

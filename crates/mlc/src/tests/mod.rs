@@ -292,6 +292,28 @@ impl Rig {
 
     /// The view the host is given when a call ends (reports of the call's
     /// changes before it passed over).
+    /// Holds (or retrieves) call `id` for profile 3, the far end agreeing;
+    /// returns the SDP of our re-INVITE.
+    async fn hold(&mut self, id: u64, on: bool) -> String {
+        // (The operation waits for the far end's answer: it runs beside us.)
+        let mlc = self.mlc.clone();
+        let op = tokio::spawn(async move { call::hold(&mlc, id, ProfileId(3), on).await });
+        let reinvite = self.request("INVITE").await;
+        let body = String::from_utf8_lossy(&reinvite.body).to_string();
+        let dir = if on { "recvonly" } else { "sendrecv" };
+        let sdp = format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na={dir}\r\n"
+        );
+        let ok = message::response_to(&reinvite.headers, 200, "OK", None)
+            .header("Contact", format!("<sip:2000@{PBX}>"))
+            .body("application/sdp", sdp.into_bytes())
+            .build();
+        self.deliver(&ok).await;
+        self.request("ACK").await;
+        op.await.unwrap().unwrap();
+        body
+    }
+
     async fn until_ended(&mut self) -> CallView {
         loop {
             let (v, last) = self.call_report().await;

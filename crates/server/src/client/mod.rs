@@ -176,6 +176,8 @@ pub async fn config_json(app: &App, profile: ProfileId) -> Result<String, StoreE
             {"id": "handset-2", "kind": "handset", "name": "Handset 2"},
             {"id": "speaker-1", "kind": "speaker", "name": "Speaker 1"},
             {"id": "speaker-2", "kind": "speaker", "name": "Speaker 2"},
+            {"id": "speaker-3", "kind": "speaker", "name": "Speaker 3"},
+            {"id": "speaker-4", "kind": "speaker", "name": "Speaker 4"},
         ],
         "concentrators": concentrators,
     })

@@ -138,6 +138,17 @@ pub enum CallOp {
         call_id: u64,
         target: String,
     },
+    /// Moves a call to another of the turret's speech units.
+    Move {
+        call_id: u64,
+        speech_unit: String,
+    },
+    /// A WebRTC offer to hear and speak on a call the profile holds; the
+    /// answer carries the MLC's SDP.
+    Voice {
+        call_id: u64,
+        sdp: String,
+    },
 }
 
 /// A refusal or failure, as sent to the client.

@@ -39,6 +39,10 @@ pub fn routes() -> Router<App> {
             get(|| async { asset("text/javascript; charset=utf-8", include_str!("turret.js")) }),
         )
         .route(
+            "/assets/voice.js",
+            get(|| async { asset("text/javascript; charset=utf-8", include_str!("voice.js")) }),
+        )
+        .route(
             "/assets/turret.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("turret.css")) }),
         )

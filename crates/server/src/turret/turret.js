@@ -32,7 +32,27 @@
     config: null, tab: "contacts", contacts: null, contactsLocked: false, callMemory: null,
     callMemoryLocked: true, search: "", retry: 500, error: "",
     calls: new Map(), lineStates: new Map(),
+    voice: null, audioProblems: new Map(),
   };
+
+  // What the server says about a call's audio, beside the call.
+  function audioProblem(id, text) {
+    if (text) state.audioProblems.set(id, text); else state.audioProblems.delete(id);
+    const el = document.getElementById(`call-audio-${id}`);
+    if (el) el.textContent = text;
+  }
+
+  function voice() {
+    if (!state.voice) {
+      state.voice = window.TurretVoice.create(request, audioProblem);
+      // For diagnostics in the browser's console (and the voice tests).
+      window.turretVoice = state.voice;
+    }
+    return state.voice;
+  }
+  // Browsers start sound only after a click or key on the page.
+  document.addEventListener("pointerdown", () => { if (state.voice) state.voice.context(); });
+  document.addEventListener("keydown", () => { if (state.voice) state.voice.context(); });
 
   function request(op, params) {
     return new Promise((resolve, reject) => {
@@ -91,6 +111,7 @@
 
   function forget() {
     state.token = null; state.config = null; state.contacts = null; state.callMemory = null;
+    for (const id of state.calls.keys()) if (state.voice) state.voice.close(id);
     state.calls.clear(); state.lineStates.clear();
     sessionStorage.removeItem("turret-token");
     whoEl.textContent = ""; logoutBtn.hidden = true;
@@ -231,7 +252,8 @@
       h("span.pos", { text: "Concentrator" }), h("span.name", { text: g.name }),
       h("span.sub", { text: `${g.line_ids.length} line(s)` })));
     const dials = (kind) => dialKeys(c, kind);
-    const units = h("div.units", { id: "units" });
+    voice().setUnits(c.speech_units);
+    const units = h("div.units", { id: "units" }, c.speech_units.map(unitPanel), h("p.muted", { id: "sound-note", role: "status" }));
     const monitor = h("table", {}, h("thead", {}, h("tr", {}, h("th", { text: "Speech unit" }), h("th", { text: "Carries" }))),
       h("tbody", { id: "monitor" }));
     const tabs = h("div.tabs", { role: "tablist" },
@@ -273,6 +295,18 @@
     clearError();
     if (where) { const w = document.getElementById(where); if (w) w.textContent = ""; }
     try { return await request(op, params); } catch (e) { showError(e, where); }
+  }
+
+  // Answers on the speech unit chosen beside the call (handset 1 unless
+  // another was chosen).
+  function answer(call) {
+    const sel = document.getElementById(`answer-unit-${call.id}`);
+    return act("answer", { call_id: call.id, speech_unit: sel ? sel.value : "handset-1" }, `call-error-${call.id}`);
+  }
+
+  function unitSelect(id, value, onchange) {
+    return h("select", { id, "aria-label": "Speech unit", onchange },
+      state.config.speech_units.map((u) => h("option", { value: u.id, selected: u.id === value }, u.name)));
   }
 
   function dial(number, lineId) {
@@ -319,7 +353,7 @@
         type: "button", role: "listitem", "data-line": k.line_id, "data-activity": call ? call.line_activity : "idle",
         "data-registration": reg.state, title: reg.reason || "",
         onclick: () => {
-          if (call && call.state === "ringing") return act("answer", { call_id: call.id });
+          if (call && call.state === "ringing") return answer(call);
           const n = document.getElementById("dial-number");
           if (n && n.value) return dial(n.value, k.line_id);
           if (n) n.focus();
@@ -327,6 +361,49 @@
       }, h("span.pos", { text: `Line ${k.position}` }), h("span.name", { text: k.display_name }), h("span.sub", { text: sub }));
     });
   }
+
+  // A speech unit: what it carries, its meter, and its audio controls
+  // (built once, so a slider or a held talk key survives the pushes).
+  function unitPanel(u) {
+    const v = voice();
+    const toggle = (label, cls, set) => {
+      const b = h("button.ghost." + cls, { type: "button", "aria-pressed": "false", onclick: () => {
+        const on = b.getAttribute("aria-pressed") !== "true";
+        b.setAttribute("aria-pressed", String(on));
+        set(on);
+      } }, label);
+      return b;
+    };
+    const controls = [];
+    if (u.kind === "speaker") {
+      controls.push(h("label", { for: `volume-${u.id}`, text: "Volume" }),
+        h("input", { id: `volume-${u.id}`, type: "range", min: "0", max: "1", step: "0.05", value: "1",
+          oninput: (ev) => v.setVolume(u.id, Number(ev.target.value)) }),
+        toggle("Mute", "mute", (on) => v.setMuted(u.id, on)));
+      const talk = h("button.talk", { type: "button", title: "Hold to talk on this speaker channel" }, "Push to talk");
+      const set = (on) => (ev) => { ev.preventDefault(); talk.setAttribute("aria-pressed", String(on)); v.setPtt(u.id, on); };
+      talk.addEventListener("pointerdown", set(true));
+      for (const e of ["pointerup", "pointerleave", "pointercancel"]) talk.addEventListener(e, set(false));
+      controls.push(talk);
+    } else {
+      controls.push(toggle("Mute microphone", "mic-mute", (on) => v.setMicMuted(u.id, on)));
+    }
+    return h("div.unit", { "data-unit": u.id, "data-kind": u.kind }, h("strong", { text: u.name }),
+      h("meter", { min: "0", max: "0.5", value: "0", "aria-label": `${u.name} level` }),
+      h("div.state", { text: "idle" }),
+      h("div.controls.calls"),
+      h("div.controls.audio", {}, controls));
+  }
+
+  // The meters, and a word when the browser keeps the sound off.
+  setInterval(() => {
+    if (!state.voice) return;
+    for (const m of document.querySelectorAll(".unit[data-unit] meter")) {
+      m.value = state.voice.level(m.closest(".unit").dataset.unit);
+    }
+    const note = document.getElementById("sound-note");
+    if (note) note.textContent = state.voice.suspended() && state.calls.size ? "Sound is off until you click on the page." : "";
+  }, 100);
 
   function dialForm(c) {
     const number = h("input", { id: "dial-number", inputmode: "tel", autocomplete: "off", placeholder: "Number" });
@@ -340,15 +417,19 @@
       h("p.error", { id: "dial-error", role: "alert" }));
   }
 
-  function callButtons(c) {
+  function callButtons(c, inUnit) {
     const where = `call-error-${c.id}`;
     const b = (label, op, extra) => h("button", { type: "button", "data-op": op, onclick: () => act(op, Object.assign({ call_id: c.id }, extra || {}), where) }, label);
     if (c.state === "failed") return [h("button.ghost", { type: "button", "data-op": "dismiss", onclick: () => { state.calls.delete(c.id); renderCalls(); } }, "Dismiss")];
-    if (c.state === "ringing") return [b("Answer", "answer"), h("button.ghost", { type: "button", "data-op": "reject", onclick: () => act("reject", { call_id: c.id }, where) }, "Reject")];
+    if (c.state === "ringing") return [unitSelect(`answer-unit-${c.id}`, "handset-1"),
+      h("button", { type: "button", "data-op": "answer", onclick: () => answer(c) }, "Answer"), h("button.ghost", { type: "button", "data-op": "reject", onclick: () => act("reject", { call_id: c.id }, where) }, "Reject")];
     if (!c.here) return [];
     const out = [];
     if (c.state === "connected") out.push(b("Hold", "hold"));
     if (c.state === "held") out.push(b("Retrieve", "retrieve"));
+    if (!inUnit && ["connected", "held", "dialing", "alerting"].includes(c.state)) {
+      out.push(unitSelect(`move-unit-${c.id}`, c.speech_unit, (ev) => act("move", { call_id: c.id, speech_unit: ev.target.value }, where)));
+    }
     if (c.state === "connected" || c.state === "held") {
       out.push(h("button.ghost", { type: "button", "data-op": "transfer", onclick: () => {
         const t = window.prompt("Transfer to number");
@@ -374,18 +455,21 @@
       h("span.muted", { text: ` on ${lineName(x.line_id)}: ${stateText[x.state] || x.state}` }),
       x.state === "failed" ? h("strong.failure", { text: ` ${explain(x.reason)}` }) : null,
       h("span.controls", {}, callButtons(x)),
-      h("span.error", { id: `call-error-${x.id}`, role: "alert" })))) : h("p.muted", { text: "No calls." }));
+      h("span.error", { id: `call-error-${x.id}`, role: "alert" }),
+      h("span.error", { id: `call-audio-${x.id}`, role: "alert", text: state.audioProblems.get(x.id) || "" })))) : h("p.muted", { text: "No calls." }));
+    voice().sync(calls);
     const grid = document.querySelector("[aria-label='Line keys']");
     if (grid) grid.replaceChildren(...lineKeys(c));
-    const units = document.getElementById("units");
     const monitor = document.getElementById("monitor");
     const carried = (u) => calls.find((x) => x.here && x.state !== "failed" && x.speech_unit === u.id);
-    if (units) units.replaceChildren(...c.speech_units.map((u) => {
+    for (const u of c.speech_units) {
+      const box = document.querySelector(`.unit[data-unit="${u.id}"]`);
+      if (!box) continue;
       const x = carried(u);
-      return h("div.unit" + (x ? " busy" : ""), { "data-unit": u.id }, h("strong", { text: u.name }),
-        h("div.state", { text: x ? `${x.remote_name || x.remote_number} (${stateText[x.state] || x.state})` : "idle" }),
-        h("div.controls", {}, x ? callButtons(x) : null));
-    }));
+      box.classList.toggle("busy", !!x);
+      box.querySelector(".state").textContent = x ? `${x.remote_name || x.remote_number} (${stateText[x.state] || x.state})` : "idle";
+      box.querySelector(".calls").replaceChildren(...(x ? callButtons(x, true) : []));
+    }
     if (monitor) monitor.replaceChildren(...c.speech_units.map((u) => {
       const x = carried(u);
       return h("tr", {}, h("td", { text: u.name }), h("td" + (x ? "" : ".muted"), { text: x ? `${lineName(x.line_id)}: ${x.remote_name || x.remote_number}` : "—" }));

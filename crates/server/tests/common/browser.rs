@@ -59,6 +59,11 @@ impl Browser {
     /// Starts ChromeDriver and a headless Chromium session. Fails loudly when
     /// either is missing.
     pub async fn start(base: &str) -> Browser {
+        Browser::start_with(base, &[]).await
+    }
+
+    /// Like [`Browser::start`], with more Chromium flags.
+    pub async fn start_with(base: &str, extra: &[String]) -> Browser {
         for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 PathBuf::from(bin).exists(),
@@ -77,15 +82,28 @@ impl Browser {
             .expect("chromedriver starts");
         wait_ready(port);
         let profile = tmp.path().join("profile");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().cloned());
         let caps = json!({
             "browserName": "chrome",
             "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display())]
+                "args": args
             }
         });
         let caps = caps.as_object().unwrap().clone();
@@ -110,6 +128,11 @@ impl Browser {
     }
 
     /// The path of the page shown now.
+    /// Runs `js` (a function body; `return` gives the value) in the page.
+    pub async fn eval(&self, js: &str) -> serde_json::Value {
+        self.client.execute(js, vec![]).await.unwrap()
+    }
+
     pub async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_string()
     }

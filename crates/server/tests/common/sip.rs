@@ -296,7 +296,12 @@ pub fn send_udp(port: u16, bytes: &[u8]) -> Option<String> {
 
 /// An 8 kHz mono 16-bit WAV of a 440 Hz tone (baresip's audio source).
 pub fn tone_wav(path: &Path, seconds: u32) {
-    let samples = 8000 * seconds;
+    sine_wav(path, 440.0, 8000, seconds);
+}
+
+/// A mono 16-bit WAV of a `hz` sine at `rate` samples per second.
+pub fn sine_wav(path: &Path, hz: f64, rate: u32, seconds: u32) {
+    let samples = rate * seconds;
     let mut b = Vec::with_capacity(44 + samples as usize * 2);
     b.extend_from_slice(b"RIFF");
     b.extend_from_slice(&(36 + samples * 2).to_le_bytes());
@@ -304,17 +309,84 @@ pub fn tone_wav(path: &Path, seconds: u32) {
     b.extend_from_slice(&16u32.to_le_bytes());
     b.extend_from_slice(&1u16.to_le_bytes()); // PCM
     b.extend_from_slice(&1u16.to_le_bytes()); // mono
-    b.extend_from_slice(&8000u32.to_le_bytes());
-    b.extend_from_slice(&16000u32.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
     b.extend_from_slice(&2u16.to_le_bytes());
     b.extend_from_slice(&16u16.to_le_bytes());
     b.extend_from_slice(b"data");
     b.extend_from_slice(&(samples * 2).to_le_bytes());
     for i in 0..samples {
-        let v = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16;
+        let v = (8000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64).sin()) as i16;
         b.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, b).unwrap();
+}
+
+/// The samples (as -1..1) and rate of a 16-bit mono WAV, read up to the
+/// end of the file whatever its header says (a file still being written).
+pub fn read_wav(path: &Path) -> (Vec<f64>, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert!(
+        b.len() >= 44 && &b[..4] == b"RIFF",
+        "{} is not a WAV",
+        path.display()
+    );
+    let rate = u32::from_le_bytes(b[24..28].try_into().unwrap());
+    // Find the data chunk.
+    let mut at = 12;
+    while at + 8 <= b.len() && &b[at..at + 4] != b"data" {
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    let data = &b[(at + 8).min(b.len())..];
+    let samples = data
+        .chunks_exact(2)
+        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+        .collect();
+    (samples, rate)
+}
+
+/// The power of `hz` in `samples` (a Goertzel filter), normalised so that
+/// a full-scale sine gives about 0.25.
+pub fn goertzel(samples: &[f64], rate: u32, hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for x in samples {
+        let s0 = x + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let p = s1 * s1 + s2 * s2 - c * s1 * s2;
+    p / (samples.len() as f64).powi(2)
+}
+
+/// Whether `hz` stands out in `samples`: its power is well above the
+/// power a little way off on both sides, and not negligible.
+pub fn hears(samples: &[f64], rate: u32, hz: f64) -> bool {
+    let p = goertzel(samples, rate, hz);
+    let off = goertzel(samples, rate, hz * 0.8).max(goertzel(samples, rate, hz * 1.25));
+    p > 1e-5 && p > 20.0 * off
+}
+
+/// How a test's baresip is set up.
+pub struct BaresipOpts {
+    /// The tone it plays into calls (8 kHz).
+    pub tone_hz: f64,
+    /// Its only codec, "PCMU" or "PCMA" (both when empty).
+    pub codec: &'static str,
+    /// Record what it hears and sends (the `sndfile` module).
+    pub record: bool,
+}
+
+impl Default for BaresipOpts {
+    fn default() -> Self {
+        BaresipOpts {
+            tone_hz: 440.0,
+            codec: "",
+            record: false,
+        }
+    }
 }
 
 /// A baresip softphone registered on the test PBX.
@@ -330,10 +402,25 @@ impl Baresip {
     /// Starts baresip as `user` on the PBX at `pbx_port`; `auto_answer`
     /// answers incoming calls at once. Waits for its registration.
     pub fn start(user: &str, pbx_port: u16, auto_answer: bool) -> Baresip {
+        Baresip::start_with(user, pbx_port, auto_answer, BaresipOpts::default())
+    }
+
+    pub fn start_with(user: &str, pbx_port: u16, auto_answer: bool, opts: BaresipOpts) -> Baresip {
         let bin = require("baresip");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        tone_wav(&d.join("in.wav"), 60);
+        sine_wav(&d.join("in.wav"), opts.tone_hz, 8000, 120);
+        let record = if opts.record {
+            std::fs::create_dir_all(d.join("rec")).unwrap();
+            format!("module sndfile.so\nsnd_path {}/rec\n", d.display())
+        } else {
+            String::new()
+        };
+        let codecs = if opts.codec.is_empty() {
+            "PCMU,PCMA"
+        } else {
+            opts.codec
+        };
         let port = free_port();
         let ctrl_port = free_port();
         std::fs::write(
@@ -343,7 +430,7 @@ impl Baresip {
                  audio_source aufile,{0}/in.wav\naudio_player aufile,{0}/out.wav\naudio_alert aufile,{0}/in.wav\n\
                  module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
                  module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
-                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
+                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n{record}",
                 d.display()
             ),
         )
@@ -352,7 +439,7 @@ impl Baresip {
         std::fs::write(
             d.join("accounts"),
             format!(
-                "<sip:{user}@127.0.0.1:{pbx_port};transport=udp>;auth_pass={PBX_PASSWORD};answermode={mode};audio_codecs=PCMU,PCMA\n"
+                "<sip:{user}@127.0.0.1:{pbx_port};transport=udp>;auth_pass={PBX_PASSWORD};answermode={mode};audio_codecs={codecs}\n"
             ),
         )
         .unwrap();
@@ -438,6 +525,36 @@ impl Baresip {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+    }
+
+    /// The recordings and their sizes.
+    pub fn recordings(&self) -> Vec<(String, u64)> {
+        std::fs::read_dir(self.dir.path().join("rec"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| {
+                        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        (e.file_name().to_string_lossy().into_owned(), len)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// What baresip heard in its calls so far (the `sndfile` recording of
+    /// what it decoded), as samples and their rate.
+    pub fn heard(&self) -> (Vec<f64>, u32) {
+        let dir = self.dir.path().join("rec");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("no recordings in {}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        files.sort();
+        let last = files
+            .last()
+            .unwrap_or_else(|| panic!("baresip recorded nothing\n{}", self.log()));
+        read_wav(last)
     }
 
     /// Runs a ctrl_tcp command and returns its response.

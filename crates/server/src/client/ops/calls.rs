@@ -17,7 +17,14 @@ impl From<OpError> for ProtoError {
     }
 }
 
-const SPEECH_UNITS: &[&str] = &["handset-1", "handset-2", "speaker-1", "speaker-2"];
+const SPEECH_UNITS: &[&str] = &[
+    "handset-1",
+    "handset-2",
+    "speaker-1",
+    "speaker-2",
+    "speaker-3",
+    "speaker-4",
+];
 
 impl Conn {
     async fn telephony_profile(&self) -> Result<(ProfileId, Vec<LineId>), ProtoError> {
@@ -96,6 +103,24 @@ impl Conn {
             CallOp::Transfer { call_id, target } => {
                 telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::transfer(app, call_id, pid, &target).await?
+            }
+            CallOp::Move {
+                call_id,
+                speech_unit,
+            } => {
+                if !SPEECH_UNITS.contains(&speech_unit.as_str()) {
+                    return Err(ProtoError::new("invalid", "no such speech unit"));
+                }
+                telephony::may_act(app, call_id, pid, &lines)?;
+                telephony::move_to(app, call_id, pid, &speech_unit).await?
+            }
+            CallOp::Voice { call_id, sdp } => {
+                if sdp.len() > 16 * 1024 {
+                    return Err(ProtoError::new("invalid", "the audio offer is too long"));
+                }
+                telephony::may_act(app, call_id, pid, &lines)?;
+                let answer = telephony::voice(app, call_id, pid, &sdp, self.ip).await?;
+                return Ok(json!({"sdp": answer}));
             }
         }
         Ok(json!({}))

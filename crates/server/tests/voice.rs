@@ -1,0 +1,314 @@
+//! Voice (issue 17), with real peers only: Kamailio as the PBX, baresip as
+//! the far end playing a 1 kHz tone and recording what it hears (its
+//! `sndfile` module), and the web turret in headless Chromium whose fake
+//! microphone plays 440 Hz. What is asserted is what was heard: the
+//! frequency of each tone, measured in the page (the speech unit's
+//! analyser) and in baresip's recording (a Goertzel filter).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::inproc::InProc;
+use common::sip::{Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, hears, sine_wav};
+use serde_json::json;
+
+const FAR: f64 = 1000.0;
+const MIC: f64 = 440.0;
+
+/// A server with a line on the PBX, a profile showing it, and the turret
+/// logged in with a fake microphone; the line registered.
+struct Desk {
+    pbx: Kamailio,
+    _s: InProc,
+    b: Browser,
+    _mic: tempfile::TempDir,
+}
+
+async fn desk() -> Desk {
+    let pbx = Kamailio::start("MD5", true);
+    let s = InProc::start_with(|c, _| {
+        c.sip.enabled = true;
+        c.sip.keepalive_secs = 1;
+    })
+    .await;
+    let (_, l) = s
+        .api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "FX", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port), "username": "1001",
+                   "password": PBX_PASSWORD, "display_name": "FX Desk"}),
+        )
+        .await;
+    let pid = s
+        .profile(json!({"name": "Ann Trader", "password": "ann-pw-longer"}))
+        .await;
+    s.api
+        .put(
+            &format!("/api/v1/profiles/{pid}/lines/{}", l["id"]),
+            json!({"position": 1}),
+        )
+        .await;
+    let mic = tempfile::tempdir().unwrap();
+    let wav = mic.path().join("mic.wav");
+    sine_wav(&wav, MIC, 48_000, 10);
+    let b = Browser::start_with(
+        &s.url,
+        &[
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            format!("--use-file-for-fake-audio-capture={}", wav.display()),
+            "--allow-loopback-in-peer-connection".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
+        ],
+    )
+    .await;
+    b.goto("/turret").await;
+    b.wait_text(".profiles", "Ann Trader").await;
+    b.click("[data-profile]").await;
+    b.fill("#password", "ann-pw-longer").await;
+    b.click("#login").await;
+    b.wait_text("#who", "Ann Trader").await;
+    b.wait_text("[data-line][data-registration=registered]", "FX Desk")
+        .await;
+    Desk {
+        pbx,
+        _s: s,
+        b,
+        _mic: mic,
+    }
+}
+
+/// The last ~85 ms a speech unit played, and the rate.
+async fn unit_samples(b: &Browser, unit: &str) -> (Vec<f64>, u32) {
+    let v = b
+        .eval(&format!(
+            "const s = window.turretVoice && window.turretVoice.samples({unit:?}); return s;"
+        ))
+        .await;
+    if v.is_null() {
+        return (Vec::new(), 48_000);
+    }
+    let rate = v["rate"].as_f64().unwrap() as u32;
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(0.0))
+        .collect();
+    (data, rate)
+}
+
+/// Waits until the page's speech unit plays `hz` (`true`) or plays no `hz`
+/// for a whole second (`false`).
+async fn page_hears(b: &Browser, unit: &str, hz: f64, want: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut since: Option<Instant> = None;
+    loop {
+        let (s, rate) = unit_samples(b, unit).await;
+        let heard = !s.is_empty() && hears(&s, rate, hz);
+        if want && heard {
+            return;
+        }
+        if !want {
+            if heard {
+                since = None;
+            } else if since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unit} {} {hz} Hz",
+            if want { "never played" } else { "kept playing" }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What baresip hears from now on, for `secs`: its recording past the
+/// current end. The file is written in blocks, so what is in it lags by up
+/// to a block: the first 1.2 s past the mark are skipped.
+async fn phone_heard(phone: &Baresip, secs: f64) -> (Vec<f64>, u32) {
+    let (now, rate) = phone.heard();
+    let from = now.len() + (1.2 * f64::from(rate)) as usize;
+    let to = from + (secs * f64::from(rate)) as usize;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (all, _) = phone.heard();
+        if all.len() >= to {
+            return (all[from..to].to_vec(), rate);
+        }
+        if secs == 0.0 {
+            // Held: baresip decodes nothing while the call is held (it was
+            // offered sendonly); whatever it did decode is what counts.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (all, _) = phone.heard();
+            return (all.get(from..).unwrap_or_default().to_vec(), rate);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "baresip's recording stopped growing at {} samples; {:?}\n{}",
+            all.len(),
+            phone.recordings(),
+            phone.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn phone_hears(phone: &Baresip, hz: f64, want: bool) {
+    let (s, rate) = phone_heard(phone, 1.0).await;
+    assert!(
+        s.len() > (rate as usize / 2),
+        "baresip recorded too little: {} samples at {rate}; {:?}",
+        s.len(),
+        phone.recordings()
+    );
+    assert_eq!(
+        hears(&s, rate, hz),
+        want,
+        "baresip {} {hz} Hz",
+        if want { "did not hear" } else { "heard" }
+    );
+}
+
+/// The id of the one call shown in the queue.
+async fn call_id(b: &Browser) -> String {
+    b.eval("return document.querySelector('li.call').dataset.call;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// An incoming call in `codec`, answered on handset 1: both tones both
+/// ways; the microphone mute, hold and retrieve, and a move to a speaker
+/// channel (and its push-to-talk) each do what they should to the sound.
+async fn incoming_call_both_ways(codec: &'static str) {
+    let d = desk().await;
+    let b = &d.b;
+    let mut phone = Baresip::start_with(
+        "2000",
+        d.pbx.port,
+        false,
+        BaresipOpts {
+            tone_hz: FAR,
+            codec,
+            record: true,
+        },
+    );
+    phone.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    b.wait_text("li.call[data-state=ringing]", "2000").await;
+    // The turret rings.
+    page_hears_tone(b, "ring").await;
+    b.click("li.call [data-op=answer]").await;
+    phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    b.wait_text("li.call[data-state=connected]", "connected")
+        .await;
+    let id = call_id(b).await;
+
+    // Both ways, on handset 1.
+    page_hears(b, "handset-1", FAR, true).await;
+    phone_hears(&phone, MIC, true).await;
+
+    // The handset's microphone mute: the far end hears nothing of the
+    // trader; the trader still hears the far end.
+    b.click(".unit[data-unit=handset-1] .mic-mute").await;
+    phone_hears(&phone, MIC, false).await;
+    page_hears(b, "handset-1", FAR, true).await;
+    b.click(".unit[data-unit=handset-1] .mic-mute").await;
+    phone_hears(&phone, MIC, true).await;
+
+    // Moved to speaker 1: heard there and no longer on the handset; the
+    // trader speaks on a speaker channel only while holding its talk key.
+    b.choose(&format!("#move-unit-{id}"), "Speaker 1").await;
+    b.wait_text(".unit[data-unit=speaker-1] .state", "connected")
+        .await;
+    page_hears(b, "speaker-1", FAR, true).await;
+    page_hears(b, "handset-1", FAR, false).await;
+    phone_hears(&phone, MIC, false).await;
+    b.eval(
+        "document.querySelector('.unit[data-unit=speaker-1] .talk')\
+         .dispatchEvent(new PointerEvent('pointerdown', {bubbles: true})); return true;",
+    )
+    .await;
+    phone_hears(&phone, MIC, true).await;
+    b.eval(
+        "document.querySelector('.unit[data-unit=speaker-1] .talk')\
+         .dispatchEvent(new PointerEvent('pointerup', {bubbles: true})); return true;",
+    )
+    .await;
+    phone_hears(&phone, MIC, false).await;
+    // And back to the handset.
+    b.choose(&format!("#move-unit-{id}"), "Handset 1").await;
+    page_hears(b, "handset-1", FAR, true).await;
+    page_hears(b, "speaker-1", FAR, false).await;
+    phone_hears(&phone, MIC, true).await;
+
+    // Hold stops the sound both ways; retrieve brings it back. (baresip
+    // 1.0 stops decoding once it is held and does not start again when the
+    // call is retrieved, so what it hears is checked while held only; the
+    // MLC's side of retrieve is `a_held_leg_carries_silence_both_ways_...`
+    // in the MLC crate.)
+    b.click("li.call [data-op=hold]").await;
+    b.wait_text("li.call[data-state=held]", "on hold").await;
+    page_hears(b, "handset-1", FAR, false).await;
+    let (s, rate) = phone_heard(&phone, 0.0).await;
+    assert!(!hears(&s, rate, MIC), "baresip heard the trader while held");
+    b.click("li.call [data-op=retrieve]").await;
+    b.wait_text("li.call[data-state=connected]", "connected")
+        .await;
+    page_hears(b, "handset-1", FAR, true).await;
+
+    let seen = phone.event_count();
+    b.click("li.call [data-op=hangup]").await;
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    b.wait_text("#queue", "No calls.").await;
+    page_hears(b, "handset-1", FAR, false).await;
+}
+
+/// Waits until the turret plays `tone` (its own ring, ringback, busy).
+async fn page_hears_tone(b: &Browser, tone: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = b
+            .eval("return window.turretVoice ? window.turretVoice.tone() : null;")
+            .await;
+        if now == json!(tone) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the turret never played {tone} ({now})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it is sound, not a name: the tone's first frequency is there.
+    let hz = match tone {
+        "ring" | "priority" => 400.0,
+        "ringback" => 440.0,
+        "busy" => 480.0,
+        _ => 950.0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let (s, rate) = unit_samples(b, "tones").await;
+        if !s.is_empty() && hears(&s, rate, hz) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the {tone} tone made no {hz} Hz");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_pcmu_call_is_heard_both_ways_on_the_speech_units() {
+    incoming_call_both_ways("PCMU").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_pcma_call_is_heard_both_ways_on_the_speech_units() {
+    incoming_call_both_ways("PCMA").await;
+}
