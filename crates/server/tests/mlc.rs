@@ -4,49 +4,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::Api;
+use common::mlcproc::start_mlc;
 use common::sip::{Baresip, Kamailio, PBX_PASSWORD};
-use common::{Api, BIN};
 use openturret_server::client::conn::Connection;
 use serde_json::{Value, json};
-
-/// A `turret mlc` process; killed on drop.
-struct MlcProcess(Child);
-
-impl Drop for MlcProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_mlc(
-    manager: &str,
-    creds: &std::path::Path,
-    name: &str,
-    dir: &std::path::Path,
-) -> MlcProcess {
-    let child = Command::new(BIN)
-        .args(["mlc", "--manager", manager, "--sip-listen", "127.0.0.1:0"])
-        .arg("--cert")
-        .arg(creds.join(format!("{name}.pem")))
-        .arg("--key")
-        .arg(creds.join(format!("{name}.key")))
-        .arg("--ca")
-        .arg(creds.join("ca.pem"))
-        .arg("--data-dir")
-        .arg(dir.join(name))
-        .env_remove("TURRET_CONFIG")
-        .env("TURRET_LOG", "warn")
-        .env("TURRET_SIP__KEEPALIVE_SECS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    MlcProcess(child)
-}
 
 /// The lines as the admin API shows them, by id.
 async fn lines(api: &Api) -> Vec<Value> {

@@ -11,50 +11,87 @@ use std::time::{Duration, Instant};
 
 use common::browser::Browser;
 use common::inproc::InProc;
-use common::sip::{Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, hears, sine_wav};
+use common::mlcproc::{enrol, manager_url, start_mlc};
+use common::sip::{Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, goertzel, hears, sine_wav};
 use serde_json::json;
 
 const FAR: f64 = 1000.0;
 const MIC: f64 = 440.0;
 
 /// A server with a line on the PBX, a profile showing it, and the turret
-/// logged in with a fake microphone; the line registered.
+/// logged in with a fake microphone; the line registered. The line is
+/// served by the server's own MLC, or by a separate `turret mlc`.
 struct Desk {
     pbx: Kamailio,
-    _s: InProc,
     b: Browser,
-    _mic: tempfile::TempDir,
+    /// The server (and the `turret mlc`, and their folders), kept running.
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
-async fn desk() -> Desk {
+#[derive(Clone, Copy, PartialEq)]
+enum Mlc {
+    InProcess,
+    Separate,
+}
+
+async fn desk(mlc: Mlc) -> Desk {
     let pbx = Kamailio::start("MD5", true);
-    let s = InProc::start_with(|c, _| {
-        c.sip.enabled = true;
-        c.sip.keepalive_secs = 1;
-    })
-    .await;
-    let (_, l) = s
-        .api
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let (url, api) = match mlc {
+        Mlc::InProcess => {
+            let s = InProc::start_with(|c, _| {
+                c.sip.enabled = true;
+                c.sip.keepalive_secs = 1;
+            })
+            .await;
+            let r = (s.url.clone(), s.api.clone());
+            keep.push(Box::new(s));
+            r
+        }
+        Mlc::Separate => {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("sm");
+            let (server, api) = common::fresh_with_env(
+                &data,
+                &[
+                    ("TURRET_SIP__ENABLED", "false"),
+                    ("TURRET_COMPONENTS__LISTEN", "127.0.0.1:0"),
+                ],
+            )
+            .await;
+            let creds = dir.path().join("creds");
+            enrol(&data, &creds, "mlc-a");
+            let proc = start_mlc(&manager_url(&server), &creds, "mlc-a", dir.path());
+            let url = server.url.clone();
+            keep.push(Box::new(proc));
+            keep.push(Box::new(server));
+            keep.push(Box::new(dir));
+            (url, api)
+        }
+    };
+    let (_, l) = api
         .post(
             "/api/v1/lines",
             json!({"name": "FX", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port), "username": "1001",
                    "password": PBX_PASSWORD, "display_name": "FX Desk"}),
         )
         .await;
-    let pid = s
-        .profile(json!({"name": "Ann Trader", "password": "ann-pw-longer"}))
-        .await;
-    s.api
-        .put(
-            &format!("/api/v1/profiles/{pid}/lines/{}", l["id"]),
-            json!({"position": 1}),
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Ann Trader", "password": "ann-pw-longer"}),
         )
         .await;
+    api.put(
+        &format!("/api/v1/profiles/{}/lines/{}", p["id"], l["id"]),
+        json!({"position": 1}),
+    )
+    .await;
     let mic = tempfile::tempdir().unwrap();
     let wav = mic.path().join("mic.wav");
     sine_wav(&wav, MIC, 48_000, 10);
     let b = Browser::start_with(
-        &s.url,
+        &url,
         &[
             "--use-fake-ui-for-media-stream".into(),
             "--use-fake-device-for-media-stream".into(),
@@ -64,6 +101,7 @@ async fn desk() -> Desk {
         ],
     )
     .await;
+    keep.push(Box::new(mic));
     b.goto("/turret").await;
     b.wait_text(".profiles", "Ann Trader").await;
     b.click("[data-profile]").await;
@@ -74,10 +112,22 @@ async fn desk() -> Desk {
         .await;
     Desk {
         pbx,
-        _s: s,
         b,
-        _mic: mic,
+        _keep: keep,
     }
+}
+
+fn phone(d: &Desk, user: &str, tone_hz: f64, codec: &'static str, auto: bool) -> Baresip {
+    Baresip::start_with(
+        user,
+        d.pbx.port,
+        auto,
+        BaresipOpts {
+            tone_hz,
+            codec,
+            record: true,
+        },
+    )
 }
 
 /// The last ~85 ms a speech unit played, and the rate.
@@ -186,19 +236,10 @@ async fn call_id(b: &Browser) -> String {
 /// An incoming call in `codec`, answered on handset 1: both tones both
 /// ways; the microphone mute, hold and retrieve, and a move to a speaker
 /// channel (and its push-to-talk) each do what they should to the sound.
-async fn incoming_call_both_ways(codec: &'static str) {
-    let d = desk().await;
+async fn incoming_call_both_ways(codec: &'static str, mlc: Mlc) {
+    let d = desk(mlc).await;
     let b = &d.b;
-    let mut phone = Baresip::start_with(
-        "2000",
-        d.pbx.port,
-        false,
-        BaresipOpts {
-            tone_hz: FAR,
-            codec,
-            record: true,
-        },
-    );
+    let mut phone = phone(&d, "2000", FAR, codec, false);
     phone.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
     b.wait_text("li.call[data-state=ringing]", "2000").await;
     // The turret rings.
@@ -305,10 +346,144 @@ async fn page_hears_tone(b: &Browser, tone: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_pcmu_call_is_heard_both_ways_on_the_speech_units() {
-    incoming_call_both_ways("PCMU").await;
+    incoming_call_both_ways("PCMU", Mlc::InProcess).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_pcma_call_is_heard_both_ways_on_the_speech_units() {
-    incoming_call_both_ways("PCMA").await;
+    incoming_call_both_ways("PCMA", Mlc::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_carried_by_a_separate_mlc_is_heard_both_ways() {
+    incoming_call_both_ways("PCMU", Mlc::Separate).await;
+}
+
+/// An outgoing call: a local ringback while the far end rings (it sends no
+/// early media), then both tones both ways; a busy far end and an unknown
+/// number each give their short tone, which stops by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outgoing_call_rings_back_and_is_heard_both_ways() {
+    let d = desk(Mlc::InProcess).await;
+    let b = &d.b;
+    let mut far = phone(&d, "3000", FAR, "PCMA", false);
+    b.fill("#dial-number", "3000").await;
+    b.click("#dial").await;
+    far.wait_event("CALL_INCOMING", 0, Duration::from_secs(10));
+    page_hears_tone(b, "ringback").await;
+    far.command("accept", "");
+    let (_, seen) = far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    b.wait_text("li.call[data-state=connected]", "3000").await;
+    page_hears(b, "handset-1", FAR, true).await;
+    phone_hears(&far, MIC, true).await;
+    assert_eq!(
+        b.eval("return window.turretVoice.tone();").await,
+        serde_json::Value::Null,
+        "the ringback stopped when the call was answered"
+    );
+    far.command("hangup", "");
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    b.wait_text("#queue", "No calls.").await;
+
+    // Busy: the far end refuses.
+    let seen = far.event_count();
+    b.fill("#dial-number", "3000").await;
+    b.click("#dial").await;
+    far.wait_event("CALL_INCOMING", seen, Duration::from_secs(10));
+    far.command("hangup", "");
+    b.wait_text("li.call[data-state=failed]", "failed").await;
+    page_hears_tone(b, "busy").await;
+    page_hears_tone_stops(b).await;
+    b.click("li.call [data-op=dismiss]").await;
+
+    // An unknown number: the failure tone.
+    b.fill("#dial-number", "9999").await;
+    b.click("#dial").await;
+    b.wait_text("li.call[data-state=failed]", "number not found")
+        .await;
+    page_hears_tone(b, "failure").await;
+    page_hears_tone_stops(b).await;
+}
+
+/// Waits until the turret plays no tone (a busy or failure tone stops by
+/// itself within a few seconds).
+async fn page_hears_tone_stops(b: &Browser) {
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while b.eval("return window.turretVoice.tone();").await != serde_json::Value::Null {
+        assert!(Instant::now() < deadline, "the tone did not stop by itself");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The power of `hz` in what a speech unit plays now (averaged over a few
+/// reads).
+async fn unit_power(b: &Browser, unit: &str, hz: f64) -> f64 {
+    let mut sum = 0.0;
+    for _ in 0..5 {
+        let (s, rate) = unit_samples(b, unit).await;
+        sum += goertzel(&s, rate, hz);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    sum / 5.0
+}
+
+/// Two calls at once, answered on two speaker channels: each channel plays
+/// its caller's tone; turning one channel down lowers that tone only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_calls_on_two_speaker_channels_are_heard_at_once_each_at_its_own_volume() {
+    const OTHER: f64 = 1500.0;
+    let d = desk(Mlc::InProcess).await;
+    let b = &d.b;
+    let mut first = phone(&d, "2000", FAR, "PCMU", false);
+    let mut second = phone(&d, "2001", OTHER, "PCMU", false);
+    first.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    b.wait_text("li.call[data-state=ringing]", "2000").await;
+    let id = call_id(b).await;
+    b.choose(&format!("#answer-unit-{id}"), "Speaker 1").await;
+    b.click(&format!("li.call[data-call='{id}'] [data-op=answer]"))
+        .await;
+    first.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    second.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    b.wait_text("li.call[data-state=ringing]", "2001").await;
+    let id2 = b
+        .eval("return document.querySelector('li.call[data-state=ringing]').dataset.call;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.choose(&format!("#answer-unit-{id2}"), "Speaker 2").await;
+    b.click(&format!("li.call[data-call='{id2}'] [data-op=answer]"))
+        .await;
+    second.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+
+    page_hears(b, "speaker-1", FAR, true).await;
+    page_hears(b, "speaker-2", OTHER, true).await;
+    assert!(!hears(&unit_samples(b, "speaker-1").await.0, 48_000, OTHER));
+    assert!(!hears(&unit_samples(b, "speaker-2").await.0, 48_000, FAR));
+
+    let (one, two) = (
+        unit_power(b, "speaker-1", FAR).await,
+        unit_power(b, "speaker-2", OTHER).await,
+    );
+    b.eval(
+        "const r = document.getElementById('volume-speaker-1'); r.value = '0.25';\
+         r.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (one_after, two_after) = (
+        unit_power(b, "speaker-1", FAR).await,
+        unit_power(b, "speaker-2", OTHER).await,
+    );
+    // A quarter of the amplitude is a sixteenth of the power.
+    let drop = one_after / one;
+    assert!(
+        (0.03..0.12).contains(&drop),
+        "speaker 1 at a quarter volume kept {drop:.3} of its power"
+    );
+    let kept = two_after / two;
+    assert!(
+        (0.6..1.6).contains(&kept),
+        "speaker 2 changed with speaker 1's volume: {kept:.3}"
+    );
 }

@@ -131,6 +131,7 @@ window.TurretVoice = (() => {
         const r = await request("voice", { call_id: call.id, sdp: pc.localDescription.sdp });
         if (v.calls.get(call.id) !== entry) { pc.close(); return true; }
         await pc.setRemoteDescription({ type: "answer", sdp: r.sdp });
+        entry.ready = true;
         apply(entry);
         return true;
       } catch (e) {
@@ -223,15 +224,22 @@ window.TurretVoice = (() => {
           continue;
         }
         if (v.tooEarly.get(c.id) === c.state) continue;
-        attach(c).then((ok) => { if (!ok) v.tooEarly.set(c.id, c.state); });
+        attach(c).then((ok) => { if (!ok) v.tooEarly.set(c.id, c.state); tones(v.lastCalls); });
       }
-      // Tones: ringing wins, then a local ringback for an outgoing call
-      // with no early media, then a failure heard once.
+      v.lastCalls = calls;
+      tones(calls);
+    }
+
+    // The tone the calls ask for: ringing wins, then a local ringback for
+    // an outgoing call whose far end sends no early media, then a failure,
+    // heard once.
+    function tones(calls) {
       const ringing = calls.filter((c) => c.state === "ringing");
-      const ringback = calls.find((c) => c.here && c.direction === "out" && ["dialing", "alerting"].includes(c.state) && !v.calls.has(c.id));
+      const ringback = calls.find((c) => c.here && c.direction === "out" && c.state === "alerting"
+        && !(v.calls.get(c.id) || {}).ready);
       const failed = calls.find((c) => c.state === "failed" && !v.toned.has(c.id));
       if (ringing.length) startTone(ringing.some((c) => c.priority) ? "priority" : "ring");
-      else if (ringback && ringback.state === "alerting") startTone("ringback");
+      else if (ringback) startTone("ringback");
       else if (failed) { v.toned.add(failed.id); startTone(/^(486|600)\b/.test(failed.reason || "") ? "busy" : "failure"); }
       else if (["ring", "priority", "ringback"].includes(v.toneName)) stopTone();
     }

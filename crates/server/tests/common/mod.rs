@@ -8,6 +8,7 @@ pub mod browser;
 pub mod cti;
 pub mod inproc;
 pub mod logs;
+pub mod mlcproc;
 pub mod schema;
 pub mod sip;
 
