@@ -644,6 +644,12 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
             if *op == "transfer" {
                 req["target"] = json!("2999");
             }
+            if *op == "move" {
+                req["speech_unit"] = json!("speaker-1");
+            }
+            if *op == "voice" {
+                req["sdp"] = json!("v=0\r\n");
+            }
             let theirs = out.request(req.clone()).await.unwrap_err();
             req["call_id"] = json!(987_654_321u64);
             let unknown = out.request(req).await.unwrap_err();
@@ -664,7 +670,9 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
     probe(
         &mut out,
         call,
-        &["answer", "reject", "hangup", "hold", "retrieve", "transfer"],
+        &[
+            "answer", "reject", "hangup", "hold", "retrieve", "transfer", "move", "voice",
+        ],
     )
     .await;
     // The call is untouched: still up at the phone, and its rightful
@@ -697,7 +705,9 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
     probe(
         &mut out,
         call,
-        &["answer", "reject", "hangup", "hold", "retrieve", "transfer"],
+        &[
+            "answer", "reject", "hangup", "hold", "retrieve", "transfer", "move", "voice",
+        ],
     )
     .await;
     own.request(json!({"op": "answer", "call_id": call}))

@@ -133,3 +133,50 @@ async fn a_held_leg_carries_silence_both_ways_and_retrieve_gives_it_back_to_its_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn hostile_rtp_at_a_leg_changes_nothing() {
+    let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
+    let made: Arc<Mutex<Vec<Arc<Pattern>>>> = Arc::default();
+    let keep = made.clone();
+    rig.mlc.set_media(Arc::new(move |_| {
+        let p = Arc::new(Pattern {
+            heard: Mutex::new(Vec::new()),
+        });
+        keep.lock().unwrap().push(p.clone());
+        p
+    }));
+    let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let Answered { view, ok, .. } = rig.answered("1001", far.local_addr().unwrap().port()).await;
+    let ours = openturret_sip::sdp::parse(&ok.body).unwrap().rtp.unwrap();
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..2000u32 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let len = (rng % 300) as usize;
+        let mut p: Vec<u8> = (0..len).map(|k| (rng >> (k % 56)) as u8).collect();
+        if i % 2 == 0 && !p.is_empty() {
+            p[0] = 0x80 | (p[0] & 0x3f); // version 2, any flags and CSRC count
+        }
+        let _ = far.send_to(&p, ours).await;
+    }
+    // Still a call, still carrying: a good packet is heard.
+    let pattern = made.lock().unwrap()[0].clone();
+    let before = pattern.heard.lock().unwrap().len();
+    let mut packet = vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+    packet.extend_from_slice(&[0x33; 160]);
+    far.send_to(&packet, ours).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !pattern.heard.lock().unwrap()[before..]
+        .iter()
+        .any(|(_, p)| p == &vec![0x33; 160])
+    {
+        assert!(std::time::Instant::now() < deadline, "deaf after garbage");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        crate::call::line_of(&rig.mlc, view.id).is_some(),
+        "the call is up"
+    );
+}

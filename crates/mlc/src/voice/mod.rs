@@ -25,6 +25,8 @@
 
 pub mod jitter;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -255,7 +257,7 @@ pub(crate) async fn attach(
 }
 
 #[cfg(test)]
-mod tests {
+mod bridge_tests {
     use super::*;
 
     fn packet(seq: u16) -> Vec<u8> {

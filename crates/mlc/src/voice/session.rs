@@ -21,7 +21,7 @@ use crate::call::{OpError, op_err};
 /// A session whose ICE and DTLS are not up by then is given up.
 const CONNECT_WITHIN: Duration = Duration::from_secs(30);
 
-fn provider() -> Arc<CryptoProvider> {
+pub(super) fn provider() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
         .clone()
