@@ -29,6 +29,14 @@ fn s() -> Value {
 fn b() -> Value {
     json!({"type": "boolean"})
 }
+fn handsets() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 4, "description": "handsets of the profile's turret (default 2)"})
+}
+
+fn speakers() -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": 8, "description": "speaker channels of the profile's turret (default 4)"})
+}
+
 fn i() -> Value {
     json!({"type": "integer", "format": "int64"})
 }
@@ -118,22 +126,23 @@ fn schemas() -> Value {
         "Cleared": obj(&["cleared"], &[("cleared", b())]),
         "Profile": obj(&["id", "name", "has_contacts_password", "has_call_memory_password",
             "collect_call_memory", "allow_call_memory_deletion", "call_memory_password_protected",
-            "created_at", "updated_at"], &[
+            "handsets", "speakers", "created_at", "updated_at"], &[
             ("id", i()), ("name", s()), ("has_contacts_password", b()), ("has_call_memory_password", b()),
             ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
-            ("call_memory_password_protected", b()), ("created_at", t()), ("updated_at", t())]),
+            ("call_memory_password_protected", b()), ("handsets", handsets()), ("speakers", speakers()),
+            ("created_at", t()), ("updated_at", t())]),
         "ProfilePage": obj(&["items", "total"], &[("items", array(r("Profile"))), ("total", i())]),
         "ProfileCreate": obj(&["name", "password"], &[("name", s()),
             ("password", secret("profile password, at least 4 characters")),
             ("contacts_password", secret("gates contacts (SPEC rule 3)")),
             ("call_memory_password", secret("gates call memory (SPEC rule 3)")),
             ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
-            ("call_memory_password_protected", b())]),
+            ("call_memory_password_protected", b()), ("handsets", handsets()), ("speakers", speakers())]),
         "ProfilePatch": obj(&[], &[("name", s()), ("password", secret("new profile password")),
             ("contacts_password", json!({"type": "string", "format": "password", "writeOnly": true, "nullable": true, "description": "null removes it"})),
             ("call_memory_password", json!({"type": "string", "format": "password", "writeOnly": true, "nullable": true, "description": "null removes it"})),
             ("collect_call_memory", b()), ("allow_call_memory_deletion", b()),
-            ("call_memory_password_protected", b())]),
+            ("call_memory_password_protected", b()), ("handsets", handsets()), ("speakers", speakers())]),
         "Erasure": obj(&["local_contacts", "speed_dials", "call_memory_entries", "line_assignments", "consents", "cdrs_named", "credentials"], &[
             ("local_contacts", i()), ("speed_dials", i()), ("call_memory_entries", i()),
             ("line_assignments", i()), ("consents", i()),

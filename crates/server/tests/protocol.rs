@@ -1073,3 +1073,99 @@ async fn a_profiles_creation_read_late_ends_no_session_but_a_password_change_doe
     .await;
     assert_eq!(ended["reason"], "password_changed");
 }
+
+/// Issue 17: how many handsets and speaker channels a turret has is set per
+/// profile, checked, audited by name, and what the turret is told and
+/// allowed to use.
+#[tokio::test]
+async fn a_profiles_speech_units_are_set_by_the_administrator() {
+    let s = InProc::start_with(|c, _| c.sip.enabled = true).await;
+    let (st, p) = s
+        .api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Units", "password": "pw-123456", "handsets": 3, "speakers": 6}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{p}");
+    assert_eq!(
+        (p["handsets"].clone(), p["speakers"].clone()),
+        (json!(3), json!(6))
+    );
+    let pid = p["id"].as_i64().unwrap();
+    let (_c, v) = s.login(pid, "pw-123456").await;
+    let units: Vec<&str> = v["config"]["speech_units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        units,
+        [
+            "handset-1",
+            "handset-2",
+            "handset-3",
+            "speaker-1",
+            "speaker-2",
+            "speaker-3",
+            "speaker-4",
+            "speaker-5",
+            "speaker-6"
+        ]
+    );
+    // Defaults: two handsets, four speaker channels.
+    let (_, d) = s
+        .api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Plain", "password": "pw-123456"}),
+        )
+        .await;
+    assert_eq!(
+        (d["handsets"].clone(), d["speakers"].clone()),
+        (json!(2), json!(4))
+    );
+    // Out of range: refused, naming the field; nothing changes.
+    for (field, bad) in [
+        ("handsets", 0),
+        ("handsets", 5),
+        ("speakers", 9),
+        ("speakers", -1),
+    ] {
+        let (st, e) = s
+            .api
+            .patch(&format!("/api/v1/profiles/{pid}"), json!({field: bad}))
+            .await;
+        assert_eq!(
+            st,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "{field} {bad}: {e}"
+        );
+        assert!(e.to_string().contains(field), "{e}");
+    }
+    let (_, now) = s.api.get(&format!("/api/v1/profiles/{pid}")).await;
+    assert_eq!(now["speakers"], 6);
+    let (st, _) = s
+        .api
+        .patch(&format!("/api/v1/profiles/{pid}"), json!({"speakers": 1}))
+        .await;
+    assert_eq!(st, reqwest::StatusCode::OK);
+    let (_, audit) = s.api.get("/api/v1/audit?event_type=profile.updated").await;
+    assert!(audit.to_string().contains("speakers"), "{audit}");
+    // The turret now has one speaker channel: a call cannot be answered on
+    // a second one.
+    let (mut c, v) = s.login(pid, "pw-123456").await;
+    assert_eq!(v["config"]["speech_units"].as_array().unwrap().len(), 4);
+    let no_unit = c
+        .request(json!({"op": "answer", "call_id": 1, "speech_unit": "speaker-2"}))
+        .await
+        .unwrap_err();
+    assert_eq!(no_unit.code, "invalid", "{no_unit:?}");
+    assert!(no_unit.message.contains("speaker-2"), "{no_unit:?}");
+    let unit_ok = c
+        .request(json!({"op": "answer", "call_id": 1, "speech_unit": "speaker-1"}))
+        .await
+        .unwrap_err();
+    assert_eq!(unit_ok.code, "not_found", "{unit_ok:?}");
+}

@@ -20,8 +20,9 @@ pub fn protects_call_memory(password: &str) -> bool {
     password.chars().count() >= CALL_MEMORY_PASSWORD_MIN
 }
 
-/// Per-profile switches an administrator sets (SPEC rule 6).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Per-profile switches an administrator sets (SPEC rule 6), and the
+/// speech units of the profile's turret (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProfileFlags {
     /// Call memory is collected for this profile only when this is on.
     pub collect_call_memory: bool,
@@ -29,6 +30,57 @@ pub struct ProfileFlags {
     pub allow_call_memory_deletion: bool,
     /// Showing call memory asks for the call-memory password.
     pub call_memory_password_protected: bool,
+    /// Handsets of the turret ([`HANDSETS`]).
+    pub handsets: u8,
+    /// Speaker channels of the turret ([`SPEAKERS`]).
+    pub speakers: u8,
+}
+
+/// How many handsets a turret may have, and has unless set.
+pub const HANDSETS: std::ops::RangeInclusive<u8> = 1..=4;
+pub const DEFAULT_HANDSETS: u8 = 2;
+/// How many speaker channels a turret may have, and has unless set.
+pub const SPEAKERS: std::ops::RangeInclusive<u8> = 0..=8;
+pub const DEFAULT_SPEAKERS: u8 = 4;
+
+impl Default for ProfileFlags {
+    fn default() -> Self {
+        ProfileFlags {
+            collect_call_memory: false,
+            allow_call_memory_deletion: false,
+            call_memory_password_protected: false,
+            handsets: DEFAULT_HANDSETS,
+            speakers: DEFAULT_SPEAKERS,
+        }
+    }
+}
+
+/// A count of speech units, checked against its range.
+pub fn speech_units(
+    field: &str,
+    value: i64,
+    range: std::ops::RangeInclusive<u8>,
+) -> Result<u8, ValidationError> {
+    u8::try_from(value)
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| {
+            ValidationError::new(
+                field,
+                format!("must be from {} to {}", range.start(), range.end()),
+            )
+        })
+}
+
+impl ProfileFlags {
+    /// The turret's speech units: `(id, kind, name)`, handsets first.
+    pub fn speech_units(&self) -> Vec<(String, &'static str, String)> {
+        let h = (1..=self.handsets)
+            .map(|i| (format!("handset-{i}"), "handset", format!("Handset {i}")));
+        let s = (1..=self.speakers)
+            .map(|i| (format!("speaker-{i}"), "speaker", format!("Speaker {i}")));
+        h.chain(s).collect()
+    }
 }
 
 /// A profile as shown to administrators: never its password hashes, only
@@ -77,6 +129,8 @@ pub struct ProfileChanges {
     pub collect_call_memory: Option<bool>,
     pub allow_call_memory_deletion: Option<bool>,
     pub call_memory_password_protected: Option<bool>,
+    pub handsets: Option<u8>,
+    pub speakers: Option<u8>,
     /// New call-memory keys; `erase_call_memory` deletes every sealed entry
     /// (they could no longer be opened).
     pub call_memory_keys: Option<CallMemoryKeys>,
@@ -117,6 +171,8 @@ impl ProfileChanges {
             &self.call_memory_password_protected,
             &f.call_memory_password_protected,
         );
+        note_change(&mut changed, "handsets", &self.handsets, &f.handsets);
+        note_change(&mut changed, "speakers", &self.speakers, &f.speakers);
         changed
     }
 }

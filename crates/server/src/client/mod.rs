@@ -171,14 +171,9 @@ pub async fn config_json(app: &App, profile: ProfileId) -> Result<String, StoreE
         "line_keys": line_json,
         "speed_dials": keys.iter().map(key_json).collect::<Vec<_>>(),
         "settings": {"global_contacts_changeable": settings.global_contacts_changeable},
-        "speech_units": [
-            {"id": "handset-1", "kind": "handset", "name": "Handset 1"},
-            {"id": "handset-2", "kind": "handset", "name": "Handset 2"},
-            {"id": "speaker-1", "kind": "speaker", "name": "Speaker 1"},
-            {"id": "speaker-2", "kind": "speaker", "name": "Speaker 2"},
-            {"id": "speaker-3", "kind": "speaker", "name": "Speaker 3"},
-            {"id": "speaker-4", "kind": "speaker", "name": "Speaker 4"},
-        ],
+        "speech_units": p.flags.speech_units().into_iter()
+            .map(|(id, kind, name)| json!({"id": id, "kind": kind, "name": name}))
+            .collect::<Vec<_>>(),
         "concentrators": concentrators,
     })
     .to_string())

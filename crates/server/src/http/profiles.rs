@@ -22,6 +22,8 @@ pub struct ProfileOut {
     collect_call_memory: bool,
     allow_call_memory_deletion: bool,
     call_memory_password_protected: bool,
+    handsets: u8,
+    speakers: u8,
     created_at: String,
     updated_at: String,
 }
@@ -36,6 +38,8 @@ impl From<Profile> for ProfileOut {
             collect_call_memory: p.flags.collect_call_memory,
             allow_call_memory_deletion: p.flags.allow_call_memory_deletion,
             call_memory_password_protected: p.flags.call_memory_password_protected,
+            handsets: p.flags.handsets,
+            speakers: p.flags.speakers,
             created_at: p.created_at.rfc3339(),
             updated_at: p.updated_at.rfc3339(),
         }
@@ -140,6 +144,10 @@ pub struct ProfileIn {
     pub allow_call_memory_deletion: bool,
     #[serde(default)]
     pub call_memory_password_protected: bool,
+    /// Handsets of the turret (1–4, default 2).
+    pub handsets: Option<i64>,
+    /// Speaker channels of the turret (0–8, default 4).
+    pub speakers: Option<i64>,
 }
 
 pub async fn create(
@@ -188,6 +196,16 @@ pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiRes
         collect_call_memory: b.collect_call_memory,
         allow_call_memory_deletion: b.allow_call_memory_deletion,
         call_memory_password_protected: b.call_memory_password_protected,
+        handsets: b
+            .handsets
+            .map(|v| speech_units("handsets", v, HANDSETS))
+            .transpose()?
+            .unwrap_or(DEFAULT_HANDSETS),
+        speakers: b
+            .speakers
+            .map(|v| speech_units("speakers", v, SPEAKERS))
+            .transpose()?
+            .unwrap_or(DEFAULT_SPEAKERS),
     };
     let mut changed = vec!["name", "password"];
     if contacts_password.is_some() {
@@ -224,6 +242,8 @@ pub struct ProfilePatch {
     pub collect_call_memory: Option<bool>,
     pub allow_call_memory_deletion: Option<bool>,
     pub call_memory_password_protected: Option<bool>,
+    pub handsets: Option<i64>,
+    pub speakers: Option<i64>,
 }
 
 pub async fn update(
@@ -304,6 +324,14 @@ pub async fn update_profile(
         collect_call_memory: b.collect_call_memory,
         allow_call_memory_deletion: b.allow_call_memory_deletion,
         call_memory_password_protected: b.call_memory_password_protected,
+        handsets: b
+            .handsets
+            .map(|v| speech_units("handsets", v, HANDSETS))
+            .transpose()?,
+        speakers: b
+            .speakers
+            .map(|v| speech_units("speakers", v, SPEAKERS))
+            .transpose()?,
     };
     let r = auth.record("profile.updated", "profile", Some(id.to_string()), {
         let mut c = changes.changed_fields(&current);

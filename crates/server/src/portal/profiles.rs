@@ -163,6 +163,17 @@ pub struct ProfileForm {
     collect_call_memory: Option<String>,
     allow_call_memory_deletion: Option<String>,
     call_memory_password_protected: Option<String>,
+    #[serde(default)]
+    handsets: String,
+    #[serde(default)]
+    speakers: String,
+}
+
+/// A count typed into the form: empty for the default (or unchanged), a
+/// number, or (to be refused by the check with the field's name) -1.
+fn count(v: &str) -> Option<i64> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.parse().unwrap_or(-1))
 }
 
 fn profile_fields(
@@ -185,12 +196,17 @@ fn profile_fields(
             (checkbox(state, "Let the user delete call-memory entries", "allow_call_memory_deletion", flags.1))
             (checkbox(state, "Ask for the call-memory password", "call_memory_password_protected", flags.2))
         }
+        fieldset {
+            legend { "Speech units of the turret" }
+            (field(state, "Handsets", "handsets", "number", Some("1 to 4 (2 unless set).")))
+            (field(state, "Speaker channels", "speakers", "number", Some("0 to 8 (4 unless set).")))
+        }
     }
 }
 
 fn new_form(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Response {
     let content = html! {
-        @if let Some(e) = state.general_error(&["name", "password", "contacts_password", "call_memory_password"]) {
+        @if let Some(e) = state.general_error(&["name", "password", "contacts_password", "call_memory_password", "handsets", "speakers"]) {
             p.error-box role="alert" { (e) }
         }
         section.card {
@@ -225,6 +241,8 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm
         collect_call_memory: on(&f.collect_call_memory),
         allow_call_memory_deletion: on(&f.allow_call_memory_deletion),
         call_memory_password_protected: on(&f.call_memory_password_protected),
+        handsets: count(&f.handsets),
+        speakers: count(&f.speakers),
     };
     match api::create_profile(&app, &p.auth, input).await {
         Ok(profile) => {
@@ -233,7 +251,14 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut state = FormState::with_values("profile", &[("name", &f.name)]);
+                let mut state = FormState::with_values(
+                    "profile",
+                    &[
+                        ("name", &f.name),
+                        ("handsets", &f.handsets),
+                        ("speakers", &f.speakers),
+                    ],
+                );
                 for (k, v) in [
                     ("collect_call_memory", &f.collect_call_memory),
                     ("allow_call_memory_deletion", &f.allow_call_memory_deletion),
@@ -286,9 +311,20 @@ pub(super) async fn render_detail(
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let ps = forms
-        .profile
-        .unwrap_or_else(|| FormState::with_values("profile", &[("name", &profile.name)]));
+    let (handsets, speakers) = (
+        profile.flags.handsets.to_string(),
+        profile.flags.speakers.to_string(),
+    );
+    let ps = forms.profile.unwrap_or_else(|| {
+        FormState::with_values(
+            "profile",
+            &[
+                ("name", &profile.name),
+                ("handsets", &handsets),
+                ("speakers", &speakers),
+            ],
+        )
+    });
     let cs = forms.contact.unwrap_or_else(|| FormState {
         form: "contact",
         ..Default::default()
@@ -342,7 +378,7 @@ pub(super) async fn render_detail(
     let content = html! {
         section.card {
             h2 { "Profile" }
-            @if let Some(e) = ps.general_error(&["name", "password", "contacts_password", "call_memory_password"]) { p.error-box role="alert" { (e) } }
+            @if let Some(e) = ps.general_error(&["name", "password", "contacts_password", "call_memory_password", "handsets", "speakers"]) { p.error-box role="alert" { (e) } }
             form method="post" action=(base) {
                 (layout::csrf(p))
                 (profile_fields(&ps, (f.collect_call_memory, f.allow_call_memory_deletion, f.call_memory_password_protected),
@@ -461,6 +497,8 @@ async fn update(
         collect_call_memory: Some(on(&f.collect_call_memory)),
         allow_call_memory_deletion: Some(on(&f.allow_call_memory_deletion)),
         call_memory_password_protected: Some(on(&f.call_memory_password_protected)),
+        handsets: count(&f.handsets),
+        speakers: count(&f.speakers),
     };
     let result = api::update_profile(&app, &p.auth, ProfileId(id), patch).await;
     match result {
@@ -470,7 +508,14 @@ async fn update(
         }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut state = FormState::with_values("profile", &[("name", &f.name)]);
+                let mut state = FormState::with_values(
+                    "profile",
+                    &[
+                        ("name", &f.name),
+                        ("handsets", &f.handsets),
+                        ("speakers", &f.speakers),
+                    ],
+                );
                 state.error = Some(err);
                 let forms = Forms {
                     profile: Some(state),

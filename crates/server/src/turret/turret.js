@@ -244,7 +244,8 @@
   function renderDesk() {
     const c = state.config;
     const existing = document.getElementById("desk");
-    if (existing && existing.dataset.profile === String(c.profile.id)) return updateKeys(c);
+    const unitIds = c.speech_units.map((u) => u.id).join(" ");
+    if (existing && existing.dataset.profile === String(c.profile.id) && existing.dataset.units === unitIds) return updateKeys(c);
     whoEl.textContent = c.profile.name;
     logoutBtn.hidden = false;
     const lines = lineKeys(c);
@@ -262,7 +263,7 @@
         onclick: () => { state.tab = t; renderTab(); },
       }, t === "contacts" ? "Contacts" : "Call memory")));
     const tabBody = h("div", { id: "tab-body" });
-    app.replaceChildren(h("div.desk", { id: "desk", "data-profile": c.profile.id },
+    app.replaceChildren(h("div.desk", { id: "desk", "data-profile": c.profile.id, "data-units": unitIds },
       h("div", {},
         h("section.panel", {}, h("h2", { text: "Line keys" }), keyGrid(lines, "Line keys")),
         h("section.panel", {}, h("h2", { text: "Concentrator keys" }), conc.length ? keyGrid(conc, "Concentrator keys") : h("p.muted", { text: "None." }))),

@@ -21,6 +21,8 @@ fn profile(r: &SqliteRow) -> Profile {
             collect_call_memory: r.get("collect_call_memory"),
             allow_call_memory_deletion: r.get("allow_call_memory_deletion"),
             call_memory_password_protected: r.get("call_memory_password_protected"),
+            handsets: r.get::<i64, _>("handsets") as u8,
+            speakers: r.get::<i64, _>("speakers") as u8,
         },
         created_at: Timestamp(r.get("created_at")),
         updated_at: Timestamp(r.get("updated_at")),
@@ -141,7 +143,8 @@ async fn write_keys(conn: &mut SqliteConnection, id: ProfileId, k: &CallMemoryKe
 
 const SELECT: &str = "SELECT id, name, contacts_password_hash IS NOT NULL AS has_cp,
     call_memory_password_hash IS NOT NULL AS has_cmp, collect_call_memory,
-    allow_call_memory_deletion, call_memory_password_protected, created_at, updated_at
+    allow_call_memory_deletion, call_memory_password_protected, handsets, speakers,
+    created_at, updated_at
     FROM profiles";
 
 /// Stored turret sessions older than this are swept (a session's longest
@@ -282,8 +285,8 @@ impl ProfileStore for SqliteStore {
             "INSERT INTO profiles (name, password_hash, contacts_password_hash,
                call_memory_password_hash, collect_call_memory, allow_call_memory_deletion,
                call_memory_password_protected, created_at, updated_at, cm_public_key,
-               cm_wrap_profile, cm_wrap_call_memory)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+               cm_wrap_profile, cm_wrap_call_memory, handsets, speakers)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&new.name)
         .bind(new.password.as_phc())
@@ -297,6 +300,8 @@ impl ProfileStore for SqliteStore {
         .bind(new.call_memory_keys.public.map(|k| k.to_vec()))
         .bind(&new.call_memory_keys.wrapped_by_profile_password)
         .bind(&new.call_memory_keys.wrapped_by_call_memory_password)
+        .bind(i64::from(new.flags.handsets))
+        .bind(i64::from(new.flags.speakers))
         .fetch_one(&mut *tx.tx)
         .await
         .map_err(db)?;
@@ -322,6 +327,8 @@ impl ProfileStore for SqliteStore {
                collect_call_memory = COALESCE(?, collect_call_memory),
                allow_call_memory_deletion = COALESCE(?, allow_call_memory_deletion),
                call_memory_password_protected = COALESCE(?, call_memory_password_protected),
+               handsets = COALESCE(?, handsets),
+               speakers = COALESCE(?, speakers),
                updated_at = ?
              WHERE id = ?",
         )
@@ -342,6 +349,8 @@ impl ProfileStore for SqliteStore {
         .bind(c.collect_call_memory)
         .bind(c.allow_call_memory_deletion)
         .bind(c.call_memory_password_protected)
+        .bind(c.handsets.map(i64::from))
+        .bind(c.speakers.map(i64::from))
         .bind(Timestamp::now().0)
         .bind(id.0)
         .execute(&mut *tx.tx)

@@ -17,16 +17,20 @@ impl From<OpError> for ProtoError {
     }
 }
 
-const SPEECH_UNITS: &[&str] = &[
-    "handset-1",
-    "handset-2",
-    "speaker-1",
-    "speaker-2",
-    "speaker-3",
-    "speaker-4",
-];
-
 impl Conn {
+    /// Whether `unit` is one of the profile's speech units.
+    async fn speech_unit(&self, pid: ProfileId, unit: &str) -> Result<(), ProtoError> {
+        let p = self.app.store.get_profile(pid).await?;
+        if p.flags.speech_units().iter().any(|(id, _, _)| id == unit) {
+            Ok(())
+        } else {
+            Err(ProtoError::new(
+                "invalid",
+                format!("this turret has no speech unit {unit:?}"),
+            ))
+        }
+    }
+
     async fn telephony_profile(&self) -> Result<(ProfileId, Vec<LineId>), ProtoError> {
         let pid = self.user().await?.lock().await.profile;
         if !telephony::running(&self.app) {
@@ -78,9 +82,7 @@ impl Conn {
                 speech_unit,
             } => {
                 let unit = speech_unit.unwrap_or_else(|| "handset-1".into());
-                if !SPEECH_UNITS.contains(&unit.as_str()) {
-                    return Err(ProtoError::new("invalid", "no such speech unit"));
-                }
+                self.speech_unit(pid, &unit).await?;
                 telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::answer(app, call_id, pid, &unit).await?;
             }
@@ -108,9 +110,7 @@ impl Conn {
                 call_id,
                 speech_unit,
             } => {
-                if !SPEECH_UNITS.contains(&speech_unit.as_str()) {
-                    return Err(ProtoError::new("invalid", "no such speech unit"));
-                }
+                self.speech_unit(pid, &speech_unit).await?;
                 telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::move_to(app, call_id, pid, &speech_unit).await?
             }
