@@ -64,6 +64,66 @@ pub struct Leg {
 /// Makes the endpoint of each new leg.
 pub type Endpoints = Arc<dyn Fn(Leg) -> Arc<dyn Endpoint> + Send + Sync>;
 
+/// The RFC 4733 event code of a DTMF digit.
+pub fn dtmf_event(digit: char) -> Option<u8> {
+    match digit {
+        '0'..='9' => Some(digit as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(12 + (digit as u8 - b'A')),
+        'a'..='d' => Some(12 + (digit as u8 - b'a')),
+        _ => None,
+    }
+}
+
+/// Packets (20 ms each) a digit lasts, its end repeated, and the pause
+/// before the next digit.
+const DTMF_PACKETS: u16 = 5;
+const DTMF_END_REPEATS: u8 = 3;
+const DTMF_PAUSE: u8 = 3;
+
+/// Telephone events waiting to be sent, and the one being sent.
+#[derive(Default)]
+struct Dtmf {
+    queue: std::collections::VecDeque<(u8, u8)>,
+    /// (payload type, event, start timestamp, packets sent, end packets sent)
+    current: Option<(u8, u8, u32, u16, u8)>,
+    pause: u8,
+}
+
+impl Dtmf {
+    /// The telephone-event packet due at timestamp `ts` (its payload type,
+    /// marker, timestamp and 4-byte payload, RFC 4733 §2.3), if one is.
+    fn next(&mut self, ts: u32) -> Option<(u8, bool, u32, [u8; 4])> {
+        if self.current.is_none() {
+            if self.pause > 0 {
+                self.pause -= 1;
+                return None;
+            }
+            let (pt, event) = self.queue.pop_front()?;
+            self.current = Some((pt, event, ts, 0, 0));
+        }
+        let (pt, event, start, sent, ended) = self.current.as_mut()?;
+        let first = *sent == 0;
+        *sent = (*sent + 1).min(DTMF_PACKETS);
+        let end = *sent >= DTMF_PACKETS;
+        if end {
+            *ended += 1;
+        }
+        let duration =
+            u16::try_from(u32::from(*sent) * SAMPLES_PER_PACKET as u32).unwrap_or(u16::MAX);
+        let [d0, d1] = duration.to_be_bytes();
+        let volume = 10; // -10 dBm0
+        let payload = [*event, if end { 0x80 } else { 0 } | volume, d0, d1];
+        let out = (*pt, first, *start, payload);
+        if *ended >= DTMF_END_REPEATS {
+            self.current = None;
+            self.pause = DTMF_PAUSE;
+        }
+        Some(out)
+    }
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub sent: AtomicU64,
@@ -75,6 +135,7 @@ pub struct Media {
     target: watch::Sender<Option<(SocketAddr, Codec)>>,
     sending: Arc<AtomicBool>,
     held: Arc<AtomicBool>,
+    dtmf: Arc<std::sync::Mutex<Dtmf>>,
     pub stats: Arc<Stats>,
     tasks: [JoinHandle<()>; 2],
 }
@@ -103,12 +164,13 @@ impl Media {
         let stats = Arc::new(Stats::default());
         let sending = Arc::new(AtomicBool::new(true));
         let held = Arc::new(AtomicBool::new(false));
+        let dtmf = Arc::new(std::sync::Mutex::new(Dtmf::default()));
         let send = tokio::spawn(send_loop(
             socket.clone(),
             rx,
             stats.clone(),
             [sending.clone(), held.clone()],
-            endpoint.clone(),
+            (endpoint.clone(), dtmf.clone()),
         ));
         let recv = tokio::spawn(recv_loop(socket, stats.clone(), held.clone(), endpoint));
         Ok(Media {
@@ -116,9 +178,17 @@ impl Media {
             target,
             sending,
             held,
+            dtmf,
             stats,
             tasks: [send, recv],
         })
+    }
+
+    /// Queues telephone events (RFC 4733 codes) to send at payload type
+    /// `pt`, in place of the audio while each lasts.
+    pub fn send_dtmf(&self, pt: u8, events: &[u8]) {
+        let mut d = self.dtmf.lock().unwrap();
+        d.queue.extend(events.iter().map(|e| (pt, *e)));
     }
 
     /// Whether we hold the call: the far end gets silence, whatever the
@@ -175,7 +245,7 @@ async fn send_loop(
     mut target: watch::Receiver<Option<(SocketAddr, Codec)>>,
     stats: Arc<Stats>,
     [sending, held]: [Arc<AtomicBool>; 2],
-    endpoint: Arc<dyn Endpoint>,
+    (endpoint, dtmf): (Arc<dyn Endpoint>, Arc<std::sync::Mutex<Dtmf>>),
 ) {
     let r = openturret_sip::message::random_u64();
     let ssrc = (r as u32).to_be_bytes();
@@ -210,6 +280,27 @@ async fn send_loop(
         packet[4..8].copy_from_slice(&ts.to_be_bytes());
         packet[8..12].copy_from_slice(&ssrc);
         let now_held = held.load(Ordering::Relaxed);
+        let event = if now_held {
+            None
+        } else {
+            dtmf.lock().unwrap().next(ts)
+        };
+        if let Some((pt, marker, start, payload)) = event {
+            // A telephone event instead of this packet's audio; the
+            // endpoint's frame is taken all the same, so its clock runs on.
+            let mut frame = [0u8; SAMPLES_PER_PACKET];
+            endpoint.next_frame(codec, &mut frame);
+            let mut p = [0u8; 16];
+            p[..12].copy_from_slice(&packet[..12]);
+            p[1] = pt | if marker { 0x80 } else { 0 };
+            p[4..8].copy_from_slice(&start.to_be_bytes());
+            p[12..].copy_from_slice(&payload);
+            if socket.send_to(&p, to).await.is_ok() {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            was_held = now_held;
+            continue;
+        }
         if now_held {
             packet[12..].fill(codec.silence());
         } else {
@@ -290,6 +381,38 @@ mod tests {
 
     fn payload(p: &[u8]) -> Option<(u8, &[u8])> {
         parse(p).map(|p| (p.payload_type, p.payload))
+    }
+
+    #[test]
+    fn a_digit_is_five_packets_of_one_event_ended_three_times_then_a_pause() {
+        let mut d = super::Dtmf::default();
+        d.queue.extend([(101, 5), (101, 11)]);
+        let mut out = Vec::new();
+        for i in 0..16u32 {
+            out.push(d.next(1000 + i * 160));
+        }
+        let five: Vec<_> = out[..7].iter().map(|p| p.unwrap()).collect();
+        // One event, one timestamp (its start), marker on the first,
+        // duration growing by 20 ms, the end bit on the last three.
+        assert!(
+            five.iter()
+                .all(|(pt, _, ts, p)| *pt == 101 && *ts == 1000 && p[0] == 5)
+        );
+        assert_eq!(five.iter().filter(|x| x.1).count(), 1);
+        assert!(five[0].1);
+        let durations: Vec<u16> = five
+            .iter()
+            .map(|x| u16::from_be_bytes([x.3[2], x.3[3]]))
+            .collect();
+        assert_eq!(durations, [160, 320, 480, 640, 800, 800, 800]);
+        let ends: Vec<bool> = five.iter().map(|x| x.3[1] & 0x80 != 0).collect();
+        assert_eq!(ends, [false, false, false, false, true, true, true]);
+        // A pause of three packets, then '#', starting at its own time.
+        assert!(out[7..10].iter().all(|p| p.is_none()));
+        let hash = out[10].unwrap();
+        assert_eq!((hash.3[0], hash.1, hash.2), (11, true, 1000 + 10 * 160));
+        assert_eq!(super::dtmf_event('#'), Some(11));
+        assert_eq!(super::dtmf_event('x'), None);
     }
 
     #[test]

@@ -389,6 +389,11 @@ pub async fn move_to(app: &App, id: u64, pid: ProfileId, unit: &str) -> Result<(
     simple(app, id, pid, "move", Some(unit)).await
 }
 
+/// Sends DTMF digits on a call (RFC 4733 telephone events).
+pub async fn dtmf(app: &App, id: u64, pid: ProfileId, digits: &str) -> Result<(), OpError> {
+    simple(app, id, pid, "dtmf", Some(digits)).await
+}
+
 /// A turret's WebRTC offer to hear and speak on a call its profile holds,
 /// sent to the MLC carrying the call; returns the SDP answer.
 pub async fn voice(

@@ -647,6 +647,9 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
             if *op == "move" {
                 req["speech_unit"] = json!("speaker-1");
             }
+            if *op == "dtmf" {
+                req["digits"] = json!("1");
+            }
             if *op == "voice" {
                 req["sdp"] = json!("v=0\r\n");
             }
@@ -671,7 +674,7 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
         &mut out,
         call,
         &[
-            "answer", "reject", "hangup", "hold", "retrieve", "transfer", "move", "voice",
+            "answer", "reject", "hangup", "hold", "retrieve", "transfer", "move", "dtmf", "voice",
         ],
     )
     .await;
@@ -706,7 +709,7 @@ async fn a_profile_without_the_line_touches_none_of_its_calls() {
         &mut out,
         call,
         &[
-            "answer", "reject", "hangup", "hold", "retrieve", "transfer", "move", "voice",
+            "answer", "reject", "hangup", "hold", "retrieve", "transfer", "move", "dtmf", "voice",
         ],
     )
     .await;

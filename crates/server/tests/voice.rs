@@ -381,6 +381,26 @@ async fn an_outgoing_call_rings_back_and_is_heard_both_ways() {
         serde_json::Value::Null,
         "the ringback stopped when the call was answered"
     );
+    // The handset's keypad: each key reaches the far end as a DTMF event.
+    for (i, d) in ["1", "5", "#"].iter().enumerate() {
+        b.click(&format!(".unit[data-unit=handset-1] [data-digit='{d}']"))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while far.events_of("CALL_DTMF_START").len() <= i {
+            assert!(
+                Instant::now() < deadline,
+                "baresip got no DTMF for {d}\n{}",
+                far.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let digits: Vec<String> = far
+        .events_of("CALL_DTMF_START")
+        .into_iter()
+        .map(|v| v["param"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(digits, ["1", "5", "#"], "what baresip received");
     far.command("hangup", "");
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
     b.wait_text("#queue", "No calls.").await;

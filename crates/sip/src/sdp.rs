@@ -89,6 +89,9 @@ pub struct Audio {
     pub direction: Direction,
     /// The stream's `a=label` (RFC 4574), if it has one.
     pub label: Option<String>,
+    /// The payload type of RFC 4733 telephone events at 8 kHz (DTMF), if
+    /// offered.
+    pub events: Option<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +192,11 @@ fn audio_of(session: &Part, m: &Part) -> Result<Audio, SdpError> {
         return Err(SdpError::NoCommonCodec);
     }
     let rtp = (m.port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, m.port));
+    let events = m.pts.iter().copied().find(|pt| {
+        rtpmap.iter().any(|(p, n)| {
+            p == pt && n.len() >= 20 && n[..20].eq_ignore_ascii_case("telephone-event/8000")
+        })
+    });
     Ok(Audio {
         rtp,
         codecs,
@@ -197,6 +205,7 @@ fn audio_of(session: &Part, m: &Part) -> Result<Audio, SdpError> {
             .or(session.direction)
             .unwrap_or(Direction::SendRecv),
         label: m.label.clone(),
+        events,
     })
 }
 
@@ -231,6 +240,9 @@ pub struct Stream {
     pub direction: Direction,
     /// Its `a=label` (RFC 4574), for a peer that tells streams apart.
     pub label: Option<String>,
+    /// The payload type of the RFC 4733 telephone events (DTMF) we take
+    /// and send on it, if any.
+    pub events: Option<u8>,
 }
 
 /// Our session description: `codecs` in our order of preference (one, for
@@ -242,11 +254,25 @@ pub fn build(
     codecs: &[Codec],
     direction: Direction,
 ) -> Vec<u8> {
+    build_call(local, session_id, version, codecs, direction, None)
+}
+
+/// A call's description: as [`build`], with RFC 4733 telephone events
+/// (DTMF) at payload type `events` when given.
+pub fn build_call(
+    local: SocketAddr,
+    session_id: u64,
+    version: u64,
+    codecs: &[Codec],
+    direction: Direction,
+    events: Option<u8>,
+) -> Vec<u8> {
     let stream = Stream {
         port: local.port(),
         codecs: codecs.to_vec(),
         direction,
         label: None,
+        events,
     };
     build_streams(local.ip(), session_id, version, &[stream])
 }
@@ -261,7 +287,9 @@ pub fn build_streams(ip: IpAddr, session_id: u64, version: u64, streams: &[Strea
         let pts: Vec<String> = st
             .codecs
             .iter()
-            .map(|c| c.payload_type().to_string())
+            .map(|c| c.payload_type())
+            .chain(st.events)
+            .map(|pt| pt.to_string())
             .collect();
         s.push_str(&format!(
             "m=audio {} RTP/AVP {}\r\n",
@@ -273,6 +301,11 @@ pub fn build_streams(ip: IpAddr, session_id: u64, version: u64, streams: &[Strea
                 "a=rtpmap:{} {}/8000\r\n",
                 c.payload_type(),
                 c.name()
+            ));
+        }
+        if let Some(pt) = st.events {
+            s.push_str(&format!(
+                "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-15\r\n"
             ));
         }
         s.push_str("a=ptime:20\r\n");
@@ -296,6 +329,23 @@ m=audio 49217 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 tel
         assert_eq!(a.rtp, Some("192.0.2.5:49217".parse().unwrap()));
         assert_eq!(a.codecs, vec![Codec::Pcma, Codec::Pcmu]);
         assert_eq!(a.direction, Direction::SendRecv);
+        assert_eq!(a.events, Some(101));
+        // And ours carries them when asked.
+        let ours = build_call(
+            "192.0.2.1:4000".parse().unwrap(),
+            1,
+            1,
+            &[Codec::Pcmu],
+            Direction::SendRecv,
+            Some(101),
+        );
+        let back = parse(&ours).unwrap();
+        assert_eq!((back.codecs, back.events), (vec![Codec::Pcmu], Some(101)));
+        assert!(
+            String::from_utf8(ours)
+                .unwrap()
+                .contains("m=audio 4000 RTP/AVP 0 101\r\n")
+        );
     }
 
     #[test]
@@ -341,12 +391,14 @@ m=audio 49217 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 tel
                 codecs: vec![Codec::Pcmu],
                 direction: Direction::SendOnly,
                 label: Some("1".into()),
+                events: None,
             },
             Stream {
                 port: 40002,
                 codecs: vec![Codec::Pcma],
                 direction: Direction::SendOnly,
                 label: Some("2".into()),
+                events: None,
             },
         ];
         let b = build_streams("192.0.2.1".parse().unwrap(), 9, 1, &streams);

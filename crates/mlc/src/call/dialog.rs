@@ -178,7 +178,7 @@ pub async fn hold(mlc: &Mlc, id: u64, by: ProfileId, on: bool) -> Result<(), OpE
             };
             c.media
                 .as_ref()
-                .map(|m| sdp::build(m.local, c.id, c.sdp_version, &[c.codec], dir))
+                .map(|m| sdp::build_call(m.local, c.id, c.sdp_version, &[c.codec], dir, c.events))
         })
         .flatten()
         .ok_or_else(|| op_err("not_found", "no such call"))?;

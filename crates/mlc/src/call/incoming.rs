@@ -124,6 +124,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         media: Some(media),
         codec,
         codec_settled: true,
+        events: None,
         sdp_version: 1,
         remote_held: false,
         end_reason: String::new(),
@@ -220,12 +221,13 @@ pub async fn answer_call(
         let media = c.media.as_ref().expect("incoming calls have media");
         let local = media.local;
         media.set_remote(offer.as_ref().and_then(|o| o.rtp), c.codec);
+        c.events = offer.as_ref().and_then(|o| o.events);
         let dir = offer.map_or(sdp::Direction::SendRecv, |o| o.direction.answer());
         media.set_sending(matches!(
             dir,
             sdp::Direction::SendRecv | sdp::Direction::SendOnly
         ));
-        let body = sdp::build(local, c.id, c.sdp_version, &[c.codec], dir);
+        let body = sdp::build_call(local, c.id, c.sdp_version, &[c.codec], dir, c.events);
         c.state = CallState::Connected;
         c.owner = by;
         c.speech_unit = unit.to_string();
@@ -408,7 +410,7 @@ pub(super) async fn on_reinvite(mlc: &Mlc, m: Message, peer: Peer) {
         media.set_sending(!c.remote_held);
         c.sdp_version += 1;
         Some((
-            sdp::build(media.local, c.id, c.sdp_version, &[c.codec], dir),
+            sdp::build_call(media.local, c.id, c.sdp_version, &[c.codec], dir, c.events),
             c.line,
         ))
     });

@@ -128,6 +128,9 @@ pub struct Call {
     sent_invite: Option<(Peer, String, u32, String)>,
     media: Option<Media>,
     codec: Codec,
+    /// The payload type the far end takes RFC 4733 telephone events (DTMF)
+    /// at, if it does.
+    events: Option<u8>,
     /// Whether `codec` is agreed with the far end (incoming: from the
     /// offer; outgoing: once an answer came).
     codec_settled: bool,
@@ -385,6 +388,36 @@ pub async fn move_to(mlc: &Mlc, id: u64, by: ProfileId, unit: &str) -> Result<()
     Ok(())
 }
 
+/// Sends `digits` (0–9, *, #, A–D; at most 32) to the far end of a
+/// connected call as RFC 4733 telephone events.
+pub async fn dtmf(mlc: &Mlc, id: u64, by: ProfileId, digits: &str) -> Result<(), OpError> {
+    let events: Vec<u8> = digits
+        .chars()
+        .map(crate::rtp::dtmf_event)
+        .collect::<Option<_>>()
+        .filter(|e: &Vec<u8>| !e.is_empty() && e.len() <= 32)
+        .ok_or_else(|| op_err("invalid", "digits are 0-9, *, #, A-D (1 to 32 of them)"))?;
+    let state = check_owner(mlc, id, by)?;
+    if state != CallState::Connected {
+        return Err(op_err(
+            "wrong_state",
+            format!("the call is {}", state.name()),
+        ));
+    }
+    mlc.calls
+        .with(id, |c| match (c.events, &c.media) {
+            (Some(pt), Some(m)) => {
+                m.send_dtmf(pt, &events);
+                Ok(())
+            }
+            _ => Err(op_err(
+                "no_dtmf",
+                "the far end did not offer telephone events (RFC 4733)",
+            )),
+        })
+        .unwrap_or_else(|| Err(op_err("not_found", "no such call")))
+}
+
 /// The line a call is on, and who holds it (answered or placed it).
 pub fn line_of(mlc: &Mlc, id: u64) -> Option<(LineId, Option<ProfileId>)> {
     mlc.calls.with(id, |c| (c.line, c.owner))
@@ -437,6 +470,7 @@ pub async fn run_op(
         "retrieve" => hold(mlc, id, pid, false).await,
         "transfer" => transfer(mlc, id, pid, target).await,
         "move" => move_to(mlc, id, pid, target).await,
+        "dtmf" => dtmf(mlc, id, pid, target).await,
         _ => Err(op_err("invalid", "no such operation")),
     }
 }

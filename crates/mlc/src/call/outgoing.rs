@@ -7,6 +7,9 @@ use super::*;
 
 /// Places a call from a turret of `pid` to `number` on `line` (chosen,
 /// and checked against the profile's keys, by the System Manager).
+/// The payload type we offer RFC 4733 telephone events (DTMF) at.
+const OUR_EVENTS_PT: u8 = 101;
+
 pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Result<u64, OpError> {
     let number = number.trim();
     if number.is_empty()
@@ -83,6 +86,7 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
         media: Some(media),
         codec: Codec::Pcmu,
         codec_settled: false,
+        events: None,
         sdp_version: 1,
         remote_held: false,
         end_reason: String::new(),
@@ -133,12 +137,13 @@ pub(super) async fn run_outgoing(
         };
         let Some(local) = local else { return };
         let branch = mlc.branch();
-        let sdp_offer = sdp::build(
+        let sdp_offer = sdp::build_call(
             local,
             id,
             version,
             &[Codec::Pcmu, Codec::Pcma],
             sdp::Direction::SendRecv,
+            Some(OUR_EVENTS_PT),
         );
         let mut b = Builder::request("INVITE", target)
             .header("Via", mlc.via(peer, &branch))
@@ -180,6 +185,7 @@ pub(super) async fn run_outgoing(
                         {
                             c.codec = a.codecs[0];
                             c.codec_settled = true;
+                            c.events = a.events;
                             m.set_remote(a.rtp, c.codec);
                             media_began = true;
                         }
@@ -217,6 +223,7 @@ pub(super) async fn run_outgoing(
                     .collect();
                 if let (Some(a), Some(m)) = (&answer, &c.media) {
                     c.codec = a.codecs[0];
+                    c.events = a.events;
                     m.set_remote(a.rtp, c.codec);
                 }
                 c.codec_settled = true;

@@ -143,6 +143,11 @@ pub enum CallOp {
         call_id: u64,
         speech_unit: String,
     },
+    /// Digits sent to the far end as RFC 4733 telephone events.
+    Dtmf {
+        call_id: u64,
+        digits: String,
+    },
     /// A WebRTC offer to hear and speak on a call the profile holds; the
     /// answer carries the MLC's SDP.
     Voice {

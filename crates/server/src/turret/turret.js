@@ -438,6 +438,12 @@
       } }, "Transfer"));
     }
     out.push(h("button.ghost", { type: "button", "data-op": "hangup", onclick: () => act("hangup", { call_id: c.id }, where) }, "Hang up"));
+    if (inUnit && c.state === "connected") {
+      // The unit's keypad: each key is a DTMF digit to the far end.
+      out.push(h("div.keypad", { role: "group", "aria-label": "Keypad" },
+        [..."123456789*0#"].map((d) => h("button.ghost", { type: "button", "data-digit": d,
+          onclick: () => act("dtmf", { call_id: c.id, digits: d }, where) }, d))));
+    }
     return out;
   }
 

@@ -622,6 +622,17 @@ impl Baresip {
             .collect()
     }
 
+    /// Every event of `kind` so far.
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["event"] == json!(true) && v["type"] == json!(kind))
+            .cloned()
+            .collect()
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.lock().unwrap().len()
     }

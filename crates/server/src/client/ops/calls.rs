@@ -114,6 +114,10 @@ impl Conn {
                 telephony::may_act(app, call_id, pid, &lines)?;
                 telephony::move_to(app, call_id, pid, &speech_unit).await?
             }
+            CallOp::Dtmf { call_id, digits } => {
+                telephony::may_act(app, call_id, pid, &lines)?;
+                telephony::dtmf(app, call_id, pid, &digits).await?
+            }
             CallOp::Voice { call_id, sdp } => {
                 if sdp.len() > 16 * 1024 {
                     return Err(ProtoError::new("invalid", "the audio offer is too long"));
