@@ -248,6 +248,11 @@ impl Mlc {
         *self.media.lock().unwrap() = media;
     }
 
+    /// Turret audio sessions open now on this MLC.
+    pub fn voice_sessions(&self) -> usize {
+        self.voices.sessions()
+    }
+
     pub(crate) fn media_config(&self) -> MediaConfig {
         self.media.lock().unwrap().clone()
     }

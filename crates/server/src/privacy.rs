@@ -161,7 +161,15 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "controllers": crate::telephony::members(app).iter().map(|m| m.json()).collect::<Vec<_>>(),
             "component_link": "turret mlc processes connect over mutual TLS (certificates of the internal CA), and receive the passwords of the lines they serve",
             "signalling": "SIP to each PBX over the transport its line names: TLS for sips: or ;transport=tls lines; over UDP or TCP, numbers and names travel unencrypted on that network",
-            "media": "RTP (G.711), unencrypted (no SRTP yet), anchored at the MLC",
+            "media": "RTP (G.711), unencrypted towards the PBX (SRTP towards PBXs not yet offered), anchored at the MLC",
+        },
+        "voice": {
+            "audio_stored": false,
+            "what": "the system never stores audio: the MLC relays each call's G.711 packets between the PBX and the browser of the turret that holds the call, and keeps no frame beyond its jitter buffer (at most a second, in memory)",
+            "turret_media": "WebRTC: ICE, then DTLS-SRTP (str0m, aws-lc-rs); each call's session has its own DTLS certificate and so its own SRTP keys, made when the turret attaches and dropped when the call ends; nothing of them is written anywhere",
+            "media_ports": format!("UDP {}-{}", app.config.media.port_min, app.config.media.port_max),
+            "sessions_now": app.mlc.voice_sessions(),
+            "dtmf": "digits typed on a speech unit's keypad go to the far end as RFC 4733 telephone events and are not recorded",
         },
         "retention": {
             "call_memory": retention(s.retention_call_memory_days, c.oldest_call_memory),

@@ -192,6 +192,17 @@ async fn the_privacy_report_describes_this_deployment() {
     assert_eq!(r["erasure_ledger"]["entries"], 1);
     assert_eq!(r["audit"]["chain_intact"], true);
     assert_eq!(r["retention"]["call_memory"]["max_age_days"], 90);
+    // Voice: no audio is stored, keys are per call (issue 17).
+    assert_eq!(r["voice"]["audio_stored"], false);
+    assert!(
+        r["voice"]["turret_media"]
+            .as_str()
+            .unwrap()
+            .contains("own SRTP keys"),
+        "{}",
+        r["voice"]
+    );
+    assert_eq!(r["voice"]["media_ports"], "UDP 10000-20000");
     // It points at the table of its promises and their tests.
     assert!(
         r["proof"]["document"]

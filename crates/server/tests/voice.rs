@@ -32,16 +32,22 @@ struct Desk {
 enum Mlc {
     InProcess,
     Separate,
+    /// In process, telling browsers to send media to an address nothing
+    /// answers at (a wrong `media.public_address`).
+    Unreachable,
 }
 
 async fn desk(mlc: Mlc) -> Desk {
     let pbx = Kamailio::start("MD5", true);
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     let (url, api) = match mlc {
-        Mlc::InProcess => {
+        Mlc::InProcess | Mlc::Unreachable => {
             let s = InProc::start_with(|c, _| {
                 c.sip.enabled = true;
                 c.sip.keepalive_secs = 1;
+                if mlc == Mlc::Unreachable {
+                    c.media.public_address = Some("192.0.2.1".parse().unwrap());
+                }
             })
             .await;
             let r = (s.url.clone(), s.api.clone());
@@ -506,4 +512,36 @@ async fn two_calls_on_two_speaker_channels_are_heard_at_once_each_at_its_own_vol
         (0.6..1.6).contains(&kept),
         "speaker 2 changed with speaker 1's volume: {kept:.3}"
     );
+}
+
+/// Audio that cannot connect is said beside the call, not left silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turret_says_when_its_audio_cannot_connect() {
+    let d = desk(Mlc::Unreachable).await;
+    let b = &d.b;
+    let mut phone = phone(&d, "2000", FAR, "PCMU", false);
+    phone.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    b.wait_text("li.call[data-state=ringing]", "2000").await;
+    b.click("li.call [data-op=answer]").await;
+    phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    let id = call_id(b).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let said = b
+            .eval(&format!(
+                "const e = document.getElementById('call-audio-{id}'); return e ? e.textContent : '';"
+            ))
+            .await;
+        if said
+            .as_str()
+            .is_some_and(|t| t.contains("Audio cannot connect"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing said about the audio: {said}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

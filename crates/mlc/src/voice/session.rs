@@ -40,7 +40,12 @@ fn encoding(codec: Codec) -> &'static str {
 pub(super) fn answer(offer: &str, codec: Codec, at: SocketAddr) -> Result<(Rtc, String), OpError> {
     let offer = SdpOffer::from_sdp_string(offer)
         .map_err(|e| op_err("invalid", format!("the audio offer is not valid SDP: {e}")))?;
+    // ICE-lite (RFC 8445 §2.5): the MLC has an address the turrets reach
+    // (`media.address`, or `media.public_address` through a 1:1 NAT); the
+    // browser checks it, we answer. Nothing is sent to a browser address
+    // that did not first reach us.
     let config = Rtc::builder()
+        .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_crypto_provider(provider())
         .clear_codecs();

@@ -133,6 +133,12 @@ window.TurretVoice = (() => {
         await pc.setRemoteDescription({ type: "answer", sdp: r.sdp });
         entry.ready = true;
         apply(entry);
+        // No silent failure: audio that is not up in 8 s is said to be down.
+        setTimeout(() => {
+          if (v.calls.get(call.id) === entry && pc.connectionState !== "connected") {
+            onProblem(call.id, "Audio cannot connect to the server (UDP to its media ports may be blocked).");
+          }
+        }, 8000);
         return true;
       } catch (e) {
         close(call.id);
