@@ -164,9 +164,9 @@ fn schemas() -> Value {
         "SpeedDialPatch": obj(&[], &[("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})),
             ("position", i()), ("name", s()), ("number", s())]),
         "Line": obj(&["id", "name", "uri", "username", "display_name", "alternate_text", "preferred_identity",
-            "answer_mode", "peers", "has_password", "registration_state", "created_at", "updated_at"], &[
+            "answer_mode", "peers", "priority", "has_password", "registration_state", "created_at", "updated_at"], &[
             ("id", i()), ("name", s()), ("uri", s()), ("username", s()), ("display_name", s()),
-            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()),
+            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b()),
             ("has_password", json!({"type": "boolean", "description": "the password itself is never returned"})),
             ("registration_state", json!({"type": "string", "enum": ["registering", "registered", "failing", "unregistered", "unknown"],
                 "description": "as the Multi-Line Controller reports it; unknown when none runs in this server"})),
@@ -176,10 +176,10 @@ fn schemas() -> Value {
             ("created_at", t()), ("updated_at", t())]),
         "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),
             ("username", s()), ("password", secret("SIP digest password; stored encrypted, never shown again")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b())]),
         "LinePatch": obj(&[], &[("name", s()), ("uri", s()), ("username", s()),
             ("password", secret("absent keeps the stored password")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b())]),
         "BackupRestored": obj(&["file", "created_at", "erased_again", "restarting"], &[
             ("file", s()), ("created_at", t()),
             ("erased_again", json!({"type": "integer", "description": "profiles erased since the backup, erased again"})),

@@ -24,6 +24,8 @@ const MIC: f64 = 440.0;
 struct Desk {
     pbx: Kamailio,
     b: Browser,
+    api: common::Api,
+    line: i64,
     /// The server (and the `turret mlc`, and their folders), kept running.
     _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
@@ -119,6 +121,8 @@ async fn desk(mlc: Mlc) -> Desk {
     Desk {
         pbx,
         b,
+        line: l["id"].as_i64().unwrap(),
+        api,
         _keep: keep,
     }
 }
@@ -460,10 +464,20 @@ async fn two_calls_on_two_speaker_channels_are_heard_at_once_each_at_its_own_vol
     const OTHER: f64 = 1500.0;
     let d = desk(Mlc::InProcess).await;
     let b = &d.b;
+    // A priority line: its calls ring with their own cadence.
+    let (st, l) = d
+        .api
+        .patch(
+            &format!("/api/v1/lines/{}", d.line),
+            json!({"priority": true}),
+        )
+        .await;
+    assert!(st.is_success() && l["priority"] == true, "{l}");
     let mut first = phone(&d, "2000", FAR, "PCMU", false);
     let mut second = phone(&d, "2001", OTHER, "PCMU", false);
     first.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
     b.wait_text("li.call[data-state=ringing]", "2000").await;
+    page_hears_tone(b, "priority").await;
     let id = call_id(b).await;
     b.choose(&format!("#answer-unit-{id}"), "Speaker 1").await;
     b.click(&format!("li.call[data-call='{id}'] [data-op=answer]"))

@@ -30,6 +30,18 @@ pub struct LineFields {
     /// networks (`10.0.0.0/24`), normalised and comma-separated. Requests
     /// for the line from anywhere else are refused (issue 14).
     pub peers: String,
+    /// Its calls ring with a distinct, faster cadence on the turrets.
+    pub priority: bool,
+}
+
+/// A yes/no column of an import (`true`, `yes`, `1`; `false`, `no`, `0`
+/// or empty).
+pub fn flag(field: &str, value: &str) -> Result<bool, ValidationError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "" | "false" | "no" | "0" => Ok(false),
+        _ => Err(ValidationError::new(field, "must be true or false")),
+    }
 }
 
 /// How a line's incoming calls are answered (issue 6).
@@ -100,7 +112,13 @@ impl LineFields {
             preferred_identity,
             answer_mode: AnswerMode::Manual,
             peers: String::new(),
+            priority: false,
         })
+    }
+
+    pub fn with_priority(mut self, priority: bool) -> Self {
+        self.priority = priority;
+        self
     }
 
     pub fn with_answer_mode(mut self, mode: AnswerMode) -> Self {
@@ -147,6 +165,9 @@ impl LineFields {
         }
         if self.peers != current.peers {
             c.push("peers");
+        }
+        if self.priority != current.priority {
+            c.push("priority");
         }
         c
     }

@@ -141,6 +141,7 @@ pub async fn config_json(app: &App, profile: ProfileId) -> Result<String, StoreE
                 let st = crate::telephony::line_state(app, l.id);
                 json!({"line_id": l.id.0, "position": k.position,
                        "display_name": l.fields.display_name, "alternate_text": l.fields.alternate_text,
+                       "priority": l.fields.priority,
                        "answer_mode": l.fields.answer_mode.as_str(),
                        "state": st.name(), "state_reason": st.reason()})
             })

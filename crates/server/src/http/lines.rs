@@ -25,6 +25,7 @@ pub struct LineOut {
     /// Besides the registrar, the addresses or networks the line's PBX
     /// may send requests from.
     peers: String,
+    priority: bool,
     has_password: bool,
     /// As the Multi-Line Controller reports it: registering, registered,
     /// failing (with `registration_reason`) or unregistered.
@@ -60,6 +61,7 @@ impl LineOut {
             preferred_identity: l.fields.preferred_identity,
             answer_mode: l.fields.answer_mode.as_str(),
             peers: l.fields.peers,
+            priority: l.fields.priority,
             has_password: l.has_password,
             registration_state: state.name(),
             registration_reason: state.reason().map(str::to_string),
@@ -93,6 +95,9 @@ pub struct LineIn {
     /// line's calls (a PBX with several nodes).
     #[serde(default)]
     pub peers: String,
+    /// Its calls ring with a distinct, faster cadence.
+    #[serde(default)]
+    pub priority: bool,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +113,7 @@ pub struct LinePatch {
     pub preferred_identity: Option<String>,
     pub answer_mode: Option<String>,
     pub peers: Option<String>,
+    pub priority: Option<bool>,
 }
 
 /// `GET /mlc`: the Multi-Line Controllers (the one in this process and
@@ -186,7 +192,8 @@ pub async fn create(
         &b.preferred_identity,
     )?
     .with_answer_mode(AnswerMode::parse(&b.answer_mode)?)
-    .with_peers(&b.peers)?;
+    .with_peers(&b.peers)?
+    .with_priority(b.priority);
     let pw = password(b.password)?;
     let mut changed = vec![
         "name",
@@ -198,6 +205,9 @@ pub async fn create(
     ];
     if !f.peers.is_empty() {
         changed.push("peers");
+    }
+    if f.priority {
+        changed.push("priority");
     }
     if pw.is_some() {
         changed.push("password");
@@ -229,7 +239,8 @@ pub async fn update(
         Some(m) => AnswerMode::parse(m)?,
         None => cur.answer_mode,
     })
-    .with_peers(b.peers.as_deref().unwrap_or(&cur.peers))?;
+    .with_peers(b.peers.as_deref().unwrap_or(&cur.peers))?
+    .with_priority(b.priority.unwrap_or(cur.priority));
     let pw = password(b.password)?;
     let mut changed = f.changed_fields(&cur);
     if pw.is_some() {

@@ -397,6 +397,8 @@ pub struct LineForm {
     answer_mode: String,
     #[serde(default)]
     peers: String,
+    #[serde(default)]
+    priority: String,
 }
 
 impl LineForm {
@@ -412,6 +414,7 @@ impl LineForm {
                 ("preferred_identity", &self.preferred_identity),
                 ("answer_mode", &self.answer_mode),
                 ("peers", &self.peers),
+                ("priority", &self.priority),
             ],
         );
         s.error = err;
@@ -450,6 +453,10 @@ fn line_page(
                 (layout::select(state, "Answer mode", "answer_mode", &[
                     ("manual".into(), "Manual: a turret answers".into()),
                     ("automatic".into(), "Automatic: answered at once on a speaker (intercom)".into()),
+                ]))
+                (layout::select(state, "Ring", "priority", &[
+                    ("".into(), "Normal".into()),
+                    ("priority".into(), "Priority: a distinct, faster ring on the turrets".into()),
                 ]))
                 (field(state, "Other PBX addresses", "peers", "text", Some("Calls for this line are taken only from its registrar and from these addresses or networks (a PBX with several nodes), for example 192.0.2.10, 192.0.2.11 or 10.1.0.0/24. Anyone else gets 403.")))
                 button type="submit" { "Save line" } " " a href="/lines" { "Cancel" }
@@ -502,6 +509,7 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
         preferred_identity: f.preferred_identity.clone(),
         answer_mode: f.answer_mode.clone(),
         peers: f.peers.clone(),
+        priority: f.priority == "priority",
     };
     let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
     let created = r.as_ref().ok().map(|(_, l)| l.0.id());
@@ -543,6 +551,11 @@ async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Res
                 preferred_identity: f.preferred_identity.clone(),
                 answer_mode: f.answer_mode.as_str().to_string(),
                 peers: f.peers.clone(),
+                priority: if f.priority {
+                    "priority".into()
+                } else {
+                    String::new()
+                },
             };
             line_page(
                 &app,
@@ -573,6 +586,7 @@ async fn update_line(
         preferred_identity: Some(f.preferred_identity.clone()),
         answer_mode: Some(f.answer_mode.clone()),
         peers: Some(f.peers.clone()),
+        priority: Some(f.priority == "priority"),
     };
     let r = api_lines::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
     let has_password = app

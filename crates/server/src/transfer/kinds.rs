@@ -39,6 +39,7 @@ const LINE_COLUMNS: &[&str] = &[
     "preferred_identity",
     "answer_mode",
     "peers",
+    "priority",
 ];
 const LINE_EXPORT: &[&str] = &[
     "name",
@@ -49,6 +50,7 @@ const LINE_EXPORT: &[&str] = &[
     "preferred_identity",
     "answer_mode",
     "peers",
+    "priority",
 ];
 
 impl Kind {
@@ -132,6 +134,12 @@ fn parse_row(kind: Kind, row: &Fields) -> Result<Parsed, (String, String)> {
                     "answer_mode",
                 ))?)
                 .with_peers(get(row, "peers"))
+                .and_then(|f| {
+                    Ok(f.with_priority(openturret_domain::model::flag(
+                        "priority",
+                        get(row, "priority"),
+                    )?))
+                })
             })
             .map_err(v)?;
             let pw = Some(get(row, "password"))
@@ -375,6 +383,7 @@ pub async fn export(
                         f.preferred_identity,
                         f.answer_mode.as_str().to_string(),
                         f.peers,
+                        f.priority.to_string(),
                     ]
                 })
                 .collect(),

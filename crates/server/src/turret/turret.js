@@ -464,7 +464,9 @@
       h("span.controls", {}, callButtons(x)),
       h("span.error", { id: `call-error-${x.id}`, role: "alert" }),
       h("span.error", { id: `call-audio-${x.id}`, role: "alert", text: state.audioProblems.get(x.id) || "" })))) : h("p.muted", { text: "No calls." }));
-    voice().sync(calls);
+    // A call on a priority line rings with the priority cadence.
+    const priority = new Set(c.line_keys.filter((k) => k.priority).map((k) => k.line_id));
+    voice().sync(calls.map((x) => Object.assign({}, x, { priority: priority.has(x.line_id) })));
     const grid = document.querySelector("[aria-label='Line keys']");
     if (grid) grid.replaceChildren(...lineKeys(c));
     const monitor = document.getElementById("monitor");

@@ -12,7 +12,7 @@ use super::{SqliteStore, Tx, db, one_row};
 use crate::{LineStore, Result, StoreError};
 
 const SELECT: &str = "SELECT id, name, uri, username, display_name, alternate_text,
-    preferred_identity, answer_mode, peers, password_sealed IS NOT NULL AS has_password, created_at, updated_at
+    preferred_identity, answer_mode, peers, priority, password_sealed IS NOT NULL AS has_password, created_at, updated_at
     FROM lines";
 
 fn line(r: &SqliteRow) -> Line {
@@ -27,6 +27,7 @@ fn line(r: &SqliteRow) -> Line {
             preferred_identity: r.get("preferred_identity"),
             answer_mode: AnswerMode::parse(r.get("answer_mode")).unwrap_or_default(),
             peers: r.get("peers"),
+            priority: r.get("priority"),
         },
         has_password: r.get("has_password"),
         created_at: Timestamp(r.get("created_at")),
@@ -77,8 +78,8 @@ impl LineStore for SqliteStore {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO lines (name, uri, username, display_name, alternate_text,
-               preferred_identity, answer_mode, peers, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+               preferred_identity, answer_mode, peers, priority, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&f.name)
         .bind(&f.uri)
@@ -88,6 +89,7 @@ impl LineStore for SqliteStore {
         .bind(&f.preferred_identity)
         .bind(f.answer_mode.as_str())
         .bind(&f.peers)
+        .bind(f.priority)
         .bind(now.0)
         .bind(now.0)
         .fetch_one(&mut *tx.tx)
@@ -112,7 +114,8 @@ impl LineStore for SqliteStore {
         let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE lines SET name = ?, uri = ?, username = ?, display_name = ?,
-               alternate_text = ?, preferred_identity = ?, answer_mode = ?, peers = ?, updated_at = ?
+               alternate_text = ?, preferred_identity = ?, answer_mode = ?, peers = ?, priority = ?,
+               updated_at = ?
              WHERE id = ?",
         )
         .bind(&f.name)
@@ -123,6 +126,7 @@ impl LineStore for SqliteStore {
         .bind(&f.preferred_identity)
         .bind(f.answer_mode.as_str())
         .bind(&f.peers)
+        .bind(f.priority)
         .bind(Timestamp::now().0)
         .bind(id.0)
         .execute(&mut *tx.tx)
@@ -214,10 +218,10 @@ impl LineStore for SqliteStore {
                 (Some(id), crate::OnDuplicate::Update) => {
                     sqlx::query(
                         "UPDATE lines SET uri = ?, username = ?, display_name = ?, alternate_text = ?,
-                           preferred_identity = ?, answer_mode = ?, peers = ?, updated_at = ? WHERE id = ?",
+                           preferred_identity = ?, answer_mode = ?, peers = ?, priority = ?, updated_at = ? WHERE id = ?",
                     )
                     .bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
-                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(now).bind(id)
+                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(f.priority).bind(now).bind(id)
                     .execute(&mut *tx.tx).await.map_err(db)?;
                     counts.updated += 1;
                     id
@@ -225,10 +229,10 @@ impl LineStore for SqliteStore {
                 (None, _) => {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO lines (name, uri, username, display_name, alternate_text, preferred_identity,
-                           answer_mode, peers, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                           answer_mode, peers, priority, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     )
                     .bind(&f.name).bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
-                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(now).bind(now)
+                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(f.priority).bind(now).bind(now)
                     .fetch_one(&mut *tx.tx).await.map_err(db)?;
                     counts.inserted += 1;
                     id
