@@ -67,7 +67,7 @@ use tokio::sync::{Notify, mpsc};
 pub use call::CallView;
 pub use config::{MediaConfig, SipConfig};
 pub use host::Host;
-pub use rtp::{Endpoint, Endpoints, Leg, Packet, Silence};
+pub use rtp::{Endpoint, Endpoints, Leg, Packet, Silence, parse as parse_rtp};
 pub use transport::TlsSetup;
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
 

@@ -50,8 +50,9 @@ pub struct Voices {
 }
 
 impl Voices {
-    /// The bridge of a new leg (replacing any of the same call).
-    pub(crate) fn bridge(&self, call: u64) -> Arc<Bridge> {
+    /// The bridge of a new leg (replacing any of the same call). The MLC
+    /// makes one per call leg; its benchmarks drive one directly.
+    pub fn bridge(&self, call: u64) -> Arc<Bridge> {
         let b = Arc::new(Bridge {
             call,
             inner: Mutex::new(Inner::default()),
@@ -61,7 +62,7 @@ impl Voices {
     }
 
     /// The call ended: its bridge and any session with it go.
-    pub(crate) fn remove(&self, call: u64) {
+    pub fn remove(&self, call: u64) {
         if let Some(b) = self.bridges.lock().unwrap().remove(&call) {
             b.detach(None);
         }
@@ -203,7 +204,7 @@ impl Endpoint for Bridge {
 }
 
 /// Where a session's socket binds and what it tells the browser.
-pub(crate) struct Place {
+pub struct Place {
     pub bind: IpAddr,
     pub advertise: IpAddr,
     pub ports: (u16, u16),
@@ -212,7 +213,7 @@ pub(crate) struct Place {
 /// Answers a turret's WebRTC offer for call `call` (whose codec is
 /// `codec`): binds the session's socket at `place` and starts it. Returns
 /// the SDP answer.
-pub(crate) async fn attach(
+pub async fn attach(
     voices: &Voices,
     call: u64,
     codec: Codec,

@@ -175,6 +175,12 @@ pub(super) async fn run(
         let wait = timeout
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1));
+        if wait.is_zero() {
+            // Due now (str0m releases queued packets on a timeout): a
+            // zero sleep would wait for the runtime's next 1 ms tick.
+            let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+            continue;
+        }
         let input = tokio::select! {
             _ = &mut stop => return,
             r = socket.recv_from(&mut buf) => match r {

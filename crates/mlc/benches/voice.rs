@@ -1,0 +1,430 @@
+//! The voice bridge against a plain UDP relay (issue 17).
+//!
+//! `cargo bench -p openturret-mlc --bench voice` (`BENCH_CALLS=N`,
+//! `BENCH_SECONDS=N`).
+//!
+//! Two processes: this one is the system under test, and it runs itself a
+//! second time as the load generator (`VOICE_BENCH_ROLE=load`), which plays
+//! both the PBXs (G.711 RTP at 50 packets/s per call) and the browsers
+//! (str0m: ICE, DTLS-SRTP, sending 50 packets/s back). Per call, the system
+//! under test runs what the MLC runs: an RTP socket whose receive loop hands
+//! packets to the call's `voice::Bridge`, the bridge's browser session
+//! (str0m), and a 20 ms tick that pulls the jitter buffer towards the PBX.
+//! The baseline relays the same two flows per call between plain UDP
+//! sockets. The load generator measures loss and the one-way latency
+//! PBX → browser (sent → arrived, decrypted, at the browser); this process
+//! measures its own CPU time. Phase 1: one call, 200 packets/s, for the
+//! latency; phase 2: `BENCH_CALLS` calls (default 500) at 50 packets/s.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openturret_mlc::voice::{Place, Voices, attach};
+use openturret_mlc::{Endpoint, parse_rtp};
+use openturret_sip::sdp::Codec;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+const LOCAL: &str = "127.0.0.1";
+
+fn main() {
+    if std::env::var("VOICE_BENCH_ROLE").as_deref() == Ok("load") {
+        return load();
+    }
+    let calls: usize = env("BENCH_CALLS", 500);
+    let seconds: u64 = env("BENCH_SECONDS", 10);
+    println!("voice bridge against a plain UDP relay (two processes; this one is measured)");
+    for (title, n, pps, secs) in [
+        ("latency, 1 call at 200 packets/s", 1usize, 200u64, 5u64),
+        ("load, calls at 50 packets/s each way", calls, 50, seconds),
+    ] {
+        println!("\n{title}: {n} call(s), {secs} s");
+        println!(
+            "| path | sent | received | loss | p50 | p99 | CPU of this process | CPU per call |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        for mode in ["relay", "bridge"] {
+            let r = run(mode, n, pps, secs);
+            println!(
+                "| {} | {} | {} | {:.3} % | {:.3} ms | {:.3} ms | {:.1} % of a core | {:.3} % of a core |",
+                if mode == "relay" {
+                    "plain UDP relay"
+                } else {
+                    "voice bridge"
+                },
+                r.sent,
+                r.received,
+                100.0 * (r.sent.saturating_sub(r.received)) as f64 / r.sent.max(1) as f64,
+                r.p50_us / 1000.0,
+                r.p99_us / 1000.0,
+                r.cpu * 100.0,
+                r.cpu * 100.0 / n as f64,
+            );
+        }
+    }
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// This process's CPU time (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+struct Outcome {
+    sent: u64,
+    received: u64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu: f64,
+}
+
+/// One phase in one mode: starts the load generator, sets up `n` calls,
+/// lets it run, and reads its result.
+fn run(mode: &str, n: usize, pps: u64, secs: u64) -> Outcome {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("VOICE_BENCH_ROLE", "load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to = child.stdin.take().unwrap();
+    let mut from = BufReader::new(child.stdout.take().unwrap());
+    writeln!(to, "{mode} {n} {pps} {secs}").unwrap();
+    let voices = Arc::new(Voices::default());
+    let mut line = String::new();
+    let mut cpu0 = 0.0;
+    let mut result = None;
+    while {
+        line.clear();
+        from.read_line(&mut line).unwrap() > 0
+    } {
+        let f: Vec<&str> = line.trim_end().splitn(4, ' ').collect();
+        match f[0] {
+            // A call: where the PBX and the browser receive; for the
+            // bridge, the browser's offer. We answer with where to send.
+            "CALL" => {
+                let i: u64 = f[1].parse().unwrap();
+                let pbx: SocketAddr = f[2].parse().unwrap();
+                let (a, b) = rt.block_on(async {
+                    if mode == "relay" {
+                        let browser: SocketAddr = f[3].parse().unwrap();
+                        let a = relay(browser).await;
+                        let b = relay(pbx).await;
+                        (a.to_string(), b.to_string())
+                    } else {
+                        let offer = f[3].replace('|', "\r\n");
+                        let (anchor, answer) = bridge(&voices, i, pbx, &offer).await;
+                        (anchor.to_string(), answer.replace("\r\n", "|"))
+                    }
+                });
+                writeln!(to, "{a} {b}").unwrap();
+            }
+            "GO" => cpu0 = cpu_seconds(),
+            "DONE" => {
+                let cpu = (cpu_seconds() - cpu0) / secs as f64;
+                result = Some(Outcome {
+                    sent: f[1].parse().unwrap(),
+                    received: f[2].parse().unwrap(),
+                    p50_us: f[3].split(' ').next().unwrap().parse().unwrap(),
+                    p99_us: f[3].split(' ').nth(1).unwrap().parse().unwrap(),
+                    cpu,
+                });
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = child.wait();
+    rt.shutdown_timeout(Duration::from_millis(100));
+    result.expect("the load generator reported")
+}
+
+/// A plain relay: what arrives at a new socket goes to `to`.
+async fn relay(to: SocketAddr) -> SocketAddr {
+    let s = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+    let at = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = s.recv_from(&mut buf).await {
+            let _ = s.send_to(&buf[..n], to).await;
+        }
+    });
+    at
+}
+
+/// What the MLC runs for a call: an RTP socket whose packets go to the
+/// bridge, a 20 ms tick that sends the bridge's frames to the PBX, and the
+/// browser session. Returns the RTP socket's address and the SDP answer.
+async fn bridge(voices: &Voices, call: u64, pbx: SocketAddr, offer: &str) -> (SocketAddr, String) {
+    let b = voices.bridge(call);
+    let local: IpAddr = LOCAL.parse().unwrap();
+    let answer = attach(
+        voices,
+        call,
+        Codec::Pcmu,
+        offer,
+        Place {
+            bind: local,
+            advertise: local,
+            ports: (0, 0),
+        },
+    )
+    .await
+    .unwrap();
+    let s = Arc::new(UdpSocket::bind((LOCAL, 0)).await.unwrap());
+    let at = s.local_addr().unwrap();
+    let (rx, bb) = (s.clone(), b.clone());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = rx.recv_from(&mut buf).await {
+            if let Some(p) = parse_rtp(&buf[..n]) {
+                bb.heard(&p);
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        p.resize(12 + 160, 0);
+        let mut seq: u16 = 0;
+        loop {
+            tick.tick().await;
+            seq = seq.wrapping_add(1);
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            b.next_frame(Codec::Pcmu, &mut p[12..]);
+            let _ = s.send_to(&p, pbx).await;
+        }
+    });
+    (at, answer)
+}
+
+// ----- the load generator ---------------------------------------------------
+
+fn load() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(load_async());
+}
+
+async fn load_async() {
+    let mut input = BufReader::new(std::io::stdin());
+    let mut line = String::new();
+    input.read_line(&mut line).unwrap();
+    let f: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let (mode, n, pps, secs) = (
+        f[0].clone(),
+        f[1].parse::<usize>().unwrap(),
+        f[2].parse::<u64>().unwrap(),
+        f[3].parse::<u64>().unwrap(),
+    );
+    let start = Instant::now();
+    let sent_at: Arc<Vec<Mutex<Vec<u64>>>> =
+        Arc::new((0..n).map(|_| Mutex::new(Vec::new())).collect());
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let received = Arc::new(AtomicU64::new(0));
+    let connected = Arc::new(AtomicU64::new(0));
+    let mut targets = Vec::new();
+    for i in 0..n {
+        // The PBX's receiving socket (counts what the bridge sends back).
+        let pbx = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+        let pbx_at = pbx.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while pbx.recv_from(&mut buf).await.is_ok() {}
+        });
+        let browser = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+        let browser_at = browser.local_addr().unwrap();
+        let (sent, lat, recv) = (sent_at.clone(), latencies.clone(), received.clone());
+        if mode == "relay" {
+            println!("CALL {i} {pbx_at} {browser_at}");
+            let reply = read(&mut input);
+            let (to_pbx_side, to_browser_side) = split2(&reply);
+            targets.push((to_pbx_side, Some(to_browser_side)));
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, _)) = browser.recv_from(&mut buf).await {
+                    if n >= 20 {
+                        let k = u64::from_be_bytes(buf[12..20].try_into().unwrap());
+                        let t0 = sent[i].lock().unwrap().get(k as usize).copied();
+                        if let Some(t0) = t0 {
+                            lat.lock()
+                                .unwrap()
+                                .push(start.elapsed().as_micros() as u64 - t0);
+                            recv.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+            connected.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let mut rtc = Rtc::builder()
+                .set_rtp_mode(true)
+                .clear_codecs()
+                .enable_pcmu(true, false)
+                .build(Instant::now());
+            rtc.add_local_candidate(Candidate::host(browser_at, "udp").unwrap());
+            let mut api = rtc.sdp_api();
+            let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+            let (offer, pending) = api.apply().unwrap();
+            println!(
+                "CALL {i} {pbx_at} {}",
+                offer.to_sdp_string().replace("\r\n", "|")
+            );
+            let reply = read(&mut input);
+            let (anchor, answer) = split2(&reply);
+            let answer = SdpAnswer::from_sdp_string(&answer.replace('|', "\r\n")).unwrap();
+            rtc.sdp_api().accept_answer(pending, answer).unwrap();
+            targets.push((anchor, None));
+            let conn = connected.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let mut seq: u64 = 1;
+                let mut first: Option<u64> = None;
+                let mut up = false;
+                loop {
+                    let timeout = loop {
+                        match rtc.poll_output() {
+                            Ok(Output::Timeout(t)) => break t,
+                            Ok(Output::Transmit(t)) => {
+                                let _ = browser.send_to(&t.contents, t.destination).await;
+                            }
+                            Ok(Output::Event(Event::Connected)) => {
+                                up = true;
+                                conn.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(Output::Event(Event::RtpPacket(p))) => {
+                                let s = *p.seq_no;
+                                let f0 = *first.get_or_insert(s);
+                                let k = (s - f0) as usize;
+                                let t0 = sent[i].lock().unwrap().get(k).copied();
+                                if let Some(t0) = t0 {
+                                    lat.lock()
+                                        .unwrap()
+                                        .push(start.elapsed().as_micros() as u64 - t0);
+                                    recv.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Ok(Output::Event(_)) => {}
+                            Err(_) => return,
+                        }
+                    };
+                    let wait = timeout.saturating_duration_since(Instant::now());
+                    if wait.is_zero() {
+                        let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+                        continue;
+                    }
+                    let input = tokio::select! {
+                        r = browser.recv_from(&mut buf) => {
+                            let Ok((n, from)) = r else { continue };
+                            let Ok(r) = Receive::new(Protocol::Udp, from, browser_at, &buf[..n]) else { continue };
+                            Input::Receive(Instant::now(), r)
+                        }
+                        _ = tick.tick() => {
+                            // The browser's microphone, 50 packets/s.
+                            if up && let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                                tx.write_rtp(RtpWrite::new(Pt::from(0), seq.into(), (seq * 160) as u32, Instant::now(), vec![0x55u8; 160]));
+                                seq += 1;
+                            }
+                            continue;
+                        }
+                        _ = tokio::time::sleep(wait) => Input::Timeout(Instant::now()),
+                    };
+                    let _ = rtc.handle_input(input);
+                }
+            });
+        }
+    }
+    // Every browser connected, then go.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (connected.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("GO");
+    let total = pps * secs;
+    let mut senders = Vec::new();
+    for (i, (pbx_side, browser_side)) in targets.into_iter().enumerate() {
+        let sent = sent_at.clone();
+        senders.push(tokio::spawn(async move {
+            let s = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+            let to: SocketAddr = pbx_side.parse().unwrap();
+            let back: Option<SocketAddr> = browser_side.map(|b| b.parse().unwrap());
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / pps));
+            // Spread the calls over a packet time.
+            tokio::time::sleep(Duration::from_micros((i as u64 * 997) % (1_000_000 / pps))).await;
+            let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            p.resize(12 + 160, 0xFF);
+            for k in 0..total {
+                tick.tick().await;
+                p[2..4].copy_from_slice(&(k as u16).to_be_bytes());
+                p[4..8].copy_from_slice(&((k * 160) as u32).to_be_bytes());
+                p[12..20].copy_from_slice(&k.to_be_bytes());
+                sent[i]
+                    .lock()
+                    .unwrap()
+                    .push(start.elapsed().as_micros() as u64);
+                let _ = s.send_to(&p, to).await;
+                if let Some(b) = back {
+                    // The relay's other direction: the "browser" sends too.
+                    let _ = s.send_to(&p, b).await;
+                }
+            }
+        }));
+    }
+    for s in senders {
+        let _ = s.await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let q = |f: f64| {
+        l.get(((l.len() as f64 * f) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "DONE {} {} {} {}",
+        total * n as u64,
+        received.load(Ordering::Relaxed),
+        q(0.5),
+        q(0.99)
+    );
+    std::io::stdout().flush().unwrap();
+}
+
+fn read(input: &mut impl BufRead) -> String {
+    let mut s = String::new();
+    input.read_line(&mut s).unwrap();
+    s.trim_end().to_string()
+}
+
+fn split2(s: &str) -> (String, String) {
+    let (a, b) = s.split_once(' ').unwrap();
+    (a.to_string(), b.to_string())
+}
