@@ -44,6 +44,7 @@ mod host;
 pub mod link;
 mod register;
 mod rtp;
+mod srtp;
 mod transport;
 mod trust;
 mod txn;

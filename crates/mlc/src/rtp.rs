@@ -136,6 +136,8 @@ pub struct Media {
     sending: Arc<AtomicBool>,
     held: Arc<AtomicBool>,
     dtmf: Arc<std::sync::Mutex<Dtmf>>,
+    /// SRTP contexts, ours (sending) and theirs (receiving), when keyed.
+    srtp: Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
     pub stats: Arc<Stats>,
     tasks: [JoinHandle<()>; 2],
 }
@@ -165,23 +167,40 @@ impl Media {
         let sending = Arc::new(AtomicBool::new(true));
         let held = Arc::new(AtomicBool::new(false));
         let dtmf = Arc::new(std::sync::Mutex::new(Dtmf::default()));
+        let srtp: Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]> = Arc::default();
         let send = tokio::spawn(send_loop(
             socket.clone(),
             rx,
             stats.clone(),
             [sending.clone(), held.clone()],
-            (endpoint.clone(), dtmf.clone()),
+            (endpoint.clone(), dtmf.clone(), srtp.clone()),
         ));
-        let recv = tokio::spawn(recv_loop(socket, stats.clone(), held.clone(), endpoint));
+        let recv = tokio::spawn(recv_loop(
+            socket,
+            stats.clone(),
+            held.clone(),
+            (endpoint, srtp.clone()),
+        ));
         Ok(Media {
             local,
             target,
             sending,
             held,
             dtmf,
+            srtp,
             stats,
             tasks: [send, recv],
         })
+    }
+
+    /// Makes the leg SRTP: what we send is protected with `ours`, what
+    /// arrives must be authentic under `theirs` (anything else is dropped).
+    /// (`None` for `ours` keeps our context as it is.)
+    pub fn set_srtp(&self, ours: Option<&crate::srtp::MasterKey>, theirs: &crate::srtp::MasterKey) {
+        if let Some(k) = ours {
+            *self.srtp[0].lock().unwrap() = Some(crate::srtp::Srtp::new(k));
+        }
+        *self.srtp[1].lock().unwrap() = Some(crate::srtp::Srtp::new(theirs));
     }
 
     /// Queues telephone events (RFC 4733 codes) to send at payload type
@@ -245,8 +264,20 @@ async fn send_loop(
     mut target: watch::Receiver<Option<(SocketAddr, Codec)>>,
     stats: Arc<Stats>,
     [sending, held]: [Arc<AtomicBool>; 2],
-    (endpoint, dtmf): (Arc<dyn Endpoint>, Arc<std::sync::Mutex<Dtmf>>),
+    (endpoint, dtmf, srtp): (
+        Arc<dyn Endpoint>,
+        Arc<std::sync::Mutex<Dtmf>>,
+        Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
+    ),
 ) {
+    // Sends a packet, protected when the leg is SRTP.
+    let send = |p: Vec<u8>| {
+        let mut p = p;
+        if let Some(s) = srtp[0].lock().unwrap().as_mut() {
+            s.protect(&mut p, 12);
+        }
+        p
+    };
     let r = openturret_sip::message::random_u64();
     let ssrc = (r as u32).to_be_bytes();
     let mut seq: u16 = (r >> 32) as u16;
@@ -295,6 +326,7 @@ async fn send_loop(
             p[1] = pt | if marker { 0x80 } else { 0 };
             p[4..8].copy_from_slice(&start.to_be_bytes());
             p[12..].copy_from_slice(&payload);
+            let p = send(p.to_vec());
             if socket.send_to(&p, to).await.is_ok() {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -311,7 +343,8 @@ async fn send_loop(
             }
         }
         was_held = now_held;
-        if socket.send_to(&packet, to).await.is_ok() {
+        let out = send(packet.clone());
+        if socket.send_to(&out, to).await.is_ok() {
             stats.sent.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -327,13 +360,25 @@ async fn recv_loop(
     socket: Arc<UdpSocket>,
     stats: Arc<Stats>,
     held: Arc<AtomicBool>,
-    endpoint: Arc<dyn Endpoint>,
+    (endpoint, srtp): (
+        Arc<dyn Endpoint>,
+        Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
+    ),
 ) {
     let mut buf = [0u8; 2048];
     loop {
         match socket.recv_from(&mut buf).await {
-            // Only RTP version 2 counts.
-            Ok((n, _)) if n >= 12 && buf[0] >> 6 == 2 => {
+            // Only RTP version 2 counts; on an SRTP leg, only authentic RTP.
+            Ok((mut n, _)) if n >= 12 && buf[0] >> 6 == 2 => {
+                if let Some(s) = srtp[1].lock().unwrap().as_mut() {
+                    let Some(h) = crate::srtp::header_len(&buf[..n]) else {
+                        continue;
+                    };
+                    match s.unprotect(&mut buf[..n], h) {
+                        Some(clear) => n = clear,
+                        None => continue,
+                    }
+                }
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(p) = parse(&buf[..n])
                     && !held.load(Ordering::Relaxed)

@@ -37,16 +37,24 @@ enum Mlc {
     /// In process, telling browsers to send media to an address nothing
     /// answers at (a wrong `media.public_address`).
     Unreachable,
+    /// In process, the line over TLS (its RTP may then be SRTP).
+    Tls,
 }
 
 async fn desk(mlc: Mlc) -> Desk {
-    let pbx = Kamailio::start("MD5", true);
+    let pbx = if mlc == Mlc::Tls {
+        Kamailio::start_tls()
+    } else {
+        Kamailio::start("MD5", true)
+    };
+    let ca = (mlc == Mlc::Tls).then(|| pbx.cert_path());
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     let (url, api) = match mlc {
-        Mlc::InProcess | Mlc::Unreachable => {
+        Mlc::InProcess | Mlc::Unreachable | Mlc::Tls => {
             let s = InProc::start_with(|c, _| {
                 c.sip.enabled = true;
                 c.sip.keepalive_secs = 1;
+                c.sip.tls_ca = ca;
                 if mlc == Mlc::Unreachable {
                     c.media.public_address = Some("192.0.2.1".parse().unwrap());
                 }
@@ -77,10 +85,14 @@ async fn desk(mlc: Mlc) -> Desk {
             (url, api)
         }
     };
+    let uri = match pbx.tls_port {
+        Some(p) if mlc == Mlc::Tls => format!("sips:1001@127.0.0.1:{p}"),
+        _ => format!("sip:1001@127.0.0.1:{}", pbx.port),
+    };
     let (_, l) = api
         .post(
             "/api/v1/lines",
-            json!({"name": "FX", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port), "username": "1001",
+            json!({"name": "FX", "uri": uri, "username": "1001",
                    "password": PBX_PASSWORD, "display_name": "FX Desk"}),
         )
         .await;
@@ -136,6 +148,7 @@ fn phone(d: &Desk, user: &str, tone_hz: f64, codec: &'static str, auto: bool) ->
             tone_hz,
             codec,
             record: true,
+            srtp: false,
         },
     )
 }
@@ -558,4 +571,35 @@ async fn a_turret_says_when_its_audio_cannot_connect() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A line over TLS whose PBX offers SRTP (SDES): the call's RTP is
+/// encrypted both ways (baresip takes nothing else: `srtp-mand`), and both
+/// tones are heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_offered_on_a_tls_line_is_taken_and_heard_both_ways() {
+    let d = desk(Mlc::Tls).await;
+    let b = &d.b;
+    let mut phone = Baresip::start_with(
+        "2000",
+        d.pbx.port,
+        false,
+        BaresipOpts {
+            tone_hz: FAR,
+            codec: "PCMU",
+            record: true,
+            srtp: true,
+        },
+    );
+    phone.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    b.wait_text("li.call[data-state=ringing]", "2000").await;
+    b.click("li.call [data-op=answer]").await;
+    phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    assert!(
+        phone.log().to_lowercase().contains("srtp"),
+        "{}",
+        phone.log()
+    );
+    page_hears(b, "handset-1", FAR, true).await;
+    phone_hears(&phone, MIC, true).await;
 }

@@ -92,6 +92,10 @@ pub struct Audio {
     /// The payload type of RFC 4733 telephone events at 8 kHz (DTMF), if
     /// offered.
     pub events: Option<u8>,
+    /// Whether the stream is SRTP (`RTP/SAVP`), and its `a=crypto` values
+    /// (RFC 4568), in order.
+    pub secure: bool,
+    pub crypto: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +118,8 @@ struct Part {
     rtpmap: Vec<(u8, String)>,
     direction: Option<Direction>,
     label: Option<String>,
+    secure: bool,
+    crypto: Vec<String>,
 }
 
 /// The session part and the media sections of `body`, in order.
@@ -133,10 +139,11 @@ fn parts(body: &[u8]) -> Result<(Part, Vec<Part>), SdpError> {
                 .next()
                 .and_then(|p| p.split('/').next()?.parse().ok())
                 .unwrap_or(0);
-            let _proto = f.next();
+            let proto = f.next().unwrap_or_default();
             media.push(Part {
                 audio,
                 port,
+                secure: proto.eq_ignore_ascii_case("RTP/SAVP"),
                 pts: f.filter_map(|p| p.parse().ok()).collect(),
                 ..Part::default()
             });
@@ -157,6 +164,10 @@ fn parts(body: &[u8]) -> Result<(Part, Vec<Part>), SdpError> {
                         && let Ok(pt) = pt.parse()
                     {
                         part.rtpmap.push((pt, name.to_string()));
+                    }
+                } else if let Some(c) = v.strip_prefix("crypto:") {
+                    if part.crypto.len() < 16 {
+                        part.crypto.push(c.trim().to_string());
                     }
                 } else if let Some(l) = v.strip_prefix("label:") {
                     part.label = Some(l.trim().to_string());
@@ -206,6 +217,8 @@ fn audio_of(session: &Part, m: &Part) -> Result<Audio, SdpError> {
             .unwrap_or(Direction::SendRecv),
         label: m.label.clone(),
         events,
+        secure: m.secure,
+        crypto: m.crypto.clone(),
     })
 }
 
@@ -243,6 +256,9 @@ pub struct Stream {
     /// The payload type of the RFC 4733 telephone events (DTMF) we take
     /// and send on it, if any.
     pub events: Option<u8>,
+    /// SRTP: our `a=crypto` value (RFC 4568); the stream is then
+    /// `RTP/SAVP`.
+    pub crypto: Option<String>,
 }
 
 /// Our session description: `codecs` in our order of preference (one, for
@@ -254,7 +270,7 @@ pub fn build(
     codecs: &[Codec],
     direction: Direction,
 ) -> Vec<u8> {
-    build_call(local, session_id, version, codecs, direction, None)
+    build_call(local, session_id, version, codecs, direction, None, None)
 }
 
 /// A call's description: as [`build`], with RFC 4733 telephone events
@@ -266,6 +282,7 @@ pub fn build_call(
     codecs: &[Codec],
     direction: Direction,
     events: Option<u8>,
+    crypto: Option<&str>,
 ) -> Vec<u8> {
     let stream = Stream {
         port: local.port(),
@@ -273,6 +290,7 @@ pub fn build_call(
         direction,
         label: None,
         events,
+        crypto: crypto.map(str::to_string),
     };
     build_streams(local.ip(), session_id, version, &[stream])
 }
@@ -292,10 +310,18 @@ pub fn build_streams(ip: IpAddr, session_id: u64, version: u64, streams: &[Strea
             .map(|pt| pt.to_string())
             .collect();
         s.push_str(&format!(
-            "m=audio {} RTP/AVP {}\r\n",
+            "m=audio {} {} {}\r\n",
             st.port,
+            if st.crypto.is_some() {
+                "RTP/SAVP"
+            } else {
+                "RTP/AVP"
+            },
             pts.join(" ")
         ));
+        if let Some(c) = &st.crypto {
+            s.push_str(&format!("a=crypto:{c}\r\n"));
+        }
         for c in &st.codecs {
             s.push_str(&format!(
                 "a=rtpmap:{} {}/8000\r\n",
@@ -338,9 +364,27 @@ m=audio 49217 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 tel
             &[Codec::Pcmu],
             Direction::SendRecv,
             Some(101),
+            None,
         );
         let back = parse(&ours).unwrap();
         assert_eq!((back.codecs, back.events), (vec![Codec::Pcmu], Some(101)));
+        assert!(!back.secure && back.crypto.is_empty());
+        // SRTP: RTP/SAVP with our a=crypto.
+        let secure = build_call(
+            "192.0.2.1:4000".parse().unwrap(),
+            1,
+            1,
+            &[Codec::Pcmu],
+            Direction::SendRecv,
+            None,
+            Some("1 AES_CM_128_HMAC_SHA1_80 inline:KEY"),
+        );
+        let back = parse(&secure).unwrap();
+        assert!(back.secure, "{}", String::from_utf8_lossy(&secure));
+        assert_eq!(
+            back.crypto,
+            vec!["1 AES_CM_128_HMAC_SHA1_80 inline:KEY".to_string()]
+        );
         assert!(
             String::from_utf8(ours)
                 .unwrap()
@@ -392,6 +436,7 @@ m=audio 49217 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 tel
                 direction: Direction::SendOnly,
                 label: Some("1".into()),
                 events: None,
+                crypto: None,
             },
             Stream {
                 port: 40002,
@@ -399,6 +444,7 @@ m=audio 49217 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 tel
                 direction: Direction::SendOnly,
                 label: Some("2".into()),
                 events: None,
+                crypto: None,
             },
         ];
         let b = build_streams("192.0.2.1".parse().unwrap(), 9, 1, &streams);

@@ -176,9 +176,17 @@ pub async fn hold(mlc: &Mlc, id: u64, by: ProfileId, on: bool) -> Result<(), OpE
             } else {
                 sdp::Direction::SendRecv
             };
-            c.media
-                .as_ref()
-                .map(|m| sdp::build_call(m.local, c.id, c.sdp_version, &[c.codec], dir, c.events))
+            c.media.as_ref().map(|m| {
+                sdp::build_call(
+                    m.local,
+                    c.id,
+                    c.sdp_version,
+                    &[c.codec],
+                    dir,
+                    c.events,
+                    c.crypto.as_deref(),
+                )
+            })
         })
         .flatten()
         .ok_or_else(|| op_err("not_found", "no such call"))?;

@@ -74,6 +74,33 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
             .header("Warning", "399 openturret \"an SDP offer is required\"");
         return mlc.answer_invite_finally(&m, peer, b).await;
     };
+    // SRTP (RFC 4568 SDES) when the PBX offers it: only over TLS (keys in
+    // clear signalling protect nothing), and only in the suite we speak.
+    let srtp = if offer.secure {
+        let theirs = offer
+            .crypto
+            .iter()
+            .find_map(|c| crate::srtp::MasterKey::from_crypto_attr(c));
+        match (peer.proto, theirs) {
+            (Proto::Tls, Some((tag, key))) => Some((tag, key)),
+            (Proto::Tls, None) => {
+                let b = refuse(488, "Not Acceptable Here").header(
+                    "Warning",
+                    format!("305 openturret \"SRTP with {} only\"", crate::srtp::SUITE),
+                );
+                return mlc.answer_invite_finally(&m, peer, b).await;
+            }
+            _ => {
+                let b = refuse(488, "Not Acceptable Here").header(
+                    "Warning",
+                    "399 openturret \"SRTP keys over unencrypted signalling refused: use TLS\"",
+                );
+                return mlc.answer_invite_finally(&m, peer, b).await;
+            }
+        }
+    } else {
+        None
+    };
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
     let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
     let media = match mlc.bind_leg(peer.addr, endpoint).await {
@@ -86,6 +113,12 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         }
     };
     let codec = offer.codecs[0];
+    let their_key = srtp.as_ref().map(|(_, k)| k.inline());
+    let crypto = srtp.map(|(tag, theirs)| {
+        let ours = crate::srtp::MasterKey::random();
+        media.set_srtp(Some(&ours), &theirs);
+        format!("{tag} {} {}", crate::srtp::SUITE, ours.inline())
+    });
     let (_, line_number, auto_answer) = found.expect("line found above");
     let remote_target = m
         .contact()
@@ -125,6 +158,8 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         codec,
         codec_settled: true,
         events: None,
+        crypto,
+        their_key,
         sdp_version: 1,
         remote_held: false,
         end_reason: String::new(),
@@ -227,7 +262,15 @@ pub async fn answer_call(
             dir,
             sdp::Direction::SendRecv | sdp::Direction::SendOnly
         ));
-        let body = sdp::build_call(local, c.id, c.sdp_version, &[c.codec], dir, c.events);
+        let body = sdp::build_call(
+            local,
+            c.id,
+            c.sdp_version,
+            &[c.codec],
+            dir,
+            c.events,
+            c.crypto.as_deref(),
+        );
         c.state = CallState::Connected;
         c.owner = by;
         c.speech_unit = unit.to_string();
@@ -399,6 +442,18 @@ pub(super) async fn on_reinvite(mlc: &Mlc, m: Message, peer: Peer) {
                     .unwrap_or(o.codecs[0]);
                 c.codec = codec;
                 media.set_remote(o.rtp, codec);
+                // A new key from the far end (RFC 4568 §7.1.4): its
+                // stream starts over under it; ours goes on.
+                if let Some((_, k)) = o
+                    .crypto
+                    .iter()
+                    .find_map(|a| crate::srtp::MasterKey::from_crypto_attr(a))
+                    && c.crypto.is_some()
+                    && c.their_key.as_deref() != Some(k.inline().as_str())
+                {
+                    c.their_key = Some(k.inline());
+                    media.set_srtp(None, &k);
+                }
                 c.remote_held = matches!(
                     o.direction,
                     sdp::Direction::SendOnly | sdp::Direction::Inactive
@@ -410,7 +465,15 @@ pub(super) async fn on_reinvite(mlc: &Mlc, m: Message, peer: Peer) {
         media.set_sending(!c.remote_held);
         c.sdp_version += 1;
         Some((
-            sdp::build_call(media.local, c.id, c.sdp_version, &[c.codec], dir, c.events),
+            sdp::build_call(
+                media.local,
+                c.id,
+                c.sdp_version,
+                &[c.codec],
+                dir,
+                c.events,
+                c.crypto.as_deref(),
+            ),
             c.line,
         ))
     });

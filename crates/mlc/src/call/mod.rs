@@ -128,6 +128,10 @@ pub struct Call {
     sent_invite: Option<(Peer, String, u32, String)>,
     media: Option<Media>,
     codec: Codec,
+    /// Our `a=crypto` value when the call's RTP is SRTP (RFC 4568), and
+    /// the key the far end gave (to notice when a re-INVITE changes it).
+    crypto: Option<String>,
+    their_key: Option<String>,
     /// The payload type the far end takes RFC 4733 telephone events (DTMF)
     /// at, if it does.
     events: Option<u8>,

@@ -87,6 +87,8 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
         codec: Codec::Pcmu,
         codec_settled: false,
         events: None,
+        crypto: None,
+        their_key: None,
         sdp_version: 1,
         remote_held: false,
         end_reason: String::new(),
@@ -144,6 +146,7 @@ pub(super) async fn run_outgoing(
             &[Codec::Pcmu, Codec::Pcma],
             sdp::Direction::SendRecv,
             Some(OUR_EVENTS_PT),
+            None,
         );
         let mut b = Builder::request("INVITE", target)
             .header("Via", mlc.via(peer, &branch))

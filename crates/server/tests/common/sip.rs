@@ -377,6 +377,8 @@ pub struct BaresipOpts {
     pub codec: &'static str,
     /// Record what it hears and sends (the `sndfile` module).
     pub record: bool,
+    /// SRTP only (SDES keys; the `srtp` module, `mediaenc=srtp-mand`).
+    pub srtp: bool,
 }
 
 impl Default for BaresipOpts {
@@ -385,6 +387,7 @@ impl Default for BaresipOpts {
             tone_hz: 440.0,
             codec: "",
             record: false,
+            srtp: false,
         }
     }
 }
@@ -421,6 +424,11 @@ impl Baresip {
         } else {
             opts.codec
         };
+        let (srtp_module, mediaenc) = if opts.srtp {
+            ("module srtp.so\n", ";mediaenc=srtp-mand")
+        } else {
+            ("", "")
+        };
         let port = free_port();
         let ctrl_port = free_port();
         std::fs::write(
@@ -430,7 +438,7 @@ impl Baresip {
                  audio_source aufile,{0}/in.wav\naudio_player aufile,{0}/out.wav\naudio_alert aufile,{0}/in.wav\n\
                  module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
                  module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
-                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n{record}",
+                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n{record}{srtp_module}",
                 d.display()
             ),
         )
@@ -439,7 +447,7 @@ impl Baresip {
         std::fs::write(
             d.join("accounts"),
             format!(
-                "<sip:{user}@127.0.0.1:{pbx_port};transport=udp>;auth_pass={PBX_PASSWORD};answermode={mode};audio_codecs={codecs}\n"
+                "<sip:{user}@127.0.0.1:{pbx_port};transport=udp>;auth_pass={PBX_PASSWORD};answermode={mode};audio_codecs={codecs}{mediaenc}\n"
             ),
         )
         .unwrap();
