@@ -73,16 +73,7 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         ],
     )
     .await;
-    let component = server
-        .stdout()
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("components:")
-                .map(|r| r.split_whitespace().next().unwrap().to_string())
-        })
-        .expect("the component listener's address is printed");
-    let manager = format!("https://{component}");
+    let manager = common::mlcproc::manager_url(&server);
 
     // Six lines, one profile showing them all, its turret logged in.
     let mut ids = Vec::new();

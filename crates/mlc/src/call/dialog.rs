@@ -176,17 +176,7 @@ pub async fn hold(mlc: &Mlc, id: u64, by: ProfileId, on: bool) -> Result<(), OpE
             } else {
                 sdp::Direction::SendRecv
             };
-            c.media.as_ref().map(|m| {
-                sdp::build_call(
-                    m.local,
-                    c.id,
-                    c.sdp_version,
-                    &[c.codec],
-                    dir,
-                    c.events,
-                    c.crypto.as_deref(),
-                )
-            })
+            c.media.as_ref().map(|m| c.sdp(m.local, dir))
         })
         .flatten()
         .ok_or_else(|| op_err("not_found", "no such call"))?;

@@ -262,15 +262,7 @@ pub async fn answer_call(
             dir,
             sdp::Direction::SendRecv | sdp::Direction::SendOnly
         ));
-        let body = sdp::build_call(
-            local,
-            c.id,
-            c.sdp_version,
-            &[c.codec],
-            dir,
-            c.events,
-            c.crypto.as_deref(),
-        );
+        let body = c.sdp(local, dir);
         c.state = CallState::Connected;
         c.owner = by;
         c.speech_unit = unit.to_string();
@@ -464,18 +456,7 @@ pub(super) async fn on_reinvite(mlc: &Mlc, m: Message, peer: Peer) {
         };
         media.set_sending(!c.remote_held);
         c.sdp_version += 1;
-        Some((
-            sdp::build_call(
-                media.local,
-                c.id,
-                c.sdp_version,
-                &[c.codec],
-                dir,
-                c.events,
-                c.crypto.as_deref(),
-            ),
-            c.line,
-        ))
+        Some((c.sdp(media.local, dir), c.line))
     });
     let Some(Some((body, line))) = answered else {
         let b = message::response_to(&m.headers, 488, "Not Acceptable Here", None);

@@ -87,6 +87,20 @@ struct Dialog {
 }
 
 impl Call {
+    /// Our session description of the call's one stream at `local`, in
+    /// its codec, with its telephone events and SRTP key when it has them.
+    fn sdp(&self, local: std::net::SocketAddr, dir: sdp::Direction) -> Vec<u8> {
+        sdp::build_call(
+            local,
+            self.id,
+            self.sdp_version,
+            &[self.codec],
+            dir,
+            self.events,
+            self.crypto.as_deref(),
+        )
+    }
+
     fn view(&self) -> CallView {
         CallView {
             id: self.id,

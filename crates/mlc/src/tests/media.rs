@@ -66,6 +66,20 @@ async fn a_legs_media_is_its_endpoints_both_ways_without_touching_the_dialog() {
     assert_eq!(pattern.heard.lock().unwrap()[0], (0, vec![0x11; 160]));
 }
 
+/// Makes every new leg's endpoint a [`Pattern`]; returns them as made.
+fn patterned(rig: &Rig) -> Arc<Mutex<Vec<Arc<Pattern>>>> {
+    let made: Arc<Mutex<Vec<Arc<Pattern>>>> = Arc::default();
+    let keep = made.clone();
+    rig.mlc.set_media(Arc::new(move |_| {
+        let p = Arc::new(Pattern {
+            heard: Mutex::new(Vec::new()),
+        });
+        keep.lock().unwrap().push(p.clone());
+        p
+    }));
+    made
+}
+
 /// Waits for the next RTP packet at `far` and returns its payload.
 async fn next_payload(far: &tokio::net::UdpSocket) -> Vec<u8> {
     let mut buf = [0u8; 512];
@@ -79,15 +93,7 @@ async fn next_payload(far: &tokio::net::UdpSocket) -> Vec<u8> {
 #[tokio::test]
 async fn a_held_leg_carries_silence_both_ways_and_retrieve_gives_it_back_to_its_endpoint() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let made: Arc<Mutex<Vec<Arc<Pattern>>>> = Arc::default();
-    let keep = made.clone();
-    rig.mlc.set_media(Arc::new(move |_| {
-        let p = Arc::new(Pattern {
-            heard: Mutex::new(Vec::new()),
-        });
-        keep.lock().unwrap().push(p.clone());
-        p
-    }));
+    let made = patterned(&rig);
     let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let Answered { view, ok, .. } = rig.answered("1001", far.local_addr().unwrap().port()).await;
     let ours = openturret_sip::sdp::parse(&ok.body).unwrap().rtp.unwrap();
@@ -137,15 +143,7 @@ async fn a_held_leg_carries_silence_both_ways_and_retrieve_gives_it_back_to_its_
 #[tokio::test]
 async fn hostile_rtp_at_a_leg_changes_nothing() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
-    let made: Arc<Mutex<Vec<Arc<Pattern>>>> = Arc::default();
-    let keep = made.clone();
-    rig.mlc.set_media(Arc::new(move |_| {
-        let p = Arc::new(Pattern {
-            heard: Mutex::new(Vec::new()),
-        });
-        keep.lock().unwrap().push(p.clone());
-        p
-    }));
+    let made = patterned(&rig);
     let far = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let Answered { view, ok, .. } = rig.answered("1001", far.local_addr().unwrap().port()).await;
     let ours = openturret_sip::sdp::parse(&ok.body).unwrap().rtp.unwrap();
