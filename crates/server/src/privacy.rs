@@ -161,7 +161,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "controllers": crate::telephony::members(app).iter().map(|m| m.json()).collect::<Vec<_>>(),
             "component_link": "turret mlc processes connect over mutual TLS (certificates of the internal CA), and receive the passwords of the lines they serve",
             "signalling": "SIP to each PBX over the transport its line names: TLS for sips: or ;transport=tls lines; over UDP or TCP, numbers and names travel unencrypted on that network",
-            "media": "RTP (G.711), unencrypted towards the PBX (SRTP towards PBXs not yet offered), anchored at the MLC",
+            "media": "RTP (G.711) anchored at the MLC: SRTP (AES_CM_128_HMAC_SHA1_80, SDES keys per call) on lines over TLS whose PBX takes it, plain RTP otherwise",
         },
         "voice": {
             "audio_stored": false,

@@ -575,7 +575,7 @@ async fn a_turret_says_when_its_audio_cannot_connect() {
 
 /// A line over TLS whose PBX offers SRTP (SDES): the call's RTP is
 /// encrypted both ways (baresip takes nothing else: `srtp-mand`), and both
-/// tones are heard.
+/// tones are heard; the same for a call placed on that line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srtp_offered_on_a_tls_line_is_taken_and_heard_both_ways() {
     let d = desk(Mlc::Tls).await;
@@ -595,11 +595,44 @@ async fn srtp_offered_on_a_tls_line_is_taken_and_heard_both_ways() {
     b.wait_text("li.call[data-state=ringing]", "2000").await;
     b.click("li.call [data-op=answer]").await;
     phone.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
-    assert!(
-        phone.log().to_lowercase().contains("srtp"),
-        "{}",
+    let encrypted = |phone: &Baresip| {
+        phone
+            .events_of("CALL_MENC")
+            .iter()
+            .filter(|e| {
+                e["param"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("AES_CM_128_HMAC_SHA1_80"))
+            })
+            .count()
+    };
+    assert_eq!(
+        encrypted(&phone),
+        1,
+        "baresip's media encryption: {}",
         phone.log()
     );
     page_hears(b, "handset-1", FAR, true).await;
     phone_hears(&phone, MIC, true).await;
+    let seen = phone.event_count();
+    b.click("li.call [data-op=hangup]").await;
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    b.wait_text("#queue", "No calls.").await;
+
+    // Calling out on the TLS line: the MLC offers SRTP, which the far end
+    // (taking nothing else) accepts.
+    let seen = phone.event_count();
+    b.fill("#dial-number", "2000").await;
+    b.click("#dial").await;
+    phone.wait_event("CALL_INCOMING", seen, Duration::from_secs(10));
+    phone.command("accept", "");
+    phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    b.wait_text("li.call[data-state=connected]", "2000").await;
+    assert_eq!(encrypted(&phone), 2, "the call placed was SRTP too");
+    page_hears(b, "handset-1", FAR, true).await;
+    phone_hears(&phone, MIC, true).await;
+    // And hung up from the turret: the BYE follows the TLS route.
+    let seen = phone.event_count();
+    b.click("li.call [data-op=hangup]").await;
+    phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 }

@@ -231,20 +231,23 @@ fn reason_of(m: &Message) -> String {
 async fn peer_of(uri: &str) -> Option<Peer> {
     let na = NameAddr::parse(uri).ok()?;
     let u = na.uri;
-    let proto = if u
-        .param("transport")
-        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+    let transport = u.param("transport");
+    let proto = if u.scheme.eq_ignore_ascii_case("sips")
+        || transport.is_some_and(|t| t.eq_ignore_ascii_case("tls"))
     {
+        Proto::Tls
+    } else if transport.is_some_and(|t| t.eq_ignore_ascii_case("tcp")) {
         Proto::Tcp
     } else {
         Proto::Udp
     };
+    let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
     let host = u
         .host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let addr = tokio::net::lookup_host((host.as_str(), u.port.unwrap_or(5060)))
+    let addr = tokio::net::lookup_host((host.as_str(), u.port.unwrap_or(default_port)))
         .await
         .ok()?
         .next()?;

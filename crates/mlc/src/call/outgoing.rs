@@ -124,7 +124,11 @@ pub(super) async fn run_outgoing(
     password: Option<String>,
 ) {
     let mut auth: Option<(&'static str, String)> = None;
-    for _ in 0..2 {
+    // On a line over TLS the offer is SRTP (RFC 4568 SDES) with a key of
+    // this call; a PBX that refuses it (488) gets the plain offer once.
+    let ours = crate::srtp::MasterKey::random();
+    let mut secure = peer.proto == Proto::Tls;
+    for _ in 0..3 {
         let Some((cseq, call_id, local, version, line)) = mlc.calls.with(id, |c| {
             c.dialog.local_cseq += 1;
             (
@@ -146,7 +150,9 @@ pub(super) async fn run_outgoing(
             &[Codec::Pcmu, Codec::Pcma],
             sdp::Direction::SendRecv,
             Some(OUR_EVENTS_PT),
-            None,
+            secure
+                .then(|| format!("1 {} {}", crate::srtp::SUITE, ours.inline()))
+                .as_deref(),
         );
         let mut b = Builder::request("INVITE", target)
             .header("Via", mlc.via(peer, &branch))
@@ -190,6 +196,7 @@ pub(super) async fn run_outgoing(
                             c.codec_settled = true;
                             c.events = a.events;
                             m.set_remote(a.rtp, c.codec);
+                            take_keys(c, a, secure.then_some(&ours));
                             media_began = true;
                         }
                         was != c.state || media_began
@@ -228,6 +235,7 @@ pub(super) async fn run_outgoing(
                     c.codec = a.codecs[0];
                     c.events = a.events;
                     m.set_remote(a.rtp, c.codec);
+                    take_keys(c, a, secure.then_some(&ours));
                 }
                 c.codec_settled = true;
                 let was_cancelled = c.state == CallState::Ended;
@@ -248,6 +256,11 @@ pub(super) async fn run_outgoing(
         }
         // Non-2xx: the transaction's ACK (same branch, §17.1.1.3).
         ack_non_2xx(mlc, peer, &branch, target, from, &r).await;
+        if code == 488 && secure {
+            tracing::info!(call = id, "the PBX refused SRTP; offering plain RTP");
+            secure = false;
+            continue;
+        }
         if (code == 401 || code == 407) && auth.is_none() {
             let (hdr, answer_hdr) = if code == 401 {
                 ("www-authenticate", "Authorization")
@@ -271,6 +284,27 @@ pub(super) async fn run_outgoing(
         return;
     }
     end(mlc, id, "authentication failed").await;
+}
+
+/// Keys the call's RTP when we offered SRTP with `ours` and the answer
+/// takes it with a key of its own (once: a later answer keeps them). An
+/// answer without SRTP leaves the RTP plain.
+fn take_keys(c: &mut super::Call, a: &sdp::Audio, ours: Option<&crate::srtp::MasterKey>) {
+    let (Some(ours), Some(m)) = (ours, &c.media) else {
+        return;
+    };
+    if c.crypto.is_some() || !a.secure {
+        return;
+    }
+    if let Some((tag, theirs)) = a
+        .crypto
+        .iter()
+        .find_map(|x| crate::srtp::MasterKey::from_crypto_attr(x))
+    {
+        m.set_srtp(Some(ours), &theirs);
+        c.crypto = Some(format!("{tag} {} {}", crate::srtp::SUITE, ours.inline()));
+        c.their_key = Some(theirs.inline());
+    }
 }
 
 pub(super) async fn ack_non_2xx(
