@@ -1,7 +1,8 @@
 //! The voice bridge against a plain UDP relay (issue 17).
 //!
 //! `cargo bench -p openturret-mlc --bench voice` (`BENCH_CALLS=N`,
-//! `BENCH_SECONDS=N`).
+//! `BENCH_SECONDS=N`, `BENCH_PIN=0` to let both processes share both
+//! cores instead of one core each).
 //!
 //! Two processes: this one is the system under test, and it runs itself a
 //! second time as the load generator (`VOICE_BENCH_ROLE=load`), which plays
@@ -103,7 +104,25 @@ fn run(mode: &str, n: usize, pps: u64, secs: u64) -> Outcome {
         .enable_all()
         .build()
         .unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    // Each process gets a core of its own (taskset; BENCH_PIN=0 shares
+    // both), so the load generator's half of the cryptography, which a
+    // deployment's browsers and PBXs do on their own machines, does not
+    // queue behind ours.
+    let pin = std::env::var("BENCH_PIN").as_deref() != Ok("0");
+    if pin {
+        let _ = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+    let mut cmd = if pin {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", "1"]).arg(std::env::current_exe().unwrap());
+        c
+    } else {
+        std::process::Command::new(std::env::current_exe().unwrap())
+    };
+    let mut child = cmd
         .env("VOICE_BENCH_ROLE", "load")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
