@@ -511,6 +511,7 @@ async fn two_calls_on_two_speaker_channels_are_heard_at_once_each_at_its_own_vol
 
     page_hears(b, "speaker-1", FAR, true).await;
     page_hears(b, "speaker-2", OTHER, true).await;
+    b.screenshot("turret-voice").await;
     assert!(!hears(&unit_samples(b, "speaker-1").await.0, 48_000, OTHER));
     assert!(!hears(&unit_samples(b, "speaker-2").await.0, 48_000, FAR));
 
