@@ -132,6 +132,9 @@ pub(super) async fn run(
     let mut renumber = Renumber::default();
     let mut buf = vec![0u8; 2048];
     let call = bridge.call;
+    // One timer for the session, moved rather than made anew each turn.
+    let timer = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(timer);
     loop {
         let timeout = loop {
             match rtc.poll_output() {
@@ -185,6 +188,11 @@ pub(super) async fn run(
             let _ = rtc.handle_input(Input::Timeout(Instant::now()));
             continue;
         }
+        // str0m's own deadline, unchanged from turn to turn until it moves.
+        let deadline = tokio::time::Instant::from_std(timeout.min(Instant::now() + wait));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         let input = tokio::select! {
             _ = &mut stop => return,
             r = socket.recv_from(&mut buf) => match r {
@@ -210,7 +218,7 @@ pub(super) async fn run(
                 }
                 continue;
             }
-            _ = tokio::time::sleep(wait) => Input::Timeout(Instant::now()),
+            _ = &mut timer => Input::Timeout(Instant::now()),
         };
         if let Err(e) = rtc.handle_input(input) {
             // A packet str0m refuses (hostile or broken) changes nothing.
