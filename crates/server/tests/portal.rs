@@ -113,11 +113,26 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
     b.fill("#profile-password", "1234").await;
     b.fill("#profile-call_memory_password", "ann call memory pw")
         .await;
+    // Speech units (issue 17): out of range is said beside the field.
+    b.fill("#profile-speakers", "9").await;
+    b.submit("form[action='/profiles/new'] button[type=submit]")
+        .await;
+    b.wait_text("form[action='/profiles/new']", "0 to 8").await;
+    b.fill("#profile-password", "1234").await;
+    b.fill("#profile-call_memory_password", "ann call memory pw")
+        .await;
+    b.fill("#profile-handsets", "3").await;
+    b.fill("#profile-speakers", "6").await;
     b.submit("form[action='/profiles/new'] button[type=submit]")
         .await;
     let profile_path = b.path().await;
     assert!(profile_path.starts_with("/profiles/"), "{profile_path}");
     let pid: i64 = profile_path.rsplit('/').next().unwrap().parse().unwrap();
+    let (_, p) = api.get(&format!("/api/v1/profiles/{pid}")).await;
+    assert_eq!(
+        (p["handsets"].clone(), p["speakers"].clone()),
+        (json!(3), json!(6))
+    );
 
     for (name, number) in [
         ("Bob Broker", "+44 20 7946 0001"),
@@ -208,12 +223,18 @@ async fn a_profile_gets_contacts_keys_and_a_line_key_and_line_passwords_stay_hid
     assert_eq!(pw.prop("value").await.unwrap().as_deref(), Some(""));
     assert!(edit.contains("A password is stored"));
     b.fill("#line-display_name", "Rates Desk").await;
+    b.choose(
+        "#line-priority",
+        "Priority: a distinct, faster ring on the turrets",
+    )
+    .await;
     b.submit("form[action^='/lines/'] button[type=submit]")
         .await;
     assert_eq!(b.path().await, "/lines");
     assert!(!b.source().await.contains("line-secret-4444"));
     let (_, lines) = api.get("/api/v1/lines").await;
     assert_eq!(lines[0]["display_name"], "Rates Desk");
+    assert_eq!(lines[0]["priority"], true, "the ring chosen in the form");
     assert_eq!(
         lines[0]["has_password"], true,
         "saving without a password keeps the stored one"
