@@ -266,18 +266,27 @@ impl Mlc {
         }
     }
 
-    /// Binds a new leg's RTP socket towards `peer` (the PBX): on
-    /// `media.address` or the address we reach it from, advertising
-    /// `media.public_address` when set.
+    /// Makes a new leg's endpoint and binds its RTP socket towards `peer`
+    /// (the PBX): on `media.address` or the address we reach it from,
+    /// advertising `media.public_address` when set. A leg that cannot bind
+    /// leaves no voice bridge behind.
     pub(crate) async fn bind_leg(
         &self,
         peer: SocketAddr,
-        endpoint: Arc<dyn rtp::Endpoint>,
+        leg: rtp::Leg,
     ) -> std::io::Result<rtp::Media> {
+        let endpoint = self.endpoint(leg);
         let (bind, advertise, ports) = self.media_place(peer);
-        let mut m = rtp::Media::bind(bind, ports, endpoint).await?;
-        m.local = SocketAddr::new(advertise, m.local.port());
-        Ok(m)
+        match rtp::Media::bind(bind, ports, endpoint).await {
+            Ok(mut m) => {
+                m.local = SocketAddr::new(advertise, m.local.port());
+                Ok(m)
+            }
+            Err(e) => {
+                self.voices.remove(leg.call);
+                Err(e)
+            }
+        }
     }
 
     /// Where a media socket towards `peer` binds, what it advertises, and

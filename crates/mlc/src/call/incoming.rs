@@ -102,8 +102,10 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         None
     };
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
-    let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
-    let media = match mlc.bind_leg(peer.addr, endpoint).await {
+    let media = match mlc
+        .bind_leg(peer.addr, crate::rtp::Leg { call: id, line })
+        .await
+    {
         Ok(md) => md,
         Err(e) => {
             tracing::warn!(error = %e, "no RTP port for a call");

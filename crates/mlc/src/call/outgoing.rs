@@ -49,9 +49,8 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
         format!("sip:{number}@{domain}")
     };
     let id = mlc.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
-    let endpoint = mlc.endpoint(crate::rtp::Leg { call: id, line });
     let media = mlc
-        .bind_leg(registrar.addr, endpoint)
+        .bind_leg(registrar.addr, crate::rtp::Leg { call: id, line })
         .await
         .map_err(|e| op_err("internal", format!("no RTP port: {e}")))?;
     let call_id = mlc.call_id();

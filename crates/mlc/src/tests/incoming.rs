@@ -286,3 +286,34 @@ async fn every_call_ends_when_the_mlc_stops() {
     let m = rig.next_sent().await;
     assert!(m.code().unwrap() >= 400, "the caller is told: {m:?}");
 }
+
+/// A call that cannot get an RTP port is refused (503) and leaves no voice
+/// bridge behind.
+#[tokio::test]
+async fn a_call_without_an_rtp_port_is_refused_and_leaves_nothing() {
+    let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
+    // A media range of four ports, all taken.
+    let mut held = Vec::new();
+    let base = loop {
+        let base = 20_000 + (openturret_sip::message::random_u64() % 20_000) as u16;
+        held.clear();
+        for p in base..base + 4 {
+            if let Ok(s) = std::net::UdpSocket::bind(("127.0.0.1", p)) {
+                held.push(s);
+            }
+        }
+        if held.len() == 4 {
+            break base;
+        }
+    };
+    rig.mlc.set_media_config(crate::MediaConfig {
+        port_min: base,
+        port_max: base + 3,
+        ..Default::default()
+    });
+    let (invite, _) = rig.invite("1001");
+    rig.deliver(&invite).await;
+    rig.response(503).await;
+    assert!(call::ongoing(&rig.mlc).is_empty());
+    assert_eq!(rig.mlc.voices.bridges(), 0, "no bridge left behind");
+}

@@ -290,8 +290,6 @@ impl Rig {
         (invite, view)
     }
 
-    /// The view the host is given when a call ends (reports of the call's
-    /// changes before it passed over).
     /// Holds (or retrieves) call `id` for profile 3, the far end agreeing;
     /// returns the SDP of our re-INVITE.
     async fn hold(&mut self, id: u64, on: bool) -> String {
@@ -314,6 +312,8 @@ impl Rig {
         body
     }
 
+    /// The view the host is given when a call ends (reports of the call's
+    /// changes before it passed over).
     async fn until_ended(&mut self) -> CallView {
         loop {
             let (v, last) = self.call_report().await;

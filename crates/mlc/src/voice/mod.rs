@@ -72,6 +72,12 @@ impl Voices {
         self.bridges.lock().unwrap().get(&call).cloned()
     }
 
+    /// Bridges (call legs) in the table.
+    #[cfg(test)]
+    pub(crate) fn bridges(&self) -> usize {
+        self.bridges.lock().unwrap().len()
+    }
+
     /// Browser sessions open now.
     pub fn sessions(&self) -> usize {
         self.bridges
