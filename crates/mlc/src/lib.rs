@@ -20,6 +20,8 @@
 //!   hang up, hold, transfer) and the records a finished call leaves;
 //! - `rtp`: one media anchor per call leg, whose audio an [`Endpoint`]
 //!   gives and takes;
+//! - `media`: the endpoint, address and ports of each new leg, and a
+//!   turret's offer for a call's audio ([`Mlc::attach_voice`]);
 //! - [`voice`]: each leg's endpoint by default, a bridge to the turret that
 //!   holds the call, over WebRTC (str0m), with a jitter buffer towards the
 //!   PBX.
@@ -42,6 +44,7 @@ pub mod call;
 mod config;
 mod host;
 pub mod link;
+mod media;
 mod register;
 mod rtp;
 mod srtp;
@@ -235,101 +238,6 @@ impl Mlc {
 
     pub(crate) fn host(&self) -> Option<&Arc<dyn Host>> {
         self.host.get()
-    }
-
-    /// Connects every new call leg's media to what `endpoints` makes for
-    /// it (the media seam, see [`Endpoint`]) instead of the voice bridge.
-    pub fn set_media(&self, endpoints: rtp::Endpoints) {
-        *self.endpoints.lock().unwrap() = Some(endpoints);
-    }
-
-    /// Sets where media sockets bind, what they advertise and their ports
-    /// (before [`Mlc::start`]).
-    pub fn set_media_config(&self, media: MediaConfig) {
-        *self.media.lock().unwrap() = media;
-    }
-
-    /// Turret audio sessions open now on this MLC.
-    pub fn voice_sessions(&self) -> usize {
-        self.voices.sessions()
-    }
-
-    pub(crate) fn media_config(&self) -> MediaConfig {
-        self.media.lock().unwrap().clone()
-    }
-
-    /// The media endpoint of a new leg.
-    pub(crate) fn endpoint(&self, leg: rtp::Leg) -> Arc<dyn rtp::Endpoint> {
-        match &*self.endpoints.lock().unwrap() {
-            Some(make) => make(leg),
-            None => self.voices.bridge(leg.call),
-        }
-    }
-
-    /// Makes a new leg's endpoint and binds its RTP socket towards `peer`
-    /// (the PBX): on `media.address` or the address we reach it from,
-    /// advertising `media.public_address` when set. A leg that cannot bind
-    /// leaves no voice bridge behind.
-    pub(crate) async fn bind_leg(
-        &self,
-        peer: SocketAddr,
-        leg: rtp::Leg,
-    ) -> std::io::Result<rtp::Media> {
-        let endpoint = self.endpoint(leg);
-        let (bind, advertise, ports) = self.media_place(peer);
-        match rtp::Media::bind(bind, ports, endpoint).await {
-            Ok(mut m) => {
-                m.local = SocketAddr::new(advertise, m.local.port());
-                Ok(m)
-            }
-            Err(e) => {
-                self.voices.remove(leg.call);
-                Err(e)
-            }
-        }
-    }
-
-    /// Where a media socket towards `peer` binds, what it advertises, and
-    /// the port range.
-    fn media_place(&self, peer: SocketAddr) -> (IpAddr, IpAddr, (u16, u16)) {
-        let m = self.media_config();
-        let reach = if peer.ip().is_unspecified() {
-            peer.ip()
-        } else {
-            self.advertised_ip(peer)
-        };
-        let bind = m.address.unwrap_or(reach);
-        let advertise =
-            m.public_address
-                .unwrap_or(if bind.is_unspecified() { reach } else { bind });
-        (bind, advertise, (m.port_min, m.port_max))
-    }
-
-    /// Answers the WebRTC `offer` of a turret at `turret` for call `call`,
-    /// which profile `by` holds (answered or placed): the turret's speech
-    /// unit hears the call and the far end hears the turret. Returns the
-    /// SDP answer. A new offer for the same call replaces the last.
-    pub async fn attach_voice(
-        &self,
-        call: u64,
-        by: openturret_domain::ProfileId,
-        offer: &str,
-        turret: IpAddr,
-    ) -> Result<String, call::OpError> {
-        let codec = call::voice_codec(self, call, by)?;
-        let (bind, advertise, ports) = self.media_place(SocketAddr::new(turret, 9));
-        voice::attach(
-            &self.voices,
-            call,
-            codec,
-            offer,
-            voice::Place {
-                bind,
-                advertise,
-                ports,
-            },
-        )
-        .await
     }
 
     /// Makes call ids start above `base` (each MLC of a system gets its own

@@ -270,14 +270,6 @@ async fn send_loop(
         Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
     ),
 ) {
-    // Sends a packet, protected when the leg is SRTP.
-    let send = |p: Vec<u8>| {
-        let mut p = p;
-        if let Some(s) = srtp[0].lock().unwrap().as_mut() {
-            s.protect(&mut p, 12);
-        }
-        p
-    };
     let r = openturret_sip::message::random_u64();
     let ssrc = (r as u32).to_be_bytes();
     let mut seq: u16 = (r >> 32) as u16;
@@ -326,7 +318,7 @@ async fn send_loop(
             p[1] = pt | if marker { 0x80 } else { 0 };
             p[4..8].copy_from_slice(&start.to_be_bytes());
             p[12..].copy_from_slice(&payload);
-            let p = send(p.to_vec());
+            let p = protect(&srtp[0], &p);
             if socket.send_to(&p, to).await.is_ok() {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -343,10 +335,26 @@ async fn send_loop(
             }
         }
         was_held = now_held;
-        let out = send(packet.clone());
+        let out = protect(&srtp[0], &packet);
         if socket.send_to(&out, to).await.is_ok() {
             stats.sent.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A packet as it goes out: protected (a copy with its tag) when the leg is
+/// SRTP, itself otherwise.
+fn protect<'a>(
+    srtp: &std::sync::Mutex<Option<crate::srtp::Srtp>>,
+    p: &'a [u8],
+) -> std::borrow::Cow<'a, [u8]> {
+    match srtp.lock().unwrap().as_mut() {
+        Some(s) => {
+            let mut out = p.to_vec();
+            s.protect(&mut out, 12);
+            out.into()
+        }
+        None => p.into(),
     }
 }
 

@@ -12,24 +12,6 @@ use openturret_domain::{LineId, ProfileId, Timestamp};
 use openturret_server::callmem::{CallEvent, record_call};
 use serde_json::json;
 
-async fn login(b: &Browser, profile: &str, password: &str) {
-    b.goto("/turret").await;
-    b.wait_text(".profiles", profile).await;
-    let buttons = b
-        .client
-        .find_all(fantoccini::Locator::Css(".profiles button"))
-        .await
-        .unwrap();
-    for btn in buttons {
-        if btn.text().await.unwrap() == profile {
-            btn.click().await.unwrap();
-        }
-    }
-    b.fill("#password", password).await;
-    b.click("#login").await;
-    b.wait_text("#who", profile).await;
-}
-
 #[tokio::test]
 async fn a_trader_sees_keys_and_an_admin_change_arrives_without_a_reload() {
     let s = InProc::start().await;
@@ -59,7 +41,7 @@ async fn a_trader_sees_keys_and_an_admin_change_arrives_without_a_reload() {
     b.goto("/turret").await;
     b.wait_text(".profiles", "Ann Trader").await;
     b.screenshot("turret-login").await;
-    login(&b, "Ann Trader", "ann-pw-longer").await;
+    b.turret_login("Ann Trader", "ann-pw-longer").await;
     b.wait_text("[aria-label='Line keys']", "FX Desk").await;
     b.wait_text("[aria-label='DKA keys']", "Broker A").await;
     b.wait_text("[aria-label='DKM keys']", "Desk M2").await;
@@ -160,7 +142,7 @@ async fn contacts_and_call_memory_unlock_list_add_and_delete_in_the_browser() {
     }
 
     let b = Browser::start(&s.url).await;
-    login(&b, "Bea Broker", "bea-pw-longer").await;
+    b.turret_login("Bea Broker", "bea-pw-longer").await;
     // Contacts: locked until the contacts password is given.
     b.wait_text("#tab-body", "Contacts password").await;
     b.fill("#unlock-unlock_contacts", "wrong").await;

@@ -46,12 +46,7 @@ async fn a_trader_answers_a_softphone_call_in_the_browser_and_finds_it_in_call_m
         .await;
 
     let b = Browser::start(&s.url).await;
-    b.goto("/turret").await;
-    b.wait_text(".profiles", "Ann Trader").await;
-    b.click("[data-profile]").await;
-    b.fill("#password", "ann-pw-longer").await;
-    b.click("#login").await;
-    b.wait_text("#who", "Ann Trader").await;
+    b.turret_login("Ann Trader", "ann-pw-longer").await;
     // The line registers (digest with qop=auth) and the key says so.
     b.wait_text("[data-line][data-registration=registered]", "FX Desk")
         .await;

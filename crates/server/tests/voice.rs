@@ -122,12 +122,7 @@ async fn desk(mlc: Mlc) -> Desk {
     )
     .await;
     keep.push(Box::new(mic));
-    b.goto("/turret").await;
-    b.wait_text(".profiles", "Ann Trader").await;
-    b.click("[data-profile]").await;
-    b.fill("#password", "ann-pw-longer").await;
-    b.click("#login").await;
-    b.wait_text("#who", "Ann Trader").await;
+    b.turret_login("Ann Trader", "ann-pw-longer").await;
     b.wait_text("[data-line][data-registration=registered]", "FX Desk")
         .await;
     Desk {
@@ -524,7 +519,9 @@ async fn two_calls_on_two_speaker_channels_are_heard_at_once_each_at_its_own_vol
          r.dispatchEvent(new Event('input', {bubbles: true})); return true;",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the analyser's window holds only the quieter sound.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unit_power(b, "speaker-1", FAR).await / one >= 0.12 && Instant::now() < deadline {}
     let (one_after, two_after) = (
         unit_power(b, "speaker-1", FAR).await,
         unit_power(b, "speaker-2", OTHER).await,

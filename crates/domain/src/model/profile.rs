@@ -72,6 +72,22 @@ pub fn speech_units(
         })
 }
 
+/// The handsets and speaker channels asked for (either may be absent),
+/// each checked against its range.
+pub fn speech_unit_counts(
+    handsets: Option<i64>,
+    speakers: Option<i64>,
+) -> Result<(Option<u8>, Option<u8>), ValidationError> {
+    Ok((
+        handsets
+            .map(|v| speech_units("handsets", v, HANDSETS))
+            .transpose()?,
+        speakers
+            .map(|v| speech_units("speakers", v, SPEAKERS))
+            .transpose()?,
+    ))
+}
+
 impl ProfileFlags {
     /// The turret's speech units: `(id, kind, name)`, handsets first.
     pub fn speech_units(&self) -> Vec<(String, &'static str, String)> {

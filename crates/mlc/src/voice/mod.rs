@@ -92,10 +92,13 @@ impl Voices {
 /// A frame from the PBX on its way to the browser.
 #[derive(Debug)]
 pub(crate) struct Frame {
+    /// The call's payload type (the only one relayed).
+    pub payload_type: u8,
     pub seq: u16,
     pub timestamp: u32,
     pub marker: bool,
-    pub payload: Vec<u8>,
+    /// Shared as it is handed to str0m, so the bytes are copied once.
+    pub payload: Arc<[u8]>,
 }
 
 /// A browser session attached to a bridge.
@@ -133,10 +136,6 @@ impl Bridge {
             i.browser = None;
             i.to_pbx = jitter::JitterBuffer::new();
         }
-    }
-
-    fn payload_type(&self) -> Option<u8> {
-        self.inner.lock().unwrap().payload_type
     }
 
     /// A frame from the browser, for the PBX.
@@ -197,10 +196,11 @@ impl Endpoint for Bridge {
         }
         i.relayed += 1;
         let frame = Frame {
+            payload_type: p.payload_type,
             seq: p.seq,
             timestamp: p.timestamp,
             marker: p.marker,
-            payload: p.payload.to_vec(),
+            payload: Arc::from(p.payload),
         };
         if let Some(b) = &i.browser {
             // A browser that cannot keep up loses frames, not the call.

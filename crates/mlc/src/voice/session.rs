@@ -209,7 +209,7 @@ pub(super) async fn run(
                 let Some(f) = f else { return };
                 let Some(m) = mid else { continue };
                 let (seq, ts) = renumber.map(f.seq, f.timestamp);
-                let pt = Pt::from(bridge.payload_type().unwrap_or(0));
+                let pt = Pt::from(f.payload_type);
                 if let Some(tx) = rtc.direct_api().stream_tx_by_mid(m, None) {
                     tx.write_rtp(
                         RtpWrite::new(pt, seq.into(), ts, Instant::now(), f.payload)

@@ -192,20 +192,13 @@ pub async fn create_profile(app: &App, auth: &AdminAuth, b: ProfileIn) -> ApiRes
     let cm_clear = b.call_memory_password.clone();
     let call_memory_password =
         optional_hash("call_memory_password", b.call_memory_password).await?;
+    let (handsets, speakers) = speech_unit_counts(b.handsets, b.speakers)?;
     let flags = ProfileFlags {
         collect_call_memory: b.collect_call_memory,
         allow_call_memory_deletion: b.allow_call_memory_deletion,
         call_memory_password_protected: b.call_memory_password_protected,
-        handsets: b
-            .handsets
-            .map(|v| speech_units("handsets", v, HANDSETS))
-            .transpose()?
-            .unwrap_or(DEFAULT_HANDSETS),
-        speakers: b
-            .speakers
-            .map(|v| speech_units("speakers", v, SPEAKERS))
-            .transpose()?
-            .unwrap_or(DEFAULT_SPEAKERS),
+        handsets: handsets.unwrap_or(DEFAULT_HANDSETS),
+        speakers: speakers.unwrap_or(DEFAULT_SPEAKERS),
     };
     let mut changed = vec!["name", "password"];
     if contacts_password.is_some() {
@@ -314,6 +307,7 @@ pub async fn update_profile(
             return Err(weak_call_memory_password());
         }
     }
+    let (handsets, speakers) = speech_unit_counts(b.handsets, b.speakers)?;
     let changes = ProfileChanges {
         call_memory_keys: rekeyed.map(|(k, _)| k),
         erase_call_memory: erase,
@@ -324,14 +318,8 @@ pub async fn update_profile(
         collect_call_memory: b.collect_call_memory,
         allow_call_memory_deletion: b.allow_call_memory_deletion,
         call_memory_password_protected: b.call_memory_password_protected,
-        handsets: b
-            .handsets
-            .map(|v| speech_units("handsets", v, HANDSETS))
-            .transpose()?,
-        speakers: b
-            .speakers
-            .map(|v| speech_units("speakers", v, SPEAKERS))
-            .transpose()?,
+        handsets,
+        speakers,
     };
     let r = auth.record("profile.updated", "profile", Some(id.to_string()), {
         let mut c = changes.changed_fields(&current);

@@ -216,7 +216,7 @@ window.TurretVoice = (() => {
     // Brings the audio in line with the calls the turret shows: opens the
     // calls it holds, closes those gone, moves them between units, and
     // plays the tone the calls ask for.
-    async function sync(calls) {
+    function sync(calls) {
       const wanted = new Map();
       for (const c of calls) {
         if (!c.here) continue;

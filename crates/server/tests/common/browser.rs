@@ -128,6 +128,25 @@ impl Browser {
     }
 
     /// The path of the page shown now.
+    /// Opens the web turret and logs in as `profile`.
+    pub async fn turret_login(&self, profile: &str, password: &str) {
+        self.goto("/turret").await;
+        self.wait_text(".profiles", profile).await;
+        let buttons = self
+            .client
+            .find_all(Locator::Css(".profiles button"))
+            .await
+            .unwrap();
+        for btn in buttons {
+            if btn.text().await.unwrap() == profile {
+                btn.click().await.unwrap();
+            }
+        }
+        self.fill("#password", password).await;
+        self.click("#login").await;
+        self.wait_text("#who", profile).await;
+    }
+
     /// Runs `js` (a function body; `return` gives the value) in the page.
     pub async fn eval(&self, js: &str) -> serde_json::Value {
         self.client.execute(js, vec![]).await.unwrap()
