@@ -13,7 +13,8 @@
 //! (str0m), and a 20 ms tick that pulls the jitter buffer towards the PBX.
 //! The baseline relays the same two flows per call between plain UDP
 //! sockets. The load generator measures loss and the one-way latency
-//! PBX → browser (sent → arrived, decrypted, at the browser); this process
+//! PBX → browser (sent → arrived at the browser's socket, by the kernel's
+//! stamp, and only counted once decrypted); this process
 //! measures its own CPU time. Phase 1: one call, 200 packets/s, for the
 //! latency; phase 2: `BENCH_CALLS` calls (default 500) at 50 packets/s.
 
@@ -39,6 +40,19 @@ fn main() {
     if std::env::var("VOICE_BENCH_ROLE").as_deref() == Ok("load") {
         return load();
     }
+    // Each process gets a core of its own (taskset; BENCH_PIN=0 shares
+    // both), so the load generator's half of the cryptography, which a
+    // deployment's browsers and PBXs do on their own machines, does not
+    // queue behind ours. Pinned before any runtime starts, so that each
+    // runtime has as many workers as its process has cores (two workers
+    // taking turns on one core add the scheduler's time slices to the
+    // tail of both paths).
+    if pinned() {
+        let _ = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
     let calls: usize = env("BENCH_CALLS", 500);
     let seconds: u64 = env("BENCH_SECONDS", 10);
     println!("voice bridge against a plain UDP relay (two processes; this one is measured)");
@@ -48,13 +62,13 @@ fn main() {
     ] {
         println!("\n{title}: {n} call(s), {secs} s");
         println!(
-            "| path | sent | received | loss | p50 | p99 | CPU of this process | CPU per call |"
+            "| path | sent | received | loss | p50 | p99 | CPU of this process | CPU per call | load generator: CPU, sends late p99 |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for mode in ["relay", "bridge"] {
             let r = run(mode, n, pps, secs);
             println!(
-                "| {} | {} | {} | {:.3} % | {:.3} ms | {:.3} ms | {:.1} % of a core | {:.3} % of a core |",
+                "| {} | {} | {} | {:.3} % | {:.3} ms | {:.3} ms | {:.1} % of a core | {:.3} % of a core | {:.0} %, {:.3} ms |",
                 if mode == "relay" {
                     "plain UDP relay"
                 } else {
@@ -67,9 +81,23 @@ fn main() {
                 r.p99_us / 1000.0,
                 r.cpu * 100.0,
                 r.cpu * 100.0 / n as f64,
+                r.load_cpu * 100.0,
+                r.late_p99_us / 1000.0,
             );
         }
     }
+}
+
+fn pinned() -> bool {
+    std::env::var("BENCH_PIN").as_deref() != Ok("0")
+}
+
+/// A runtime with one worker per core this process may run on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -93,29 +121,19 @@ struct Outcome {
     received: u64,
     p50_us: f64,
     p99_us: f64,
+    /// How late the load generator's PBX sends left, p99: above a
+    /// millisecond or so the generator, not the path, shapes the tail.
+    late_p99_us: f64,
+    /// The load generator's CPU, as a share of its core.
+    load_cpu: f64,
     cpu: f64,
 }
 
 /// One phase in one mode: starts the load generator, sets up `n` calls,
 /// lets it run, and reads its result.
 fn run(mode: &str, n: usize, pps: u64, secs: u64) -> Outcome {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // Each process gets a core of its own (taskset; BENCH_PIN=0 shares
-    // both), so the load generator's half of the cryptography, which a
-    // deployment's browsers and PBXs do on their own machines, does not
-    // queue behind ours.
-    let pin = std::env::var("BENCH_PIN").as_deref() != Ok("0");
-    if pin {
-        let _ = std::process::Command::new("taskset")
-            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
-            .stdout(std::process::Stdio::null())
-            .status();
-    }
-    let mut cmd = if pin {
+    let rt = runtime();
+    let mut cmd = if pinned() {
         let mut c = std::process::Command::new("taskset");
         c.args(["-c", "1"]).arg(std::env::current_exe().unwrap());
         c
@@ -163,11 +181,14 @@ fn run(mode: &str, n: usize, pps: u64, secs: u64) -> Outcome {
             "GO" => cpu0 = cpu_seconds(),
             "DONE" => {
                 let cpu = (cpu_seconds() - cpu0) / secs as f64;
+                let rest: Vec<f64> = f[3].split(' ').map(|v| v.parse().unwrap()).collect();
                 result = Some(Outcome {
                     sent: f[1].parse().unwrap(),
                     received: f[2].parse().unwrap(),
-                    p50_us: f[3].split(' ').next().unwrap().parse().unwrap(),
-                    p99_us: f[3].split(' ').nth(1).unwrap().parse().unwrap(),
+                    p50_us: rest[0],
+                    p99_us: rest[1],
+                    late_p99_us: rest[2],
+                    load_cpu: rest[3],
                     cpu,
                 });
                 break;
@@ -242,12 +263,7 @@ async fn bridge(voices: &Voices, call: u64, pbx: SocketAddr, offer: &str) -> (So
 // ----- the load generator ---------------------------------------------------
 
 fn load() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(load_async());
+    runtime().block_on(load_async());
 }
 
 async fn load_async() {
@@ -277,6 +293,7 @@ async fn load_async() {
             while pbx.recv_from(&mut buf).await.is_ok() {}
         });
         let browser = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+        stamp_arrivals(&browser);
         let browser_at = browser.local_addr().unwrap();
         let (sent, lat, recv) = (sent_at.clone(), latencies.clone(), received.clone());
         if mode == "relay" {
@@ -286,14 +303,12 @@ async fn load_async() {
             targets.push((to_pbx_side, Some(to_browser_side)));
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
-                while let Ok((n, _)) = browser.recv_from(&mut buf).await {
+                while let Ok((n, _, arrived)) = recv_stamped(&browser, &mut buf).await {
                     if n >= 20 {
                         let k = u64::from_be_bytes(buf[12..20].try_into().unwrap());
                         let t0 = sent[i].lock().unwrap().get(k as usize).copied();
                         if let Some(t0) = t0 {
-                            lat.lock()
-                                .unwrap()
-                                .push(start.elapsed().as_micros() as u64 - t0);
+                            lat.lock().unwrap().push(micros(start, arrived) - t0);
                             recv.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -343,9 +358,8 @@ async fn load_async() {
                                 let k = (s - f0) as usize;
                                 let t0 = sent[i].lock().unwrap().get(k).copied();
                                 if let Some(t0) = t0 {
-                                    lat.lock()
-                                        .unwrap()
-                                        .push(start.elapsed().as_micros() as u64 - t0);
+                                    // When the datagram reached the socket.
+                                    lat.lock().unwrap().push(micros(start, p.timestamp) - t0);
                                     recv.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
@@ -359,10 +373,10 @@ async fn load_async() {
                         continue;
                     }
                     let input = tokio::select! {
-                        r = browser.recv_from(&mut buf) => {
-                            let Ok((n, from)) = r else { continue };
+                        r = recv_stamped(&browser, &mut buf) => {
+                            let Ok((n, from, arrived)) = r else { continue };
                             let Ok(r) = Receive::new(Protocol::Udp, from, browser_at, &buf[..n]) else { continue };
-                            Input::Receive(Instant::now(), r)
+                            Input::Receive(arrived, r)
                         }
                         _ = tick.tick() => {
                             // The browser's microphone, 50 packets/s.
@@ -386,28 +400,33 @@ async fn load_async() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("GO");
+    let (setup, cpu0) = (start.elapsed().as_secs_f64(), cpu_seconds());
     let total = pps * secs;
     let mut senders = Vec::new();
+    let lateness = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let first_tick = tokio::time::Instant::now() + Duration::from_millis(20);
     for (i, (pbx_side, browser_side)) in targets.into_iter().enumerate() {
         let sent = sent_at.clone();
+        let lateness = lateness.clone();
         senders.push(tokio::spawn(async move {
             let s = UdpSocket::bind((LOCAL, 0)).await.unwrap();
             let to: SocketAddr = pbx_side.parse().unwrap();
             let back: Option<SocketAddr> = browser_side.map(|b| b.parse().unwrap());
-            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / pps));
-            // Spread the calls over a packet time.
-            tokio::time::sleep(Duration::from_micros((i as u64 * 997) % (1_000_000 / pps))).await;
+            // Spread the calls over a packet time, as independent PBX
+            // calls are: each sender's clock starts at its own offset.
+            let period = Duration::from_micros(1_000_000 / pps);
+            let offset = Duration::from_micros((i as u64 * 997) % (1_000_000 / pps));
+            let mut tick = tokio::time::interval_at(first_tick + offset, period);
             let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
             p.resize(12 + 160, 0xFF);
             for k in 0..total {
-                tick.tick().await;
+                let due = tick.tick().await;
+                let late = due.elapsed().as_micros() as u64;
+                lateness.lock().unwrap().push(late);
                 p[2..4].copy_from_slice(&(k as u16).to_be_bytes());
                 p[4..8].copy_from_slice(&((k * 160) as u32).to_be_bytes());
                 p[12..20].copy_from_slice(&k.to_be_bytes());
-                sent[i]
-                    .lock()
-                    .unwrap()
-                    .push(start.elapsed().as_micros() as u64);
+                sent[i].lock().unwrap().push(micros(start, Instant::now()));
                 let _ = s.send_to(&p, to).await;
                 if let Some(b) = back {
                     // The relay's other direction: the "browser" sends too.
@@ -420,21 +439,112 @@ async fn load_async() {
         let _ = s.await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_unstable();
-    let q = |f: f64| {
-        l.get(((l.len() as f64 * f) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let cpu = (cpu_seconds() - cpu0) / (start.elapsed().as_secs_f64() - setup);
+    let l = latencies.lock().unwrap().clone();
+    let late = lateness.lock().unwrap().clone();
     println!(
-        "DONE {} {} {} {}",
+        "DONE {} {} {} {} {} {:.3}",
         total * n as u64,
         received.load(Ordering::Relaxed),
-        q(0.5),
-        q(0.99)
+        quantile(l.clone(), 0.5),
+        quantile(l, 0.99),
+        quantile(late, 0.99),
+        cpu,
     );
     std::io::stdout().flush().unwrap();
+}
+
+fn quantile(mut v: Vec<u64>, f: f64) -> u64 {
+    v.sort_unstable();
+    v.get(((v.len() as f64 * f) as usize).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn micros(start: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(start).as_micros() as u64
+}
+
+/// Has the kernel stamp each datagram with its arrival time
+/// (`SO_TIMESTAMPNS`), so that the latency measured ends where the packet
+/// reached the browser's socket, not where this busy process got round to
+/// reading it.
+fn stamp_arrivals(s: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+}
+
+/// One datagram, its source and the instant it reached the socket (the
+/// kernel's stamp, carried over from the realtime clock).
+async fn recv_stamped(
+    s: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Instant)> {
+    use std::os::fd::AsRawFd;
+    loop {
+        s.readable().await?;
+        match s.try_io(tokio::io::Interest::READABLE, || {
+            recvmsg_stamped(s.as_raw_fd(), buf)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+fn recvmsg_stamped(fd: i32, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Instant)> {
+    // SAFETY: every pointer handed to recvmsg is to a live local of the
+    // size given; the control messages are read within `control`.
+    unsafe {
+        let mut from: libc::sockaddr_in = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control) as _;
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let now = Instant::now();
+        let real_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let mut arrived = now;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let stamp = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                arrived = now - real_now.saturating_sub(stamp);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let ip = std::net::Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr));
+        Ok((
+            n as usize,
+            SocketAddr::from((ip, u16::from_be(from.sin_port))),
+            arrived,
+        ))
+    }
 }
 
 fn read(input: &mut impl BufRead) -> String {
