@@ -65,6 +65,7 @@ pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
         "here": here, "line_activity": activity, "speech_unit": if here { Some(&c.speech_unit) } else { None },
         "reason": if c.state == CallState::Ended { Some(&c.end_reason) } else { None },
         "answered": c.connected_at.is_some(),
+        "early_media": here && c.early_media,
     })
 }
 

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use common::browser::Browser;
 use common::inproc::InProc;
 use common::mlcproc::{enrol, manager_url, start_mlc};
-use common::sip::{Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, goertzel, hears, sine_wav};
+use common::sip::{
+    Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, Sipp, free_port, goertzel, hears, sine_ulaw,
+    sine_wav,
+};
 use serde_json::json;
 
 const FAR: f64 = 1000.0;
@@ -441,6 +444,165 @@ async fn an_outgoing_call_rings_back_and_is_heard_both_ways() {
         .await;
     page_hears_tone(b, "failure").await;
     page_hears_tone_stops(b).await;
+}
+
+/// An outgoing call whose far end sends early media: a 180 without SDP,
+/// then a 183 with SDP and the far end's own sound (sipp playing a 1 kHz
+/// tone, as a PBX plays its ringback or an announcement). The turret plays
+/// that sound while the call still rings, instead of its own ringback,
+/// and keeps it when the far end answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outgoing_call_plays_the_far_ends_early_media() {
+    let d = desk(Mlc::InProcess).await;
+    let b = &d.b;
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.ulaw");
+    sine_ulaw(&tone, FAR, 10);
+    let (uas_port, media_port) = (free_port(), free_port());
+    let mut uas = Sipp::start(
+        dir.path(),
+        "uas",
+        &early_media_uas(&tone.display().to_string()),
+        &[
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-mp",
+            &media_port.to_string(),
+        ],
+    );
+    let mut reg = Sipp::start(
+        dir.path(),
+        "register",
+        &register_as("3100", uas_port),
+        &["-i", "127.0.0.1", &format!("127.0.0.1:{}", d.pbx.port)],
+    );
+    assert!(
+        reg.wait(Duration::from_secs(10)),
+        "sipp did not register 3100\n{}",
+        reg.log()
+    );
+    b.fill("#dial-number", "3100").await;
+    b.click("#dial").await;
+    b.wait_text("li.call[data-state=alerting]", "3100").await;
+    page_hears(b, "handset-1", FAR, true).await;
+    assert_eq!(
+        b.eval("return document.querySelector('li.call').dataset.state;")
+            .await,
+        json!("alerting"),
+        "the far end's sound is heard while the call still rings\n{}",
+        uas.log()
+    );
+    assert_ne!(
+        b.eval("return window.turretVoice.tone();").await,
+        json!("ringback"),
+        "no local ringback over the far end's own"
+    );
+    b.wait_text("li.call[data-state=connected]", "3100").await;
+    page_hears(b, "handset-1", FAR, true).await;
+    b.click("li.call [data-op=hangup]").await;
+    assert!(
+        uas.wait(Duration::from_secs(10)),
+        "the far end's scenario did not complete\n{}",
+        uas.log()
+    );
+    b.wait_text("#queue", "No calls.").await;
+}
+
+/// A sipp client scenario registering `user` on the PBX with its contact
+/// at `contact_port` (where another sipp answers).
+fn register_as(user: &str, contact_port: u16) -> String {
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            r#"<send retrans="500"><![CDATA[
+REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@[remote_ip]:[remote_port]>;tag=[pid]reg
+To: <sip:{user}@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: {cseq} REGISTER
+Contact: <sip:{user}@127.0.0.1:{contact_port}>
+{auth}Max-Forwards: 70
+Expires: 120
+Content-Length: 0
+
+]]></send>"#
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register">
+{}
+<recv response="401" auth="true"/>
+{}
+<recv response="200"/>
+</scenario>
+"#,
+        register(1, ""),
+        register(
+            2,
+            &format!("[authentication username={user} password={PBX_PASSWORD}]\n")
+        )
+    )
+}
+
+/// A sipp server scenario: answers an INVITE with 180 (no SDP), then 183
+/// with SDP while it streams `tone` (raw μ-law) as early media, answers
+/// after a few seconds and waits for the BYE.
+fn early_media_uas(tone: &str) -> String {
+    let reply = |status: &str, sdp: bool| {
+        let (ctype, body) = if sdp {
+            (
+                "Content-Type: application/sdp\n",
+                "v=0\no=- 1 1 IN IP[media_ip_type] [media_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000\na=sendrecv\n",
+            )
+        } else {
+            ("", "")
+        };
+        format!(
+            r#"<send><![CDATA[
+SIP/2.0 {status}
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:3100@[local_ip]:[local_port]>
+{ctype}Content-Length: [len]
+
+{body}]]></send>"#
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="early media">
+<recv request="INVITE"/>
+{}
+<pause milliseconds="500"/>
+{}
+<nop><action><exec rtp_stream="{tone},-1,0"/></action></nop>
+<pause milliseconds="6000"/>
+{}
+<recv request="ACK"/>
+<recv request="BYE"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#,
+        reply("180 Ringing", false),
+        reply("183 Session Progress", true),
+        reply("200 OK", true),
+    )
 }
 
 /// Waits until the turret plays no tone (a busy or failure tone stops by

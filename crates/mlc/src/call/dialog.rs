@@ -63,6 +63,33 @@ pub(super) async fn send_in_dialog(
     body: Option<Vec<u8>>,
     extra: Vec<(&str, String)>,
 ) -> Option<Box<Message>> {
+    let (rx, branch) = start_in_dialog(mlc, id, method, body, extra).await?;
+    let mut rx = rx;
+    let mut last = None;
+    while let Some(r) = rx.recv().await {
+        if r.code().unwrap_or(0) >= 200 {
+            last = Some(r);
+        }
+    }
+    let _ = mlc.take_send_error(&branch);
+    if let Some(r) = &last
+        && method == "INVITE"
+        && r.code().is_some_and(|c| (200..300).contains(&c))
+    {
+        send_ack(mlc, id, r.cseq.number).await;
+    }
+    last
+}
+
+/// Sends an in-dialog request; returns its transaction's responses and
+/// its branch. Needs the call in the table only until it is sent.
+async fn start_in_dialog(
+    mlc: &Mlc,
+    id: u64,
+    method: &str,
+    body: Option<Vec<u8>>,
+    extra: Vec<(&str, String)>,
+) -> Option<(tokio::sync::mpsc::Receiver<Box<Message>>, String)> {
     let (d, line) = mlc.calls.with(id, |c| {
         c.dialog.local_cseq += 1;
         (c.dialog.clone(), c.line)
@@ -79,27 +106,14 @@ pub(super) async fn send_in_dialog(
     if let Some(body) = body {
         b = b.body("application/sdp", body);
     }
-    let mut rx = mlc.transact(
+    let rx = mlc.transact(
         peer,
         branch.clone(),
         b.build(),
         method == "INVITE",
         TXN_TIMEOUT,
     );
-    let mut last = None;
-    while let Some(r) = rx.recv().await {
-        if r.code().unwrap_or(0) >= 200 {
-            last = Some(r);
-        }
-    }
-    let _ = mlc.take_send_error(&branch);
-    if let Some(r) = &last
-        && method == "INVITE"
-        && r.code().is_some_and(|c| (200..300).contains(&c))
-    {
-        send_ack(mlc, id, r.cseq.number).await;
-    }
-    last
+    Some((rx, branch))
 }
 
 pub(super) fn check_owner(mlc: &Mlc, id: u64, by: ProfileId) -> Result<CallState, OpError> {
@@ -138,14 +152,19 @@ pub async fn hangup(mlc: &Mlc, id: u64, by: ProfileId) -> Result<(), OpError> {
         }
         CallState::Ended => {}
         _ => {
-            let me = mlc.clone();
-            // End at once for the turrets; the BYE completes behind.
-            let d = mlc.calls.with(id, |c| c.state = CallState::Ended);
-            if d.is_some() {
-                tokio::spawn(async move {
-                    send_in_dialog(&me, id, "BYE", None, Vec::new()).await;
-                    end(&me, id, "local_hangup").await;
-                });
+            // The call ends for everyone (turrets, media, records) once the
+            // BYE is sent; its response, or its timeout when the far end
+            // does not answer, completes behind and changes nothing.
+            if mlc.calls.with(id, |c| c.state = CallState::Ended).is_some() {
+                let bye = start_in_dialog(mlc, id, "BYE", None, Vec::new()).await;
+                end(mlc, id, "local_hangup").await;
+                if let Some((mut rx, branch)) = bye {
+                    let me = mlc.clone();
+                    tokio::spawn(async move {
+                        while rx.recv().await.is_some() {}
+                        let _ = me.take_send_error(&branch);
+                    });
+                }
             }
         }
     }

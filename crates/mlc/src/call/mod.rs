@@ -116,6 +116,9 @@ impl Call {
             connected_at: self.connected_at,
             line_number: self.line_number.clone(),
             ended_at: None,
+            early_media: self.direction == Direction::Outgoing
+                && self.state == CallState::Alerting
+                && self.codec_settled,
         }
     }
 }
@@ -514,17 +517,26 @@ pub struct CallView {
     pub line_number: String,
     /// When the call ended (set on `Job::Ended`).
     pub ended_at: Option<Timestamp>,
+    /// An outgoing call still ringing at the far end, whose far end sends
+    /// early media (a 180 or 183 with SDP): the turret plays it instead
+    /// of its own ringback.
+    pub early_media: bool,
 }
 
 impl CallView {
     /// As it travels over the component link.
     pub fn to_json(&self) -> Value {
-        json!({"id": self.id, "line": self.line.0, "direction": self.direction.as_str(),
+        let mut v = json!({"id": self.id, "line": self.line.0, "direction": self.direction.as_str(),
             "state": self.state.name(), "remote_number": self.remote_number,
             "remote_display": self.remote_display, "owner": self.owner.map(|p| p.0),
             "speech_unit": self.speech_unit, "end_reason": self.end_reason,
             "started": self.started.0, "connected_at": self.connected_at.map(|t| t.0),
-            "line_number": self.line_number, "ended_at": self.ended_at.map(|t| t.0)})
+            "line_number": self.line_number, "ended_at": self.ended_at.map(|t| t.0)});
+        // Only when true, so a version-1 peer's bytes stay as they were.
+        if self.early_media {
+            v["early_media"] = json!(true);
+        }
+        v
     }
 
     pub fn from_json(v: &Value) -> Option<CallView> {
@@ -544,6 +556,7 @@ impl CallView {
             connected_at: t("connected_at"),
             line_number: s("line_number"),
             ended_at: t("ended_at"),
+            early_media: v["early_media"].as_bool().unwrap_or(false),
         })
     }
 }

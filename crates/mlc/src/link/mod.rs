@@ -173,6 +173,7 @@ mod tests {
             connected_at: Some(Timestamp(11)),
             line_number: "1001".into(),
             ended_at: None,
+            early_media: false,
         };
         let text = view.to_json().to_string();
         assert_eq!(
@@ -181,6 +182,21 @@ mod tests {
         );
         let back = CallView::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
         assert_eq!(back.to_json().to_string(), text);
+        assert!(!back.early_media);
+        // Early media is added only when there is some, so the bytes
+        // above are what a version-1 peer sends and reads.
+        let early = CallView {
+            state: CallState::Alerting,
+            early_media: true,
+            ..back
+        };
+        let text = early.to_json().to_string();
+        assert!(text.ends_with(r#""state":"alerting"}"#) && text.contains(r#""early_media":true"#));
+        assert!(
+            CallView::from_json(&serde_json::from_str(&text).unwrap())
+                .unwrap()
+                .early_media
+        );
 
         let failing = LineState::Failing("403 Forbidden".into());
         assert_eq!(

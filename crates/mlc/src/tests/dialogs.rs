@@ -2,8 +2,12 @@
 
 use super::*;
 
+/// The call ends for the turrets (and its media and records) when the BYE
+/// leaves, not when the far end answers it: a far end that never answers
+/// would otherwise leave the call showing for the 32 s of the BYE's
+/// transaction.
 #[tokio::test]
-async fn we_hang_up_with_a_bye_and_the_call_ends_on_its_answer() {
+async fn we_hang_up_with_a_bye_and_the_call_ends_at_once() {
     let mut rig = Rig::registered(vec![line(1, "1001", "manual")]).await;
     let Answered { view, call_id, .. } = rig.answered("1001", 40000).await;
     // Only who holds it may hang it up.
@@ -14,9 +18,14 @@ async fn we_hang_up_with_a_bye_and_the_call_ends_on_its_answer() {
     call::hangup(&rig.mlc, view.id, ProfileId(3)).await.unwrap();
     let bye = rig.request("BYE").await;
     assert_eq!(bye.call_id, call_id);
-    rig.answer(&bye, 200, "OK", &[]).await;
     let (ended, last) = rig.call_report().await;
-    assert!(last && ended.state == CallState::Ended, "{ended:?}");
+    assert!(
+        last && ended.state == CallState::Ended && ended.end_reason == "local_hangup",
+        "{ended:?}"
+    );
+    assert_eq!(rig.mlc.voices.sessions(), 0);
+    rig.answer(&bye, 200, "OK", &[]).await;
+    rig.sends_nothing().await;
 }
 
 #[tokio::test]

@@ -220,7 +220,7 @@ window.TurretVoice = (() => {
       const wanted = new Map();
       for (const c of calls) {
         if (!c.here) continue;
-        if (["connected", "held"].includes(c.state) || (c.state === "alerting" && c.direction === "out")) wanted.set(c.id, c);
+        if (["connected", "held"].includes(c.state) || (c.state === "alerting" && c.early_media)) wanted.set(c.id, c);
       }
       for (const id of [...v.calls.keys()]) if (!wanted.has(id)) close(id);
       for (const c of wanted.values()) {
@@ -242,7 +242,7 @@ window.TurretVoice = (() => {
     function tones(calls) {
       const ringing = calls.filter((c) => c.state === "ringing");
       const ringback = calls.find((c) => c.here && c.direction === "out" && c.state === "alerting"
-        && !(v.calls.get(c.id) || {}).ready);
+        && !c.early_media);
       const failed = calls.find((c) => c.state === "failed" && !v.toned.has(c.id));
       if (ringing.length) startTone(ringing.some((c) => c.priority) ? "priority" : "ring");
       else if (ringback) startTone("ringback");

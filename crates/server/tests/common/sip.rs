@@ -651,3 +651,110 @@ impl Drop for Baresip {
         kill_group(&mut self.child);
     }
 }
+
+/// sipp running one scenario to its end (`-m 1`), from Debian's
+/// `sip-tester`. Its messages are logged beside the scenario, for the
+/// failure message.
+pub struct Sipp {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Sipp {
+    /// Starts `scenario` (XML) with `args` (the remote host last, for a
+    /// client scenario) in `dir`.
+    pub fn start(dir: &Path, name: &str, scenario: &str, args: &[&str]) -> Sipp {
+        let sipp = require("sipp");
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join(format!("{name}.xml"));
+        std::fs::write(&file, scenario).unwrap();
+        let child = Command::new(sipp)
+            .current_dir(dir)
+            .arg("-sf")
+            .arg(&file)
+            .args(["-m", "1", "-nostdin", "-trace_msg", "-trace_err"])
+            .arg("-message_file")
+            .arg(dir.join(format!("{name}.messages")))
+            .arg("-error_file")
+            .arg(dir.join(format!("{name}.errors")))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("sipp starts");
+        Sipp {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// What it sent and received, and its errors.
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("messages" | "errors")
+            ) {
+                out += &format!("--- {}\n", p.display());
+                out += &std::fs::read_to_string(&p).unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    /// Waits for the scenario's end; true when it completed (sipp's exit
+    /// status 0: every call of it succeeded).
+    pub fn wait(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_group(&mut c);
+        }
+    }
+}
+
+/// `seconds` of a sine of `hz` as raw G.711 μ-law at 8 kHz (what sipp's
+/// `rtp_stream` plays with payload type 0).
+pub fn sine_ulaw(path: &Path, hz: f64, seconds: u32) {
+    let bytes: Vec<u8> = (0..8000 * seconds)
+        .map(|i| {
+            let x = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin();
+            ulaw((x * 8000.0) as i16)
+        })
+        .collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// G.711 μ-law of one 16-bit sample (ITU-T G.711, with the usual bias).
+fn ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    let mut x = i32::from(sample);
+    let sign = if x < 0 {
+        x = -x;
+        0x80
+    } else {
+        0
+    };
+    let x = (x.min(32_635) + BIAS) as u32;
+    let exponent = (31 - x.leading_zeros()).saturating_sub(7).min(7);
+    let mantissa = (x >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
