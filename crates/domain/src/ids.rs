@@ -54,3 +54,7 @@ id_type!(
     /// An API key of an external application (CTI, API, CDR output).
     ApiKeyId
 );
+id_type!(
+    /// A Session Recording Server calls are forwarded to (SIPREC).
+    RecorderId
+);

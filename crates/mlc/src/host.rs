@@ -32,4 +32,38 @@ pub trait Host: Send + Sync + 'static {
     async fn transferred(&self, call: u64, line: LineId);
     /// Returns once everything reported before is told and recorded.
     async fn flush(&self);
+    /// Whether and where `call` is to be recorded now, and how its
+    /// parties are named in the recording's metadata (issue 18). Asked
+    /// when the call connects and when it changes hands. The default
+    /// records nothing.
+    async fn recording(&self, _call: &CallView) -> anyhow::Result<Option<Recording>> {
+        Ok(None)
+    }
+}
+
+/// A recorded call's recorders and the names its metadata gives (RFC 7865).
+#[derive(Clone, Debug)]
+pub struct Recording {
+    /// Each gets its own recording session (2N).
+    pub recorders: Vec<RecorderTarget>,
+    /// The line: its address of record and display name.
+    pub line_aor: String,
+    pub line_name: String,
+    /// The profile whose turret holds the call (empty while none does).
+    pub profile_name: String,
+    /// The far end's number and name as the recording may show them
+    /// (pseudonymised when the system pseudonymises numbers).
+    pub remote_number: String,
+    pub remote_name: String,
+}
+
+/// A Session Recording Server, with its digest credentials.
+#[derive(Clone, Debug)]
+pub struct RecorderTarget {
+    pub name: String,
+    pub uri: String,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: String,
+    pub username: String,
+    pub password: Option<Secret>,
 }

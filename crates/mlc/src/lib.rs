@@ -45,6 +45,7 @@ mod config;
 mod host;
 pub mod link;
 mod media;
+mod record;
 mod register;
 mod rtp;
 mod srtp;
@@ -70,7 +71,7 @@ use tokio::sync::{Notify, mpsc};
 
 pub use call::CallView;
 pub use config::{MediaConfig, SipConfig};
-pub use host::Host;
+pub use host::{Host, RecorderTarget, Recording};
 pub use rtp::{Endpoint, Endpoints, Leg, Packet, Silence, parse as parse_rtp};
 pub use transport::TlsSetup;
 use transport::{Inbound, NetTransport, Peer, Proto, SipTransport};
@@ -164,6 +165,8 @@ pub struct Inner {
     endpoints: Mutex<Option<rtp::Endpoints>>,
     /// Every call's voice bridge to the turret that holds it.
     pub(crate) voices: voice::Voices,
+    /// The recording sessions of recorded calls (issue 18).
+    pub(crate) recordings: record::Recordings,
     /// Where media sockets bind and what they advertise.
     media: Mutex<config::MediaConfig>,
     /// Requests refused because their sender is not a line's PBX.

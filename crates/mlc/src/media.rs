@@ -62,7 +62,7 @@ impl Mlc {
 
     /// Where a media socket towards `peer` binds, what it advertises, and
     /// the port range.
-    fn media_place(&self, peer: SocketAddr) -> (IpAddr, IpAddr, (u16, u16)) {
+    pub(crate) fn media_place(&self, peer: SocketAddr) -> (IpAddr, IpAddr, (u16, u16)) {
         let m = self.media_config();
         let reach = if peer.ip().is_unspecified() {
             peer.ip()

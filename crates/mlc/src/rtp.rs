@@ -43,6 +43,19 @@ pub struct Packet<'a> {
     pub payload: &'a [u8],
 }
 
+/// A copy of a leg's audio both ways as it passes (a recorder's, issue
+/// 18). Called on the media path: it must not block.
+pub trait Tap: Send + Sync {
+    /// What the far end sent, as the endpoint hears it (nothing while
+    /// held).
+    fn far(&self, packet: &Packet<'_>);
+    /// What goes to the far end (silence while held).
+    fn near(&self, payload_type: u8, payload: &[u8]);
+}
+
+/// The taps of a leg.
+pub type Taps = Arc<std::sync::Mutex<Vec<Arc<dyn Tap>>>>;
+
 /// The endpoint of a leg nothing is connected to: it sends silence, so
 /// the far end keeps the call up, and drops what it hears.
 pub struct Silence;
@@ -139,6 +152,7 @@ pub struct Media {
     /// SRTP contexts, ours (sending) and theirs (receiving), when keyed.
     srtp: Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
     pub stats: Arc<Stats>,
+    taps: Taps,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -168,18 +182,19 @@ impl Media {
         let held = Arc::new(AtomicBool::new(false));
         let dtmf = Arc::new(std::sync::Mutex::new(Dtmf::default()));
         let srtp: Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]> = Arc::default();
+        let taps = Taps::default();
         let send = tokio::spawn(send_loop(
             socket.clone(),
             rx,
             stats.clone(),
             [sending.clone(), held.clone()],
-            (endpoint.clone(), dtmf.clone(), srtp.clone()),
+            (endpoint.clone(), dtmf.clone(), srtp.clone(), taps.clone()),
         ));
         let recv = tokio::spawn(recv_loop(
             socket,
             stats.clone(),
             held.clone(),
-            (endpoint, srtp.clone()),
+            (endpoint, srtp.clone(), taps.clone()),
         ));
         Ok(Media {
             local,
@@ -189,8 +204,14 @@ impl Media {
             dtmf,
             srtp,
             stats,
+            taps,
             tasks: [send, recv],
         })
+    }
+
+    /// The leg's taps (a recorder adds its own, and takes it away).
+    pub fn taps(&self) -> Taps {
+        self.taps.clone()
     }
 
     /// Makes the leg SRTP: what we send is protected with `ours`, what
@@ -264,10 +285,11 @@ async fn send_loop(
     mut target: watch::Receiver<Option<(SocketAddr, Codec)>>,
     stats: Arc<Stats>,
     [sending, held]: [Arc<AtomicBool>; 2],
-    (endpoint, dtmf, srtp): (
+    (endpoint, dtmf, srtp, taps): (
         Arc<dyn Endpoint>,
         Arc<std::sync::Mutex<Dtmf>>,
         Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
+        Taps,
     ),
 ) {
     let r = openturret_sip::message::random_u64();
@@ -313,6 +335,9 @@ async fn send_loop(
             // endpoint's frame is taken all the same, so its clock runs on.
             let mut frame = [0u8; SAMPLES_PER_PACKET];
             endpoint.next_frame(codec, &mut frame);
+            for t in taps.lock().unwrap().iter() {
+                t.near(codec.payload_type(), &frame);
+            }
             let mut p = [0u8; 16];
             p[..12].copy_from_slice(&packet[..12]);
             p[1] = pt | if marker { 0x80 } else { 0 };
@@ -335,6 +360,9 @@ async fn send_loop(
             }
         }
         was_held = now_held;
+        for t in taps.lock().unwrap().iter() {
+            t.near(codec.payload_type(), &packet[12..]);
+        }
         let out = protect(&srtp[0], &packet);
         if socket.send_to(&out, to).await.is_ok() {
             stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -368,9 +396,10 @@ async fn recv_loop(
     socket: Arc<UdpSocket>,
     stats: Arc<Stats>,
     held: Arc<AtomicBool>,
-    (endpoint, srtp): (
+    (endpoint, srtp, taps): (
         Arc<dyn Endpoint>,
         Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
+        Taps,
     ),
 ) {
     let mut buf = [0u8; 2048];
@@ -392,6 +421,9 @@ async fn recv_loop(
                     && !held.load(Ordering::Relaxed)
                 {
                     endpoint.heard(&p);
+                    for t in taps.lock().unwrap().iter() {
+                        t.far(&p);
+                    }
                 }
             }
             Ok(_) => {}

@@ -44,6 +44,7 @@ pub mod passwords;
 pub mod portal;
 pub mod privacy;
 pub mod pseudo;
+pub mod recording;
 pub mod report;
 pub mod retention;
 pub mod startup;

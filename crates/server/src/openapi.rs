@@ -46,6 +46,10 @@ fn t() -> Value {
 fn nullable_s() -> Value {
     json!({"type": "string", "nullable": true})
 }
+fn recorder_transport() -> Value {
+    json!({"type": "string", "enum": ["udp", "tcp", "tls"], "description": "default udp; sips: means tls"})
+}
+
 fn secret(what: &str) -> Value {
     json!({"type": "string", "format": "password", "writeOnly": true, "description": what})
 }
@@ -164,9 +168,9 @@ fn schemas() -> Value {
         "SpeedDialPatch": obj(&[], &[("kind", json!({"type": "string", "enum": ["DKA", "DKM"]})),
             ("position", i()), ("name", s()), ("number", s())]),
         "Line": obj(&["id", "name", "uri", "username", "display_name", "alternate_text", "preferred_identity",
-            "answer_mode", "peers", "priority", "has_password", "registration_state", "created_at", "updated_at"], &[
+            "answer_mode", "peers", "priority", "recorded", "has_password", "registration_state", "created_at", "updated_at"], &[
             ("id", i()), ("name", s()), ("uri", s()), ("username", s()), ("display_name", s()),
-            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b()),
+            ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b()), ("recorded", b()),
             ("has_password", json!({"type": "boolean", "description": "the password itself is never returned"})),
             ("registration_state", json!({"type": "string", "enum": ["registering", "registered", "failing", "unregistered", "unknown"],
                 "description": "as the Multi-Line Controller reports it; unknown when none runs in this server"})),
@@ -176,10 +180,10 @@ fn schemas() -> Value {
             ("created_at", t()), ("updated_at", t())]),
         "LineCreate": obj(&["name", "uri"], &[("name", s()), ("uri", json!({"type": "string", "example": "sip:1001@pbx.example.com"})),
             ("username", s()), ("password", secret("SIP digest password; stored encrypted, never shown again")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b()), ("recorded", b())]),
         "LinePatch": obj(&[], &[("name", s()), ("uri", s()), ("username", s()),
             ("password", secret("absent keeps the stored password")),
-            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b())]),
+            ("display_name", s()), ("alternate_text", s()), ("preferred_identity", s()), ("answer_mode", answer_mode()), ("peers", s()), ("priority", b()), ("recorded", b())]),
         "BackupRestored": obj(&["file", "created_at", "erased_again", "restarting"], &[
             ("file", s()), ("created_at", t()),
             ("erased_again", json!({"type": "integer", "description": "profiles erased since the backup, erased again"})),
@@ -197,6 +201,14 @@ fn schemas() -> Value {
             ("cdrs", b()), ("expires_in_days", json!({"type": "integer", "minimum": 1, "maximum": 3650}))]),
         "ApiKeyCreated": obj(&["key", "token"], &[("key", r("ApiKey")),
             ("token", json!({"type": "string", "description": "the API key itself: shown this once, stored only as its SHA-256"}))]),
+        "Recorder": obj(&["id", "name", "uri", "transport", "username", "has_password", "created_at", "updated_at"], &[
+            ("id", i()), ("name", s()), ("uri", json!({"type": "string", "description": "the Session Recording Server, sip:srs@host[:port] or sips:"})),
+            ("transport", recorder_transport()), ("username", s()), ("has_password", b()),
+            ("created_at", t()), ("updated_at", t())]),
+        "RecorderCreate": obj(&["name", "uri"], &[("name", s()), ("uri", s()), ("transport", recorder_transport()),
+            ("username", s()), ("password", secret("digest password, when the recorder asks for one"))]),
+        "RecorderPatch": obj(&[], &[("name", s()), ("uri", s()), ("transport", recorder_transport()),
+            ("username", s()), ("password", secret("absent keeps the stored password"))]),
         "MlcStatus": obj(&["running", "lines", "calls"], &[
             ("running", json!({"type": "boolean", "description": "whether a Multi-Line Controller runs in this server"})),
             ("sip", json!({"type": "string", "nullable": true, "description": "the SIP address it listens on (UDP and TCP)"})),
@@ -216,7 +228,7 @@ fn schemas() -> Value {
         "Settings": obj(&["global_contacts_changeable", "master_password_enabled", "cti_enabled", "api_enabled",
             "recorder_forwarding_enabled", "updated_at"], &[
             ("global_contacts_changeable", b()), ("master_password_enabled", b()), ("cti_enabled", b()),
-            ("api_enabled", b()), ("recorder_forwarding_enabled", b()),
+            ("api_enabled", b()), ("recorder_forwarding_enabled", b()), ("recording_all_lines", b()),
             ("retention_call_memory_days", json!({"type": "integer", "nullable": true})),
             ("retention_cdr_days", json!({"type": "integer", "nullable": true})),
             ("retention_audit_days", json!({"type": "integer", "nullable": true})),
@@ -225,6 +237,7 @@ fn schemas() -> Value {
         "SettingsPatch": obj(&[], &[("global_contacts_changeable", b()), ("master_password_enabled", b()),
             ("master_password", secret("sets and enables the master password; at least 12 characters")),
             ("cti_enabled", b()), ("api_enabled", b()), ("recorder_forwarding_enabled", b()),
+            ("recording_all_lines", json!({"type": "boolean", "description": "with forwarding on: every line's calls are recorded, else only lines marked recorded"})),
             ("retention_call_memory_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps"})),
             ("retention_cdr_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps"})),
             ("retention_audit_days", json!({"type": "integer", "nullable": true, "description": "1-3650; null keeps; older entries are purged and the chain re-anchored"})),
@@ -611,6 +624,16 @@ fn operations() -> Vec<Op> {
             .body("ApiKeyCreate")
             .ok(201, S(r("ApiKeyCreated"))),
         op("delete", "/api/v1/api-keys/{id}", "api-keys", "Revoke an API key; its connections end at once").ok(204, None),
+        op("get", "/api/v1/recorders", "recorders", "Voice recorders (SIPREC Session Recording Servers), at most two")
+            .ok(200, S(array(r("Recorder")))),
+        op("post", "/api/v1/recorders", "recorders", "Add a voice recorder; every recorded call goes to each")
+            .body("RecorderCreate")
+            .ok(201, S(r("Recorder"))),
+        op("get", "/api/v1/recorders/{id}", "recorders", "Get a voice recorder").ok(200, S(r("Recorder"))),
+        op("patch", "/api/v1/recorders/{id}", "recorders", "Change a voice recorder")
+            .body("RecorderPatch")
+            .ok(200, S(r("Recorder"))),
+        op("delete", "/api/v1/recorders/{id}", "recorders", "Remove a voice recorder").ok(204, None),
         op("get", "/api/v1/mlc", "lines", "The Multi-Line Controller: its SIP address, lines per registration state, calls in progress")
             .ok(200, S(r("MlcStatus"))),
         op("get", "/api/v1/settings", "settings", "System settings").ok(200, S(r("Settings"))),

@@ -676,6 +676,10 @@ impl Host for LocalHost {
             flush(&app).await;
         }
     }
+
+    async fn recording(&self, call: &CallView) -> anyhow::Result<Option<crate::mlc::Recording>> {
+        crate::recording::recording_of(&self.app()?, call).await
+    }
 }
 
 /// Appends the MLCs' audit entries in batches: a burst of line state

@@ -551,9 +551,9 @@ impl Builder {
     }
 
     /// A `multipart/mixed` body (RFC 2046 §5.1) of `parts`, each a content
-    /// type and its bytes, in order (a recording session's SDP and its
-    /// metadata, RFC 7866).
-    pub fn multipart_body(self, parts: &[(&str, &[u8])]) -> Builder {
+    /// type, a content disposition if any, and its bytes, in order (a
+    /// recording session's SDP and its metadata, RFC 7866).
+    pub fn multipart_body(self, parts: &[Part<'_>]) -> Builder {
         let (content_type, body) = multipart(parts);
         self.body(&content_type, body)
     }
@@ -566,23 +566,33 @@ impl Builder {
     }
 }
 
-/// A `multipart/mixed` body of `parts` (content type, bytes): the content
-/// type to send it under (with its boundary) and the body. The boundary is
-/// random and checked against every part.
-pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+/// One part of a `multipart/mixed` body: its content type, its content
+/// disposition (RFC 7866 marks the metadata `recording-session`), its
+/// bytes.
+pub type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/mixed` body of `parts`: the content type to send it under
+/// (with its boundary) and the body. The boundary is random and checked
+/// against every part.
+pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = loop {
         let b = format!("OT-{}", random_token());
         let inside = |p: &[u8]| p.windows(b.len()).any(|w| w == b.as_bytes());
-        if !parts.iter().any(|(_, p)| inside(p)) {
+        if !parts.iter().any(|(_, _, p)| inside(p)) {
             break b;
         }
     };
     let mut body = Vec::new();
-    for (content_type, part) in parts {
+    for (content_type, disposition, part) in parts {
         let content_type = content_type.replace(['\r', '\n'], " ");
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
+            format!("--{boundary}\r\nContent-Type: {content_type}\r\n").as_bytes(),
         );
+        if let Some(d) = disposition {
+            let d = d.replace(['\r', '\n'], " ");
+            body.extend_from_slice(format!("Content-Disposition: {d}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
         body.extend_from_slice(part);
         body.extend_from_slice(b"\r\n");
     }
@@ -759,8 +769,12 @@ Content-Length: 0\r\n\r\n";
             .header("Call-ID", "mp@x")
             .header("CSeq", "1 INVITE")
             .multipart_body(&[
-                ("application/sdp", &sdp[..]),
-                ("application/rs-metadata+xml", &xml[..]),
+                ("application/sdp", None, &sdp[..]),
+                (
+                    "application/rs-metadata+xml",
+                    Some("recording-session"),
+                    &xml[..],
+                ),
             ])
             .build();
         let m = parse(&m, Framing::Datagram).unwrap();
@@ -776,7 +790,12 @@ Content-Length: 0\r\n\r\n";
             ]
         );
         // Malformed: no closing delimiter; not multipart; no boundary.
-        let (ct, body) = multipart(&[("text/plain", b"x")]);
+        assert!(
+            m.body
+                .windows(40)
+                .any(|w| w == b"Content-Disposition: recording-session\r\n")
+        );
+        let (ct, body) = multipart(&[("text/plain", None, b"x")]);
         let cut = &body[..body.len() - 10];
         assert_eq!(multipart_parts(&ct, cut), None);
         assert_eq!(multipart_parts("application/sdp", &body), None);

@@ -13,8 +13,8 @@ use std::path::Path;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
-use openturret_domain::LineId;
 use openturret_domain::secret::Secret;
+use openturret_domain::{LineId, RecorderId};
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -71,19 +71,44 @@ impl Keys {
         format!("openturret line password v1; line {}", id.0).into_bytes()
     }
 
+    fn recorder_aad(id: RecorderId) -> Vec<u8> {
+        format!("openturret recorder password v1; recorder {}", id.0).into_bytes()
+    }
+
     /// Encrypts a line password, bound to the line's id so a ciphertext
     /// copied onto another line does not decrypt.
     pub fn seal_line_password(&self, id: LineId, password: &Secret) -> Vec<u8> {
+        self.seal(&Self::line_aad(id), password)
+    }
+
+    pub fn open_line_password(&self, id: LineId, sealed: &[u8]) -> Result<Secret> {
+        self.open(&Self::line_aad(id), sealed).ok_or_else(|| {
+            StoreError::Integrity(format!("line {id}: stored password does not decrypt"))
+        })
+    }
+
+    /// A recorder's digest password, sealed like a line's (same key,
+    /// bound to the recorder's id).
+    pub fn seal_recorder_password(&self, id: RecorderId, password: &Secret) -> Vec<u8> {
+        self.seal(&Self::recorder_aad(id), password)
+    }
+
+    pub fn open_recorder_password(&self, id: RecorderId, sealed: &[u8]) -> Result<Secret> {
+        self.open(&Self::recorder_aad(id), sealed).ok_or_else(|| {
+            StoreError::Integrity(format!("recorder {id}: stored password does not decrypt"))
+        })
+    }
+
+    fn seal(&self, aad: &[u8], password: &Secret) -> Vec<u8> {
         let cipher = XChaCha20Poly1305::new(self.line.as_slice().into());
         let mut nonce = [0u8; 24];
         OsRng.fill_bytes(&mut nonce);
-        let aad = Self::line_aad(id);
         let ct = cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: password.expose().as_bytes(),
-                    aad: &aad,
+                    aad,
                 },
             )
             .expect("XChaCha20-Poly1305 encryption does not fail for small messages");
@@ -94,26 +119,23 @@ impl Keys {
         out
     }
 
-    pub fn open_line_password(&self, id: LineId, sealed: &[u8]) -> Result<Secret> {
-        let bad = || StoreError::Integrity(format!("line {id}: stored password does not decrypt"));
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Secret> {
         if sealed.len() < 1 + 24 + 16 || sealed[0] != LINE_CIPHER_V1 {
-            return Err(bad());
+            return None;
         }
         let cipher = XChaCha20Poly1305::new(self.line.as_slice().into());
-        let aad = Self::line_aad(id);
         let pt = Zeroizing::new(
             cipher
                 .decrypt(
                     XNonce::from_slice(&sealed[1..25]),
                     Payload {
                         msg: &sealed[25..],
-                        aad: &aad,
+                        aad,
                     },
                 )
-                .map_err(|_| bad())?,
+                .ok()?,
         );
-        let s = std::str::from_utf8(&pt).map_err(|_| bad())?;
-        Ok(Secret::new(s))
+        std::str::from_utf8(&pt).ok().map(Secret::new)
     }
 }
 

@@ -19,6 +19,7 @@ pub trait Store:
     + ProfileStore
     + ContactStore
     + LineStore
+    + RecorderStore
     + SettingsStore
     + CallStore
     + AuditStore
@@ -35,6 +36,7 @@ impl<T> Store for T where
         + ProfileStore
         + ContactStore
         + LineStore
+        + RecorderStore
         + SettingsStore
         + CallStore
         + AuditStore
@@ -394,6 +396,33 @@ pub trait ApiKeyStore {
     async fn api_key_by_hash(&self, token_hash: [u8; 32]) -> Result<Option<ApiKey>>;
     /// Records a use (the time only).
     async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> Result<()>;
+}
+
+/// Voice recorders (issue 18), at most `MAX_RECORDERS`, with their
+/// passwords encrypted like line passwords.
+#[async_trait]
+pub trait RecorderStore {
+    async fn list_recorders(&self) -> Result<Vec<Recorder>>;
+    async fn get_recorder(&self, id: RecorderId) -> Result<Recorder>;
+    /// Refused (`Conflict`) beyond `MAX_RECORDERS` or for a name in use.
+    async fn create_recorder(
+        &self,
+        fields: RecorderFields,
+        password: Option<Secret>,
+        audit: AuditRecord,
+    ) -> Result<Recorder>;
+    /// `password: None` keeps the stored one; `Some` of an empty secret
+    /// clears it.
+    async fn update_recorder(
+        &self,
+        id: RecorderId,
+        fields: RecorderFields,
+        password: Option<Secret>,
+        audit: AuditRecord,
+    ) -> Result<Recorder>;
+    async fn delete_recorder(&self, id: RecorderId, audit: AuditRecord) -> Result<()>;
+    /// Every recorder with its decrypted password, for the MLC only.
+    async fn recorders_with_passwords(&self) -> Result<Vec<(Recorder, Option<Secret>)>>;
 }
 
 #[async_trait]

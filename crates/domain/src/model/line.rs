@@ -32,6 +32,9 @@ pub struct LineFields {
     pub peers: String,
     /// Its calls ring with a distinct, faster cadence on the turrets.
     pub priority: bool,
+    /// Its calls are forwarded to the voice recorders when recording is
+    /// on for chosen lines (issue 18; with "all lines", every line's are).
+    pub recorded: bool,
 }
 
 /// A yes/no column of an import (`true`, `yes`, `1`; `false`, `no`, `0`
@@ -113,11 +116,17 @@ impl LineFields {
             answer_mode: AnswerMode::Manual,
             peers: String::new(),
             priority: false,
+            recorded: false,
         })
     }
 
     pub fn with_priority(mut self, priority: bool) -> Self {
         self.priority = priority;
+        self
+    }
+
+    pub fn with_recorded(mut self, recorded: bool) -> Self {
+        self.recorded = recorded;
         self
     }
 
@@ -168,6 +177,9 @@ impl LineFields {
         }
         if self.priority != current.priority {
             c.push("priority");
+        }
+        if self.recorded != current.recorded {
+            c.push("recorded");
         }
         c
     }

@@ -10,6 +10,7 @@ pub mod consent;
 pub mod contact;
 pub mod line;
 pub mod profile;
+pub mod recorder;
 pub mod settings;
 
 pub use admin::*;
@@ -19,6 +20,7 @@ pub use consent::*;
 pub use contact::*;
 pub use line::*;
 pub use profile::*;
+pub use recorder::*;
 pub use settings::*;
 
 /// Adds `field` to `changed` when `new` is set and differs from `current`.

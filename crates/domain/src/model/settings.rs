@@ -16,6 +16,9 @@ pub struct Settings {
     pub api_enabled: bool,
     /// Rule 11: forwarding calls to a voice recorder.
     pub recorder_forwarding_enabled: bool,
+    /// With forwarding on: every line's calls are recorded (else only the
+    /// lines marked `recorded`).
+    pub recording_all_lines: bool,
     /// Call-memory entries older than this many days are deleted; `None`
     /// keeps them (within the 100-entry FIFO).
     pub retention_call_memory_days: Option<u32>,
@@ -36,6 +39,14 @@ pub struct Settings {
     /// Rolling CDR files for offline pick-up.
     pub cdr_files: CdrFiles,
     pub updated_at: Timestamp,
+}
+
+impl Settings {
+    /// Whether calls on a line marked `recorded` (or not) go to the
+    /// recorders.
+    pub fn records(&self, line_recorded: bool) -> bool {
+        self.recorder_forwarding_enabled && (self.recording_all_lines || line_recorded)
+    }
 }
 
 /// Which rolling files the CDR output writes.
@@ -88,6 +99,7 @@ pub struct SettingsChanges {
     pub cti_enabled: Option<bool>,
     pub api_enabled: Option<bool>,
     pub recorder_forwarding_enabled: Option<bool>,
+    pub recording_all_lines: Option<bool>,
     /// `Some(None)` keeps entries forever.
     pub retention_call_memory_days: Option<Option<u32>>,
     pub retention_cdr_days: Option<Option<u32>>,
@@ -160,6 +172,12 @@ impl SettingsChanges {
             "recorder_forwarding_enabled",
             &self.recorder_forwarding_enabled,
             &current.recorder_forwarding_enabled,
+        );
+        super::note_change(
+            &mut c,
+            "recording_all_lines",
+            &self.recording_all_lines,
+            &current.recording_all_lines,
         );
         super::note_change(
             &mut c,

@@ -215,6 +215,7 @@ pub async fn hold(mlc: &Mlc, id: u64, by: ProfileId, on: bool) -> Result<(), OpE
                 }
             });
             publish(mlc, id).await;
+            crate::record::held(mlc, id, on);
             Ok(())
         }
         Some(code) => Err(op_err("refused", format!("the far end answered {code}"))),

@@ -300,6 +300,7 @@ pub async fn answer_call(
     });
     tracing::info!(call = id, "call answered");
     publish(mlc, id).await;
+    record(mlc, id);
     Ok(())
 }
 

@@ -223,7 +223,7 @@ fn number_of(uri: &Uri) -> String {
     uri.user_decoded()
 }
 
-fn reason_of(m: &Message) -> String {
+pub(crate) fn reason_of(m: &Message) -> String {
     match &m.start {
         openturret_sip::Start::Response { code, reason } => format!("{code} {reason}"),
         _ => String::new(),
@@ -260,6 +260,18 @@ async fn peer_of(uri: &str) -> Option<Peer> {
 // ----- what each profile's turrets are told --------------------------------
 
 /// Queues a report of the call as it is now.
+/// Starts recording a call that just connected, if the host says so
+/// (issue 18), without holding the call up.
+fn record(mlc: &Mlc, id: u64) {
+    let Some((view, codec, Some(taps))) = mlc.calls.with(id, |c| {
+        (c.view(), c.codec, c.media.as_ref().map(|m| m.taps()))
+    }) else {
+        return;
+    };
+    let me = mlc.clone();
+    tokio::spawn(async move { crate::record::start(&me, view, codec, taps).await });
+}
+
 async fn publish(mlc: &Mlc, id: u64) {
     if let Some(v) = mlc.calls.with(id, |c| c.view()) {
         mlc.report(v, false).await;
@@ -311,6 +323,7 @@ pub(crate) async fn end(mlc: &Mlc, id: u64, reason: &str) {
     let Some(mut call) = mlc.calls.remove(id) else {
         return;
     };
+    crate::record::stop(mlc, id);
     call.state = CallState::Ended;
     if call.end_reason.is_empty() {
         call.end_reason = reason.to_string();

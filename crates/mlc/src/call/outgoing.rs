@@ -251,6 +251,7 @@ pub(super) async fn run_outgoing(
                 return;
             }
             publish(mlc, id).await;
+            record(mlc, id);
             return;
         }
         // Non-2xx: the transaction's ACK (same branch, §17.1.1.3).

@@ -10,7 +10,9 @@
 //! register them) and for one `line` when told `line_changed`, and it
 //! `resync`s when told to (lines moving between MLCs). It reports
 //! `line_state`, `call` (changed or ended), `rejected_here` and
-//! `transferred`, in order, and asks `flush` before it stops. The System
+//! `transferred`, in order, asks `flush` before it stops, and asks
+//! `recording` for a call that connects (whether and where it is
+//! recorded). The System
 //! Manager sends `op` (dial, answer, reject, hangup, hold, retrieve,
 //! transfer) and the MLC answers with `result`.
 
@@ -112,6 +114,38 @@ pub fn line_of_json(v: &Value) -> Option<(Line, Option<Secret>)> {
         },
         v["password"].as_str().map(Secret::new),
     ))
+}
+
+/// A call's recording (issue 18) as it travels, recorders' passwords
+/// included (the link is mutual TLS, as for line passwords).
+pub fn recording_json(r: &crate::Recording) -> Value {
+    json!({"line_aor": r.line_aor, "line_name": r.line_name, "profile_name": r.profile_name,
+        "remote_number": r.remote_number, "remote_name": r.remote_name,
+        "recorders": r.recorders.iter().map(|t| json!({"name": t.name, "uri": t.uri,
+            "transport": t.transport, "username": t.username,
+            "password": t.password.as_ref().map(|p| p.expose().to_string())})).collect::<Vec<_>>()})
+}
+
+pub fn recording_of_json(v: &Value) -> Option<crate::Recording> {
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    Some(crate::Recording {
+        recorders: v["recorders"]
+            .as_array()?
+            .iter()
+            .map(|t| crate::RecorderTarget {
+                name: s(t, "name"),
+                uri: s(t, "uri"),
+                transport: s(t, "transport"),
+                username: s(t, "username"),
+                password: t["password"].as_str().map(Secret::new),
+            })
+            .collect(),
+        line_aor: s(v, "line_aor"),
+        line_name: s(v, "line_name"),
+        profile_name: s(v, "profile_name"),
+        remote_number: s(v, "remote_number"),
+        remote_name: s(v, "remote_name"),
+    })
 }
 
 #[cfg(test)]

@@ -91,6 +91,13 @@ impl Host for RemoteHost {
         Ok(line_of_json(&r["line"]))
     }
 
+    async fn recording(&self, call: &CallView) -> anyhow::Result<Option<crate::Recording>> {
+        let r = self
+            .ask(json!({"t": "recording", "view": call.to_json()}))
+            .await?;
+        Ok(super::recording_of_json(&r["recording"]))
+    }
+
     async fn line_state(&self, id: LineId, previous: LineState, state: LineState) {
         self.tell(json!({"t": "line_state", "line_id": id.0,
             "previous": state_json(&previous), "state": state_json(&state)}));

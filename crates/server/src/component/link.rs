@@ -278,6 +278,21 @@ async fn handle(app: &App, link: &Arc<Link>, v: Value) {
             telephony::flush(app).await;
             reply(json!({}));
         }
+        "recording" => {
+            let Some(view) = CallView::from_json(&v["view"]) else {
+                return reply(json!({"error": "not a call"}));
+            };
+            // Only for a call on a line this MLC serves.
+            if !telephony::serves(app, &link.name, view.line) {
+                return reply(json!({"recording": null}));
+            }
+            match crate::recording::recording_of(app, &view).await {
+                Ok(r) => reply(
+                    json!({"recording": r.as_ref().map(openturret_mlc::link::recording_json)}),
+                ),
+                Err(e) => reply(json!({"error": format!("{e:#}")})),
+            }
+        }
         "line_state" => {
             let id = LineId(v["line_id"].as_i64().unwrap_or_default());
             let (prev, state) = (state_of(&v["previous"]), state_of(&v["state"]));

@@ -26,6 +26,9 @@ pub struct LineOut {
     /// may send requests from.
     peers: String,
     priority: bool,
+    /// Its calls go to the voice recorders when recording is on for
+    /// chosen lines (issue 18).
+    recorded: bool,
     has_password: bool,
     /// As the Multi-Line Controller reports it: registering, registered,
     /// failing (with `registration_reason`) or unregistered.
@@ -62,6 +65,7 @@ impl LineOut {
             answer_mode: l.fields.answer_mode.as_str(),
             peers: l.fields.peers,
             priority: l.fields.priority,
+            recorded: l.fields.recorded,
             has_password: l.has_password,
             registration_state: state.name(),
             registration_reason: state.reason().map(str::to_string),
@@ -98,6 +102,10 @@ pub struct LineIn {
     /// Its calls ring with a distinct, faster cadence.
     #[serde(default)]
     pub priority: bool,
+    /// Its calls go to the voice recorders (with recording on for chosen
+    /// lines).
+    #[serde(default)]
+    pub recorded: bool,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +122,7 @@ pub struct LinePatch {
     pub answer_mode: Option<String>,
     pub peers: Option<String>,
     pub priority: Option<bool>,
+    pub recorded: Option<bool>,
 }
 
 /// `GET /mlc`: the Multi-Line Controllers (the one in this process and
@@ -144,7 +153,7 @@ pub async fn mlc_status(
     })))
 }
 
-fn password(p: Option<String>) -> ApiResult<Option<Secret>> {
+pub(crate) fn password(p: Option<String>) -> ApiResult<Option<Secret>> {
     match p {
         Some(p) if p.is_empty() => Err(ApiError::invalid("password", "must not be empty")),
         Some(p) if p.len() > 256 => Err(ApiError::invalid(
@@ -193,7 +202,8 @@ pub async fn create(
     )?
     .with_answer_mode(AnswerMode::parse(&b.answer_mode)?)
     .with_peers(&b.peers)?
-    .with_priority(b.priority);
+    .with_priority(b.priority)
+    .with_recorded(b.recorded);
     let pw = password(b.password)?;
     let mut changed = vec![
         "name",
@@ -208,6 +218,9 @@ pub async fn create(
     }
     if f.priority {
         changed.push("priority");
+    }
+    if f.recorded {
+        changed.push("recorded");
     }
     if pw.is_some() {
         changed.push("password");
@@ -240,7 +253,8 @@ pub async fn update(
         None => cur.answer_mode,
     })
     .with_peers(b.peers.as_deref().unwrap_or(&cur.peers))?
-    .with_priority(b.priority.unwrap_or(cur.priority));
+    .with_priority(b.priority.unwrap_or(cur.priority))
+    .with_recorded(b.recorded.unwrap_or(cur.recorded));
     let pw = password(b.password)?;
     let mut changed = f.changed_fields(&cur);
     if pw.is_some() {

@@ -17,6 +17,7 @@ pub mod ext;
 pub mod extract;
 pub mod lines;
 pub mod profiles;
+pub mod recorders;
 pub mod settings;
 pub mod transfer;
 
@@ -164,6 +165,11 @@ fn api_routes() -> Routes {
         .patch("/lines/{id}", lines::update)
         .delete("/lines/{id}", lines::delete)
         .get("/mlc", lines::mlc_status)
+        .get("/recorders", recorders::list)
+        .post("/recorders", recorders::create)
+        .get("/recorders/{id}", recorders::get)
+        .patch("/recorders/{id}", recorders::update)
+        .delete("/recorders/{id}", recorders::delete)
         .get("/api-keys", api_keys::list)
         .post("/api-keys", api_keys::create)
         .delete("/api-keys/{id}", api_keys::revoke)

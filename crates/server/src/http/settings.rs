@@ -21,6 +21,8 @@ pub struct SettingsOut {
     cti_enabled: bool,
     api_enabled: bool,
     recorder_forwarding_enabled: bool,
+    /// Every line's calls are recorded (else the lines marked `recorded`).
+    recording_all_lines: bool,
     retention_call_memory_days: Option<u32>,
     retention_cdr_days: Option<u32>,
     retention_audit_days: Option<u32>,
@@ -40,6 +42,7 @@ impl From<Settings> for SettingsOut {
             cti_enabled: s.cti_enabled,
             api_enabled: s.api_enabled,
             recorder_forwarding_enabled: s.recorder_forwarding_enabled,
+            recording_all_lines: s.recording_all_lines,
             retention_call_memory_days: s.retention_call_memory_days,
             retention_cdr_days: s.retention_cdr_days,
             retention_audit_days: s.retention_audit_days,
@@ -69,6 +72,7 @@ pub struct SettingsPatch {
     pub cti_enabled: Option<bool>,
     pub api_enabled: Option<bool>,
     pub recorder_forwarding_enabled: Option<bool>,
+    pub recording_all_lines: Option<bool>,
     /// Days; `null` keeps entries until deleted.
     #[serde(default, deserialize_with = "super::double_option")]
     pub retention_call_memory_days: Option<Option<u32>>,
@@ -181,6 +185,7 @@ pub async fn update(
         cti_enabled: b.cti_enabled,
         api_enabled: b.api_enabled,
         recorder_forwarding_enabled: b.recorder_forwarding_enabled,
+        recording_all_lines: b.recording_all_lines,
         retention_call_memory_days: b.retention_call_memory_days,
         retention_cdr_days: b.retention_cdr_days,
         retention_audit_days: b.retention_audit_days,

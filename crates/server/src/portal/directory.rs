@@ -399,6 +399,8 @@ pub struct LineForm {
     peers: String,
     #[serde(default)]
     priority: String,
+    #[serde(default)]
+    recorded: String,
 }
 
 impl LineForm {
@@ -415,6 +417,7 @@ impl LineForm {
                 ("answer_mode", &self.answer_mode),
                 ("peers", &self.peers),
                 ("priority", &self.priority),
+                ("recorded", &self.recorded),
             ],
         );
         s.error = err;
@@ -457,6 +460,10 @@ fn line_page(
                 (layout::select(state, "Ring", "priority", &[
                     ("".into(), "Normal".into()),
                     ("priority".into(), "Priority: a distinct, faster ring on the turrets".into()),
+                ]))
+                (layout::select(state, "Recording", "recorded", &[
+                    ("".into(), "Not recorded (unless the system records all lines)".into()),
+                    ("recorded".into(), "Recorded: its calls go to the voice recorders".into()),
                 ]))
                 (field(state, "Other PBX addresses", "peers", "text", Some("Calls for this line are taken only from its registrar and from these addresses or networks (a PBX with several nodes), for example 192.0.2.10, 192.0.2.11 or 10.1.0.0/24. Anyone else gets 403.")))
                 button type="submit" { "Save line" } " " a href="/lines" { "Cancel" }
@@ -510,6 +517,7 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
         answer_mode: f.answer_mode.clone(),
         peers: f.peers.clone(),
         priority: f.priority == "priority",
+        recorded: f.recorded == "recorded",
     };
     let r = api_lines::create(State(app.clone()), p.auth.clone(), Json(body)).await;
     let created = r.as_ref().ok().map(|(_, l)| l.0.id());
@@ -556,6 +564,11 @@ async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Res
                 } else {
                     String::new()
                 },
+                recorded: if f.recorded {
+                    "recorded".into()
+                } else {
+                    String::new()
+                },
             };
             line_page(
                 &app,
@@ -587,6 +600,7 @@ async fn update_line(
         answer_mode: Some(f.answer_mode.clone()),
         peers: Some(f.peers.clone()),
         priority: Some(f.priority == "priority"),
+        recorded: Some(f.recorded == "recorded"),
     };
     let r = api_lines::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await;
     let has_password = app

@@ -55,6 +55,7 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
                 (checkbox(&sw, "CTI interface", "cti_enabled", s.cti_enabled))
                 (checkbox(&sw, "API interface", "api_enabled", s.api_enabled))
                 (checkbox(&sw, "Recorder forwarding", "recorder_forwarding_enabled", s.recorder_forwarding_enabled))
+                (checkbox(&sw, "Record every line (otherwise only the lines marked Recorded)", "recording_all_lines", s.recording_all_lines))
                 (layout::select(&FormState::with_values("switches", &[("pseudonymisation", s.pseudonymisation.as_str())]),
                     "Numbers sent to external applications", "pseudonymisation", &[
                     ("off".into(), "In clear".into()),
@@ -155,6 +156,7 @@ pub struct Switches {
     cti_enabled: Option<String>,
     api_enabled: Option<String>,
     recorder_forwarding_enabled: Option<String>,
+    recording_all_lines: Option<String>,
     #[serde(default)]
     pseudonymisation: Option<String>,
 }
@@ -167,6 +169,7 @@ fn patch() -> api_settings::SettingsPatch {
         cti_enabled: None,
         api_enabled: None,
         recorder_forwarding_enabled: None,
+        recording_all_lines: None,
         retention_call_memory_days: None,
         retention_cdr_days: None,
         retention_audit_days: None,
@@ -184,6 +187,7 @@ async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Swit
         cti_enabled: Some(on(&f.cti_enabled)),
         api_enabled: Some(on(&f.api_enabled)),
         recorder_forwarding_enabled: Some(on(&f.recorder_forwarding_enabled)),
+        recording_all_lines: Some(on(&f.recording_all_lines)),
         pseudonymisation: f.pseudonymisation.clone(),
         ..patch()
     };

@@ -40,6 +40,7 @@ const LINE_COLUMNS: &[&str] = &[
     "answer_mode",
     "peers",
     "priority",
+    "recorded",
 ];
 const LINE_EXPORT: &[&str] = &[
     "name",
@@ -51,6 +52,7 @@ const LINE_EXPORT: &[&str] = &[
     "answer_mode",
     "peers",
     "priority",
+    "recorded",
 ];
 
 impl Kind {
@@ -138,6 +140,10 @@ fn parse_row(kind: Kind, row: &Fields) -> Result<Parsed, (String, String)> {
                     Ok(f.with_priority(openturret_domain::model::flag(
                         "priority",
                         get(row, "priority"),
+                    )?)
+                    .with_recorded(openturret_domain::model::flag(
+                        "recorded",
+                        get(row, "recorded"),
                     )?))
                 })
             })
@@ -384,6 +390,7 @@ pub async fn export(
                         f.answer_mode.as_str().to_string(),
                         f.peers,
                         f.priority.to_string(),
+                        f.recorded.to_string(),
                     ]
                 })
                 .collect(),

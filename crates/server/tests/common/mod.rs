@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod cti;
+pub mod desk;
 pub mod inproc;
 pub mod logs;
 pub mod mlcproc;

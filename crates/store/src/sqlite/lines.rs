@@ -12,7 +12,7 @@ use super::{SqliteStore, Tx, db, one_row};
 use crate::{LineStore, Result, StoreError};
 
 const SELECT: &str = "SELECT id, name, uri, username, display_name, alternate_text,
-    preferred_identity, answer_mode, peers, priority, password_sealed IS NOT NULL AS has_password, created_at, updated_at
+    preferred_identity, answer_mode, peers, priority, recorded, password_sealed IS NOT NULL AS has_password, created_at, updated_at
     FROM lines";
 
 fn line(r: &SqliteRow) -> Line {
@@ -28,6 +28,7 @@ fn line(r: &SqliteRow) -> Line {
             answer_mode: AnswerMode::parse(r.get("answer_mode")).unwrap_or_default(),
             peers: r.get("peers"),
             priority: r.get("priority"),
+            recorded: r.get("recorded"),
         },
         has_password: r.get("has_password"),
         created_at: Timestamp(r.get("created_at")),
@@ -78,8 +79,8 @@ impl LineStore for SqliteStore {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO lines (name, uri, username, display_name, alternate_text,
-               preferred_identity, answer_mode, peers, priority, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+               preferred_identity, answer_mode, peers, priority, recorded, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&f.name)
         .bind(&f.uri)
@@ -90,6 +91,7 @@ impl LineStore for SqliteStore {
         .bind(f.answer_mode.as_str())
         .bind(&f.peers)
         .bind(f.priority)
+        .bind(f.recorded)
         .bind(now.0)
         .bind(now.0)
         .fetch_one(&mut *tx.tx)
@@ -115,7 +117,7 @@ impl LineStore for SqliteStore {
         let r = sqlx::query(
             "UPDATE lines SET name = ?, uri = ?, username = ?, display_name = ?,
                alternate_text = ?, preferred_identity = ?, answer_mode = ?, peers = ?, priority = ?,
-               updated_at = ?
+               recorded = ?, updated_at = ?
              WHERE id = ?",
         )
         .bind(&f.name)
@@ -127,6 +129,7 @@ impl LineStore for SqliteStore {
         .bind(f.answer_mode.as_str())
         .bind(&f.peers)
         .bind(f.priority)
+        .bind(f.recorded)
         .bind(Timestamp::now().0)
         .bind(id.0)
         .execute(&mut *tx.tx)
@@ -218,10 +221,10 @@ impl LineStore for SqliteStore {
                 (Some(id), crate::OnDuplicate::Update) => {
                     sqlx::query(
                         "UPDATE lines SET uri = ?, username = ?, display_name = ?, alternate_text = ?,
-                           preferred_identity = ?, answer_mode = ?, peers = ?, priority = ?, updated_at = ? WHERE id = ?",
+                           preferred_identity = ?, answer_mode = ?, peers = ?, priority = ?, recorded = ?, updated_at = ? WHERE id = ?",
                     )
                     .bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
-                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(f.priority).bind(now).bind(id)
+                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(f.priority).bind(f.recorded).bind(now).bind(id)
                     .execute(&mut *tx.tx).await.map_err(db)?;
                     counts.updated += 1;
                     id
@@ -229,10 +232,10 @@ impl LineStore for SqliteStore {
                 (None, _) => {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO lines (name, uri, username, display_name, alternate_text, preferred_identity,
-                           answer_mode, peers, priority, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                           answer_mode, peers, priority, recorded, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     )
                     .bind(&f.name).bind(&f.uri).bind(&f.username).bind(&f.display_name).bind(&f.alternate_text)
-                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(f.priority).bind(now).bind(now)
+                    .bind(&f.preferred_identity).bind(f.answer_mode.as_str()).bind(&f.peers).bind(f.priority).bind(f.recorded).bind(now).bind(now)
                     .fetch_one(&mut *tx.tx).await.map_err(db)?;
                     counts.inserted += 1;
                     id

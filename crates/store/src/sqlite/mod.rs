@@ -28,6 +28,7 @@ mod import;
 mod lines;
 mod maintenance;
 mod profiles;
+mod recorders;
 mod settings;
 
 use std::fs::OpenOptions;

@@ -23,6 +23,7 @@ impl SettingsStore for SqliteStore {
             cti_enabled: r.get("cti_enabled"),
             api_enabled: r.get("api_enabled"),
             recorder_forwarding_enabled: r.get("recorder_forwarding_enabled"),
+            recording_all_lines: r.get("recording_all_lines"),
             retention_call_memory_days: r
                 .get::<Option<i64>, _>("retention_call_memory_days")
                 .map(|d| d as u32),
@@ -59,6 +60,7 @@ impl SettingsStore for SqliteStore {
                cti_enabled = COALESCE(?, cti_enabled),
                api_enabled = COALESCE(?, api_enabled),
                recorder_forwarding_enabled = COALESCE(?, recorder_forwarding_enabled),
+               recording_all_lines = COALESCE(?, recording_all_lines),
                retention_call_memory_days = CASE WHEN ? THEN ? ELSE retention_call_memory_days END,
                retention_cdr_days = CASE WHEN ? THEN ? ELSE retention_cdr_days END,
                retention_audit_days = CASE WHEN ? THEN ? ELSE retention_audit_days END,
@@ -78,6 +80,7 @@ impl SettingsStore for SqliteStore {
         .bind(c.cti_enabled)
         .bind(c.api_enabled)
         .bind(c.recorder_forwarding_enabled)
+        .bind(c.recording_all_lines)
         .bind(c.retention_call_memory_days.is_some())
         .bind(c.retention_call_memory_days.flatten().map(|d| d as i64))
         .bind(c.retention_cdr_days.is_some())

@@ -1,0 +1,765 @@
+//! Recorder forwarding (issue 18): the MLC as a SIPREC Session Recording
+//! Client (RFC 7866). When a recorded call connects, the MLC opens one
+//! recording session with each recorder the host names (2N): an INVITE
+//! with `Require: siprec`, a Contact with `+sip.src`, and a
+//! `multipart/mixed` body holding an SDP offer of two `sendonly` audio
+//! streams (`a=label:1`, what the far end says; `a=label:2`, what the
+//! trader says) and the RFC 7865 metadata (the recording session, the
+//! call as a communication session, both participants, both streams and
+//! who sends and receives which). Once the recorder answers, a [`Fork`]
+//! on the call's RTP leg copies each packet to the recorder's ports, with
+//! streams of its own (SSRC, sequence, timestamps). Hold and retrieve send
+//! a re-INVITE with updated metadata; the call's end sends BYE.
+//!
+//! A recording session never touches its call: it runs in a task of its
+//! own, a recorder that does not answer or refuses only ends that
+//! session, and nothing on the call's path waits for it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use openturret_domain::Timestamp;
+use openturret_sip::digest::Challenge;
+use openturret_sip::message::{self, Builder, Message};
+use openturret_sip::sdp::{self, Codec};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::Mlc;
+use crate::call::CallView;
+use crate::host::{RecorderTarget, Recording};
+use crate::rtp::{Packet, Tap, Taps};
+use crate::transport::{Peer, Proto};
+
+/// How long a recorder has to answer an INVITE.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// The recording sessions of the calls in progress, by call id.
+#[derive(Default)]
+pub(crate) struct Recordings {
+    map: Mutex<HashMap<u64, Vec<mpsc::UnboundedSender<Cmd>>>>,
+}
+
+enum Cmd {
+    /// The call was held (true) or retrieved (false).
+    Held(bool),
+    Stop,
+}
+
+/// Starts recording call `view` (just connected) if the host says so:
+/// one session per recorder, each in its own task.
+pub(crate) async fn start(mlc: &Mlc, view: CallView, codec: Codec, taps: Taps) {
+    let Some(host) = mlc.host().cloned() else {
+        return;
+    };
+    let rec = match host.recording(&view).await {
+        Ok(Some(r)) if !r.recorders.is_empty() => r,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(call = view.id, error = %format!("{e:#}"), "cannot tell whether to record the call");
+            return;
+        }
+    };
+    let ids = Ids::new();
+    let meta = Meta {
+        rec: rec.clone(),
+        ids,
+        start: Timestamp::now(),
+        held: false,
+        incoming: view.direction == openturret_domain::model::Direction::Incoming,
+    };
+    let mut senders = Vec::new();
+    for target in rec.recorders {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        let s = Session {
+            mlc: mlc.clone(),
+            call: view.id,
+            target,
+            codec,
+            taps: taps.clone(),
+            meta: meta.clone(),
+        };
+        tokio::spawn(s.run(rx));
+    }
+    mlc.recordings.map.lock().unwrap().insert(view.id, senders);
+}
+
+/// The call was held or retrieved: each recorder is told.
+pub(crate) fn held(mlc: &Mlc, call: u64, on: bool) {
+    if let Some(v) = mlc.recordings.map.lock().unwrap().get(&call) {
+        for tx in v {
+            let _ = tx.send(Cmd::Held(on));
+        }
+    }
+}
+
+/// The call ended: every recording session of it ends (BYE).
+pub(crate) fn stop(mlc: &Mlc, call: u64) {
+    if let Some(v) = mlc.recordings.map.lock().unwrap().remove(&call) {
+        for tx in v {
+            let _ = tx.send(Cmd::Stop);
+        }
+    }
+}
+
+/// The identifiers of one recorded call's metadata (RFC 7865 §6: 128-bit
+/// values, base64): the call as a communication session, its two
+/// participants and its two streams.
+#[derive(Clone)]
+struct Ids {
+    session: String,
+    /// The line's side (the trader) and the far end.
+    trader: String,
+    far: String,
+    /// Label 1, what the far end says; label 2, what the trader says.
+    far_stream: String,
+    trader_stream: String,
+}
+
+impl Ids {
+    fn new() -> Ids {
+        let id = || {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&message::random_u64().to_be_bytes());
+            b[8..].copy_from_slice(&message::random_u64().to_be_bytes());
+            base64::engine::general_purpose::STANDARD.encode(b)
+        };
+        Ids {
+            session: id(),
+            trader: id(),
+            far: id(),
+            far_stream: id(),
+            trader_stream: id(),
+        }
+    }
+}
+
+/// What a recording's metadata says of its call.
+#[derive(Clone)]
+struct Meta {
+    rec: Recording,
+    ids: Ids,
+    start: Timestamp,
+    held: bool,
+    incoming: bool,
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Meta {
+    /// The RFC 7865 document (`complete` data mode: every element each
+    /// time), with stop times when `stopped`.
+    fn xml(&self, stopped: Option<Timestamp>) -> Vec<u8> {
+        let i = &self.ids;
+        let r = &self.rec;
+        let start = self.start.rfc3339();
+        let stop = |indent: &str, tag: &str| {
+            stopped
+                .map(|t| format!("{indent}<{tag}>{}</{tag}>\n", t.rfc3339()))
+                .unwrap_or_default()
+        };
+        let far_aor = if r.remote_number.contains(':') {
+            r.remote_number.clone()
+        } else {
+            let domain = r.line_aor.rsplit('@').next().unwrap_or("invalid");
+            format!("sip:{}@{domain}", r.remote_number)
+        };
+        let trader_name = if r.profile_name.is_empty() {
+            r.line_name.clone()
+        } else {
+            format!("{} ({})", r.line_name, r.profile_name)
+        };
+        let participant = |id: &str, aor: &str, name: &str| {
+            format!(
+                "  <participant participant_id=\"{id}\">\n    <nameID aor=\"{}\">\n      <name xml:lang=\"en\">{}</name>\n    </nameID>\n  </participant>\n",
+                xml_escape(aor),
+                xml_escape(name)
+            )
+        };
+        let assoc = |id: &str| {
+            format!(
+                "  <participantsessionassoc participant_id=\"{id}\" session_id=\"{}\">\n    <associate-time>{start}</associate-time>\n{}  </participantsessionassoc>\n",
+                i.session,
+                stop("    ", "disassociate-time")
+            )
+        };
+        let mut x = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<recording xmlns=\"urn:ietf:params:xml:ns:recording:1\">\n  <datamode>complete</datamode>\n",
+        );
+        x += &format!(
+            "  <session session_id=\"{}\">\n    <start-time>{start}</start-time>\n{}    <ot:state xmlns:ot=\"urn:openturret:params:xml:ns:recording\">{}</ot:state>\n    <ot:direction xmlns:ot=\"urn:openturret:params:xml:ns:recording\">{}</ot:direction>\n  </session>\n",
+            i.session,
+            stop("    ", "stop-time"),
+            if stopped.is_some() {
+                "ended"
+            } else if self.held {
+                "held"
+            } else {
+                "connected"
+            },
+            if self.incoming {
+                "incoming"
+            } else {
+                "outgoing"
+            },
+        );
+        x += &participant(&i.trader, &r.line_aor, &trader_name);
+        x += &participant(&i.far, &far_aor, &r.remote_name);
+        for (id, label) in [(&i.far_stream, 1), (&i.trader_stream, 2)] {
+            x += &format!(
+                "  <stream stream_id=\"{id}\" session_id=\"{}\">\n    <label>{label}</label>\n  </stream>\n",
+                i.session
+            );
+        }
+        x += &format!(
+            "  <sessionrecordingassoc session_id=\"{}\">\n    <associate-time>{start}</associate-time>\n{}  </sessionrecordingassoc>\n",
+            i.session,
+            stop("    ", "disassociate-time")
+        );
+        x += &assoc(&i.trader);
+        x += &assoc(&i.far);
+        // Each party sends its own stream and receives the other's.
+        for (p, send, recv) in [
+            (&i.far, &i.far_stream, &i.trader_stream),
+            (&i.trader, &i.trader_stream, &i.far_stream),
+        ] {
+            x += &format!(
+                "  <participantstreamassoc participant_id=\"{p}\">\n    <send>{send}</send>\n    <recv>{recv}</recv>\n  </participantstreamassoc>\n"
+            );
+        }
+        x += "</recording>\n";
+        x.into_bytes()
+    }
+}
+
+/// One recording session with one recorder.
+struct Session {
+    mlc: Mlc,
+    call: u64,
+    target: RecorderTarget,
+    codec: Codec,
+    taps: Taps,
+    meta: Meta,
+}
+
+/// The SIP dialog of a recording session (we are its UAC).
+struct Dialog {
+    peer: Peer,
+    call_id: String,
+    local_tag: String,
+    local_uri: String,
+    remote_uri: String,
+    remote_tag: Option<String>,
+    remote_target: String,
+    route_set: Vec<String>,
+    cseq: u32,
+    contact: String,
+    /// A digest answer to repeat (recorders that challenge each request).
+    credentials: Option<(String, String)>,
+}
+
+impl Session {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let (call, name) = (self.call, self.target.name.clone());
+        let Some(peer) = target_peer(&self.target).await else {
+            tracing::warn!(call, recorder = %name, uri = %self.target.uri, "the recorder's address does not resolve; the call is not recorded there");
+            return;
+        };
+        let (bind, advertise, ports) = self.mlc.media_place(peer.addr);
+        let mut sockets = Vec::new();
+        for _ in 0..2 {
+            match crate::rtp::bind_in_range(bind, ports, true).await {
+                Ok(s) => sockets.push(s),
+                Err(e) => {
+                    tracing::warn!(call, recorder = %name, error = %e, "no media port for the recording");
+                    return;
+                }
+            }
+        }
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().map(|a| a.port()).unwrap_or(0))
+            .collect();
+        let contact = format!("<sip:openturret-src@{}>;+sip.src", self.mlc.sent_by(peer));
+        let local_uri = format!("sip:openturret-src@{}", self.mlc.sent_by(peer));
+        let mut d = Dialog {
+            peer,
+            call_id: self.mlc.call_id(),
+            local_tag: self.mlc.token(),
+            local_uri,
+            remote_uri: self.target.uri.clone(),
+            remote_tag: None,
+            remote_target: self.target.uri.clone(),
+            route_set: Vec::new(),
+            cseq: 0,
+            contact,
+            credentials: None,
+        };
+        let mut version = 1u64;
+        let sdp_of = |version: u64, held: bool| {
+            let dir = if held {
+                sdp::Direction::Inactive
+            } else {
+                sdp::Direction::SendOnly
+            };
+            let stream = |port: u16, label: &str| sdp::Stream {
+                port,
+                codecs: vec![self.codec],
+                direction: dir,
+                label: Some(label.into()),
+                events: None,
+                crypto: None,
+            };
+            sdp::build_streams(
+                advertise,
+                self.call,
+                version,
+                &[stream(ports[0], "1"), stream(ports[1], "2")],
+            )
+        };
+        let answer = match self
+            .invite(&mut d, &sdp_of(version, false), &self.meta.xml(None))
+            .await
+        {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::warn!(call, recorder = %name, reason = %why, "the recorder did not take the call; it is not recorded there");
+                return;
+            }
+        };
+        let to = match streams_of(&answer) {
+            Ok(to) => to,
+            Err(why) => {
+                tracing::warn!(call, recorder = %name, reason = %why, "the recorder's answer is unusable; recording session ended");
+                let _ = self.request(&mut d, "BYE", None).await;
+                return;
+            }
+        };
+        tracing::info!(call, recorder = %name, "call recorded");
+        let sockets: [UdpSocket; 2] = match sockets.try_into() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let fork: Arc<dyn Tap> = Arc::new(Fork::new(sockets, to, self.codec));
+        self.taps.lock().unwrap().push(fork.clone());
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Cmd::Held(on) => {
+                    self.meta.held = on;
+                    version += 1;
+                    let body = multipart(&sdp_of(version, on), &self.meta.xml(None));
+                    if let Err(why) = self.request(&mut d, "INVITE", Some(body)).await {
+                        tracing::warn!(call, recorder = %name, reason = %why, "the recorder refused the update");
+                    }
+                }
+                Cmd::Stop => break,
+            }
+        }
+        self.taps.lock().unwrap().retain(|t| !Arc::ptr_eq(t, &fork));
+        let _ = self.request(&mut d, "BYE", None).await;
+    }
+
+    /// The first INVITE: answers a digest challenge once; returns the
+    /// recorder's SDP answer.
+    async fn invite(&self, d: &mut Dialog, sdp: &[u8], xml: &[u8]) -> Result<Vec<u8>, String> {
+        let r = self.request(d, "INVITE", Some(multipart(sdp, xml))).await?;
+        sdp_of(&r).ok_or_else(|| "the answer holds no SDP".to_string())
+    }
+
+    /// Sends `method` in the dialog (an INVITE makes it, the first time),
+    /// with one digest retry; returns the final 2xx or why not.
+    async fn request(
+        &self,
+        d: &mut Dialog,
+        method: &str,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Result<Box<Message>, String> {
+        for attempt in 0..2 {
+            d.cseq += 1;
+            let branch = self.mlc.branch();
+            let mut b = Builder::request(method, &d.remote_target)
+                .header("Via", self.mlc.via(d.peer, &branch))
+                .header("Max-Forwards", "70");
+            for r in &d.route_set {
+                b = b.header("Route", r);
+            }
+            let to = match &d.remote_tag {
+                Some(t) => format!("<{}>;tag={t}", d.remote_uri),
+                None => format!("<{}>", d.remote_uri),
+            };
+            b = b
+                .header("From", format!("<{}>;tag={}", d.local_uri, d.local_tag))
+                .header("To", to)
+                .header("Call-ID", &d.call_id)
+                .header("CSeq", format!("{} {method}", d.cseq))
+                .header("User-Agent", self.mlc.user_agent());
+            if method == "INVITE" {
+                b = b
+                    .header("Contact", &d.contact)
+                    .header("Require", "siprec")
+                    .header("Accept", "application/sdp, application/rs-metadata+xml");
+            }
+            if let Some((h, v)) = &d.credentials {
+                b = b.header(h, v);
+            }
+            if let Some((ct, bytes)) = &body {
+                b = b.body(ct, bytes.clone());
+            }
+            let mut rx = self.mlc.transact(
+                d.peer,
+                branch.clone(),
+                b.build(),
+                method == "INVITE",
+                ANSWER_WITHIN,
+            );
+            let mut last = None;
+            while let Some(r) = rx.recv().await {
+                if r.code().unwrap_or(0) >= 200 {
+                    last = Some(r);
+                }
+            }
+            let send_error = self.mlc.take_send_error(&branch);
+            let Some(r) = last else {
+                return Err(send_error.unwrap_or_else(|| "no answer".into()));
+            };
+            let code = r.code().unwrap_or(0);
+            if (200..300).contains(&code) {
+                if d.remote_tag.is_none() {
+                    d.remote_tag = r.to.tag().map(str::to_string);
+                    if let Some(c) = r.contact() {
+                        d.remote_target = c.uri.to_string();
+                    }
+                    d.route_set = r
+                        .header_values("record-route")
+                        .iter()
+                        .rev()
+                        .map(|s| s.to_string())
+                        .collect();
+                }
+                if method == "INVITE" {
+                    self.ack(d, r.cseq.number).await;
+                }
+                return Ok(r);
+            }
+            if method == "INVITE" {
+                self.ack_failure(d, &branch, &r).await;
+            }
+            if (code == 401 || code == 407) && attempt == 0 {
+                let (hdr, answer_hdr) = if code == 401 {
+                    ("www-authenticate", "Authorization")
+                } else {
+                    ("proxy-authenticate", "Proxy-Authorization")
+                };
+                let ch = r
+                    .header_all(hdr)
+                    .iter()
+                    .filter_map(|v| Challenge::parse(v).ok())
+                    .next();
+                if let (Some(ch), Some(pw)) = (ch, &self.target.password) {
+                    d.credentials = Some((
+                        answer_hdr.to_string(),
+                        ch.answer(
+                            method,
+                            &d.remote_target,
+                            &self.target.username,
+                            pw.expose(),
+                            1,
+                            &self.mlc.token(),
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            return Err(crate::call::reason_of(&r).chars().take(80).collect());
+        }
+        Err("authentication failed".into())
+    }
+
+    async fn ack(&self, d: &Dialog, cseq: u32) {
+        let branch = self.mlc.branch();
+        let mut b = Builder::request("ACK", &d.remote_target)
+            .header("Via", self.mlc.via(d.peer, &branch))
+            .header("Max-Forwards", "70");
+        for r in &d.route_set {
+            b = b.header("Route", r);
+        }
+        let b = b
+            .header("From", format!("<{}>;tag={}", d.local_uri, d.local_tag))
+            .header(
+                "To",
+                format!(
+                    "<{}>;tag={}",
+                    d.remote_uri,
+                    d.remote_tag.as_deref().unwrap_or_default()
+                ),
+            )
+            .header("Call-ID", &d.call_id)
+            .header("CSeq", format!("{cseq} ACK"));
+        self.mlc.send(d.peer, &b.build()).await;
+    }
+
+    /// The ACK of a failed INVITE (same branch, RFC 3261 §17.1.1.3).
+    async fn ack_failure(&self, d: &Dialog, branch: &str, r: &Message) {
+        let to = message::header(&r.headers, "to")
+            .unwrap_or_default()
+            .to_string();
+        let b = Builder::request("ACK", &d.remote_target)
+            .header("Via", self.mlc.via(d.peer, branch))
+            .header("Max-Forwards", "70")
+            .header("From", format!("<{}>;tag={}", d.local_uri, d.local_tag))
+            .header("To", to)
+            .header("Call-ID", &d.call_id)
+            .header("CSeq", format!("{} ACK", r.cseq.number));
+        self.mlc.send(d.peer, &b.build()).await;
+    }
+}
+
+/// The INVITE body: the SDP offer and the metadata (RFC 7866 §9.1).
+fn multipart(sdp: &[u8], xml: &[u8]) -> (String, Vec<u8>) {
+    message::multipart(&[
+        ("application/sdp", None, sdp),
+        (
+            "application/rs-metadata+xml",
+            Some("recording-session"),
+            xml,
+        ),
+    ])
+}
+
+/// The SDP of an answer, alone or as a part of a multipart body.
+fn sdp_of(r: &Message) -> Option<Vec<u8>> {
+    match r.content_type().as_deref() {
+        Some("application/sdp") => Some(r.body.clone()),
+        Some("multipart/mixed") => message::multipart_parts(r.header("content-type")?, &r.body)?
+            .into_iter()
+            .find(|(ct, _)| ct.eq_ignore_ascii_case("application/sdp"))
+            .map(|(_, b)| b),
+        _ => None,
+    }
+}
+
+/// Where the recorder takes each of our two streams: exactly two audio
+/// streams, each with an address.
+fn streams_of(answer: &[u8]) -> Result<[SocketAddr; 2], String> {
+    let all = sdp::parse_all(answer).map_err(|e| format!("its SDP is not usable: {e:?}"))?;
+    if all.len() != 2 {
+        return Err(format!("it answered {} audio streams, not 2", all.len()));
+    }
+    match (all[0].rtp, all[1].rtp) {
+        (Some(a), Some(b)) => Ok([a, b]),
+        _ => Err("it refused a stream (port 0)".into()),
+    }
+}
+
+/// The recorder's address, by its URI and configured transport.
+async fn target_peer(t: &RecorderTarget) -> Option<Peer> {
+    let na = openturret_sip::uri::NameAddr::parse(&format!("<{}>", t.uri)).ok()?;
+    let u = na.uri;
+    let proto = match t.transport.as_str() {
+        "tls" => Proto::Tls,
+        "tcp" => Proto::Tcp,
+        _ if u.scheme.eq_ignore_ascii_case("sips") => Proto::Tls,
+        _ => Proto::Udp,
+    };
+    let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((host, u.port.unwrap_or(default_port)))
+        .await
+        .ok()?
+        .next()?;
+    Some(Peer { proto, addr })
+}
+
+/// The copy of a call's audio to one recorder: two RTP streams of its
+/// own, sent from the ports the offer named.
+pub(crate) struct Fork {
+    sockets: [UdpSocket; 2],
+    to: [SocketAddr; 2],
+    codec: Codec,
+    out: Mutex<[Out; 2]>,
+}
+
+/// One outgoing stream's numbering; the far end's is shifted from its own
+/// (gaps and timing kept), the trader's counts 20 ms frames.
+struct Out {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    /// The far end's first sequence number and timestamp.
+    base: Option<(u16, u32)>,
+}
+
+impl Fork {
+    fn new(sockets: [UdpSocket; 2], to: [SocketAddr; 2], codec: Codec) -> Fork {
+        let out = || {
+            let r = message::random_u64();
+            Out {
+                ssrc: r as u32,
+                seq: (r >> 32) as u16,
+                ts: (r >> 16) as u32,
+                base: None,
+            }
+        };
+        Fork {
+            sockets,
+            to,
+            codec,
+            out: Mutex::new([out(), out()]),
+        }
+    }
+
+    fn send(&self, stream: usize, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) {
+        let mut p = Vec::with_capacity(12 + payload.len());
+        p.push(0x80);
+        p.push(self.codec.payload_type() | if marker { 0x80 } else { 0 });
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        // Never waits: a full socket buffer loses this packet only.
+        let _ = self.sockets[stream].try_send_to(&p, self.to[stream]);
+    }
+}
+
+impl Tap for Fork {
+    fn far(&self, p: &Packet<'_>) {
+        if p.payload_type != self.codec.payload_type() {
+            return;
+        }
+        let (seq, ts, ssrc) = {
+            let mut o = self.out.lock().unwrap();
+            let s = &mut o[0];
+            let (bs, bt) = *s.base.get_or_insert((p.seq, p.timestamp));
+            (
+                s.seq.wrapping_add(p.seq.wrapping_sub(bs)),
+                s.ts.wrapping_add(p.timestamp.wrapping_sub(bt)),
+                s.ssrc,
+            )
+        };
+        self.send(0, p.marker, seq, ts, ssrc, p.payload);
+    }
+
+    fn near(&self, payload_type: u8, payload: &[u8]) {
+        if payload_type != self.codec.payload_type() {
+            return;
+        }
+        let (seq, ts, ssrc) = {
+            let mut o = self.out.lock().unwrap();
+            let s = &mut o[1];
+            s.seq = s.seq.wrapping_add(1);
+            s.ts = s.ts.wrapping_add(payload.len() as u32);
+            (s.seq, s.ts, s.ssrc)
+        };
+        self.send(1, false, seq, ts, ssrc, payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            rec: Recording {
+                recorders: Vec::new(),
+                line_aor: "sip:1001@pbx.example".into(),
+                line_name: "FX <Desk>".into(),
+                profile_name: "Alice & Co".into(),
+                remote_number: "+442079460001".into(),
+                remote_name: "Bob".into(),
+            },
+            ids: Ids::new(),
+            start: Timestamp(1_700_000_000_000),
+            held: false,
+            incoming: true,
+        }
+    }
+
+    #[test]
+    fn the_metadata_names_both_parties_and_ties_each_stream_to_its_sender() {
+        let m = meta();
+        let x = String::from_utf8(m.xml(None)).unwrap();
+        assert!(
+            x.contains("xmlns=\"urn:ietf:params:xml:ns:recording:1\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("<name xml:lang=\"en\">FX &lt;Desk&gt; (Alice &amp; Co)</name>"),
+            "{x}"
+        );
+        assert!(x.contains("aor=\"sip:+442079460001@pbx.example\""), "{x}");
+        assert!(
+            x.contains("<label>1</label>") && x.contains("<label>2</label>"),
+            "{x}"
+        );
+        let far_send = format!(
+            "<participantstreamassoc participant_id=\"{}\">\n    <send>{}</send>",
+            m.ids.far, m.ids.far_stream
+        );
+        assert!(x.contains(&far_send), "{x}");
+        assert!(!x.contains("stop-time"), "{x}");
+        let ended = String::from_utf8(m.xml(Some(Timestamp(1_700_000_060_000)))).unwrap();
+        assert!(
+            ended.contains("<stop-time>") && ended.contains(">ended<"),
+            "{ended}"
+        );
+    }
+
+    #[test]
+    fn an_answer_must_hold_two_streams_with_addresses() {
+        let two = sdp::build_streams(
+            "192.0.2.9".parse().unwrap(),
+            1,
+            1,
+            &[
+                sdp::Stream {
+                    port: 4000,
+                    codecs: vec![Codec::Pcmu],
+                    direction: sdp::Direction::RecvOnly,
+                    label: Some("1".into()),
+                    events: None,
+                    crypto: None,
+                },
+                sdp::Stream {
+                    port: 4002,
+                    codecs: vec![Codec::Pcmu],
+                    direction: sdp::Direction::RecvOnly,
+                    label: Some("2".into()),
+                    events: None,
+                    crypto: None,
+                },
+            ],
+        );
+        let to = streams_of(&two).unwrap();
+        assert_eq!(to[1], "192.0.2.9:4002".parse().unwrap());
+        let one = sdp::build_call(
+            "192.0.2.9:4000".parse().unwrap(),
+            1,
+            1,
+            &[Codec::Pcmu],
+            sdp::Direction::RecvOnly,
+            None,
+            None,
+        );
+        assert!(streams_of(&one).unwrap_err().contains("1 audio streams"));
+        assert!(streams_of(b"garbage").is_err());
+    }
+}

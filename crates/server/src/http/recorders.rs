@@ -1,0 +1,160 @@
+//! Voice recorders (issue 18): the Session Recording Servers every
+//! recorded call is forwarded to with SIPREC. One or two (2N); whether and
+//! which calls are recorded is in the settings (`recorder_forwarding_enabled`,
+//! `recording_all_lines`) and on each line (`recorded`). Every change is
+//! audited; a recorder's password is write-only and stored encrypted.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use openturret_domain::RecorderId;
+use openturret_domain::model::{Recorder, RecorderFields};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiResult;
+use super::extract::{AdminAuth, Json, PathId};
+use super::lines::password;
+use crate::App;
+
+#[derive(Serialize)]
+pub struct RecorderOut {
+    pub id: i64,
+    pub name: String,
+    /// The Session Recording Server's SIP address.
+    pub uri: String,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: &'static str,
+    pub username: String,
+    pub has_password: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Recorder> for RecorderOut {
+    fn from(r: Recorder) -> Self {
+        RecorderOut {
+            id: r.id.0,
+            name: r.fields.name,
+            uri: r.fields.uri,
+            transport: r.fields.transport.as_str(),
+            username: r.fields.username,
+            has_password: r.has_password,
+            created_at: r.created_at.rfc3339(),
+            updated_at: r.updated_at.rfc3339(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderIn {
+    pub name: String,
+    pub uri: String,
+    #[serde(default)]
+    pub transport: String,
+    #[serde(default)]
+    pub username: String,
+    /// Write-only.
+    pub password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderPatch {
+    pub name: Option<String>,
+    pub uri: Option<String>,
+    pub transport: Option<String>,
+    pub username: Option<String>,
+    /// Write-only; absent keeps the stored password.
+    pub password: Option<String>,
+}
+
+pub async fn list(
+    State(app): State<App>,
+    _a: AdminAuth,
+) -> ApiResult<axum::Json<Vec<RecorderOut>>> {
+    Ok(axum::Json(
+        app.store
+            .list_recorders()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    _a: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<RecorderOut>> {
+    Ok(axum::Json(
+        app.store.get_recorder(RecorderId(id)).await?.into(),
+    ))
+}
+
+pub async fn create(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<RecorderIn>,
+) -> ApiResult<(StatusCode, axum::Json<RecorderOut>)> {
+    let f = RecorderFields::new(&b.name, &b.uri, &b.transport, &b.username)?;
+    let pw = password(b.password)?;
+    let mut changed = vec!["name", "uri", "transport", "username"];
+    if pw.is_some() {
+        changed.push("password");
+    }
+    let r = auth.record("recorder.created", "recorder", None, changed);
+    let rec = app.store.create_recorder(f, pw, r).await?;
+    Ok((StatusCode::CREATED, axum::Json(rec.into())))
+}
+
+pub async fn update(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+    Json(b): Json<RecorderPatch>,
+) -> ApiResult<axum::Json<RecorderOut>> {
+    let id = RecorderId(id);
+    let cur = app.store.get_recorder(id).await?.fields;
+    let f = RecorderFields::new(
+        b.name.as_deref().unwrap_or(&cur.name),
+        b.uri.as_deref().unwrap_or(&cur.uri),
+        b.transport.as_deref().unwrap_or(cur.transport.as_str()),
+        b.username.as_deref().unwrap_or(&cur.username),
+    )?;
+    let pw = password(b.password)?;
+    let mut changed = Vec::new();
+    for (field, new, old) in [
+        ("name", &f.name, &cur.name),
+        ("uri", &f.uri, &cur.uri),
+        ("username", &f.username, &cur.username),
+    ] {
+        if new != old {
+            changed.push(field);
+        }
+    }
+    if f.transport != cur.transport {
+        changed.push("transport");
+    }
+    if pw.is_some() {
+        changed.push("password");
+    }
+    let r = auth.record(
+        "recorder.updated",
+        "recorder",
+        Some(id.to_string()),
+        changed,
+    );
+    let rec = app.store.update_recorder(id, f, pw, r).await?;
+    Ok(axum::Json(rec.into()))
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    auth: AdminAuth,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    let r = auth.record("recorder.deleted", "recorder", Some(id.to_string()), vec![]);
+    app.store.delete_recorder(RecorderId(id), r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,145 @@
+//! A trader's desk for the voice and recording tests: Kamailio as the PBX,
+//! a server (or a server and a separate `turret mlc`) with a line on it
+//! and a profile showing it, and the web turret logged in in headless
+//! Chromium with a fake microphone playing 440 Hz.
+
+use serde_json::json;
+
+use super::Api;
+use super::browser::Browser;
+use super::inproc::InProc;
+use super::mlcproc::{enrol, manager_url, start_mlc};
+use super::sip::{Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, sine_wav};
+
+pub const FAR: f64 = 1000.0;
+pub const MIC: f64 = 440.0;
+
+/// A server with a line on the PBX, a profile showing it, and the turret
+/// logged in with a fake microphone; the line registered. The line is
+/// served by the server's own MLC, or by a separate `turret mlc`.
+pub struct Desk {
+    pub pbx: Kamailio,
+    pub b: Browser,
+    pub api: Api,
+    pub line: i64,
+    /// The server (and the `turret mlc`, and their folders), kept running.
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Mlc {
+    InProcess,
+    Separate,
+    /// In process, telling browsers to send media to an address nothing
+    /// answers at (a wrong `media.public_address`).
+    Unreachable,
+    /// In process, the line over TLS (its RTP may then be SRTP).
+    Tls,
+}
+
+pub async fn desk(mlc: Mlc) -> Desk {
+    let pbx = if mlc == Mlc::Tls {
+        Kamailio::start_tls()
+    } else {
+        Kamailio::start("MD5", true)
+    };
+    let ca = (mlc == Mlc::Tls).then(|| pbx.cert_path());
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let (url, api) = match mlc {
+        Mlc::InProcess | Mlc::Unreachable | Mlc::Tls => {
+            let s = InProc::start_with(|c, _| {
+                c.sip.enabled = true;
+                c.sip.keepalive_secs = 1;
+                c.sip.tls_ca = ca;
+                if mlc == Mlc::Unreachable {
+                    c.media.public_address = Some("192.0.2.1".parse().unwrap());
+                }
+            })
+            .await;
+            let r = (s.url.clone(), s.api.clone());
+            keep.push(Box::new(s));
+            r
+        }
+        Mlc::Separate => {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("sm");
+            let (server, api) = super::fresh_with_env(
+                &data,
+                &[
+                    ("TURRET_SIP__ENABLED", "false"),
+                    ("TURRET_COMPONENTS__LISTEN", "127.0.0.1:0"),
+                ],
+            )
+            .await;
+            let creds = dir.path().join("creds");
+            enrol(&data, &creds, "mlc-a");
+            let proc = start_mlc(&manager_url(&server), &creds, "mlc-a", dir.path());
+            let url = server.url.clone();
+            keep.push(Box::new(proc));
+            keep.push(Box::new(server));
+            keep.push(Box::new(dir));
+            (url, api)
+        }
+    };
+    let uri = match pbx.tls_port {
+        Some(p) if mlc == Mlc::Tls => format!("sips:1001@127.0.0.1:{p}"),
+        _ => format!("sip:1001@127.0.0.1:{}", pbx.port),
+    };
+    let (_, l) = api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "FX", "uri": uri, "username": "1001",
+                   "password": PBX_PASSWORD, "display_name": "FX Desk"}),
+        )
+        .await;
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Ann Trader", "password": "ann-pw-longer"}),
+        )
+        .await;
+    api.put(
+        &format!("/api/v1/profiles/{}/lines/{}", p["id"], l["id"]),
+        json!({"position": 1}),
+    )
+    .await;
+    let mic = tempfile::tempdir().unwrap();
+    let wav = mic.path().join("mic.wav");
+    sine_wav(&wav, MIC, 48_000, 10);
+    let b = Browser::start_with(
+        &url,
+        &[
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            format!("--use-file-for-fake-audio-capture={}", wav.display()),
+            "--allow-loopback-in-peer-connection".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
+        ],
+    )
+    .await;
+    keep.push(Box::new(mic));
+    b.turret_login("Ann Trader", "ann-pw-longer").await;
+    b.wait_text("[data-line][data-registration=registered]", "FX Desk")
+        .await;
+    Desk {
+        pbx,
+        b,
+        line: l["id"].as_i64().unwrap(),
+        api,
+        _keep: keep,
+    }
+}
+
+pub fn phone(d: &Desk, user: &str, tone_hz: f64, codec: &'static str, auto: bool) -> Baresip {
+    Baresip::start_with(
+        user,
+        d.pbx.port,
+        auto,
+        BaresipOpts {
+            tone_hz,
+            codec,
+            record: true,
+            srtp: false,
+        },
+    )
+}

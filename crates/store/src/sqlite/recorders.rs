@@ -1,0 +1,167 @@
+//! Voice recorders (issue 18), with their encrypted digest passwords.
+
+use async_trait::async_trait;
+use openturret_domain::audit::AuditRecord;
+use openturret_domain::model::*;
+use openturret_domain::secret::Secret;
+use openturret_domain::{RecorderId, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, Tx, db, one_row};
+use crate::{RecorderStore, Result, StoreError};
+
+const SELECT: &str = "SELECT id, name, uri, transport, username,
+    password_sealed IS NOT NULL AS has_password, created_at, updated_at FROM recorders";
+
+fn recorder(r: &SqliteRow) -> Recorder {
+    Recorder {
+        id: RecorderId(r.get("id")),
+        fields: RecorderFields {
+            name: r.get("name"),
+            uri: r.get("uri"),
+            transport: RecorderTransport::parse(r.get("transport")).unwrap_or_default(),
+            username: r.get("username"),
+        },
+        has_password: r.get("has_password"),
+        created_at: Timestamp(r.get("created_at")),
+        updated_at: Timestamp(r.get("updated_at")),
+    }
+}
+
+impl SqliteStore {
+    async fn set_recorder_password(&self, tx: &mut Tx, id: RecorderId, p: &Secret) -> Result<()> {
+        let sealed = (!p.expose().is_empty()).then(|| self.keys.seal_recorder_password(id, p));
+        sqlx::query("UPDATE recorders SET password_sealed = ? WHERE id = ?")
+            .bind(sealed)
+            .bind(id.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RecorderStore for SqliteStore {
+    async fn list_recorders(&self) -> Result<Vec<Recorder>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY id")))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(recorder).collect())
+    }
+
+    async fn get_recorder(&self, id: RecorderId) -> Result<Recorder> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .map(|r| recorder(&r))
+            .ok_or(StoreError::NotFound("recorder"))
+    }
+
+    async fn create_recorder(
+        &self,
+        f: RecorderFields,
+        password: Option<Secret>,
+        mut audit: AuditRecord,
+    ) -> Result<Recorder> {
+        let now = Timestamp::now().0;
+        let mut tx = self.begin().await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recorders")
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        if count as usize >= MAX_RECORDERS {
+            return Err(StoreError::Conflict {
+                field: "recorders".into(),
+                reason: format!("at most {MAX_RECORDERS} recorders (each call goes to every one)"),
+            });
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO recorders (name, uri, transport, username, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&f.name)
+        .bind(&f.uri)
+        .bind(f.transport.as_str())
+        .bind(&f.username)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        let id = RecorderId(id);
+        if let Some(p) = &password {
+            self.set_recorder_password(&mut tx, id, p).await?;
+        }
+        audit.object_id = Some(super::object_id(audit.object_id.take(), id.0));
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_recorder(id).await
+    }
+
+    async fn update_recorder(
+        &self,
+        id: RecorderId,
+        f: RecorderFields,
+        password: Option<Secret>,
+        audit: AuditRecord,
+    ) -> Result<Recorder> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE recorders SET name = ?, uri = ?, transport = ?, username = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&f.name)
+        .bind(&f.uri)
+        .bind(f.transport.as_str())
+        .bind(&f.username)
+        .bind(Timestamp::now().0)
+        .bind(id.0)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        one_row(r, "recorder")?;
+        if let Some(p) = &password {
+            self.set_recorder_password(&mut tx, id, p).await?;
+        }
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        self.get_recorder(id).await
+    }
+
+    async fn delete_recorder(&self, id: RecorderId, audit: AuditRecord) -> Result<()> {
+        self.delete_audited(
+            "DELETE FROM recorders WHERE id = ?",
+            &[id.0],
+            "recorder",
+            &audit,
+        )
+        .await
+    }
+
+    async fn recorders_with_passwords(&self) -> Result<Vec<(Recorder, Option<Secret>)>> {
+        let rows = sqlx::query(
+            "SELECT id, name, uri, transport, username, password_sealed,
+               password_sealed IS NOT NULL AS has_password, created_at, updated_at
+             FROM recorders ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let rec = recorder(r);
+                let sealed: Option<Vec<u8>> = r.get("password_sealed");
+                let pw = match sealed {
+                    Some(s) => Some(self.keys.open_recorder_password(rec.id, &s)?),
+                    None => None,
+                };
+                Ok((rec, pw))
+            })
+            .collect()
+    }
+}
