@@ -404,7 +404,8 @@ pub trait ApiKeyStore {
 pub trait RecorderStore {
     async fn list_recorders(&self) -> Result<Vec<Recorder>>;
     async fn get_recorder(&self, id: RecorderId) -> Result<Recorder>;
-    /// Refused (`Conflict`) beyond `MAX_RECORDERS` or for a name in use.
+    /// Refused beyond `MAX_RECORDERS` (`Invalid`, field `recorders`) or for
+    /// a name in use (`Conflict`).
     async fn create_recorder(
         &self,
         fields: RecorderFields,

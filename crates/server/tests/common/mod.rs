@@ -12,6 +12,7 @@ pub mod logs;
 pub mod mlcproc;
 pub mod schema;
 pub mod sip;
+pub mod srs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

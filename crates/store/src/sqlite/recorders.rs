@@ -75,10 +75,14 @@ impl RecorderStore for SqliteStore {
             .await
             .map_err(db)?;
         if count as usize >= MAX_RECORDERS {
-            return Err(StoreError::Conflict {
-                field: "recorders".into(),
-                reason: format!("at most {MAX_RECORDERS} recorders (each call goes to every one)"),
-            });
+            return Err(StoreError::Invalid(
+                openturret_domain::ValidationError::new(
+                    "recorders",
+                    format!(
+                        "at most {MAX_RECORDERS} recorders (each recorded call goes to every one): remove one first"
+                    ),
+                ),
+            ));
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO recorders (name, uri, transport, username, created_at, updated_at)

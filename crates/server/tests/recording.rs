@@ -1,0 +1,203 @@
+//! Recorder forwarding (issue 18), with real peers: Kamailio as the PBX,
+//! baresip as the far end playing a 1 kHz tone, the web turret in headless
+//! Chromium answering with a 440 Hz fake microphone, and a strict
+//! stand-in Session Recording Server (`common::srs`: no recorder ships in
+//! Debian). What is asserted is what the recorder received: two streams
+//! carrying those tones (checked by frequency), and metadata naming the
+//! line, the profile and both parties, updated on hold and retrieve.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::desk::{Desk, FAR, MIC, Mlc, desk, phone};
+use common::sip::{free_port, hears};
+use common::srs::{Srs, last, seconds};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Records the desk's line on `recorders` (their URIs).
+async fn record(d: &Desk, recorders: &[String]) {
+    for (i, uri) in recorders.iter().enumerate() {
+        let (st, r) = d
+            .api
+            .post(
+                "/api/v1/recorders",
+                json!({"name": format!("Recorder {}", i + 1), "uri": uri}),
+            )
+            .await;
+        assert_eq!(st.as_u16(), 201, "{r}");
+        assert_eq!(r["transport"], "udp");
+    }
+    let (st, s) = d
+        .api
+        .patch(
+            "/api/v1/settings",
+            json!({"recorder_forwarding_enabled": true}),
+        )
+        .await;
+    assert!(st.is_success(), "{s}");
+    let (st, l) = d
+        .api
+        .patch(
+            &format!("/api/v1/lines/{}", d.line),
+            json!({"recorded": true}),
+        )
+        .await;
+    assert!(st.is_success() && l["recorded"] == true, "{l}");
+}
+
+/// An incoming call from baresip (2000, 1 kHz), answered on handset 1.
+async fn answered_call(d: &Desk) -> common::sip::Baresip {
+    let mut far = phone(d, "2000", FAR, "PCMU", false);
+    far.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    d.b.wait_text("li.call[data-state=ringing]", "2000").await;
+    d.b.click("li.call [data-op=answer]").await;
+    far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    d.b.wait_text("li.call[data-state=connected]", "connected")
+        .await;
+    far
+}
+
+/// Waits until both streams of the one recording session carry a second
+/// more of sound, then checks the tone of each: label 1 the far end's,
+/// label 2 the trader's.
+fn both_tones_recorded(srs: &Srs) {
+    let from = srs.only(|r| (seconds(r, "1"), seconds(r, "2")));
+    srs.wait(WAIT, "a second more of both streams", |s| {
+        s.sessions
+            .values()
+            .next()
+            .is_some_and(|r| seconds(r, "1") > from.0 + 1.2 && seconds(r, "2") > from.1 + 1.2)
+    });
+    srs.only(|r| {
+        let (far, trader) = (last(r, "1", 1.0), last(r, "2", 1.0));
+        assert!(
+            hears(&far, 8000, FAR),
+            "stream 1 carries the far end's 1 kHz"
+        );
+        assert!(!hears(&far, 8000, MIC), "stream 1 holds no trader");
+        assert!(
+            hears(&trader, 8000, MIC),
+            "stream 2 carries the trader's 440 Hz"
+        );
+        assert!(!hears(&trader, 8000, FAR), "stream 2 holds no far end");
+    });
+}
+
+/// The whole life of a recorded call, with two recorders of which one
+/// does not listen: the call connects and goes on, the other records both
+/// directions with metadata naming everyone, updated on hold and retrieve,
+/// and ended by a BYE. Switched off, recording sends nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_reaches_the_recorder_as_two_streams_with_its_metadata() {
+    let d = desk(Mlc::InProcess).await;
+    let srs = Srs::start();
+    // The second recorder: a port nothing listens at.
+    let deaf = format!("sip:srs@127.0.0.1:{}", free_port());
+    record(&d, &[srs.uri(), deaf]).await;
+    let (st, e) = d
+        .api
+        .post(
+            "/api/v1/recorders",
+            json!({"name": "Third", "uri": "sip:srs@127.0.0.1:5999"}),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), e["field"].as_str()),
+        (422, Some("recorders")),
+        "at most two recorders: {e}"
+    );
+
+    let mut far = answered_call(&d).await;
+    srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
+    srs.only(|r| {
+        assert_eq!(r.labels, ["1", "2"]);
+        assert_eq!(r.directions, ["sendonly", "sendonly"]);
+        let m = &r.metadata[0];
+        for want in [
+            "FX Desk",
+            "Ann Trader",
+            "sip:1001@127.0.0.1",
+            "sip:2000@",
+            ">connected<",
+        ] {
+            assert!(m.contains(want), "the metadata names {want}:\n{m}");
+        }
+    });
+    both_tones_recorded(&srs);
+
+    // Hold and retrieve: a re-INVITE each, with updated metadata.
+    d.b.click("li.call [data-op=hold]").await;
+    d.b.wait_text("li.call[data-state=held]", "on hold").await;
+    srs.wait(WAIT, "the hold's metadata", |s| {
+        s.sessions
+            .values()
+            .next()
+            .is_some_and(|r| r.metadata.len() == 2)
+    });
+    srs.only(|r| {
+        assert!(r.metadata[1].contains(">held<"), "{}", r.metadata[1]);
+        assert_eq!(r.directions, ["inactive", "inactive"]);
+    });
+    d.b.click("li.call [data-op=retrieve]").await;
+    d.b.wait_text("li.call[data-state=connected]", "connected")
+        .await;
+    srs.wait(WAIT, "the retrieve's metadata", |s| {
+        s.sessions
+            .values()
+            .next()
+            .is_some_and(|r| r.metadata.len() == 3)
+    });
+    srs.only(|r| {
+        assert!(r.metadata[2].contains(">connected<"), "{}", r.metadata[2]);
+        assert_eq!(r.directions, ["sendonly", "sendonly"]);
+    });
+
+    // The call ends: the recording session ends with a BYE.
+    let seen = far.event_count();
+    d.b.click("li.call [data-op=hangup]").await;
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    srs.wait(WAIT, "the BYE", |s| s.sessions.values().all(|r| r.ended));
+    assert!(
+        srs.state.lock().unwrap().refusals.is_empty(),
+        "the stand-in refused: {:?}",
+        srs.state.lock().unwrap().refusals
+    );
+
+    // Recording switched off: a new call sends no INVITE to any recorder.
+    let invites = srs.invites();
+    let (st, _) = d
+        .api
+        .patch(
+            "/api/v1/settings",
+            json!({"recorder_forwarding_enabled": false}),
+        )
+        .await;
+    assert!(st.is_success());
+    let seen = far.event_count();
+    far.command("dial", &format!("sip:1001@127.0.0.1:{}", d.pbx.port));
+    d.b.wait_text("li.call[data-state=ringing]", "2000").await;
+    d.b.click("li.call [data-op=answer]").await;
+    far.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    // Bounded: a recording starts within milliseconds of the answer.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(srs.invites(), invites, "an INVITE reached the recorder");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.b.click("li.call [data-op=hangup]").await;
+}
+
+/// A call on a line served by a separate `turret mlc`: the MLC asks the
+/// System Manager over the component link and records it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_a_separate_mlc_is_recorded_the_same_way() {
+    let d = desk(Mlc::Separate).await;
+    let srs = Srs::start();
+    record(&d, &[srs.uri()]).await;
+    let _far = answered_call(&d).await;
+    srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
+    both_tones_recorded(&srs);
+}
