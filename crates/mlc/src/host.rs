@@ -39,6 +39,17 @@ pub trait Host: Send + Sync + 'static {
     async fn recording(&self, _call: &CallView) -> anyhow::Result<Option<Recording>> {
         Ok(None)
     }
+    /// A recording session of `call` (on `line`) with recorder `recorder`
+    /// (its id) began (`failure: None`) or failed, and why (it is tried
+    /// again within bounds while the call lasts).
+    async fn recorder_state(
+        &self,
+        _call: u64,
+        _line: LineId,
+        _recorder: i64,
+        _failure: Option<String>,
+    ) {
+    }
 }
 
 /// A recorded call's recorders and the names its metadata gives (RFC 7865).
@@ -60,6 +71,7 @@ pub struct Recording {
 /// A Session Recording Server, with its digest credentials.
 #[derive(Clone, Debug)]
 pub struct RecorderTarget {
+    pub id: i64,
     pub name: String,
     pub uri: String,
     /// `udp`, `tcp` or `tls`.

@@ -17,11 +17,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use openturret_domain::Timestamp;
+use openturret_domain::{LineId, Timestamp};
 use openturret_sip::digest::Challenge;
 use openturret_sip::message::{self, Builder, Message};
 use openturret_sip::sdp::{self, Codec};
@@ -36,12 +37,29 @@ use crate::transport::{Peer, Proto};
 
 /// How long a recorder has to answer an INVITE.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How often a recording session checks its recorder is still there (an
+/// in-dialog OPTIONS), and how long the answer may take.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING_WITHIN: Duration = Duration::from_secs(4);
+/// Attempts of one recorder per call (the first and the retries, after
+/// 2, 4, 8, 16 s), and a wait that stays at the last.
+const ATTEMPTS: u32 = 6;
 
 /// The recording sessions of the calls in progress, by call id.
 #[derive(Default)]
 pub(crate) struct Recordings {
-    map: Mutex<HashMap<u64, Vec<mpsc::UnboundedSender<Cmd>>>>,
+    map: Mutex<HashMap<u64, Vec<Handle>>>,
 }
+
+/// One recording session, as its call sees it.
+struct Handle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    state: Arc<AtomicU8>,
+}
+
+const PENDING: u8 = 0;
+const ACTIVE: u8 = 1;
+const FAILED: u8 = 2;
 
 enum Cmd {
     /// The call was held (true) or retrieved (false).
@@ -63,36 +81,42 @@ pub(crate) async fn start(mlc: &Mlc, view: CallView, codec: Codec, taps: Taps) {
             return;
         }
     };
-    let ids = Ids::new();
     let meta = Meta {
         rec: rec.clone(),
-        ids,
+        ids: Ids::new(),
         start: Timestamp::now(),
         held: false,
         incoming: view.direction == openturret_domain::model::Direction::Incoming,
     };
-    let mut senders = Vec::new();
+    let mut handles = Vec::new();
     for target in rec.recorders {
         let (tx, rx) = mpsc::unbounded_channel();
-        senders.push(tx);
+        let state = Arc::new(AtomicU8::new(PENDING));
+        handles.push(Handle {
+            tx,
+            state: state.clone(),
+        });
         let s = Session {
             mlc: mlc.clone(),
             call: view.id,
+            line: view.line,
             target,
             codec,
             taps: taps.clone(),
             meta: meta.clone(),
+            state,
         };
         tokio::spawn(s.run(rx));
     }
-    mlc.recordings.map.lock().unwrap().insert(view.id, senders);
+    mlc.recordings.map.lock().unwrap().insert(view.id, handles);
+    changed(mlc, view.id).await;
 }
 
 /// The call was held or retrieved: each recorder is told.
 pub(crate) fn held(mlc: &Mlc, call: u64, on: bool) {
     if let Some(v) = mlc.recordings.map.lock().unwrap().get(&call) {
-        for tx in v {
-            let _ = tx.send(Cmd::Held(on));
+        for h in v {
+            let _ = h.tx.send(Cmd::Held(on));
         }
     }
 }
@@ -100,9 +124,35 @@ pub(crate) fn held(mlc: &Mlc, call: u64, on: bool) {
 /// The call ended: every recording session of it ends (BYE).
 pub(crate) fn stop(mlc: &Mlc, call: u64) {
     if let Some(v) = mlc.recordings.map.lock().unwrap().remove(&call) {
-        for tx in v {
-            let _ = tx.send(Cmd::Stop);
+        for h in v {
+            let _ = h.tx.send(Cmd::Stop);
         }
+    }
+}
+
+/// Sets the call's recording state from its sessions' (recording when any
+/// recorder takes it, failed when none does and none is still trying) and
+/// tells the turrets when it changed.
+async fn changed(mlc: &Mlc, call: u64) {
+    let now = {
+        let map = mlc.recordings.map.lock().unwrap();
+        let Some(v) = map.get(&call) else { return };
+        let states: Vec<u8> = v.iter().map(|h| h.state.load(Ordering::SeqCst)).collect();
+        if states.contains(&ACTIVE) {
+            "recording"
+        } else if states.contains(&PENDING) {
+            "pending"
+        } else {
+            "failed"
+        }
+    };
+    let differs = mlc.calls.with(call, |c| {
+        let d = c.recording != Some(now);
+        c.recording = Some(now);
+        d
+    });
+    if differs == Some(true) {
+        crate::call::publish(mlc, call).await;
     }
 }
 
@@ -254,10 +304,19 @@ impl Meta {
 struct Session {
     mlc: Mlc,
     call: u64,
+    line: LineId,
     target: RecorderTarget,
     codec: Codec,
     taps: Taps,
     meta: Meta,
+    state: Arc<AtomicU8>,
+}
+
+/// How one attempt of a recording session ended.
+enum Outcome {
+    /// The call ended (or its recording did).
+    Stopped,
+    Failed(String),
 }
 
 /// The SIP dialog of a recording session (we are its UAC).
@@ -277,43 +336,79 @@ struct Dialog {
 }
 
 impl Session {
+    /// Records until the call ends, starting again (within bounds) when
+    /// the recorder refuses, does not answer or goes away.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-        let (call, name) = (self.call, self.target.name.clone());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let why = match self.once(&mut rx).await {
+                Outcome::Stopped => return,
+                Outcome::Failed(why) => why,
+            };
+            tracing::warn!(call = self.call, recorder = %self.target.name, reason = %why, attempt, "the call is not recorded by this recorder");
+            self.report(FAILED, Some(why)).await;
+            if attempt >= ATTEMPTS {
+                // Given up for this call; the call goes on.
+                while let Some(Cmd::Held(_)) = rx.recv().await {}
+                return;
+            }
+            let wait = tokio::time::sleep(Duration::from_secs(1 << attempt.min(4)));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    cmd = rx.recv() => match cmd {
+                        Some(Cmd::Held(on)) => self.meta.held = on,
+                        Some(Cmd::Stop) | None => return,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Tells the host and the call how this recorder is doing.
+    async fn report(&self, state: u8, failure: Option<String>) {
+        self.state.store(state, Ordering::SeqCst);
+        if let Some(h) = self.mlc.host() {
+            h.recorder_state(self.call, self.line, self.target.id, failure)
+                .await;
+        }
+        changed(&self.mlc, self.call).await;
+    }
+
+    /// One recording session, from its INVITE to its BYE or its failure.
+    async fn once(&mut self, rx: &mut mpsc::UnboundedReceiver<Cmd>) -> Outcome {
         let Some(peer) = target_peer(&self.target).await else {
-            tracing::warn!(call, recorder = %name, uri = %self.target.uri, "the recorder's address does not resolve; the call is not recorded there");
-            return;
+            return Outcome::Failed(format!("{} does not resolve", self.target.uri));
         };
         let (bind, advertise, ports) = self.mlc.media_place(peer.addr);
         let mut sockets = Vec::new();
         for _ in 0..2 {
             match crate::rtp::bind_in_range(bind, ports, true).await {
                 Ok(s) => sockets.push(s),
-                Err(e) => {
-                    tracing::warn!(call, recorder = %name, error = %e, "no media port for the recording");
-                    return;
-                }
+                Err(e) => return Outcome::Failed(format!("no media port: {e}")),
             }
         }
         let ports: Vec<u16> = sockets
             .iter()
             .map(|s| s.local_addr().map(|a| a.port()).unwrap_or(0))
             .collect();
-        let contact = format!("<sip:openturret-src@{}>;+sip.src", self.mlc.sent_by(peer));
-        let local_uri = format!("sip:openturret-src@{}", self.mlc.sent_by(peer));
+        let at = self.mlc.sent_by(peer);
         let mut d = Dialog {
             peer,
             call_id: self.mlc.call_id(),
             local_tag: self.mlc.token(),
-            local_uri,
+            local_uri: format!("sip:openturret-src@{at}"),
             remote_uri: self.target.uri.clone(),
             remote_tag: None,
             remote_target: self.target.uri.clone(),
             route_set: Vec::new(),
             cseq: 0,
-            contact,
+            contact: format!("<sip:openturret-src@{at}>;+sip.src"),
             credentials: None,
         };
-        let mut version = 1u64;
+        let (codec, call) = (self.codec, self.call);
         let sdp_of = |version: u64, held: bool| {
             let dir = if held {
                 sdp::Direction::Inactive
@@ -322,7 +417,7 @@ impl Session {
             };
             let stream = |port: u16, label: &str| sdp::Stream {
                 port,
-                codecs: vec![self.codec],
+                codecs: vec![codec],
                 direction: dir,
                 label: Some(label.into()),
                 events: None,
@@ -330,57 +425,72 @@ impl Session {
             };
             sdp::build_streams(
                 advertise,
-                self.call,
+                call,
                 version,
                 &[stream(ports[0], "1"), stream(ports[1], "2")],
             )
         };
+        let mut version = 1u64;
         let answer = match self
-            .invite(&mut d, &sdp_of(version, false), &self.meta.xml(None))
+            .invite(
+                &mut d,
+                &sdp_of(version, self.meta.held),
+                &self.meta.xml(None),
+            )
             .await
         {
             Ok(a) => a,
-            Err(why) => {
-                tracing::warn!(call, recorder = %name, reason = %why, "the recorder did not take the call; it is not recorded there");
-                return;
-            }
+            Err(why) => return Outcome::Failed(format!("it did not take the call: {why}")),
         };
         let to = match streams_of(&answer) {
             Ok(to) => to,
             Err(why) => {
-                tracing::warn!(call, recorder = %name, reason = %why, "the recorder's answer is unusable; recording session ended");
-                let _ = self.request(&mut d, "BYE", None).await;
-                return;
+                let _ = self.request(&mut d, "BYE", None, ANSWER_WITHIN).await;
+                return Outcome::Failed(format!("its answer is unusable: {why}"));
             }
         };
-        tracing::info!(call, recorder = %name, "call recorded");
-        let sockets: [UdpSocket; 2] = match sockets.try_into() {
-            Ok(s) => s,
-            Err(_) => return,
+        let Ok(sockets) = <[UdpSocket; 2]>::try_from(sockets) else {
+            return Outcome::Failed("no media port".into());
         };
         let fork: Arc<dyn Tap> = Arc::new(Fork::new(sockets, to, self.codec));
         self.taps.lock().unwrap().push(fork.clone());
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                Cmd::Held(on) => {
-                    self.meta.held = on;
-                    version += 1;
-                    let body = multipart(&sdp_of(version, on), &self.meta.xml(None));
-                    if let Err(why) = self.request(&mut d, "INVITE", Some(body)).await {
-                        tracing::warn!(call, recorder = %name, reason = %why, "the recorder refused the update");
+        tracing::info!(call, recorder = %self.target.name, "call recorded");
+        self.report(ACTIVE, None).await;
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let outcome = loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Held(on)) => {
+                        self.meta.held = on;
+                        version += 1;
+                        let body = multipart(&sdp_of(version, on), &self.meta.xml(None));
+                        if let Err(why) = self.request(&mut d, "INVITE", Some(body), ANSWER_WITHIN).await {
+                            break Outcome::Failed(format!("it refused the update: {why}"));
+                        }
+                    }
+                    Some(Cmd::Stop) | None => break Outcome::Stopped,
+                },
+                _ = ping.tick() => {
+                    if let Err(why) = self.request(&mut d, "OPTIONS", None, PING_WITHIN).await {
+                        break Outcome::Failed(format!("it stopped answering: {why}"));
                     }
                 }
-                Cmd::Stop => break,
             }
-        }
+        };
         self.taps.lock().unwrap().retain(|t| !Arc::ptr_eq(t, &fork));
-        let _ = self.request(&mut d, "BYE", None).await;
+        if matches!(outcome, Outcome::Stopped) {
+            let _ = self.request(&mut d, "BYE", None, ANSWER_WITHIN).await;
+        }
+        outcome
     }
 
     /// The first INVITE: answers a digest challenge once; returns the
     /// recorder's SDP answer.
     async fn invite(&self, d: &mut Dialog, sdp: &[u8], xml: &[u8]) -> Result<Vec<u8>, String> {
-        let r = self.request(d, "INVITE", Some(multipart(sdp, xml))).await?;
+        let r = self
+            .request(d, "INVITE", Some(multipart(sdp, xml)), ANSWER_WITHIN)
+            .await?;
         sdp_of(&r).ok_or_else(|| "the answer holds no SDP".to_string())
     }
 
@@ -391,6 +501,7 @@ impl Session {
         d: &mut Dialog,
         method: &str,
         body: Option<(String, Vec<u8>)>,
+        within: Duration,
     ) -> Result<Box<Message>, String> {
         for attempt in 0..2 {
             d.cseq += 1;
@@ -428,7 +539,7 @@ impl Session {
                 branch.clone(),
                 b.build(),
                 method == "INVITE",
-                ANSWER_WITHIN,
+                within,
             );
             let mut last = None;
             while let Some(r) = rx.recv().await {
@@ -441,6 +552,10 @@ impl Session {
                 return Err(send_error.unwrap_or_else(|| "no answer".into()));
             };
             let code = r.code().unwrap_or(0);
+            // A ping: any answer but "no such dialog" shows it is there.
+            if method == "OPTIONS" && code != 481 && code != 408 {
+                return Ok(r);
+            }
             if (200..300).contains(&code) {
                 if d.remote_tag.is_none() {
                     d.remote_tag = r.to.tag().map(str::to_string);

@@ -68,7 +68,8 @@ impl Default for Cti {
 }
 
 impl Cti {
-    /// Publishes an event of `kind` (`call`, `line`, `phone` or `cdr`).
+    /// Publishes an event of `kind` (`call`, `line`, `phone`, `recording` or
+    /// `cdr`).
     pub fn publish(&self, kind: &'static str, line: Option<LineId>, body: Value) {
         let mut ring = self.ring.lock().unwrap();
         ring.0 += 1;
@@ -118,6 +119,7 @@ fn visible(key: &ApiKey, e: &Event) -> bool {
     let allowed = match e.kind {
         "call" => key.scope.allows_event("calls"),
         "line" => key.scope.allows_event("lines"),
+        "recording" => key.scope.allows_event("recording"),
         "cdr" => key.scope.cdrs,
         _ => key.scope.allows_event("phones"),
     };

@@ -95,6 +95,8 @@ pub struct AppInner {
     pub cti: cti::Cti,
     /// Numbers as external applications may see them.
     pub pseudo: pseudo::Pseudonymiser,
+    /// How each voice recorder has been doing since the start (issue 18).
+    pub recorder_status: recording::Status,
     /// Rolling CDR files.
     pub cdr: cdr::Files,
     /// The system's MLCs, line ownership, call routing and reports.
@@ -185,6 +187,7 @@ impl App {
             stopping: Stopping::default(),
             cti: cti::Cti::default(),
             pseudo: pseudo::Pseudonymiser::new(&data_dir, plan.clone()),
+            recorder_status: recording::Status::default(),
             cdr,
             telephony: telephony::Telephony::default(),
         }));

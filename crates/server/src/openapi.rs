@@ -191,19 +191,24 @@ fn schemas() -> Value {
         "ApiKey": obj(&["id", "name", "events", "cdrs", "created_at", "active"], &[
             ("id", i()), ("name", s()),
             ("lines", json!({"type": "array", "items": {"type": "integer"}, "nullable": true, "description": "null: every line"})),
-            ("events", json!({"type": "array", "items": {"type": "string", "enum": ["calls", "lines", "phones"]}})),
+            ("events", json!({"type": "array", "items": {"type": "string", "enum": ["calls", "lines", "phones", "recording"]}})),
             ("cdrs", b()), ("expires_at", json!({"type": "string", "format": "date-time", "nullable": true})),
             ("created_at", t()), ("revoked_at", json!({"type": "string", "format": "date-time", "nullable": true})),
             ("last_used_at", json!({"type": "string", "format": "date-time", "nullable": true})), ("active", b())]),
         "ApiKeyCreate": obj(&["name"], &[("name", s()),
             ("lines", json!({"type": "array", "items": {"type": "integer"}, "nullable": true, "description": "absent or null: every line"})),
-            ("events", json!({"type": "array", "items": {"type": "string", "enum": ["calls", "lines", "phones"]}})),
+            ("events", json!({"type": "array", "items": {"type": "string", "enum": ["calls", "lines", "phones", "recording"]}})),
             ("cdrs", b()), ("expires_in_days", json!({"type": "integer", "minimum": 1, "maximum": 3650}))]),
         "ApiKeyCreated": obj(&["key", "token"], &[("key", r("ApiKey")),
             ("token", json!({"type": "string", "description": "the API key itself: shown this once, stored only as its SHA-256"}))]),
-        "Recorder": obj(&["id", "name", "uri", "transport", "username", "has_password", "created_at", "updated_at"], &[
+        "Recorder": obj(&["id", "name", "uri", "transport", "username", "has_password", "status", "created_at", "updated_at"], &[
             ("id", i()), ("name", s()), ("uri", json!({"type": "string", "description": "the Session Recording Server, sip:srs@host[:port] or sips:"})),
             ("transport", recorder_transport()), ("username", s()), ("has_password", b()),
+            ("status", obj(&["state", "sessions", "failures"], &[
+                ("state", json!({"type": "string", "enum": ["ok", "failing", "unused"], "description": "since the start: failing when its last attempt failed"})),
+                ("sessions", i()), ("failures", i()),
+                ("last_failure", json!({"type": "string", "nullable": true})),
+                ("last_failure_at", json!({"type": "string", "format": "date-time", "nullable": true}))])),
             ("created_at", t()), ("updated_at", t())]),
         "RecorderCreate": obj(&["name", "uri"], &[("name", s()), ("uri", s()), ("transport", recorder_transport()),
             ("username", s()), ("password", secret("digest password, when the recorder asks for one"))]),

@@ -4,9 +4,89 @@
 //! the MLC only) and how its parties are named in the recording's
 //! metadata (numbers pseudonymised when the system pseudonymises them).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use openturret_domain::audit::AuditLevel;
+use openturret_domain::{LineId, Timestamp};
 use openturret_mlc::{CallView, RecorderTarget, Recording};
+use serde_json::json;
 
 use crate::App;
+
+/// How each recorder has been doing since the start, by id (issue 18):
+/// what administrators see beside it.
+#[derive(Default)]
+pub struct Status(Mutex<HashMap<i64, RecorderStatus>>);
+
+#[derive(Clone, Debug, Default)]
+pub struct RecorderStatus {
+    /// Recording sessions begun and failed since the start.
+    pub sessions: u64,
+    pub failures: u64,
+    /// The last failure and when.
+    pub last_failure: Option<(Timestamp, String)>,
+    /// The last session begun.
+    pub last_success: Option<Timestamp>,
+}
+
+impl RecorderStatus {
+    /// `ok`, `failing` (its last attempt failed) or `unused`.
+    pub fn state(&self) -> &'static str {
+        match (&self.last_failure, self.last_success) {
+            (Some((f, _)), Some(s)) if s.0 >= f.0 => "ok",
+            (Some(_), _) => "failing",
+            (None, Some(_)) => "ok",
+            (None, None) => "unused",
+        }
+    }
+}
+
+impl Status {
+    pub fn of(&self, id: i64) -> RecorderStatus {
+        self.0.lock().unwrap().get(&id).cloned().unwrap_or_default()
+    }
+}
+
+/// An MLC's report on one recording session: the recorder's status, a
+/// CTI `recording` event and, for a failure, a warning in the audit log.
+pub async fn on_recorder_state(
+    app: &App,
+    call: u64,
+    line: LineId,
+    recorder: i64,
+    failure: Option<String>,
+) {
+    {
+        let mut all = app.recorder_status.0.lock().unwrap();
+        let s = all.entry(recorder).or_default();
+        match &failure {
+            Some(why) => {
+                s.failures += 1;
+                s.last_failure = Some((Timestamp::now(), why.clone()));
+            }
+            None => {
+                s.sessions += 1;
+                s.last_success = Some(Timestamp::now());
+            }
+        }
+    }
+    app.cti.publish(
+        "recording",
+        Some(line),
+        json!({"call_id": call, "line_id": line.0, "recorder_id": recorder,
+               "state": if failure.is_some() { "failed" } else { "recording" },
+               "reason": failure}),
+    );
+    if failure.is_some() {
+        let mut r = app.system_record("recorder.failed", "recorder", Some(recorder.to_string()));
+        r.level = AuditLevel::Warning;
+        r.success = false;
+        if let Err(e) = app.store.append_audit(r).await {
+            tracing::warn!(error = %e, "a recorder's failure could not be audited");
+        }
+    }
+}
 
 /// What the MLC carrying `call` needs to record it now, or `None` when it
 /// is not to be recorded.
@@ -38,6 +118,7 @@ pub async fn recording_of(app: &App, call: &CallView) -> anyhow::Result<Option<R
         recorders: recorders
             .into_iter()
             .map(|(r, password)| RecorderTarget {
+                id: r.id.0,
                 name: r.fields.name,
                 uri: r.fields.uri,
                 transport: r.fields.transport.as_str().to_string(),

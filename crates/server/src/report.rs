@@ -66,6 +66,7 @@ pub fn call_json(app: &App, c: &CallView, pid: ProfileId) -> Value {
         "reason": if c.state == CallState::Ended { Some(&c.end_reason) } else { None },
         "answered": c.connected_at.is_some(),
         "early_media": here && c.early_media,
+        "recording": c.recording,
     })
 }
 

@@ -680,6 +680,18 @@ impl Host for LocalHost {
     async fn recording(&self, call: &CallView) -> anyhow::Result<Option<crate::mlc::Recording>> {
         crate::recording::recording_of(&self.app()?, call).await
     }
+
+    async fn recorder_state(
+        &self,
+        call: u64,
+        line: LineId,
+        recorder: i64,
+        failure: Option<String>,
+    ) {
+        if let Ok(app) = self.app() {
+            crate::recording::on_recorder_state(&app, call, line, recorder, failure).await;
+        }
+    }
 }
 
 /// Appends the MLCs' audit entries in batches: a burst of line state

@@ -10,6 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::cti::{Ws, cti_at, next};
 use common::desk::{Desk, FAR, MIC, Mlc, desk, phone};
 use common::sip::{free_port, hears};
 use common::srs::{Srs, last, seconds};
@@ -200,4 +201,79 @@ async fn a_call_on_a_separate_mlc_is_recorded_the_same_way() {
     let _far = answered_call(&d).await;
     srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
     both_tones_recorded(&srs);
+}
+
+/// Waits for the next CTI `recording` event in `state`.
+async fn recording_event(ws: &mut Ws, state: &str) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no CTI recording event {state}");
+        if let Ok(Some(e)) = next(ws, left).await
+            && e["kind"] == "recording"
+            && e["event"]["state"] == state
+        {
+            return e["event"].clone();
+        }
+    }
+}
+
+/// A recorder that dies in the middle of a call: the call goes on; the
+/// failure reaches the API, the CTI stream (a `recording` event) and the
+/// audit log, and the turret shows the call as not being recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_that_dies_mid_call_is_reported_and_the_call_goes_on() {
+    let d = desk(Mlc::InProcess).await;
+    let srs = Srs::start();
+    record(&d, &[srs.uri()]).await;
+    let (st, _) = d
+        .api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    assert!(st.is_success());
+    let (_, key) = d
+        .api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "network management", "events": ["recording"]}),
+        )
+        .await;
+    let mut ws = cti_at(&d.url, &d.cert, key["token"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let far = answered_call(&d).await;
+    srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
+    d.b.wait_text("li.call .recorded", "recorded").await;
+    let began = recording_event(&mut ws, "recording").await;
+    assert_eq!(began["line_id"], d.line);
+
+    let seen = far.event_count();
+    srs.kill();
+    let failed = recording_event(&mut ws, "failed").await;
+    let reason = failed["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("stopped answering"), "{failed}");
+    d.b.wait_text("li.call .unrecorded", "not being recorded")
+        .await;
+    let (_, list) = d.api.get("/api/v1/recorders").await;
+    let status = &list[0]["status"];
+    assert_eq!(status["state"], "failing", "{list}");
+    assert!(status["failures"].as_u64().unwrap() >= 1, "{list}");
+    assert_eq!(status["last_failure"], reason.as_str());
+    let (_, audit) = d.api.get("/api/v1/audit?event_type=recorder.failed").await;
+    let entry = &audit["items"][0];
+    assert_eq!(entry["object_type"], "recorder", "{audit}");
+    assert_eq!(entry["object_id"], list[0]["id"].to_string(), "{audit}");
+    assert_eq!(entry["level"], "warning", "{audit}");
+
+    // The call itself went on throughout.
+    assert!(
+        far.event_types_since(seen)
+            .iter()
+            .all(|e| e != "CALL_CLOSED"),
+        "the call ended with its recorder"
+    );
+    d.b.wait_text("li.call[data-state=connected]", "connected")
+        .await;
+    d.b.click("li.call [data-op=hangup]").await;
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 }

@@ -7,7 +7,7 @@ use crate::validate::{self, ValidationError};
 use crate::{ApiKeyId, LineId, Timestamp};
 
 /// What the events of a key may be about.
-pub const EVENT_KINDS: &[&str] = &["calls", "lines", "phones"];
+pub const EVENT_KINDS: &[&str] = &["calls", "lines", "phones", "recording"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyScope {

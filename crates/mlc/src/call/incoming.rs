@@ -164,6 +164,7 @@ pub(crate) async fn on_invite(mlc: &Mlc, m: Message, peer: Peer) {
         their_key,
         sdp_version: 1,
         remote_held: false,
+        recording: None,
         end_reason: String::new(),
     };
     let contact = contact_uri(mlc, line, peer);

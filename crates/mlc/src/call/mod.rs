@@ -119,6 +119,7 @@ impl Call {
             early_media: self.direction == Direction::Outgoing
                 && self.state == CallState::Alerting
                 && self.codec_settled,
+            recording: self.recording,
         }
     }
 }
@@ -157,6 +158,10 @@ pub struct Call {
     codec_settled: bool,
     sdp_version: u64,
     remote_held: bool,
+    /// Whether the call is recorded now (issue 18): `None` when it is not
+    /// to be, else `pending`, `recording` (at least one recorder takes it)
+    /// or `failed` (none does).
+    pub(crate) recording: Option<&'static str>,
     end_reason: String,
 }
 
@@ -181,7 +186,7 @@ impl Calls {
         self.by_call_id.lock().unwrap().get(call_id).copied()
     }
 
-    fn with<R>(&self, id: u64, f: impl FnOnce(&mut Call) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, id: u64, f: impl FnOnce(&mut Call) -> R) -> Option<R> {
         self.map.lock().unwrap().get_mut(&id).map(f)
     }
 
@@ -272,7 +277,7 @@ fn record(mlc: &Mlc, id: u64) {
     tokio::spawn(async move { crate::record::start(&me, view, codec, taps).await });
 }
 
-async fn publish(mlc: &Mlc, id: u64) {
+pub(crate) async fn publish(mlc: &Mlc, id: u64) {
     if let Some(v) = mlc.calls.with(id, |c| c.view()) {
         mlc.report(v, false).await;
     }
@@ -534,6 +539,9 @@ pub struct CallView {
     /// early media (a 180 or 183 with SDP): the turret plays it instead
     /// of its own ringback.
     pub early_media: bool,
+    /// A recorded call: `pending`, `recording` or `failed` (no recorder
+    /// takes it); `None` when it is not to be recorded.
+    pub recording: Option<&'static str>,
 }
 
 impl CallView {
@@ -548,6 +556,9 @@ impl CallView {
         // Only when true, so a version-1 peer's bytes stay as they were.
         if self.early_media {
             v["early_media"] = json!(true);
+        }
+        if let Some(r) = self.recording {
+            v["recording"] = json!(r);
         }
         v
     }
@@ -570,6 +581,12 @@ impl CallView {
             line_number: s("line_number"),
             ended_at: t("ended_at"),
             early_media: v["early_media"].as_bool().unwrap_or(false),
+            recording: match v["recording"].as_str() {
+                Some("pending") => Some("pending"),
+                Some("recording") => Some("recording"),
+                Some("failed") => Some("failed"),
+                _ => None,
+            },
         })
     }
 }

@@ -90,6 +90,7 @@ pub async fn dial(mlc: &Mlc, pid: ProfileId, line: LineId, number: &str) -> Resu
         their_key: None,
         sdp_version: 1,
         remote_held: false,
+        recording: None,
         end_reason: String::new(),
     };
     mlc.calls.insert(call);

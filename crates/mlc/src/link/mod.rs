@@ -121,7 +121,7 @@ pub fn line_of_json(v: &Value) -> Option<(Line, Option<Secret>)> {
 pub fn recording_json(r: &crate::Recording) -> Value {
     json!({"line_aor": r.line_aor, "line_name": r.line_name, "profile_name": r.profile_name,
         "remote_number": r.remote_number, "remote_name": r.remote_name,
-        "recorders": r.recorders.iter().map(|t| json!({"name": t.name, "uri": t.uri,
+        "recorders": r.recorders.iter().map(|t| json!({"id": t.id, "name": t.name, "uri": t.uri,
             "transport": t.transport, "username": t.username,
             "password": t.password.as_ref().map(|p| p.expose().to_string())})).collect::<Vec<_>>()})
 }
@@ -133,6 +133,7 @@ pub fn recording_of_json(v: &Value) -> Option<crate::Recording> {
             .as_array()?
             .iter()
             .map(|t| crate::RecorderTarget {
+                id: t["id"].as_i64().unwrap_or_default(),
                 name: s(t, "name"),
                 uri: s(t, "uri"),
                 transport: s(t, "transport"),
@@ -208,6 +209,7 @@ mod tests {
             line_number: "1001".into(),
             ended_at: None,
             early_media: false,
+            recording: None,
         };
         let text = view.to_json().to_string();
         assert_eq!(

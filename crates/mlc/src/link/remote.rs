@@ -91,6 +91,19 @@ impl Host for RemoteHost {
         Ok(line_of_json(&r["line"]))
     }
 
+    async fn recorder_state(
+        &self,
+        call: u64,
+        line: LineId,
+        recorder: i64,
+        failure: Option<String>,
+    ) {
+        self.tell(
+            json!({"t": "recorder_state", "call": call, "line_id": line.0,
+            "recorder": recorder, "failure": failure}),
+        );
+    }
+
     async fn recording(&self, call: &CallView) -> anyhow::Result<Option<crate::Recording>> {
         let r = self
             .ask(json!({"t": "recording", "view": call.to_json()}))

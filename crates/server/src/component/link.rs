@@ -278,6 +278,20 @@ async fn handle(app: &App, link: &Arc<Link>, v: Value) {
             telephony::flush(app).await;
             reply(json!({}));
         }
+        "recorder_state" => {
+            let line = LineId(v["line_id"].as_i64().unwrap_or_default());
+            if telephony::serves(app, &link.name, line) {
+                let failure = v["failure"].as_str().map(|s| s.chars().take(200).collect());
+                crate::recording::on_recorder_state(
+                    app,
+                    v["call"].as_u64().unwrap_or_default(),
+                    line,
+                    v["recorder"].as_i64().unwrap_or_default(),
+                    failure,
+                )
+                .await;
+            }
+        }
         "recording" => {
             let Some(view) = CallView::from_json(&v["view"]) else {
                 return reply(json!({"error": "not a call"}));

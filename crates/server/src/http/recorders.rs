@@ -25,13 +25,33 @@ pub struct RecorderOut {
     pub transport: &'static str,
     pub username: String,
     pub has_password: bool,
+    /// How it has been doing since the start.
+    pub status: StatusOut,
     pub created_at: String,
     pub updated_at: String,
 }
 
-impl From<Recorder> for RecorderOut {
-    fn from(r: Recorder) -> Self {
+#[derive(Serialize)]
+pub struct StatusOut {
+    /// `ok`, `failing` (its last attempt failed) or `unused`.
+    pub state: &'static str,
+    pub sessions: u64,
+    pub failures: u64,
+    pub last_failure: Option<String>,
+    pub last_failure_at: Option<String>,
+}
+
+impl RecorderOut {
+    pub fn new(app: &App, r: Recorder) -> Self {
+        let s = app.recorder_status.of(r.id.0);
         RecorderOut {
+            status: StatusOut {
+                state: s.state(),
+                sessions: s.sessions,
+                failures: s.failures,
+                last_failure: s.last_failure.as_ref().map(|(_, w)| w.clone()),
+                last_failure_at: s.last_failure.as_ref().map(|(t, _)| t.rfc3339()),
+            },
             id: r.id.0,
             name: r.fields.name,
             uri: r.fields.uri,
@@ -77,7 +97,7 @@ pub async fn list(
             .list_recorders()
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(|r| RecorderOut::new(&app, r))
             .collect(),
     ))
 }
@@ -87,9 +107,10 @@ pub async fn get(
     _a: AdminAuth,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<RecorderOut>> {
-    Ok(axum::Json(
-        app.store.get_recorder(RecorderId(id)).await?.into(),
-    ))
+    Ok(axum::Json(RecorderOut::new(
+        &app,
+        app.store.get_recorder(RecorderId(id)).await?,
+    )))
 }
 
 pub async fn create(
@@ -105,7 +126,7 @@ pub async fn create(
     }
     let r = auth.record("recorder.created", "recorder", None, changed);
     let rec = app.store.create_recorder(f, pw, r).await?;
-    Ok((StatusCode::CREATED, axum::Json(rec.into())))
+    Ok((StatusCode::CREATED, axum::Json(RecorderOut::new(&app, rec))))
 }
 
 pub async fn update(
@@ -146,7 +167,7 @@ pub async fn update(
         changed,
     );
     let rec = app.store.update_recorder(id, f, pw, r).await?;
-    Ok(axum::Json(rec.into()))
+    Ok(axum::Json(RecorderOut::new(&app, rec)))
 }
 
 pub async fn delete(

@@ -461,6 +461,9 @@
       h("span.who", {}, h("strong", { text: x.remote_name || x.remote_number }), x.remote_name ? h("span.muted", { text: ` ${x.remote_number}` }) : null),
       h("span.muted", { text: ` on ${lineName(x.line_id)}: ${stateText[x.state] || x.state}` }),
       x.state === "failed" ? h("strong.failure", { text: ` ${explain(x.reason)}` }) : null,
+      // A call that should be recorded and that no recorder takes.
+      x.recording === "failed" ? h("strong.failure.unrecorded", { text: " ⚠ not being recorded", title: "No voice recorder is taking this call; administrators have been told." }) : null,
+      x.recording === "recording" ? h("span.muted.recorded", { text: " ● recorded" }) : null,
       h("span.controls", {}, callButtons(x)),
       h("span.error", { id: `call-error-${x.id}`, role: "alert" }),
       h("span.error", { id: `call-audio-${x.id}`, role: "alert", text: state.audioProblems.get(x.id) || "" })))) : h("p.muted", { text: "No calls." }));

@@ -20,9 +20,14 @@ pub type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Connects to `/cti` with `token`; `Err(status)` when refused.
 pub async fn cti(s: &InProc, token: &str, since: Option<u64>) -> Result<Ws, u16> {
-    let authority = s.url.strip_prefix("https://").unwrap().to_string();
+    cti_at(&s.url, &s.cert, token, since).await
+}
+
+/// [`cti`] of the server at `url` whose certificate is `cert` (PEM).
+pub async fn cti_at(url: &str, cert: &[u8], token: &str, since: Option<u64>) -> Result<Ws, u16> {
+    let authority = url.strip_prefix("https://").unwrap().to_string();
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&s.cert) {
+    for c in CertificateDer::pem_slice_iter(cert) {
         roots.add(c.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -22,6 +22,9 @@ pub struct Desk {
     pub b: Browser,
     pub api: Api,
     pub line: i64,
+    /// The server's address and (in process) its certificate, PEM.
+    pub url: String,
+    pub cert: Vec<u8>,
     /// The server (and the `turret mlc`, and their folders), kept running.
     _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
@@ -45,6 +48,7 @@ pub async fn desk(mlc: Mlc) -> Desk {
     };
     let ca = (mlc == Mlc::Tls).then(|| pbx.cert_path());
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let mut cert = Vec::new();
     let (url, api) = match mlc {
         Mlc::InProcess | Mlc::Unreachable | Mlc::Tls => {
             let s = InProc::start_with(|c, _| {
@@ -57,6 +61,7 @@ pub async fn desk(mlc: Mlc) -> Desk {
             })
             .await;
             let r = (s.url.clone(), s.api.clone());
+            cert = s.cert.clone();
             keep.push(Box::new(s));
             r
         }
@@ -107,7 +112,7 @@ pub async fn desk(mlc: Mlc) -> Desk {
     let wav = mic.path().join("mic.wav");
     sine_wav(&wav, MIC, 48_000, 10);
     let b = Browser::start_with(
-        &url,
+        &url.clone(),
         &[
             "--use-fake-ui-for-media-stream".into(),
             "--use-fake-device-for-media-stream".into(),
@@ -126,6 +131,8 @@ pub async fn desk(mlc: Mlc) -> Desk {
         b,
         line: l["id"].as_i64().unwrap(),
         api,
+        url,
+        cert,
         _keep: keep,
     }
 }

@@ -83,6 +83,11 @@ impl Srs {
         Srs { port, state, stop }
     }
 
+    /// Stops answering (a recorder that died): its sockets close.
+    pub fn kill(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
     pub fn uri(&self) -> String {
         format!("sip:srs@127.0.0.1:{}", self.port)
     }
@@ -303,6 +308,7 @@ fn handle(
                 None => Some(reply(&m, 481, "No such recording session", None, &[], None)),
             }
         }
+        "OPTIONS" => Some(reply(&m, 200, "OK", None, &[], None)),
         _ => Some(reply(&m, 405, "Method Not Allowed", Some("srs"), &[], None)),
     }
 }
