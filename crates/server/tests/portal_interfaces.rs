@@ -69,3 +69,83 @@ async fn an_api_key_is_shown_once_and_revoked_from_the_portal() {
     let (_, report) = api.get("/api/v1/privacy-report").await;
     assert_eq!(report["cdr_output"]["files"], "jsonl");
 }
+
+/// Voice recorders in the portal (issue 18): added with an error beside a
+/// wrong field and nothing kept, listed with their state, passwords never
+/// shown, at most two, removed; the Settings switch and a line's
+/// Recording choice say which calls go to them.
+#[tokio::test]
+async fn recorders_are_added_listed_and_removed_in_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, b, api) = signed_in(dir.path()).await;
+    b.goto("/recorders").await;
+    let main = b.text("main").await;
+    assert!(
+        main.contains("No recorders yet") && main.contains("no call is recorded"),
+        "{main}"
+    );
+    b.fill("#recorder-name", "Recorder A").await;
+    b.fill("#recorder-uri", "http://recorder").await;
+    b.submit("form[action='/recorders'] button[type=submit]")
+        .await;
+    let err = b.text("#recorder-uri-error").await;
+    assert!(err.contains("sip:"), "{err}");
+    assert_eq!(
+        b.eval("return document.querySelector('#recorder-name').value;")
+            .await,
+        "Recorder A"
+    );
+    assert_eq!(api.get("/api/v1/recorders").await.1, json!([]));
+    b.fill("#recorder-uri", "sip:srs@192.0.2.7:5070").await;
+    b.choose("#recorder-transport", "TCP").await;
+    b.fill("#recorder-username", "src").await;
+    b.fill("#recorder-password", "recorder-secret").await;
+    b.submit("form[action='/recorders'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Recorder added"));
+    let row = b.text("#recorders tbody tr").await;
+    assert!(
+        row.contains("Recorder A") && row.contains("tcp") && row.contains("no call yet"),
+        "{row}"
+    );
+    assert!(!b.source().await.contains("recorder-secret"));
+    let (_, list) = api.get("/api/v1/recorders").await;
+    assert_eq!(list[0]["transport"], "tcp");
+    assert_eq!(list[0]["has_password"], true);
+    assert!(!list.to_string().contains("recorder-secret"));
+
+    // Recording switched on for every line: the page says so.
+    b.goto("/settings").await;
+    b.click("#switches-recorder_forwarding_enabled").await;
+    b.click("#switches-recording_all_lines").await;
+    b.submit("form[action='/settings'] button[type=submit]")
+        .await;
+    let (_, s) = api.get("/api/v1/settings").await;
+    assert_eq!(
+        (
+            s["recorder_forwarding_enabled"].clone(),
+            s["recording_all_lines"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    b.goto("/recorders").await;
+    assert!(
+        b.text("main")
+            .await
+            .contains("every line's calls are recorded")
+    );
+    b.screenshot("recorders").await;
+
+    b.submit("form[action$='/delete'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Recorder removed"));
+    assert_eq!(api.get("/api/v1/recorders").await.1, json!([]));
+    let (_, audit) = api.get("/api/v1/audit?object_type=recorder").await;
+    let events: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(events, ["recorder.deleted", "recorder.created"], "{audit}");
+}

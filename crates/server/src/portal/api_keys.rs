@@ -92,6 +92,7 @@ async fn render(
                     (checkbox(create, "Call status and caller identification", "calls", true))
                     (checkbox(create, "Line registration states", "lines", false))
                     (checkbox(create, "Phone status (turret logins; only for keys on every line)", "phones", false))
+                    (checkbox(create, "Recording starts and failures (voice recorders)", "recording", false))
                     (checkbox(create, "Call data records", "cdrs", false))
                 }
                 (field(create, "Expires after (days)", "expires_in_days", "number", Some("Empty: never.")))
@@ -121,7 +122,7 @@ async fn create(
         .filter_map(|k| k.strip_prefix("line_")?.parse().ok())
         .filter(|id: &i64| ticked(&format!("line_{id}")))
         .collect();
-    let events = ["calls", "lines", "phones"]
+    let events = ["calls", "lines", "phones", "recording"]
         .into_iter()
         .filter(|e| ticked(e))
         .map(str::to_string)

@@ -16,6 +16,7 @@ const NAV: &[(&str, &str)] = &[
     ("/profiles", "Profiles"),
     ("/global-contacts", "Global contacts"),
     ("/lines", "Lines"),
+    ("/recorders", "Recorders"),
     ("/consents", "Consents"),
     ("/settings", "Settings"),
     ("/audit", "Audit log"),

@@ -22,6 +22,7 @@ mod extract;
 mod layout;
 mod profile_items;
 mod profiles;
+mod recorders;
 mod records;
 mod system;
 
@@ -114,6 +115,7 @@ pub fn routes() -> Router<App> {
         )
         .merge(profiles::routes())
         .merge(api_keys::routes())
+        .merge(recorders::routes())
         .merge(directory::routes())
         .merge(system::routes())
         .merge(records::routes())

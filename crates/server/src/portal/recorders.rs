@@ -1,0 +1,162 @@
+//! Voice recorders (issue 18): the Session Recording Servers recorded
+//! calls go to, each with how it has been doing since the start; add and
+//! remove (at most two). Whether calls are recorded at all, and which, is
+//! in Settings and on each line.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::html;
+
+use super::extract::{Portal, PortalForm};
+use super::layout::{self, FormState, button_form, field, page_with_status};
+use super::profiles::done;
+use crate::App;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, PathId};
+use crate::http::recorders as api;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/recorders", get(list).post(create))
+        .route("/recorders/{id}/delete", post(delete))
+}
+
+async fn render(app: &App, p: &Portal, form: &FormState, status: StatusCode) -> Response {
+    let (recorders, lines, settings) = match (
+        app.store.list_recorders().await,
+        app.store.list_lines().await,
+        app.store.get_settings().await,
+    ) {
+        (Ok(r), Ok(l), Ok(s)) => (r, l, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return ApiError::from(e).into_response();
+        }
+    };
+    let recorded: Vec<&str> = lines
+        .iter()
+        .filter(|l| settings.records(l.fields.recorded))
+        .map(|l| l.fields.name.as_str())
+        .collect();
+    let content = html! {
+        p {
+            "Recorder forwarding: "
+            @if settings.recorder_forwarding_enabled { span.badge.on { "on" } } @else { span.badge.bad { "off" } }
+            " — "
+            @if !settings.recorder_forwarding_enabled { "no call is recorded" }
+            @else if settings.recording_all_lines { "every line's calls are recorded" }
+            @else if recorded.is_empty() { "no line is marked Recorded" }
+            @else { "recorded lines: " (recorded.join(", ")) }
+            " (" a href="/settings" { "Settings" } ", and each line's Recording choice). Each recorded call goes to every recorder below (SIPREC, RFC 7866)."
+        }
+        table #recorders {
+            thead { tr { th { "Name" } th { "Address" } th { "Transport" } th { "Credentials" } th { "Since the start" } th { span.muted { "Actions" } } } }
+            tbody {
+                @for r in &recorders {
+                    @let out = api::RecorderOut::new(app, r.clone());
+                    tr data-recorder=(out.id) {
+                        td { (out.name) }
+                        td { code { (out.uri) } }
+                        td { (out.transport) }
+                        td { @if out.username.is_empty() { "none" } @else { (out.username) @if out.has_password { " (password set)" } } }
+                        td {
+                            @match out.status.state {
+                                "ok" => span.badge.on { "recording" },
+                                "failing" => span.badge.bad { "failing" },
+                                _ => span.badge { "no call yet" },
+                            }
+                            " " (out.status.sessions) " sessions, " (out.status.failures) " failures"
+                            @if let (Some(why), Some(at)) = (&out.status.last_failure, &out.status.last_failure_at) {
+                                br; span.muted { "Last failure " (at) ": " (why) }
+                            }
+                        }
+                        td.actions { (button_form(p, &format!("/recorders/{}/delete", out.id), "Remove", "small danger")) }
+                    }
+                }
+                @if recorders.is_empty() { tr { td colspan="6" .muted { "No recorders yet." } } }
+            }
+        }
+        section.card {
+            h2 { "Add a recorder" }
+            @if let Some(e) = form.general_error(&["name", "uri", "transport", "username", "password"]) { p.error-box role="alert" { (e) } }
+            form method="post" action="/recorders" {
+                (layout::csrf(p))
+                (field(form, "Name", "name", "text", None))
+                (field(form, "SIP address of the Session Recording Server", "uri", "text", Some("For example sip:srs@recorder.example.com:5060; sips: for TLS.")))
+                (layout::select(form, "Transport", "transport", &[
+                    ("udp".into(), "UDP".into()), ("tcp".into(), "TCP".into()), ("tls".into(), "TLS".into()),
+                ]))
+                (field(form, "Username (if the recorder asks for digest authentication)", "username", "text", None))
+                (field(form, "Password", "password", "password", Some("Stored encrypted; never shown again.")))
+                button type="submit" { "Add recorder" }
+            }
+        }
+    };
+    page_with_status(app, p, "/recorders", "Voice recorders", status, content)
+}
+
+async fn list(State(app): State<App>, p: Portal) -> Response {
+    let empty = FormState {
+        form: "recorder",
+        ..Default::default()
+    };
+    render(&app, &p, &empty, StatusCode::OK).await
+}
+
+#[derive(serde::Deserialize)]
+struct RecorderForm {
+    name: String,
+    uri: String,
+    #[serde(default)]
+    transport: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<RecorderForm>) -> Response {
+    let body = api::RecorderIn {
+        name: f.name.clone(),
+        uri: f.uri.clone(),
+        transport: f.transport.clone(),
+        username: f.username.clone(),
+        password: layout::given(&f.password),
+    };
+    match api::create(State(app.clone()), p.auth.clone(), Json(body)).await {
+        Ok(_) => done(&app, &p, Ok(()), "/recorders", "Recorder added.", |_| {
+            StatusCode::UNPROCESSABLE_ENTITY.into_response()
+        }),
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                let mut s = FormState::with_values(
+                    "recorder",
+                    &[
+                        ("name", &f.name),
+                        ("uri", &f.uri),
+                        ("transport", &f.transport),
+                        ("username", &f.username),
+                    ],
+                );
+                s.error = Some(err);
+                render(&app, &p, &s, StatusCode::UNPROCESSABLE_ENTITY).await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+async fn delete(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
+    let r = api::delete(State(app.clone()), p.auth.clone(), PathId(id))
+        .await
+        .map(|_| ());
+    done(&app, &p, r, "/recorders", "Recorder removed.", |_| {
+        StatusCode::UNPROCESSABLE_ENTITY.into_response()
+    })
+}
