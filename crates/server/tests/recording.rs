@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::cti::{Ws, cti_at, next};
 use common::desk::{Desk, FAR, MIC, Mlc, desk, phone};
 use common::sip::{free_port, hears};
-use common::srs::{Srs, last, seconds};
+use common::srs::{Answer, Srs, last, seconds};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -274,6 +274,53 @@ async fn a_recorder_that_dies_mid_call_is_reported_and_the_call_goes_on() {
     );
     d.b.wait_text("li.call[data-state=connected]", "connected")
         .await;
+    d.b.click("li.call [data-op=hangup]").await;
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+}
+
+/// Recorders that answer badly (one stream where two were offered; a
+/// body that is no SDP at all): each recording session gets a clean end
+/// (a BYE for the dialog the 200 made), an audited failure, and the call
+/// is untouched; the turret shows it unrecorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorders_that_answer_badly_are_ended_cleanly_and_change_nothing() {
+    let d = desk(Mlc::InProcess).await;
+    let one = Srs::answering(Answer::OneStream);
+    let garbage = Srs::answering(Answer::Garbage);
+    record(&d, &[one.uri(), garbage.uri()]).await;
+    let far = answered_call(&d).await;
+    for srs in [&one, &garbage] {
+        srs.wait(WAIT, "a BYE after its bad answer", |s| {
+            !s.sessions.is_empty() && s.sessions.values().all(|r| r.ended)
+        });
+    }
+    d.b.wait_text("li.call .unrecorded", "not being recorded")
+        .await;
+    let (_, list) = d.api.get("/api/v1/recorders").await;
+    let reasons: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["status"]["last_failure"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(reasons[0].contains("1 audio streams, not 2"), "{reasons:?}");
+    assert!(reasons[1].contains("SDP is not usable"), "{reasons:?}");
+    let (_, audit) = d.api.get("/api/v1/audit?event_type=recorder.failed").await;
+    let ids: std::collections::HashSet<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["object_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 2, "a failure audited for each recorder: {audit}");
+    // The call: connected, heard both ways, ended by the trader.
+    let seen = far.event_count();
+    assert!(far.event_types_since(0).iter().all(|e| e != "CALL_CLOSED"));
     d.b.click("li.call [data-op=hangup]").await;
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 }

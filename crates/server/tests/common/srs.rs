@@ -47,6 +47,17 @@ pub struct SrsState {
     pub sessions: HashMap<String, Recorded>,
 }
 
+/// How the stand-in answers a valid first INVITE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Answer {
+    /// As a recorder should: `recvonly` on a port per stream.
+    Normal,
+    /// 200 with one stream only.
+    OneStream,
+    /// 200 with a body that is not SDP at all.
+    Garbage,
+}
+
 pub struct Srs {
     pub port: u16,
     pub state: Arc<Mutex<SrsState>>,
@@ -61,6 +72,10 @@ impl Drop for Srs {
 
 impl Srs {
     pub fn start() -> Srs {
+        Srs::answering(Answer::Normal)
+    }
+
+    pub fn answering(answer: Answer) -> Srs {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -75,7 +90,7 @@ impl Srs {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                if let Some(reply) = handle(&st, &halt, port, &buf[..n]) {
+                if let Some(reply) = handle(&st, &halt, port, answer, &buf[..n]) {
                     let _ = socket.send_to(&reply, from);
                 }
             }
@@ -227,6 +242,7 @@ fn handle(
     st: &Arc<Mutex<SrsState>>,
     halt: &Arc<AtomicBool>,
     port: u16,
+    mode: Answer,
     b: &[u8],
 ) -> Option<Vec<u8>> {
     let m = Msg::parse(b)?;
@@ -279,7 +295,12 @@ fn handle(
             let mut answer = format!(
                 "v=0\r\no=srs 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
             );
-            for label in &labels {
+            let offered = if mode == Answer::OneStream {
+                &labels[..1]
+            } else {
+                &labels[..]
+            };
+            for label in offered {
                 let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
                 sock.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();
@@ -292,7 +313,11 @@ fn handle(
                 let halt = halt.clone();
                 std::thread::spawn(move || receive(sock, buf, halt));
             }
-            rec.answer = answer.into_bytes();
+            rec.answer = if mode == Answer::Garbage {
+                b"\x00\x01 this is no SDP \xff".to_vec()
+            } else {
+                answer.into_bytes()
+            };
             let tag = rec.to_tag.clone();
             let answer = rec.answer.clone();
             s.sessions.insert(call_id, rec);
