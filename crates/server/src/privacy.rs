@@ -163,6 +163,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "signalling": "SIP to each PBX over the transport its line names: TLS for sips: or ;transport=tls lines; over UDP or TCP, numbers and names travel unencrypted on that network",
             "media": "RTP (G.711) anchored at the MLC: SRTP (AES_CM_128_HMAC_SHA1_80, SDES keys per call) on lines over TLS whose PBX takes it, plain RTP otherwise",
         },
+        "recording": recording_section(app, &s).await?,
         "voice": {
             "audio_stored": false,
             "what": "the system never stores audio: the MLC relays each call's G.711 packets between the PBX and the browser of the turret that holds the call, and keeps no frame beyond its jitter buffer (at most a second, in memory)",
@@ -197,5 +198,44 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "document": PROOF_DOCUMENT,
             "what": "for each item of personal data and each property (protected at rest, access rule enforced, exportable to the subject, erasable with backups included, retention enforced), the test that fails if it breaks",
         },
+    }))
+}
+
+/// Recorder forwarding (issue 18): whether calls go to voice recorders,
+/// which lines' calls, to which recorders, since when.
+async fn recording_section(
+    app: &App,
+    s: &openturret_domain::model::Settings,
+) -> anyhow::Result<serde_json::Value> {
+    let lines = app.store.list_lines().await?;
+    let recorders = app.store.list_recorders().await?;
+    // When forwarding was last switched on or off: the newest settings
+    // change that names it.
+    let switched = app
+        .store
+        .list_audit(&openturret_store::AuditFilter {
+            object_type: Some("settings".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .find(|e| {
+            e.record
+                .changes
+                .iter()
+                .any(|c| c == "recorder_forwarding_enabled")
+        })
+        .map(|e| e.record.at.rfc3339());
+    Ok(json!({
+        "enabled": s.recorder_forwarding_enabled,
+        "since": switched,
+        "scope": if s.recording_all_lines { "all lines" } else { "lines marked recorded" },
+        "lines": lines.iter().filter(|l| s.records(l.fields.recorded))
+            .map(|l| json!({"id": l.id.0, "name": l.fields.name})).collect::<Vec<_>>(),
+        "recorders": recorders.iter().map(|r| json!({"name": r.fields.name, "uri": r.fields.uri,
+            "transport": r.fields.transport.as_str(), "since": r.created_at.rfc3339()})).collect::<Vec<_>>(),
+        "what": "each recorded call's audio, both directions as separate streams, and its metadata (the line, the profile holding the call, the far end's number and name, start and stop times) go to every recorder over SIPREC (RFC 7866); numbers are pseudonymised there when pseudonymisation is on. The system itself keeps no audio",
+        "protocol": "SIP to each recorder over its transport (UDP, TCP or TLS); media as RTP",
     }))
 }

@@ -111,6 +111,15 @@ async fn a_recorded_call_reaches_the_recorder_as_two_streams_with_its_metadata()
         "at most two recorders: {e}"
     );
 
+    // The privacy report says what is recorded, where, since when.
+    let (_, report) = d.api.get("/api/v1/privacy-report").await;
+    let rec = &report["recording"];
+    assert_eq!(rec["enabled"], true, "{rec}");
+    assert!(rec["since"].is_string(), "{rec}");
+    assert_eq!(rec["lines"][0]["id"], d.line, "{rec}");
+    assert_eq!(rec["recorders"].as_array().unwrap().len(), 2, "{rec}");
+    assert_eq!(rec["recorders"][0]["uri"], srs.uri().as_str(), "{rec}");
+
     let mut far = answered_call(&d).await;
     srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
     srs.only(|r| {
@@ -193,13 +202,25 @@ async fn a_recorded_call_reaches_the_recorder_as_two_streams_with_its_metadata()
 
 /// A call on a line served by a separate `turret mlc`: the MLC asks the
 /// System Manager over the component link and records it the same way.
+/// With pseudonymisation on, the metadata shows the far end's number
+/// pseudonymised and no name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_on_a_separate_mlc_is_recorded_the_same_way() {
+async fn a_call_on_a_separate_mlc_is_recorded_the_same_way_and_pseudonymised() {
     let d = desk(Mlc::Separate).await;
     let srs = Srs::start();
     record(&d, &[srs.uri()]).await;
+    let (st, _) = d
+        .api
+        .patch("/api/v1/settings", json!({"pseudonymisation": "truncate"}))
+        .await;
+    assert!(st.is_success());
     let _far = answered_call(&d).await;
     srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
+    srs.only(|r| {
+        let m = &r.metadata[0];
+        assert!(m.contains("aor=\"sip:2***@") && !m.contains("2000"), "{m}");
+        assert!(m.contains("FX Desk (Ann Trader)"), "{m}");
+    });
     both_tones_recorded(&srs);
 }
 

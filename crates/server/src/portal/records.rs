@@ -548,7 +548,18 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
                 tr { td { "CTI interface" } td { (yes(&r["interfaces"]["cti"])) } }
                 tr { td { "API interface" } td { (yes(&r["interfaces"]["api"])) } }
                 tr { td { "Active API keys" } td { (r["interfaces"]["api_keys_active"]) } }
-                tr { td { "Recorder forwarding" } td { (yes(&r["interfaces"]["recorder_forwarding"])) } }
+                tr #privacy-recording { td { "Recorder forwarding" } td {
+                    (yes(&r["recording"]["enabled"]))
+                    @if let Some(since) = r["recording"]["since"].as_str() { " (switched " (since) ")" }
+                    @if r["recording"]["enabled"] == true {
+                        "; " (r["recording"]["scope"].as_str().unwrap_or("")) ": "
+                        (r["recording"]["lines"].as_array().into_iter().flatten().filter_map(|l| l["name"].as_str()).collect::<Vec<_>>().join(", "))
+                        "; to "
+                        (r["recording"]["recorders"].as_array().into_iter().flatten()
+                            .map(|x| format!("{} (since {})", x["name"].as_str().unwrap_or(""), x["since"].as_str().unwrap_or("")))
+                            .collect::<Vec<_>>().join(", "))
+                    }
+                } }
                 tr { td { "Multi-Line Controller (SIP)" } td {
                     (yes(&r["telephony"]["mlc_running"]))
                     @if let Some(a) = r["telephony"]["sip_listen"].as_str() { " on " (a) }
