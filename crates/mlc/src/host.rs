@@ -39,13 +39,14 @@ pub trait Host: Send + Sync + 'static {
     async fn recording(&self, _call: &CallView) -> anyhow::Result<Option<Recording>> {
         Ok(None)
     }
-    /// A recording session of `call` (on `line`) with recorder `recorder`
-    /// (its id) began (`failure: None`) or failed, and why (it is tried
-    /// again within bounds while the call lasts).
+    /// A recording session of `call` (on `line`, held by `owner`) with
+    /// recorder `recorder` (its id) began (`failure: None`) or failed, and
+    /// why (it is tried again within bounds while the call lasts).
     async fn recorder_state(
         &self,
         _call: u64,
         _line: LineId,
+        _owner: Option<ProfileId>,
         _recorder: i64,
         _failure: Option<String>,
     ) {

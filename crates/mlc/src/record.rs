@@ -100,6 +100,7 @@ pub(crate) async fn start(mlc: &Mlc, view: CallView, codec: Codec, taps: Taps) {
             mlc: mlc.clone(),
             call: view.id,
             line: view.line,
+            owner: view.owner,
             target,
             codec,
             taps: taps.clone(),
@@ -305,6 +306,7 @@ struct Session {
     mlc: Mlc,
     call: u64,
     line: LineId,
+    owner: Option<openturret_domain::ProfileId>,
     target: RecorderTarget,
     codec: Codec,
     taps: Taps,
@@ -371,7 +373,7 @@ impl Session {
     async fn report(&self, state: u8, failure: Option<String>) {
         self.state.store(state, Ordering::SeqCst);
         if let Some(h) = self.mlc.host() {
-            h.recorder_state(self.call, self.line, self.target.id, failure)
+            h.recorder_state(self.call, self.line, self.owner, self.target.id, failure)
                 .await;
         }
         changed(&self.mlc, self.call).await;

@@ -214,6 +214,13 @@ fn schemas() -> Value {
             ("username", s()), ("password", secret("digest password, when the recorder asks for one"))]),
         "RecorderPatch": obj(&[], &[("name", s()), ("uri", s()), ("transport", recorder_transport()),
             ("username", s()), ("password", secret("absent keeps the stored password"))]),
+        "RecordingLogEntry": obj(&["at", "call_id", "recorder_id", "outcome"], &[
+            ("at", t()), ("call_id", i()),
+            ("line_id", json!({"type": "integer", "nullable": true})),
+            ("profile_id", json!({"type": "integer", "nullable": true, "description": "null once the person was erased"})),
+            ("recorder_id", i()),
+            ("outcome", json!({"type": "string", "enum": ["recording", "failed"]})),
+            ("reason", json!({"type": "string", "nullable": true}))]),
         "MlcStatus": obj(&["running", "lines", "calls"], &[
             ("running", json!({"type": "boolean", "description": "whether a Multi-Line Controller runs in this server"})),
             ("sip", json!({"type": "string", "nullable": true, "description": "the SIP address it listens on (UDP and TCP)"})),
@@ -639,6 +646,9 @@ fn operations() -> Vec<Op> {
             .body("RecorderPatch")
             .ok(200, S(r("Recorder"))),
         op("delete", "/api/v1/recorders/{id}", "recorders", "Remove a voice recorder").ok(204, None),
+        op("get", "/api/v1/recordings", "recorders", "The record of which calls went to which recorder (or failed to), newest first; kept as long as CDRs")
+            .query(&[("from", "RFC 3339; at or after"), ("to", "RFC 3339; before"), ("limit", "1-1000, default 100")])
+            .ok(200, S(array(r("RecordingLogEntry")))),
         op("get", "/api/v1/mlc", "lines", "The Multi-Line Controller: its SIP address, lines per registration state, calls in progress")
             .ok(200, S(r("MlcStatus"))),
         op("get", "/api/v1/settings", "settings", "System settings").ok(200, S(r("Settings"))),

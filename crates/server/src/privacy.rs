@@ -117,6 +117,14 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "TLS in transit; files mode 0600",
         ),
         category(
+            "Record of forwarding to voice recorders",
+            "call, line, profile holding the call, recorder, time, outcome (no number, no name)",
+            c.recording_log,
+            &db_where,
+            "administrators (GET /api/v1/recordings); kept as long as CDRs; the profile is removed when its person is erased",
+            "",
+        ),
+        category(
             "Audit log",
             "user account, client address, computer name, time, level, event, object, changed fields",
             c.audit_entries,

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use openturret_domain::audit::AuditLevel;
-use openturret_domain::{LineId, Timestamp};
+use openturret_domain::model::RecordingLogEntry;
+use openturret_domain::{LineId, ProfileId, RecorderId, Timestamp};
 use openturret_mlc::{CallView, RecorderTarget, Recording};
 use serde_json::json;
 
@@ -48,15 +49,34 @@ impl Status {
     }
 }
 
-/// An MLC's report on one recording session: the recorder's status, a
-/// CTI `recording` event and, for a failure, a warning in the audit log.
+/// An MLC's report on one recording session: a line in the record of
+/// forwarding, the recorder's status, a CTI `recording` event and, for a
+/// failure, a warning in the audit log.
 pub async fn on_recorder_state(
     app: &App,
     call: u64,
     line: LineId,
+    owner: Option<ProfileId>,
     recorder: i64,
     failure: Option<String>,
 ) {
+    let entry = RecordingLogEntry {
+        at: Timestamp::now(),
+        call_id: call as i64,
+        line_id: Some(line),
+        profile_id: owner,
+        recorder_id: RecorderId(recorder),
+        outcome: if failure.is_some() {
+            "failed"
+        } else {
+            "recording"
+        }
+        .into(),
+        reason: failure.clone(),
+    };
+    if let Err(e) = app.store.log_recordings(vec![entry]).await {
+        tracing::warn!(error = %e, "the record of forwarding could not be written");
+    }
     {
         let mut all = app.recorder_status.0.lock().unwrap();
         let s = all.entry(recorder).or_default();

@@ -1,7 +1,8 @@
 //! Retention (SPEC §4): call-memory entries and call data records older
 //! than the administrator's limits (settings) are deleted by a background
 //! job, at start and then every hour; each purge is audited with how many
-//! records went. Closed rolling CDR files older than the CDR limit go too. Defaults: call memory 90 days, CDRs 365 days, audit
+//! records went. Closed rolling CDR files and the record of forwarding to
+//! voice recorders older than the CDR limit go too. Defaults: call memory 90 days, CDRs 365 days, audit
 //! entries 2,557 days (seven years).
 
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub struct Purged {
     pub audit_entries: u64,
     /// Closed rolling CDR files.
     pub cdr_files: u64,
+    /// Lines of the record of forwarding to voice recorders (kept as long
+    /// as CDRs).
+    pub recording_log: u64,
 }
 
 fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord {
@@ -42,6 +46,10 @@ pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
         p.cdrs = app
             .store
             .purge_cdrs_before(cutoff, record(app, "retention.purged", "cdr"))
+            .await?;
+        p.recording_log = app
+            .store
+            .purge_recording_log_before(cutoff, record(app, "retention.purged", "recording_log"))
             .await?;
         let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.0.max(0) as u64);
         p.cdr_files = app.cdr.purge_before(before).await? as u64;
@@ -73,6 +81,7 @@ pub fn start(app: &App) {
                     cdrs = p.cdrs,
                     audit_entries = p.audit_entries,
                     cdr_files = p.cdr_files,
+                    recording_log = p.recording_log,
                     "retention purge"
                 ),
                 Ok(_) => {}

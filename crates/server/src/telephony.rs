@@ -685,11 +685,12 @@ impl Host for LocalHost {
         &self,
         call: u64,
         line: LineId,
+        owner: Option<ProfileId>,
         recorder: i64,
         failure: Option<String>,
     ) {
         if let Ok(app) = self.app() {
-            crate::recording::on_recorder_state(&app, call, line, recorder, failure).await;
+            crate::recording::on_recorder_state(&app, call, line, owner, recorder, failure).await;
         }
     }
 }

@@ -280,6 +280,19 @@ async fn a_recorder_that_dies_mid_call_is_reported_and_the_call_goes_on() {
     assert_eq!(status["state"], "failing", "{list}");
     assert!(status["failures"].as_u64().unwrap() >= 1, "{list}");
     assert_eq!(status["last_failure"], reason.as_str());
+    // The system's own record: the call went to the recorder, then
+    // failed there.
+    let (_, log) = d.api.get("/api/v1/recordings").await;
+    let outcomes: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"recording"), "{log}");
+    assert!(outcomes.contains(&"failed"), "{log}");
+    assert_eq!(log[0]["line_id"], d.line, "{log}");
+    assert!(log[0]["profile_id"].is_i64(), "{log}");
     let (_, audit) = d.api.get("/api/v1/audit?event_type=recorder.failed").await;
     let entry = &audit["items"][0];
     assert_eq!(entry["object_type"], "recorder", "{audit}");

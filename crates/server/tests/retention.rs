@@ -3,8 +3,8 @@
 mod common;
 
 use common::inproc::InProc;
-use openturret_domain::model::{Cdr, Direction};
-use openturret_domain::{LineId, ProfileId, Timestamp};
+use openturret_domain::model::{Cdr, Direction, RecordingLogEntry};
+use openturret_domain::{LineId, ProfileId, RecorderId, Timestamp};
 use openturret_server::callmem::{CallEvent, record_call};
 use openturret_server::retention::{Purged, run_once};
 use serde_json::json;
@@ -50,6 +50,20 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             })
             .await
             .unwrap();
+        // The record of forwarding to recorders follows the CDRs.
+        s.app
+            .store
+            .log_recordings(vec![RecordingLogEntry {
+                at: Timestamp(now.0 - age_days * 3 * DAY),
+                call_id: age_days,
+                line_id: Some(LineId(l["id"].as_i64().unwrap())),
+                profile_id: Some(ProfileId(pid)),
+                recorder_id: RecorderId(1),
+                outcome: "recording".into(),
+                reason: None,
+            }])
+            .await
+            .unwrap();
     }
     // Defaults: 90 days of call memory, 365 days of CDRs.
     let (_, st) = s.api.get("/api/v1/settings").await;
@@ -68,6 +82,7 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             cdrs: 1,
             audit_entries: 0,
             cdr_files: 0,
+            recording_log: 1,
         }
     );
     assert_eq!(
@@ -105,7 +120,20 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
         .collect();
     assert_eq!(
         changes,
-        ["\"cdr\":\"deleted:1\"", "\"call_memory\":\"deleted:2\""]
+        [
+            "\"recording_log\":\"deleted:1\"",
+            "\"cdr\":\"deleted:1\"",
+            "\"call_memory\":\"deleted:2\""
+        ]
+    );
+    assert_eq!(
+        s.app
+            .store
+            .list_recording_log(Timestamp(0), now, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 
     // An administrator can keep records for ever, or shorten the limits.
@@ -133,6 +161,7 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             cdrs: 2,
             audit_entries: 0,
             cdr_files: 0,
+            recording_log: 2,
         }
     );
 

@@ -424,6 +424,22 @@ pub trait RecorderStore {
     async fn delete_recorder(&self, id: RecorderId, audit: AuditRecord) -> Result<()>;
     /// Every recorder with its decrypted password, for the MLC only.
     async fn recorders_with_passwords(&self) -> Result<Vec<(Recorder, Option<Secret>)>>;
+    /// Adds lines to the record of forwarding (one transaction).
+    async fn log_recordings(&self, entries: Vec<RecordingLogEntry>) -> Result<()>;
+    /// The record of forwarding in `[from, to)`, newest first.
+    async fn list_recording_log(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<RecordingLogEntry>>;
+    /// Deletes the record of forwarding older than `cutoff` (the CDRs'
+    /// retention); returns how many lines went.
+    async fn purge_recording_log_before(
+        &self,
+        cutoff: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<u64>;
 }
 
 #[async_trait]
@@ -595,6 +611,8 @@ pub struct DataCounts {
     pub consents: i64,
     pub call_memory_entries: i64,
     pub cdrs: i64,
+    /// Lines of the record of forwarding to voice recorders.
+    pub recording_log: i64,
     pub audit_entries: i64,
     /// Oldest call-memory entry and CDR (Unix ms), for retention.
     pub oldest_call_memory: Option<i64>,

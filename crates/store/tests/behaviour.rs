@@ -140,6 +140,18 @@ async fn deleting_a_profile_erases_everything_it_owns_rule_8() {
     ])
     .await
     .unwrap();
+    // The record of forwarding to voice recorders: one line of the call.
+    s.log_recordings(vec![RecordingLogEntry {
+        at: Timestamp(10),
+        call_id: 7,
+        line_id: Some(line.id),
+        profile_id: Some(p.id),
+        recorder_id: RecorderId(1),
+        outcome: "recording".into(),
+        reason: None,
+    }])
+    .await
+    .unwrap();
 
     let preview = s.profile_erasure_preview(p.id).await.unwrap();
     let erased = s
@@ -166,6 +178,15 @@ async fn deleting_a_profile_erases_everything_it_owns_rule_8() {
         "the records stay, unnamed"
     );
     assert!(cdrs.iter().all(|c| c.called_number.is_some()));
+    let log = s
+        .list_recording_log(Timestamp(0), Timestamp(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (log.len(), log[0].profile_id, log[0].line_id),
+        (1, None, Some(line.id)),
+        "the record of forwarding stays, without the person"
+    );
     assert!(matches!(
         s.get_profile(p.id).await,
         Err(StoreError::NotFound("profile"))

@@ -90,6 +90,21 @@ pub struct Recorder {
     pub updated_at: Timestamp,
 }
 
+/// One line of the system's own record of forwarding: a recorder took a
+/// call (`recording`) or failed to (`failed`, and why). No number, no
+/// name: the call, its line, the profile holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingLogEntry {
+    pub at: Timestamp,
+    pub call_id: i64,
+    pub line_id: Option<crate::LineId>,
+    /// `None` once the person was erased.
+    pub profile_id: Option<crate::ProfileId>,
+    pub recorder_id: RecorderId,
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

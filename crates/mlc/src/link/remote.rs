@@ -95,12 +95,13 @@ impl Host for RemoteHost {
         &self,
         call: u64,
         line: LineId,
+        owner: Option<openturret_domain::ProfileId>,
         recorder: i64,
         failure: Option<String>,
     ) {
         self.tell(
             json!({"t": "recorder_state", "call": call, "line_id": line.0,
-            "recorder": recorder, "failure": failure}),
+            "owner": owner.map(|p| p.0), "recorder": recorder, "failure": failure}),
         );
     }
 

@@ -286,6 +286,7 @@ async fn handle(app: &App, link: &Arc<Link>, v: Value) {
                     app,
                     v["call"].as_u64().unwrap_or_default(),
                     line,
+                    v["owner"].as_i64().map(openturret_domain::ProfileId),
                     v["recorder"].as_i64().unwrap_or_default(),
                     failure,
                 )

@@ -170,6 +170,7 @@ fn api_routes() -> Routes {
         .get("/recorders/{id}", recorders::get)
         .patch("/recorders/{id}", recorders::update)
         .delete("/recorders/{id}", recorders::delete)
+        .get("/recordings", recorders::log)
         .get("/api-keys", api_keys::list)
         .post("/api-keys", api_keys::create)
         .delete("/api-keys/{id}", api_keys::revoke)

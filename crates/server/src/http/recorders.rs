@@ -6,8 +6,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use openturret_domain::RecorderId;
 use openturret_domain::model::{Recorder, RecorderFields};
+use openturret_domain::{RecorderId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiResult;
@@ -178,4 +178,64 @@ pub async fn delete(
     let r = auth.record("recorder.deleted", "recorder", Some(id.to_string()), vec![]);
     app.store.delete_recorder(RecorderId(id), r).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// RFC 3339; entries at or after (default: the start of time).
+    from: Option<String>,
+    /// RFC 3339; entries before (default: now).
+    to: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct LogEntryOut {
+    at: String,
+    call_id: i64,
+    line_id: Option<i64>,
+    /// `null` once the person was erased.
+    profile_id: Option<i64>,
+    recorder_id: i64,
+    /// `recording` (the recorder took the call) or `failed`.
+    outcome: String,
+    reason: Option<String>,
+}
+
+/// `GET /recordings`: the system's own record of which calls went to
+/// which recorder (or failed to), newest first. Kept as long as CDRs.
+pub async fn log(
+    State(app): State<App>,
+    _a: AdminAuth,
+    axum::extract::Query(q): axum::extract::Query<LogQuery>,
+) -> ApiResult<axum::Json<Vec<LogEntryOut>>> {
+    let lim = super::limit(q.limit, 100, 1000)?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| super::parse_ts("from", s))
+        .transpose()?
+        .unwrap_or(Timestamp(0));
+    let to =
+        q.to.as_deref()
+            .map(|s| super::parse_ts("to", s))
+            .transpose()?
+            .unwrap_or(Timestamp(i64::MAX));
+    Ok(axum::Json(
+        app.store
+            .list_recording_log(from, to, lim)
+            .await?
+            .into_iter()
+            .map(|e| LogEntryOut {
+                at: e.at.rfc3339(),
+                call_id: e.call_id,
+                line_id: e.line_id.map(|l| l.0),
+                profile_id: e.profile_id.map(|p| p.0),
+                recorder_id: e.recorder_id.0,
+                outcome: e.outcome,
+                reason: e.reason,
+            })
+            .collect(),
+    ))
 }

@@ -12,3 +12,18 @@ CREATE TABLE recorders (
 );
 ALTER TABLE lines ADD COLUMN recorded INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE settings ADD COLUMN recording_all_lines INTEGER NOT NULL DEFAULT 0;
+-- Which calls went (or failed to go) to which recorder: the system's own
+-- record of forwarding, kept as long as call data records and stripped of
+-- the profile when its person is erased.
+CREATE TABLE recording_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    call_id INTEGER NOT NULL,
+    line_id INTEGER,
+    profile_id INTEGER,
+    recorder_id INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX recording_log_at ON recording_log (at);
+CREATE INDEX recording_log_profile ON recording_log (profile_id) WHERE profile_id IS NOT NULL;

@@ -10,7 +10,7 @@ use super::{SqliteStore, Tx, db};
 use crate::{CallStore, CdrFilter, Result};
 
 impl SqliteStore {
-    async fn purge(
+    pub(super) async fn purge(
         &self,
         sql: &'static str,
         cutoff: Timestamp,

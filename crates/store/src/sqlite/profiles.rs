@@ -114,6 +114,13 @@ impl SqliteStore {
         .execute(&mut *conn)
         .await
         .map_err(db)?;
+        // The record of forwarding to recorders keeps the call, not who
+        // held it.
+        sqlx::query("UPDATE recording_log SET profile_id = NULL WHERE profile_id = ?")
+            .bind(id.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
         // ON DELETE CASCADE removes contacts, keys, call memory, line
         // assignments, consents and turret sessions; secure_delete
         // overwrites the pages.

@@ -168,4 +168,67 @@ impl RecorderStore for SqliteStore {
             })
             .collect()
     }
+
+    async fn log_recordings(&self, entries: Vec<RecordingLogEntry>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for e in &entries {
+            sqlx::query(
+                "INSERT INTO recording_log (at, call_id, line_id, profile_id, recorder_id, outcome, reason)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(e.at.0)
+            .bind(e.call_id)
+            .bind(e.line_id.map(|l| l.0))
+            .bind(e.profile_id.map(|p| p.0))
+            .bind(e.recorder_id.0)
+            .bind(&e.outcome)
+            .bind(&e.reason)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn list_recording_log(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<RecordingLogEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM recording_log WHERE at >= ? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| RecordingLogEntry {
+                at: Timestamp(r.get("at")),
+                call_id: r.get("call_id"),
+                line_id: r
+                    .get::<Option<i64>, _>("line_id")
+                    .map(openturret_domain::LineId),
+                profile_id: r
+                    .get::<Option<i64>, _>("profile_id")
+                    .map(openturret_domain::ProfileId),
+                recorder_id: RecorderId(r.get("recorder_id")),
+                outcome: r.get("outcome"),
+                reason: r.get("reason"),
+            })
+            .collect())
+    }
+
+    async fn purge_recording_log_before(
+        &self,
+        cutoff: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<u64> {
+        self.purge("DELETE FROM recording_log WHERE at < ?", cutoff, audit)
+            .await
+    }
 }
