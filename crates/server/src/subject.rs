@@ -112,6 +112,10 @@ pub async fn export(
             ..Default::default()
         })
         .await?;
+    let forwarded = app
+        .store
+        .list_recording_log(Timestamp(0), Timestamp(i64::MAX), Some(pid), 100_000)
+        .await?;
     let audit = app
         .store
         .list_audit(&AuditFilter {
@@ -163,6 +167,22 @@ pub async fn export(
                 c.channel.as_str().into(),
                 c.given_at.rfc3339(),
                 c.recorded_by.clone(),
+            ]
+        })
+        .collect();
+    let forwarded_rows: Vec<Vec<String>> = forwarded
+        .iter()
+        .map(|e| {
+            let line = e
+                .line_id
+                .and_then(|l| lines.iter().find(|x| x.id == l))
+                .map(|l| l.fields.name.clone())
+                .unwrap_or_default();
+            vec![
+                e.at.rfc3339(),
+                line,
+                e.recorder_id.0.to_string(),
+                e.outcome.clone(),
             ]
         })
         .collect();
@@ -247,6 +267,7 @@ pub async fn export(
         "called_number",
         "duration_s",
     ];
+    const FORWARDED: [&str; 4] = ["at", "line", "recorder_id", "outcome"];
     const AUDIT: [&str; 8] = [
         "at",
         "event",
@@ -279,6 +300,7 @@ pub async fn export(
         "line_keys": to_objects(&LINE, &line_rows),
         "consents": to_objects(&CONSENT, &consent_rows),
         "call_data_records": to_objects(&CDR, &cdr_rows),
+        "calls_forwarded_to_recorders": to_objects(&FORWARDED, &forwarded_rows),
         "audit_events": to_objects(&AUDIT, &audit_rows),
         "call_memory": cm_rows.as_ref().map(|r| to_objects(&CM, r)),
     });
@@ -301,6 +323,7 @@ pub async fn export(
                 (table("Line keys", &LINE, &line_rows))
                 (table("Consents", &CONSENT, &consent_rows))
                 (table("Call data records", &CDR, &cdr_rows))
+                (table("Calls forwarded to voice recorders", &FORWARDED, &forwarded_rows))
                 @if let Some(rows) = &cm_rows { (table("Call memory", &CM, rows)) }
                 (table("Audit events", &AUDIT, &audit_rows))
                 p { (AUDIT_NOTE) }
@@ -314,6 +337,10 @@ pub async fn export(
         ("line_keys.csv".into(), csv_of(&LINE, &line_rows)),
         ("consents.csv".into(), csv_of(&CONSENT, &consent_rows)),
         ("call_data_records.csv".into(), csv_of(&CDR, &cdr_rows)),
+        (
+            "calls_forwarded_to_recorders.csv".into(),
+            csv_of(&FORWARDED, &forwarded_rows),
+        ),
         ("audit_events.csv".into(), csv_of(&AUDIT, &audit_rows)),
     ];
     if with_contacts {

@@ -129,7 +129,7 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
     assert_eq!(
         s.app
             .store
-            .list_recording_log(Timestamp(0), now, 10)
+            .list_recording_log(Timestamp(0), now, None, 10)
             .await
             .unwrap()
             .len(),
@@ -330,6 +330,20 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
         reason: String::new(),
     };
     record_call(&s.app, &ev).await.unwrap();
+    // A call of theirs went to a voice recorder.
+    s.app
+        .store
+        .log_recordings(vec![RecordingLogEntry {
+            at: Timestamp::now(),
+            call_id: 9,
+            line_id: Some(LineId(l["id"].as_i64().unwrap())),
+            profile_id: Some(ProfileId(pid)),
+            recorder_id: RecorderId(4),
+            outcome: "recording".into(),
+            reason: None,
+        }])
+        .await
+        .unwrap();
 
     // The administrator's export: everything but the sealed call memory.
     let res = s
@@ -354,6 +368,15 @@ async fn a_subject_export_holds_everything_and_call_memory_only_when_the_user_un
     assert_eq!(
         subject["call_data_records"][0]["calling_number"],
         "+44 20 7000 0555"
+    );
+    assert_eq!(
+        subject["calls_forwarded_to_recorders"][0]["recorder_id"], "4",
+        "{subject}"
+    );
+    assert!(
+        unzip(&admin_zip, "calls_forwarded_to_recorders.csv")
+            .unwrap()
+            .contains(",4,recording")
     );
     assert_eq!(
         subject["line_keys"],
@@ -581,8 +604,8 @@ fn the_privacy_table_names_only_tests_that_exist() {
     let items: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(
         items.len(),
-        10,
-        "ten items of personal data (SPEC §2): {items:?}"
+        11,
+        "the ten items of personal data of SPEC §2, and the record of forwarding to recorders: {items:?}"
     );
     let named = |text: &str| -> Vec<String> {
         text.split('`')

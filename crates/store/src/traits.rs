@@ -426,11 +426,13 @@ pub trait RecorderStore {
     async fn recorders_with_passwords(&self) -> Result<Vec<(Recorder, Option<Secret>)>>;
     /// Adds lines to the record of forwarding (one transaction).
     async fn log_recordings(&self, entries: Vec<RecordingLogEntry>) -> Result<()>;
-    /// The record of forwarding in `[from, to)`, newest first.
+    /// The record of forwarding in `[from, to)` (of calls `profile` held,
+    /// when given), newest first.
     async fn list_recording_log(
         &self,
         from: Timestamp,
         to: Timestamp,
+        profile: Option<ProfileId>,
         limit: i64,
     ) -> Result<Vec<RecordingLogEntry>>;
     /// Deletes the record of forwarding older than `cutoff` (the CDRs'

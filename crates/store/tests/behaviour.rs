@@ -179,7 +179,7 @@ async fn deleting_a_profile_erases_everything_it_owns_rule_8() {
     );
     assert!(cdrs.iter().all(|c| c.called_number.is_some()));
     let log = s
-        .list_recording_log(Timestamp(0), Timestamp(100), 10)
+        .list_recording_log(Timestamp(0), Timestamp(100), None, 10)
         .await
         .unwrap();
     assert_eq!(

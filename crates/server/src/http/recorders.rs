@@ -224,7 +224,7 @@ pub async fn log(
             .unwrap_or(Timestamp(i64::MAX));
     Ok(axum::Json(
         app.store
-            .list_recording_log(from, to, lim)
+            .list_recording_log(from, to, None, lim)
             .await?
             .into_iter()
             .map(|e| LogEntryOut {

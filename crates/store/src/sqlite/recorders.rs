@@ -194,13 +194,16 @@ impl RecorderStore for SqliteStore {
         &self,
         from: Timestamp,
         to: Timestamp,
+        profile: Option<openturret_domain::ProfileId>,
         limit: i64,
     ) -> Result<Vec<RecordingLogEntry>> {
         let rows = sqlx::query(
-            "SELECT * FROM recording_log WHERE at >= ? AND at < ? ORDER BY at DESC, id DESC LIMIT ?",
+            "SELECT * FROM recording_log WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR profile_id = ?3)
+             ORDER BY at DESC, id DESC LIMIT ?4",
         )
         .bind(from.0)
         .bind(to.0)
+        .bind(profile.map(|p| p.0))
         .bind(limit)
         .fetch_all(&self.reader)
         .await
