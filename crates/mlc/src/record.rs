@@ -64,6 +64,9 @@ const FAILED: u8 = 2;
 enum Cmd {
     /// The call was held (true) or retrieved (false).
     Held(bool),
+    /// The far end took a blind transfer: our leg, and so the recording,
+    /// ends next; the recorder is told first.
+    Transferred,
     Stop,
 }
 
@@ -86,6 +89,7 @@ pub(crate) async fn start(mlc: &Mlc, view: CallView, codec: Codec, taps: Taps) {
         ids: Ids::new(),
         start: Timestamp::now(),
         held: false,
+        transferred: false,
         incoming: view.direction == openturret_domain::model::Direction::Incoming,
     };
     let mut handles = Vec::new();
@@ -118,6 +122,15 @@ pub(crate) fn held(mlc: &Mlc, call: u64, on: bool) {
     if let Some(v) = mlc.recordings.map.lock().unwrap().get(&call) {
         for h in v {
             let _ = h.tx.send(Cmd::Held(on));
+        }
+    }
+}
+
+/// The call was transferred away (its end follows).
+pub(crate) fn transferred(mlc: &Mlc, call: u64) {
+    if let Some(v) = mlc.recordings.map.lock().unwrap().get(&call) {
+        for h in v {
+            let _ = h.tx.send(Cmd::Transferred);
         }
     }
 }
@@ -196,6 +209,7 @@ struct Meta {
     ids: Ids,
     start: Timestamp,
     held: bool,
+    transferred: bool,
     incoming: bool,
 }
 
@@ -259,7 +273,9 @@ impl Meta {
             "  <session session_id=\"{}\">\n    <start-time>{start}</start-time>\n{}    <ot:state xmlns:ot=\"urn:openturret:params:xml:ns:recording\">{}</ot:state>\n    <ot:direction xmlns:ot=\"urn:openturret:params:xml:ns:recording\">{}</ot:direction>\n  </session>\n",
             i.session,
             stop("    ", "stop-time"),
-            if stopped.is_some() {
+            if self.transferred {
+                "transferred"
+            } else if stopped.is_some() {
                 "ended"
             } else if self.held {
                 "held"
@@ -352,7 +368,7 @@ impl Session {
             self.report(FAILED, Some(why)).await;
             if attempt >= ATTEMPTS {
                 // Given up for this call; the call goes on.
-                while let Some(Cmd::Held(_)) = rx.recv().await {}
+                while let Some(Cmd::Held(_) | Cmd::Transferred) = rx.recv().await {}
                 return;
             }
             let wait = tokio::time::sleep(Duration::from_secs(1 << attempt.min(4)));
@@ -362,6 +378,7 @@ impl Session {
                     _ = &mut wait => break,
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Held(on)) => self.meta.held = on,
+                        Some(Cmd::Transferred) => self.meta.transferred = true,
                         Some(Cmd::Stop) | None => return,
                     },
                 }
@@ -470,6 +487,14 @@ impl Session {
                         if let Err(why) = self.request(&mut d, "INVITE", Some(body), ANSWER_WITHIN).await {
                             break Outcome::Failed(format!("it refused the update: {why}"));
                         }
+                    }
+                    Some(Cmd::Transferred) => {
+                        // The last word before the BYE: the call went
+                        // elsewhere, and when.
+                        self.meta.transferred = true;
+                        version += 1;
+                        let body = multipart(&sdp_of(version, true), &self.meta.xml(Some(Timestamp::now())));
+                        let _ = self.request(&mut d, "INVITE", Some(body), ANSWER_WITHIN).await;
                     }
                     Some(Cmd::Stop) | None => break Outcome::Stopped,
                 },
@@ -806,6 +831,7 @@ mod tests {
             ids: Ids::new(),
             start: Timestamp(1_700_000_000_000),
             held: false,
+            transferred: false,
             incoming: true,
         }
     }

@@ -222,6 +222,21 @@ async fn a_call_on_a_separate_mlc_is_recorded_the_same_way_and_pseudonymised() {
         assert!(m.contains("FX Desk (Ann Trader)"), "{m}");
     });
     both_tones_recorded(&srs);
+
+    // A blind transfer: the recorder is told the call went elsewhere (a
+    // last metadata update with its stop time), then BYE.
+    let other = phone(&d, "3000", 1500.0, "PCMU", true);
+    d.b.eval("window.prompt = () => '3000'; return true;").await;
+    d.b.click("li.call [data-op=transfer]").await;
+    other.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    srs.wait(WAIT, "the transfer's metadata and the BYE", |s| {
+        s.sessions.values().next().is_some_and(|r| {
+            r.ended
+                && r.metadata
+                    .last()
+                    .is_some_and(|m| m.contains(">transferred<") && m.contains("<stop-time>"))
+        })
+    });
 }
 
 /// Waits for the next CTI `recording` event in `state`.

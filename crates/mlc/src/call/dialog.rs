@@ -255,6 +255,7 @@ pub async fn transfer(mlc: &Mlc, id: u64, by: ProfileId, target: &str) -> Result
     match r.and_then(|r| r.code()) {
         Some(200..=299) => {
             mlc.calls.with(id, |c| c.end_reason = "transferred".into());
+            crate::record::transferred(mlc, id);
             if let (Some(host), Some(line)) = (mlc.host(), line_of(mlc, id).map(|(l, _)| l)) {
                 host.transferred(id, line).await;
             }
