@@ -398,7 +398,7 @@ impl Session {
 
     /// One recording session, from its INVITE to its BYE or its failure.
     async fn once(&mut self, rx: &mut mpsc::UnboundedReceiver<Cmd>) -> Outcome {
-        let Some(peer) = target_peer(&self.target).await else {
+        let Some(peer) = target_peer(&self.mlc, &self.target).await else {
             return Outcome::Failed(format!("{} does not resolve", self.target.uri));
         };
         let (bind, advertise, ports) = self.mlc.media_place(peer.addr);
@@ -428,26 +428,33 @@ impl Session {
             credentials: None,
         };
         let (codec, call) = (self.codec, self.call);
+        // Over TLS the media is SRTP (SDES, RFC 4568): a key per stream,
+        // per recording session, offered inside the encrypted signalling.
+        let keys = (peer.proto == Proto::Tls).then(|| {
+            [
+                crate::srtp::MasterKey::random(),
+                crate::srtp::MasterKey::random(),
+            ]
+        });
+        let crypto = |i: usize| {
+            keys.as_ref()
+                .map(|k| format!("1 {} {}", crate::srtp::SUITE, k[i].inline()))
+        };
         let sdp_of = |version: u64, held: bool| {
             let dir = if held {
                 sdp::Direction::Inactive
             } else {
                 sdp::Direction::SendOnly
             };
-            let stream = |port: u16, label: &str| sdp::Stream {
-                port,
+            let stream = |i: usize, label: &str| sdp::Stream {
+                port: ports[i],
                 codecs: vec![codec],
                 direction: dir,
                 label: Some(label.into()),
                 events: None,
-                crypto: None,
+                crypto: crypto(i),
             };
-            sdp::build_streams(
-                advertise,
-                call,
-                version,
-                &[stream(ports[0], "1"), stream(ports[1], "2")],
-            )
+            sdp::build_streams(advertise, call, version, &[stream(0, "1"), stream(1, "2")])
         };
         let mut version = 1u64;
         let answer = match self
@@ -461,7 +468,7 @@ impl Session {
             Ok(a) => a,
             Err(why) => return Outcome::Failed(format!("it did not take the call: {why}")),
         };
-        let to = match streams_of(&answer) {
+        let to = match streams_of(&answer, keys.is_some()) {
             Ok(to) => to,
             Err(why) => {
                 let _ = self.request(&mut d, "BYE", None, ANSWER_WITHIN).await;
@@ -471,7 +478,7 @@ impl Session {
         let Ok(sockets) = <[UdpSocket; 2]>::try_from(sockets) else {
             return Outcome::Failed("no media port".into());
         };
-        let fork: Arc<dyn Tap> = Arc::new(Fork::new(sockets, to, self.codec));
+        let fork: Arc<dyn Tap> = Arc::new(Fork::new(sockets, to, self.codec, keys.as_ref()));
         self.taps.lock().unwrap().push(fork.clone());
         tracing::info!(call, recorder = %self.target.name, "call recorded");
         self.report(ACTIVE, None).await;
@@ -699,11 +706,15 @@ fn sdp_of(r: &Message) -> Option<Vec<u8>> {
 }
 
 /// Where the recorder takes each of our two streams: exactly two audio
-/// streams, each with an address.
-fn streams_of(answer: &[u8]) -> Result<[SocketAddr; 2], String> {
+/// streams, each with an address (and SRTP, when we offered it: media to a
+/// recorder reached over TLS is never sent in clear).
+fn streams_of(answer: &[u8], secure: bool) -> Result<[SocketAddr; 2], String> {
     let all = sdp::parse_all(answer).map_err(|e| format!("its SDP is not usable: {e:?}"))?;
     if all.len() != 2 {
         return Err(format!("it answered {} audio streams, not 2", all.len()));
+    }
+    if secure && all.iter().any(|a| !a.secure) {
+        return Err("it refused SRTP for a recorder over TLS".into());
     }
     match (all[0].rtp, all[1].rtp) {
         (Some(a), Some(b)) => Ok([a, b]),
@@ -711,8 +722,9 @@ fn streams_of(answer: &[u8]) -> Result<[SocketAddr; 2], String> {
     }
 }
 
-/// The recorder's address, by its URI and configured transport.
-async fn target_peer(t: &RecorderTarget) -> Option<Peer> {
+/// The recorder's address, by its URI and configured transport (over
+/// TLS, its certificate is checked for the URI's host).
+async fn target_peer(mlc: &Mlc, t: &RecorderTarget) -> Option<Peer> {
     let na = openturret_sip::uri::NameAddr::parse(&format!("<{}>", t.uri)).ok()?;
     let u = na.uri;
     let proto = match t.transport.as_str() {
@@ -727,6 +739,9 @@ async fn target_peer(t: &RecorderTarget) -> Option<Peer> {
         .await
         .ok()?
         .next()?;
+    if proto == Proto::Tls && host.parse::<std::net::IpAddr>().is_err() {
+        mlc.set_tls_name(addr, host);
+    }
     Some(Peer { proto, addr })
 }
 
@@ -737,6 +752,8 @@ pub(crate) struct Fork {
     to: [SocketAddr; 2],
     codec: Codec,
     out: Mutex<[Out; 2]>,
+    /// Each stream's SRTP context, when the recorder is reached over TLS.
+    srtp: Mutex<Option<[crate::srtp::Srtp; 2]>>,
 }
 
 /// One outgoing stream's numbering; the far end's is shifted from its own
@@ -750,7 +767,12 @@ struct Out {
 }
 
 impl Fork {
-    fn new(sockets: [UdpSocket; 2], to: [SocketAddr; 2], codec: Codec) -> Fork {
+    fn new(
+        sockets: [UdpSocket; 2],
+        to: [SocketAddr; 2],
+        codec: Codec,
+        keys: Option<&[crate::srtp::MasterKey; 2]>,
+    ) -> Fork {
         let out = || {
             let r = message::random_u64();
             Out {
@@ -765,6 +787,9 @@ impl Fork {
             to,
             codec,
             out: Mutex::new([out(), out()]),
+            srtp: Mutex::new(
+                keys.map(|k| [crate::srtp::Srtp::new(&k[0]), crate::srtp::Srtp::new(&k[1])]),
+            ),
         }
     }
 
@@ -776,6 +801,9 @@ impl Fork {
         p.extend_from_slice(&ts.to_be_bytes());
         p.extend_from_slice(&ssrc.to_be_bytes());
         p.extend_from_slice(payload);
+        if let Some(s) = self.srtp.lock().unwrap().as_mut() {
+            s[stream].protect(&mut p, 12);
+        }
         // Never waits: a full socket buffer loses this packet only.
         let _ = self.sockets[stream].try_send_to(&p, self.to[stream]);
     }
@@ -891,7 +919,8 @@ mod tests {
                 },
             ],
         );
-        let to = streams_of(&two).unwrap();
+        let to = streams_of(&two, false).unwrap();
+        assert!(streams_of(&two, true).unwrap_err().contains("SRTP"));
         assert_eq!(to[1], "192.0.2.9:4002".parse().unwrap());
         let one = sdp::build_call(
             "192.0.2.9:4000".parse().unwrap(),
@@ -902,7 +931,11 @@ mod tests {
             None,
             None,
         );
-        assert!(streams_of(&one).unwrap_err().contains("1 audio streams"));
-        assert!(streams_of(b"garbage").is_err());
+        assert!(
+            streams_of(&one, false)
+                .unwrap_err()
+                .contains("1 audio streams")
+        );
+        assert!(streams_of(b"garbage", false).is_err());
     }
 }

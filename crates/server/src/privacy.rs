@@ -244,6 +244,6 @@ async fn recording_section(
         "recorders": recorders.iter().map(|r| json!({"name": r.fields.name, "uri": r.fields.uri,
             "transport": r.fields.transport.as_str(), "since": r.created_at.rfc3339()})).collect::<Vec<_>>(),
         "what": "each recorded call's audio, both directions as separate streams, and its metadata (the line, the profile holding the call, the far end's number and name, start and stop times) go to every recorder over SIPREC (RFC 7866); numbers are pseudonymised there when pseudonymisation is on. The system itself keeps no audio",
-        "protocol": "SIP to each recorder over its transport (UDP, TCP or TLS); media as RTP",
+        "protocol": "SIP to each recorder over its transport (UDP, TCP or TLS); media as RTP, or as SRTP (SDES keys per stream and session) to a recorder over TLS",
     }))
 }

@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cti::{Ws, cti_at, next};
-use common::desk::{Desk, FAR, MIC, Mlc, desk, phone};
+use common::desk::{Desk, FAR, MIC, Mlc, desk, desk_with_ca, phone};
 use common::sip::{free_port, hears};
 use common::srs::{Answer, Srs, last, seconds};
 use serde_json::json;
@@ -29,7 +29,12 @@ async fn record(d: &Desk, recorders: &[String]) {
             )
             .await;
         assert_eq!(st.as_u16(), 201, "{r}");
-        assert_eq!(r["transport"], "udp");
+        let want = if uri.starts_with("sips:") {
+            "tls"
+        } else {
+            "udp"
+        };
+        assert_eq!(r["transport"], want);
     }
     let (st, s) = d
         .api
@@ -372,4 +377,35 @@ async fn recorders_that_answer_badly_are_ended_cleanly_and_change_nothing() {
     assert!(far.event_types_since(0).iter().all(|e| e != "CALL_CLOSED"));
     d.b.click("li.call [data-op=hangup]").await;
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+}
+
+/// A recorder reached over TLS: the signalling over TLS (its certificate
+/// checked against `sip.tls_ca`), the media as SRTP keyed by SDES inside
+/// it. The stand-in refuses anything else (488) and decrypts with its own
+/// RFC 3711 code: both tones arrive, and no packet fails authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_over_tls_gets_the_call_as_srtp() {
+    let srs = Srs::tls();
+    let d = desk_with_ca(Mlc::InProcess, srs.tls_cert.clone()).await;
+    record(&d, &[srs.uri()]).await;
+    let far = answered_call(&d).await;
+    srs.wait(WAIT, "a recording session over TLS", |s| {
+        s.sessions.len() == 1
+    });
+    srs.only(|r| assert!(r.srtp, "the offer was SRTP"));
+    both_tones_recorded(&srs);
+    srs.only(|r| {
+        assert_eq!(
+            r.forged.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "every SRTP packet authenticated"
+        )
+    });
+    let seen = far.event_count();
+    d.b.click("li.call [data-op=hangup]").await;
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    srs.wait(WAIT, "the BYE over TLS", |s| {
+        s.sessions.values().all(|r| r.ended)
+    });
+    assert!(srs.state.lock().unwrap().refusals.is_empty());
 }

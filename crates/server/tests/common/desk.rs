@@ -41,12 +41,18 @@ pub enum Mlc {
 }
 
 pub async fn desk(mlc: Mlc) -> Desk {
+    desk_with_ca(mlc, None).await
+}
+
+/// [`desk`], the MLC trusting `ca` for TLS peers (a recorder's
+/// certificate) instead of the test PBX's.
+pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
     let pbx = if mlc == Mlc::Tls {
         Kamailio::start_tls()
     } else {
         Kamailio::start("MD5", true)
     };
-    let ca = (mlc == Mlc::Tls).then(|| pbx.cert_path());
+    let ca = ca.or_else(|| (mlc == Mlc::Tls).then(|| pbx.cert_path()));
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     let mut cert = Vec::new();
     let (url, api) = match mlc {

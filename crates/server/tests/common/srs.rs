@@ -33,6 +33,10 @@ pub struct Recorded {
     pub audio: HashMap<String, Arc<Mutex<(u8, Vec<f64>)>>>,
     /// The SDP directions of the last offer.
     pub directions: Vec<String>,
+    /// Whether the offer's streams were SRTP (RTP/SAVP with a key).
+    pub srtp: bool,
+    /// SRTP packets that did not authenticate (dropped).
+    pub forged: Arc<std::sync::atomic::AtomicU64>,
     pub ended: bool,
     answer: Vec<u8>,
     to_tag: String,
@@ -62,6 +66,9 @@ pub struct Srs {
     pub port: u16,
     pub state: Arc<Mutex<SrsState>>,
     stop: Arc<AtomicBool>,
+    /// Over TLS: its certificate (PEM), to trust as `sip.tls_ca`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Srs {
@@ -90,12 +97,62 @@ impl Srs {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                if let Some(reply) = handle(&st, &halt, port, answer, &buf[..n]) {
+                if let Some(reply) = handle(&st, &halt, port, answer, false, &buf[..n]) {
                     let _ = socket.send_to(&reply, from);
                 }
             }
         });
-        Srs { port, state, stop }
+        Srs {
+            port,
+            state,
+            stop,
+            tls_cert: None,
+            _dir: None,
+        }
+    }
+
+    /// A recorder over TLS (`sips:`), with a certificate of its own for
+    /// 127.0.0.1; its media must be SRTP (SDES) and it decrypts it.
+    pub fn tls() -> Srs {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let cert_path = dir.path().join("srs.pem");
+        std::fs::write(&cert_path, ck.cert.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![ck.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(SrsState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, halt) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                let Ok((tcp, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let (st, halt, config) = (st.clone(), halt.clone(), config.clone());
+                std::thread::spawn(move || serve_tls(tcp, config, &st, &halt, port));
+            }
+        });
+        Srs {
+            port,
+            state,
+            stop,
+            tls_cert: Some(cert_path),
+            _dir: Some(dir),
+        }
     }
 
     /// Stops answering (a recorder that died): its sockets close.
@@ -104,7 +161,11 @@ impl Srs {
     }
 
     pub fn uri(&self) -> String {
-        format!("sip:srs@127.0.0.1:{}", self.port)
+        if self.tls_cert.is_some() {
+            format!("sips:srs@127.0.0.1:{}", self.port)
+        } else {
+            format!("sip:srs@127.0.0.1:{}", self.port)
+        }
     }
 
     pub fn invites(&self) -> usize {
@@ -243,6 +304,7 @@ fn handle(
     halt: &Arc<AtomicBool>,
     port: u16,
     mode: Answer,
+    tls: bool,
     b: &[u8],
 ) -> Option<Vec<u8>> {
     let m = Msg::parse(b)?;
@@ -251,14 +313,21 @@ fn handle(
         return None;
     }
     let call_id = m.get("call-id")?.to_string();
-    let contact = [("Contact", format!("<sip:srs@127.0.0.1:{port}>"))];
+    let contact = [(
+        "Contact",
+        if tls {
+            format!("<sip:srs@127.0.0.1:{port};transport=tls>")
+        } else {
+            format!("<sip:srs@127.0.0.1:{port}>")
+        },
+    )];
     match method.as_str() {
         "INVITE" => {
             let mut s = st.lock().unwrap();
             s.invites += 1;
             let reinvite = m.get("to").is_some_and(|t| t.contains("tag="));
-            let checked = check_invite(&m, reinvite);
-            let (sdp, xml, labels, directions) = match checked {
+            let checked = check_invite(&m, reinvite, tls);
+            let (sdp, xml, labels, directions, keys) = match checked {
                 Ok(v) => v,
                 Err((code, why)) => {
                     s.refusals.push(why.clone());
@@ -289,6 +358,7 @@ fn handle(
                 metadata: vec![xml],
                 labels: labels.clone(),
                 directions,
+                srtp: tls,
                 to_tag: format!("srs{}", s.sessions.len() + 1),
                 ..Recorded::default()
             };
@@ -300,18 +370,30 @@ fn handle(
             } else {
                 &labels[..]
             };
-            for label in offered {
+            for (i, label) in offered.iter().enumerate() {
                 let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
                 sock.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();
                 let p = sock.local_addr().unwrap().port();
+                // Over TLS: SRTP, with a key of its own in the answer (it
+                // sends nothing, but SDES answers with one).
+                let (profile, crypto) = if tls {
+                    (
+                        "RTP/SAVP",
+                        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\r\n",
+                    )
+                } else {
+                    ("RTP/AVP", "")
+                };
                 answer += &format!(
-                    "m=audio {p} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=recvonly\r\na=label:{label}\r\n"
+                    "m=audio {p} {profile} 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=recvonly\r\n{crypto}a=label:{label}\r\n"
                 );
                 let buf = Arc::new(Mutex::new((255u8, Vec::new())));
                 rec.audio.insert(label.clone(), buf.clone());
                 let halt = halt.clone();
-                std::thread::spawn(move || receive(sock, buf, halt));
+                let srtp = keys[i].map(SrtpRx::new);
+                let forged = rec.forged.clone();
+                std::thread::spawn(move || receive(sock, buf, halt, srtp, forged));
             }
             rec.answer = if mode == Answer::Garbage {
                 b"\x00\x01 this is no SDP \xff".to_vec()
@@ -338,10 +420,17 @@ fn handle(
     }
 }
 
-type Checked = (Vec<u8>, String, Vec<String>, Vec<String>);
+type Checked = (
+    Vec<u8>,
+    String,
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<[u8; 30]>>,
+);
 
-/// RFC 7866's requirements of an INVITE (and re-INVITE) from an SRC.
-fn check_invite(m: &Msg, reinvite: bool) -> Result<Checked, (u16, String)> {
+/// RFC 7866's requirements of an INVITE (and re-INVITE) from an SRC; over
+/// TLS, every stream must be SRTP with an SDES key (RFC 4568).
+fn check_invite(m: &Msg, reinvite: bool, tls: bool) -> Result<Checked, (u16, String)> {
     let bad = |why: String| Err((400, why));
     let require = m.all("require").join(",");
     if !require
@@ -410,7 +499,28 @@ fn check_invite(m: &Msg, reinvite: bool) -> Result<Checked, (u16, String)> {
     // The SDP: audio streams, each labelled and sent only by the SRC.
     let mut labels = Vec::new();
     let mut directions = Vec::new();
+    let mut keys = Vec::new();
     for media in sdp.split("\r\nm=").skip(1) {
+        let savp = media.split(' ').nth(2) == Some("RTP/SAVP");
+        let key = media.lines().find_map(|l| {
+            let v = l.strip_prefix("a=crypto:")?;
+            let mut f = v.split_whitespace();
+            let (_tag, suite, params) = (f.next()?, f.next()?, f.next()?);
+            if suite != "AES_CM_128_HMAC_SHA1_80" {
+                return None;
+            }
+            let b64 = params.strip_prefix("inline:")?.split('|').next()?;
+            use base64::Engine;
+            let k = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            <[u8; 30]>::try_from(k).ok()
+        });
+        if tls && !(savp && key.is_some()) {
+            return Err((
+                488,
+                "media to a recorder over TLS must be SRTP with an SDES key".into(),
+            ));
+        }
+        keys.push(key.filter(|_| savp));
         if !media.starts_with("audio ") {
             return bad(format!("a stream that is not audio: m={media}"));
         }
@@ -432,7 +542,7 @@ fn check_invite(m: &Msg, reinvite: bool) -> Result<Checked, (u16, String)> {
         return bad("no audio stream".into());
     }
     check_metadata(&xml, &labels).map_err(|why| (400, format!("metadata: {why}")))?;
-    Ok((sdp.into_bytes(), xml, labels, directions))
+    Ok((sdp.into_bytes(), xml, labels, directions, keys))
 }
 
 /// RFC 7865: the document's shape and its references.
@@ -521,7 +631,13 @@ fn check_metadata(xml: &str, labels: &[String]) -> Result<(), String> {
 }
 
 /// Keeps what a stream carries, decoded to linear samples.
-fn receive(sock: UdpSocket, buf: Arc<Mutex<(u8, Vec<f64>)>>, halt: Arc<AtomicBool>) {
+fn receive(
+    sock: UdpSocket,
+    buf: Arc<Mutex<(u8, Vec<f64>)>>,
+    halt: Arc<AtomicBool>,
+    mut srtp: Option<SrtpRx>,
+    forged: Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut b = [0u8; 2048];
     while !halt.load(Ordering::SeqCst) {
         let Ok(n) = sock.recv(&mut b) else { continue };
@@ -534,9 +650,19 @@ fn receive(sock: UdpSocket, buf: Arc<Mutex<(u8, Vec<f64>)>>, halt: Arc<AtomicBoo
         if start > n {
             continue;
         }
+        let payload = match srtp.as_mut() {
+            Some(s) => match s.unprotect(&b[..n], start) {
+                Some(p) => p,
+                None => {
+                    forged.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+            },
+            None => b[start..n].to_vec(),
+        };
         let mut a = buf.lock().unwrap();
         a.0 = pt;
-        for &x in &b[start..n] {
+        for &x in &payload {
             a.1.push(match pt {
                 0 => ulaw(x),
                 8 => alaw(x),
@@ -566,4 +692,146 @@ fn alaw(x: u8) -> f64 {
         ((mant << 4) + 0x108) << (exp - 1)
     };
     (if sign != 0 { mag } else { -mag }) as f64 / 32768.0
+}
+
+/// One TLS connection from an SRC: SIP messages framed by Content-Length,
+/// each answered on the same connection.
+fn serve_tls(
+    tcp: std::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    st: &Arc<Mutex<SrsState>>,
+    halt: &Arc<AtomicBool>,
+    port: u16,
+) {
+    use std::io::{Read, Write};
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16_384];
+    while !halt.load(Ordering::SeqCst) {
+        match tls.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        }
+        // Every whole message in what arrived.
+        loop {
+            while pending.starts_with(b"\r\n") {
+                pending.drain(..2);
+            }
+            let Some(head_end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                break;
+            };
+            let head = String::from_utf8_lossy(&pending[..head_end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let total = head_end + 4 + len;
+            if pending.len() < total {
+                break;
+            }
+            let msg: Vec<u8> = pending.drain(..total).collect();
+            if let Some(reply) = handle(st, halt, port, Answer::Normal, true, &msg) {
+                if tls.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The receiving side of one SRTP stream (RFC 3711, AES_CM_128_HMAC_SHA1_80),
+/// written here from the RFC, apart from the product's own.
+struct SrtpRx {
+    enc: [u8; 16],
+    auth: [u8; 20],
+    salt: [u8; 14],
+    roc: u32,
+    last: Option<u16>,
+}
+
+fn aes_ctr(key: &[u8; 16], iv: [u8; 16], data: &mut [u8]) {
+    use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+    use aws_lc_rs::iv::FixedLength;
+    let k = EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, key).unwrap()).unwrap();
+    k.less_safe_encrypt(data, EncryptionContext::Iv128(FixedLength::from(iv)))
+        .unwrap();
+}
+
+impl SrtpRx {
+    fn new(master: [u8; 30]) -> SrtpRx {
+        let key: [u8; 16] = master[..16].try_into().unwrap();
+        let salt: [u8; 14] = master[16..].try_into().unwrap();
+        // §4.3.1: key_id = label || r (r = 0), XORed into the salt's low
+        // 56 bits; the PRF is AES-CM from that value times 2^16.
+        let derive = |label: u8, n: usize| {
+            let mut iv = [0u8; 16];
+            iv[..14].copy_from_slice(&salt);
+            iv[7] ^= label;
+            let mut out = vec![0u8; n];
+            aes_ctr(&key, iv, &mut out);
+            out
+        };
+        SrtpRx {
+            enc: derive(0, 16).try_into().unwrap(),
+            auth: derive(1, 20).try_into().unwrap(),
+            salt: derive(2, 14).try_into().unwrap(),
+            roc: 0,
+            last: None,
+        }
+    }
+
+    /// The clear payload of an authentic packet (header `header_len`).
+    fn unprotect(&mut self, p: &[u8], header_len: usize) -> Option<Vec<u8>> {
+        use aws_lc_rs::hmac;
+        if p.len() < header_len + 10 {
+            return None;
+        }
+        let seq = u16::from_be_bytes([p[2], p[3]]);
+        // §3.3.1: the sender's rollover counter, guessed from the last.
+        let roc = match self.last {
+            Some(l) if seq < l && l - seq > 0x8000 => self.roc.wrapping_add(1),
+            Some(l) if seq > l && seq - l > 0x8000 => self.roc.wrapping_sub(1),
+            _ => self.roc,
+        };
+        let (body, tag) = p.split_at(p.len() - 10);
+        let mut signed = body.to_vec();
+        signed.extend_from_slice(&roc.to_be_bytes());
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &self.auth);
+        if hmac::sign(&key, &signed).as_ref()[..10] != *tag {
+            return None;
+        }
+        if roc != self.roc || self.last.is_none_or(|l| seq > l || roc > self.roc) {
+            self.roc = roc;
+            self.last = Some(seq);
+        }
+        let index = (u64::from(roc) << 16) | u64::from(seq);
+        let mut iv = [0u8; 16];
+        iv[..14].copy_from_slice(&self.salt);
+        for i in 0..4 {
+            iv[4 + i] ^= p[8 + i];
+        }
+        for i in 0..6 {
+            iv[8 + i] ^= (index >> (40 - 8 * i)) as u8;
+        }
+        let mut payload = body[header_len..].to_vec();
+        aes_ctr(&self.enc, iv, &mut payload);
+        Some(payload)
+    }
 }
