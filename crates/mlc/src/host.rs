@@ -67,6 +67,9 @@ pub struct Recording {
     /// (pseudonymised when the system pseudonymises numbers).
     pub remote_number: String,
     pub remote_name: String,
+    /// The announcement played to the far end when the call connects
+    /// (8 kHz samples), if the administrator set one.
+    pub notice: Option<std::sync::Arc<Vec<i16>>>,
 }
 
 /// A Session Recording Server, with its digest credentials.

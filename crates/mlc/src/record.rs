@@ -72,7 +72,12 @@ enum Cmd {
 
 /// Starts recording call `view` (just connected) if the host says so:
 /// one session per recorder, each in its own task.
-pub(crate) async fn start(mlc: &Mlc, view: CallView, codec: Codec, taps: Taps) {
+pub(crate) async fn start(
+    mlc: &Mlc,
+    view: CallView,
+    codec: Codec,
+    (taps, announcement): (Taps, crate::rtp::Announcement),
+) {
     let Some(host) = mlc.host().cloned() else {
         return;
     };
@@ -84,6 +89,18 @@ pub(crate) async fn start(mlc: &Mlc, view: CallView, codec: Codec, taps: Taps) {
             return;
         }
     };
+    // The recording notice, to the far end, once, as the call begins.
+    if let Some(n) = &rec.notice {
+        let mut q = announcement.lock().unwrap();
+        for chunk in n.chunks(160) {
+            let mut f: Vec<u8> = chunk
+                .iter()
+                .map(|x| openturret_sip::g711::encode(codec, *x))
+                .collect();
+            f.resize(160, codec.silence());
+            q.push_back(f);
+        }
+    }
     let meta = Meta {
         rec: rec.clone(),
         ids: Ids::new(),
@@ -855,6 +872,7 @@ mod tests {
                 profile_name: "Alice & Co".into(),
                 remote_number: "+442079460001".into(),
                 remote_name: "Bob".into(),
+                notice: None,
             },
             ids: Ids::new(),
             start: Timestamp(1_700_000_000_000),

@@ -56,6 +56,10 @@ pub trait Tap: Send + Sync {
 /// The taps of a leg.
 pub type Taps = Arc<std::sync::Mutex<Vec<Arc<dyn Tap>>>>;
 
+/// Frames sent to the far end in place of the endpoint's while they last
+/// (the recording notice), already in the call's codec.
+pub type Announcement = Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>;
+
 /// The endpoint of a leg nothing is connected to: it sends silence, so
 /// the far end keeps the call up, and drops what it hears.
 pub struct Silence;
@@ -153,6 +157,7 @@ pub struct Media {
     srtp: Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
     pub stats: Arc<Stats>,
     taps: Taps,
+    announcement: Announcement,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -183,12 +188,19 @@ impl Media {
         let dtmf = Arc::new(std::sync::Mutex::new(Dtmf::default()));
         let srtp: Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]> = Arc::default();
         let taps = Taps::default();
+        let announcement = Announcement::default();
         let send = tokio::spawn(send_loop(
             socket.clone(),
             rx,
             stats.clone(),
             [sending.clone(), held.clone()],
-            (endpoint.clone(), dtmf.clone(), srtp.clone(), taps.clone()),
+            (
+                endpoint.clone(),
+                dtmf.clone(),
+                srtp.clone(),
+                taps.clone(),
+                announcement.clone(),
+            ),
         ));
         let recv = tokio::spawn(recv_loop(
             socket,
@@ -205,8 +217,14 @@ impl Media {
             srtp,
             stats,
             taps,
+            announcement,
             tasks: [send, recv],
         })
+    }
+
+    /// Where frames go to be played to the far end before anything else.
+    pub fn announcement(&self) -> Announcement {
+        self.announcement.clone()
     }
 
     /// The leg's taps (a recorder adds its own, and takes it away).
@@ -285,11 +303,12 @@ async fn send_loop(
     mut target: watch::Receiver<Option<(SocketAddr, Codec)>>,
     stats: Arc<Stats>,
     [sending, held]: [Arc<AtomicBool>; 2],
-    (endpoint, dtmf, srtp, taps): (
+    (endpoint, dtmf, srtp, taps, announcement): (
         Arc<dyn Endpoint>,
         Arc<std::sync::Mutex<Dtmf>>,
         Arc<[std::sync::Mutex<Option<crate::srtp::Srtp>>; 2]>,
         Taps,
+        Announcement,
     ),
 ) {
     let r = openturret_sip::message::random_u64();
@@ -354,6 +373,13 @@ async fn send_loop(
             packet[12..].fill(codec.silence());
         } else {
             endpoint.next_frame(codec, &mut packet[12..]);
+            // The notice, while it lasts, instead of the trader (whose
+            // frame is taken all the same, so the clock runs on).
+            if let Some(f) = announcement.lock().unwrap().pop_front()
+                && f.len() == SAMPLES_PER_PACKET
+            {
+                packet[12..].copy_from_slice(&f);
+            }
             if was_held {
                 // The sound resumes after a hold: a new talkspurt.
                 packet[1] |= 0x80;

@@ -214,6 +214,10 @@ fn schemas() -> Value {
             ("username", s()), ("password", secret("digest password, when the recorder asks for one"))]),
         "RecorderPatch": obj(&[], &[("name", s()), ("uri", s()), ("transport", recorder_transport()),
             ("username", s()), ("password", secret("absent keeps the stored password"))]),
+        "RecordingNotice": obj(&["present"], &[("present", b()),
+            ("seconds", json!({"type": "number", "nullable": true})),
+            ("uploaded_at", json!({"type": "string", "format": "date-time", "nullable": true}))]),
+        "RecordingNoticeSet": obj(&["wav"], &[("wav", json!({"type": "string", "description": "the WAV file, base64: 8 kHz, mono, 16-bit PCM, 0.2 to 30 seconds"}))]),
         "RecordingLogEntry": obj(&["at", "call_id", "recorder_id", "outcome"], &[
             ("at", t()), ("call_id", i()),
             ("line_id", json!({"type": "integer", "nullable": true})),
@@ -646,6 +650,12 @@ fn operations() -> Vec<Op> {
             .body("RecorderPatch")
             .ok(200, S(r("Recorder"))),
         op("delete", "/api/v1/recorders/{id}", "recorders", "Remove a voice recorder").ok(204, None),
+        op("get", "/api/v1/recording-notice", "recorders", "Whether a recording notice is played to the far end of recorded calls")
+            .ok(200, S(r("RecordingNotice"))),
+        op("put", "/api/v1/recording-notice", "recorders", "Set the recording notice: a WAV file (8 kHz, mono, 16-bit PCM, 0.2-30 s) played to the far end when a recorded call connects")
+            .body("RecordingNoticeSet")
+            .ok(200, S(r("RecordingNotice"))),
+        op("delete", "/api/v1/recording-notice", "recorders", "Remove the recording notice").ok(204, None),
         op("get", "/api/v1/recordings", "recorders", "The record of which calls went to which recorder (or failed to), newest first; kept as long as CDRs")
             .query(&[("from", "RFC 3339; at or after"), ("to", "RFC 3339; before"), ("limit", "1-1000, default 100")])
             .ok(200, S(array(r("RecordingLogEntry")))),

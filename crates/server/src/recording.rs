@@ -155,5 +155,10 @@ pub async fn recording_of(app: &App, call: &CallView) -> anyhow::Result<Option<R
         } else {
             call.remote_display.clone()
         },
+        notice: app
+            .store
+            .recording_notice()
+            .await?
+            .map(|(s, _)| std::sync::Arc::new(s)),
     }))
 }

@@ -134,7 +134,36 @@ async fn recorders_are_added_listed_and_removed_in_the_portal() {
             .await
             .contains("every line's calls are recorded")
     );
+
+    // The recording notice: a file that is not 8 kHz mono is refused
+    // beside the form; a good one is kept and can be removed.
+    let wavs = tempfile::tempdir().unwrap();
+    let (bad, good) = (wavs.path().join("bad.wav"), wavs.path().join("good.wav"));
+    common::sip::sine_wav(&bad, 1000.0, 44_100, 1);
+    common::sip::sine_wav(&good, 1000.0, 8000, 3);
+    b.fill("#notice-file", bad.to_str().unwrap()).await;
+    b.submit("form[action='/recorders/notice'] button[type=submit]")
+        .await;
+    let err = b.text("#notice-error").await;
+    assert!(err.contains("44100 Hz"), "{err}");
+    assert_eq!(
+        api.get("/api/v1/recording-notice").await.1["present"],
+        false
+    );
+    b.fill("#notice-file", good.to_str().unwrap()).await;
+    b.submit("form[action='/recorders/notice'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Recording notice set"));
+    assert!(b.text("#notice").await.contains("3.0 s"));
+    assert_eq!(api.get("/api/v1/recording-notice").await.1["seconds"], 3.0);
     b.screenshot("recorders").await;
+    b.submit("form[action='/recorders/notice/delete'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Recording notice removed"));
+    assert_eq!(
+        api.get("/api/v1/recording-notice").await.1["present"],
+        false
+    );
 
     b.submit("form[action$='/delete'] button[type=submit]")
         .await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cti::{Ws, cti_at, next};
 use common::desk::{Desk, FAR, MIC, Mlc, desk, desk_with_ca, phone};
-use common::sip::{free_port, hears};
+use common::sip::{free_port, hears, sine_wav};
 use common::srs::{Answer, Srs, last, seconds};
 use serde_json::json;
 
@@ -408,4 +408,87 @@ async fn a_recorder_over_tls_gets_the_call_as_srtp() {
         s.sessions.values().all(|r| r.ended)
     });
     assert!(srs.state.lock().unwrap().refusals.is_empty());
+}
+
+/// The recording notice: a WAV an administrator sets (8 kHz mono, checked:
+/// anything else is refused naming what it is) is played to the far end
+/// as a recorded call connects, then the trader is heard; the recorder
+/// gets it too, on the trader's stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_notice_is_played_to_the_far_end_as_a_recorded_call_connects() {
+    use base64::Engine;
+    const NOTICE: f64 = 2000.0;
+    let d = desk(Mlc::InProcess).await;
+    let srs = Srs::start();
+    record(&d, &[srs.uri()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b64 = |rate: u32| {
+        let f = dir.path().join(format!("notice-{rate}.wav"));
+        sine_wav(&f, NOTICE, rate, 2);
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).unwrap())
+    };
+    let (st, e) = d
+        .api
+        .put("/api/v1/recording-notice", json!({"wav": b64(16_000)}))
+        .await;
+    assert_eq!(st.as_u16(), 422, "{e}");
+    assert_eq!(e["field"], "wav");
+    assert!(e["message"].as_str().unwrap().contains("16000 Hz"), "{e}");
+    let (st, n) = d
+        .api
+        .put("/api/v1/recording-notice", json!({"wav": b64(8000)}))
+        .await;
+    assert!(st.is_success(), "{n}");
+    assert_eq!(
+        (n["present"].clone(), n["seconds"].clone()),
+        (json!(true), json!(2.0))
+    );
+
+    let far = answered_call(&d).await;
+    // What the far end recorded: the notice first, then the trader.
+    let deadline = Instant::now() + WAIT;
+    let (heard, rate) = loop {
+        let (s, rate) = far.heard();
+        if s.len() > 4 * rate as usize {
+            break (s, rate);
+        }
+        assert!(Instant::now() < deadline, "baresip recorded too little");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at = |from: f64, to: f64| {
+        heard[(from * rate as f64) as usize..(to * rate as f64) as usize].to_vec()
+    };
+    assert!(
+        hears(&at(0.3, 1.5), rate, NOTICE),
+        "the far end heard the notice first"
+    );
+    assert!(
+        !hears(&at(0.3, 1.5), rate, MIC),
+        "and not the trader over it"
+    );
+    assert!(hears(&at(3.0, 4.0), rate, MIC), "then the trader");
+    srs.wait(WAIT, "a recording session", |s| s.sessions.len() == 1);
+    both_tones_recorded(&srs);
+    srs.only(|r| {
+        let trader = r.audio["2"].lock().unwrap().1[..8000].to_vec();
+        assert!(
+            hears(&trader, 8000, NOTICE),
+            "the recorder has the notice on the trader's stream"
+        );
+    });
+    let (_, rec) = d.api.get("/api/v1/recording-notice").await;
+    assert_eq!(rec["present"], true);
+    let (st, _) = d.api.delete("/api/v1/recording-notice").await;
+    assert_eq!(st.as_u16(), 204);
+    let (_, audit) = d
+        .api
+        .get("/api/v1/audit?object_type=recording_notice")
+        .await;
+    let events: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(events, ["recording_notice.removed", "recording_notice.set"]);
 }

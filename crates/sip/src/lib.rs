@@ -1,7 +1,8 @@
 //! SIP for the OpenTurret Multi-Line Controller, without I/O: the message
 //! parser and builder ([`message`]), URIs ([`uri`]), the endpoint checks a
 //! request passes before it is acted on ([`check`]), digest authentication
-//! ([`digest`]) and G.711 SDP offer/answer ([`sdp`]).
+//! ([`digest`]), G.711 SDP offer/answer ([`sdp`]) and the G.711 laws
+//! themselves ([`g711`]).
 //!
 //! Why our own and not a SIP crate: the MLC must answer every RFC 4475
 //! torture message as that RFC says (400/416/420/505 with the right
@@ -14,6 +15,7 @@
 
 pub mod check;
 pub mod digest;
+pub mod g711;
 pub mod message;
 pub mod sdp;
 pub mod uri;

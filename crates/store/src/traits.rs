@@ -435,6 +435,14 @@ pub trait RecorderStore {
         profile: Option<ProfileId>,
         limit: i64,
     ) -> Result<Vec<RecordingLogEntry>>;
+    /// Sets (or with `None` removes) the recording notice: 8 kHz samples.
+    async fn set_recording_notice(
+        &self,
+        samples: Option<Vec<i16>>,
+        audit: AuditRecord,
+    ) -> Result<()>;
+    /// The recording notice and when it was uploaded.
+    async fn recording_notice(&self) -> Result<Option<(Vec<i16>, Timestamp)>>;
     /// Deletes the record of forwarding older than `cutoff` (the CDRs'
     /// retention); returns how many lines went.
     async fn purge_recording_log_before(

@@ -105,9 +105,101 @@ pub struct RecordingLogEntry {
     pub reason: Option<String>,
 }
 
+/// The longest recording notice, in seconds.
+pub const NOTICE_MAX_SECONDS: usize = 30;
+
+/// The samples of a recording notice from its WAV file: 8 kHz, mono,
+/// 16-bit PCM (what a telephone call carries; the MLC encodes it in each
+/// call's G.711 law), from a fifth of a second to
+/// [`NOTICE_MAX_SECONDS`]. Anything else is refused with what it is.
+pub fn notice_from_wav(bytes: &[u8]) -> Result<Vec<i16>, ValidationError> {
+    let bad = |why: String| Err(ValidationError::new("wav", why));
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return bad("is not a WAV file (no RIFF/WAVE header)".into());
+    }
+    let mut at = 12;
+    let mut format: Option<(u16, u16, u32, u16)> = None;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..bytes.len().min(at + 8 + len)];
+        if id == b"fmt " && body.len() >= 16 {
+            let u16_at = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
+            format = Some((
+                u16_at(0),
+                u16_at(2),
+                u32::from_le_bytes(body[4..8].try_into().unwrap()),
+                u16_at(14),
+            ));
+        } else if id == b"data" {
+            let Some((kind, channels, rate, bits)) = format else {
+                return bad("has its data before its format".into());
+            };
+            if kind != 1 || bits != 16 {
+                return bad(format!(
+                    "must be 16-bit PCM (it is format {kind}, {bits}-bit)"
+                ));
+            }
+            if channels != 1 || rate != 8000 {
+                return bad(format!(
+                    "must be mono at 8000 Hz (it is {channels} channel(s) at {rate} Hz)"
+                ));
+            }
+            let samples: Vec<i16> = body
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            if samples.len() < 1600 {
+                return bad("is shorter than a fifth of a second".into());
+            }
+            if samples.len() > NOTICE_MAX_SECONDS * 8000 {
+                return bad(format!(
+                    "is longer than {NOTICE_MAX_SECONDS} seconds ({} s)",
+                    samples.len() / 8000
+                ));
+            }
+            return Ok(samples);
+        }
+        at += 8 + len + (len & 1);
+    }
+    bad("has no audio data".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wav(channels: u16, rate: u32, samples: usize) -> Vec<u8> {
+        let data = samples * 2 * channels as usize;
+        let mut w = b"RIFF".to_vec();
+        w.extend((36 + data as u32).to_le_bytes());
+        w.extend(b"WAVEfmt ");
+        w.extend(16u32.to_le_bytes());
+        w.extend(1u16.to_le_bytes());
+        w.extend(channels.to_le_bytes());
+        w.extend(rate.to_le_bytes());
+        w.extend((rate * 2 * channels as u32).to_le_bytes());
+        w.extend((2 * channels).to_le_bytes());
+        w.extend(16u16.to_le_bytes());
+        w.extend(b"data");
+        w.extend((data as u32).to_le_bytes());
+        w.extend((0..data / 2).flat_map(|i| (i as i16).to_le_bytes()));
+        w
+    }
+
+    #[test]
+    fn a_notice_is_a_short_8_khz_mono_wav() {
+        let s = notice_from_wav(&wav(1, 8000, 8000)).unwrap();
+        assert_eq!((s.len(), s[5]), (8000, 5));
+        let e = notice_from_wav(&wav(2, 8000, 8000)).unwrap_err();
+        assert!(e.reason.contains("2 channel(s) at 8000 Hz"), "{e:?}");
+        let e = notice_from_wav(&wav(1, 44_100, 44_100)).unwrap_err();
+        assert!(e.reason.contains("44100 Hz"), "{e:?}");
+        let e = notice_from_wav(&wav(1, 8000, 31 * 8000)).unwrap_err();
+        assert!(e.reason.contains("longer than 30 seconds"), "{e:?}");
+        assert!(notice_from_wav(&wav(1, 8000, 100)).is_err());
+        assert_eq!(notice_from_wav(b"garbage").unwrap_err().field, "wav");
+    }
 
     #[test]
     fn a_recorder_needs_a_sip_address_and_a_known_transport() {

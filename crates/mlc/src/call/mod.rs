@@ -264,19 +264,23 @@ async fn peer_of(uri: &str) -> Option<Peer> {
 
 // ----- what each profile's turrets are told --------------------------------
 
-/// Queues a report of the call as it is now.
 /// Starts recording a call that just connected, if the host says so
 /// (issue 18), without holding the call up.
 fn record(mlc: &Mlc, id: u64) {
-    let Some((view, codec, Some(taps))) = mlc.calls.with(id, |c| {
-        (c.view(), c.codec, c.media.as_ref().map(|m| m.taps()))
+    let Some((view, codec, Some(leg))) = mlc.calls.with(id, |c| {
+        (
+            c.view(),
+            c.codec,
+            c.media.as_ref().map(|m| (m.taps(), m.announcement())),
+        )
     }) else {
         return;
     };
     let me = mlc.clone();
-    tokio::spawn(async move { crate::record::start(&me, view, codec, taps).await });
+    tokio::spawn(async move { crate::record::start(&me, view, codec, leg).await });
 }
 
+/// Queues a report of the call as it is now.
 pub(crate) async fn publish(mlc: &Mlc, id: u64) {
     if let Some(v) = mlc.calls.with(id, |c| c.view()) {
         mlc.report(v, false).await;

@@ -121,6 +121,11 @@ pub fn line_of_json(v: &Value) -> Option<(Line, Option<Secret>)> {
 pub fn recording_json(r: &crate::Recording) -> Value {
     json!({"line_aor": r.line_aor, "line_name": r.line_name, "profile_name": r.profile_name,
         "remote_number": r.remote_number, "remote_name": r.remote_name,
+        "notice": r.notice.as_ref().map(|n| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .encode(n.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+        }),
         "recorders": r.recorders.iter().map(|t| json!({"id": t.id, "name": t.name, "uri": t.uri,
             "transport": t.transport, "username": t.username,
             "password": t.password.as_ref().map(|p| p.expose().to_string())})).collect::<Vec<_>>()})
@@ -146,6 +151,16 @@ pub fn recording_of_json(v: &Value) -> Option<crate::Recording> {
         profile_name: s(v, "profile_name"),
         remote_number: s(v, "remote_number"),
         remote_name: s(v, "remote_name"),
+        notice: v["notice"].as_str().and_then(|b| {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+            Some(std::sync::Arc::new(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ))
+        }),
     })
 }
 

@@ -239,3 +239,71 @@ pub async fn log(
             .collect(),
     ))
 }
+
+#[derive(Serialize)]
+pub struct NoticeOut {
+    /// Whether a notice is played to the far end of each recorded call.
+    pub present: bool,
+    pub seconds: Option<f64>,
+    pub uploaded_at: Option<String>,
+}
+
+pub async fn notice_out(app: &App) -> ApiResult<NoticeOut> {
+    Ok(match app.store.recording_notice().await? {
+        Some((s, at)) => NoticeOut {
+            present: true,
+            seconds: Some(s.len() as f64 / 8000.0),
+            uploaded_at: Some(at.rfc3339()),
+        },
+        None => NoticeOut {
+            present: false,
+            seconds: None,
+            uploaded_at: None,
+        },
+    })
+}
+
+/// `GET /recording-notice`: whether a recording notice is set.
+pub async fn get_notice(State(app): State<App>, _a: AdminAuth) -> ApiResult<axum::Json<NoticeOut>> {
+    Ok(axum::Json(notice_out(&app).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeIn {
+    /// The WAV file (8 kHz, mono, 16-bit PCM, up to 30 s), base64.
+    pub wav: String,
+}
+
+/// Sets the notice from a WAV file's bytes (API and portal).
+pub async fn set_notice(app: &App, auth: &AdminAuth, wav: &[u8]) -> ApiResult<NoticeOut> {
+    let samples = openturret_domain::model::notice_from_wav(wav)?;
+    let r = auth.record(
+        "recording_notice.set",
+        "recording_notice",
+        None,
+        vec!["wav"],
+    );
+    app.store.set_recording_notice(Some(samples), r).await?;
+    notice_out(app).await
+}
+
+/// `PUT /recording-notice`: the announcement played to the far end when
+/// a recorded call connects.
+pub async fn put_notice(
+    State(app): State<App>,
+    auth: AdminAuth,
+    Json(b): Json<NoticeIn>,
+) -> ApiResult<axum::Json<NoticeOut>> {
+    use base64::Engine;
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(b.wav.trim())
+        .map_err(|_| super::error::ApiError::invalid("wav", "must be base64"))?;
+    Ok(axum::Json(set_notice(&app, &auth, &wav).await?))
+}
+
+pub async fn delete_notice(State(app): State<App>, auth: AdminAuth) -> ApiResult<StatusCode> {
+    let r = auth.record("recording_notice.removed", "recording_notice", None, vec![]);
+    app.store.set_recording_notice(None, r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -22,9 +22,24 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/recorders", get(list).post(create))
         .route("/recorders/{id}/delete", post(delete))
+        .route(
+            "/recorders/notice",
+            post(upload_notice).layer(axum::extract::DefaultBodyLimit::max(2 << 20)),
+        )
+        .route("/recorders/notice/delete", post(delete_notice))
 }
 
 async fn render(app: &App, p: &Portal, form: &FormState, status: StatusCode) -> Response {
+    render_with(app, p, form, None, status).await
+}
+
+async fn render_with(
+    app: &App,
+    p: &Portal,
+    form: &FormState,
+    notice_error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let (recorders, lines, settings) = match (
         app.store.list_recorders().await,
         app.store.list_lines().await,
@@ -34,6 +49,10 @@ async fn render(app: &App, p: &Portal, form: &FormState, status: StatusCode) -> 
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return ApiError::from(e).into_response();
         }
+    };
+    let notice = match api::notice_out(app).await {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
     let recorded: Vec<&str> = lines
         .iter()
@@ -77,6 +96,24 @@ async fn render(app: &App, p: &Portal, form: &FormState, status: StatusCode) -> 
                 }
                 @if recorders.is_empty() { tr { td colspan="6" .muted { "No recorders yet." } } }
             }
+        }
+        section.card #notice {
+            h2 { "Recording notice" }
+            p {
+                @if let (Some(secs), Some(at)) = (notice.seconds, &notice.uploaded_at) {
+                    "Played to the far end of every recorded call as it connects: " (format!("{secs:.1}")) " s, uploaded " (at) "."
+                } @else {
+                    "None: recorded calls begin without an announcement."
+                }
+            }
+            @if let Some(e) = &notice_error { p.error-box #notice-error role="alert" { (e) } }
+            form method="post" action="/recorders/notice" enctype="multipart/form-data" {
+                input type="hidden" name="_csrf" value=(p.csrf);
+                label for="notice-file" { "WAV file (8 kHz, mono, 16-bit PCM, up to 30 s)" }
+                input #notice-file type="file" name="file" accept=".wav,audio/wav";
+                button type="submit" { "Upload notice" }
+            }
+            @if notice.present { (button_form(p, "/recorders/notice/delete", "Remove the notice", "small danger")) }
         }
         section.card {
             h2 { "Add a recorder" }
@@ -159,4 +196,78 @@ async fn delete(
     done(&app, &p, r, "/recorders", "Recorder removed.", |_| {
         StatusCode::UNPROCESSABLE_ENTITY.into_response()
     })
+}
+
+/// The recording notice from the page's file field.
+async fn upload_notice(
+    State(app): State<App>,
+    p: Portal,
+    headers: axum::http::HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    if super::extract::cross_site(&headers) {
+        return super::extract::forbidden("This request came from another site and was refused.");
+    }
+    let (mut csrf_ok, mut wav) = (false, None);
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name().unwrap_or("") {
+            "_csrf" => {
+                csrf_ok = field
+                    .text()
+                    .await
+                    .is_ok_and(|t| super::extract::same(&t, &p.csrf))
+            }
+            "file" if csrf_ok => wav = field.bytes().await.ok(),
+            _ => {}
+        }
+    }
+    if !csrf_ok {
+        return super::extract::forbidden("The form was stale; reload the page and try again.");
+    }
+    let empty = FormState {
+        form: "recorder",
+        ..Default::default()
+    };
+    let result = match wav.filter(|w| !w.is_empty()) {
+        Some(w) => api::set_notice(&app, &p.auth, &w).await.map(|_| ()),
+        None => Err(ApiError::invalid("wav", "choose a WAV file first")),
+    };
+    match result {
+        Ok(()) => done(
+            &app,
+            &p,
+            Ok(()),
+            "/recorders",
+            "Recording notice set.",
+            |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+        ),
+        Err(ApiError::Invalid { reason, .. }) => {
+            render_with(
+                &app,
+                &p,
+                &empty,
+                Some(format!("The file {reason}.")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_notice(
+    State(app): State<App>,
+    PortalForm(p, _): PortalForm<super::auth::Empty>,
+) -> Response {
+    let r = api::delete_notice(State(app.clone()), p.auth.clone())
+        .await
+        .map(|_| ());
+    done(
+        &app,
+        &p,
+        r,
+        "/recorders",
+        "Recording notice removed.",
+        |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+    )
 }

@@ -27,3 +27,10 @@ CREATE TABLE recording_log (
 );
 CREATE INDEX recording_log_at ON recording_log (at);
 CREATE INDEX recording_log_profile ON recording_log (profile_id) WHERE profile_id IS NOT NULL;
+-- The recording notice played to the far end of a recorded call: 8 kHz
+-- 16-bit samples (little-endian), at most 30 s.
+CREATE TABLE recording_notice (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    samples BLOB NOT NULL,
+    uploaded_at INTEGER NOT NULL
+);

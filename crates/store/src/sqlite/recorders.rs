@@ -234,4 +234,51 @@ impl RecorderStore for SqliteStore {
         self.purge("DELETE FROM recording_log WHERE at < ?", cutoff, audit)
             .await
     }
+
+    async fn set_recording_notice(
+        &self,
+        samples: Option<Vec<i16>>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        match samples {
+            Some(s) => {
+                let bytes: Vec<u8> = s.iter().flat_map(|x| x.to_le_bytes()).collect();
+                sqlx::query(
+                    "INSERT INTO recording_notice (id, samples, uploaded_at) VALUES (1, ?, ?)
+                     ON CONFLICT (id) DO UPDATE SET samples = excluded.samples,
+                       uploaded_at = excluded.uploaded_at",
+                )
+                .bind(bytes)
+                .bind(Timestamp::now().0)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+            }
+            None => {
+                sqlx::query("DELETE FROM recording_notice")
+                    .execute(&mut *tx.tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn recording_notice(&self) -> Result<Option<(Vec<i16>, Timestamp)>> {
+        let row: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT samples, uploaded_at FROM recording_notice WHERE id = 1")
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db)?;
+        Ok(row.map(|(b, at)| {
+            (
+                b.chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+                Timestamp(at),
+            )
+        }))
+    }
 }
