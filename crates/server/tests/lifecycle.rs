@@ -553,7 +553,7 @@ async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_l
     assert_eq!(code, 0, "{err}");
     std::fs::write(
         d.join("lines.csv"),
-        "name,uri,username,password,display_name,priority\nL1,sip:1001@pbx,1001,imported-secret-42,FX,yes\n",
+        "name,uri,username,password,display_name,priority,recorded\nL1,sip:1001@pbx,1001,imported-secret-42,FX,yes,yes\n",
     )
     .unwrap();
     let (code, _, err) = turret(d, &["import", "lines", &path("lines.csv")], "");
@@ -583,6 +583,7 @@ async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_l
         (Some("L1"), Some(true))
     );
     assert_eq!(lines[0]["priority"], true, "the priority column was read");
+    assert_eq!(lines[0]["recorded"], true, "the recorded column was read");
 
     // Exports: the same rows back; never a line password.
     let (code, _, _) = turret(
@@ -628,6 +629,7 @@ async fn local_contacts_dkm_keys_and_lines_round_trip_and_line_passwords_never_l
     assert!(
         text.contains("\"uri\":\"sip:1001@pbx\"")
             && text.contains("\"priority\":\"true\"")
+            && text.contains("\"recorded\":\"true\"")
             && !text.contains("imported-secret")
             && !text.contains("password"),
         "{text}"

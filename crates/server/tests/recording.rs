@@ -31,6 +31,8 @@ async fn record(d: &Desk, recorders: &[String]) {
         assert_eq!(st.as_u16(), 201, "{r}");
         let want = if uri.starts_with("sips:") {
             "tls"
+        } else if uri.ends_with(";transport=tcp") {
+            "tcp"
         } else {
             "udp"
         };
@@ -491,4 +493,23 @@ async fn the_recording_notice_is_played_to_the_far_end_as_a_recorded_call_connec
         .filter_map(|e| e["event_type"].as_str())
         .collect();
     assert_eq!(events, ["recording_notice.removed", "recording_notice.set"]);
+}
+
+/// A recorder over TCP: the same recording session on a stream transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_over_tcp_records_the_call() {
+    let d = desk(Mlc::InProcess).await;
+    let srs = Srs::tcp();
+    record(&d, &[srs.uri()]).await;
+    let far = answered_call(&d).await;
+    srs.wait(WAIT, "a recording session over TCP", |s| {
+        s.sessions.len() == 1
+    });
+    both_tones_recorded(&srs);
+    let seen = far.event_count();
+    d.b.click("li.call [data-op=hangup]").await;
+    far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    srs.wait(WAIT, "the BYE over TCP", |s| {
+        s.sessions.values().all(|r| r.ended)
+    });
 }

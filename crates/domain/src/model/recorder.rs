@@ -69,8 +69,12 @@ impl RecorderFields {
             ));
         }
         let mut transport = RecorderTransport::parse(transport)?;
-        if uri.starts_with("sips:") {
+        // The address says it when it can: sips:, or a transport parameter.
+        let lower = uri.to_ascii_lowercase();
+        if uri.starts_with("sips:") || lower.contains(";transport=tls") {
             transport = RecorderTransport::Tls;
+        } else if lower.contains(";transport=tcp") {
+            transport = RecorderTransport::Tcp;
         }
         Ok(RecorderFields {
             name: validate::text("name", name, 100)?,
@@ -211,6 +215,13 @@ mod tests {
                 .transport,
             RecorderTransport::Tls,
             "sips: means TLS"
+        );
+        assert_eq!(
+            RecorderFields::new("SRS", "sip:srs@rec:5080;transport=TCP", "", "")
+                .unwrap()
+                .transport,
+            RecorderTransport::Tcp,
+            "so does a transport parameter"
         );
         assert_eq!(
             RecorderFields::new("SRS", "http://rec", "udp", "")

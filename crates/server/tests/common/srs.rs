@@ -68,6 +68,8 @@ pub struct Srs {
     stop: Arc<AtomicBool>,
     /// Over TLS: its certificate (PEM), to trust as `sip.tls_ca`.
     pub tls_cert: Option<std::path::PathBuf>,
+    /// Over TCP.
+    tcp: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -97,7 +99,7 @@ impl Srs {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else {
                     continue;
                 };
-                if let Some(reply) = handle(&st, &halt, port, answer, false, &buf[..n]) {
+                if let Some(reply) = handle(&st, &halt, port, answer, "udp", &buf[..n]) {
                     let _ = socket.send_to(&reply, from);
                 }
             }
@@ -107,6 +109,7 @@ impl Srs {
             state,
             stop,
             tls_cert: None,
+            tcp: false,
             _dir: None,
         }
     }
@@ -143,7 +146,14 @@ impl Srs {
                     continue;
                 };
                 let (st, halt, config) = (st.clone(), halt.clone(), config.clone());
-                std::thread::spawn(move || serve_tls(tcp, config, &st, &halt, port));
+                std::thread::spawn(move || {
+                    let _ = tcp.set_nonblocking(false);
+                    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    serve_stream(rustls::StreamOwned::new(conn, tcp), "tls", &st, &halt, port)
+                });
             }
         });
         Srs {
@@ -151,6 +161,7 @@ impl Srs {
             state,
             stop,
             tls_cert: Some(cert_path),
+            tcp: false,
             _dir: Some(dir),
         }
     }
@@ -160,9 +171,43 @@ impl Srs {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// A recorder over TCP.
+    pub fn tcp() -> Srs {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(SrsState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, halt) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                let Ok((tcp, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let (st, halt) = (st.clone(), halt.clone());
+                std::thread::spawn(move || {
+                    let _ = tcp.set_nonblocking(false);
+                    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+                    serve_stream(tcp, "tcp", &st, &halt, port)
+                });
+            }
+        });
+        Srs {
+            port,
+            state,
+            stop,
+            tls_cert: None,
+            tcp: true,
+            _dir: None,
+        }
+    }
+
     pub fn uri(&self) -> String {
         if self.tls_cert.is_some() {
             format!("sips:srs@127.0.0.1:{}", self.port)
+        } else if self.tcp {
+            format!("sip:srs@127.0.0.1:{};transport=tcp", self.port)
         } else {
             format!("sip:srs@127.0.0.1:{}", self.port)
         }
@@ -304,9 +349,10 @@ fn handle(
     halt: &Arc<AtomicBool>,
     port: u16,
     mode: Answer,
-    tls: bool,
+    transport: &str,
     b: &[u8],
 ) -> Option<Vec<u8>> {
+    let tls = transport == "tls";
     let m = Msg::parse(b)?;
     let method = m.start.split(' ').next()?.to_string();
     if method == "SIP/2.0" || method == "ACK" {
@@ -315,10 +361,10 @@ fn handle(
     let call_id = m.get("call-id")?.to_string();
     let contact = [(
         "Contact",
-        if tls {
-            format!("<sip:srs@127.0.0.1:{port};transport=tls>")
-        } else {
+        if transport == "udp" {
             format!("<sip:srs@127.0.0.1:{port}>")
+        } else {
+            format!("<sip:srs@127.0.0.1:{port};transport={transport}>")
         },
     )];
     match method.as_str() {
@@ -694,26 +740,19 @@ fn alaw(x: u8) -> f64 {
     (if sign != 0 { mag } else { -mag }) as f64 / 32768.0
 }
 
-/// One TLS connection from an SRC: SIP messages framed by Content-Length,
-/// each answered on the same connection.
-fn serve_tls(
-    tcp: std::net::TcpStream,
-    config: Arc<rustls::ServerConfig>,
+/// One TCP or TLS connection from an SRC: SIP messages framed by
+/// Content-Length, each answered on the same connection.
+fn serve_stream(
+    mut conn: impl std::io::Read + std::io::Write,
+    transport: &str,
     st: &Arc<Mutex<SrsState>>,
     halt: &Arc<AtomicBool>,
     port: u16,
 ) {
-    use std::io::{Read, Write};
-    let _ = tcp.set_nonblocking(false);
-    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
-    let Ok(conn) = rustls::ServerConnection::new(config) else {
-        return;
-    };
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16_384];
     while !halt.load(Ordering::SeqCst) {
-        match tls.read(&mut chunk) {
+        match conn.read(&mut chunk) {
             Ok(0) => return,
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
             Err(e)
@@ -747,10 +786,10 @@ fn serve_tls(
                 break;
             }
             let msg: Vec<u8> = pending.drain(..total).collect();
-            if let Some(reply) = handle(st, halt, port, Answer::Normal, true, &msg) {
-                if tls.write_all(&reply).is_err() {
-                    return;
-                }
+            if let Some(reply) = handle(st, halt, port, Answer::Normal, transport, &msg)
+                && conn.write_all(&reply).is_err()
+            {
+                return;
             }
         }
     }
