@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use openturret_domain::{LineId, Timestamp};
-use openturret_sip::digest::Challenge;
 use openturret_sip::message::{self, Builder, Message};
 use openturret_sip::sdp::{self, Codec};
 use tokio::net::UdpSocket;
@@ -628,31 +627,20 @@ impl Session {
             if method == "INVITE" {
                 self.ack_failure(d, &branch, &r).await;
             }
-            if (code == 401 || code == 407) && attempt == 0 {
-                let (hdr, answer_hdr) = if code == 401 {
-                    ("www-authenticate", "Authorization")
-                } else {
-                    ("proxy-authenticate", "Proxy-Authorization")
-                };
-                let ch = r
-                    .header_all(hdr)
-                    .iter()
-                    .filter_map(|v| Challenge::parse(v).ok())
-                    .next();
-                if let (Some(ch), Some(pw)) = (ch, &self.target.password) {
-                    d.credentials = Some((
-                        answer_hdr.to_string(),
-                        ch.answer(
-                            method,
-                            &d.remote_target,
-                            &self.target.username,
-                            pw.expose(),
-                            1,
-                            &self.mlc.token(),
-                        ),
-                    ));
-                    continue;
-                }
+            if (code == 401 || code == 407)
+                && attempt == 0
+                && let Some(pw) = &self.target.password
+                && let Some((h, v)) = crate::call::digest_answer(
+                    &self.mlc,
+                    &r,
+                    method,
+                    &d.remote_target,
+                    &self.target.username,
+                    pw.expose(),
+                )
+            {
+                d.credentials = Some((h.to_string(), v));
+                continue;
             }
             return Err(crate::call::reason_of(&r).chars().take(80).collect());
         }

@@ -228,6 +228,33 @@ fn number_of(uri: &Uri) -> String {
     uri.user_decoded()
 }
 
+/// The digest answer to a 401 or 407 `r` for `method` on `uri`: the
+/// header to send and its value; `None` when `r` holds no challenge we
+/// can answer.
+pub(crate) fn digest_answer(
+    mlc: &Mlc,
+    r: &Message,
+    method: &str,
+    uri: &str,
+    username: &str,
+    password: &str,
+) -> Option<(&'static str, String)> {
+    let (hdr, answer_hdr) = match r.code()? {
+        401 => ("www-authenticate", "Authorization"),
+        407 => ("proxy-authenticate", "Proxy-Authorization"),
+        _ => return None,
+    };
+    let ch = r
+        .header_all(hdr)
+        .iter()
+        .filter_map(|v| Challenge::parse(v).ok())
+        .next()?;
+    Some((
+        answer_hdr,
+        ch.answer(method, uri, username, password, 1, &mlc.token()),
+    ))
+}
+
 pub(crate) fn reason_of(m: &Message) -> String {
     match &m.start {
         openturret_sip::Start::Response { code, reason } => format!("{code} {reason}"),

@@ -262,24 +262,13 @@ pub(super) async fn run_outgoing(
             secure = false;
             continue;
         }
-        if (code == 401 || code == 407) && auth.is_none() {
-            let (hdr, answer_hdr) = if code == 401 {
-                ("www-authenticate", "Authorization")
-            } else {
-                ("proxy-authenticate", "Proxy-Authorization")
-            };
-            let ch = r
-                .header_all(hdr)
-                .iter()
-                .filter_map(|v| Challenge::parse(v).ok())
-                .next();
-            if let (Some(ch), Some(pw)) = (ch, &password) {
-                auth = Some((
-                    answer_hdr,
-                    ch.answer("INVITE", target, username, pw, 1, &mlc.token()),
-                ));
-                continue;
-            }
+        if (code == 401 || code == 407)
+            && auth.is_none()
+            && let Some(pw) = &password
+            && let Some(a) = digest_answer(mlc, &r, "INVITE", target, username, pw)
+        {
+            auth = Some(a);
+            continue;
         }
         end(mlc, id, &reason_of(&r)).await;
         return;

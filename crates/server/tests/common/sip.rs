@@ -737,24 +737,8 @@ pub fn sine_ulaw(path: &Path, hz: f64, seconds: u32) {
     let bytes: Vec<u8> = (0..8000 * seconds)
         .map(|i| {
             let x = (2.0 * std::f64::consts::PI * hz * f64::from(i) / 8000.0).sin();
-            ulaw((x * 8000.0) as i16)
+            openturret_sip::g711::encode(openturret_sip::sdp::Codec::Pcmu, (x * 8000.0) as i16)
         })
         .collect();
     std::fs::write(path, bytes).unwrap();
-}
-
-/// G.711 μ-law of one 16-bit sample (ITU-T G.711, with the usual bias).
-fn ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    let mut x = i32::from(sample);
-    let sign = if x < 0 {
-        x = -x;
-        0x80
-    } else {
-        0
-    };
-    let x = (x.min(32_635) + BIAS) as u32;
-    let exponent = (31 - x.leading_zeros()).saturating_sub(7).min(7);
-    let mantissa = (x >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as u8 | mantissa as u8)
 }
