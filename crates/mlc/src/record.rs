@@ -511,14 +511,8 @@ impl Session {
                             break Outcome::Failed(format!("it refused the update: {why}"));
                         }
                     }
-                    Some(Cmd::Transferred) => {
-                        // The last word before the BYE: the call went
-                        // elsewhere, and when.
-                        self.meta.transferred = true;
-                        version += 1;
-                        let body = multipart(&sdp_of(version, true), &self.meta.xml(Some(Timestamp::now())));
-                        let _ = self.request(&mut d, "INVITE", Some(body), ANSWER_WITHIN).await;
-                    }
+                    // The call went elsewhere: the last word says so.
+                    Some(Cmd::Transferred) => self.meta.transferred = true,
                     Some(Cmd::Stop) | None => break Outcome::Stopped,
                 },
                 _ = ping.tick() => {
@@ -530,6 +524,16 @@ impl Session {
         };
         self.taps.lock().unwrap().retain(|t| !Arc::ptr_eq(t, &fork));
         if matches!(outcome, Outcome::Stopped) {
+            // The last metadata (RFC 7865: the stop times, and how the
+            // call ended), then BYE.
+            version += 1;
+            let body = multipart(
+                &sdp_of(version, true),
+                &self.meta.xml(Some(Timestamp::now())),
+            );
+            let _ = self
+                .request(&mut d, "INVITE", Some(body), ANSWER_WITHIN)
+                .await;
             let _ = self.request(&mut d, "BYE", None, ANSWER_WITHIN).await;
         }
         outcome

@@ -177,6 +177,15 @@ async fn a_recorded_call_reaches_the_recorder_as_two_streams_with_its_metadata()
     d.b.click("li.call [data-op=hangup]").await;
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
     srs.wait(WAIT, "the BYE", |s| s.sessions.values().all(|r| r.ended));
+    srs.only(|r| {
+        let last = r.metadata.last().unwrap();
+        assert!(
+            last.contains(">ended<")
+                && last.contains("<stop-time>")
+                && last.contains("<disassociate-time>"),
+            "the last metadata has the stop times: {last}"
+        );
+    });
     assert!(
         srs.state.lock().unwrap().refusals.is_empty(),
         "the stand-in refused: {:?}",
