@@ -165,6 +165,28 @@ async fn recorders_are_added_listed_and_removed_in_the_portal() {
         false
     );
 
+    // Changed on its own page: a wrong address is refused beside the
+    // field; the password left empty is kept.
+    b.click("#recorders tbody tr a").await;
+    b.fill("#recorder-uri", "ftp://x").await;
+    b.submit("form[action^='/recorders/'] button[type=submit]")
+        .await;
+    assert!(b.text("#recorder-uri-error").await.contains("sip:"));
+    b.fill("#recorder-name", "Recorder B").await;
+    b.fill("#recorder-uri", "sips:srs@192.0.2.8").await;
+    b.submit("form[action^='/recorders/'] button[type=submit]")
+        .await;
+    assert!(b.text(".flash").await.contains("Recorder saved"));
+    let (_, list) = api.get("/api/v1/recorders").await;
+    assert_eq!(
+        (
+            list[0]["name"].clone(),
+            list[0]["transport"].clone(),
+            list[0]["has_password"].clone()
+        ),
+        (json!("Recorder B"), json!("tls"), json!(true))
+    );
+
     b.submit("form[action$='/delete'] button[type=submit]")
         .await;
     assert!(b.text(".flash").await.contains("Recorder removed"));
@@ -176,5 +198,9 @@ async fn recorders_are_added_listed_and_removed_in_the_portal() {
         .iter()
         .filter_map(|e| e["event_type"].as_str())
         .collect();
-    assert_eq!(events, ["recorder.deleted", "recorder.created"], "{audit}");
+    assert_eq!(
+        events,
+        ["recorder.deleted", "recorder.updated", "recorder.created"],
+        "{audit}"
+    );
 }

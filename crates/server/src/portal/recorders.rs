@@ -1,6 +1,6 @@
 //! Voice recorders (issue 18): the Session Recording Servers recorded
-//! calls go to, each with how it has been doing since the start; add and
-//! remove (at most two). Whether calls are recorded at all, and which, is
+//! calls go to, each with how it has been doing since the start; add,
+//! change and remove (at most two). Whether calls are recorded at all, and which, is
 //! in Settings and on each line.
 
 use axum::Router;
@@ -21,6 +21,7 @@ use crate::http::recorders as api;
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/recorders", get(list).post(create))
+        .route("/recorders/{id}", get(edit_page).post(update))
         .route("/recorders/{id}/delete", post(delete))
         .route(
             "/recorders/notice",
@@ -76,7 +77,7 @@ async fn render_with(
                 @for r in &recorders {
                     @let out = api::RecorderOut::new(app, r.clone());
                     tr data-recorder=(out.id) {
-                        td { (out.name) }
+                        td { a href=(format!("/recorders/{}", out.id)) { (out.name) } }
                         td { code { (out.uri) } }
                         td { (out.transport) }
                         td { @if out.username.is_empty() { "none" } @else { (out.username) @if out.has_password { " (password set)" } } }
@@ -270,4 +271,102 @@ async fn delete_notice(
         "Recording notice removed.",
         |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
     )
+}
+
+/// The form of one recorder (the password left empty keeps it).
+async fn edit_render(
+    app: &App,
+    p: &Portal,
+    id: i64,
+    form: &FormState,
+    status: StatusCode,
+) -> Response {
+    let r = match app
+        .store
+        .get_recorder(openturret_domain::RecorderId(id))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let content = html! {
+        section.card {
+            @if let Some(e) = form.general_error(&["name", "uri", "transport", "username", "password"]) { p.error-box role="alert" { (e) } }
+            form method="post" action=(format!("/recorders/{id}")) {
+                (layout::csrf(p))
+                (field(form, "Name", "name", "text", None))
+                (field(form, "SIP address of the Session Recording Server", "uri", "text", Some("sips: or ;transport=tls for TLS, ;transport=tcp for TCP.")))
+                (layout::select(form, "Transport", "transport", &[
+                    ("udp".into(), "UDP".into()), ("tcp".into(), "TCP".into()), ("tls".into(), "TLS".into()),
+                ]))
+                (field(form, "Username (if the recorder asks for digest authentication)", "username", "text", None))
+                (field(form, "New password", "password", "password", Some(if r.has_password { "Empty: keep the stored one." } else { "None stored." })))
+                button type="submit" { "Save recorder" } " " a href="/recorders" { "Cancel" }
+            }
+        }
+    };
+    page_with_status(
+        app,
+        p,
+        "/recorders",
+        &format!("Recorder {}", r.fields.name),
+        status,
+        content,
+    )
+}
+
+async fn edit_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
+    let r = match app
+        .store
+        .get_recorder(openturret_domain::RecorderId(id))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let form = FormState::with_values(
+        "recorder",
+        &[
+            ("name", &r.fields.name),
+            ("uri", &r.fields.uri),
+            ("transport", r.fields.transport.as_str()),
+            ("username", &r.fields.username),
+        ],
+    );
+    edit_render(&app, &p, id, &form, StatusCode::OK).await
+}
+
+async fn update(
+    State(app): State<App>,
+    PathId(id): PathId,
+    PortalForm(p, f): PortalForm<RecorderForm>,
+) -> Response {
+    let body = api::RecorderPatch {
+        name: Some(f.name.clone()),
+        uri: Some(f.uri.clone()),
+        transport: Some(f.transport.clone()),
+        username: Some(f.username.clone()),
+        password: layout::given(&f.password),
+    };
+    match api::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await {
+        Ok(_) => done(&app, &p, Ok(()), "/recorders", "Recorder saved.", |_| {
+            StatusCode::UNPROCESSABLE_ENTITY.into_response()
+        }),
+        Err(e) => match layout::form_error(e) {
+            Ok(err) => {
+                let mut s = FormState::with_values(
+                    "recorder",
+                    &[
+                        ("name", &f.name),
+                        ("uri", &f.uri),
+                        ("transport", &f.transport),
+                        ("username", &f.username),
+                    ],
+                );
+                s.error = Some(err);
+                edit_render(&app, &p, id, &s, StatusCode::UNPROCESSABLE_ENTITY).await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
 }
