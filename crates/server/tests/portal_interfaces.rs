@@ -191,16 +191,10 @@ async fn recorders_are_added_listed_and_removed_in_the_portal() {
         .await;
     assert!(b.text(".flash").await.contains("Recorder removed"));
     assert_eq!(api.get("/api/v1/recorders").await.1, json!([]));
-    let (_, audit) = api.get("/api/v1/audit?object_type=recorder").await;
-    let events: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["event_type"].as_str())
-        .collect();
+    let events = api.audit_events("object_type=recorder").await;
     assert_eq!(
         events,
         ["recorder.deleted", "recorder.updated", "recorder.created"],
-        "{audit}"
+        "{events:?}"
     );
 }

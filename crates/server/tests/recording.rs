@@ -491,16 +491,7 @@ async fn the_recording_notice_is_played_to_the_far_end_as_a_recorded_call_connec
     assert_eq!(rec["present"], true);
     let (st, _) = d.api.delete("/api/v1/recording-notice").await;
     assert_eq!(st.as_u16(), 204);
-    let (_, audit) = d
-        .api
-        .get("/api/v1/audit?object_type=recording_notice")
-        .await;
-    let events: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["event_type"].as_str())
-        .collect();
+    let events = d.api.audit_events("object_type=recording_notice").await;
     assert_eq!(events, ["recording_notice.removed", "recording_notice.set"]);
 }
 

@@ -12,7 +12,7 @@ pub(super) async fn dialog_peer(d: &Dialog) -> Option<Peer> {
         .first()
         .cloned()
         .unwrap_or_else(|| format!("<{}>", d.remote_target));
-    match peer_of(&next).await {
+    match peer_of(&next, None).await {
         Some(p) => Some(p),
         None => d.peer,
     }

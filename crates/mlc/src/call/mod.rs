@@ -262,12 +262,15 @@ pub(crate) fn reason_of(m: &Message) -> String {
     }
 }
 
-/// The peer a URI points at (host, port, transport).
-async fn peer_of(uri: &str) -> Option<Peer> {
+/// The peer a URI points at (host, port, transport; `forced` overrides
+/// the URI's transport, as a recorder's configured one does).
+pub(crate) async fn peer_of(uri: &str, forced: Option<Proto>) -> Option<Peer> {
     let na = NameAddr::parse(uri).ok()?;
     let u = na.uri;
     let transport = u.param("transport");
-    let proto = if u.scheme.eq_ignore_ascii_case("sips")
+    let proto = if let Some(p) = forced {
+        p
+    } else if u.scheme.eq_ignore_ascii_case("sips")
         || transport.is_some_and(|t| t.eq_ignore_ascii_case("tls"))
     {
         Proto::Tls
@@ -349,6 +352,7 @@ use dialog::*;
 pub use dialog::{hangup, hold, transfer};
 pub use incoming::{answer_call, reject_call};
 pub(crate) use incoming::{on_ack, on_bye, on_cancel, on_invite, on_notify, on_stray_2xx};
+pub(crate) use outgoing::ack_non_2xx;
 pub use outgoing::dial;
 
 // ----- the end of a call ---------------------------------------------------

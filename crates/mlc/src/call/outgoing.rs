@@ -297,7 +297,7 @@ fn take_keys(c: &mut super::Call, a: &sdp::Audio, ours: Option<&crate::srtp::Mas
     }
 }
 
-pub(super) async fn ack_non_2xx(
+pub(crate) async fn ack_non_2xx(
     mlc: &Mlc,
     peer: Peer,
     branch: &str,

@@ -419,24 +419,23 @@ fn streams_of(answer: &[u8], secure: bool) -> Result<[SocketAddr; 2], String> {
 /// The recorder's address, by its URI and configured transport (over
 /// TLS, its certificate is checked for the URI's host).
 async fn target_peer(mlc: &Mlc, t: &RecorderTarget) -> Option<Peer> {
-    let na = openturret_sip::uri::NameAddr::parse(&format!("<{}>", t.uri)).ok()?;
-    let u = na.uri;
-    let proto = match t.transport.as_str() {
-        "tls" => Proto::Tls,
-        "tcp" => Proto::Tcp,
-        _ if u.scheme.eq_ignore_ascii_case("sips") => Proto::Tls,
-        _ => Proto::Udp,
+    let forced = match t.transport.as_str() {
+        "tls" => Some(Proto::Tls),
+        "tcp" => Some(Proto::Tcp),
+        _ => None,
     };
-    let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
-    let host = u.host.trim_start_matches('[').trim_end_matches(']');
-    let addr = tokio::net::lookup_host((host, u.port.unwrap_or(default_port)))
-        .await
-        .ok()?
-        .next()?;
-    if proto == Proto::Tls && host.parse::<std::net::IpAddr>().is_err() {
-        mlc.set_tls_name(addr, host);
+    let peer = crate::call::peer_of(&format!("<{}>", t.uri), forced).await?;
+    let na = openturret_sip::uri::NameAddr::parse(&format!("<{}>", t.uri)).ok()?;
+    let host = na
+        .uri
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if peer.proto == Proto::Tls && host.parse::<std::net::IpAddr>().is_err() {
+        mlc.set_tls_name(peer.addr, &host);
     }
-    Some(Peer { proto, addr })
+    Some(peer)
 }
 
 #[cfg(test)]

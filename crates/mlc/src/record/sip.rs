@@ -104,7 +104,9 @@ impl Session {
                 return Ok(r);
             }
             if method == "INVITE" {
-                self.ack_failure(d, &branch, &r).await;
+                let from = format!("<{}>;tag={}", d.local_uri, d.local_tag);
+                crate::call::ack_non_2xx(&self.mlc, d.peer, &branch, &d.remote_target, &from, &r)
+                    .await;
             }
             if (code == 401 || code == 407)
                 && attempt == 0
@@ -146,21 +148,6 @@ impl Session {
             )
             .header("Call-ID", &d.call_id)
             .header("CSeq", format!("{cseq} ACK"));
-        self.mlc.send(d.peer, &b.build()).await;
-    }
-
-    /// The ACK of a failed INVITE (same branch, RFC 3261 §17.1.1.3).
-    async fn ack_failure(&self, d: &Dialog, branch: &str, r: &Message) {
-        let to = message::header(&r.headers, "to")
-            .unwrap_or_default()
-            .to_string();
-        let b = Builder::request("ACK", &d.remote_target)
-            .header("Via", self.mlc.via(d.peer, branch))
-            .header("Max-Forwards", "70")
-            .header("From", format!("<{}>;tag={}", d.local_uri, d.local_tag))
-            .header("To", to)
-            .header("Call-ID", &d.call_id)
-            .header("CSeq", format!("{} ACK", r.cseq.number));
         self.mlc.send(d.peer, &b.build()).await;
     }
 }

@@ -143,6 +143,19 @@ async fn list(State(app): State<App>, p: Portal) -> Response {
     render(&app, &p, &empty, StatusCode::OK).await
 }
 
+/// The form as sent, kept for the page that says what was wrong.
+fn recorder_form(name: &str, uri: &str, transport: &str, username: &str) -> FormState {
+    FormState::with_values(
+        "recorder",
+        &[
+            ("name", name),
+            ("uri", uri),
+            ("transport", transport),
+            ("username", username),
+        ],
+    )
+}
+
 #[derive(serde::Deserialize)]
 struct RecorderForm {
     name: String,
@@ -153,6 +166,14 @@ struct RecorderForm {
     username: String,
     #[serde(default)]
     password: String,
+}
+
+impl RecorderForm {
+    fn refill(&self, err: (String, String)) -> FormState {
+        let mut s = recorder_form(&self.name, &self.uri, &self.transport, &self.username);
+        s.error = Some(err);
+        s
+    }
 }
 
 async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<RecorderForm>) -> Response {
@@ -169,16 +190,7 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<RecorderFor
         }),
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut s = FormState::with_values(
-                    "recorder",
-                    &[
-                        ("name", &f.name),
-                        ("uri", &f.uri),
-                        ("transport", &f.transport),
-                        ("username", &f.username),
-                    ],
-                );
-                s.error = Some(err);
+                let s = f.refill(err);
                 render(&app, &p, &s, StatusCode::UNPROCESSABLE_ENTITY).await
             }
             Err(e) => e.into_response(),
@@ -324,15 +336,8 @@ async fn edit_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> Res
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let form = FormState::with_values(
-        "recorder",
-        &[
-            ("name", &r.fields.name),
-            ("uri", &r.fields.uri),
-            ("transport", r.fields.transport.as_str()),
-            ("username", &r.fields.username),
-        ],
-    );
+    let f = &r.fields;
+    let form = recorder_form(&f.name, &f.uri, f.transport.as_str(), &f.username);
     edit_render(&app, &p, id, &form, StatusCode::OK).await
 }
 
@@ -354,16 +359,7 @@ async fn update(
         }),
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
-                let mut s = FormState::with_values(
-                    "recorder",
-                    &[
-                        ("name", &f.name),
-                        ("uri", &f.uri),
-                        ("transport", &f.transport),
-                        ("username", &f.username),
-                    ],
-                );
-                s.error = Some(err);
+                let s = f.refill(err);
                 edit_render(&app, &p, id, &s, StatusCode::UNPROCESSABLE_ENTITY).await
             }
             Err(e) => e.into_response(),

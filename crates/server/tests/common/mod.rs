@@ -304,6 +304,16 @@ impl Api {
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, None).await
     }
+    /// The event types of the audit entries `query` selects, newest first.
+    pub async fn audit_events(&self, query: &str) -> Vec<String> {
+        let (_, audit) = self.get(&format!("/api/v1/audit?{query}")).await;
+        audit["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no audit page: {audit}"))
+            .iter()
+            .filter_map(|e| e["event_type"].as_str().map(str::to_string))
+            .collect()
+    }
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(body)).await
     }

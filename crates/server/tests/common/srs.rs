@@ -133,29 +133,7 @@ impl Srs {
         )
         .unwrap();
         let config = Arc::new(config);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(SrsState::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, halt) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !halt.load(Ordering::SeqCst) {
-                let Ok((tcp, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                let (st, halt, config) = (st.clone(), halt.clone(), config.clone());
-                std::thread::spawn(move || {
-                    let _ = tcp.set_nonblocking(false);
-                    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
-                    let Ok(conn) = rustls::ServerConnection::new(config) else {
-                        return;
-                    };
-                    serve_stream(rustls::StreamOwned::new(conn, tcp), "tls", &st, &halt, port)
-                });
-            }
-        });
+        let (port, state, stop) = stream_listener(Some(config));
         Srs {
             port,
             state,
@@ -173,26 +151,7 @@ impl Srs {
 
     /// A recorder over TCP.
     pub fn tcp() -> Srs {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(SrsState::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, halt) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !halt.load(Ordering::SeqCst) {
-                let Ok((tcp, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                let (st, halt) = (st.clone(), halt.clone());
-                std::thread::spawn(move || {
-                    let _ = tcp.set_nonblocking(false);
-                    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
-                    serve_stream(tcp, "tcp", &st, &halt, port)
-                });
-            }
-        });
+        let (port, state, stop) = stream_listener(None);
         Srs {
             port,
             state,
@@ -738,6 +697,44 @@ fn alaw(x: u8) -> f64 {
         ((mant << 4) + 0x108) << (exp - 1)
     };
     (if sign != 0 { mag } else { -mag }) as f64 / 32768.0
+}
+
+/// A TCP listener (TLS with `tls`) serving each connection in a thread
+/// of its own; returns its port, state and stop switch.
+fn stream_listener(
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (u16, Arc<Mutex<SrsState>>, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = Arc::new(Mutex::new(SrsState::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (st, halt) = (state.clone(), stop.clone());
+    std::thread::spawn(move || {
+        while !halt.load(Ordering::SeqCst) {
+            // Non-blocking, so that the stop switch is seen.
+            let Ok((tcp, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let (st, halt, tls) = (st.clone(), halt.clone(), tls.clone());
+            std::thread::spawn(move || {
+                let _ = tcp.set_nonblocking(false);
+                let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+                match tls {
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let conn = rustls::StreamOwned::new(conn, tcp);
+                        serve_stream(conn, "tls", &st, &halt, port)
+                    }
+                    None => serve_stream(tcp, "tcp", &st, &halt, port),
+                }
+            });
+        }
+    });
+    (port, state, stop)
 }
 
 /// One TCP or TLS connection from an SRC: SIP messages framed by
