@@ -32,6 +32,9 @@ pub trait Host: Send + Sync + 'static {
     async fn transferred(&self, call: u64, line: LineId);
     /// Returns once everything reported before is told and recorded.
     async fn flush(&self);
+    /// Events for the error log (issue 20), folded, in the order raised.
+    /// The host names the component (this MLC). The default drops them.
+    async fn events(&self, _events: Vec<openturret_domain::model::Folded>) {}
     /// Whether and where `call` is to be recorded now, and how its
     /// parties are named in the recording's metadata (issue 18). Asked
     /// when the call connects and when it changes hands. The default

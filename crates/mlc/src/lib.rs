@@ -42,6 +42,7 @@
 
 pub mod call;
 mod config;
+mod events;
 mod host;
 pub mod link;
 mod media;
@@ -179,6 +180,11 @@ pub struct Inner {
     /// Every line's PBX addresses, for [`Mlc::trusted`] on every answer
     /// without a walk over all lines each time.
     trust_index: Mutex<Option<trust::TrustIndex>>,
+    /// What is to be told to the error log (issue 20).
+    events: events::Events,
+    /// PBXs (their registrars' addresses) that stopped answering, until
+    /// they answer again.
+    pub(crate) pbx_down: Mutex<std::collections::HashSet<SocketAddr>>,
 }
 
 impl std::ops::Deref for Mlc {
@@ -232,6 +238,7 @@ impl Mlc {
         let _ = self.transport.set(transport);
         let _ = self.config.set(config);
         tokio::spawn(self.clone().dispatch(inbound));
+        tokio::spawn(events::run(self.clone()));
         register::start_all(self).await
     }
 

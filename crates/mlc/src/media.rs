@@ -55,6 +55,15 @@ impl Mlc {
             }
             Err(e) => {
                 self.voices.remove(leg.call);
+                self.raise(
+                    openturret_domain::model::Event::error(
+                        "media.no_port",
+                        "",
+                        "a call could not get a media port (is the media port range used up?)",
+                    )
+                    .with("ports", format!("{}-{}", ports.0, ports.1))
+                    .with("error", e.kind()),
+                );
                 Err(e)
             }
         }
@@ -89,7 +98,7 @@ impl Mlc {
     ) -> Result<String, call::OpError> {
         let codec = call::voice_codec(self, call, by)?;
         let (bind, advertise, ports) = self.media_place(SocketAddr::new(turret, 9));
-        voice::attach(
+        let answer = voice::attach(
             &self.voices,
             call,
             codec,
@@ -100,6 +109,19 @@ impl Mlc {
                 ports,
             },
         )
-        .await
+        .await;
+        if let Err(e) = &answer
+            && matches!(e.code, "no_media_port" | "internal")
+        {
+            self.raise(
+                openturret_domain::model::Event::warning(
+                    "media.voice_failed",
+                    "",
+                    "a turret's audio for a call could not be set up",
+                )
+                .with("code", e.code),
+            );
+        }
+        answer
     }
 }

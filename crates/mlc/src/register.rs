@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openturret_domain::LineId;
-use openturret_domain::model::Line;
+use openturret_domain::model::{Event, Line};
 use openturret_domain::secret::Secret;
 use openturret_sip::digest::Challenge;
 use openturret_sip::message::Builder;
@@ -23,6 +23,10 @@ use super::transport::{Peer, Proto};
 use super::{LineState, Mlc, TXN_TIMEOUT};
 
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// How a registration that reached no PBX begins its reason (the PBX's
+/// fault, reported once per PBX, not per line).
+const NO_ANSWER: &str = "no answer from the PBX at";
+const UNREACHABLE: &str = "cannot reach the PBX at";
 
 pub struct LineRuntime {
     pub state: LineState,
@@ -366,8 +370,8 @@ impl Registration {
             }
             let Some(r) = last else {
                 return Err(match mlc.take_send_error(&branch) {
-                    Some(e) => format!("cannot reach the PBX at {}: {e}", self.peer.addr),
-                    None => format!("no answer from the PBX at {}", self.peer.addr),
+                    Some(e) => format!("{UNREACHABLE} {}: {e}", self.peer.addr),
+                    None => format!("{NO_ANSWER} {}", self.peer.addr),
                 });
             };
             let code = r.code().unwrap_or(0);
@@ -428,6 +432,38 @@ impl Registration {
         }
         Err("authentication failed".into())
     }
+}
+
+/// A registration failure's reason as the error log may hold it: the
+/// status code kept, any run of three digits or more after it (a number a
+/// PBX put in its reason phrase) replaced.
+fn without_numbers(reason: &str) -> String {
+    let b = reason.as_bytes();
+    let coded = b.len() >= 3
+        && b[..3].iter().all(u8::is_ascii_digit)
+        && b.get(3).is_none_or(|c| !c.is_ascii_digit());
+    let (code, rest) = if coded {
+        reason.split_at(3)
+    } else {
+        ("", reason)
+    };
+    let mut out = String::with_capacity(reason.len());
+    let mut digits = String::new();
+    for ch in rest.chars().chain(std::iter::once(' ')) {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+            continue;
+        }
+        if digits.len() >= 3 {
+            out.push('…');
+        } else {
+            out.push_str(&digits);
+        }
+        digits.clear();
+        out.push(ch);
+    }
+    out.pop();
+    format!("{code}{out}")
 }
 
 fn aor_of(u: &Uri) -> String {
@@ -527,6 +563,9 @@ async fn run(
     let mut backoff = Duration::from_secs(1);
     let mut reg: Option<Registration> = None;
     let mut bound = false;
+    // Failures in a row that the PBX answered (refused, asked for other
+    // credentials): from the second on, each is an event for the line.
+    let mut refusals = 0u32;
     loop {
         if unregister.load(Ordering::SeqCst) {
             // The line was deleted or moved: remove our binding, best effort.
@@ -564,6 +603,18 @@ async fn run(
         match result {
             Ok(granted) => {
                 bound = true;
+                if refusals >= 2 {
+                    mlc.raise(
+                        Event::info(
+                            "line.registered",
+                            format!("line:{}", line.id.0),
+                            "the line registers again",
+                        )
+                        .with("line", &line.fields.name)
+                        .with("failures", refusals),
+                    );
+                }
+                refusals = 0;
                 set_state(&mlc, line.id, LineState::Registered).await;
                 backoff = Duration::from_secs(1);
                 let granted = granted.max(2);
@@ -575,6 +626,21 @@ async fn run(
                 wait(&kick, Duration::from_secs(refresh as u64)).await;
             }
             Err(reason) => {
+                if reason.starts_with(NO_ANSWER) || reason.starts_with(UNREACHABLE) {
+                    pbx_unreachable(&mlc, peer.addr);
+                } else {
+                    refusals += 1;
+                    if refusals >= 2 {
+                        mlc.raise(
+                            Event::warning(
+                                "line.registration_failed",
+                                format!("line:{}", line.id.0),
+                                format!("the line cannot register: {}", without_numbers(&reason)),
+                            )
+                            .with("line", &line.fields.name),
+                        );
+                    }
+                }
                 set_state(&mlc, line.id, LineState::Failing(reason)).await;
                 wait(&kick, jitter(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -594,7 +660,6 @@ async fn wait(kick: &Notify, d: Duration) {
 /// answering marks its lines failing; when it answers again, they all
 /// re-register at once.
 async fn keepalive(mlc: Mlc) {
-    let mut down: HashSet<SocketAddr> = HashSet::new();
     loop {
         let every = Duration::from_secs(mlc.config().keepalive_secs.max(1));
         tokio::time::sleep(every).await;
@@ -606,20 +671,32 @@ async fn keepalive(mlc: Mlc) {
             .filter_map(|l| l.registrar)
             .map(|p| (p.addr, p))
             .collect();
-        down.retain(|a| registrars.contains_key(a));
+        mlc.pbx_down
+            .lock()
+            .unwrap()
+            .retain(|a| registrars.contains_key(a));
         for (addr, peer) in registrars {
             let alive = probe(&mlc, peer).await;
-            let was_down = down.contains(&addr);
+            let was_down = mlc.pbx_down.lock().unwrap().contains(&addr);
             if alive && was_down {
-                down.remove(&addr);
+                mlc.pbx_down.lock().unwrap().remove(&addr);
                 tracing::info!(pbx = %addr, "PBX answers again; re-registering its lines");
+                let mut n = 0;
                 for l in mlc.lines.lock().unwrap().values() {
                     if l.registrar.is_some_and(|p| p.addr == addr) {
                         l.kick.notify_one();
+                        n += 1;
                     }
                 }
+                mlc.raise(
+                    Event::info(
+                        "pbx.reachable",
+                        format!("pbx:{addr}"),
+                        format!("the PBX at {addr} answers again; its lines register again"),
+                    )
+                    .with("lines", n),
+                );
             } else if !alive && !was_down {
-                down.insert(addr);
                 let ids: Vec<LineId> = mlc
                     .lines
                     .lock()
@@ -628,6 +705,7 @@ async fn keepalive(mlc: Mlc) {
                     .filter(|(_, l)| l.registrar.is_some_and(|p| p.addr == addr))
                     .map(|(id, _)| *id)
                     .collect();
+                pbx_unreachable(&mlc, addr);
                 for id in ids {
                     set_state(
                         &mlc,
@@ -639,6 +717,29 @@ async fn keepalive(mlc: Mlc) {
             }
         }
     }
+}
+
+/// Notes that the PBX at `addr` stopped answering (once until it answers
+/// again): one warning for the PBX, not one per line.
+fn pbx_unreachable(mlc: &Mlc, addr: SocketAddr) {
+    if !mlc.pbx_down.lock().unwrap().insert(addr) {
+        return;
+    }
+    let lines = mlc
+        .lines
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|l| l.registrar.is_some_and(|p| p.addr == addr))
+        .count();
+    mlc.raise(
+        Event::warning(
+            "pbx.unreachable",
+            format!("pbx:{addr}"),
+            format!("the PBX at {addr} does not answer: its lines cannot register or take calls"),
+        )
+        .with("lines", lines),
+    );
 }
 
 /// Whether the PBX answers an OPTIONS (any answer counts) within 2 s.
@@ -666,4 +767,20 @@ async fn probe(mlc: &Mlc, peer: Peer) -> bool {
     let answered = rx.recv().await.is_some();
     let _ = mlc.take_send_error(&branch);
     answered
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reason_phrase_loses_its_numbers_but_keeps_its_code() {
+        use super::without_numbers as w;
+        assert_eq!(w("404 User 4471234 not found"), "404 User … not found");
+        assert_eq!(w("403 Forbidden"), "403 Forbidden");
+        assert_eq!(
+            w("401: authentication failed (wrong username or password)"),
+            "401: authentication failed (wrong username or password)"
+        );
+        assert_eq!(w("480 Try 12 later 20001"), "480 Try 12 later …");
+        assert_eq!(w("the PBX asks for 2000"), "the PBX asks for …");
+    }
 }

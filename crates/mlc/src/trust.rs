@@ -80,6 +80,14 @@ impl Mlc {
     /// Counts a request refused from a stranger; logs at a bounded rate.
     pub(crate) fn note_stranger(&self, peer: Peer, what: &str) {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        self.raise(
+            openturret_domain::model::Event::warning(
+                "sip.stranger_refused",
+                "",
+                "SIP requests from an address that is not a line's PBX were refused (403)",
+            )
+            .with("request", what),
+        );
         let mut last = self.refusal_log.lock().unwrap();
         let now = Instant::now();
         let due = last.is_none_or(|(at, _)| now.duration_since(at) >= REFUSAL_LOG_EVERY);

@@ -451,10 +451,35 @@ pub fn start_schedule(app: &crate::App) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(minutes * 60)).await;
-            match scheduled_once(&app).await {
-                Ok(p) => tracing::info!(file = %p.display(), "scheduled backup written"),
-                Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled backup failed"),
-            }
+            scheduled_run(&app).await;
         }
     });
+}
+
+/// One run of the schedule, its outcome logged and told to the error log.
+pub async fn scheduled_run(app: &crate::App) {
+    use openturret_domain::model::Event;
+    let dir = backup_dir(&app.config);
+    match scheduled_once(app).await {
+        Ok(p) => {
+            tracing::info!(file = %p.display(), "scheduled backup written");
+            let file = p.file_name().map(|f| f.to_string_lossy().into_owned());
+            app.events.raise(
+                Event::info(
+                    "backup.written",
+                    "backup",
+                    format!("a scheduled backup was written to {}", dir.display()),
+                )
+                .with("file", file.unwrap_or_default()),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "scheduled backup failed");
+            app.events.raise(Event::error(
+                "backup.failed",
+                "backup",
+                format!("the scheduled backup into {} failed: {e:#}", dir.display()),
+            ));
+        }
+    }
 }

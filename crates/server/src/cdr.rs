@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use openturret_domain::Timestamp;
-use openturret_domain::model::{Cdr, CdrField, CdrFields, CdrFiles};
+use openturret_domain::model::{Cdr, CdrField, CdrFields, CdrFiles, Event};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -77,7 +77,15 @@ pub async fn produce_with(app: &App, s: &openturret_domain::model::Settings, mut
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = cdrs.len(), "call data records not stored")
+                tracing::error!(error = %e, records = cdrs.len(), "call data records not stored");
+                app.events.raise(
+                    Event::error(
+                        "cdr.store_failed",
+                        "cdr",
+                        "call data records could not be stored in the database",
+                    )
+                    .with("records", cdrs.len()),
+                );
             }
         }
     }
@@ -109,7 +117,11 @@ pub struct Files {
 impl Files {
     /// Starts the task (needs a Tokio runtime). Nothing is created on disk
     /// until the first file is written.
-    pub fn start(config: &CdrConfig, data_dir: &Path) -> Files {
+    pub fn start(
+        config: &CdrConfig,
+        data_dir: &Path,
+        events: std::sync::Arc<crate::events::EventLog>,
+    ) -> Files {
         let dir = config.dir.clone().unwrap_or_else(|| data_dir.join("cdr"));
         let (tx, rx) = mpsc::channel(256);
         let w = Writer {
@@ -117,6 +129,7 @@ impl Files {
             roll_after: Duration::from_secs(config.roll_minutes.max(1) * 60),
             roll_bytes: config.roll_mib.max(1) * 1024 * 1024,
             open: [None, None],
+            events,
         };
         tokio::spawn(w.run(rx));
         Files { tx, dir }
@@ -212,6 +225,7 @@ struct Writer {
     roll_after: Duration,
     roll_bytes: u64,
     open: [Option<Open>; 2],
+    events: std::sync::Arc<crate::events::EventLog>,
 }
 
 impl Writer {
@@ -257,6 +271,17 @@ impl Writer {
                     } else if let Err(e) = self.append(kind, fields, &rows) {
                         tracing::error!(error = %e, dir = %self.dir.display(), kind = kind.ext(),
                             records = rows.len(), "CDR file not written");
+                        self.events.raise(
+                            Event::error(
+                                "cdr.write_failed",
+                                format!("cdr_files:{}", kind.ext()),
+                                format!(
+                                    "call data records could not be written to {}: {e}",
+                                    self.dir.display()
+                                ),
+                            )
+                            .with("records", rows.len()),
+                        );
                     }
                 }
                 let _ = done.send(());

@@ -68,8 +68,8 @@ impl Default for Cti {
 }
 
 impl Cti {
-    /// Publishes an event of `kind` (`call`, `line`, `phone`, `recording` or
-    /// `cdr`).
+    /// Publishes an event of `kind` (`call`, `line`, `phone`, `recording`,
+    /// `cdr` or `error_log`).
     pub fn publish(&self, kind: &'static str, line: Option<LineId>, body: Value) {
         let mut ring = self.ring.lock().unwrap();
         ring.0 += 1;
@@ -120,6 +120,9 @@ fn visible(key: &ApiKey, e: &Event) -> bool {
         "call" => key.scope.allows_event("calls"),
         "line" => key.scope.allows_event("lines"),
         "recording" => key.scope.allows_event("recording"),
+        // The error log names lines by id only, and no person: any key
+        // that asks for it sees all of it.
+        "error_log" => return key.scope.allows_event("errors"),
         "cdr" => key.scope.cdrs,
         _ => key.scope.allows_event("phones"),
     };
@@ -286,6 +289,15 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    app.events.raise(
+                        openturret_domain::model::Event::warning(
+                            "cti.queue_overflow",
+                            format!("api_key:{}", key.id.0),
+                            "a CTI application read too slowly and lost events (it can get them from the replay)",
+                        )
+                        .with("key", &key.name)
+                        .with("lost", n),
+                    );
                     let m = json!({"v": CTI_VERSION, "kind": "lost", "count": n,
                         "hint": "read faster, or reconnect with ?since= to get them from the replay"});
                     if socket.send(Message::Text(m.to_string().into())).await.is_err() {

@@ -36,8 +36,10 @@ pub mod component;
 pub mod config;
 pub mod cti;
 pub mod datadir;
+pub mod events;
 pub mod http;
 pub mod hub;
+pub mod monitor;
 pub mod net;
 pub mod openapi;
 pub mod passwords;
@@ -101,6 +103,8 @@ pub struct AppInner {
     pub cdr: cdr::Files,
     /// The system's MLCs, line ownership, call routing and reports.
     pub telephony: telephony::Telephony,
+    /// The error log: what the components report (issue 20).
+    pub events: Arc<events::EventLog>,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -172,7 +176,8 @@ impl App {
             country_code: config.numbers.country_code.clone(),
         };
         let data_dir = config.data_dir.clone();
-        let cdr = cdr::Files::start(&config.cdr, &data_dir);
+        let events = Arc::new(events::EventLog::new(&host));
+        let cdr = cdr::Files::start(&config.cdr, &data_dir, events.clone());
         let app = App(Arc::new(AppInner {
             store,
             throttle: Throttle::new(config.auth.clone()),
@@ -190,15 +195,18 @@ impl App {
             recorder_status: recording::Status::default(),
             cdr,
             telephony: telephony::Telephony::default(),
+            events,
         }));
         let settings = app.store.get_settings().await?;
         app.cti.set_enabled(settings.cti_enabled);
         app.pseudo.set_mode(settings.pseudonymisation);
         app.caller_id.load(app.store.as_ref()).await?;
+        events::start(&app);
         hub::start(&app);
         telephony::start(&app);
         retention::start(&app);
         backup::start_schedule(&app);
+        monitor::start(&app);
         Ok(app)
     }
 }
@@ -227,13 +235,25 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = http::router(app.clone());
     let limits = app.config.http.clone();
-    net::serve_router(router, listener, tls, &limits, shutdown, move || {
-        // Turrets and CTI applications are told "restarting" and close;
-        // new calls are refused from now on.
-        app.stopping.begin();
-        app.mlc.stop_accepting();
-    })
-    .await
+    let stopping = app.clone();
+    let served = net::serve_router(
+        router,
+        listener,
+        tls,
+        &limits,
+        Some(app.events.clone()),
+        shutdown,
+        move || {
+            // Turrets and CTI applications are told "restarting" and close;
+            // new calls are refused from now on.
+            stopping.stopping.begin();
+            stopping.mlc.stop_accepting();
+        },
+    )
+    .await;
+    // What the components reported last reaches the error log.
+    app.events.flush(&app).await;
+    served
 }
 
 /// The longest a stopping server waits for its connections to close.

@@ -46,6 +46,8 @@ pub struct Limits {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     refused: AtomicU64,
     last_notice: Mutex<Option<Instant>>,
+    /// Where refusals and failed handshakes are reported (the error log).
+    events: Option<Arc<crate::events::EventLog>>,
 }
 
 impl Limits {
@@ -71,6 +73,19 @@ impl Limits {
             per_address: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
             last_notice: Mutex::new(None),
+            events: None,
+        }
+    }
+
+    /// Reports refusals and failed TLS handshakes to `events`.
+    pub fn with_events(mut self, events: Option<Arc<crate::events::EventLog>>) -> Limits {
+        self.events = events;
+        self
+    }
+
+    fn raise(&self, e: openturret_domain::model::Event) {
+        if let Some(ev) = &self.events {
+            ev.raise(e);
         }
     }
 
@@ -95,6 +110,15 @@ impl Limits {
     /// Counts a refused connection; logs at most every 10 s.
     fn refused(&self, ip: IpAddr, over_total: bool) {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        self.raise(openturret_domain::model::Event::warning(
+            "connections.refused",
+            "",
+            if over_total {
+                "connections were closed at once: the server has as many open as it allows"
+            } else {
+                "connections were closed at once: one address has as many open as it may"
+            },
+        ));
         let mut last = self.last_notice.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             *last = Some(Instant::now());
@@ -283,13 +307,33 @@ impl TlsListener {
                 };
                 let acceptor = acceptor.clone();
                 let sender = tx.clone();
+                let limits = limits.clone();
                 tokio::spawn(async move {
+                    use openturret_domain::model::Event;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
                         Ok(Ok(stream)) => {
                             let _ = sender.send((Conn::new(stream, slot, idle), peer)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            limits.raise(
+                                Event::warning(
+                                    "tls.handshake_failed",
+                                    "",
+                                    "TLS handshakes with the System Manager failed \
+                                     (clients without TLS 1.3, or not speaking TLS)",
+                                )
+                                .with("last_error", e.kind()),
+                            );
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            limits.raise(Event::warning(
+                                "tls.handshake_timeout",
+                                "",
+                                "TLS handshakes with the System Manager timed out",
+                            ));
+                        }
                     }
                 });
             }
@@ -315,10 +359,11 @@ pub async fn serve_router(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     http: &HttpConfig,
+    events: Option<Arc<crate::events::EventLog>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_stop: impl FnOnce(),
 ) -> io::Result<()> {
-    let limits = Arc::new(Limits::new(http));
+    let limits = Arc::new(Limits::new(http).with_events(events));
     let idle = Duration::from_secs(http.idle_timeout_secs.max(1));
     let mut incoming = TlsListener::new(listener, tls, limits, idle)?;
     // Dropped at shutdown: every connection task sees it and finishes.

@@ -98,7 +98,15 @@ pub async fn on_recorder_state(
                "state": if failure.is_some() { "failed" } else { "recording" },
                "reason": failure}),
     );
-    if failure.is_some() {
+    if let Some(why) = &failure {
+        app.events.raise(
+            openturret_domain::model::Event::warning(
+                "recorder.failed",
+                format!("recorder:{recorder}"),
+                "a recording session with this recorder failed; the call went on unrecorded there",
+            )
+            .with("reason", why),
+        );
         let mut r = app.system_record("recorder.failed", "recorder", Some(recorder.to_string()));
         r.level = AuditLevel::Warning;
         r.success = false;

@@ -211,6 +211,11 @@ async fn record_memory(app: &App, v: &CallView) {
     };
     if let Err(e) = crate::callmem::record_call(app, &event).await {
         tracing::error!(error = %e, call = v.id, "call memory not written");
+        app.events.raise(openturret_domain::model::Event::error(
+            "call_memory.write_failed",
+            "call_memory",
+            "a call's call-memory entries could not be written (the server's log has the cause)",
+        ));
     }
 }
 

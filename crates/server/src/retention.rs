@@ -2,7 +2,8 @@
 //! than the administrator's limits (settings) are deleted by a background
 //! job, at start and then every hour; each purge is audited with how many
 //! records went. Closed rolling CDR files and the record of forwarding to
-//! voice recorders older than the CDR limit go too. Defaults: call memory 90 days, CDRs 365 days, audit
+//! voice recorders older than the CDR limit go too, and entries of the
+//! error log older than the audit limit (the log retention). Defaults: call memory 90 days, CDRs 365 days, audit
 //! entries 2,557 days (seven years).
 
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct Purged {
     /// Lines of the record of forwarding to voice recorders (kept as long
     /// as CDRs).
     pub recording_log: u64,
+    /// Entries of the error log (kept as long as the audit log).
+    pub event_log: u64,
 }
 
 fn record(app: &App, event: &str, object: &str) -> openturret_store::AuditRecord {
@@ -60,6 +63,10 @@ pub async fn run_once(app: &App, now: Timestamp) -> anyhow::Result<Purged> {
         }
     }
     if let Some(cutoff) = before(s.retention_audit_days) {
+        p.event_log = app
+            .store
+            .purge_events_before(cutoff, record(app, "retention.purged", "event_log"))
+            .await?;
         // The purge re-anchors the hash chain; its own entry names the
         // new start (see `AuditStore::purge_audit_before`).
         p.audit_entries = app
@@ -82,10 +89,20 @@ pub fn start(app: &App) {
                     audit_entries = p.audit_entries,
                     cdr_files = p.cdr_files,
                     recording_log = p.recording_log,
+                    event_log = p.event_log,
                     "retention purge"
                 ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "retention purge failed"),
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "retention purge failed");
+                    app.events.raise(openturret_domain::model::Event::error(
+                        "retention.failed",
+                        "retention",
+                        format!(
+                            "the retention purge failed (it is tried again within the hour): {e:#}"
+                        ),
+                    ));
+                }
             }
             tokio::time::sleep(EVERY).await;
         }

@@ -681,6 +681,12 @@ impl Host for LocalHost {
         crate::recording::recording_of(&self.app()?, call).await
     }
 
+    async fn events(&self, events: Vec<openturret_domain::model::Folded>) {
+        if let Ok(app) = self.app() {
+            app.events.add_from(&app.events.local_mlc(), events);
+        }
+    }
+
     async fn recorder_state(
         &self,
         call: u64,

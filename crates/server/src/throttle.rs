@@ -555,3 +555,23 @@ mod tests {
         );
     }
 }
+
+/// The error log's entry for a lockout that began (the audit log has the
+/// account; this says only what kind of lockout, in which realm).
+pub fn lockout_event(realm: &str, l: &LockoutStarted) -> openturret_domain::model::Event {
+    use openturret_domain::model::Event;
+    if l.by_address {
+        Event::warning(
+            "login.address_locked",
+            format!("realm:{realm}"),
+            "an address was locked out after repeated wrong passwords (the audit log has the details)",
+        )
+    } else {
+        Event::warning(
+            "login.account_locked",
+            format!("realm:{realm}"),
+            "an account was locked out after repeated wrong passwords (the audit log has the details)",
+        )
+    }
+    .with("lockout_secs", l.lasts.as_secs())
+}

@@ -20,6 +20,7 @@ pub trait Store:
     + ContactStore
     + LineStore
     + RecorderStore
+    + EventStore
     + SettingsStore
     + CallStore
     + AuditStore
@@ -37,6 +38,7 @@ impl<T> Store for T where
         + ContactStore
         + LineStore
         + RecorderStore
+        + EventStore
         + SettingsStore
         + CallStore
         + AuditStore
@@ -450,6 +452,25 @@ pub trait RecorderStore {
         cutoff: Timestamp,
         audit: AuditRecord,
     ) -> Result<u64>;
+}
+
+/// The error log (issue 20): what the components report. Apart from the
+/// audit chain; holds no personal value.
+#[async_trait]
+pub trait EventStore {
+    /// Writes folded events in one transaction, in order: each either
+    /// folds into entry `into` (its count grows, its last time and
+    /// properties are the newest) or, with `None` or when that entry is
+    /// gone, starts a new one. Returns the entries as written.
+    async fn write_events(&self, writes: Vec<(Option<i64>, Folded)>) -> Result<Vec<EventEntry>>;
+    /// Newest first (by `seq`), or oldest first when `after_seq` is set.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventEntry>>;
+    /// How many entries at `level` last occurred at or after `since`, and
+    /// how many times they occurred in all.
+    async fn count_events(&self, level: EventLevel, since: Timestamp) -> Result<(u64, u64)>;
+    /// Deletes entries whose last occurrence is before `cutoff` (the log
+    /// retention); returns how many went.
+    async fn purge_events_before(&self, cutoff: Timestamp, audit: AuditRecord) -> Result<u64>;
 }
 
 #[async_trait]

@@ -1106,3 +1106,196 @@ async fn deleted_admins_and_contacts_stay_deleted_after_a_restore() {
         "New Global"
     );
 }
+
+#[tokio::test]
+async fn the_error_log_folds_filters_follows_and_purges() {
+    let (_d, s) = sqlite().await;
+    let f = |e: Event, n: u64, first: i64, last: i64| Folded {
+        event: e,
+        count: n,
+        first_at: Timestamp(first),
+        last_at: Timestamp(last),
+    };
+    let down = Event::warning("pbx.unreachable", "pbx:10.0.0.1:5060", "no answer")
+        .from_component("mlc:a")
+        .with("lines", 3);
+    let written = s
+        .write_events(vec![
+            (None, f(down.clone(), 2, 1_000, 2_000)),
+            (
+                None,
+                f(
+                    Event::error("backup.failed", "backup", "cannot write").from_component("sm:h"),
+                    1,
+                    1_500,
+                    1_500,
+                ),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 2);
+    assert!(written[1].seq > written[0].seq);
+    let first = written[0].clone();
+    // A fold adds the count, moves the last time and the seq, keeps the id.
+    let folded = s
+        .write_events(vec![(
+            Some(first.id),
+            f(down.with("lines", 4), 5, 3_000, 4_000),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(folded[0].id, first.id);
+    assert_eq!(folded[0].count, 7);
+    assert_eq!((folded[0].first_at.0, folded[0].last_at.0), (1_000, 4_000));
+    assert_eq!(folded[0].event.properties["lines"], "4");
+    assert!(folded[0].seq > written[1].seq);
+    // A fold into an entry that is gone starts a new one.
+    let again = s
+        .write_events(vec![(
+            Some(9_999),
+            f(
+                Event::info("pbx.reachable", "pbx:10.0.0.1:5060", "answers")
+                    .from_component("mlc:a"),
+                1,
+                5_000,
+                5_000,
+            ),
+        )])
+        .await
+        .unwrap();
+    assert_ne!(again[0].id, 9_999);
+
+    let all = s
+        .list_events(&EventFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let types: Vec<&str> = all.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(types, ["pbx.reachable", "pbx.unreachable", "backup.failed"]);
+    let bad = s
+        .list_events(&EventFilter {
+            at_least: Some(EventLevel::Warning),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bad.len(), 2);
+    let of = |filter: EventFilter| {
+        let s = &s;
+        async move { s.list_events(&filter).await.unwrap().len() }
+    };
+    assert_eq!(
+        of(EventFilter {
+            level: Some(EventLevel::Error),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        of(EventFilter {
+            component: Some("mlc:a".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        of(EventFilter {
+            object: Some("backup".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        of(EventFilter {
+            event_type: Some("pbx.reachable".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        of(EventFilter {
+            from: Some(Timestamp(3_000)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        of(EventFilter {
+            to: Some(Timestamp(3_000)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    // Paging backwards and following forwards.
+    let page = s
+        .list_events(&EventFilter {
+            before_seq: Some(all[0].seq),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].event.event_type, "pbx.unreachable");
+    let after = s
+        .list_events(&EventFilter {
+            after_seq: Some(written[1].seq),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let types: Vec<&str> = after.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(types, ["pbx.unreachable", "pbx.reachable"]);
+
+    assert_eq!(
+        s.count_events(EventLevel::Warning, Timestamp(0))
+            .await
+            .unwrap(),
+        (1, 7)
+    );
+    assert_eq!(
+        s.count_events(EventLevel::Error, Timestamp(2_000))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+
+    let n = s
+        .purge_events_before(Timestamp(4_500), audit("retention.purged"))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let left = s
+        .list_events(&EventFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    let trail = s
+        .list_audit(&AuditFilter {
+            event_type: Some("retention.purged".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(trail[0].record.changes, ["deleted:2"]);
+}

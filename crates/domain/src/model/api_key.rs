@@ -7,7 +7,7 @@ use crate::validate::{self, ValidationError};
 use crate::{ApiKeyId, LineId, Timestamp};
 
 /// What the events of a key may be about.
-pub const EVENT_KINDS: &[&str] = &["calls", "lines", "phones", "recording"];
+pub const EVENT_KINDS: &[&str] = &["calls", "lines", "phones", "recording", "errors"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyScope {

@@ -12,14 +12,16 @@
 //! `line_state`, `call` (changed or ended), `rejected_here` and
 //! `transferred`, in order, asks `flush` before it stops, and asks
 //! `recording` for a call that connects (whether and where it is
-//! recorded). The System
+//! recorded). It sends `events` for the error log (folded, without
+//! its own name, which the System Manager takes from the link) and says
+//! `stopping` before a planned stop. The System
 //! Manager sends `op` (dial, answer, reject, hangup, hold, retrieve,
 //! transfer) and the MLC answers with `result`.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use openturret_domain::model::{AnswerMode, Line, LineFields};
+use openturret_domain::model::{AnswerMode, Event, EventLevel, Folded, Line, LineFields};
 use openturret_domain::secret::Secret;
 use openturret_domain::{LineId, Timestamp};
 use rustls::pki_types::CertificateDer;
@@ -164,6 +166,59 @@ pub fn recording_of_json(v: &Value) -> Option<crate::Recording> {
     })
 }
 
+/// Most events one `events` message carries, and takes.
+pub const MAX_EVENTS: usize = 1024;
+
+/// Events for the error log as they travel (the component is left out:
+/// the System Manager names the MLC from its link).
+pub fn events_json(events: &[Folded]) -> Value {
+    Value::Array(
+        events
+            .iter()
+            .take(MAX_EVENTS)
+            .map(|f| {
+                json!({"level": f.event.level.as_str(), "type": f.event.event_type,
+                    "object": f.event.object, "message": f.event.message,
+                    "properties": f.event.properties, "count": f.count,
+                    "first_at": f.first_at.0, "last_at": f.last_at.0})
+            })
+            .collect(),
+    )
+}
+
+/// Events from an MLC, bounded as [`Event`] bounds them; what is not an
+/// event is skipped.
+pub fn events_of_json(v: &Value) -> Vec<Folded> {
+    let Some(items) = v.as_array() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .take(MAX_EVENTS)
+        .filter_map(|e| {
+            let level = EventLevel::parse(e["level"].as_str()?)?;
+            let mut event = Event::new(
+                level,
+                e["type"].as_str()?,
+                e["object"].as_str().unwrap_or_default(),
+                e["message"].as_str()?,
+            );
+            for (k, p) in e["properties"].as_object().into_iter().flatten() {
+                if let Some(p) = p.as_str() {
+                    event = event.with(k, p);
+                }
+            }
+            let first_at = Timestamp(e["first_at"].as_i64()?);
+            Some(Folded {
+                event,
+                count: e["count"].as_u64()?.max(1),
+                first_at,
+                last_at: Timestamp(e["last_at"].as_i64()?.max(first_at.0)),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +310,28 @@ mod tests {
             r#"{"reason":"403 Forbidden","state":"failing"}"#
         );
         assert_eq!(state_of(&state_json(&failing)), failing);
+        let ev = Folded {
+            event: Event::warning("pbx.unreachable", "pbx:10.0.0.1:5060", "no answer")
+                .from_component("mlc:forged")
+                .with("lines", 3),
+            count: 12,
+            first_at: Timestamp(5),
+            last_at: Timestamp(9),
+        };
+        let text = events_json(std::slice::from_ref(&ev)).to_string();
+        assert_eq!(
+            text,
+            r#"[{"count":12,"first_at":5,"last_at":9,"level":"warning","message":"no answer","object":"pbx:10.0.0.1:5060","properties":{"lines":"3"},"type":"pbx.unreachable"}]"#
+        );
+        let back = events_of_json(&serde_json::from_str(&text).unwrap());
+        assert_eq!(back[0].event.component, "");
+        assert_eq!(
+            (back[0].count, back[0].event.properties["lines"].as_str()),
+            (12, "3")
+        );
+        assert!(
+            events_of_json(&json!([{"level": "fatal", "type": "x", "message": "m"}])).is_empty()
+        );
         assert_eq!(known_code("not_ringing"), "not_ringing");
         assert_eq!(known_code("<script>"), "failed");
         assert_eq!(VERSION, 1);

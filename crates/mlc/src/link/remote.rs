@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
-use openturret_domain::model::Line;
+use openturret_domain::model::{Event, Line};
 use openturret_domain::secret::Secret;
 use openturret_domain::{LineId, ProfileId};
 use rustls::pki_types::pem::PemObject;
@@ -132,6 +132,12 @@ impl Host for RemoteHost {
     async fn flush(&self) {
         let _ = self.ask(json!({"t": "flush"})).await;
     }
+
+    async fn events(&self, events: Vec<openturret_domain::model::Folded>) {
+        for chunk in events.chunks(super::MAX_EVENTS) {
+            self.tell(json!({"t": "events", "events": super::events_json(chunk)}));
+        }
+    }
 }
 
 /// `turret mlc`: serves the lines the System Manager gives it until
@@ -173,6 +179,8 @@ pub async fn run_mlc(
     let stop = futures_util::FutureExt::fuse(stop);
     tokio::pin!(stop);
     let mut stopped = false;
+    // Since when the link is down, once it was up.
+    let mut lost: Option<std::time::Instant> = None;
     loop {
         let link = connect(&opts.manager, config.clone(), &mlc, &sip).await;
         let (mut ws, welcome) = match link {
@@ -189,6 +197,16 @@ pub async fn run_mlc(
             }
         };
         backoff = Duration::from_secs(1);
+        if let Some(since) = lost.take() {
+            mlc.raise(
+                Event::info(
+                    "link.restored",
+                    "system-manager",
+                    "the link to the System Manager is back",
+                )
+                .with("down_secs", since.elapsed().as_secs()),
+            );
+        }
         mlc.set_call_id_base(welcome["call_id_base"].as_u64().unwrap_or_default());
         tracing::info!(name = %welcome["name"], manager = %opts.manager, "connected to the System Manager");
         host.connected.store(true, Ordering::SeqCst);
@@ -256,6 +274,7 @@ pub async fn run_mlc(
                     // still up, so the calls' ends reach the System
                     // Manager (which records them) before we go.
                     stopped = true;
+                    host.tell(json!({"t": "stopping"}));
                     let (me, h) = (mlc.clone(), host.clone());
                     stopping = Some(tokio::spawn(async move {
                         call::end_all(&me, Duration::from_secs(3)).await;
@@ -276,6 +295,12 @@ pub async fn run_mlc(
             break;
         }
         tracing::warn!("lost the System Manager; serving no line until it is back");
+        lost = Some(std::time::Instant::now());
+        mlc.raise(Event::warning(
+            "link.lost",
+            "system-manager",
+            "the link to the System Manager was lost: this MLC serves no line until it is back",
+        ));
         let me = mlc.clone();
         tokio::spawn(async move { crate::register::resync(&me).await });
     }

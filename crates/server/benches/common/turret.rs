@@ -204,6 +204,7 @@ pub async fn baseline_server() {
         listener,
         tls,
         &http,
+        None,
         std::future::pending(),
         || {},
     )

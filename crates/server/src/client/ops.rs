@@ -191,6 +191,26 @@ impl Conn {
             }
         };
         let result = self.dispatch(env.request).await;
+        match &result {
+            Err(e) if e.code.as_str() == "internal" => self.app.events.raise(
+                openturret_domain::model::Event::error(
+                    "client.internal_error",
+                    "",
+                    "turret requests failed with an internal error (the server's log has the cause)",
+                ),
+            ),
+            Err(e) if matches!(e.code.as_str(), "wrong_password" | "too_many_attempts") => {
+                self.app.events.raise(
+                    openturret_domain::model::Event::warning(
+                        "client.login_refused",
+                        "",
+                        "turret logins were refused (a wrong password, or too many of them)",
+                    )
+                    .with("last_code", &e.code),
+                )
+            }
+            _ => {}
+        }
         if let Some((_, s)) = &self.session {
             s.lock().await.last_seen = Instant::now();
         }
@@ -264,6 +284,9 @@ impl Conn {
             r.success = false;
             r.level = openturret_domain::audit::AuditLevel::Error;
             self.app.store.append_audit(r).await?;
+            self.app
+                .events
+                .raise(crate::throttle::lockout_event(realm.as_str(), &l));
         }
         Ok(ok)
     }

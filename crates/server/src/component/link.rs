@@ -1,6 +1,8 @@
 //! The System Manager's side of the link: the listener, one connection
 //! per MLC, and what its messages do.
 
+use openturret_domain::model::Event;
+
 use super::ca::*;
 use super::*;
 
@@ -17,6 +19,8 @@ pub struct Link {
     calls: Mutex<HashMap<u64, CallView>>,
     /// SIP requests it refused from strangers, as it last said.
     pub refused: AtomicU64,
+    /// It said it is stopping (a planned stop, not a failure).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Link {
@@ -196,6 +200,7 @@ async fn accept(
         states: Mutex::new(HashMap::new()),
         calls: Mutex::new(HashMap::new()),
         refused: AtomicU64::new(0),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     ws.send(Message::Text(
         json!({"t": "welcome", "name": name, "call_id_base": instance * CALL_ID_SPACE})
@@ -219,6 +224,14 @@ async fn accept(
         tracing::warn!(error = %e, "audit entry not written");
     }
     tracing::info!(mlc = %name, %peer, "Multi-Line Controller connected");
+    app.events.raise(
+        Event::info(
+            "mlc.connected",
+            format!("mlc:{name}"),
+            format!("the MLC {name} connected"),
+        )
+        .with("address", peer.ip()),
+    );
     telephony::joined(&app, link.clone());
     let data_dir = app.config.data_dir.clone();
     let still_enrolled = || enrolled(&data_dir).is_ok_and(|e| e.get(&name) == Some(&fp));
@@ -252,6 +265,19 @@ async fn accept(
         .append_audit(app.system_record("mlc.disconnected", "mlc", Some(name.clone())))
         .await;
     tracing::warn!(mlc = %name, "Multi-Line Controller disconnected; its lines move");
+    app.events.raise(if link.stopping.load(Ordering::Relaxed) {
+        Event::info(
+            "mlc.stopped",
+            format!("mlc:{name}"),
+            format!("the MLC {name} stopped; its lines moved to the other MLCs"),
+        )
+    } else {
+        Event::warning(
+            "mlc.link_lost",
+            format!("mlc:{name}"),
+            format!("the link to the MLC {name} was lost; its lines move to the other MLCs"),
+        )
+    });
     Ok(())
 }
 
@@ -317,6 +343,11 @@ async fn handle(app: &App, link: &Arc<Link>, v: Value) {
         "sip" => {
             *link.sip.lock().unwrap() = v["sip"].as_str().unwrap_or_default().to_string();
         }
+        "events" => {
+            let events = openturret_mlc::link::events_of_json(&v["events"]);
+            app.events.add_from(&format!("mlc:{}", link.name), events);
+        }
+        "stopping" => link.stopping.store(true, Ordering::Relaxed),
         "refused" => {
             link.refused
                 .store(v["count"].as_u64().unwrap_or_default(), Ordering::Relaxed);

@@ -117,7 +117,14 @@ pub async fn login(
             app.store
                 .append_audit(failed("auth.login_failed", AuditLevel::Warning))
                 .await?;
+            app.events.raise(openturret_domain::model::Event::warning(
+                "admin.login_refused",
+                "",
+                "administrator logins were refused (wrong username or password)",
+            ));
             if let Some(l) = lockout {
+                app.events
+                    .raise(crate::throttle::lockout_event(Realm::Admin.as_str(), &l));
                 app.store.append_audit(lockout_record(failed, l)).await?;
             }
             Err(ApiError::Unauthorized("wrong username or password"))

@@ -111,6 +111,9 @@ impl IntoResponse for ApiError {
             }
         };
         let mut res = (status, axum::Json(body)).into_response();
+        if let ApiError::Internal(cause) = &self {
+            res.extensions_mut().insert(InternalFailure::of(cause));
+        }
         match &self {
             ApiError::Unauthorized(_) => {
                 res.headers_mut()
@@ -129,3 +132,46 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// What kind of internal failure answered a request with 500, for the
+/// error log (the cause itself stays in the server's log: it may name
+/// what the request was about).
+#[derive(Clone, Copy, Debug)]
+pub struct InternalFailure {
+    pub database: bool,
+}
+
+impl InternalFailure {
+    pub fn of(cause: &anyhow::Error) -> InternalFailure {
+        InternalFailure {
+            database: cause.chain().any(|e| {
+                matches!(
+                    e.downcast_ref::<openturret_store::StoreError>(),
+                    Some(
+                        openturret_store::StoreError::Backend(_)
+                            | openturret_store::StoreError::Integrity(_)
+                    )
+                )
+            }),
+        }
+    }
+
+    /// The error log's entry for it.
+    pub fn event(self, route: &str) -> openturret_domain::model::Event {
+        use openturret_domain::model::Event;
+        if self.database {
+            Event::error(
+                "database.error",
+                "database",
+                "requests failed because the database did not answer as it should (the server's log has the cause)",
+            )
+        } else {
+            Event::error(
+                "server.internal_error",
+                "",
+                "requests failed with an internal error (the server's log has the cause)",
+            )
+        }
+        .with("route", route)
+    }
+}

@@ -235,7 +235,7 @@ pub fn router(app: App) -> Router {
         .route("/cti", axum::routing::any(crate::cti::upgrade))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::NotFound("resource") })
-        .layer(middleware::from_fn(headers_and_log))
+        .layer(middleware::from_fn_with_state(app.clone(), headers_and_log))
         .with_state(app)
 }
 
@@ -273,7 +273,7 @@ async fn openapi() -> Json<serde_json::Value> {
 /// Security headers on every response, and one log line per request with
 /// the route pattern (never the raw path or query, which may hold personal
 /// data) and the status.
-async fn headers_and_log(req: Request, next: Next) -> Response {
+async fn headers_and_log(State(app): State<App>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -282,6 +282,9 @@ async fn headers_and_log(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "(unmatched)".into());
     let mut res = next.run(req).await;
+    if let Some(f) = res.extensions().get::<error::InternalFailure>() {
+        app.events.raise(f.event(&route));
+    }
     let h = res.headers_mut();
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,

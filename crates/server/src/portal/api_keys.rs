@@ -93,6 +93,7 @@ async fn render(
                     (checkbox(create, "Line registration states", "lines", false))
                     (checkbox(create, "Phone status (turret logins; only for keys on every line)", "phones", false))
                     (checkbox(create, "Recording starts and failures (voice recorders)", "recording", false))
+                    (checkbox(create, "The error log: what the components report (for network management)", "errors", false))
                     (checkbox(create, "Call data records", "cdrs", false))
                 }
                 (field(create, "Expires after (days)", "expires_in_days", "number", Some("Empty: never.")))
@@ -122,8 +123,9 @@ async fn create(
         .filter_map(|k| k.strip_prefix("line_")?.parse().ok())
         .filter(|id: &i64| ticked(&format!("line_{id}")))
         .collect();
-    let events = ["calls", "lines", "phones", "recording"]
-        .into_iter()
+    let events = openturret_domain::model::EVENT_KINDS
+        .iter()
+        .copied()
         .filter(|e| ticked(e))
         .map(str::to_string)
         .collect();

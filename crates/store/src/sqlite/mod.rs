@@ -24,6 +24,7 @@ mod api_keys;
 mod audit;
 mod calls;
 mod contacts;
+mod events;
 mod import;
 mod lines;
 mod maintenance;
