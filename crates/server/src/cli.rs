@@ -1,6 +1,6 @@
 //! Subcommands that work on a data directory directly, without a running
-//! server: administrator accounts and audit verification. Each action is
-//! audited as actor `cli:<os user>`.
+//! server: administrator accounts and audit verification (each action
+//! audited as actor `cli:<os user>`), and reading the error log.
 
 use std::io::{BufRead, Read};
 use std::path::Path;
@@ -115,6 +115,151 @@ pub async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
     store.append_audit(r).await?;
     store.close().await;
     Ok(ok)
+}
+
+/// What `turret events` shows.
+pub struct EventsArgs {
+    pub level: Option<String>,
+    pub component: Option<String>,
+    pub event_type: Option<String>,
+    pub object: Option<String>,
+    pub since: Option<String>,
+    pub limit: i64,
+    pub follow: bool,
+    pub json: bool,
+}
+
+/// `turret events`: the error log, oldest first; with `follow`, then
+/// every entry written (or folded into) as it comes, until interrupted.
+pub async fn events(config: &Config, a: EventsArgs) -> anyhow::Result<()> {
+    use openturret_domain::Timestamp;
+    use openturret_domain::model::{EventFilter, EventLevel};
+    use openturret_store::EventStore;
+    let at_least = a
+        .level
+        .as_deref()
+        .map(|l| {
+            EventLevel::parse(l)
+                .with_context(|| format!("--level {l}: give error, warning or info"))
+        })
+        .transpose()?;
+    let from = a
+        .since
+        .as_deref()
+        .map(|s| -> anyhow::Result<Timestamp> {
+            if let Ok(d) = humantime::parse_duration(s) {
+                return Ok(Timestamp(Timestamp::now().0 - d.as_millis() as i64));
+            }
+            let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+                format!("--since {s}: give a duration such as 1h or 2d, or an RFC 3339 time")
+            })?;
+            Ok(Timestamp(
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as i64,
+            ))
+        })
+        .transpose()?;
+    if !(1..=10_000).contains(&a.limit) {
+        bail!("--limit {}: give 1 to 10000", a.limit);
+    }
+    let store = existing_store(config).await?;
+    let mut filter = EventFilter {
+        at_least,
+        component: a.component,
+        event_type: a.event_type,
+        object: a.object,
+        from,
+        limit: a.limit,
+        ..Default::default()
+    };
+    let mut shown = store.list_events(&filter).await?;
+    shown.reverse();
+    let mut last = shown.iter().map(|e| e.seq).max().unwrap_or(0);
+    if !a.follow {
+        for e in &shown {
+            print_event(e, a.json);
+        }
+        store.close().await;
+        return Ok(());
+    }
+    if shown.is_empty() {
+        // Nothing matched: follow from what is there now.
+        last = store
+            .list_events(&EventFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .first()
+            .map_or(0, |e| e.seq);
+    }
+    for e in &shown {
+        print_event(e, a.json);
+    }
+    filter.limit = 1000;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        filter.after_seq = Some(last);
+        for e in store.list_events(&filter).await? {
+            last = last.max(e.seq);
+            print_event(&e, a.json);
+        }
+        // Entries that no longer match the filter still move the mark.
+        let newest = store
+            .list_events(&EventFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        last = last.max(newest.first().map_or(0, |e| e.seq));
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn print_event(e: &openturret_domain::model::EventEntry, json: bool) {
+    use std::io::Write;
+    let line = if json {
+        crate::events::entry_json(e).to_string()
+    } else {
+        let times = if e.count > 1 {
+            format!(" (×{} until {})", e.count, e.last_at.rfc3339())
+        } else {
+            String::new()
+        };
+        let props: Vec<String> = e
+            .event
+            .properties
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{}  {:<7}  {}  {}{}  {}{}{}",
+            e.first_at.rfc3339(),
+            e.event.level.as_str().to_uppercase(),
+            e.event.component,
+            e.event.event_type,
+            if e.event.object.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", e.event.object)
+            },
+            e.event.message,
+            times,
+            if props.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", props.join(", "))
+            }
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// True when `dir` looks like a data directory.

@@ -273,6 +273,17 @@ fn schemas() -> Value {
             ("success", b()), ("server_host", s()), ("actor", s()), ("client_ip", s()),
             ("client_host", json!({"type": "string", "description": "the computer name the client claims in X-Client-Host: not verified; host-name characters only, at most 63, else `invalid`; empty when none was sent"}))]),
         "AuditPage": obj(&["items"], &[("items", array(r("AuditEntry"))), ("next_before", i())]),
+        "Event": obj(&["id", "seq", "level", "component", "type", "object", "message", "properties", "count", "first_at", "last_at"], &[
+            ("id", i()), ("seq", json!({"type": "integer", "description": "grows at every write of any entry (new, or folded into): `after` a seq lists what changed since"})),
+            ("level", json!({"type": "string", "enum": ["error", "warning", "info"]})),
+            ("component", json!({"type": "string", "description": "`sm:<host>` (a System Manager) or `mlc:<name>` (an MLC; `mlc:local@<host>` in process)"})),
+            ("type", json!({"type": "string", "description": "dotted, e.g. pbx.unreachable, backup.failed"})),
+            ("object", json!({"type": "string", "description": "`kind:id` (line:7, pbx:10.0.0.5:5060, recorder:2, mlc:desk-a), a kind (backup), or empty"})),
+            ("message", s()),
+            ("properties", json!({"type": "object", "additionalProperties": {"type": "string"}})),
+            ("count", json!({"type": "integer", "description": "identical events folded into this entry"})),
+            ("first_at", t()), ("last_at", t())]),
+        "EventPage": obj(&["items"], &[("items", array(r("Event"))), ("next_before", i())]),
         "ImportResult": obj(&["inserted", "updated"], &[("inserted", i()), ("updated", i())]),
         "Backup": obj(&["file", "created_at", "payload_bytes", "schema_version", "backup_key"], &[("file", s()), ("created_at", t()),
             ("payload_bytes", i()), ("schema_version", i()), ("backup_key", nullable_s())]),
@@ -736,6 +747,25 @@ fn operations() -> Vec<Op> {
             "Verify the audit hash chain",
         )
         .ok(200, S(r("AuditVerification"))),
+        op(
+            "get",
+            "/api/v1/events",
+            "events",
+            "The error log: what the components (System Managers, MLCs) reported, newest first; identical events folded into one entry with a count",
+        )
+        .query(&[
+            ("level", "error, warning or info: that level only"),
+            ("at_least", "warning: errors and warnings; error: errors"),
+            ("component", "e.g. sm:turret1 or mlc:desk-a"),
+            ("type", "e.g. pbx.unreachable"),
+            ("object", "e.g. line:7, pbx:10.0.0.5:5060, backup"),
+            ("from", "RFC 3339: last seen at or after"),
+            ("to", "RFC 3339: last seen before"),
+            ("before", "seq: entries written before it (paging)"),
+            ("after", "seq: entries written after it, oldest first (following)"),
+            ("limit", "1-1000, default 100"),
+        ])
+        .ok(200, S(r("EventPage"))),
         op("post", "/api/v1/settings/pseudonym-key/rotate", "settings",
             "Replace the key that pseudonymises numbers for external applications (old pseudonyms no longer match)")
             .ok(204, None),

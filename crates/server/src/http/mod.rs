@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backups;
 pub mod contacts;
 pub mod error;
+pub mod events;
 pub mod ext;
 pub mod extract;
 pub mod lines;
@@ -204,6 +205,7 @@ fn api_routes() -> Routes {
         .post("/backups/restore", backups::restore)
         .get("/audit", audit::list)
         .get("/audit/verify", audit::verify)
+        .get("/events", events::list)
 }
 
 /// The query API for external applications and the health check.

@@ -13,6 +13,7 @@ use crate::http::error::ApiError;
 
 /// The sections of the navigation, in order: (path, label).
 const NAV: &[(&str, &str)] = &[
+    ("/dashboard", "Dashboard"),
     ("/profiles", "Profiles"),
     ("/global-contacts", "Global contacts"),
     ("/lines", "Lines"),
@@ -20,6 +21,7 @@ const NAV: &[(&str, &str)] = &[
     ("/consents", "Consents"),
     ("/settings", "Settings"),
     ("/audit", "Audit log"),
+    ("/events", "Error log"),
     ("/admins", "Administrators"),
     ("/api-keys", "API keys"),
     ("/data", "Import & export"),
@@ -79,7 +81,7 @@ pub fn page_with_status(
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    a.brand href="/profiles" { "OpenTurret" span { "Management Portal" } }
+                    a.brand href="/dashboard" { "OpenTurret" span { "Management Portal" } }
                     div.who {
                         span { "Signed in as " strong { (p.auth.admin.username) } }
                         form method="post" action="/logout" {

@@ -18,6 +18,7 @@ mod api_keys;
 mod auth;
 mod data;
 mod directory;
+mod events;
 mod extract;
 mod layout;
 mod profile_items;
@@ -104,7 +105,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route(
             "/",
-            get(|| async { axum::response::Redirect::to("/profiles") }),
+            get(|| async { axum::response::Redirect::to("/dashboard") }),
         )
         .route("/assets/portal.css", get(css))
         .route("/login", get(auth::login_page).post(auth::login))
@@ -119,6 +120,7 @@ pub fn routes() -> Router<App> {
         .merge(directory::routes())
         .merge(system::routes())
         .merge(records::routes())
+        .merge(events::routes())
         .merge(admins::routes())
         .merge(data::routes())
 }
