@@ -784,6 +784,25 @@ async fn every_operation_answers_as_the_document_says() {
         )
         .await;
     assert!(s.is_success(), "{v}");
+    // An entry in the error log, for its listing to have one to show.
+    let (s, _) = api
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": "nobody", "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api.get("/api/v1/events").await.1["items"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no entry in the error log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // Bodies that reach the operation's success, where the schema's own
     // example would only meet validation.

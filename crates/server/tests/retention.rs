@@ -83,6 +83,7 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             audit_entries: 0,
             cdr_files: 0,
             recording_log: 1,
+            event_log: 0,
         }
     );
     assert_eq!(
@@ -162,14 +163,32 @@ async fn records_older_than_the_limits_are_purged_and_each_purge_is_audited() {
             audit_entries: 0,
             cdr_files: 0,
             recording_log: 2,
+            event_log: 0,
         }
     );
 
     // Audit entries older than their limit go too; the chain still
     // verifies from its new start, which the purge's own entry names.
     let later = Timestamp(now.0 + 3000 * DAY);
+    // So do entries of the error log (the same log retention).
+    let old = openturret_domain::model::Event::error("backup.failed", "backup", "cannot write")
+        .from_component("sm:test-host");
+    s.app
+        .store
+        .write_events(vec![(
+            None,
+            openturret_domain::model::Folded {
+                event: old,
+                count: 3,
+                first_at: now,
+                last_at: now,
+            },
+        )])
+        .await
+        .unwrap();
     let before = s.app.store.verify_audit().await.unwrap().verified;
     let p = run_once(&s.app, later).await.unwrap();
+    assert_eq!(p.event_log, 1, "the error log's old entry went");
     assert_eq!(
         p.audit_entries as i64, before,
         "every entry was older than seven years"
