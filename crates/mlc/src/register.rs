@@ -610,7 +610,6 @@ async fn run(
                             format!("line:{}", line.id.0),
                             "the line registers again",
                         )
-                        .with("line", &line.fields.name)
                         .with("failures", refusals),
                     );
                 }
@@ -631,14 +630,11 @@ async fn run(
                 } else {
                     refusals += 1;
                     if refusals >= 2 {
-                        mlc.raise(
-                            Event::warning(
-                                "line.registration_failed",
-                                format!("line:{}", line.id.0),
-                                format!("the line cannot register: {}", without_numbers(&reason)),
-                            )
-                            .with("line", &line.fields.name),
-                        );
+                        mlc.raise(Event::warning(
+                            "line.registration_failed",
+                            format!("line:{}", line.id.0),
+                            format!("the line cannot register: {}", without_numbers(&reason)),
+                        ));
                     }
                 }
                 set_state(&mlc, line.id, LineState::Failing(reason)).await;

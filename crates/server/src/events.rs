@@ -138,7 +138,7 @@ impl EventLog {
             items
                 .iter()
                 .map(|f| {
-                    let first = seen.insert((&f.event.component, &f.event.object));
+                    let first = seen.insert(f.event.subject_key());
                     (first.then(|| open.fold_target(f)).flatten(), f.clone())
                 })
                 .collect()

@@ -165,6 +165,111 @@ async fn fifty_lines_register_a_wrong_password_fails_and_all_return_after_a_pbx_
     eprintln!("50 lines re-registered {back:?} after the PBX returned");
 }
 
+/// Issue 20: a PBX outage is one warning for the PBX (not one per line)
+/// and one info entry when it answers again; a line the PBX refuses again
+/// and again is an entry of its own; no entry holds a password or a
+/// number; `turret events` shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pbx_outage_is_one_warning_in_the_error_log_and_its_return_one_info() {
+    let mut pbx = Kamailio::start("MD5", false);
+    let s = server().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(line(&s, &format!("447100{n}"), pbx.port, PBX_PASSWORD).await);
+    }
+    let bad = line(&s, "4471999", pbx.port, "wrong-password-xyz").await;
+    wait_lines(&s, &ids, "registered", Duration::from_secs(20)).await;
+    let refused = s
+        .api
+        .wait_error_log(
+            "type=line.registration_failed",
+            |e| e["object"] == json!(format!("line:{bad}")),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(refused["level"], "warning");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrong username or password"),
+        "{refused}"
+    );
+    // The line by its id only: its name may hold its number.
+    assert_eq!(refused["properties"], json!({}));
+
+    pbx.kill();
+    wait_lines(&s, &ids, "failing", Duration::from_secs(15)).await;
+    let pbx_object = format!("pbx:127.0.0.1:{}", pbx.port);
+    let down = s
+        .api
+        .wait_error_log(
+            "type=pbx.unreachable",
+            |e| e["object"] == json!(pbx_object),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(down["level"], "warning");
+    assert_eq!(down["component"], "mlc:local@test-host");
+    pbx.restart();
+    wait_lines(&s, &ids, "registered", Duration::from_secs(30)).await;
+    let up = s
+        .api
+        .wait_error_log(
+            "type=pbx.reachable",
+            |e| e["object"] == json!(pbx_object),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(up["level"], "info");
+    assert!(up["seq"].as_i64() > down["seq"].as_i64());
+
+    let all = s.api.error_log("").await;
+    let about = |t: &str| {
+        all.iter()
+            .filter(|e| e["type"] == json!(t))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(about("pbx.unreachable").len(), 1, "one per PBX: {all:#?}");
+    assert_eq!(about("pbx.reachable").len(), 1, "{all:#?}");
+    let failing_lines: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["type"] == json!("line.registration_failed"))
+        .filter(|e| e["object"] != json!(format!("line:{bad}")))
+        .collect();
+    assert!(
+        failing_lines.is_empty(),
+        "the outage is the PBX's, not each line's: {failing_lines:#?}"
+    );
+    // Nothing personal or secret: no password, no number, no address of
+    // record.
+    for e in &all {
+        let text = e.to_string();
+        for bad_text in [PBX_PASSWORD, "wrong-password-xyz", "4471", "sip:"] {
+            assert!(!text.contains(bad_text), "{bad_text} in {text}");
+        }
+    }
+    // The CLI shows the same, at least warnings.
+    let dir = s.dir.path().to_path_buf();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        common::turret(&dir, &["events", "--level", "warning", "--since", "1h"], "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l.contains("WARNING")
+            && l.contains("pbx.unreachable")
+            && l.contains(&pbx_object)),
+        "{out}"
+    );
+    assert!(
+        !out.contains("pbx.reachable"),
+        "info is below --level warning: {out}"
+    );
+}
+
 fn call_push(state: &'static str) -> impl Fn(&Value) -> bool {
     move |p: &Value| p["push"] == json!("call") && p["call"]["state"] == json!(state)
 }

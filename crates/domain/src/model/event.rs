@@ -134,6 +134,25 @@ impl Event {
     fn same(&self, other: &Event) -> bool {
         self.key() == other.key()
     }
+
+    /// [`Self::subject`], owned: events with the same key are about the
+    /// same thing.
+    pub fn subject_key(&self) -> (String, String) {
+        let (c, o) = self.subject();
+        (c.to_string(), o.to_string())
+    }
+
+    /// What the event is about, for folding: its component and object, or
+    /// for an event about no object, its type (so that unrelated events
+    /// without an object do not end each other's folds).
+    fn subject(&self) -> (&str, &str) {
+        let about = if self.object.is_empty() {
+            &self.event_type
+        } else {
+            &self.object
+        };
+        (&self.component, about)
+    }
 }
 
 /// One or more identical events, as they are written.
@@ -204,9 +223,10 @@ impl Pending {
     pub fn add(&mut self, f: Folded) {
         // The newest item about the same component and object decides:
         // the same event folds into it, another one ends the fold.
-        let newest = self.items.iter().rposition(|i| {
-            i.event.component == f.event.component && i.event.object == f.event.object
-        });
+        let newest = self
+            .items
+            .iter()
+            .rposition(|i| i.event.subject() == f.event.subject());
         if let Some(at) = newest
             && self.items[at].event.same(&f.event)
         {
@@ -253,8 +273,8 @@ impl Pending {
 /// occurrence is within `window`; otherwise it starts a new entry.
 #[derive(Debug)]
 pub struct OpenEntries {
-    /// (component, object) → the newest entry's id, its event, its last
-    /// occurrence.
+    /// (component, object or type) → the newest entry's id, its event,
+    /// its last occurrence.
     open: BTreeMap<(String, String), (i64, Event, Timestamp)>,
     window_ms: i64,
     capacity: usize,
@@ -271,9 +291,8 @@ impl OpenEntries {
 
     /// The entry `f` folds into, if any.
     pub fn fold_target(&self, f: &Folded) -> Option<i64> {
-        let (id, e, last) = self
-            .open
-            .get(&(f.event.component.clone(), f.event.object.clone()))?;
+        let (c, o) = f.event.subject();
+        let (id, e, last) = self.open.get(&(c.to_string(), o.to_string()))?;
         (e.same(&f.event) && f.first_at.0 - last.0 < self.window_ms).then_some(*id)
     }
 
@@ -289,10 +308,9 @@ impl OpenEntries {
                 self.open.clear();
             }
         }
-        self.open.insert(
-            (f.event.component.clone(), f.event.object.clone()),
-            (id, f.event.clone(), last),
-        );
+        let (c, o) = f.event.subject();
+        self.open
+            .insert((c.to_string(), o.to_string()), (id, f.event.clone(), last));
     }
 }
 
@@ -332,12 +350,16 @@ mod tests {
         p.raise(down(), at(2));
         p.raise(up(), at(3));
         p.raise(down(), at(4));
-        // Another object does not end the fold of the first.
+        // Another object does not end the fold of the first, nor does an
+        // event about no object.
         p.raise(
             Event::warning("pbx.unreachable", "pbx:10.0.0.2:5060", "no answer"),
             at(5),
         );
+        p.raise(Event::warning("tls.handshake_failed", "", "failed"), at(5));
         p.raise(down(), at(6));
+        p.raise(Event::warning("admin.login_refused", "", "refused"), at(7));
+        p.raise(Event::warning("tls.handshake_failed", "", "failed"), at(8));
         let (items, _) = p.take();
         let seen: Vec<(&str, u64)> = items
             .iter()
@@ -349,7 +371,9 @@ mod tests {
                 ("pbx.unreachable", 2),
                 ("pbx.reachable", 1),
                 ("pbx.unreachable", 2),
-                ("pbx.unreachable", 1)
+                ("pbx.unreachable", 1),
+                ("tls.handshake_failed", 2),
+                ("admin.login_refused", 1)
             ]
         );
     }

@@ -2,6 +2,8 @@
 //! object and time, newest first, paged) and the dashboard (`/dashboard`:
 //! the errors and warnings of the last 24 hours, the MLCs, the lines).
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -84,8 +86,30 @@ fn level_badge(l: EventLevel) -> Markup {
     }
 }
 
+/// The names of the lines, for objects `line:<id>` (entries keep only the
+/// id: a line's name may hold its number).
+async fn line_names(app: &App) -> HashMap<String, (i64, String)> {
+    app.store
+        .list_lines()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (format!("line:{}", l.id.0), (l.id.0, l.fields.name)))
+        .collect()
+}
+
+/// An entry's object, a line named and linked.
+fn object(o: &str, lines: &HashMap<String, (i64, String)>) -> Markup {
+    html! {
+        @match lines.get(o) {
+            Some((id, name)) => { a href=(format!("/lines/{id}")) { (name) } " " small.hint { "(" (o) ")" } },
+            None => (o),
+        }
+    }
+}
+
 /// Entries as a table (the page's and the dashboard's).
-fn table(entries: &[EventEntry]) -> Markup {
+fn table(entries: &[EventEntry], lines: &HashMap<String, (i64, String)>) -> Markup {
     html! {
         table.events {
             thead { tr { th { "Last seen (UTC)" } th { "Level" } th { "Component" } th { "Event" } th { "Object" } th { "What happened" } th { "Times" } } }
@@ -96,7 +120,7 @@ fn table(entries: &[EventEntry]) -> Markup {
                         td { (level_badge(e.event.level)) }
                         td { (e.event.component) }
                         td { code { (e.event.event_type) } }
-                        td { (e.event.object) }
+                        td { (object(&e.event.object, lines)) }
                         td {
                             (e.event.message)
                             @if !e.event.properties.is_empty() {
@@ -169,7 +193,7 @@ async fn events(State(app): State<App>, p: Portal, Query(q): Query<EventsQuery>)
             button.secondary type="submit" { "Filter" } " "
             button.secondary type="submit" name="clear" value="on" { "Clear filters" }
         }
-        (table(&entries))
+        (table(&entries, &line_names(&app).await))
         (layout::pager(q.before.map(|_| "/events".to_string()), next, if q.before.is_some() { "Older entries" } else { "Newest entries" }))
     };
     page(&app, &p, "/events", "Error log", content)
@@ -277,7 +301,7 @@ async fn dashboard(State(app): State<App>, p: Portal) -> Response {
             }
         }
         h2 { "Latest errors and warnings" }
-        (table(&latest))
+        (table(&latest, &line_names(&app).await))
         p { a href="/events" { "The whole error log" } " · " a href="/audit" { "The audit log" } }
     };
     page(&app, &p, "/dashboard", "Dashboard", content)

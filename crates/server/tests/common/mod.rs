@@ -314,6 +314,37 @@ impl Api {
             .filter_map(|e| e["event_type"].as_str().map(str::to_string))
             .collect()
     }
+    /// The error log's entries `query` selects, newest first.
+    pub async fn error_log(&self, query: &str) -> Vec<Value> {
+        let (_, page) = self
+            .get(&format!("/api/v1/events?limit=1000&{query}"))
+            .await;
+        page["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no error log page: {page}"))
+            .clone()
+    }
+    /// Waits (at most `wait`) for an entry of the error log that `query`
+    /// selects and `ok` accepts; returns it.
+    pub async fn wait_error_log(
+        &self,
+        query: &str,
+        ok: impl Fn(&Value) -> bool,
+        wait: Duration,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let items = self.error_log(query).await;
+            if let Some(e) = items.iter().find(|e| ok(e)) {
+                return e.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no error log entry for {query} within {wait:?}: {items:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(body)).await
     }
