@@ -447,6 +447,7 @@ pub fn start_schedule(app: &crate::App) {
                 }
             });
     }
+    check_schedule(app, keyed);
     let app = app.clone();
     tokio::spawn(async move {
         loop {
@@ -454,6 +455,38 @@ pub fn start_schedule(app: &crate::App) {
             scheduled_run(&app).await;
         }
     });
+}
+
+/// Tells the error log at once, rather than at the first scheduled run,
+/// when scheduled backups cannot work: no passphrase to protect them
+/// with, or a folder that cannot be written.
+fn check_schedule(app: &crate::App, keyed: bool) {
+    use openturret_domain::model::Event;
+    if !keyed && let Err(e) = scheduled_passphrase(&app.config) {
+        app.events.raise(Event::error(
+            "backup.misconfigured",
+            "backup",
+            format!(
+                "scheduled backups cannot run: no backup key and no passphrase ({e:#}); \
+                 set backup.passphrase_file or create a backup key"
+            ),
+        ));
+    }
+    let dir = backup_dir(&app.config);
+    let probe = dir.join(format!(".turret-probe-{}", std::process::id()));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&probe, b""))
+        .and_then(|_| std::fs::remove_file(&probe));
+    if let Err(e) = written {
+        app.events.raise(Event::error(
+            "backup.failed",
+            "backup",
+            format!(
+                "scheduled backups cannot be written into {}: {e}",
+                dir.display()
+            ),
+        ));
+    }
 }
 
 /// One run of the schedule, its outcome logged and told to the error log.

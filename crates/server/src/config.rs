@@ -445,7 +445,27 @@ fn typed_env_value(
             "false" | "0" | "no" | "off" => false,
             _ => bail!("{raw:?} is not true or false"),
         }),
-        _ => toml::Value::String(raw.to_string()),
+        Some(_) => toml::Value::String(raw.to_string()),
+        // No default to go by (a key unset by default, such as
+        // backup.every_minutes): the first of integer, boolean and string
+        // that the configuration accepts there.
+        None => {
+            let fits = |v: &toml::Value| {
+                let mut probe = defaults.clone();
+                set_path(&mut probe, path, v.clone()).is_ok()
+                    && toml::Value::Table(probe).try_into::<Config>().is_ok()
+            };
+            let t = raw.trim();
+            let candidates = [
+                t.parse::<i64>().ok().map(toml::Value::Integer),
+                t.parse::<bool>().ok().map(toml::Value::Boolean),
+            ];
+            candidates
+                .into_iter()
+                .flatten()
+                .find(fits)
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+        }
     })
 }
 
@@ -501,6 +521,7 @@ mod tests {
                 ("HOME", "/root"),
                 ("TURRET_LOG", "debug"),
                 ("TURRET_SIP__KEEPALIVE_SECS", "9"),
+                ("TURRET_BACKUP__EVERY_MINUTES", "15"),
             ]),
             &Overrides {
                 data_dir: Some("/tmp/x".into()),
@@ -522,6 +543,11 @@ mod tests {
         assert_eq!(c.auth.lockout_secs, 7);
         assert_eq!(c.auth.token_ttl_secs, 60);
         assert_eq!(c.numbers.country_code.as_deref(), Some("44"));
+        assert_eq!(
+            c.backup.every_minutes,
+            Some(15),
+            "a number where the default is unset"
+        );
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "flag beats all");
         assert!(
             loaded.warnings.iter().any(|w| w.contains("listn")),

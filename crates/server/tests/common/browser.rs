@@ -286,7 +286,15 @@ impl Drop for Browser {
 /// A server whose admin signed in through the portal (one-time password,
 /// then the forced change), and an API client for cross-checks.
 pub async fn signed_in(dir: &std::path::Path) -> (super::Server, Browser, super::Api) {
-    let server = super::Server::start(dir, &[]).await;
+    signed_in_with(dir, &[]).await
+}
+
+/// [`signed_in`], the server started with `env`.
+pub async fn signed_in_with(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (super::Server, Browser, super::Api) {
+    let server = super::Server::start(dir, env).await;
     let otp = server.one_time_password().unwrap();
     let b = Browser::start(&server.url).await;
     b.goto("/login").await;
