@@ -184,6 +184,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "call_memory": retention(s.retention_call_memory_days, c.oldest_call_memory),
             "cdrs": retention(s.retention_cdr_days, c.oldest_cdr),
             "audit": retention(s.retention_audit_days, None),
+            "error_log": retention(s.retention_audit_days, None),
             "call_memory_fifo_per_profile": openturret_domain::model::CALL_MEMORY_CAPACITY,
         },
         "encryption": {
@@ -202,6 +203,12 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         },
         "erasure_ledger": {"entries": ledger, "kept_outside_backups": true},
         "audit": {"entries": c.audit_entries, "chain_intact": chain.broken.is_none()},
+        "error_log": {
+            "what": "what the components report (failed backups, PBXs unreachable, lines refused, links lost, disk space, refusals in aggregate), at a level, identical events folded with a count",
+            "personal_data": false,
+            "why_none": "events name lines by id, PBXs by address, MLCs and API keys by name; never a number, a person, a client address or a secret (docs/error-log.md)",
+            "kept": "as long as audit entries (the log retention), by last occurrence",
+        },
         "proof": {
             "document": PROOF_DOCUMENT,
             "what": "for each item of personal data and each property (protected at rest, access rule enforced, exportable to the subject, erasable with backups included, retention enforced), the test that fails if it breaks",

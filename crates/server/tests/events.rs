@@ -375,6 +375,7 @@ async fn the_portal_shows_the_error_log_with_its_filters_and_the_dashboard_count
         main.contains("backup.failed") && main.contains("admin.login_refused"),
         "{main}"
     );
+    b.screenshot("dashboard").await;
     // The errors tile opens the log filtered to errors.
     b.click("a.tile.bad").await;
     let deadline = Instant::now() + Duration::from_secs(10);
