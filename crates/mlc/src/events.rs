@@ -45,25 +45,10 @@ impl Events {
     }
 
     fn take(&self) -> Vec<Folded> {
-        let (mut items, dropped) = self
-            .pending
+        self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if dropped > 0 {
-            let now = Timestamp::now();
-            items.push(Folded {
-                event: Event::warning(
-                    "events.dropped",
-                    "",
-                    "too many different events at once; some were not recorded",
-                ),
-                count: dropped,
-                first_at: now,
-                last_at: now,
-            });
-        }
-        items
+            .take_all("", Timestamp::now())
     }
 }
 

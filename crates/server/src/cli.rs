@@ -118,14 +118,33 @@ pub async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
 }
 
 /// What `turret events` shows.
+#[derive(clap::Args)]
 pub struct EventsArgs {
+    /// Only entries at least this bad: error, warning or info.
+    #[arg(long)]
     pub level: Option<String>,
+    /// Only this component, such as sm:turret1 or mlc:desk-a.
+    #[arg(long)]
     pub component: Option<String>,
+    /// Only this event type, such as pbx.unreachable.
+    #[arg(long = "type", value_name = "TYPE")]
     pub event_type: Option<String>,
+    /// Only this object, such as line:7 or backup.
+    #[arg(long)]
     pub object: Option<String>,
+    /// Only entries last seen within this long (1h, 2d) or since this
+    /// RFC 3339 time.
+    #[arg(long)]
     pub since: Option<String>,
+    /// At most this many entries (the newest).
+    #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Keep running and print entries as they are written (a folded
+    /// entry again, with its new count).
+    #[arg(long)]
     pub follow: bool,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
     pub json: bool,
 }
 

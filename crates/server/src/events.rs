@@ -107,25 +107,11 @@ impl EventLog {
     /// [`WRITE_EVERY`]; the server's stop calls it last).
     pub async fn flush(&self, app: &App) {
         let _writing = self.writing.lock().await;
-        let (mut items, dropped) = self
+        let items = self
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if dropped > 0 {
-            let now = Timestamp::now();
-            items.push(Folded {
-                event: Event::warning(
-                    "events.dropped",
-                    "",
-                    "too many different events at once; some were not recorded",
-                )
-                .from_component(&self.component),
-                count: dropped,
-                first_at: now,
-                last_at: now,
-            });
-        }
+            .take_all(&self.component, Timestamp::now());
         if items.is_empty() {
             return;
         }

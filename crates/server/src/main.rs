@@ -118,34 +118,7 @@ enum Command {
     ///
     /// Examples: `turret events --level warning --since 1d`;
     /// `turret events --follow` (runs until interrupted).
-    Events {
-        /// Only entries at least this bad: error, warning or info.
-        #[arg(long)]
-        level: Option<String>,
-        /// Only this component, such as sm:turret1 or mlc:desk-a.
-        #[arg(long)]
-        component: Option<String>,
-        /// Only this event type, such as pbx.unreachable.
-        #[arg(long = "type", value_name = "TYPE")]
-        event_type: Option<String>,
-        /// Only this object, such as line:7 or backup.
-        #[arg(long)]
-        object: Option<String>,
-        /// Only entries last seen within this long (1h, 2d) or since this
-        /// RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        /// At most this many entries (the newest).
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        /// Keep running and print entries as they are written (a folded
-        /// entry again, with its new count).
-        #[arg(long)]
-        follow: bool,
-        /// One JSON object per line instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Events(cli::EventsArgs),
     /// A scriptable turret client speaking the client protocol.
     ///
     /// COMMAND is one of: profiles, config, contacts [SEARCH], lookup NUMBER,
@@ -506,31 +479,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Events {
-            level,
-            component,
-            event_type,
-            object,
-            since,
-            limit,
-            follow,
-            json,
-        } => {
-            cli::events(
-                &config,
-                cli::EventsArgs {
-                    level,
-                    component,
-                    event_type,
-                    object,
-                    since,
-                    limit,
-                    follow,
-                    json,
-                },
-            )
-            .await?
-        }
+        Command::Events(args) => cli::events(&config, args).await?,
         Command::Config {
             command: ConfigCommand::Default,
         } => print!("{}", config::DEFAULT_TOML),

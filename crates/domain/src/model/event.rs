@@ -262,6 +262,26 @@ impl Pending {
         )
     }
 
+    /// Everything pending, in order, with one `events.dropped` warning of
+    /// `component` at the end when some were dropped.
+    pub fn take_all(&mut self, component: &str, now: Timestamp) -> Vec<Folded> {
+        let (mut items, dropped) = self.take();
+        if dropped > 0 {
+            items.push(Folded {
+                event: Event::warning(
+                    "events.dropped",
+                    "",
+                    "too many different events at once; some were not recorded",
+                )
+                .from_component(component),
+                count: dropped,
+                first_at: now,
+                last_at: now,
+            });
+        }
+        items
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty() && self.dropped == 0
     }

@@ -38,17 +38,9 @@ pub struct EventsQuery {
     preset: Option<String>,
 }
 
-fn filter_value(stored: &str, key: &str) -> String {
-    stored
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or("")
-        .to_string()
-}
-
 /// The stored filter as a store query.
 fn filter_of(stored: &str, before: Option<i64>) -> Result<EventFilter, ApiError> {
-    let v = |k: &str| layout::given(&filter_value(stored, k)).map(|s| s.trim().to_string());
+    let v = |k: &str| layout::given(&layout::filter_value(stored, k)).map(|s| s.trim().to_string());
     let date = |k: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
         v(k).map(|d| {
             parse_ts(k, &format!("{d}T00:00:00Z"))
@@ -164,7 +156,7 @@ async fn events(State(app): State<App>, p: Portal, Query(q): Query<EventsQuery>)
     };
     let values: Vec<(&str, String)> = KEYS
         .iter()
-        .map(|k| (*k, filter_value(&stored, k)))
+        .map(|k| (*k, layout::filter_value(&stored, k)))
         .collect();
     let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let state = FormState::with_values("events", &pairs);
@@ -223,19 +215,14 @@ async fn events_filter(
     let value = if on(&f.clear) {
         String::new()
     } else {
-        [
+        layout::filter_text(&[
             ("level", &f.level),
             ("component", &f.component),
             ("type", &f.event_type),
             ("object", &f.object),
             ("from", &f.from),
             ("to", &f.to),
-        ]
-        .iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
-        .collect::<Vec<_>>()
-        .join("\n")
+        ])
     };
     app.portal.set_filter(p.session, "events", value);
     Redirect::to("/events").into_response()

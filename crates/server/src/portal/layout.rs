@@ -283,3 +283,23 @@ pub fn given(v: &str) -> Option<String> {
     let t = v.trim();
     (!t.is_empty()).then(|| v.to_string())
 }
+
+/// A list page's filter as kept in the session (`key=value` lines; the
+/// values may be names, so they never go into URLs), from its form.
+pub fn filter_text(pairs: &[(&str, &String)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One value of a filter kept by [`filter_text`] (empty when unset).
+pub fn filter_value(stored: &str, key: &str) -> String {
+    stored
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or("")
+        .to_string()
+}

@@ -33,13 +33,6 @@ pub struct AuditQuery {
 }
 
 /// The audit filter kept for a session, as `key=value` lines.
-fn filter_value(stored: &str, key: &str) -> String {
-    stored
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or("")
-        .to_string()
-}
 
 const AUDIT_KEYS: [&str; 6] = [
     "actor",
@@ -52,7 +45,8 @@ const AUDIT_KEYS: [&str; 6] = [
 
 async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -> Response {
     let stored = app.portal.filter(p.session, "audit");
-    let v = |k: &str| layout::given(&filter_value(&stored, k)).map(|s| s.trim().to_string());
+    let v =
+        |k: &str| layout::given(&layout::filter_value(&stored, k)).map(|s| s.trim().to_string());
     let date = |k: &str, end: bool| -> Result<Option<openturret_domain::Timestamp>, ApiError> {
         match v(k) {
             Some(d) => {
@@ -93,7 +87,7 @@ async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -
     };
     let values: Vec<(&str, String)> = AUDIT_KEYS
         .iter()
-        .map(|k| (*k, filter_value(&stored, k)))
+        .map(|k| (*k, layout::filter_value(&stored, k)))
         .collect();
     let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let state = FormState::with_values("audit", &pairs);
@@ -165,19 +159,14 @@ async fn audit_filter(
     let value = if on(&f.clear) {
         String::new()
     } else {
-        [
+        layout::filter_text(&[
             ("actor", &f.actor),
             ("event_type", &f.event_type),
             ("object_type", &f.object_type),
             ("object_id", &f.object_id),
             ("from", &f.from),
             ("to", &f.to),
-        ]
-        .iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .map(|(k, v)| format!("{k}={}", v.trim().replace('\n', " ")))
-        .collect::<Vec<_>>()
-        .join("\n")
+        ])
     };
     app.portal.set_filter(p.session, "audit", value);
     Redirect::to("/audit").into_response()
