@@ -412,7 +412,7 @@ async fn the_portal_shows_the_error_log_with_its_filters_and_the_dashboard_count
             .await
             .contains("No entries match")
     );
-    b.click("form[action='/events/filter'] button[name=clear]")
+    b.submit("form[action='/events/filter'] button[name=clear]")
         .await;
     let rows = b.text("table.events tbody").await;
     assert!(
