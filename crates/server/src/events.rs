@@ -67,15 +67,6 @@ impl EventLog {
         &self.component
     }
 
-    /// The in-process MLC's component name.
-    pub fn local_mlc(&self) -> String {
-        format!(
-            "mlc:{}@{}",
-            crate::telephony::LOCAL_NAME,
-            self.component.trim_start_matches("sm:")
-        )
-    }
-
     /// Raises an event of this System Manager (unless it names another
     /// component). Never blocks.
     pub fn raise(&self, e: Event) {

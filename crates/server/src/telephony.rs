@@ -683,7 +683,9 @@ impl Host for LocalHost {
 
     async fn events(&self, events: Vec<openturret_domain::model::Folded>) {
         if let Ok(app) = self.app() {
-            app.events.add_from(&app.events.local_mlc(), events);
+            // The in-process MLC, as the error log names it.
+            let me = format!("mlc:{LOCAL_NAME}@{}", app.host);
+            app.events.add_from(&me, events);
         }
     }
 
