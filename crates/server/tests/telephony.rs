@@ -268,6 +268,26 @@ async fn a_pbx_outage_is_one_warning_in_the_error_log_and_its_return_one_info() 
         !out.contains("pbx.reachable"),
         "info is below --level warning: {out}"
     );
+
+    // An administrator reads the outage and the recovery in the portal;
+    // the refused line is shown by its name, which the entry never held.
+    let b = common::browser::Browser::start(&s.url).await;
+    b.goto("/login").await;
+    b.fill("#login-username", "admin").await;
+    b.fill("#login-password", common::ADMIN_PASSWORD).await;
+    b.submit("form[action='/login'] button[type=submit]").await;
+    b.goto("/events").await;
+    let rows = b.text("table.events tbody").await;
+    let at = |t: &str| {
+        rows.find(t)
+            .unwrap_or_else(|| panic!("{t} not shown: {rows}"))
+    };
+    assert!(
+        at("pbx.reachable") < at("pbx.unreachable"),
+        "newest first: {rows}"
+    );
+    assert!(rows.contains("Line 4471999"), "{rows}");
+    b.screenshot("error-log-pbx").await;
 }
 
 fn call_push(state: &'static str) -> impl Fn(&Value) -> bool {

@@ -50,6 +50,7 @@ pub async fn upgrade(
 async fn run(app: App, mut socket: WebSocket, ip: std::net::IpAddr) {
     let mut pushes = app.hub.subscribe();
     let stopping = app.clone();
+    let events = app.events.clone();
     let mut conn = ops::Conn::new(app, ip);
     // A ping every PING_EVERY; a client silent for IDLE_LIMIT (no
     // message, no pong) is gone and its connection is closed.
@@ -97,7 +98,17 @@ async fn run(app: App, mut socket: WebSocket, ip: std::net::IpAddr) {
                 let push = match push {
                     Ok(p) => p,
                     // Missed pushes: resend the whole configuration.
-                    Err(RecvError::Lagged(_)) => Push { profile: None, kind: PushKind::Config(None) },
+                    Err(RecvError::Lagged(n)) => {
+                        events.raise(
+                            openturret_domain::model::Event::warning(
+                                "client.queue_overflow",
+                                "",
+                                "turrets read too slowly and missed pushes; each was sent its whole configuration again",
+                            )
+                            .with("missed", n),
+                        );
+                        Push { profile: None, kind: PushKind::Config(None) }
+                    }
                     Err(RecvError::Closed) => break,
                 };
                 let Some(profile) = conn.profile().await else { continue };

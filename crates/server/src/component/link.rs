@@ -21,6 +21,8 @@ pub struct Link {
     pub refused: AtomicU64,
     /// It said it is stopping (a planned stop, not a failure).
     stopping: std::sync::atomic::AtomicBool,
+    /// The error log.
+    events: Arc<crate::events::EventLog>,
 }
 
 impl Link {
@@ -57,6 +59,14 @@ impl Link {
             .is_err()
         {
             tracing::warn!(mlc = %self.name, "component link congested; message dropped");
+            self.events.raise(Event::warning(
+                "mlc.link_congested",
+                format!("mlc:{}", self.name),
+                format!(
+                    "messages to the MLC {} were dropped: its link is congested",
+                    self.name
+                ),
+            ));
         }
     }
 
@@ -201,6 +211,7 @@ async fn accept(
         calls: Mutex::new(HashMap::new()),
         refused: AtomicU64::new(0),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        events: app.events.clone(),
     });
     ws.send(Message::Text(
         json!({"t": "welcome", "name": name, "call_id_base": instance * CALL_ID_SPACE})

@@ -100,18 +100,25 @@ fn object(o: &str, lines: &HashMap<String, (i64, String)>) -> Markup {
     }
 }
 
+/// A time as the tables show it: `2026-12-04 14:09:33` (UTC).
+fn short(t: Timestamp) -> String {
+    let r = t.rfc3339();
+    r.get(..19).unwrap_or(&r).replacen('T', " ", 1)
+}
+
 /// Entries as a table (the page's and the dashboard's).
 fn table(entries: &[EventEntry], lines: &HashMap<String, (i64, String)>) -> Markup {
     html! {
         table.events {
-            thead { tr { th { "Last seen (UTC)" } th { "Level" } th { "Component" } th { "Event" } th { "Object" } th { "What happened" } th { "Times" } } }
+            thead { tr { th { "Last seen (UTC)" } th { "Event" } th { "Object" } th { "What happened" } th { "Times" } } }
             tbody {
                 @for e in entries {
                     tr {
-                        td { (e.last_at.rfc3339()) }
-                        td { (level_badge(e.event.level)) }
-                        td { (e.event.component) }
-                        td { code { (e.event.event_type) } }
+                        td.when { (short(e.last_at)) }
+                        td {
+                            (level_badge(e.event.level)) " " code { (e.event.event_type) }
+                            br; small.hint { (e.event.component) }
+                        }
                         td { (object(&e.event.object, lines)) }
                         td {
                             (e.event.message)
@@ -122,11 +129,11 @@ fn table(entries: &[EventEntry], lines: &HashMap<String, (i64, String)>) -> Mark
                         }
                         td {
                             (e.count)
-                            @if e.count > 1 { br; small.hint { "since " (e.first_at.rfc3339()) } }
+                            @if e.count > 1 { br; small.hint { "since " (short(e.first_at)) } }
                         }
                     }
                 }
-                @if entries.is_empty() { tr { td colspan="7" .muted { "No entries match." } } }
+                @if entries.is_empty() { tr { td colspan="5" .muted { "No entries match." } } }
             }
         }
     }
