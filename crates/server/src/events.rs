@@ -54,7 +54,11 @@ pub struct EventLog {
 impl EventLog {
     pub fn new(host: &str) -> EventLog {
         EventLog {
-            component: format!("sm:{host}"),
+            component: if host.is_empty() {
+                "sm:system-manager".to_string()
+            } else {
+                format!("sm:{host}")
+            },
             pending: Mutex::new(Pending::new(CAPACITY)),
             wake: Notify::new(),
             open: Mutex::new(OpenEntries::new(FOLD_WINDOW.as_millis() as i64, OPEN)),
