@@ -23,6 +23,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# A throwaway PostgreSQL cluster for the PostgreSQL store's tests (issue
+# 19), on a free port, removed when this script ends. A cluster named by
+# TURRET_TEST_POSTGRES_URL already is used as it is.
+if [ -z "${TURRET_TEST_POSTGRES_URL:-}" ]; then
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgdir=$(mktemp -d /tmp/turret-test-pg.XXXXXX)
+  as_postgres=(runuser -u postgres --)
+  if [ "$(id -u)" -ne 0 ]; then as_postgres=(sudo -u postgres); fi
+  "${sudo_cmd[@]}" chown postgres: "$pgdir"
+  pgport=""
+  for p in $(seq 55432 55532); do
+    if ! (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null; then pgport=$p; break; fi
+  done
+  echo "==> starting a throwaway PostgreSQL cluster on 127.0.0.1:$pgport"
+  "${as_postgres[@]}" "$pgbin/initdb" -D "$pgdir" -A trust -U postgres >/dev/null
+  "${as_postgres[@]}" "$pgbin/pg_ctl" -D "$pgdir" \
+    -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" \
+    -l "$pgdir/server.log" -w start >/dev/null
+  trap '"${as_postgres[@]}" "$pgbin/pg_ctl" -D "$pgdir" -m immediate stop >/dev/null 2>&1; "${sudo_cmd[@]}" rm -rf "$pgdir"' EXIT
+  export TURRET_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
+fi
+
 echo "==> building (warnings are errors)"
 RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo build --workspace --all-targets --locked
 

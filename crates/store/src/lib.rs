@@ -19,9 +19,97 @@
 //! PostgreSQL implementation adds a sibling module and its own migrations.
 #![forbid(unsafe_code)]
 
+/// An audit entry from a database row (the same columns in every
+/// implementation). A macro, so that each backend's row type serves.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! audit_entry_of_row {
+    ($r:expr) => {{
+        use openturret_domain::Timestamp;
+        use openturret_domain::audit::{AuditEntry, AuditLevel, AuditPii, AuditRecord};
+        use sqlx::Row;
+        use $crate::StoreError;
+        let r = $r;
+
+        let level: String = r.get("level");
+        let changes: String = r.get("changes");
+        let salt: Option<Vec<u8>> = r.get("pii_salt");
+        Ok(AuditEntry {
+            seq: r.get("seq"),
+            record: AuditRecord {
+                at: Timestamp(r.get("at")),
+                level: AuditLevel::parse(&level)
+                    .ok_or_else(|| StoreError::Integrity(format!("audit level {level:?}")))?,
+                event_type: r.get("event_type"),
+                object_type: r.get("object_type"),
+                object_id: r.get("object_id"),
+                changes: changes
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                success: r.get("success"),
+                server_host: r.get("server_host"),
+                pii: AuditPii {
+                    actor: r.get("actor"),
+                    client_ip: r.get("client_ip"),
+                    client_host: r.get("client_host"),
+                },
+            },
+            pii_salt: match salt {
+                Some(s) => Some(
+                    s.try_into()
+                        .map_err(|_| StoreError::Integrity("audit salt length".into()))?,
+                ),
+                None => None,
+            },
+            pii_commit: $crate::to32(&r.get::<Vec<u8>, _>("pii_commit"))?,
+            prev_mac: $crate::to32(&r.get::<Vec<u8>, _>("prev_mac"))?,
+            mac: $crate::to32(&r.get::<Vec<u8>, _>("mac"))?,
+        })
+    }};
+}
+
+/// An error-log entry from a database row (the same columns in every
+/// implementation).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! event_entry_of_row {
+    ($r:expr) => {{
+        use openturret_domain::Timestamp;
+        use openturret_domain::model::{Event, EventEntry, EventLevel};
+        use sqlx::Row;
+        use $crate::StoreError;
+        let r = $r;
+
+        let level: String = r.get("level");
+        let props: String = r.get("properties");
+        Ok(EventEntry {
+            id: r.get("id"),
+            seq: r.get("seq"),
+            event: Event {
+                component: r.get("component"),
+                level: EventLevel::parse(&level)
+                    .ok_or_else(|| StoreError::Integrity(format!("event level {level:?}")))?,
+                event_type: r.get("event_type"),
+                object: r.get("object"),
+                message: r.get("message"),
+                properties: serde_json::from_str(&props)
+                    .map_err(|e| StoreError::Integrity(format!("event properties: {e}")))?,
+            },
+            count: r.get::<i64, _>("count") as u64,
+            first_at: Timestamp(r.get("first_at")),
+            last_at: Timestamp(r.get("last_at")),
+        })
+    }};
+}
+
 pub mod backup;
+mod chain;
+pub mod head;
 pub mod keys;
 pub mod ledger;
+pub mod postgres;
 pub mod sealing;
 pub mod sqlite;
 mod traits;
@@ -61,3 +149,10 @@ impl StoreError {
 
 pub use openturret_domain::audit::AuditRecord;
 pub use openturret_domain::secret::{PasswordHash, Secret};
+
+/// A stored 32-byte hash, checked for its length.
+#[doc(hidden)]
+pub fn to32(v: &[u8]) -> Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|_| StoreError::Integrity("stored hash has the wrong length".into()))
+}

@@ -4,48 +4,13 @@ use async_trait::async_trait;
 use openturret_domain::Timestamp;
 use openturret_domain::audit::*;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, db, to32};
-use crate::{AuditFilter, AuditStore, AuditVerification, Result, StoreError};
+use crate::{AuditFilter, AuditStore, AuditVerification, Result};
 
 fn entry(r: &SqliteRow) -> Result<AuditEntry> {
-    let level: String = r.get("level");
-    let changes: String = r.get("changes");
-    let salt: Option<Vec<u8>> = r.get("pii_salt");
-    Ok(AuditEntry {
-        seq: r.get("seq"),
-        record: AuditRecord {
-            at: Timestamp(r.get("at")),
-            level: AuditLevel::parse(&level)
-                .ok_or_else(|| StoreError::Integrity(format!("audit level {level:?}")))?,
-            event_type: r.get("event_type"),
-            object_type: r.get("object_type"),
-            object_id: r.get("object_id"),
-            changes: changes
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            success: r.get("success"),
-            server_host: r.get("server_host"),
-            pii: AuditPii {
-                actor: r.get("actor"),
-                client_ip: r.get("client_ip"),
-                client_host: r.get("client_host"),
-            },
-        },
-        pii_salt: match salt {
-            Some(s) => Some(
-                s.try_into()
-                    .map_err(|_| StoreError::Integrity("audit salt length".into()))?,
-            ),
-            None => None,
-        },
-        pii_commit: to32(&r.get::<Vec<u8>, _>("pii_commit"))?,
-        prev_mac: to32(&r.get::<Vec<u8>, _>("prev_mac"))?,
-        mac: to32(&r.get::<Vec<u8>, _>("mac"))?,
-    })
+    crate::audit_entry_of_row!(r)
 }
 
 #[async_trait]
@@ -162,18 +127,14 @@ impl AuditStore for SqliteStore {
                 .fetch_optional(&self.reader)
                 .await
                 .map_err(db)?;
-        let mut v = match &anchor {
-            Some((first, mac)) => {
-                ChainVerifier::starting_at(self.keys.audit_key(), *first, to32(mac)?)
-            }
-            None => ChainVerifier::new(self.keys.audit_key()),
+        let anchor = match anchor {
+            Some((first, mac)) => Some((first, to32(&mac)?)),
+            None => None,
         };
-        let mut last = anchor.as_ref().map_or(0, |(first, _)| first - 1);
-        // The last purge entry's anchor, to check the stored one against.
-        let mut pinned: Option<i64> = None;
+        let mut v = crate::chain::Verify::new(self.keys.audit_key(), anchor);
         loop {
             let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1000")
-                .bind(last)
+                .bind(v.last)
                 .fetch_all(&self.reader)
                 .await
                 .map_err(db)?;
@@ -181,61 +142,11 @@ impl AuditStore for SqliteStore {
                 break;
             }
             for r in &rows {
-                let e = entry(r)?;
-                last = e.seq;
-                if let Err(brk) = v.check(&e) {
-                    return Ok(AuditVerification {
-                        verified: v.verified(),
-                        broken: Some(brk),
-                    });
-                }
-                if e.record.event_type == "retention.purged" && e.record.object_type == "audit_log"
-                {
-                    pinned = e.record.object_id.as_deref().and_then(|id| id.parse().ok());
+                if let Some(broken) = v.feed(&entry(r)?) {
+                    return Ok(broken);
                 }
             }
         }
-        if let Some((first, _)) = anchor
-            && pinned != Some(first)
-        {
-            return Ok(AuditVerification {
-                verified: v.verified(),
-                broken: Some(ChainBreak {
-                    seq: first,
-                    reason: "the log's start was moved: no purge entry names this starting point"
-                        .into(),
-                }),
-            });
-        }
-        // The newest rows could have been removed: compare with the head
-        // anchored outside the database.
-        if let Some((head_seq, head_mac)) = self.read_head()? {
-            let broken = if head_seq > v.verified() {
-                Some(ChainBreak {
-                    seq: v.verified() + 1,
-                    reason: format!(
-                        "entries {} to {head_seq} are missing (deleted)",
-                        v.verified() + 1
-                    ),
-                })
-            } else if head_seq == v.verified() && head_mac != v.last_mac() {
-                Some(ChainBreak {
-                    seq: head_seq,
-                    reason: "does not match the recorded chain head".into(),
-                })
-            } else {
-                None
-            };
-            if broken.is_some() {
-                return Ok(AuditVerification {
-                    verified: v.verified(),
-                    broken,
-                });
-            }
-        }
-        Ok(AuditVerification {
-            verified: v.verified(),
-            broken: None,
-        })
+        Ok(v.finish(self.head.read()?))
     }
 }

@@ -3,33 +3,15 @@
 use async_trait::async_trait;
 use openturret_domain::Timestamp;
 use openturret_domain::audit::AuditRecord;
-use openturret_domain::model::{Event, EventEntry, EventFilter, EventLevel, Folded};
+use openturret_domain::model::{EventEntry, EventFilter, EventLevel, Folded};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, db};
 use crate::{EventStore, Result, StoreError};
 
 fn entry(r: &SqliteRow) -> Result<EventEntry> {
-    let level: String = r.get("level");
-    let props: String = r.get("properties");
-    Ok(EventEntry {
-        id: r.get("id"),
-        seq: r.get("seq"),
-        event: Event {
-            component: r.get("component"),
-            level: EventLevel::parse(&level)
-                .ok_or_else(|| StoreError::Integrity(format!("event level {level:?}")))?,
-            event_type: r.get("event_type"),
-            object: r.get("object"),
-            message: r.get("message"),
-            properties: serde_json::from_str(&props)
-                .map_err(|e| StoreError::Integrity(format!("event properties: {e}")))?,
-        },
-        count: r.get::<i64, _>("count") as u64,
-        first_at: Timestamp(r.get("first_at")),
-        last_at: Timestamp(r.get("last_at")),
-    })
+    crate::event_entry_of_row!(r)
 }
 
 #[async_trait]

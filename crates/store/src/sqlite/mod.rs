@@ -34,7 +34,7 @@ mod settings;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::keys::Keys;
+use crate::to32;
 use crate::{Result, StoreError};
 
 /// The newest schema version this build knows.
@@ -66,9 +67,7 @@ pub struct SqliteStore {
     keys: Keys,
     plan: NumberPlan,
     /// Where the audit chain's head is anchored outside the database.
-    head_path: PathBuf,
-    /// Serialises head-file updates within this process.
-    head_lock: std::sync::Mutex<()>,
+    head: crate::head::HeadFile,
     /// Told about every committed audited change.
     observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
     /// Where erasures are recorded, outside the database and its backups.
@@ -125,9 +124,7 @@ impl Drop for Checkpointer {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("head_path", &self.head_path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
 }
 
@@ -239,8 +236,7 @@ impl SqliteStore {
             writer,
             keys,
             plan,
-            head_path: head_path.into(),
-            head_lock: std::sync::Mutex::new(()),
+            head: crate::head::HeadFile::new(head_path.into()),
             observer: std::sync::RwLock::new(None),
             ledger,
             read_opts,
@@ -287,7 +283,7 @@ impl SqliteStore {
         tx.tx.commit().await.map_err(db)?;
         self.checkpointer.wake.notify_one();
         if let Some(head) = tx.head {
-            self.write_head(head)?;
+            self.head.write(head)?;
         }
         if !tx.records.is_empty() {
             let observer = self
@@ -356,40 +352,6 @@ impl SqliteStore {
         tx.head = Some((seq, mac));
         tx.records.push(record.clone());
         Ok(seq)
-    }
-
-    fn write_head(&self, (seq, mac): (i64, [u8; 32])) -> Result<()> {
-        let _g = self.head_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((old, _)) = self.read_head()?
-            && old >= seq
-        {
-            return Ok(());
-        }
-        let tmp = self.head_path.with_extension("audit-head.tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(StoreError::backend)?;
-        std::io::Write::write_all(&mut f, format!("{seq} {}\n", hex(&mac)).as_bytes())
-            .map_err(StoreError::backend)?;
-        std::fs::rename(&tmp, &self.head_path).map_err(StoreError::backend)?;
-        Ok(())
-    }
-
-    fn read_head(&self) -> Result<Option<(i64, [u8; 32])>> {
-        let text = match std::fs::read_to_string(&self.head_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::backend(e)),
-        };
-        let bad = || StoreError::Integrity(format!("{} is malformed", self.head_path.display()));
-        let (s, m) = text.trim().split_once(' ').ok_or_else(bad)?;
-        let seq = s.parse().map_err(|_| bad())?;
-        let mac = unhex(m).ok_or_else(bad)?;
-        Ok(Some((seq, to32(&mac).map_err(|_| bad())?)))
     }
 }
 
@@ -504,25 +466,6 @@ fn object_id(prefix: Option<String>, id: i64) -> String {
         Some(p) if p.ends_with('/') => format!("{p}{id}"),
         _ => id.to_string(),
     }
-}
-
-fn to32(v: &[u8]) -> Result<[u8; 32]> {
-    v.try_into()
-        .map_err(|_| StoreError::Integrity("stored hash has the wrong length".into()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Fails with `NotFound(what)` when an UPDATE or DELETE touched no row.

@@ -1,0 +1,243 @@
+//! The PostgreSQL implementation of the storage traits (issue 19: several
+//! System Manager nodes on one database). **Under construction**: it
+//! implements the audit chain, the settings and the error log so far, runs
+//! their behaviour suite, and is not yet selectable by `turret serve`
+//! (which needs every trait of [`crate::Store`]).
+//!
+//! Shape: one connection pool; the schema comes from its own migrations
+//! (`migrations/postgres/`), run under sqlx's advisory migration lock so
+//! nodes starting together do not race. Every write transaction that
+//! appends to the audit chain first takes a transaction-scoped advisory
+//! lock ([`AUDIT_LOCK`]), so appends from several nodes are serialised and
+//! the chain stays one. Each node also anchors the newest head it wrote in
+//! its own data directory (`crate::head`), as the SQLite store does beside
+//! its database.
+
+mod audit;
+mod events;
+mod settings;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use openturret_domain::audit::{AuditRecord, entry_mac, pii_commitment};
+use openturret_domain::number::NumberPlan;
+use rand_core::{OsRng, RngCore};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::keys::Keys;
+use crate::to32;
+use crate::{Result, StoreError};
+
+/// The advisory lock that serialises audit appends across nodes
+/// ("otaudit" in ASCII).
+pub const AUDIT_LOCK: i64 = 0x6f74_6175_6469_7400;
+
+/// The newest schema version this build knows.
+pub fn latest_schema_version() -> i64 {
+    sqlx::migrate!("./migrations/postgres")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// A System Manager node's store on a shared PostgreSQL database.
+pub struct PgStore {
+    pool: PgPool,
+    keys: Keys,
+    #[allow(dead_code)]
+    plan: NumberPlan,
+    /// The newest audit head this node wrote, outside the database.
+    head: crate::head::HeadFile,
+    /// Told about every committed audited change.
+    observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold the password.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://...`; TLS as its
+    /// `sslmode` says) and brings its schema up to date. `data_dir` holds
+    /// this node's anchor of the audit head.
+    pub async fn connect(
+        url: &str,
+        data_dir: &Path,
+        keys: Keys,
+        plan: NumberPlan,
+    ) -> Result<PgStore> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Integrity(format!("the database URL: {e}")))?
+            .application_name("openturret");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::backend)?;
+        // sqlx takes its advisory lock around the migrations.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(PgStore {
+            pool,
+            keys,
+            plan,
+            head: crate::head::HeadFile::new(data_dir.join("postgres.audit-head")),
+            observer: std::sync::RwLock::new(None),
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(Tx {
+            tx: self.pool.begin().await.map_err(db)?,
+            head: None,
+            records: Vec::new(),
+        })
+    }
+
+    /// Commits, then anchors the head and tells the observer.
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        tx.tx.commit().await.map_err(db)?;
+        if let Some(head) = tx.head {
+            self.head.write(head)?;
+        }
+        if !tx.records.is_empty() {
+            let observer = self
+                .observer
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(o) = observer {
+                tx.records.iter().for_each(|r| o(r));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `record` to the audit chain inside `tx`, under the chain's
+    /// advisory lock (held until `tx` ends); returns its sequence.
+    async fn audit(&self, tx: &mut Tx, record: &AuditRecord) -> Result<i64> {
+        if tx.head.is_none() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_LOCK)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        }
+        let last: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        let (seq, prev) = match last {
+            Some((s, mac)) => (s + 1, to32(&mac)?),
+            None => {
+                let anchor: Option<(i64, Vec<u8>)> =
+                    sqlx::query_as("SELECT first_seq, prev_mac FROM audit_anchor WHERE id = 1")
+                        .fetch_optional(&mut *tx.tx)
+                        .await
+                        .map_err(db)?;
+                match anchor {
+                    Some((first, mac)) => (first, to32(&mac)?),
+                    None => (1, [0u8; 32]),
+                }
+            }
+        };
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let commit = pii_commitment(&salt, &record.pii);
+        let mac = entry_mac(self.keys.audit_key(), seq, &prev, record, &commit);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, level, event_type, object_type, object_id, changes,
+               success, server_host, actor, client_ip, client_host, pii_salt, pii_commit,
+               prev_mac, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(seq)
+        .bind(record.at.0)
+        .bind(record.level.as_str())
+        .bind(&record.event_type)
+        .bind(&record.object_type)
+        .bind(&record.object_id)
+        .bind(record.changes.join(","))
+        .bind(record.success)
+        .bind(&record.server_host)
+        .bind(&record.pii.actor)
+        .bind(&record.pii.client_ip)
+        .bind(&record.pii.client_host)
+        .bind(&salt[..])
+        .bind(&commit[..])
+        .bind(&prev[..])
+        .bind(&mac[..])
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db)?;
+        tx.head = Some((seq, mac));
+        tx.records.push(record.clone());
+        Ok(seq)
+    }
+
+    /// Runs a `DELETE ... WHERE <time> < $1` with its audit entry (the
+    /// count) in one transaction; returns how many rows went.
+    async fn purge(
+        &self,
+        sql: &'static str,
+        cutoff: openturret_domain::Timestamp,
+        mut audit: AuditRecord,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(sql)
+            .bind(cutoff.0)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Ok(0);
+        }
+        audit.changes = vec![format!("deleted:{n}")];
+        self.audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(n)
+    }
+}
+
+/// A write transaction and the audit head it will anchor on commit.
+struct Tx {
+    tx: Transaction<'static, Postgres>,
+    head: Option<(i64, [u8; 32])>,
+    records: Vec<AuditRecord>,
+}
+
+/// Maps a database error, turning unique-key clashes into
+/// [`StoreError::Conflict`] naming the constraint's column.
+fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        // "admins_username_key": the table, the column, "key".
+        let field = d
+            .constraint()
+            .and_then(|c| c.strip_suffix("_key"))
+            .and_then(|c| c.split_once('_').map(|(_, col)| col.to_string()))
+            .unwrap_or_else(|| "value".into());
+        return StoreError::Conflict {
+            field,
+            reason: "is already in use".into(),
+        };
+    }
+    StoreError::backend(e)
+}
