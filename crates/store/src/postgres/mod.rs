@@ -1,8 +1,10 @@
 //! The PostgreSQL implementation of the storage traits (issue 19: several
 //! System Manager nodes on one database). **Under construction**: it
-//! implements the audit chain, the settings and the error log so far, runs
-//! their behaviour suite, and is not yet selectable by `turret serve`
-//! (which needs every trait of [`crate::Store`]).
+//! implements every trait of [`crate::Store`] and runs the behaviour
+//! suite, but backups (`MaintenanceStore::image`) are refused and
+//! `turret serve` does not offer it yet: the per-process parts of the
+//! System Manager (change hub, throttling, CTI sequence, line ownership,
+//! schedulers) are not shared between nodes yet.
 //!
 //! Shape: one connection pool; the schema comes from its own migrations
 //! (`migrations/postgres/`), run under sqlx's advisory migration lock so
@@ -13,8 +15,17 @@
 //! its own data directory (`crate::head`), as the SQLite store does beside
 //! its database.
 
+mod admins;
+mod api_keys;
 mod audit;
+mod calls;
+mod contacts;
 mod events;
+mod import;
+mod lines;
+mod maintenance;
+mod profiles;
+mod recorders;
 mod settings;
 
 use std::path::Path;
@@ -48,12 +59,13 @@ pub fn latest_schema_version() -> i64 {
 pub struct PgStore {
     pool: PgPool,
     keys: Keys,
-    #[allow(dead_code)]
     plan: NumberPlan,
     /// The newest audit head this node wrote, outside the database.
     head: crate::head::HeadFile,
     /// Told about every committed audited change.
     observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
+    /// Where erasures are recorded, outside the database and its backups.
+    ledger: crate::ledger::Ledger,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -72,6 +84,7 @@ impl PgStore {
         data_dir: &Path,
         keys: Keys,
         plan: NumberPlan,
+        ledger: crate::ledger::Ledger,
     ) -> Result<PgStore> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Integrity(format!("the database URL: {e}")))?
@@ -93,7 +106,88 @@ impl PgStore {
             plan,
             head: crate::head::HeadFile::new(data_dir.join("postgres.audit-head")),
             observer: std::sync::RwLock::new(None),
+            ledger,
         })
+    }
+
+    /// Nothing to do: SQLite's WAL is checkpointed after an erasure so
+    /// erased rows leave no old frames; PostgreSQL's dead rows go at the
+    /// next vacuum (autovacuum), and its WAL is the cluster's.
+    async fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Fails with `NotFound("profile")` unless the profile exists.
+    async fn require_profile(
+        &self,
+        tx: &mut Tx,
+        profile: openturret_domain::ProfileId,
+    ) -> Result<()> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles WHERE id = $1")
+            .bind(profile.0)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("profile"));
+        }
+        Ok(())
+    }
+
+    /// Runs a `DELETE` that must remove exactly the row `ids` name, with its
+    /// audit entry, in one transaction; `NotFound(what)` if there is none.
+    async fn delete_audited(
+        &self,
+        sql: &'static str,
+        ids: &[i64],
+        what: &'static str,
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        self.delete_recorded(sql, ids, what, audit, None).await
+    }
+
+    /// [`Self::delete_audited`] of personal data, recorded in the erasure
+    /// ledger before the commit.
+    async fn delete_recorded(
+        &self,
+        sql: &'static str,
+        ids: &[i64],
+        what: &'static str,
+        audit: &AuditRecord,
+        ledger: Option<(&'static str, i64)>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let mut q = sqlx::query(sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        one_row(q.execute(&mut *tx.tx).await.map_err(db)?, what)?;
+        if let Some((kind, id)) = ledger {
+            self.ledger
+                .record(kind, id, openturret_domain::Timestamp::now().0)?;
+        }
+        self.audit(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+
+    /// Deletes again a row the ledger says was erased, if it is the same
+    /// row (created before the erasure). Returns whether one was deleted.
+    async fn erase_again(&self, tx: &mut Tx, kind: &str, id: i64, at_ms: i64) -> Result<bool> {
+        let sql = match kind {
+            "admin" => "DELETE FROM admins WHERE id = $1 AND created_at <= $2",
+            "global_contact" => "DELETE FROM global_contacts WHERE id = $1 AND created_at <= $2",
+            "local_contact" => "DELETE FROM local_contacts WHERE id = $1 AND created_at <= $2",
+            "speed_dial" => "DELETE FROM speed_dials WHERE id = $1 AND created_at <= $2",
+            "call_memory" => "DELETE FROM call_memory WHERE id = $1 AND created_at <= $2",
+            _ => return Ok(false),
+        };
+        let r = sqlx::query(sql)
+            .bind(id)
+            .bind(at_ms)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
     }
 
     pub async fn close(&self) {
@@ -189,30 +283,6 @@ impl PgStore {
         tx.records.push(record.clone());
         Ok(seq)
     }
-
-    /// Runs a `DELETE ... WHERE <time> < $1` with its audit entry (the
-    /// count) in one transaction; returns how many rows went.
-    async fn purge(
-        &self,
-        sql: &'static str,
-        cutoff: openturret_domain::Timestamp,
-        mut audit: AuditRecord,
-    ) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query(sql)
-            .bind(cutoff.0)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if n == 0 {
-            return Ok(0);
-        }
-        audit.changes = vec![format!("deleted:{n}")];
-        self.audit(&mut tx, &audit).await?;
-        self.commit(tx).await?;
-        Ok(n)
-    }
 }
 
 /// A write transaction and the audit head it will anchor on commit.
@@ -228,16 +298,37 @@ fn db(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e
         && d.is_unique_violation()
     {
-        // "admins_username_key": the table, the column, "key".
+        // "Key (profile_id, kind, position)=(1, DKA, 4) already exists.":
+        // the last column, as SQLite's message gives it.
         let field = d
-            .constraint()
-            .and_then(|c| c.strip_suffix("_key"))
-            .and_then(|c| c.split_once('_').map(|(_, col)| col.to_string()))
-            .unwrap_or_else(|| "value".into());
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|p| p.detail())
+            .and_then(|t| t.strip_prefix("Key (")?.split_once(")=").map(|(c, _)| c))
+            .and_then(|cols| cols.rsplit(", ").next())
+            .unwrap_or("value")
+            .trim_matches('"')
+            .to_string();
         return StoreError::Conflict {
             field,
             reason: "is already in use".into(),
         };
     }
     StoreError::backend(e)
+}
+
+/// The audit object id of a new object (see the `Store` docs).
+fn object_id(prefix: Option<String>, id: i64) -> String {
+    match prefix {
+        Some(p) if p.ends_with('/') => format!("{p}{id}"),
+        _ => id.to_string(),
+    }
+}
+
+/// Fails with `NotFound(what)` when an UPDATE or DELETE touched no row.
+fn one_row(r: sqlx::postgres::PgQueryResult, what: &'static str) -> Result<()> {
+    if r.rows_affected() == 0 {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
+    }
 }

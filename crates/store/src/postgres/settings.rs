@@ -17,7 +17,10 @@ impl SettingsStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        let days = |c: &str| r.get::<Option<i32>, _>(c).map(|d| d.max(0) as u32);
+        let days = |c: &str| {
+            r.get::<Option<i64>, _>(c)
+                .map(|d| d.clamp(0, u32::MAX as i64) as u32)
+        };
         Ok(Settings {
             global_contacts_changeable: r.get("global_contacts_changeable"),
             master_password_enabled: r.get("master_password_enabled"),
@@ -47,7 +50,7 @@ impl SettingsStore for PgStore {
             .master_password
             .as_ref()
             .and_then(|o| o.as_ref().map(|h| h.as_phc()));
-        let days = |d: Option<Option<u32>>| d.flatten().map(|d| d.min(i32::MAX as u32) as i32);
+        let days = |d: Option<Option<u32>>| d.flatten().map(i64::from);
         sqlx::query(
             "UPDATE settings SET
                global_contacts_changeable = COALESCE($1, global_contacts_changeable),
