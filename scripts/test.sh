@@ -48,9 +48,26 @@ fi
 echo "==> building (warnings are errors)"
 RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo build --workspace --all-targets --locked
 
-echo "==> running every test"
+# The System Manager's tests run a second time with their servers on
+# PostgreSQL (issue 19), but for those of what PostgreSQL does not do yet
+# (backups and restores) and those that inspect SQLite's own files.
+sqlite_only=(backup restore the_database_and_its_wal_hold_no_clear_text_password
+  an_erased_profile_leaves_no_trace_in_the_database_its_wal)
+
+status=0
+echo "==> running every test (SQLite; the store's suites also on PostgreSQL)"
 if cargo nextest --version >/dev/null 2>&1; then
-  RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo nextest run --workspace --no-fail-fast --locked
+  RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo nextest run --workspace --no-fail-fast --locked || status=$?
+  filter="not ($(printf 'test(%s) | ' "${sqlite_only[@]}" | sed 's/ | $//'))"
+  echo "==> running the System Manager's tests on PostgreSQL"
+  TURRET_TEST_BACKEND=postgres RUSTFLAGS="${RUSTFLAGS:-} -D warnings" \
+    cargo nextest run -p openturret-server --no-fail-fast --locked -E "$filter" || status=$?
 else
-  RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo test --workspace --no-fail-fast --locked
+  RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo test --workspace --no-fail-fast --locked || status=$?
+  skips=()
+  for t in "${sqlite_only[@]}"; do skips+=(--skip "$t"); done
+  echo "==> running the System Manager's tests on PostgreSQL"
+  TURRET_TEST_BACKEND=postgres RUSTFLAGS="${RUSTFLAGS:-} -D warnings" \
+    cargo test -p openturret-server --no-fail-fast --locked -- "${skips[@]}" || status=$?
 fi
+exit "$status"

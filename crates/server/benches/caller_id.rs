@@ -19,7 +19,6 @@ use openturret_domain::secret::PasswordHash;
 use openturret_server::callerid::CallerId;
 use openturret_server::config::Config;
 use openturret_server::startup;
-use openturret_store::{ContactStore, ProfileStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 fn us(d: Duration) -> f64 {

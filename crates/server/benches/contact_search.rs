@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use openturret_domain::model::ContactFields;
 use openturret_server::config::Config;
 use openturret_server::{App, serve, startup};
-use openturret_store::ContactStore;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 

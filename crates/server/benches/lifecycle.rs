@@ -23,7 +23,7 @@ use openturret_domain::secret::Secret;
 use openturret_server::config::Config;
 use openturret_server::transfer::{Format, import_global_contacts};
 use openturret_server::{App, backup, serve, startup};
-use openturret_store::{ContactStore, OnDuplicate};
+use openturret_store::OnDuplicate;
 
 fn sqlite3(db: &std::path::Path, script: &str) -> Duration {
     let t = Instant::now();

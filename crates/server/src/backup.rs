@@ -294,6 +294,7 @@ fn system_record(event: &str) -> openturret_store::AuditRecord {
 /// file with atomic renames, under a marker that the next start completes
 /// if the process dies half-way. A failed restore leaves the data as it was.
 pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow::Result<Restored> {
+    embedded_only(config)?;
     let data = &config.data_dir;
     let _lock = crate::startup::lock_data_dir(data)
         .context("stop the System Manager before restoring (the data directory is in use)")?;
@@ -316,6 +317,18 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
     })
 }
 
+/// Restoring into PostgreSQL is not available yet (issue 19): refused
+/// before anything is unpacked or changed.
+fn embedded_only(config: &Config) -> anyhow::Result<()> {
+    if !crate::startup::embedded(config) {
+        bail!(
+            "restoring into a PostgreSQL deployment is not available yet: restore the database \
+             with PostgreSQL's own tools"
+        );
+    }
+    Ok(())
+}
+
 /// Restore while the System Manager runs (portal and API): the backup is
 /// checked and the new database built aside exactly as `restore` does,
 /// then left under the restore-pending marker. Nothing of the running data
@@ -328,6 +341,7 @@ pub async fn stage_restore(
     config: &Config,
     done: openturret_store::AuditRecord,
 ) -> anyhow::Result<Restored> {
+    embedded_only(config)?;
     let data = &config.data_dir;
     if restore_pending(data) {
         bail!("a restore is already waiting for the restart");

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use openturret_domain::model::{ADMIN_PASSWORD_MIN, admin_username};
 use openturret_domain::secret::Secret;
 use openturret_domain::validate;
-use openturret_store::{AdminChanges, AdminStore, AuditStore};
+use openturret_store::AdminChanges;
 
 use crate::audit;
 use crate::config::Config;
@@ -38,8 +38,8 @@ pub fn read_password(input: impl BufRead) -> anyhow::Result<Secret> {
 
 async fn existing_store(
     config: &Config,
-) -> anyhow::Result<std::sync::Arc<openturret_store::sqlite::SqliteStore>> {
-    if !startup::has_database(&config.data_dir) {
+) -> anyhow::Result<std::sync::Arc<dyn openturret_store::Store>> {
+    if startup::embedded(config) && !startup::has_database(&config.data_dir) {
         bail!(
             "no OpenTurret database in {} (start `turret serve --data-dir {}` once, or pass the right --data-dir)",
             config.data_dir.display(),
@@ -153,7 +153,6 @@ pub struct EventsArgs {
 pub async fn events(config: &Config, a: EventsArgs) -> anyhow::Result<()> {
     use openturret_domain::Timestamp;
     use openturret_domain::model::{EventFilter, EventLevel};
-    use openturret_store::EventStore;
     let at_least = a
         .level
         .as_deref()
@@ -410,11 +409,10 @@ pub async fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
 
 /// The kind named on the command line, with its profile looked up by name.
 async fn kind_of(
-    store: &openturret_store::sqlite::SqliteStore,
+    store: &dyn openturret_store::Store,
     kind: &str,
     profile: Option<&str>,
 ) -> anyhow::Result<crate::transfer::Kind> {
-    use openturret_store::ProfileStore;
     let pid = match profile {
         Some(name) => {
             let page = store
@@ -461,7 +459,7 @@ pub async fn import(
         .with_context(|| format!("while opening {}", file.display()))?
         .len();
     let store = existing_store(config).await?;
-    let kind = kind_of(&store, kind, profile).await?;
+    let kind = kind_of(store.as_ref(), kind, profile).await?;
     let bar = indicatif::ProgressBar::new(size);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
@@ -516,7 +514,7 @@ pub async fn export(
 ) -> anyhow::Result<()> {
     let format = crate::transfer::Format::parse(format)?;
     let store = existing_store(config).await?;
-    let kind = kind_of(&store, kind, profile).await?;
+    let kind = kind_of(store.as_ref(), kind, profile).await?;
     let n = match output {
         Some(p) => {
             let mut f = std::io::BufWriter::new(

@@ -34,6 +34,50 @@ pub struct Config {
     pub cdr: CdrConfig,
     pub components: ComponentsConfig,
     pub log: LogConfig,
+    pub database: DatabaseConfig,
+}
+
+/// Where the data is kept: the embedded SQLite file in the data directory
+/// (the default), or a PostgreSQL database (issue 19).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host:port/db?sslmode=verify-full&sslrootcert=/ca.pem`;
+    /// unset: SQLite in the data directory.
+    pub url: Option<String>,
+    /// A file (mode 0600) holding the database password, so that it is in
+    /// neither the URL, the command line nor the logs.
+    pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    /// Never the URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_deref().map(redacted_url))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(x) => x,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Whether a database URL carries a password.
+pub fn url_has_password(url: &str) -> bool {
+    redacted_url(url) != url
 }
 
 /// Connections to the HTTPS listener (issue 14, point 8).
@@ -208,6 +252,7 @@ impl Default for Config {
             cdr: CdrConfig::default(),
             components: ComponentsConfig::default(),
             log: LogConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -265,6 +310,15 @@ lockout_secs = 300
 # every_minutes = 1440
 # keep = 7
 # passphrase_file = "/etc/turret/backup-passphrase"
+
+[database]
+# Unset: the embedded SQLite database in data_dir. For several System
+# Manager nodes, a PostgreSQL database (also --database); TLS with
+# ?sslmode=verify-full&sslrootcert=/etc/turret/db-ca.pem. The data directory
+# still holds the keys and certificates of each node.
+# url = "postgres://turret@db.example:5432/turret?sslmode=verify-full"
+# A file (mode 0600) with the database password, never the URL or argv.
+# password_file = "/etc/turret/db-password"
 
 [sip]
 # The Multi-Line Controller: registers the lines and carries their calls.
@@ -339,6 +393,9 @@ level = "info"
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    /// `--database`: refused with a password in it (argv is readable by
+    /// every user of the machine).
+    pub database: Option<String>,
     pub listen: Option<SocketAddr>,
     pub sip_listen: Option<SocketAddr>,
     pub component_listen: Option<SocketAddr>,
@@ -393,6 +450,24 @@ pub fn load(
     .context("while reading the configuration")?;
     if let Some(d) = &overrides.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(url) = &overrides.database {
+        if url_has_password(url) {
+            bail!(
+                "--database {}: the password does not belong on the command line, where any \
+                 user of the machine can read it; put it in database.password_file",
+                redacted_url(url)
+            );
+        }
+        config.database.url = Some(url.clone());
+    }
+    if let Some(url) = &config.database.url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        bail!(
+            "database.url {}: only PostgreSQL URLs (postgres://...) are supported; leave it unset for the embedded SQLite database",
+            redacted_url(url)
+        );
     }
     if let Some(l) = overrides.listen {
         config.listen = l;
@@ -525,6 +600,7 @@ mod tests {
             ]),
             &Overrides {
                 data_dir: Some("/tmp/x".into()),
+                database: Some("postgres://turret@db.example/turret".into()),
                 listen: None,
                 sip_listen: Some("127.0.0.1:5099".parse().unwrap()),
                 component_listen: Some("127.0.0.1:8444".parse().unwrap()),
@@ -533,6 +609,10 @@ mod tests {
         .unwrap();
         let c = loaded.config;
         assert_eq!(c.sip.keepalive_secs, 9, "sections from the environment");
+        assert_eq!(
+            c.database.url.as_deref(),
+            Some("postgres://turret@db.example/turret")
+        );
         assert_eq!(c.sip.listen.port(), 5099, "--sip-listen beats all");
         assert_eq!(
             c.components.listen.map(|a| a.port()),
@@ -559,6 +639,47 @@ mod tests {
             "{:?}",
             loaded.warnings
         );
+    }
+
+    #[test]
+    fn a_database_password_is_refused_on_the_command_line_and_never_shown() {
+        let err = load(
+            None,
+            env(&[]),
+            &Overrides {
+                database: Some("postgres://turret:s3cret@db/turret".into()),
+                ..Overrides::default()
+            },
+        )
+        .err()
+        .unwrap();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("password_file") && !text.contains("s3cret"),
+            "{text}"
+        );
+        let err = load(
+            None,
+            env(&[("TURRET_DATABASE__URL", "mysql://x")]),
+            &Overrides::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(format!("{err:#}").contains("only PostgreSQL"));
+        // From the environment it is accepted, and never printed.
+        let c = load(
+            None,
+            env(&[("TURRET_DATABASE__URL", "postgres://turret:s3cret@db/turret")]),
+            &Overrides::default(),
+        )
+        .unwrap()
+        .config;
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(
+            redacted_url("postgres://u:p@h:5/d?x=1"),
+            "postgres://u:***@h:5/d?x=1"
+        );
+        assert_eq!(redacted_url("postgres://u@h/d"), "postgres://u@h/d");
     }
 
     #[test]

@@ -23,6 +23,11 @@ struct Cli {
     /// Data directory: database, keys, certificate [default: ./turret-data]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database instead of the embedded SQLite one:
+    /// postgres://user@host:port/db (the password in database.password_file,
+    /// never here) [default: database.url, else SQLite in the data directory]
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -414,6 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
+        database: cli.database.clone(),
         listen,
         sip_listen,
         component_listen,

@@ -644,7 +644,8 @@ fn operations() -> Vec<Op> {
             "Restore a backup: checked, built aside with the erasure ledger re-applied, then the server restarts to swap it in",
         )
         .body("BackupVerify")
-        .ok(202, S(r("BackupRestored"))),
+        .ok(202, S(r("BackupRestored")))
+        .also(501, "the database is PostgreSQL: not available yet"),
         op("get", "/api/v1/api-keys", "api-keys", "API keys of external applications (never the keys themselves)")
             .ok(200, S(array(r("ApiKey")))),
         op("post", "/api/v1/api-keys", "api-keys", "Create an API key: the key is in this answer only")
@@ -718,7 +719,8 @@ fn operations() -> Vec<Op> {
             "The live privacy report: data categories, counts, readers, protection, features, retention, backups, erasure ledger")
         .ok(200, S(json!({"type": "object"}))),
         op("get", "/api/v1/backups", "backups", "Backups in the backup folder, newest first").ok(200, S(array(r("Backup")))),
-        op("post", "/api/v1/backups", "backups", "Take an online, encrypted backup").body("BackupCreate").ok(201, S(r("Backup"))),
+        op("post", "/api/v1/backups", "backups", "Take an online, encrypted backup").body("BackupCreate").ok(201, S(r("Backup")))
+            .also(501, "the database is PostgreSQL: not available yet"),
         op("post", "/api/v1/backups/verify", "backups", "Check a backup without restoring it").body("BackupVerify").ok(200, S(r("BackupVerified"))),
         op("get", "/api/v1/backups/key", "backups", "The installation's backup key (404 when none is set up)").ok(200, S(r("BackupKey")))
             .also(404, "no backup key is set up"),

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use openturret_domain::number::NumberPlan;
 use openturret_domain::secret::Secret;
+use openturret_store::Store;
 use openturret_store::keys::Keys;
 use openturret_store::ledger::Ledger;
 use openturret_store::sqlite::SqliteStore;
-use openturret_store::{ProfileStore, Store};
 
 use crate::audit::machine_record;
 use crate::config::Config;
@@ -71,8 +71,37 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store of a data directory, creating the directory if needed.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+/// The database URL with the password from `database.password_file`.
+fn database_url(config: &Config, url: &str) -> anyhow::Result<String> {
+    let Some(file) = &config.database.password_file else {
+        return Ok(url.to_string());
+    };
+    let pw = std::fs::read_to_string(file)
+        .with_context(|| format!("while reading database.password_file {}", file.display()))?;
+    let pw = pw.trim_end_matches(['\r', '\n']);
+    let (scheme, rest) = url
+        .split_once("://")
+        .context("database.url has no scheme")?;
+    let (user, host) = rest
+        .split_once('@')
+        .context("database.url names no user (user@host) for the password file's password")?;
+    let user = user.split(':').next().unwrap_or(user);
+    let encoded: String = pw
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+}
+
+/// Opens the store of a data directory, creating the directory if needed:
+/// the SQLite file in it, or the PostgreSQL database `database.url` names
+/// (the directory then holds the keys, the ledger and the certificate).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let dir = &config.data_dir;
     ensure_dir(dir)?;
     crate::datadir::finish_pending_restore(dir)
@@ -86,9 +115,22 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     };
     let ledger = Ledger::open(&dir.join(LEDGER_FILE), &dir.join(LEDGER_KEY_FILE))
         .with_context(|| format!("while opening the erasure ledger in {}", dir.display()))?;
-    let store = SqliteStore::open(&dir.join(DB_FILE), keys, plan, ledger)
-        .await
-        .with_context(|| format!("while opening the database in {}", dir.display()))?;
+    let store: Arc<dyn Store> = match &config.database.url {
+        None => Arc::new(
+            SqliteStore::open(&dir.join(DB_FILE), keys, plan, ledger)
+                .await
+                .with_context(|| format!("while opening the database in {}", dir.display()))?,
+        ),
+        Some(url) => {
+            let shown = crate::config::redacted_url(url);
+            let url = database_url(config, url)?;
+            Arc::new(
+                openturret_store::postgres::PgStore::connect(&url, dir, keys, plan, ledger)
+                    .await
+                    .with_context(|| format!("while opening the PostgreSQL database {shown}"))?,
+            )
+        }
+    };
     // Whatever was erased stays erased, whatever file came back.
     let audit = machine_record(
         "system",
@@ -108,14 +150,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
             "erased profiles found in the database were erased again"
         );
     }
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// A System Manager ready to serve.
 pub struct Prepared {
     /// The data directory's lock, held while serving.
     pub lock: std::fs::File,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub tls: Arc<rustls::ServerConfig>,
     pub cert: CertInfo,
     /// Set only on the start that created the first administrator.
@@ -196,4 +238,10 @@ pub fn portal_url(listen: std::net::SocketAddr, host: &str) -> String {
 /// True when `path` is an existing data directory with a database.
 pub fn has_database(dir: &Path) -> bool {
     dir.join(DB_FILE).exists()
+}
+
+/// Whether the configuration's data lives in the data directory (SQLite)
+/// rather than in a PostgreSQL database.
+pub fn embedded(config: &Config) -> bool {
+    config.database.url.is_none()
 }

@@ -284,7 +284,11 @@ async fn turret_mlc_processes_report_by_name_and_their_loss_is_an_entry_naming_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turret_events_follows_what_is_written() {
     let s = InProc::start().await;
-    let mut follow = Command::new(common::BIN)
+    let mut follow = Command::new(common::BIN);
+    if let Some(url) = common::known_database(s.dir.path()) {
+        follow.env("TURRET_DATABASE__URL", url);
+    }
+    let mut follow = follow
         .args(["events", "--follow", "--json", "--data-dir"])
         .arg(s.dir.path())
         .env_remove("TURRET_CONFIG")

@@ -618,6 +618,8 @@ pub trait MaintenanceStore {
     async fn integrity_check(&self) -> Result<String>;
     /// How many records of each kind exist (the privacy report).
     async fn counts(&self) -> Result<DataCounts>;
+    /// Closes the store's connections (after the last use).
+    async fn close(&self);
 }
 
 /// Receives a database image from [`MaintenanceStore::image`].

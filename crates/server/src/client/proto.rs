@@ -200,6 +200,7 @@ impl From<ApiError> for ProtoError {
             ApiError::Unauthorized(m) => ProtoError::new("wrong_password", m),
             ApiError::Forbidden(code, m) => ProtoError::new(code, m),
             ApiError::BadBody(m) => ProtoError::new("bad_request", m),
+            ApiError::NotImplemented(m) => ProtoError::new("not_implemented", m),
             ApiError::Internal(cause) => {
                 tracing::error!(
                     error = format!("{cause:#}"),

@@ -36,6 +36,9 @@ pub enum ApiError {
     },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// What this deployment cannot do yet, and what to do instead.
+    #[error("{0}")]
+    NotImplemented(&'static str),
 }
 
 impl ApiError {
@@ -101,6 +104,10 @@ impl IntoResponse for ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": "too_many_attempts", "message": message,
                        "retry_after_secs": retry_after.as_secs().max(1)}),
+            ),
+            ApiError::NotImplemented(msg) => (
+                StatusCode::NOT_IMPLEMENTED,
+                json!({"error": "not_implemented", "message": msg}),
             ),
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");

@@ -39,6 +39,7 @@ impl InProc {
         // The MLC stays off unless a test switches it on (telephony tests).
         config.sip.enabled = false;
         config.sip.listen = "127.0.0.1:0".parse().unwrap();
+        config.database.url = super::test_database(dir.path()).await;
         tune(&mut config, dir.path());
         let sip = config.sip.clone();
         let prepared = startup::prepare(&config, "test-host").await.unwrap();

@@ -25,6 +25,54 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_turret");
 
+/// With `TURRET_TEST_BACKEND=postgres`, the PostgreSQL database of the
+/// test server on `data_dir`: made in the cluster `TURRET_TEST_POSTGRES_URL`
+/// names on first use and remembered in the data directory, so a restart
+/// or a CLI command on the same directory finds the same data. Otherwise
+/// `None`: SQLite in the data directory.
+pub async fn test_database(data_dir: &Path) -> Option<String> {
+    if std::env::var("TURRET_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let marker = data_dir.join(".test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let admin = std::env::var("TURRET_TEST_POSTGRES_URL").expect(
+        "TURRET_TEST_BACKEND=postgres needs TURRET_TEST_POSTGRES_URL (scripts/test.sh sets both)",
+    );
+    let name = format!("srv_{}", std::process::id())
+        + &format!(
+            "_{}",
+            NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("the test cluster at TURRET_TEST_POSTGRES_URL: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
+}
+
+static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The database a test server already made for `data_dir`, if any.
+pub fn known_database(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join(".test-database-url")).ok()
+}
+
 /// A running `turret serve`, stopped on drop.
 pub struct Server {
     child: Child,
@@ -53,6 +101,9 @@ impl Server {
         .env("TURRET_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+        if let Some(url) = test_database(data_dir).await {
+            cmd.env("TURRET_DATABASE__URL", url);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -403,7 +454,11 @@ pub async fn fresh_with_env(dir: &Path, env: &[(&str, &str)]) -> (Server, Api) {
 /// exit code and standard output.
 pub fn turret(data_dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     use std::io::Write;
-    let mut child = Command::new(BIN)
+    let mut cmd = Command::new(BIN);
+    if let Some(url) = known_database(data_dir) {
+        cmd.env("TURRET_DATABASE__URL", url);
+    }
+    let mut child = cmd
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -428,9 +483,87 @@ pub fn turret(data_dir: &Path, args: &[&str], stdin: &str) -> (i32, String, Stri
     )
 }
 
+/// The tests' SQLite SQL for PostgreSQL: blob literals `x'00ff'` and
+/// `hex(...)`, the two SQLite forms the tests use.
+fn postgres_dialect(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("x'") {
+        let before_ok = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        match tail[2..].find('\'') {
+            Some(end) if before_ok && tail[2..2 + end].bytes().all(|b| b.is_ascii_hexdigit()) => {
+                out.push_str(&format!("'\\x{}'::bytea", &tail[2..2 + end]));
+                rest = &tail[3 + end..];
+            }
+            _ => {
+                out.push_str("x'");
+                rest = &tail[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    // Functions of one plain argument.
+    let out = rewrite_call(&out, "hex(", |a| format!("upper(encode({a}, 'hex'))"));
+    rewrite_call(&out, "group_concat(", |a| {
+        format!("string_agg({a}::text, ',')")
+    })
+}
+
+/// Rewrites each call `name(arg)` (an argument without parentheses).
+fn rewrite_call(sql: &str, name: &str, to: impl Fn(&str) -> String) -> String {
+    let mut done = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(name) {
+        let before_ok = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
+        let (head, tail) = rest.split_at(at);
+        done.push_str(head);
+        let args = &tail[name.len()..];
+        match args.find(')') {
+            Some(end) if before_ok && !args[..end].contains('(') => {
+                done.push_str(&to(&args[..end]));
+                rest = &args[end + 1..];
+            }
+            _ => {
+                done.push_str(name);
+                rest = args;
+            }
+        }
+    }
+    done.push_str(rest);
+    done
+}
+
 /// Runs the `sqlite3` tool on a database. Fails loudly when it is missing:
-/// the README's test command installs it.
+/// the README's test command installs it. When the test server of the
+/// database's data directory runs on PostgreSQL (`test_database`), the
+/// same SQL goes to it through `psql`, printing rows the same way.
 pub fn sqlite3(db: &Path, sql: &str) -> String {
+    if let Some(url) = db.parent().and_then(known_database) {
+        let sql = postgres_dialect(sql);
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &url,
+                "-c",
+                &sql,
+            ])
+            .output()
+            .expect("psql is required (scripts/test.sh installs postgresql)");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return String::from_utf8_lossy(&out.stdout).into_owned();
+    }
     // A running server may hold the write lock for a moment: wait for it.
     let out = Command::new("sqlite3")
         .args(["-cmd", ".timeout 10000"])

@@ -79,7 +79,7 @@ impl AdminStore for PgStore {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO admins (username, password_hash, enabled, must_change_password,
-               created_at, updated_at) VALUES ($1, $2, 1, $3, $4, $5) RETURNING id",
+               created_at, updated_at) VALUES ($1, $2, TRUE, $3, $4, $5) RETURNING id",
         )
         .bind(username)
         .bind(password.as_phc())
@@ -191,7 +191,7 @@ impl AdminStore for PgStore {
             "SELECT a.id, a.username, a.enabled, a.must_change_password, a.created_at,
                     a.updated_at
              FROM admins a JOIN admin_sessions s ON s.admin_id = a.id
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.enabled = 1",
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.enabled",
         )
         .bind(&token_hash[..])
         .bind(now.0)

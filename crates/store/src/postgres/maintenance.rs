@@ -68,6 +68,10 @@ impl MaintenanceStore for PgStore {
         })
     }
 
+    async fn close(&self) {
+        PgStore::close(self).await
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         // Every table is read whole (PostgreSQL checks each page as it
         // reads it; a damaged one is an error here).

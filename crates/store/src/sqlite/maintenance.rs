@@ -127,6 +127,10 @@ impl MaintenanceStore for SqliteStore {
         })
     }
 
+    async fn close(&self) {
+        SqliteStore::close(self).await
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&self.reader)
