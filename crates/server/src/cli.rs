@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use openturret_domain::model::{ADMIN_PASSWORD_MIN, admin_username};
 use openturret_domain::secret::Secret;
 use openturret_domain::validate;
-use openturret_store::AdminChanges;
+use openturret_store::{AdminChanges, AuditStore};
 
 use crate::audit;
 use crate::config::Config;
@@ -115,6 +115,86 @@ pub async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
     store.append_audit(r).await?;
     store.close().await;
     Ok(ok)
+}
+
+/// `turret migrate --to URL`: copies this data directory's SQLite database
+/// into the empty PostgreSQL database at `url` and verifies the copy.
+pub async fn migrate(config: &Config, url: &str) -> anyhow::Result<()> {
+    use crate::config::{redacted_url, url_has_password};
+    if url_has_password(url) {
+        bail!(
+            "--to {}: the password does not belong on the command line; put it in database.password_file",
+            redacted_url(url)
+        );
+    }
+    if !startup::embedded(config) {
+        bail!("this deployment is on PostgreSQL already (database.url is set)");
+    }
+    if !startup::has_database(&config.data_dir) {
+        bail!(
+            "no OpenTurret database in {} to migrate",
+            config.data_dir.display()
+        );
+    }
+    let shown = redacted_url(url);
+    let _lock = startup::lock_data_dir(&config.data_dir)
+        .context("stop the System Manager before migrating (the data directory is in use)")?;
+    // Opened once as a store: pending work done, erasures re-applied.
+    let sqlite = startup::open_store(config).await?;
+    sqlite.close().await;
+    let mut target = config.clone();
+    target.database.url = Some(url.to_string());
+    let full_url = startup::database_url(&target, url)?;
+    if !openturret_store::postgres::database_is_empty(&full_url)
+        .await
+        .with_context(|| format!("while connecting to {shown}"))?
+    {
+        bail!("{shown} is not empty: migrate into a new, empty database");
+    }
+    let pg = startup::open_store_pg(&target, &full_url).await?;
+    let db = config.data_dir.join(startup::DB_FILE);
+    let total = openturret_store::postgres::rows_to_copy(&db).await?;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("copying [{bar:30}] {pos}/{len} rows ({eta})")
+            .expect("valid template"),
+    );
+    let counts = pg
+        .copy_from_sqlite(&db, &|n| bar.inc(n))
+        .await
+        .with_context(|| format!("while copying into {shown} (nothing was kept there)"))?;
+    bar.finish_and_clear();
+    let head = openturret_store::head::HeadFile::new({
+        let mut p = db.as_os_str().to_owned();
+        p.push(".audit-head");
+        p.into()
+    })
+    .read()?;
+    if let Some(h) = head {
+        pg.anchor_head(h)?;
+    }
+    let v = pg.verify_audit().await?;
+    if let Some(b) = &v.broken {
+        bail!(
+            "the audit chain does not verify on {shown}: entry {}: {}",
+            b.seq,
+            b.reason
+        );
+    }
+    let rows: u64 = counts.iter().map(|(_, n)| n).sum();
+    let mut r = audit::local_record("database.migrated", "database", None, vec![]);
+    r.changes = vec![format!("rows:{rows}"), format!("tables:{}", counts.len())];
+    pg.append_audit(r).await?;
+    pg.close().await;
+    println!("copied {rows} rows in {} tables to {shown}", counts.len());
+    for (t, n) in counts.iter().filter(|(_, n)| *n > 0) {
+        println!("  {t:<22} {n}");
+    }
+    println!(
+        "audit chain verified on PostgreSQL: {} entries. Start with: turret serve --database '{shown}'",
+        v.verified
+    );
+    Ok(())
 }
 
 /// What `turret events` shows.

@@ -118,6 +118,16 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Move this SQLite deployment into an empty PostgreSQL database:
+    /// every table, the audit chain, the erasure ledger's effects, sealed
+    /// call memory and encrypted line passwords, as they are. Stop the
+    /// server first. Then start it with `--database URL`.
+    Migrate {
+        /// postgres://user@host:port/db (the password in
+        /// database.password_file, never here)
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Show the error log: what the components (this System Manager, its
     /// MLCs) reported, oldest first, identical events folded with a count.
     ///
@@ -283,8 +293,11 @@ fn command_args(c: BackupCommand) -> cli::BackupArgs {
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("TURRET_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // PostgreSQL's notices ("relation already exists, skipping" at every
+    // start) are not news: shown from warnings up unless asked for.
+    let filter = EnvFilter::try_from_env("TURRET_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!("{},sqlx::postgres::notice=warn", config.log.level))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -486,6 +499,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Events(args) => cli::events(&config, args).await?,
+        Command::Migrate { to } => cli::migrate(&config, &to).await?,
         Command::Config {
             command: ConfigCommand::Default,
         } => print!("{}", config::DEFAULT_TOML),

@@ -72,7 +72,7 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The database URL with the password from `database.password_file`.
-fn database_url(config: &Config, url: &str) -> anyhow::Result<String> {
+pub fn database_url(config: &Config, url: &str) -> anyhow::Result<String> {
     let Some(file) = &config.database.password_file else {
         return Ok(url.to_string());
     };
@@ -122,13 +122,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 .with_context(|| format!("while opening the database in {}", dir.display()))?,
         ),
         Some(url) => {
-            let shown = crate::config::redacted_url(url);
             let url = database_url(config, url)?;
-            Arc::new(
-                openturret_store::postgres::PgStore::connect(&url, dir, keys, plan, ledger)
-                    .await
-                    .with_context(|| format!("while opening the PostgreSQL database {shown}"))?,
-            )
+            Arc::new(connect_pg(&url, dir, keys, plan, ledger).await?)
         }
     };
     // Whatever was erased stays erased, whatever file came back.
@@ -151,6 +146,36 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         );
     }
     Ok(store)
+}
+
+async fn connect_pg(
+    url: &str,
+    dir: &Path,
+    keys: Keys,
+    plan: NumberPlan,
+    ledger: Ledger,
+) -> anyhow::Result<openturret_store::postgres::PgStore> {
+    let shown = crate::config::redacted_url(url);
+    openturret_store::postgres::PgStore::connect(url, dir, keys, plan, ledger)
+        .await
+        .with_context(|| format!("while opening the PostgreSQL database {shown}"))
+}
+
+/// The PostgreSQL store of `config`'s data directory at `url` (with its
+/// password), as `turret migrate` fills it: its schema made, nothing else.
+pub async fn open_store_pg(
+    config: &Config,
+    url: &str,
+) -> anyhow::Result<openturret_store::postgres::PgStore> {
+    let dir = &config.data_dir;
+    let keys = Keys::load_or_create(&dir.join(KEY_FILE))
+        .with_context(|| format!("while opening the key file in {}", dir.display()))?;
+    let plan = NumberPlan {
+        country_code: config.numbers.country_code.clone(),
+    };
+    let ledger = Ledger::open(&dir.join(LEDGER_FILE), &dir.join(LEDGER_KEY_FILE))
+        .with_context(|| format!("while opening the erasure ledger in {}", dir.display()))?;
+    connect_pg(url, dir, keys, plan, ledger).await
 }
 
 /// A System Manager ready to serve.

@@ -20,6 +20,7 @@ mod api_keys;
 mod audit;
 mod calls;
 mod contacts;
+mod copy;
 mod events;
 mod import;
 mod lines;
@@ -41,6 +42,8 @@ use sqlx::{Postgres, Transaction};
 use crate::keys::Keys;
 use crate::to32;
 use crate::{Result, StoreError};
+
+pub use copy::{TABLES, database_is_empty, rows_to_copy};
 
 /// The advisory lock that serialises audit appends across nodes
 /// ("otaudit" in ASCII).
