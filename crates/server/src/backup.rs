@@ -466,7 +466,25 @@ pub fn start_schedule(app: &crate::App) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(minutes * 60)).await;
-            scheduled_run(&app).await;
+            // One backup per period for the deployment, whichever node
+            // asks first (ten seconds' slack for the nodes' timers).
+            let period = (minutes * 60_000) as i64 - 10_000;
+            match app
+                .store
+                .claim_job(
+                    "backup",
+                    period,
+                    openturret_domain::Timestamp::now(),
+                    app.events.component(),
+                )
+                .await
+            {
+                Ok(true) => scheduled_run(&app).await,
+                Ok(false) => {
+                    tracing::info!("the scheduled backup of this period is another node's")
+                }
+                Err(e) => tracing::error!(error = %e, "the scheduled backup could not be claimed"),
+            }
         }
     });
 }

@@ -82,7 +82,23 @@ pub fn start(app: &App) {
     let app = app.clone();
     tokio::spawn(async move {
         loop {
-            match run_once(&app, Timestamp::now()).await {
+            // Once per period for the deployment, whichever node asks
+            // first (a minute's slack for the nodes' timers).
+            let mine = app
+                .store
+                .claim_job(
+                    "retention",
+                    EVERY.as_millis() as i64 - 60_000,
+                    Timestamp::now(),
+                    app.events.component(),
+                )
+                .await;
+            let result = match mine {
+                Ok(true) => run_once(&app, Timestamp::now()).await,
+                Ok(false) => Ok(Purged::default()),
+                Err(e) => Err(e.into()),
+            };
+            match result {
                 Ok(p) if p != Purged::default() => tracing::info!(
                     call_memory = p.call_memory,
                     cdrs = p.cdrs,

@@ -620,6 +620,13 @@ pub trait MaintenanceStore {
     async fn counts(&self) -> Result<DataCounts>;
     /// Closes the store's connections (after the last use).
     async fn close(&self);
+    /// Claims `job` for `node` if no other node ran it in the last
+    /// `every_ms` before `now`: true means "run it now". With several
+    /// nodes on one database, each period's run goes to one of them; the
+    /// node that ran it last may run it again (it restarted). Bookkeeping,
+    /// not a change of data: not audited.
+    async fn claim_job(&self, job: &str, every_ms: i64, now: Timestamp, node: &str)
+    -> Result<bool>;
 }
 
 /// Receives a database image from [`MaintenanceStore::image`].

@@ -1690,3 +1690,52 @@ async fn two_nodes_appending_at_once_keep_one_audit_chain_on_postgres() {
     all.dedup();
     assert_eq!(all.len(), 100);
 }
+
+async fn jobs_suite(a: &impl Store, b: &impl Store) {
+    let t = |ms: i64| Timestamp(1_000_000 + ms);
+    let hour = 3_600_000;
+    // The first to ask runs it; another node, within the period, not.
+    assert!(a.claim_job("retention", hour, t(0), "a").await.unwrap());
+    assert!(!b.claim_job("retention", hour, t(1_000), "b").await.unwrap());
+    // The node that ran it may again (it restarted).
+    assert!(a.claim_job("retention", hour, t(2_000), "a").await.unwrap());
+    // A period later, whoever asks first; then not the other.
+    assert!(
+        b.claim_job("retention", hour, t(2_000 + hour), "b")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.claim_job("retention", hour, t(3_000 + hour), "a")
+            .await
+            .unwrap()
+    );
+    // Jobs are apart.
+    assert!(a.claim_job("backup", 60_000, t(10), "a").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_cluster_job_is_claimed_once_per_period() {
+    let (_d, s) = sqlite().await;
+    // One store, two node names: the rule is the database's.
+    jobs_suite(&s, &s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_job_is_claimed_once_per_period_by_one_of_two_nodes_on_postgres() {
+    let (a_dir, a, url) = postgres().await;
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        a_dir.path().join("secret.key"),
+        b_dir.path().join("secret.key"),
+    )
+    .unwrap();
+    let b = pg_node(&b_dir, &url).await;
+    jobs_suite(&a, &b).await;
+    // Asked at the same moment by both: one wins.
+    let (x, y) = tokio::join!(
+        a.claim_job("race", 60_000, Timestamp(5), "a"),
+        b.claim_job("race", 60_000, Timestamp(5), "b")
+    );
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one node runs it");
+}

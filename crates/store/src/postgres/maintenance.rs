@@ -72,6 +72,30 @@ impl MaintenanceStore for PgStore {
         PgStore::close(self).await
     }
 
+    async fn claim_job(
+        &self,
+        job: &str,
+        every_ms: i64,
+        now: openturret_domain::Timestamp,
+        node: &str,
+    ) -> Result<bool> {
+        let won: Option<String> = sqlx::query_scalar(
+            "INSERT INTO cluster_jobs (name, last_run_at, node) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, node = excluded.node
+             WHERE cluster_jobs.last_run_at <= excluded.last_run_at - $4
+                OR cluster_jobs.node = excluded.node
+             RETURNING name",
+        )
+        .bind(job)
+        .bind(now.0)
+        .bind(node)
+        .bind(every_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(won.is_some())
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         // Every table is read whole (PostgreSQL checks each page as it
         // reads it; a damaged one is an error here).

@@ -131,6 +131,30 @@ impl MaintenanceStore for SqliteStore {
         SqliteStore::close(self).await
     }
 
+    async fn claim_job(
+        &self,
+        job: &str,
+        every_ms: i64,
+        now: openturret_domain::Timestamp,
+        node: &str,
+    ) -> Result<bool> {
+        let won: Option<String> = sqlx::query_scalar(
+            "INSERT INTO cluster_jobs (name, last_run_at, node) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, node = excluded.node
+             WHERE cluster_jobs.last_run_at <= excluded.last_run_at - ?4
+                OR cluster_jobs.node = excluded.node
+             RETURNING name",
+        )
+        .bind(job)
+        .bind(now.0)
+        .bind(node)
+        .bind(every_ms)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(won.is_some())
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&self.reader)
