@@ -305,9 +305,9 @@ async fn turret_events_follows_what_is_written() {
             let _ = tx.send(serde_json::from_str(&l).unwrap());
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     // Three refused administrator logins: one entry, shown as it grows.
-    for _ in 0..3 {
+    // The first, then the follower is seen to show it, then two more.
+    let refuse = || async {
         let (st, _) = s
             .api
             .post(
@@ -316,7 +316,14 @@ async fn turret_events_follows_what_is_written() {
             )
             .await;
         assert_eq!(st, 401);
+    };
+    refuse().await;
+    match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+        Ok(Some(e)) => assert_eq!(e["type"], "admin.login_refused", "{e}"),
+        _ => panic!("turret events --follow showed nothing"),
     }
+    refuse().await;
+    refuse().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = Value::Null;
     while last["count"] != 3 {

@@ -127,7 +127,12 @@ async fn a_sqlite_deployment_migrates_to_postgres_and_everyone_logs_in_as_before
         json!({"username": "nobody", "password": "wrong password"}),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    api.wait_error_log(
+        "type=admin.login_refused",
+        |_| true,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
     let dir = s.dir.path().to_path_buf();
     let url = empty_database().await;
 

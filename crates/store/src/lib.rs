@@ -156,3 +156,12 @@ pub fn to32(v: &[u8]) -> Result<[u8; 32]> {
     v.try_into()
         .map_err(|_| StoreError::Integrity("stored hash has the wrong length".into()))
 }
+
+/// The audit object id of a new object (see the `Store` docs): a given
+/// prefix ending in `/` takes the new id after it.
+pub(crate) fn object_id(prefix: Option<String>, id: i64) -> String {
+    match prefix {
+        Some(p) if p.ends_with('/') => format!("{p}{id}"),
+        _ => id.to_string(),
+    }
+}

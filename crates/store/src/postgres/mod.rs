@@ -319,13 +319,7 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::backend(e)
 }
 
-/// The audit object id of a new object (see the `Store` docs).
-fn object_id(prefix: Option<String>, id: i64) -> String {
-    match prefix {
-        Some(p) if p.ends_with('/') => format!("{p}{id}"),
-        _ => id.to_string(),
-    }
-}
+use crate::object_id;
 
 /// Fails with `NotFound(what)` when an UPDATE or DELETE touched no row.
 fn one_row(r: sqlx::postgres::PgQueryResult, what: &'static str) -> Result<()> {
