@@ -32,6 +32,13 @@ pub struct SipConfig {
     pub ring_timeout_secs: u64,
     /// The most calls ringing at once on one line; more get 486.
     pub max_ringing_per_line: usize,
+    /// Before a line's first REGISTER, ask the registrar for the line's
+    /// bindings (a REGISTER without Contact, RFC 3261 §10.2.3), so that
+    /// bindings another MLC left (one that died, or served the line
+    /// before) go in the same request that adds ours: the registrar never
+    /// holds two of our contacts for a line. Off only for a registrar that
+    /// refuses such a query.
+    pub query_bindings: bool,
 }
 
 impl Default for SipConfig {
@@ -46,6 +53,7 @@ impl Default for SipConfig {
             keepalive_secs: 5,
             ring_timeout_secs: 120,
             max_ringing_per_line: 8,
+            query_bindings: true,
         }
     }
 }

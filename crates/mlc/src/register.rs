@@ -339,9 +339,13 @@ impl Registration {
         let contact = contact_uri(mlc, self.line, self.peer);
         // Bindings of this line left by another MLC (one that died, or
         // served the line before it moved here): removed, so the PBX does
-        // not fork calls to an address nobody answers.
+        // not fork calls to an address nobody answers. The first REGISTER
+        // of a line taken over asks for the bindings (no Contact, RFC 3261
+        // §10.2.3), so that ours is added and theirs removed in one request:
+        // the registrar never holds two of our contacts for the line.
         let mut removing: Vec<String> = Vec::new();
-        for attempt in 0..5 {
+        let mut querying = expires > 0 && self.cseq == 0 && mlc.config().query_bindings;
+        for attempt in 0..7 {
             cseq += 1;
             let branch = mlc.branch();
             let mut b = Builder::request("REGISTER", &self.registrar_uri)
@@ -350,14 +354,15 @@ impl Registration {
                 .header("From", format!("<{}>;tag={}", self.aor, self.from_tag))
                 .header("To", format!("<{}>", self.aor))
                 .header("Call-ID", &self.call_id)
-                .header("CSeq", format!("{cseq} REGISTER"))
-                .header("Contact", format!("<{contact}>"));
-            for stale in &removing {
-                b = b.header("Contact", format!("<{stale}>;expires=0"));
+                .header("CSeq", format!("{cseq} REGISTER"));
+            if !querying {
+                b = b.header("Contact", format!("<{contact}>"));
+                for stale in &removing {
+                    b = b.header("Contact", format!("<{stale}>;expires=0"));
+                }
+                b = b.header("Expires", expires.to_string());
             }
-            b = b
-                .header("Expires", expires.to_string())
-                .header("User-Agent", mlc.user_agent());
+            b = b.header("User-Agent", mlc.user_agent());
             if let Some((name, value)) = &auth {
                 b = b.header(name, value);
             }
@@ -376,6 +381,15 @@ impl Registration {
             };
             let code = r.code().unwrap_or(0);
             match code {
+                200..=299 if querying => {
+                    querying = false;
+                    removing = stale_bindings(&r, &contact);
+                    if !removing.is_empty() {
+                        tracing::info!(line = self.line.0, stale = ?removing,
+                            "replacing bindings of this line left by another MLC");
+                    }
+                    auth = None;
+                }
                 200..=299 => {
                     let stale = if expires > 0 && removing.is_empty() {
                         stale_bindings(&r, &contact)
@@ -599,7 +613,8 @@ async fn run(
             let _permit = mlc.registering.acquire().await;
             Box::pin(r.register_as(&mlc, expires, &username)).await
         };
-        r.cseq += 3;
+        // (At most seven requests per exchange.)
+        r.cseq += 8;
         match result {
             Ok(granted) => {
                 bound = true;

@@ -48,6 +48,9 @@ pub struct DatabaseConfig {
     /// A file (mode 0600) holding the database password, so that it is in
     /// neither the URL, the command line nor the logs.
     pub password_file: Option<PathBuf>,
+    /// This node's name among the nodes on one database (line leases);
+    /// unset: `<host name>:<data directory>`. Must differ between nodes.
+    pub node_name: Option<String>,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &self.url.as_deref().map(redacted_url))
             .field("password_file", &self.password_file)
+            .field("node_name", &self.node_name)
             .finish()
     }
 }
@@ -319,6 +323,9 @@ lockout_secs = 300
 # url = "postgres://turret@db.example:5432/turret?sslmode=verify-full"
 # A file (mode 0600) with the database password, never the URL or argv.
 # password_file = "/etc/turret/db-password"
+# This node's name among the nodes on one database (who holds which line);
+# unset: "<host name>:<data directory>". It must differ between nodes.
+# node_name = "sm-a"
 
 [sip]
 # The Multi-Line Controller: registers the lines and carries their calls.
@@ -339,6 +346,9 @@ register_expires = 300
 # Each PBX is sent an OPTIONS this often; when it answers again after an
 # outage, its lines re-register at once.
 keepalive_secs = 5
+# Before a line's first REGISTER, ask the registrar for its bindings, so
+# those another MLC left are replaced in one request (never two of ours).
+query_bindings = true
 # Requests for a line are taken only from its registrar and from the
 # addresses listed for the line (its "peers"); anyone else gets 403.
 # An incoming call nobody answers ends after this many seconds (480).

@@ -103,6 +103,18 @@ impl Cti {
         let _ = self.revoked.send(id);
     }
 
+    /// After changes may have been missed: the connections of every key
+    /// that is no longer active (revoked on another node) end.
+    pub async fn recheck_keys(&self, store: &dyn openturret_store::Store) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        for k in store.list_api_keys().await? {
+            if !k.is_active(now) {
+                self.revoked(k.id);
+            }
+        }
+        Ok(())
+    }
+
     /// The events after `since` still held, and, if some are gone, the
     /// first one that is still there.
     fn replay(&self, since: u64) -> (Vec<Event>, Option<(u64, u64)>) {

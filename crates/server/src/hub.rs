@@ -1,13 +1,15 @@
 //! The change pipeline: the store tells us about every committed change
-//! (its audit record); this module keeps the caller-id index in step and
-//! pushes what changed to the connected turret clients of the profiles it
-//! concerns.
+//! (its audit record; on PostgreSQL also the other nodes' changes, by
+//! their ids); this module keeps the caller-id index in step and pushes
+//! what changed to the connected turret clients of the profiles it
+//! concerns. When the store says changes may have been missed (its
+//! listener reconnected), everything is read again ([`resync`]).
 
 use std::sync::Arc;
 
 use openturret_domain::audit::AuditRecord;
 use openturret_domain::{GlobalContactId, LineId, LocalContactId, ProfileId};
-use openturret_store::StoreError;
+use openturret_store::{Change, StoreError};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::App;
@@ -63,21 +65,59 @@ impl Hub {
     }
 }
 
+/// What the task applies: a change, or "read everything again".
+enum Applied {
+    Change(AuditRecord),
+    Resync,
+}
+
 /// Registers the store observer and starts the task that applies changes.
 pub fn start(app: &App) {
-    let (tx, rx) = mpsc::unbounded_channel::<AuditRecord>();
-    app.store.observe(Arc::new(move |r: &AuditRecord| {
-        let _ = tx.send(r.clone());
+    let (tx, rx) = mpsc::unbounded_channel::<Applied>();
+    app.store.observe(Arc::new(move |c: Change<'_>| {
+        let _ = tx.send(match c {
+            Change::Committed(r) => Applied::Change(r.clone()),
+            Change::Missed => Applied::Resync,
+        });
     }));
     tokio::spawn(run(app.clone(), rx));
 }
 
-async fn run(app: App, mut rx: mpsc::UnboundedReceiver<AuditRecord>) {
-    while let Some(r) = rx.recv().await {
-        if let Err(e) = apply(&app, &r).await {
-            tracing::warn!(event = %r.event_type, error = %e, "change not applied to live views");
+async fn run(app: App, mut rx: mpsc::UnboundedReceiver<Applied>) {
+    while let Some(a) = rx.recv().await {
+        match a {
+            Applied::Change(r) => {
+                if let Err(e) = apply(&app, &r).await {
+                    tracing::warn!(event = %r.event_type, error = %e, "change not applied to live views");
+                }
+            }
+            Applied::Resync => {
+                if let Err(e) = resync(&app).await {
+                    tracing::warn!(error = %e, "live views not read again");
+                }
+            }
         }
     }
+}
+
+/// Changes of other nodes may have gone unheard: the caller-id index and
+/// the settings are read again, every MLC checks its lines, sessions whose
+/// profile or stored session is gone end, and every connected client
+/// fetches its configuration and contacts again.
+pub async fn resync(app: &App) -> anyhow::Result<()> {
+    app.caller_id.load(app.store.as_ref()).await?;
+    let s = app.store.get_settings().await?;
+    app.cti.set_enabled(s.cti_enabled);
+    app.pseudo.set_mode(s.pseudonymisation);
+    crate::telephony::resync_all(app);
+    for (pid, reason) in app.sessions.gone(app.store.as_ref()).await? {
+        app.sessions.end_profile(pid);
+        app.hub.send(Some(pid), PushKind::SessionEnded(reason));
+    }
+    app.cti.recheck_keys(app.store.as_ref()).await?;
+    app.hub.send(None, PushKind::Config(None));
+    app.hub.send(None, PushKind::ContactsChanged);
+    Ok(())
 }
 
 /// `"7/12"` → (7, 12); `"7/"` or `"7"` → (7, None).

@@ -39,6 +39,7 @@ pub mod datadir;
 pub mod events;
 pub mod http;
 pub mod hub;
+pub mod lease;
 pub mod monitor;
 pub mod net;
 pub mod openapi;
@@ -105,6 +106,10 @@ pub struct AppInner {
     pub telephony: telephony::Telephony,
     /// The error log: what the components report (issue 20).
     pub events: Arc<events::EventLog>,
+    /// This node's name among the nodes of one database (line leases).
+    pub node: String,
+    /// The lines this node may serve (issue 19).
+    pub leases: lease::Leases,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -178,6 +183,12 @@ impl App {
         let data_dir = config.data_dir.clone();
         let events = Arc::new(events::EventLog::new(&host));
         let cdr = cdr::Files::start(&config.cdr, &data_dir, events.clone());
+        let node = config.database.node_name.clone().unwrap_or_else(|| {
+            // Distinct for two nodes on one machine (each has its own data
+            // directory), the same after a restart.
+            let dir = std::fs::canonicalize(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            format!("{host}:{}", dir.display())
+        });
         let app = App(Arc::new(AppInner {
             store,
             throttle: Throttle::new(config.auth.clone()),
@@ -196,6 +207,8 @@ impl App {
             cdr,
             telephony: telephony::Telephony::default(),
             events,
+            node,
+            leases: lease::Leases::default(),
         }));
         let settings = app.store.get_settings().await?;
         app.cti.set_enabled(settings.cti_enabled);
@@ -204,6 +217,7 @@ impl App {
         events::start(&app);
         hub::start(&app);
         telephony::start(&app);
+        lease::start(&app);
         retention::start(&app);
         backup::start_schedule(&app);
         monitor::start(&app);

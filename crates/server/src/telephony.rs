@@ -117,6 +117,8 @@ pub async fn start_local(
     let host = Arc::new(LocalHost(Arc::downgrade(&app.0)));
     app.mlc.set_media_config(app.config.media.clone());
     let at = app.mlc.start(host, config, Some(tls)).await?;
+    // Lines to serve: leases now rather than at the next renewal.
+    app.leases.wake();
     // The lines the remote MLCs served so far may now be ours.
     resync_all(app);
     Ok(at)
@@ -165,9 +167,19 @@ fn choose(members: &[Member], line: LineId) -> Option<Member> {
         .cloned()
 }
 
-/// The MLC serving `line`, if any runs.
+/// Among this node's MLCs, the one to serve `line`: none unless the node
+/// holds the line's lease ([`crate::lease`]).
+fn choose_leased(app: &App, members: &[Member], line: LineId) -> Option<Member> {
+    if app.leases.holds(line) {
+        choose(members, line)
+    } else {
+        None
+    }
+}
+
+/// The MLC serving `line`, if any runs here and this node holds its lease.
 pub fn owner(app: &App, line: LineId) -> Option<Member> {
-    choose(&members(app), line)
+    choose_leased(app, &members(app), line)
 }
 
 /// Whether `name` serves `line`.
@@ -185,7 +197,7 @@ pub async fn lines_of(app: &App, name: &str) -> anyhow::Result<Vec<(Line, Option
         .list_lines()
         .await?
         .into_iter()
-        .filter(|l| choose(&members, l.id).is_some_and(|m| m.name() == name))
+        .filter(|l| choose_leased(app, &members, l.id).is_some_and(|m| m.name() == name))
         .map(|l| {
             let p = passwords.remove(&l.id);
             (l, p)
@@ -228,7 +240,8 @@ pub fn state_and_owner(app: &App, id: LineId) -> (LineState, Option<Member>) {
 /// The state of every line some MLC serves (each from its owner).
 pub fn line_states(app: &App) -> HashMap<LineId, LineState> {
     let members = members(app);
-    let mine = |name: &str, id: LineId| choose(&members, id).is_some_and(|m| m.name() == name);
+    let mine =
+        |name: &str, id: LineId| choose_leased(app, &members, id).is_some_and(|m| m.name() == name);
     let mut all: HashMap<LineId, LineState> = app
         .mlc
         .line_states()
@@ -454,6 +467,7 @@ pub fn resync_all(app: &App) {
 /// A `turret mlc` joined: its lines move to it.
 pub fn joined(app: &App, link: Arc<Link>) {
     app.telephony.remotes.lock().unwrap().push(link);
+    app.leases.wake();
     resync_all(app);
 }
 
@@ -523,6 +537,8 @@ async fn record_orphans(app: &App, ids: Option<&[u64]>) {
 /// lines, then every record is written.
 pub async fn shutdown(app: &App) {
     app.mlc.shutdown().await;
+    // Unbound: another node may take the lines at once.
+    crate::lease::release(app).await;
     // Calls of a vanished MLC still in their grace: recorded now, or never.
     record_orphans(app, None).await;
     flush(app).await;

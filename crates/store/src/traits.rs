@@ -578,9 +578,22 @@ pub struct AuditVerification {
     pub broken: Option<ChainBreak>,
 }
 
-/// Called after each committed change with its audit record, so that
-/// in-memory views (caller-id index, connected clients) follow the database.
-pub type ChangeObserver = std::sync::Arc<dyn Fn(&AuditRecord) + Send + Sync>;
+/// What the observer of committed changes is told.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    /// A change committed, with its audit record. A change another node
+    /// of the deployment made carries only what identifies it (event
+    /// type, object, the names of the changed fields): no personal value
+    /// crosses between nodes.
+    Committed(&'a AuditRecord),
+    /// Changes of other nodes may have gone unheard (the connection that
+    /// hears them was lost and is back): re-read everything.
+    Missed,
+}
+
+/// Called after each committed change, so that in-memory views (caller-id
+/// index, connected clients) follow the database, whichever node wrote it.
+pub type ChangeObserver = std::sync::Arc<dyn Fn(Change<'_>) + Send + Sync>;
 
 #[async_trait]
 pub trait AuditStore {
@@ -627,6 +640,42 @@ pub trait MaintenanceStore {
     /// not a change of data: not audited.
     async fn claim_job(&self, job: &str, every_ms: i64, now: Timestamp, node: &str)
     -> Result<bool>;
+    /// Line leases (one MLC per line across the nodes of a deployment):
+    /// renews every lease `node` holds and takes the lines no node holds
+    /// or whose holder let its lease expire (the epoch of a line grows at
+    /// every takeover), each until `ttl_ms` from now on the database's
+    /// clock, in one transaction. Returns the lines `node` holds now.
+    /// Bookkeeping, not a change of data: not audited. (SQLite serves one
+    /// node: it holds every line and nothing is kept.)
+    async fn lease_lines(&self, node: &str, ttl_ms: i64) -> Result<Vec<LineLease>>;
+    /// Gives up every lease `node` holds (it stops serving lines), so
+    /// another node takes them at once.
+    async fn release_lines(&self, node: &str) -> Result<()>;
+    /// Every line's lease.
+    async fn line_leases(&self) -> Result<Vec<LineLease>>;
+}
+
+/// Who serves a line until when (see [`MaintenanceStore::lease_lines`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineLease {
+    pub line: LineId,
+    pub holder: String,
+    /// Grows by one at every takeover by another node.
+    pub epoch: i64,
+    /// Milliseconds left, on the database's clock (negative: expired).
+    pub remaining_ms: i64,
+}
+
+impl LineLease {
+    /// From a row (line, holder, epoch, expiry) read at `now`.
+    pub fn of_row((line, holder, epoch, expires_at): (i64, String, i64, i64), now: i64) -> Self {
+        LineLease {
+            line: LineId(line),
+            holder,
+            epoch,
+            remaining_ms: expires_at - now,
+        }
+    }
 }
 
 /// Receives a database image from [`MaintenanceStore::image`].

@@ -701,8 +701,10 @@ async fn the_observer_hears_each_committed_change_and_no_failed_one_on_postgres(
 async fn the_observer_hears_each_committed_change_and_no_failed_one_suite(s: impl Store) {
     let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let h = heard.clone();
-    s.observe(std::sync::Arc::new(move |r: &AuditRecord| {
-        h.lock().unwrap().push(r.event_type.clone())
+    s.observe(std::sync::Arc::new(move |c: Change<'_>| {
+        if let Change::Committed(r) = c {
+            h.lock().unwrap().push(r.event_type.clone())
+        }
     }));
     profile(&s, "Ann").await;
     let _ = s.delete_line(LineId(42), audit("line.deleted")).await;
@@ -788,8 +790,10 @@ async fn a_burst_of_audit_entries_goes_in_one_transaction_and_the_chain_holds_on
 async fn audit_burst_suite(s: &impl AuditStore) {
     let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let h = heard.clone();
-    s.observe(std::sync::Arc::new(move |_r: &AuditRecord| {
-        h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    s.observe(std::sync::Arc::new(move |c: Change<'_>| {
+        if let Change::Committed(_) = c {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }));
     let batch: Vec<AuditRecord> = (0..250).map(|_| audit("line.registered")).collect();
     s.append_audits(batch).await.unwrap();
@@ -1738,4 +1742,216 @@ async fn a_cluster_job_is_claimed_once_per_period_by_one_of_two_nodes_on_postgre
         b.claim_job("race", 60_000, Timestamp(5), "b")
     );
     assert!(x.unwrap() ^ y.unwrap(), "exactly one node runs it");
+}
+
+/// A second node on the database of `a_dir`/`url` (the same key file).
+async fn second_node(
+    a_dir: &tempfile::TempDir,
+    url: &str,
+) -> (tempfile::TempDir, openturret_store::postgres::PgStore) {
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        a_dir.path().join("secret.key"),
+        b_dir.path().join("secret.key"),
+    )
+    .unwrap();
+    let b = pg_node(&b_dir, url).await;
+    (b_dir, b)
+}
+
+/// What an observer heard: committed changes as (event, object, id,
+/// changes, actor), and how many times it was told changes were missed.
+#[derive(Default)]
+struct Heard {
+    changes: Vec<(String, String, Option<String>, Vec<String>, String)>,
+    missed: usize,
+}
+
+fn listen(s: &impl AuditStore) -> std::sync::Arc<std::sync::Mutex<Heard>> {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Heard::default()));
+    let h = heard.clone();
+    s.observe(std::sync::Arc::new(move |c: Change<'_>| {
+        let mut h = h.lock().unwrap();
+        match c {
+            Change::Committed(r) => h.changes.push((
+                r.event_type.clone(),
+                r.object_type.clone(),
+                r.object_id.clone(),
+                r.changes.clone(),
+                r.pii.actor.clone(),
+            )),
+            Change::Missed => h.missed += 1,
+        }
+    }));
+    heard
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_is_heard_on_the_other_by_its_ids_only_on_postgres() {
+    let (a_dir, a, url) = postgres().await;
+    let (_b_dir, b) = second_node(&a_dir, &url).await;
+    let on_a = listen(&a);
+    let on_b = listen(&b);
+    // Each listener starts by asking for a resync (it may have missed
+    // what came before it listened).
+    until("both listeners listen", || {
+        on_a.lock().unwrap().missed == 1 && on_b.lock().unwrap().missed == 1
+    })
+    .await;
+    let p = profile(&a, "Ann Example").await;
+    let mut changed = audit("profile.updated");
+    changed.object_type = "profile".into();
+    changed.object_id = Some(p.id.0.to_string());
+    changed.changes = vec!["password".into(), "name".into()];
+    a.append_audit(changed).await.unwrap();
+    until("B hears both of A's changes", || {
+        on_b.lock().unwrap().changes.len() == 2
+    })
+    .await;
+    let b_heard = on_b.lock().unwrap().changes.clone();
+    assert_eq!(b_heard[0].0, "profile.created");
+    assert_eq!(
+        b_heard[1],
+        (
+            "profile.updated".to_string(),
+            "profile".to_string(),
+            Some(p.id.0.to_string()),
+            vec!["password".to_string(), "name".to_string()],
+            String::new(),
+        ),
+        "the ids and field names, no personal value (no actor, no address)"
+    );
+    // A heard its own changes once each, from its own commits.
+    assert_eq!(on_a.lock().unwrap().changes.len(), 2);
+    assert_eq!(on_a.lock().unwrap().changes[1].4, "tester");
+    // A failed change is heard by nobody.
+    let _ = a.delete_line(LineId(4242), audit("line.deleted")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(on_b.lock().unwrap().changes.len(), 2);
+    // A burst larger than one notification's payload arrives whole.
+    let burst: Vec<AuditRecord> = (0..400)
+        .map(|i| {
+            let mut r = audit("line.registered");
+            r.object_type = "line".into();
+            r.object_id = Some(i.to_string());
+            r
+        })
+        .collect();
+    b.append_audits(burst).await.unwrap();
+    until("A hears the whole burst", || {
+        on_a.lock().unwrap().changes.len() == 402
+    })
+    .await;
+    assert_eq!(on_b.lock().unwrap().changes.len(), 402);
+}
+
+#[tokio::test]
+async fn a_listener_cut_off_by_the_server_resyncs_and_hears_again_on_postgres() {
+    let (a_dir, a, url) = postgres().await;
+    let (_b_dir, b) = second_node(&a_dir, &url).await;
+    let on_b = listen(&b);
+    until("B listens", || on_b.lock().unwrap().missed == 1).await;
+    // The server ends B's listening connection (an administrator, a
+    // failover, a network cut).
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(openturret_store::postgres::notify::LISTENER_NAME)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![true], "exactly one listener connection");
+    // A change made while B may not be listening: B is told to re-read
+    // everything once it listens again, then hears what follows.
+    profile(&a, "Made While Away").await;
+    until("B resyncs after listening again", || {
+        on_b.lock().unwrap().missed == 2
+    })
+    .await;
+    profile(&a, "Made After").await;
+    until("B hears changes again", || {
+        on_b.lock()
+            .unwrap()
+            .changes
+            .iter()
+            .filter(|c| c.0 == "profile.created")
+            .count()
+            >= 1
+    })
+    .await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn a_line_is_leased_to_one_node_and_taken_over_when_its_lease_lapses_on_postgres() {
+    let (a_dir, a, url) = postgres().await;
+    let (_b_dir, b) = second_node(&a_dir, &url).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let l =
+            LineFields::new(&format!("L{i}"), &format!("sip:{i}@pbx"), "1", "", "", "").unwrap();
+        ids.push(a.create_line(l, None, audit("l")).await.unwrap().id);
+    }
+    let held = |v: &[LineLease]| v.iter().map(|l| (l.line, l.epoch)).collect::<Vec<_>>();
+    // A asks first: every line is its own, at epoch 1; B gets none.
+    let on_a = a.lease_lines("node-a", 1_500).await.unwrap();
+    assert_eq!(held(&on_a), ids.iter().map(|i| (*i, 1)).collect::<Vec<_>>());
+    assert!(
+        on_a.iter()
+            .all(|l| l.holder == "node-a" && l.remaining_ms > 1_000)
+    );
+    assert!(b.lease_lines("node-b", 1_500).await.unwrap().is_empty());
+    // Renewing keeps the epoch; a new line goes to whoever asks first.
+    let l = LineFields::new("L3", "sip:3@pbx", "1", "", "", "").unwrap();
+    let fourth = a.create_line(l, None, audit("l")).await.unwrap().id;
+    assert_eq!(
+        held(&b.lease_lines("node-b", 1_500).await.unwrap()),
+        vec![(fourth, 1)]
+    );
+    assert_eq!(a.lease_lines("node-a", 1_500).await.unwrap().len(), 3);
+    // A stops renewing: once its leases lapse, B takes them, epoch 2.
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    let on_b = b.lease_lines("node-b", 1_500).await.unwrap();
+    let mut want: Vec<(LineId, i64)> = ids.iter().map(|i| (*i, 2)).collect();
+    want.push((fourth, 1));
+    assert_eq!(held(&on_b), want);
+    // A comes back: it holds nothing.
+    assert!(a.lease_lines("node-a", 1_500).await.unwrap().is_empty());
+    // Both racing for lapsed leases: each line goes to exactly one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    let (x, y) = tokio::join!(
+        a.lease_lines("node-a", 1_500),
+        b.lease_lines("node-b", 1_500)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 4, "{x:?} {y:?}");
+    assert!(x.iter().all(|l| !y.iter().any(|m| m.line == l.line)));
+    // B gives up what it holds (it stops): A takes it at once.
+    b.release_lines("node-b").await.unwrap();
+    assert_eq!(a.lease_lines("node-a", 1_500).await.unwrap().len(), 4);
+    assert_eq!(a.line_leases().await.unwrap().len(), 4);
+    // A deleted line loses its lease with it.
+    a.delete_line(fourth, audit("line.deleted")).await.unwrap();
+    assert_eq!(a.line_leases().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn one_sqlite_node_holds_every_line_and_keeps_no_lease() {
+    let (_d, s) = sqlite().await;
+    let l = LineFields::new("L1", "sip:1@pbx", "1", "", "", "").unwrap();
+    let id = s.create_line(l, None, audit("l")).await.unwrap().id;
+    let held = s.lease_lines("me", 15_000).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].line, held[0].holder.as_str()), (id, "me"));
+    assert!(s.line_leases().await.unwrap().is_empty());
 }

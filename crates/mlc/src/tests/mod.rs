@@ -148,6 +148,8 @@ impl Rig {
         let mut config = SipConfig {
             listen: US.parse().unwrap(),
             keepalive_secs: 3600,
+            // (The query of bindings has a test of its own.)
+            query_bindings: false,
             ..SipConfig::default()
         };
         tune(&mut config);

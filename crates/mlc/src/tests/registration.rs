@@ -82,3 +82,41 @@ async fn a_registration_is_refreshed_before_the_registrar_lets_it_lapse() {
     rig.sends_nothing().await;
     assert_eq!(rig.mlc.line_state(LineId(1)), LineState::Registered);
 }
+
+#[tokio::test]
+async fn a_line_taken_over_replaces_the_binding_another_mlc_left_in_one_request() {
+    let mut rig =
+        Rig::unregistered(vec![line(1, "1001", "manual")], |c| c.query_bindings = true).await;
+    // First the bindings are asked for: no Contact, no Expires.
+    let query = rig.request("REGISTER").await;
+    assert!(query.header("contact").is_none(), "{query:?}");
+    assert!(query.header("expires").is_none(), "{query:?}");
+    let left = "<sip:ot-line-1@192.0.2.77:5060>;expires=250";
+    let other_line = "<sip:ot-line-2@192.0.2.77:5060>;expires=250";
+    rig.answer(
+        &query,
+        200,
+        "OK",
+        &[("Contact", left), ("Contact", other_line)],
+    )
+    .await;
+    // Then ours is added and the one left removed, in one request.
+    let reg = rig.request("REGISTER").await;
+    assert!(reg.cseq.number > query.cseq.number);
+    let contacts = reg.header_values("contact");
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(contacts[0].contains("ot-line-1@") && !contacts[0].contains("192.0.2.77"));
+    assert!(
+        contacts[1].contains("sip:ot-line-1@192.0.2.77:5060") && contacts[1].contains("expires=0"),
+        "{contacts:?}"
+    );
+    assert!(
+        !contacts.iter().any(|c| c.contains("ot-line-2")),
+        "another line's binding is not ours to remove"
+    );
+    let ours = format!("{};expires=300", contacts[0]);
+    rig.answer(&reg, 200, "OK", &[("Contact", &ours)]).await;
+    rig.until_line(LineId(1), |s| matches!(s, LineState::Registered))
+        .await;
+    rig.sends_nothing().await;
+}

@@ -335,7 +335,18 @@ impl Conn {
             Request::Resume { token } => {
                 let hash = token_hash(&token);
                 let (s, restored) = match self.app.sessions.resume(&hash).await {
-                    Some(s) => (s, false),
+                    // Held here, and still stored (a logout or a password
+                    // change on another node deletes it there).
+                    Some(s)
+                        if s.lock().await.master
+                            || self.app.store.client_session(hash).await?.is_some() =>
+                    {
+                        (s, false)
+                    }
+                    Some(_) => {
+                        self.app.sessions.remove(&hash);
+                        return Err(err("session_expired", "log in again"));
+                    }
                     None => (self.restore_session(hash).await?, true),
                 };
                 let (pid, master) = {

@@ -95,6 +95,43 @@ impl Sessions {
             .retain(|_, (p, _)| *p != profile);
     }
 
+    /// After changes may have been missed (another node's): the profiles
+    /// whose sessions must end, with the reason: the profile is gone, or
+    /// none of its sessions here is still stored (its password changed,
+    /// which deletes them). Master-password sessions are never stored.
+    pub async fn gone(
+        &self,
+        store: &dyn openturret_store::Store,
+    ) -> anyhow::Result<Vec<(ProfileId, &'static str)>> {
+        let held: Vec<([u8; 32], ProfileId, Shared)> = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(h, (p, s))| (*h, *p, s.clone()))
+            .collect();
+        let mut stored: HashMap<ProfileId, bool> = HashMap::new();
+        for (hash, profile, s) in held {
+            if s.lock().await.master {
+                continue;
+            }
+            let here = store.client_session(hash).await?.is_some();
+            *stored.entry(profile).or_default() |= here;
+        }
+        let mut gone = Vec::new();
+        for (profile, any_stored) in stored {
+            match store.get_profile(profile).await {
+                Err(openturret_store::StoreError::NotFound(_)) => {
+                    gone.push((profile, "profile_deleted"))
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) if !any_stored => gone.push((profile, "password_changed")),
+                Ok(_) => {}
+            }
+        }
+        Ok(gone)
+    }
+
     /// The profiles with a session (logged in at some turret).
     pub fn profiles(&self) -> Vec<ProfileId> {
         let mut p: Vec<ProfileId> = self

@@ -18,6 +18,15 @@ fn entry(r: &PgRow) -> Result<AuditEntry> {
 impl AuditStore for PgStore {
     fn observe(&self, observer: crate::ChangeObserver) {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+        // The other nodes' changes, heard from now on (in a runtime).
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+            *listener = Some(super::notify::start(
+                self.pool.clone(),
+                self.origin.clone(),
+                self.observer.clone(),
+            ));
+        }
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<i64> {

@@ -17,7 +17,9 @@ use super::{PgStore, db};
 use crate::{Result, StoreError};
 
 /// The tables, parents before children. `store_backfills` (SQLite's own
-/// bookkeeping, empty once the SQLite store has opened) is not copied.
+/// bookkeeping, empty once the SQLite store has opened), `cluster_jobs` and
+/// `line_leases` (the deployment's bookkeeping: the new one keeps its own)
+/// are not copied.
 pub const TABLES: &[&str] = &[
     "admins",
     "admin_sessions",

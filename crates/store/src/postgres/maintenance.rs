@@ -96,6 +96,86 @@ impl MaintenanceStore for PgStore {
         Ok(won.is_some())
     }
 
+    async fn lease_lines(&self, node: &str, ttl_ms: i64) -> Result<Vec<crate::LineLease>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let now: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let until = now + ttl_ms;
+        // Ours, renewed; others' that expired, taken (the epoch grows);
+        // lines nobody holds, taken. (PostgreSQL re-checks the expiry of
+        // a row another node just updated, so one takeover wins.)
+        sqlx::query("UPDATE line_leases SET expires_at = $2 WHERE holder = $1")
+            .bind(node)
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "UPDATE line_leases SET holder = $1, epoch = epoch + 1, expires_at = $2
+             WHERE holder <> $1 AND expires_at <= $3",
+        )
+        .bind(node)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO line_leases (line_id, holder, epoch, expires_at)
+             SELECT id, $1, 1, $2 FROM lines
+             WHERE id NOT IN (SELECT line_id FROM line_leases)
+             ON CONFLICT (line_id) DO NOTHING",
+        )
+        .bind(node)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT line_id, holder, epoch, expires_at FROM line_leases WHERE holder = $1 ORDER BY line_id",
+        )
+        .bind(node)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::LineLease::of_row(r, now))
+            .collect())
+    }
+
+    async fn release_lines(&self, node: &str) -> Result<()> {
+        sqlx::query("DELETE FROM line_leases WHERE holder = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn line_leases(&self) -> Result<Vec<crate::LineLease>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let now: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT line_id, holder, epoch, expires_at FROM line_leases ORDER BY line_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::LineLease::of_row(r, now))
+            .collect())
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         // Every table is read whole (PostgreSQL checks each page as it
         // reads it; a damaged one is an error here).

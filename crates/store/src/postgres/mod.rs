@@ -25,6 +25,7 @@ mod events;
 mod import;
 mod lines;
 mod maintenance;
+pub mod notify;
 mod profiles;
 mod recorders;
 mod settings;
@@ -65,8 +66,14 @@ pub struct PgStore {
     plan: NumberPlan,
     /// The newest audit head this node wrote, outside the database.
     head: crate::head::HeadFile,
-    /// Told about every committed audited change.
-    observer: std::sync::RwLock<Option<crate::ChangeObserver>>,
+    /// Told about every committed audited change, this node's and (through
+    /// the listener, [`notify`]) the other nodes'.
+    observer: std::sync::Arc<std::sync::RwLock<Option<crate::ChangeObserver>>>,
+    /// Names this store in its notifications (random per process), so its
+    /// listener knows its own.
+    origin: String,
+    /// The listener of the other nodes' changes, once observed.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Where erasures are recorded, outside the database and its backups.
     ledger: crate::ledger::Ledger,
 }
@@ -108,7 +115,13 @@ impl PgStore {
             keys,
             plan,
             head: crate::head::HeadFile::new(data_dir.join("postgres.audit-head")),
-            observer: std::sync::RwLock::new(None),
+            observer: Default::default(),
+            origin: {
+                let mut b = [0u8; 8];
+                OsRng.fill_bytes(&mut b);
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            },
+            listener: std::sync::Mutex::new(None),
             ledger,
         })
     }
@@ -194,6 +207,14 @@ impl PgStore {
     }
 
     pub async fn close(&self) {
+        if let Some(l) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            l.abort();
+        }
         self.pool.close().await;
     }
 
@@ -205,8 +226,12 @@ impl PgStore {
         })
     }
 
-    /// Commits, then anchors the head and tells the observer.
-    async fn commit(&self, tx: Tx) -> Result<()> {
+    /// Commits (with the notification of its changes to the other
+    /// nodes), then anchors the head and tells the observer.
+    async fn commit(&self, mut tx: Tx) -> Result<()> {
+        if !tx.records.is_empty() {
+            notify::send(&mut tx.tx, &self.origin, &tx.records).await?;
+        }
         tx.tx.commit().await.map_err(db)?;
         if let Some(head) = tx.head {
             self.head.write(head)?;
@@ -218,7 +243,9 @@ impl PgStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if let Some(o) = observer {
-                tx.records.iter().for_each(|r| o(r));
+                tx.records
+                    .iter()
+                    .for_each(|r| o(crate::Change::Committed(r)));
             }
         }
         Ok(())

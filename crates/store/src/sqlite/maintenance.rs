@@ -155,6 +155,34 @@ impl MaintenanceStore for SqliteStore {
         Ok(won.is_some())
     }
 
+    /// One node only (the file is its own, under the data directory's
+    /// lock): it holds every line, and nothing is written, so a long
+    /// write (an import) never delays a renewal.
+    async fn lease_lines(&self, node: &str, ttl_ms: i64) -> Result<Vec<crate::LineLease>> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM lines ORDER BY id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(ids
+            .into_iter()
+            .map(|id| crate::LineLease {
+                line: openturret_domain::LineId(id),
+                holder: node.to_string(),
+                epoch: 1,
+                remaining_ms: ttl_ms,
+            })
+            .collect())
+    }
+
+    async fn release_lines(&self, _node: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// No leases are kept: one node serves every line.
+    async fn line_leases(&self) -> Result<Vec<crate::LineLease>> {
+        Ok(Vec::new())
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&self.reader)

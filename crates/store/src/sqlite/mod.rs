@@ -292,7 +292,9 @@ impl SqliteStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             if let Some(o) = observer {
-                tx.records.iter().for_each(|r| o(r));
+                tx.records
+                    .iter()
+                    .for_each(|r| o(crate::Change::Committed(r)));
             }
         }
         Ok(())
