@@ -34,9 +34,16 @@ pub async fn test_database(data_dir: &Path) -> Option<String> {
     if std::env::var("TURRET_TEST_BACKEND").as_deref() != Ok("postgres") {
         return None;
     }
+    Some(postgres_database(data_dir).await)
+}
+
+/// The PostgreSQL database of the test server on `data_dir`, made (and
+/// remembered there) on first use, whatever the backend of the run: for
+/// the tests of several nodes on one database.
+pub async fn postgres_database(data_dir: &Path) -> String {
     let marker = data_dir.join(".test-database-url");
     if let Ok(url) = std::fs::read_to_string(&marker) {
-        return Some(url);
+        return url;
     }
     let admin = std::env::var("TURRET_TEST_POSTGRES_URL").expect(
         "TURRET_TEST_BACKEND=postgres needs TURRET_TEST_POSTGRES_URL (scripts/test.sh sets both)",
@@ -63,7 +70,19 @@ pub async fn test_database(data_dir: &Path) -> Option<String> {
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     std::fs::create_dir_all(data_dir).unwrap();
     std::fs::write(&marker, &url).unwrap();
-    Some(url)
+    url
+}
+
+/// A second node's data directory for the database of `first`: the same
+/// master key and erasure-ledger key (copied as an administrator would),
+/// the same database, its own certificate and name.
+pub fn second_node_dir(first: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["secret.key", "ledger.key", ".test-database-url"] {
+        std::fs::copy(first.join(f), dir.path().join(f))
+            .unwrap_or_else(|e| panic!("{f} of the first node: {e}"));
+    }
+    dir
 }
 
 static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -101,7 +120,13 @@ impl Server {
         .env("TURRET_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        if let Some(url) = test_database(data_dir).await {
+        // (A database made for this directory is used whatever the run's
+        // backend: the tests of several nodes make theirs.)
+        let db = match known_database(data_dir) {
+            Some(url) => Some(url),
+            None => test_database(data_dir).await,
+        };
+        if let Some(url) = db {
             cmd.env("TURRET_DATABASE__URL", url);
         }
         for (k, v) in env {

@@ -157,6 +157,8 @@ loadmodule "siputils.so"
 loadmodule "sanity.so"
 loadmodule "auth.so"
 loadmodule "kex.so"
+loadmodule "ctl.so"
+modparam("ctl", "binrpc", "unix:{ctl}")
 modparam("usrloc", "db_mode", 0)
 modparam("auth", "algorithm", "{algorithm}")
 modparam("auth", "secret", "openturret-test")
@@ -183,7 +185,8 @@ request_route {{
     if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
     t_relay();
 }}
-"#
+"#,
+            ctl = dir.path().join("ctl.sock").display()
         );
         std::fs::write(dir.path().join("kamailio.cfg"), cfg).unwrap();
         std::fs::create_dir_all(dir.path().join("run")).unwrap();
@@ -228,6 +231,37 @@ request_route {{
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("kamailio.log")).unwrap_or_default()
+    }
+
+    /// The registrar's location table as `kamcmd ul.dump` reads it: each
+    /// address of record with its contacts.
+    pub fn location(&self) -> Vec<(String, Vec<String>)> {
+        let out = Command::new(require("kamcmd"))
+            .arg("-s")
+            .arg(format!(
+                "unix:{}",
+                self.dir.path().join("ctl.sock").display()
+            ))
+            .arg("ul.dump")
+            .output()
+            .expect("kamcmd runs");
+        assert!(
+            out.status.success(),
+            "kamcmd ul.dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut table: Vec<(String, Vec<String>)> = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let line = line.trim();
+            if let Some(aor) = line.strip_prefix("AoR:") {
+                table.push((aor.trim().to_string(), Vec::new()));
+            } else if let Some(c) = line.strip_prefix("Address:")
+                && let Some(last) = table.last_mut()
+            {
+                last.1.push(c.trim().to_string());
+            }
+        }
+        table
     }
 
     /// kill -9 of every Kamailio process (it puts its workers in a
