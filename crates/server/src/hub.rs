@@ -71,15 +71,41 @@ enum Applied {
     Resync,
 }
 
+/// Starts sending this node's login outcomes to the other nodes of the
+/// database (nothing leaves with one node on SQLite).
+fn share_throttle(app: &App) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    app.throttle.share_to(tx);
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        while let Some(note) = rx.recv().await {
+            if let Err(e) = store.signal(crate::throttle::TOPIC, &note).await {
+                tracing::warn!(error = %e, "a login outcome was not shared with the other nodes");
+            }
+        }
+    });
+}
+
 /// Registers the store observer and starts the task that applies changes.
 pub fn start(app: &App) {
     let (tx, rx) = mpsc::unbounded_channel::<Applied>();
+    let weak = Arc::downgrade(&app.0);
     app.store.observe(Arc::new(move |c: Change<'_>| {
         let _ = tx.send(match c {
             Change::Committed(r) => Applied::Change(r.clone()),
             Change::Missed => Applied::Resync,
+            Change::Signal { topic, note } => {
+                // Another node's login outcome: counted here at once.
+                if topic == crate::throttle::TOPIC
+                    && let Some(app) = weak.upgrade()
+                {
+                    app.throttle.apply(note);
+                }
+                return;
+            }
         });
     }));
+    share_throttle(app);
     tokio::spawn(run(app.clone(), rx));
 }
 

@@ -19,6 +19,14 @@
 //! - **Realms are apart**: admin usernames, profiles, each profile's
 //!   contacts and call-memory passwords, the master password per profile.
 //!
+//! - **Shared by the nodes of one database**: every failure, success and
+//!   lifted lockout is sent to the other nodes ([`Throttle::share_to`],
+//!   a note sealed under the deployment's key), which count it as their
+//!   own ([`Throttle::apply`]); so guesses spread over nodes meet the same
+//!   limits, a few milliseconds late. (Slots taken for attempts in
+//!   flight stay per node: with N nodes, at most N times the limit are
+//!   being checked at one instant.)
+//!
 //! State is in memory: a restart lifts every lockout.
 
 use std::collections::HashMap;
@@ -153,7 +161,35 @@ struct State {
 pub struct Throttle {
     policy: AuthConfig,
     state: Mutex<State>,
+    /// Where outcomes go for the other nodes, once sharing started.
+    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
+
+/// An outcome told to the other nodes (and heard from them).
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Outcome {
+    Failed {
+        realm: String,
+        user: String,
+        addr: IpAddr,
+    },
+    Succeeded {
+        realm: String,
+        user: String,
+        addr: IpAddr,
+    },
+    ClearedUser {
+        realm: String,
+        user: String,
+    },
+    ClearedAddress {
+        addr: IpAddr,
+    },
+}
+
+/// The topic of the throttle's notes between nodes.
+pub const TOPIC: &str = "throttle";
 
 /// Above this many tracked keys, idle entries are swept.
 const SWEEP_ABOVE: usize = 10_000;
@@ -175,7 +211,118 @@ impl Throttle {
         Throttle {
             policy,
             state: Mutex::new(State::default()),
+            outbox: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on every outcome is also sent to `outbox` (for the other
+    /// nodes; a full outbox loses the note, never delays a login).
+    pub fn share_to(&self, outbox: tokio::sync::mpsc::Sender<Vec<u8>>) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    fn share(&self, o: Outcome) {
+        if let Some(tx) = self.outbox.get()
+            && tx
+                .try_send(serde_json::to_vec(&o).expect("an outcome serialises"))
+                .is_err()
+        {
+            tracing::warn!("a login outcome was not shared with the other nodes (queue full)");
+        }
+    }
+
+    /// Counts an outcome another node saw, as if it had been here.
+    pub fn apply(&self, note: &[u8]) {
+        let Ok(o) = serde_json::from_slice::<Outcome>(note) else {
+            tracing::warn!("a login outcome from another node was not understood");
+            return;
+        };
+        let realm_of = |r: &str| Realm::parse(r);
+        match o {
+            Outcome::Failed { realm, user, addr } => {
+                if let Some(realm) = realm_of(&realm) {
+                    let mut st = lock(&self.state);
+                    self.count_failure(&mut st, realm, &user, addr, Instant::now(), true);
+                }
+            }
+            Outcome::Succeeded { realm, user, addr } => {
+                if let Some(realm) = realm_of(&realm) {
+                    let mut st = lock(&self.state);
+                    remember_success(&mut st, realm, &user, addr);
+                }
+            }
+            Outcome::ClearedUser { realm, user } => {
+                if let Some(realm) = realm_of(&realm) {
+                    self.lift_user(realm, &user);
+                }
+            }
+            Outcome::ClearedAddress { addr } => {
+                self.lift_address(addr);
+            }
+        }
+    }
+
+    /// Counts one failure of `user` from `addr` (`create`: making the
+    /// entries a local attempt would have made in [`Throttle::begin`]).
+    /// Returns the lockout it started.
+    fn count_failure(
+        &self,
+        st: &mut State,
+        realm: Realm,
+        user: &str,
+        addr: IpAddr,
+        now: Instant,
+        create: bool,
+    ) -> Option<LockoutStarted> {
+        let lasts = self.lockout();
+        let window = self.window();
+        let mut started = None;
+        let mut bump = |c: &mut Counter, limit: u32, by_address: bool| {
+            c.roll(now, window);
+            c.failures += 1;
+            if c.failures >= limit && c.locked(now).is_none() {
+                started = Some(LockoutStarted {
+                    by_address,
+                    failures: c.failures,
+                    lasts,
+                });
+                c.locked_until = Some(now + lasts);
+                c.failures = 0;
+                c.refused = 0;
+                c.window_start = now;
+            }
+        };
+        let pair_key = (realm, user.to_string(), addr);
+        if create {
+            st.pairs
+                .entry(pair_key.clone())
+                .or_insert_with(|| Counter::new(now));
+            st.addresses
+                .entry((realm, addr))
+                .or_insert_with(|| Counter::new(now));
+            st.accounts
+                .entry((realm, user.to_string()))
+                .or_insert_with(|| Account {
+                    failures: 0,
+                    last_failure: now,
+                    in_flight: 0,
+                    known: Vec::new(),
+                });
+        }
+        if let Some(p) = st.pairs.get_mut(&pair_key) {
+            bump(p, self.policy.max_failures_per_user.max(1), false);
+        }
+        if let Some(a) = st.addresses.get_mut(&(realm, addr)) {
+            bump(a, self.policy.max_failures_per_ip.max(1), true);
+        }
+        if let Some(acc) = st.accounts.get_mut(&(realm, user.to_string())) {
+            if now.duration_since(acc.last_failure) > window {
+                acc.failures = 0;
+            }
+            acc.failures += 1;
+            acc.last_failure = now;
+        }
+        started
     }
 
     fn window(&self) -> Duration {
@@ -331,8 +478,16 @@ impl Throttle {
     }
 
     /// Lifts every lockout and delay of a username; `true` if there was
-    /// anything to lift.
+    /// anything to lift (here; the other nodes lift theirs too).
     pub fn clear_user(&self, realm: Realm, username: &str) -> bool {
+        self.share(Outcome::ClearedUser {
+            realm: realm.as_str().into(),
+            user: username.into(),
+        });
+        self.lift_user(realm, username)
+    }
+
+    fn lift_user(&self, realm: Realm, username: &str) -> bool {
         let mut st = lock(&self.state);
         let before = st.pairs.len() + st.accounts.len();
         st.pairs
@@ -343,8 +498,13 @@ impl Throttle {
     }
 
     /// Lifts the lockouts of an address (in every realm, and of every
-    /// account from it).
+    /// account from it), on every node.
     pub fn clear_address(&self, addr: IpAddr) -> bool {
+        self.share(Outcome::ClearedAddress { addr });
+        self.lift_address(addr)
+    }
+
+    fn lift_address(&self, addr: IpAddr) -> bool {
         let mut st = lock(&self.state);
         let before = st.pairs.len() + st.addresses.len();
         st.pairs
@@ -355,30 +515,43 @@ impl Throttle {
     }
 }
 
+/// The pair's failures are forgotten and `addr` is remembered as one the
+/// account's owner uses.
+fn remember_success(st: &mut State, realm: Realm, user: &str, addr: IpAddr) {
+    st.pairs.remove(&(realm, user.to_string(), addr));
+    let now = Instant::now();
+    let acc = st
+        .accounts
+        .entry((realm, user.to_string()))
+        .or_insert_with(|| Account {
+            failures: 0,
+            last_failure: now,
+            in_flight: 0,
+            known: Vec::new(),
+        });
+    acc.known.retain(|a| *a != addr);
+    acc.known.push(addr);
+    if acc.known.len() > KNOWN_PER_ACCOUNT {
+        acc.known.remove(0);
+    }
+}
+
 impl Attempt<'_> {
     /// The password was right: the pair's failures are forgotten and the
     /// address is remembered as one the account's owner uses.
     pub fn succeeded(mut self) {
         self.done = true;
         let t = self.t;
-        let mut st = lock(&t.state);
-        t.release(&self, &mut st);
-        st.pairs.remove(&(self.realm, self.user.clone(), self.addr));
-        let now = Instant::now();
-        let acc = st
-            .accounts
-            .entry((self.realm, self.user.clone()))
-            .or_insert_with(|| Account {
-                failures: 0,
-                last_failure: now,
-                in_flight: 0,
-                known: Vec::new(),
-            });
-        acc.known.retain(|a| *a != self.addr);
-        acc.known.push(self.addr);
-        if acc.known.len() > KNOWN_PER_ACCOUNT {
-            acc.known.remove(0);
+        {
+            let mut st = lock(&t.state);
+            t.release(&self, &mut st);
+            remember_success(&mut st, self.realm, &self.user, self.addr);
         }
+        t.share(Outcome::Succeeded {
+            realm: self.realm.as_str().into(),
+            user: std::mem::take(&mut self.user),
+            addr: self.addr,
+        });
     }
 
     /// The password was wrong: counted; returns the lockout this failure
@@ -386,41 +559,23 @@ impl Attempt<'_> {
     pub fn failed(mut self) -> Option<LockoutStarted> {
         self.done = true;
         let t = self.t;
-        let now = Instant::now();
-        let lasts = t.lockout();
-        let mut st = lock(&t.state);
-        t.release(&self, &mut st);
-        let mut started = None;
-        let mut bump = |c: &mut Counter, limit: u32, by_address: bool| {
-            c.failures += 1;
-            if c.failures >= limit && c.locked(now).is_none() {
-                started = Some(LockoutStarted {
-                    by_address,
-                    failures: c.failures,
-                    lasts,
-                });
-                c.locked_until = Some(now + lasts);
-                c.failures = 0;
-                c.refused = 0;
-                c.window_start = now;
-            }
+        let started = {
+            let mut st = lock(&t.state);
+            t.release(&self, &mut st);
+            t.count_failure(
+                &mut st,
+                self.realm,
+                &self.user,
+                self.addr,
+                Instant::now(),
+                false,
+            )
         };
-        if let Some(p) = st
-            .pairs
-            .get_mut(&(self.realm, self.user.clone(), self.addr))
-        {
-            bump(p, t.policy.max_failures_per_user.max(1), false);
-        }
-        if let Some(a) = st.addresses.get_mut(&(self.realm, self.addr)) {
-            bump(a, t.policy.max_failures_per_ip.max(1), true);
-        }
-        if let Some(acc) = st.accounts.get_mut(&(self.realm, self.user.clone())) {
-            if now.duration_since(acc.last_failure) > t.window() {
-                acc.failures = 0;
-            }
-            acc.failures += 1;
-            acc.last_failure = now;
-        }
+        t.share(Outcome::Failed {
+            realm: self.realm.as_str().into(),
+            user: std::mem::take(&mut self.user),
+            addr: self.addr,
+        });
         started
     }
 }
@@ -553,6 +708,49 @@ mod tests {
             t.begin(Realm::Profile, "7", owner).is_ok(),
             "the owner is never delayed"
         );
+    }
+
+    #[tokio::test]
+    async fn outcomes_shared_between_nodes_meet_one_limit() {
+        let (a, b) = (throttle(), throttle());
+        let (tx_a, mut from_a) = tokio::sync::mpsc::channel(64);
+        let (tx_b, mut from_b) = tokio::sync::mpsc::channel(64);
+        a.share_to(tx_a);
+        b.share_to(tx_b);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let relay = |from: &mut tokio::sync::mpsc::Receiver<Vec<u8>>, to: &Throttle| {
+            while let Ok(n) = from.try_recv() {
+                to.apply(&n);
+            }
+        };
+        // Two failures on A, the third on B: locked on both.
+        assert_eq!(fail(&a, Realm::Profile, "7", ip), None);
+        assert_eq!(fail(&a, Realm::Profile, "7", ip), None);
+        relay(&mut from_a, &b);
+        assert!(
+            fail(&b, Realm::Profile, "7", ip).is_some(),
+            "B starts the lockout"
+        );
+        relay(&mut from_b, &a);
+        for t in [&a, &b] {
+            assert!(matches!(
+                t.begin(Realm::Profile, "7", ip),
+                Err(Locked {
+                    by_address: false,
+                    ..
+                })
+            ));
+        }
+        // Another account from the address is not locked on either.
+        relay(&mut from_a, &b);
+        assert!(b.begin(Realm::Profile, "8", ip).is_ok());
+        // Lifted on B: lifted on A too.
+        assert!(b.clear_user(Realm::Profile, "7"));
+        relay(&mut from_b, &a);
+        assert!(a.begin(Realm::Profile, "7", ip).is_ok());
+        // A note that is not an outcome changes nothing.
+        a.apply(b"{\"k\":\"bogus\"}");
+        a.apply(b"\xff");
     }
 }
 

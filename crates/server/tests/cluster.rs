@@ -254,3 +254,41 @@ async fn the_lines_of_a_killed_node_are_registered_by_the_other_within_30_s_neve
         assert_eq!(row, format!("{b_name}|2"), "{leases}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_spread_over_two_nodes_meet_one_limit() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let (a, api) = first_node(a_dir.path()).await;
+    let b_dir = second_node_dir(a_dir.path());
+    let b = Server::start(b_dir.path(), &[]).await;
+    let (st, v) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Bob Trader", "password": "bob-pw-longer"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let bob = v["id"].as_i64().unwrap();
+    // Five wrong guesses (the limit), three on A and two on B.
+    let mut on_a = client_of(&a).await;
+    let mut on_b = client_of(&b).await;
+    for i in 0..5 {
+        let c = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        let r = c
+            .request(json!({"op": "login", "profile_id": bob, "password": format!("guess-{i}")}))
+            .await;
+        assert_eq!(r.err().map(|e| e.code).as_deref(), Some("wrong_password"));
+        // (The outcome reaches the other node in milliseconds.)
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Locked on both nodes, even to the right password.
+    for c in [&mut on_a, &mut on_b] {
+        let r = c
+            .request(json!({"op": "login", "profile_id": bob, "password": "bob-pw-longer"}))
+            .await;
+        assert_eq!(
+            r.err().map(|e| e.code).as_deref(),
+            Some("too_many_attempts")
+        );
+    }
+}

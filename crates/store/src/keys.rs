@@ -30,6 +30,8 @@ const LINE_CIPHER_V1: u8 = 1;
 pub struct Keys {
     line: Zeroizing<[u8; KEY_LEN]>,
     audit: Zeroizing<[u8; KEY_LEN]>,
+    /// Seals the notes the nodes of one deployment send each other.
+    cluster: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -59,6 +61,7 @@ impl Keys {
         Keys {
             line: sub(b"openturret line-password v1"),
             audit: sub(b"openturret audit-chain v1"),
+            cluster: sub(b"openturret cluster-notes v1"),
         }
     }
 
@@ -99,44 +102,62 @@ impl Keys {
         })
     }
 
+    /// Seals a note between the nodes of one deployment (they share the
+    /// master key; the database between them sees only this), bound to
+    /// its topic.
+    pub fn seal_note(&self, topic: &str, note: &[u8]) -> Vec<u8> {
+        seal_with(&self.cluster, &Self::note_aad(topic), note)
+    }
+
+    /// Opens a note of `topic`; `None` if it was not sealed by a node of
+    /// this deployment for that topic.
+    pub fn open_note(&self, topic: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        open_with(&self.cluster, &Self::note_aad(topic), sealed)
+    }
+
+    fn note_aad(topic: &str) -> Vec<u8> {
+        format!("openturret cluster note v1; {topic}").into_bytes()
+    }
+
     fn seal(&self, aad: &[u8], password: &Secret) -> Vec<u8> {
-        let cipher = XChaCha20Poly1305::new(self.line.as_slice().into());
-        let mut nonce = [0u8; 24];
-        OsRng.fill_bytes(&mut nonce);
-        let ct = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: password.expose().as_bytes(),
-                    aad,
-                },
-            )
-            .expect("XChaCha20-Poly1305 encryption does not fail for small messages");
-        let mut out = Vec::with_capacity(1 + nonce.len() + ct.len());
-        out.push(LINE_CIPHER_V1);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+        seal_with(&self.line, aad, password.expose().as_bytes())
     }
 
     fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Secret> {
-        if sealed.len() < 1 + 24 + 16 || sealed[0] != LINE_CIPHER_V1 {
-            return None;
-        }
-        let cipher = XChaCha20Poly1305::new(self.line.as_slice().into());
-        let pt = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&sealed[1..25]),
-                    Payload {
-                        msg: &sealed[25..],
-                        aad,
-                    },
-                )
-                .ok()?,
-        );
+        let pt = open_with(&self.line, aad, sealed)?;
         std::str::from_utf8(&pt).ok().map(Secret::new)
     }
+}
+
+fn seal_with(key: &[u8; KEY_LEN], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; 24];
+    OsRng.fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad })
+        .expect("XChaCha20-Poly1305 encryption does not fail for small messages");
+    let mut out = Vec::with_capacity(1 + nonce.len() + ct.len());
+    out.push(LINE_CIPHER_V1);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+fn open_with(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if sealed.len() < 1 + 24 + 16 || sealed[0] != LINE_CIPHER_V1 {
+        return None;
+    }
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt(
+            XNonce::from_slice(&sealed[1..25]),
+            Payload {
+                msg: &sealed[25..],
+                aad,
+            },
+        )
+        .ok()
+        .map(Zeroizing::new)
 }
 
 /// Reads a 32-byte key file, creating it (mode 0600, random) if absent and

@@ -589,6 +589,8 @@ pub enum Change<'a> {
     /// Changes of other nodes may have gone unheard (the connection that
     /// hears them was lost and is back): re-read everything.
     Missed,
+    /// A note another node sent with [`AuditStore::signal`], opened.
+    Signal { topic: &'a str, note: &'a [u8] },
 }
 
 /// Called after each committed change, so that in-memory views (caller-id
@@ -600,6 +602,12 @@ pub trait AuditStore {
     /// Registers the observer of committed changes (one; a second call
     /// replaces it).
     fn observe(&self, observer: ChangeObserver);
+    /// Sends `note` to the observers of the other nodes on this database
+    /// (as [`Change::Signal`]), sealed under the deployment's key: the
+    /// database sees only ciphertext. Nothing is kept; a node not
+    /// listening at that moment never hears it. With one node (SQLite),
+    /// nothing to do.
+    async fn signal(&self, topic: &str, note: &[u8]) -> Result<()>;
     /// Appends an entry that goes with no data change (a login, a refusal).
     async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
     /// Appends several such entries in one transaction (one disk sync for a

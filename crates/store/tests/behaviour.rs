@@ -1765,6 +1765,7 @@ async fn second_node(
 struct Heard {
     changes: Vec<(String, String, Option<String>, Vec<String>, String)>,
     missed: usize,
+    notes: Vec<(String, Vec<u8>)>,
 }
 
 fn listen(s: &impl AuditStore) -> std::sync::Arc<std::sync::Mutex<Heard>> {
@@ -1781,6 +1782,7 @@ fn listen(s: &impl AuditStore) -> std::sync::Arc<std::sync::Mutex<Heard>> {
                 r.pii.actor.clone(),
             )),
             Change::Missed => h.missed += 1,
+            Change::Signal { topic, note } => h.notes.push((topic.to_string(), note.to_vec())),
         }
     }));
     heard
@@ -1851,6 +1853,39 @@ async fn a_change_on_one_node_is_heard_on_the_other_by_its_ids_only_on_postgres(
     })
     .await;
     assert_eq!(on_b.lock().unwrap().changes.len(), 402);
+    // A note reaches the other node opened, and crossed the database
+    // sealed (a listener of our own on the channel reads ciphertext).
+    let mut spy = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    spy.listen(openturret_store::postgres::notify::CHANNEL)
+        .await
+        .unwrap();
+    a.signal("throttle", b"ann@10.0.0.7").await.unwrap();
+    until("B hears A's note", || {
+        !on_b.lock().unwrap().notes.is_empty()
+    })
+    .await;
+    assert_eq!(
+        on_b.lock().unwrap().notes,
+        vec![("throttle".to_string(), b"ann@10.0.0.7".to_vec())]
+    );
+    assert!(
+        on_a.lock().unwrap().notes.is_empty(),
+        "not told to its sender"
+    );
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let n = spy.recv().await.unwrap();
+            if n.payload().contains("throttle") {
+                return n.payload().to_string();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !seen.contains("ann") && !seen.contains("10.0.0.7"),
+        "{seen}"
+    );
 }
 
 #[tokio::test]

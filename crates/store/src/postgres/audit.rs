@@ -24,9 +24,14 @@ impl AuditStore for PgStore {
             *listener = Some(super::notify::start(
                 self.pool.clone(),
                 self.origin.clone(),
+                self.keys.clone(),
                 self.observer.clone(),
             ));
         }
+    }
+
+    async fn signal(&self, topic: &str, note: &[u8]) -> Result<()> {
+        super::notify::signal(&self.pool, &self.origin, &self.keys, topic, note).await
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<i64> {

@@ -10,10 +10,16 @@
 //! everything), and a heartbeat (the node's own notification, every
 //! [`BEAT`]) must come back within [`DEAF_AFTER`], or the listener's
 //! connection counts as half-open: it is dropped and made again.
+//!
+//! Nodes also send each other notes ([`signal`]: login failures for the
+//! shared throttle), sealed under a key derived from the master key that
+//! every node holds, so PostgreSQL (and its notification queue, which
+//! spills to disk under load) sees only ciphertext.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use base64::Engine as _;
 use openturret_domain::Timestamp;
 use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
 use serde::{Deserialize, Serialize};
@@ -21,6 +27,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Postgres, Transaction};
 use tokio::sync::mpsc;
 
+use crate::keys::Keys;
 use crate::{Change, ChangeObserver, Result};
 
 /// The channel of the deployment's notifications.
@@ -46,6 +53,40 @@ struct Note {
     /// A heartbeat's number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     b: Option<u64>,
+    /// A note: its topic and the sealed note (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<(String, String)>,
+}
+
+/// Sends a sealed note of `topic` to the other nodes (not in a
+/// transaction: at once).
+pub(super) async fn signal(
+    pool: &PgPool,
+    origin: &str,
+    keys: &Keys,
+    topic: &str,
+    note: &[u8],
+) -> Result<()> {
+    let sealed = base64::engine::general_purpose::STANDARD.encode(keys.seal_note(topic, note));
+    let note = Note {
+        o: origin.to_string(),
+        s: Some((topic.to_string(), sealed)),
+        ..Default::default()
+    };
+    let payload = serde_json::to_string(&note).expect("a note serialises");
+    if payload.len() > MAX_PAYLOAD {
+        return Err(crate::StoreError::Integrity(format!(
+            "a note of {} bytes is larger than a notification may carry",
+            payload.len()
+        )));
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map_err(super::db)?;
+    Ok(())
 }
 
 /// Sends the changes of `records` inside `tx`: delivered when it commits,
@@ -106,12 +147,13 @@ async fn notify(tx: &mut Transaction<'static, Postgres>, note: &Note) -> Result<
 pub(super) fn start(
     pool: PgPool,
     origin: String,
+    keys: Keys,
     observer: Arc<RwLock<Option<ChangeObserver>>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut first = true;
         while !pool.is_closed() {
-            if let Err(e) = hear(&pool, &origin, &observer, first).await {
+            if let Err(e) = hear(&pool, &origin, &keys, &observer, first).await {
                 tracing::warn!(error = %e, "the listener of other nodes' changes stopped; connecting again");
             }
             first = false;
@@ -131,6 +173,7 @@ fn tell(observer: &RwLock<Option<ChangeObserver>>, change: Change<'_>) {
 async fn hear(
     pool: &PgPool,
     origin: &str,
+    keys: &Keys,
     observer: &RwLock<Option<ChangeObserver>>,
     first: bool,
 ) -> std::result::Result<(), String> {
@@ -185,6 +228,18 @@ async fn hear(
                         heard_beat = tokio::time::Instant::now();
                     }
                     continue;
+                }
+                if let Some((topic, sealed)) = &note.s {
+                    let opened = base64::engine::general_purpose::STANDARD
+                        .decode(sealed)
+                        .ok()
+                        .and_then(|b| keys.open_note(topic, &b));
+                    match opened {
+                        Some(n) => tell(observer, Change::Signal { topic, note: &n }),
+                        None => tracing::warn!(
+                            "a note that no node of this deployment sealed was ignored (another master key?)"
+                        ),
+                    }
                 }
                 for (event_type, object_type, object_id, changes) in note.c {
                     let record = AuditRecord {

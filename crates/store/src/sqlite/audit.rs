@@ -19,6 +19,10 @@ impl AuditStore for SqliteStore {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
+    async fn signal(&self, _topic: &str, _note: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
     async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
         let mut tx = self.begin().await?;
         let seq = self.audit(&mut tx, &record).await?;
