@@ -54,6 +54,9 @@ RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo build --workspace --all-targets --l
 # migration from SQLite (whose source must be SQLite).
 sqlite_only=(backup restore migrate the_database_and_its_wal_hold_no_clear_text_password
   an_erased_profile_leaves_no_trace_in_the_database_its_wal)
+# The tests of several nodes (tests/cluster.rs) are on PostgreSQL in the
+# first pass already; their names speak of nodes.
+sqlite_only+=(one_node two_nodes killed_node)
 
 status=0
 echo "==> running every test (SQLite; the store's suites also on PostgreSQL)"
