@@ -43,6 +43,8 @@ if [ -z "${TURRET_TEST_POSTGRES_URL:-}" ]; then
     -l "$pgdir/server.log" -w start >/dev/null
   trap '"${as_postgres[@]}" "$pgbin/pg_ctl" -D "$pgdir" -m immediate stop >/dev/null 2>&1; "${sudo_cmd[@]}" rm -rf "$pgdir"' EXIT
   export TURRET_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
+  # Ours to change: a test turns TLS on in it (verify-full to PostgreSQL).
+  export TURRET_TEST_POSTGRES_THROWAWAY=1
 fi
 
 echo "==> building (warnings are errors)"

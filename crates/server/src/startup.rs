@@ -156,9 +156,34 @@ async fn connect_pg(
     ledger: Ledger,
 ) -> anyhow::Result<openturret_store::postgres::PgStore> {
     let shown = crate::config::redacted_url(url);
+    if !verified_or_local(url) {
+        tracing::warn!(database = %shown,
+            "the connection to PostgreSQL is not verified: add sslmode=verify-full&sslrootcert=<CA file> to the URL");
+    }
     openturret_store::postgres::PgStore::connect(url, dir, keys, plan, ledger)
         .await
         .with_context(|| format!("while opening the PostgreSQL database {shown}"))
+}
+
+/// Whether a PostgreSQL URL asks for a verified TLS connection, or
+/// reaches the database on this machine (loopback or a socket).
+fn verified_or_local(url: &str) -> bool {
+    let verified = url
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "sslmode=verify-full"));
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .map(|auth| auth.rsplit_once('@').map_or(auth, |(_, h)| h))
+        .unwrap_or("");
+    let host = host.trim_start_matches('[');
+    let host = host.split([']', ':']).next().unwrap_or("");
+    let local = host.is_empty()
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    verified || local
 }
 
 /// The PostgreSQL store of `config`'s data directory at `url` (with its
@@ -269,4 +294,26 @@ pub fn has_database(dir: &Path) -> bool {
 /// rather than in a PostgreSQL database.
 pub fn embedded(config: &Config) -> bool {
     config.database.url.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unverified_connection_to_another_machine_is_told() {
+        use super::verified_or_local as ok;
+        assert!(ok("postgres://turret@127.0.0.1:5432/turret"));
+        assert!(ok("postgres://turret@localhost/turret"));
+        assert!(ok("postgres://turret@[::1]:5432/turret"));
+        assert!(ok("postgres:///turret?host=/run/postgresql"));
+        assert!(ok(
+            "postgres://turret@db.example/turret?sslmode=verify-full&sslrootcert=/ca.pem"
+        ));
+        assert!(!ok("postgres://turret@db.example/turret"));
+        assert!(!ok(
+            "postgres://turret:pw@10.0.0.5:5432/turret?sslmode=require"
+        ));
+        assert!(!ok(
+            "postgres://turret@[2001:db8::5]:5432/turret?sslmode=verify-ca"
+        ));
+    }
 }

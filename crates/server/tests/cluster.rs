@@ -292,3 +292,142 @@ async fn guesses_spread_over_two_nodes_meet_one_limit() {
         );
     }
 }
+
+/// A CA and a server certificate it signed for `names` (PEM: CA, cert, key).
+fn ca_and_server(names: &[&str]) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "test database CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Turns TLS on in the throwaway test cluster with `cert` and `key`, and
+/// returns once new connections get it (checked against its `ca`).
+fn cluster_tls(url: &str, ca: &str, cert: &str, key: &str) {
+    assert_eq!(
+        std::env::var("TURRET_TEST_POSTGRES_THROWAWAY").as_deref(),
+        Ok("1"),
+        "this test changes the cluster's TLS settings: it runs on the throwaway cluster \
+         scripts/test.sh starts (which sets TURRET_TEST_POSTGRES_THROWAWAY=1)"
+    );
+    // Written as root (the tests run as root, as the test command does),
+    // the key readable by the postgres group only, as PostgreSQL asks.
+    let dir = psql(url, "SHOW data_directory");
+    let dir = Path::new(dir.trim());
+    let gid = std::process::Command::new("id")
+        .args(["-g", "postgres"])
+        .output()
+        .expect("id runs");
+    let gid: u32 = String::from_utf8_lossy(&gid.stdout)
+        .trim()
+        .parse()
+        .expect("a postgres group");
+    for (name, pem, mode) in [
+        ("ot-test-server.crt", cert, 0o644),
+        ("ot-test-server.key", key, 0o640),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("the cluster's directory is writable (run as root)");
+        std::os::unix::fs::chown(&path, Some(0), Some(gid)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    psql(url, "ALTER SYSTEM SET ssl_cert_file = 'ot-test-server.crt'");
+    psql(url, "ALTER SYSTEM SET ssl_key_file = 'ot-test-server.key'");
+    psql(url, "ALTER SYSTEM SET ssl = on");
+    psql(url, "SELECT pg_reload_conf()");
+    let scratch = tempfile::tempdir().unwrap();
+    let ca_file = scratch.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let check = format!("{url}?sslmode=verify-ca&sslrootcert={}", ca_file.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::process::Command::new("psql")
+        .args([check.as_str(), "-tA", "-c", "SELECT 1"])
+        .output()
+        .expect("psql runs")
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the test cluster does not serve the new certificate"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_reaches_postgresql_over_verified_tls_and_refuses_a_wrong_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_database(dir.path()).await;
+    let (ca, cert, key) = ca_and_server(&["127.0.0.1"]);
+    cluster_tls(&url, &ca, &cert, &key);
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let verified = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        ca_file.display()
+    );
+    let server = Server::start(dir.path(), &[("TURRET_DATABASE__URL", &verified)]).await;
+    let mut api = server.client();
+    let otp = server.one_time_password().expect("a first administrator");
+    api.login("admin", &otp).await;
+    // Every connection of the node (pool and listener) is TLS.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = psql(
+            &url,
+            "SELECT a.application_name || ':' || s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a \
+             USING (pid) WHERE a.datname = current_database() \
+             AND a.application_name LIKE 'openturret%' ORDER BY 1",
+        );
+        if rows.contains("openturret-listener") || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(rows.contains("openturret:true"), "{rows}");
+    assert!(rows.contains("openturret-listener:true"), "{rows}");
+    assert!(!rows.contains(":false"), "a connection without TLS: {rows}");
+    server.stop();
+
+    // A server certificate the CA did not sign, or for another name, is
+    // refused before anything is sent; the error says why.
+    let (other_ca, _, _) = ca_and_server(&["127.0.0.1"]);
+    let wrong_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong_ca, &other_ca).unwrap();
+    let localhost_ca = dir.path().join("named-ca.pem");
+    let (named_ca, named_cert, named_key) = ca_and_server(&["db.example"]);
+    std::fs::write(&localhost_ca, &named_ca).unwrap();
+    for (ca, why) in [(&wrong_ca, "another CA"), (&localhost_ca, "another name")] {
+        if why == "another name" {
+            cluster_tls(&url, &named_ca, &named_cert, &named_key);
+        }
+        let out = std::process::Command::new(BIN)
+            .args(["audit", "verify", "--data-dir"])
+            .arg(dir.path())
+            .env(
+                "TURRET_DATABASE__URL",
+                format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display()),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{why}: connected anyway");
+        assert!(
+            err.to_lowercase().contains("certificate"),
+            "{why}: the error names the certificate: {err}"
+        );
+    }
+    // The first certificate back (the cluster stays on TLS).
+    cluster_tls(&url, &ca, &cert, &key);
+}
