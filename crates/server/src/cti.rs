@@ -8,6 +8,14 @@
 //! gets what it missed, or is told which events are gone. Each connection
 //! reads from a bounded broadcast: one that reads too slowly is told how
 //! many events it lost, and never slows the calls or anyone else.
+//!
+//! With several nodes on one database ([`start_shared`]) the sequence
+//! numbers come from the database, one series for the deployment, and
+//! every node sends its events to the others (notes sealed under the
+//! deployment's key, never stored), so each node's ring holds every
+//! node's events and an application may reconnect to any node with
+//! `?since=`. Events of different nodes may arrive a few milliseconds out
+//! of order; each is delivered once.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -46,8 +54,21 @@ pub struct Event {
     pub text: std::sync::Arc<str>,
 }
 
+/// An event waiting for its sequence number from the database.
+pub struct Unsequenced {
+    pub kind: &'static str,
+    pub line: Option<LineId>,
+    pub body: Value,
+    pub at: Timestamp,
+}
+
 pub struct Cti {
     ring: Mutex<(u64, VecDeque<Event>)>,
+    /// Several nodes: events go to the sequencer ([`start_shared`]).
+    shared: std::sync::OnceLock<tokio::sync::mpsc::Sender<Unsequenced>>,
+    /// Events the sequencer could not take (its queue was full), to be
+    /// told to the applications as lost.
+    unsequenced_lost: std::sync::atomic::AtomicU64,
     live: broadcast::Sender<Event>,
     /// Whether the interface is switched on (settings), for connections to
     /// end the moment it is switched off.
@@ -60,6 +81,8 @@ impl Default for Cti {
     fn default() -> Self {
         Cti {
             ring: Mutex::new((0, VecDeque::with_capacity(REPLAY))),
+            shared: std::sync::OnceLock::new(),
+            unsequenced_lost: std::sync::atomic::AtomicU64::new(0),
             live: broadcast::channel(QUEUE).0,
             enabled: watch::channel(false).0,
             revoked: broadcast::channel(64).0,
@@ -71,24 +94,84 @@ impl Cti {
     /// Publishes an event of `kind` (`call`, `line`, `phone`, `recording`,
     /// `cdr` or `error_log`).
     pub fn publish(&self, kind: &'static str, line: Option<LineId>, body: Value) {
+        let at = Timestamp::now();
+        if let Some(tx) = self.shared.get() {
+            if tx
+                .try_send(Unsequenced {
+                    kind,
+                    line,
+                    body,
+                    at,
+                })
+                .is_err()
+            {
+                self.unsequenced_lost
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return;
+        }
         let mut ring = self.ring.lock().unwrap();
-        ring.0 += 1;
-        let seq = ring.0;
-        let text = json!({"v": CTI_VERSION, "seq": seq, "at": Timestamp::now().rfc3339(),
-                          "kind": kind, "event": body})
-        .to_string();
+        let seq = ring.0 + 1;
         let e = Event {
             seq,
             kind,
             line,
-            text: text.into(),
+            text: encode(seq, kind, at, &body).into(),
         };
-        if ring.1.len() == REPLAY {
-            ring.1.pop_front();
-        }
-        ring.1.push_back(e.clone());
+        Self::keep(&mut ring, e.clone());
         // Sent under the lock, so the live order is the ring's order.
         let _ = self.live.send(e);
+    }
+
+    /// Puts `e` in the ring, in sequence order (an event of another node
+    /// may come a little late), keeping the newest [`REPLAY`].
+    fn keep(ring: &mut (u64, VecDeque<Event>), e: Event) {
+        ring.0 = ring.0.max(e.seq);
+        let at = ring
+            .1
+            .iter()
+            .rposition(|x| x.seq < e.seq)
+            .map_or(0, |i| i + 1);
+        if ring.1.get(at).is_some_and(|x| x.seq == e.seq) {
+            return;
+        }
+        ring.1.insert(at, e);
+        if ring.1.len() > REPLAY {
+            ring.1.pop_front();
+        }
+    }
+
+    /// An event with its number (this node's, from the sequencer, or
+    /// another node's): kept for replay and sent to the connections.
+    pub fn deliver(&self, e: Event) {
+        let mut ring = self.ring.lock().unwrap();
+        Self::keep(&mut ring, e.clone());
+        let _ = self.live.send(e);
+    }
+
+    /// The newest sequence number this node has delivered.
+    pub fn newest(&self) -> u64 {
+        self.ring.lock().unwrap().0
+    }
+
+    /// Events another node sent ([`start_shared`]).
+    pub fn heard(&self, note: &[u8]) {
+        let Ok(events) = serde_json::from_slice::<Vec<(u64, String, Option<i64>, String)>>(note)
+        else {
+            tracing::warn!("CTI events from another node were not understood");
+            return;
+        };
+        for (seq, kind, line, text) in events {
+            let Some(kind) = KINDS.iter().find(|k| **k == kind) else {
+                continue;
+            };
+            self.deliver(Event {
+                seq,
+                kind,
+                line: line.map(LineId),
+                text: text.into(),
+            });
+        }
     }
 
     pub fn set_enabled(&self, on: bool) {
@@ -124,6 +207,106 @@ impl Cti {
         let events = ring.1.iter().filter(|e| e.seq > since).cloned().collect();
         (events, gap)
     }
+}
+
+/// The kinds of event.
+const KINDS: [&str; 6] = ["call", "line", "phone", "recording", "cdr", "error_log"];
+
+/// An event as the stream carries it.
+fn encode(seq: u64, kind: &str, at: Timestamp, body: &Value) -> String {
+    json!({"v": CTI_VERSION, "seq": seq, "at": at.rfc3339(), "kind": kind, "event": body})
+        .to_string()
+}
+
+/// The topic of CTI events between nodes.
+pub const TOPIC: &str = "cti";
+/// Events waiting for their numbers; beyond, they are lost (and the
+/// applications told so).
+const SEQUENCER_QUEUE: usize = 65_536;
+/// Events per note between nodes stay under this many bytes of JSON.
+const NOTE_BYTES: usize = 4_000;
+
+/// Several nodes on one database: this node's events take their numbers
+/// from the database's series, in batches, and go to the other nodes.
+pub fn start_shared(app: &App) {
+    if !app.store.is_shared() {
+        return;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Unsequenced>(SEQUENCER_QUEUE);
+    let _ = app.cti.shared.set(tx);
+    let app = app.clone();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 500
+                && let Ok(e) = rx.try_recv()
+            {
+                batch.push(e);
+            }
+            let seqs = loop {
+                match app.store.cti_sequence(batch.len() as i64).await {
+                    Ok(s) if s.len() == batch.len() => break s,
+                    Ok(_) => tracing::warn!("the database gave too few CTI sequence numbers"),
+                    Err(e) => tracing::warn!(error = %e, "no CTI sequence numbers; trying again"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            // Delivered here, and in notes of a few kilobytes to the
+            // other nodes, all in one round trip.
+            let mut notes: Vec<Vec<u8>> = Vec::new();
+            let mut note: Vec<(u64, &str, Option<i64>, std::sync::Arc<str>)> = Vec::new();
+            let mut size = 0;
+            for (u, seq) in batch.into_iter().zip(seqs) {
+                let seq = seq as u64;
+                let e = Event {
+                    seq,
+                    kind: u.kind,
+                    line: u.line,
+                    text: encode(seq, u.kind, u.at, &u.body).into(),
+                };
+                app.cti.deliver(e.clone());
+                if e.text.len() > NOTE_BYTES {
+                    tracing::warn!(
+                        seq,
+                        "a CTI event too large for the other nodes was not sent to them"
+                    );
+                    continue;
+                }
+                if size + e.text.len() > NOTE_BYTES && !note.is_empty() {
+                    notes.push(serde_json::to_vec(&note).expect("events serialise"));
+                    note.clear();
+                    size = 0;
+                }
+                size += e.text.len() + 32;
+                note.push((seq, e.kind, e.line.map(|l| l.0), e.text));
+            }
+            if !note.is_empty() {
+                notes.push(serde_json::to_vec(&note).expect("events serialise"));
+            }
+            let refs: Vec<&[u8]> = notes.iter().map(Vec::as_slice).collect();
+            if let Err(e) = app.store.signal(TOPIC, &refs).await {
+                tracing::warn!(error = %e, "CTI events were not sent to the other nodes");
+            }
+            let lost = app
+                .cti
+                .unsequenced_lost
+                .swap(0, std::sync::atomic::Ordering::Relaxed);
+            if lost > 0 {
+                tracing::warn!(
+                    lost,
+                    "CTI events were lost: more came than could be numbered"
+                );
+                let text = json!({"v": CTI_VERSION, "kind": "lost", "count": lost,
+                    "hint": "events came faster than they could be numbered; they are not in the replay"});
+                let _ = app.cti.live.send(Event {
+                    seq: 0,
+                    kind: "lost",
+                    line: None,
+                    text: text.to_string().into(),
+                });
+            }
+        }
+    });
 }
 
 /// Whether `key` may see `e`.
@@ -244,7 +427,8 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
     let mut live = app.cti.live.subscribe();
     let mut enabled = app.cti.enabled.subscribe();
     let mut revoked = app.cti.revoked.subscribe();
-    let mut last = 0u64;
+    // Replayed events that may also come live (published meanwhile).
+    let mut replayed = std::collections::HashSet::new();
     let hello = json!({"v": CTI_VERSION, "kind": "hello", "key": key.name,
         "events": key.scope.events, "cdrs": key.scope.cdrs, "lines": key.scope.lines.as_ref().map(|l| l.iter().map(|x| x.0).collect::<Vec<_>>())});
     if socket
@@ -267,7 +451,7 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
             }
         }
         for e in events {
-            last = e.seq;
+            replayed.insert(e.seq);
             if visible(&key, &e)
                 && socket
                     .send(Message::Text(e.text.to_string().into()))
@@ -291,11 +475,16 @@ async fn run(app: App, mut socket: WebSocket, key: ApiKey, since: Option<u64>) {
     loop {
         tokio::select! {
             e = live.recv() => match e {
+                Ok(e) if e.kind == "lost" => {
+                    // Numbered by nobody: every application is told.
+                    if socket.send(Message::Text(e.text.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
                 Ok(e) => {
-                    if e.seq <= last {
+                    if !replayed.is_empty() && replayed.remove(&e.seq) {
                         continue;
                     }
-                    last = e.seq;
                     if visible(&key, &e) && socket.send(Message::Text(e.text.to_string().into())).await.is_err() {
                         break;
                     }

@@ -79,7 +79,7 @@ fn share_throttle(app: &App) {
     let store = app.store.clone();
     tokio::spawn(async move {
         while let Some(note) = rx.recv().await {
-            if let Err(e) = store.signal(crate::throttle::TOPIC, &note).await {
+            if let Err(e) = store.signal(crate::throttle::TOPIC, &[&note]).await {
                 tracing::warn!(error = %e, "a login outcome was not shared with the other nodes");
             }
         }
@@ -95,11 +95,13 @@ pub fn start(app: &App) {
             Change::Committed(r) => Applied::Change(r.clone()),
             Change::Missed => Applied::Resync,
             Change::Signal { topic, note } => {
-                // Another node's login outcome: counted here at once.
-                if topic == crate::throttle::TOPIC
-                    && let Some(app) = weak.upgrade()
-                {
-                    app.throttle.apply(note);
+                // Another node's login outcome or CTI events: at once.
+                if let Some(app) = weak.upgrade() {
+                    match topic {
+                        crate::throttle::TOPIC => app.throttle.apply(note),
+                        crate::cti::TOPIC => app.cti.heard(note),
+                        _ => {}
+                    }
                 }
                 return;
             }
@@ -198,6 +200,8 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                 "line.registered" | "line.registration_failed" | "line.unregistered"
             ) => {}
         "line" => {
+            // A new line is leased at once (with several nodes).
+            app.leases.wake();
             match a {
                 Some(lid) => crate::telephony::line_changed(app, LineId(lid)),
                 None => crate::telephony::resync_all(app),

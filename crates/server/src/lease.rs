@@ -15,9 +15,9 @@
 //!
 //! Inside a node, the lines it holds are shared among its MLCs (the
 //! in-process one and its `turret mlc`s) by rendezvous hashing
-//! (`telephony::owner`). With one node (SQLite) it holds every line; its
-//! name is stable across restarts, so a restart takes its lines back at
-//! once.
+//! (`telephony::owner`). A node's name is stable across restarts, so a
+//! restart takes its lines back at once. With one node on its own
+//! database (SQLite) nothing of this runs: it holds every line.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,6 +45,8 @@ const RENEW_TIMEOUT: Duration = Duration::from_secs(2);
 /// The leases this node holds (in [`App`]).
 #[derive(Default)]
 pub struct Leases {
+    /// One node on its own database (SQLite): every line, always.
+    everything: std::sync::atomic::AtomicBool,
     held: Mutex<Held>,
     /// Asks the task to renew at once (an MLC started or joined).
     wake: tokio::sync::Notify,
@@ -61,6 +63,9 @@ struct Held {
 impl Leases {
     /// Whether this node may serve `line` now.
     pub fn holds(&self, line: LineId) -> bool {
+        if self.everything.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
         let h = self.held.lock().unwrap_or_else(|p| p.into_inner());
         h.valid_until.is_some_and(|t| Instant::now() < t) && h.lines.contains_key(&line)
     }
@@ -113,8 +118,16 @@ impl Leases {
     }
 }
 
-/// Starts the task that keeps this node's leases (with the application).
+/// Starts the task that keeps this node's leases (with the application);
+/// with one node on its own database (SQLite), it simply holds every
+/// line, and nothing is ever fenced.
 pub fn start(app: &App) {
+    if !app.store.is_shared() {
+        app.leases
+            .everything
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
     let app = app.clone();
     tokio::spawn(async move {
         let mut last: Option<Instant> = None;

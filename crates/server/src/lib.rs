@@ -215,6 +215,7 @@ impl App {
         app.pseudo.set_mode(settings.pseudonymisation);
         app.caller_id.load(app.store.as_ref()).await?;
         events::start(&app);
+        cti::start_shared(&app);
         hub::start(&app);
         telephony::start(&app);
         lease::start(&app);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::sip::{Kamailio, PBX_PASSWORD};
 use common::*;
 use openturret_server::client::conn::Connection;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Node A, fresh on a new PostgreSQL database, with an administrator.
 async fn first_node(dir: &Path) -> (Server, Api) {
@@ -430,4 +430,114 @@ async fn one_node_reaches_postgresql_over_verified_tls_and_refuses_a_wrong_certi
     }
     // The first certificate back (the cluster stays on TLS).
     cluster_tls(&url, &ca, &cert, &key);
+}
+
+/// Logs profile `pid` in (and out) at `server`: a `phone` CTI event each.
+async fn log_in_and_out(server: &Server, pid: i64) {
+    let mut c = client_of(server).await;
+    c.request(json!({"op": "login", "profile_id": pid, "password": "eve-pw-longer"}))
+        .await
+        .unwrap();
+    c.request(json!({"op": "logout"})).await.unwrap();
+}
+
+/// The next `phone` events of `ws` (as many as `n`).
+async fn phone_events(ws: &mut common::cti::Ws, n: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n {
+        assert!(Instant::now() < deadline, "only {got:?}");
+        if let Ok(Some(e)) = common::cti::next(ws, Duration::from_secs(1)).await
+            && e["kind"] == "phone"
+        {
+            got.push((
+                e["seq"].as_u64().unwrap(),
+                e["event"]["state"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cti_events_of_two_nodes_carry_one_series_and_resume_on_either() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let (a, api) = first_node(a_dir.path()).await;
+    let b_dir = second_node_dir(a_dir.path());
+    let b = Server::start(b_dir.path(), &[]).await;
+    let (st, _) = api
+        .patch("/api/v1/settings", json!({"cti_enabled": true}))
+        .await;
+    assert!(st.is_success());
+    let (_, key) = api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "crm", "events": ["phones"]}),
+        )
+        .await;
+    let token = key["token"].as_str().unwrap().to_string();
+    let (_, v) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Eve Trader", "password": "eve-pw-longer"}),
+        )
+        .await;
+    let eve = v["id"].as_i64().unwrap();
+    let cert_a = std::fs::read(a_dir.path().join("tls/cert.pem")).unwrap();
+    let cert_b = std::fs::read(b_dir.path().join("tls/cert.pem")).unwrap();
+    // An application on B hears what happens on A, and on B, in one series.
+    // (B hears of the switch made on A within moments.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut app_b = loop {
+        match common::cti::cti_at(&b.url, &cert_b, &token, None).await {
+            Ok(ws) => break ws,
+            Err(code) => assert!(Instant::now() < deadline, "CTI on B: {code}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    log_in_and_out(&a, eve).await;
+    let on_a = phone_events(&mut app_b, 2).await;
+    log_in_and_out(&b, eve).await;
+    let on_b = phone_events(&mut app_b, 2).await;
+    let seqs: Vec<u64> = on_a.iter().chain(&on_b).map(|e| e.0).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(
+        [&on_a[..], &on_b[..]]
+            .concat()
+            .iter()
+            .map(|e| e.1.as_str())
+            .collect::<Vec<_>>(),
+        ["logged_in", "logged_out", "logged_in", "logged_out"]
+    );
+    // The application goes away; events happen on both nodes; it comes
+    // back to A with ?since= and gets exactly what it missed, in order.
+    drop(app_b);
+    let seen = *seqs.last().unwrap();
+    log_in_and_out(&b, eve).await;
+    log_in_and_out(&a, eve).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut app_a = common::cti::cti_at(&a.url, &cert_a, &token, Some(seen))
+        .await
+        .unwrap();
+    let missed = phone_events(&mut app_a, 4).await;
+    let s: Vec<u64> = missed.iter().map(|e| e.0).collect();
+    assert!(
+        s[0] > seen && s.windows(2).all(|w| w[0] < w[1]),
+        "{s:?} after {seen}"
+    );
+    // Nothing twice: no fifth phone event follows.
+    assert!(
+        phone_events_within(&mut app_a, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "an event came twice"
+    );
+}
+
+async fn phone_events_within(ws: &mut common::cti::Ws, wait: Duration) -> Vec<Value> {
+    common::cti::drain(ws, wait)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "phone")
+        .collect()
 }

@@ -238,6 +238,14 @@ async fn a_stalled_application_is_told_it_lost_events_and_slows_nobody() {
         .expect("the turret's push arrives");
     assert_eq!(push["push"], "config");
 
+    // Every event numbered and sent (at once on one node; on several,
+    // as fast as the database numbers them) while the application still
+    // reads nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.app.cti.newest() < 60_000 {
+        assert!(Instant::now() < deadline, "events not numbered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The application, reading at last, is told it lost events.
     let mut lost = None;
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -602,12 +602,12 @@ pub trait AuditStore {
     /// Registers the observer of committed changes (one; a second call
     /// replaces it).
     fn observe(&self, observer: ChangeObserver);
-    /// Sends `note` to the observers of the other nodes on this database
-    /// (as [`Change::Signal`]), sealed under the deployment's key: the
-    /// database sees only ciphertext. Nothing is kept; a node not
-    /// listening at that moment never hears it. With one node (SQLite),
-    /// nothing to do.
-    async fn signal(&self, topic: &str, note: &[u8]) -> Result<()>;
+    /// Sends `notes` to the observers of the other nodes on this database
+    /// (each as a [`Change::Signal`], in order, in one round trip),
+    /// sealed under the deployment's key: the database sees only
+    /// ciphertext. Nothing is kept; a node not listening at that moment
+    /// never hears them. With one node (SQLite), nothing to do.
+    async fn signal(&self, topic: &str, notes: &[&[u8]]) -> Result<()>;
     /// Appends an entry that goes with no data change (a login, a refusal).
     async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
     /// Appends several such entries in one transaction (one disk sync for a
@@ -661,6 +661,12 @@ pub trait MaintenanceStore {
     async fn release_lines(&self, node: &str) -> Result<()>;
     /// Every line's lease.
     async fn line_leases(&self) -> Result<Vec<LineLease>>;
+    /// Whether other nodes may work on this database (PostgreSQL): the
+    /// System Manager then shares with them what it holds in memory.
+    fn is_shared(&self) -> bool;
+    /// The next `n` numbers of the deployment's CTI event series (one for
+    /// every node; only on a shared database).
+    async fn cti_sequence(&self, n: i64) -> Result<Vec<i64>>;
 }
 
 /// Who serves a line until when (see [`MaintenanceStore::lease_lines`]).

@@ -1859,7 +1859,7 @@ async fn a_change_on_one_node_is_heard_on_the_other_by_its_ids_only_on_postgres(
     spy.listen(openturret_store::postgres::notify::CHANNEL)
         .await
         .unwrap();
-    a.signal("throttle", b"ann@10.0.0.7").await.unwrap();
+    a.signal("throttle", &[b"ann@10.0.0.7"]).await.unwrap();
     until("B hears A's note", || {
         !on_b.lock().unwrap().notes.is_empty()
     })

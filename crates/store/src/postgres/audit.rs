@@ -30,8 +30,8 @@ impl AuditStore for PgStore {
         }
     }
 
-    async fn signal(&self, topic: &str, note: &[u8]) -> Result<()> {
-        super::notify::signal(&self.pool, &self.origin, &self.keys, topic, note).await
+    async fn signal(&self, topic: &str, notes: &[&[u8]]) -> Result<()> {
+        super::notify::signal(&self.pool, &self.origin, &self.keys, topic, notes).await
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<i64> {

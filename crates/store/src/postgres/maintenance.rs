@@ -176,6 +176,18 @@ impl MaintenanceStore for PgStore {
             .collect())
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn cti_sequence(&self, n: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT nextval('cti_seq') FROM generate_series(1, $1)")
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         // Every table is read whole (PostgreSQL checks each page as it
         // reads it; a damaged one is an error here).

@@ -58,34 +58,41 @@ struct Note {
     s: Option<(String, String)>,
 }
 
-/// Sends a sealed note of `topic` to the other nodes (not in a
-/// transaction: at once).
+/// Sends sealed notes of `topic` to the other nodes (not in a
+/// transaction: at once), in order, in one statement.
 pub(super) async fn signal(
     pool: &PgPool,
     origin: &str,
     keys: &Keys,
     topic: &str,
-    note: &[u8],
+    notes: &[&[u8]],
 ) -> Result<()> {
-    let sealed = base64::engine::general_purpose::STANDARD.encode(keys.seal_note(topic, note));
-    let note = Note {
-        o: origin.to_string(),
-        s: Some((topic.to_string(), sealed)),
-        ..Default::default()
-    };
-    let payload = serde_json::to_string(&note).expect("a note serialises");
-    if payload.len() > MAX_PAYLOAD {
-        return Err(crate::StoreError::Integrity(format!(
-            "a note of {} bytes is larger than a notification may carry",
-            payload.len()
-        )));
+    let mut payloads = Vec::with_capacity(notes.len());
+    for n in notes {
+        let sealed = base64::engine::general_purpose::STANDARD.encode(keys.seal_note(topic, n));
+        let note = Note {
+            o: origin.to_string(),
+            s: Some((topic.to_string(), sealed)),
+            ..Default::default()
+        };
+        let payload = serde_json::to_string(&note).expect("a note serialises");
+        if payload.len() > MAX_PAYLOAD {
+            return Err(crate::StoreError::Integrity(format!(
+                "a note of {} bytes is larger than a notification may carry",
+                payload.len()
+            )));
+        }
+        payloads.push(payload);
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(payload)
-        .execute(pool)
-        .await
-        .map_err(super::db)?;
+    // (unnest keeps the array's order; pg_notify queues in call order.)
+    sqlx::query(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i",
+    )
+    .bind(CHANNEL)
+    .bind(payloads)
+    .execute(pool)
+    .await
+    .map_err(super::db)?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ impl AuditStore for SqliteStore {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
-    async fn signal(&self, _topic: &str, _note: &[u8]) -> Result<()> {
+    async fn signal(&self, _topic: &str, _notes: &[&[u8]]) -> Result<()> {
         Ok(())
     }
 

@@ -183,6 +183,17 @@ impl MaintenanceStore for SqliteStore {
         Ok(Vec::new())
     }
 
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// One node numbers its CTI events itself, in memory.
+    async fn cti_sequence(&self, _n: i64) -> Result<Vec<i64>> {
+        Err(StoreError::backend(std::io::Error::other(
+            "one node on SQLite numbers its CTI events itself",
+        )))
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&self.reader)
