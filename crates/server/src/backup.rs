@@ -106,7 +106,13 @@ pub async fn create(
         check_passphrase(p)?;
     }
     private_dir(out_dir)?;
-    let schema = store.schema_version().await?;
+    // The image is a SQLite database whatever the backend (PostgreSQL's is
+    // made at this build's SQLite schema).
+    let schema = if store.is_shared() {
+        latest_schema_version()
+    } else {
+        store.schema_version().await?
+    };
     let now = Timestamp::now();
     let stamp = now.rfc3339().replace([':', '-'], "").replace('.', "_");
     let out = out_dir.join(format!("turret-backup-{stamp}.otb"));
@@ -322,8 +328,9 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
 fn embedded_only(config: &Config) -> anyhow::Result<()> {
     if !crate::startup::embedded(config) {
         bail!(
-            "restoring into a PostgreSQL deployment is not available yet: restore the database \
-             with PostgreSQL's own tools"
+            "restoring into a PostgreSQL deployment is not available yet: restore the backup \
+             into a SQLite deployment (another --data-dir, without database.url) and move it \
+             with turret migrate --to"
         );
     }
     Ok(())

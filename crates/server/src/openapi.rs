@@ -236,7 +236,12 @@ fn schemas() -> Value {
             ("controllers", json!({"type": "array", "description": "the Multi-Line Controllers: the one in this process and each connected turret mlc",
                 "items": obj(&["name", "in_process"], &[("name", s()), ("in_process", b()),
                     ("sip", json!({"type": "string", "nullable": true})), ("peer", s()), ("lines", i()),
-                    ("refused_requests", json!({"type": "integer", "format": "int64", "description": "SIP requests this turret mlc refused from strangers"}))])}))]),
+                    ("refused_requests", json!({"type": "integer", "format": "int64", "description": "SIP requests this turret mlc refused from strangers"}))])})),
+            ("node", json!({"type": "string", "description": "this System Manager node's name among the nodes on one database (database.node_name)"})),
+            ("leases", json!({"type": "array", "description": "which node serves each line (several nodes on PostgreSQL; empty with one node on SQLite, which serves every line)",
+                "items": obj(&["line_id", "holder", "epoch", "remaining_ms"], &[("line_id", i()), ("holder", s()),
+                    ("epoch", json!({"type": "integer", "format": "int64", "description": "grows by one at every takeover"})),
+                    ("remaining_ms", json!({"type": "integer", "format": "int64", "description": "until the lease lapses unless renewed (negative: lapsed)"}))])}))]),
         "LineKey": obj(&["line_id", "position", "name", "display_name", "alternate_text"], &[
             ("line_id", i()), ("position", i()), ("name", s()), ("display_name", s()), ("alternate_text", s())]),
         "LineKeyAssign": obj(&["position"], &[("position", i())]),
@@ -645,7 +650,7 @@ fn operations() -> Vec<Op> {
         )
         .body("BackupVerify")
         .ok(202, S(r("BackupRestored")))
-        .also(501, "the database is PostgreSQL: not available yet"),
+        .also(501, "the database is PostgreSQL: not available yet (restore into a SQLite deployment, then turret migrate --to)"),
         op("get", "/api/v1/api-keys", "api-keys", "API keys of external applications (never the keys themselves)")
             .ok(200, S(array(r("ApiKey")))),
         op("post", "/api/v1/api-keys", "api-keys", "Create an API key: the key is in this answer only")
@@ -719,8 +724,7 @@ fn operations() -> Vec<Op> {
             "The live privacy report: data categories, counts, readers, protection, features, retention, backups, erasure ledger")
         .ok(200, S(json!({"type": "object"}))),
         op("get", "/api/v1/backups", "backups", "Backups in the backup folder, newest first").ok(200, S(array(r("Backup")))),
-        op("post", "/api/v1/backups", "backups", "Take an online, encrypted backup").body("BackupCreate").ok(201, S(r("Backup")))
-            .also(501, "the database is PostgreSQL: not available yet"),
+        op("post", "/api/v1/backups", "backups", "Take an online, encrypted backup (of either backend: the image is always a SQLite database)").body("BackupCreate").ok(201, S(r("Backup"))),
         op("post", "/api/v1/backups/verify", "backups", "Check a backup without restoring it").body("BackupVerify").ok(200, S(r("BackupVerified"))),
         op("get", "/api/v1/backups/key", "backups", "The installation's backup key (404 when none is set up)").ok(200, S(r("BackupKey")))
             .also(404, "no backup key is set up"),

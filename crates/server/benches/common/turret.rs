@@ -227,7 +227,12 @@ pub struct Turret {
 
 impl Turret {
     pub async fn start(env: &[(&str, &str)]) -> Turret {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), env, false).await
+    }
+
+    /// `turret serve` on `dir`; `joining`: a further node on a database
+    /// whose administrator already has the password `bench-password-01`.
+    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)], joining: bool) -> Turret {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_turret"));
         cmd.args([
             "serve",
@@ -247,10 +252,12 @@ impl Turret {
             cmd.env(k, v);
         }
         let mut process = Killer(cmd.spawn().unwrap());
-        let lines = wait_line(
-            &mut process.0,
-            &["portal:", "one-time password:", "SIP (MLC):"],
-        );
+        let wanted: &[&str] = if joining {
+            &["portal:", "SIP (MLC):"]
+        } else {
+            &["portal:", "one-time password:", "SIP (MLC):"]
+        };
+        let lines = wait_line(&mut process.0, wanted);
         let find = |p: &str| {
             lines
                 .iter()
@@ -260,7 +267,11 @@ impl Turret {
                 .to_string()
         };
         let url = find("portal:").trim_end_matches('/').to_string();
-        let otp = find("one-time password:");
+        let otp = if joining {
+            String::new()
+        } else {
+            find("one-time password:")
+        };
         let sip = find("SIP (MLC):")
             .split_whitespace()
             .next()
@@ -280,6 +291,16 @@ impl Turret {
             sip,
             dir,
         };
+        if joining {
+            let v = t
+                .post(
+                    "/auth/login",
+                    json!({"username": "admin", "password": "bench-password-01"}),
+                )
+                .await;
+            t.admin = v["token"].as_str().unwrap().to_string();
+            return t;
+        }
         let v = t
             .post("/auth/login", json!({"username": "admin", "password": otp}))
             .await;
@@ -334,6 +355,17 @@ impl Turret {
 
     pub fn pid(&self) -> u32 {
         self.process.0.id()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
     }
 }
 

@@ -120,7 +120,6 @@ pub async fn create_backup(
     auth: &AdminAuth,
     passphrase: Option<String>,
 ) -> ApiResult<BackupOut> {
-    postgres_not_yet(app)?;
     let protect = match passphrase {
         Some(p) => {
             let p = Secret::new(p);
@@ -293,13 +292,13 @@ pub async fn restore(
     ))
 }
 
-/// Backups and restores of a PostgreSQL deployment are not written yet
-/// (issue 19): 501, saying what to use meanwhile.
+/// Restoring into a PostgreSQL deployment is not written yet (issue 19):
+/// 501, saying what to do meanwhile. (Its backups are taken as any.)
 fn postgres_not_yet(app: &App) -> ApiResult<()> {
     if crate::startup::embedded(&app.config) {
         return Ok(());
     }
     Err(ApiError::NotImplemented(
-        "backups and restores of a PostgreSQL deployment are not available yet: use PostgreSQL's own (pg_dump, base backups) and keep the data directory's key files",
+        "restoring into a PostgreSQL deployment is not available yet: restore the backup into a SQLite deployment (turret backup restore) and move it with turret migrate --to",
     ))
 }

@@ -150,6 +150,10 @@ pub async fn mlc_status(
         "lines": counts,
         "calls": telephony::calls_in_progress(&app),
         "refused_requests": app.mlc.refused_requests(),
+        "node": app.node,
+        "leases": app.store.line_leases().await?.iter().map(|l| serde_json::json!({
+            "line_id": l.line.0, "holder": l.holder, "epoch": l.epoch, "remaining_ms": l.remaining_ms,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -112,6 +112,123 @@ pub async fn database_is_empty(url: &str) -> Result<bool> {
     Ok(empty)
 }
 
+/// A consistent image of the database at `pool` as a SQLite database file
+/// of this build's SQLite schema — what every backup holds, whichever the
+/// backend, so a backup of either restores into either. Built in memory
+/// (never on disk in clear) from one `REPEATABLE READ` snapshot, table by
+/// table, then streamed page by page into `sink`.
+pub(super) async fn image(pool: &sqlx::PgPool, sink: &mut dyn crate::ImageSink) -> Result<()> {
+    fn lite_err(e: sqlx::Error) -> StoreError {
+        StoreError::backend(e)
+    }
+    // One connection, kept for the whole image: the in-memory database
+    // lives as long as it does.
+    let lite = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(
+            SqliteConnectOptions::from_str("sqlite::memory:")
+                .map_err(lite_err)?
+                .foreign_keys(false),
+        )
+        .await
+        .map_err(lite_err)?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&lite)
+        .await
+        .map_err(StoreError::backend)?;
+    let mut snap = pool.begin().await.map_err(db)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snap)
+        .await
+        .map_err(db)?;
+    let mut w = lite.begin().await.map_err(lite_err)?;
+    // The rows come complete (the words of every name among them): no
+    // work is left for the SQLite store's backfills.
+    sqlx::query("DELETE FROM store_backfills")
+        .execute(&mut *w)
+        .await
+        .map_err(lite_err)?;
+    for &table in TABLES {
+        let cols: Vec<(String, String)> = sqlx::query_as(
+            "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1
+             ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut *snap)
+        .await
+        .map_err(db)?;
+        // (Rows the migrations made, the default settings, are replaced.)
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut *w)
+            .await
+            .map_err(lite_err)?;
+        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+        let insert = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            names.join(", "),
+            (1..=names.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let select = format!("SELECT {} FROM {table}", names.join(", "));
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut *snap);
+        while let Some(r) = rows.try_next().await.map_err(db)? {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert.as_str()));
+            for (i, (name, ty)) in cols.iter().enumerate() {
+                let bad = |e: sqlx::Error| StoreError::Integrity(format!("{table}.{name}: {e}"));
+                q = match ty.as_str() {
+                    "bigint" | "integer" | "smallint" => {
+                        q.bind(r.try_get::<Option<i64>, _>(i).map_err(bad)?)
+                    }
+                    "boolean" => {
+                        q.bind(r.try_get::<Option<bool>, _>(i).map_err(bad)?.map(i64::from))
+                    }
+                    "bytea" => q.bind(r.try_get::<Option<Vec<u8>>, _>(i).map_err(bad)?),
+                    _ => q.bind(r.try_get::<Option<String>, _>(i).map_err(bad)?),
+                };
+            }
+            q.execute(&mut *w).await.map_err(lite_err)?;
+        }
+    }
+    w.commit().await.map_err(lite_err)?;
+    snap.commit().await.map_err(db)?;
+    // Now the in-memory file, page by page.
+    let (count, size): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT page_count FROM pragma_page_count()),
+                (SELECT page_size FROM pragma_page_size())",
+    )
+    .fetch_one(&lite)
+    .await
+    .map_err(lite_err)?;
+    sink.begin((count * size) as u64)?;
+    let mut rows = sqlx::query("SELECT data FROM sqlite_dbpage").fetch(&lite);
+    let mut read = 0i64;
+    while let Some(row) = rows.try_next().await.map_err(lite_err)? {
+        let data: &[u8] = row.try_get(0).map_err(lite_err)?;
+        if data.len() as i64 != size {
+            return Err(StoreError::Integrity(format!(
+                "database image: page {} has the wrong size",
+                read + 1
+            )));
+        }
+        sink.bytes(data)?;
+        read += 1;
+    }
+    drop(rows);
+    lite.close().await;
+    if read != count {
+        return Err(StoreError::Integrity(format!(
+            "database image: {read} pages read, {count} expected"
+        )));
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// Copies every table of the SQLite database at `sqlite_db` into this
     /// (empty, migrated) database in one transaction; `progress` is told

@@ -5,16 +5,14 @@
 use async_trait::async_trait;
 
 use super::{PgStore, db};
-use crate::{DataCounts, ImageSink, MaintenanceStore, Result, StoreError};
+use crate::{DataCounts, ImageSink, MaintenanceStore, Result};
 
 #[async_trait]
 impl MaintenanceStore for PgStore {
-    async fn image(&self, _sink: &mut dyn ImageSink) -> Result<()> {
-        Err(StoreError::Integrity(
-            "backups of a PostgreSQL deployment are not available yet: use the \
-             database's own backups (pg_dump, base backups) meanwhile"
-                .into(),
-        ))
+    /// A SQLite image of a consistent snapshot (`copy::image`), so the
+    /// backup format stays one for both backends.
+    async fn image(&self, sink: &mut dyn ImageSink) -> Result<()> {
+        super::copy::image(&self.pool, sink).await
     }
 
     async fn schema_version(&self) -> Result<i64> {
