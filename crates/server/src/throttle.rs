@@ -117,6 +117,17 @@ struct Account {
     known: Vec<IpAddr>,
 }
 
+impl Account {
+    fn new(now: Instant) -> Account {
+        Account {
+            failures: 0,
+            last_failure: now,
+            in_flight: 0,
+            known: Vec::new(),
+        }
+    }
+}
+
 /// At most this many addresses are remembered per account.
 const KNOWN_PER_ACCOUNT: usize = 8;
 
@@ -302,12 +313,7 @@ impl Throttle {
                 .or_insert_with(|| Counter::new(now));
             st.accounts
                 .entry((realm, user.to_string()))
-                .or_insert_with(|| Account {
-                    failures: 0,
-                    last_failure: now,
-                    in_flight: 0,
-                    known: Vec::new(),
-                });
+                .or_insert_with(|| Account::new(now));
         }
         if let Some(p) = st.pairs.get_mut(&pair_key) {
             bump(p, self.policy.max_failures_per_user.max(1), false);
@@ -416,12 +422,7 @@ impl Throttle {
         if !known {
             st.accounts
                 .entry((realm, username.to_string()))
-                .or_insert_with(|| Account {
-                    failures: 0,
-                    last_failure: now,
-                    in_flight: 0,
-                    known: Vec::new(),
-                })
+                .or_insert_with(|| Account::new(now))
                 .in_flight += 1;
         }
         Ok(Attempt {
@@ -523,12 +524,7 @@ fn remember_success(st: &mut State, realm: Realm, user: &str, addr: IpAddr) {
     let acc = st
         .accounts
         .entry((realm, user.to_string()))
-        .or_insert_with(|| Account {
-            failures: 0,
-            last_failure: now,
-            in_flight: 0,
-            known: Vec::new(),
-        });
+        .or_insert_with(|| Account::new(now));
     acc.known.retain(|a| *a != addr);
     acc.known.push(addr);
     if acc.known.len() > KNOWN_PER_ACCOUNT {

@@ -152,15 +152,7 @@ pub(super) async fn image(pool: &sqlx::PgPool, sink: &mut dyn crate::ImageSink) 
         .await
         .map_err(lite_err)?;
     for &table in TABLES {
-        let cols: Vec<(String, String)> = sqlx::query_as(
-            "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = $1
-             ORDER BY ordinal_position",
-        )
-        .bind(table)
-        .fetch_all(&mut *snap)
-        .await
-        .map_err(db)?;
+        let cols = columns(&mut snap, table).await?;
         // (Rows the migrations made, the default settings, are replaced.)
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *w)
@@ -198,35 +190,27 @@ pub(super) async fn image(pool: &sqlx::PgPool, sink: &mut dyn crate::ImageSink) 
     w.commit().await.map_err(lite_err)?;
     snap.commit().await.map_err(db)?;
     // Now the in-memory file, page by page.
-    let (count, size): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT page_count FROM pragma_page_count()),
-                (SELECT page_size FROM pragma_page_size())",
-    )
-    .fetch_one(&lite)
-    .await
-    .map_err(lite_err)?;
-    sink.begin((count * size) as u64)?;
-    let mut rows = sqlx::query("SELECT data FROM sqlite_dbpage").fetch(&lite);
-    let mut read = 0i64;
-    while let Some(row) = rows.try_next().await.map_err(lite_err)? {
-        let data: &[u8] = row.try_get(0).map_err(lite_err)?;
-        if data.len() as i64 != size {
-            return Err(StoreError::Integrity(format!(
-                "database image: page {} has the wrong size",
-                read + 1
-            )));
-        }
-        sink.bytes(data)?;
-        read += 1;
-    }
-    drop(rows);
+    let mut c = lite.acquire().await.map_err(lite_err)?;
+    let r = crate::sqlite::stream_pages(&mut c, sink).await;
+    drop(c);
     lite.close().await;
-    if read != count {
-        return Err(StoreError::Integrity(format!(
-            "database image: {read} pages read, {count} expected"
-        )));
-    }
-    Ok(())
+    r
+}
+
+/// The columns of `table` in this database, with their types, in order.
+async fn columns(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = $1
+         ORDER BY ordinal_position",
+    )
+    .bind(table)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)
 }
 
 impl PgStore {
@@ -253,15 +237,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut counts = Vec::with_capacity(TABLES.len());
         for &table in TABLES {
-            let cols: Vec<(String, String)> = sqlx::query_as(
-                "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = $1
-                 ORDER BY ordinal_position",
-            )
-            .bind(table)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+            let cols = columns(&mut tx, table).await?;
             if table == "settings" {
                 // The migration made the default row; the copied one replaces it.
                 sqlx::query("DELETE FROM settings")

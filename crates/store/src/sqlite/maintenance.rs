@@ -11,8 +11,7 @@ impl MaintenanceStore for SqliteStore {
         // On a connection of its own, so the readers' pool stays free for
         // requests (and the connection's thread is made by the caller's: a
         // caller at low priority reads at low priority).
-        use futures_util::TryStreamExt;
-        use sqlx::{ConnectOptions, Connection, Row};
+        use sqlx::{ConnectOptions, Connection};
         let mut c = self
             .read_opts
             .clone()
@@ -24,51 +23,8 @@ impl MaintenanceStore for SqliteStore {
         let r = async {
             sqlx::query("BEGIN").execute(&mut c).await.map_err(db)?;
             // The read transaction starts here: the size and every page
-            // below come from the same snapshot of the database.
-            let (count, size): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT page_count FROM pragma_page_count()),
-                        (SELECT page_size FROM pragma_page_size())",
-            )
-            .fetch_one(&mut c)
-            .await
-            .map_err(db)?;
-            let has_dbpage: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM pragma_module_list WHERE name = 'sqlite_dbpage'",
-            )
-            .fetch_optional(&mut c)
-            .await
-            .map_err(db)?;
-            if has_dbpage.is_none() {
-                return Err(StoreError::Integrity(
-                    "this build's SQLite lacks the sqlite_dbpage table that backups read: \
-                     build with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml)"
-                        .into(),
-                ));
-            }
-            sink.begin((count * size) as u64)?;
-            // One page a row: bigger rows read faster but, through the
-            // driver's allocations, cost the requests served meanwhile more
-            // latency (measured: the p99 doubled at eight pages a row).
-            let mut rows = sqlx::query("SELECT data FROM sqlite_dbpage").fetch(&mut c);
-            let mut read = 0i64;
-            while let Some(row) = rows.try_next().await.map_err(db)? {
-                let data: &[u8] = row.try_get(0).map_err(db)?;
-                if data.len() as i64 != size {
-                    return Err(StoreError::Integrity(format!(
-                        "database image: page {} has the wrong size",
-                        read + 1
-                    )));
-                }
-                sink.bytes(data)?;
-                read += 1;
-            }
-            drop(rows);
-            if read != count {
-                return Err(StoreError::Integrity(format!(
-                    "database image: {read} pages read, {count} expected"
-                )));
-            }
-            Ok(())
+            // come from the same snapshot of the database.
+            stream_pages(&mut c, sink).await
         }
         .await;
         let _ = sqlx::query("ROLLBACK").execute(&mut c).await;
@@ -201,4 +157,58 @@ impl MaintenanceStore for SqliteStore {
             .map_err(db)?;
         Ok(rows.join("; "))
     }
+}
+
+/// Streams the database of `c` into `sink`, page by page (`sqlite_dbpage`),
+/// as it is in `c`'s transaction: the image of a backup, of this store's
+/// file or of the in-memory copy a PostgreSQL store makes.
+pub(crate) async fn stream_pages(
+    c: &mut sqlx::SqliteConnection,
+    sink: &mut dyn ImageSink,
+) -> Result<()> {
+    use futures_util::TryStreamExt;
+    use sqlx::Row;
+    let (count, size): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT page_count FROM pragma_page_count()),
+                (SELECT page_size FROM pragma_page_size())",
+    )
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db)?;
+    let has_dbpage: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM pragma_module_list WHERE name = 'sqlite_dbpage'")
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db)?;
+    if has_dbpage.is_none() {
+        return Err(StoreError::Integrity(
+            "this build's SQLite lacks the sqlite_dbpage table that backups read: \
+             build with LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB (see .cargo/config.toml)"
+                .into(),
+        ));
+    }
+    sink.begin((count * size) as u64)?;
+    // One page a row: bigger rows read faster but, through the
+    // driver's allocations, cost the requests served meanwhile more
+    // latency (measured: the p99 doubled at eight pages a row).
+    let mut rows = sqlx::query("SELECT data FROM sqlite_dbpage").fetch(&mut *c);
+    let mut read = 0i64;
+    while let Some(row) = rows.try_next().await.map_err(db)? {
+        let data: &[u8] = row.try_get(0).map_err(db)?;
+        if data.len() as i64 != size {
+            return Err(StoreError::Integrity(format!(
+                "database image: page {} has the wrong size",
+                read + 1
+            )));
+        }
+        sink.bytes(data)?;
+        read += 1;
+    }
+    drop(rows);
+    if read != count {
+        return Err(StoreError::Integrity(format!(
+            "database image: {read} pages read, {count} expected"
+        )));
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ mod events;
 mod import;
 mod lines;
 mod maintenance;
+pub(crate) use maintenance::stream_pages;
 mod profiles;
 mod recorders;
 mod settings;
