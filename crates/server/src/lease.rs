@@ -1,8 +1,9 @@
 //! Line leases: with several System Manager nodes on one database, each
 //! line is served by one node's MLCs at a time (issue 19).
 //!
-//! Every [`RENEW_EVERY`] the node renews the leases it holds and takes the
-//! lines no node holds or whose holder let its lease lapse
+//! Every [`RENEW_EVERY`] the node renews the leases it holds and, unless
+//! another node holds live leases (it is the active node; this one stands
+//! by), takes the lines no node holds or whose holder let its lease lapse
 //! (`MaintenanceStore::lease_lines`, on the database's clock, for
 //! [`TTL`]; a takeover grows the line's epoch). It **fences itself on its
 //! own clock**: a lease counts as held only until [`FENCE_AFTER`] from

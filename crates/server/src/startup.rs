@@ -49,7 +49,12 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 /// the service (0700): it holds the database, keys and CDR files.
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir)
+        // Made private from the start: a new directory is no news.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("while creating data directory {}", dir.display()))?;
     }
     let mode = std::fs::metadata(dir)

@@ -649,10 +649,12 @@ pub trait MaintenanceStore {
     async fn claim_job(&self, job: &str, every_ms: i64, now: Timestamp, node: &str)
     -> Result<bool>;
     /// Line leases (one MLC per line across the nodes of a deployment):
-    /// renews every lease `node` holds and takes the lines no node holds
-    /// or whose holder let its lease expire (the epoch of a line grows at
-    /// every takeover), each until `ttl_ms` from now on the database's
-    /// clock, in one transaction. Returns the lines `node` holds now.
+    /// renews every lease `node` holds and, unless another node holds a
+    /// live lease (it is the active node; this one stands by), takes the
+    /// lines no node holds or whose holder let its lease expire (the epoch
+    /// of a line grows at every takeover), each until `ttl_ms` from now on
+    /// the database's clock, in one transaction, one node at a time.
+    /// Returns the lines `node` holds now.
     /// Bookkeeping, not a change of data: not audited. (SQLite serves one
     /// node: it holds every line and nothing is kept.)
     async fn lease_lines(&self, node: &str, ttl_ms: i64) -> Result<Vec<LineLease>>;

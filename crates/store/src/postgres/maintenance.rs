@@ -7,6 +7,10 @@ use async_trait::async_trait;
 use super::{PgStore, db};
 use crate::{DataCounts, ImageSink, MaintenanceStore, Result};
 
+/// The advisory lock under which a node renews and takes line leases
+/// ("otlease" in ASCII).
+const LEASE_LOCK: i64 = 0x6f74_6c65_6173_6500;
+
 #[async_trait]
 impl MaintenanceStore for PgStore {
     /// A SQLite image of a consistent snapshot (`copy::image`), so the
@@ -96,42 +100,61 @@ impl MaintenanceStore for PgStore {
 
     async fn lease_lines(&self, node: &str, ttl_ms: i64) -> Result<Vec<crate::LineLease>> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // One node at a time decides, so two nodes starting together do
+        // not split the lines between them.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LEASE_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let now: i64 =
             sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
         let until = now + ttl_ms;
-        // Ours, renewed; others' that expired, taken (the epoch grows);
-        // lines nobody holds, taken. (PostgreSQL re-checks the expiry of
-        // a row another node just updated, so one takeover wins.)
+        // Ours, renewed.
         sqlx::query("UPDATE line_leases SET expires_at = $2 WHERE holder = $1")
             .bind(node)
             .bind(until)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(
-            "UPDATE line_leases SET holder = $1, epoch = epoch + 1, expires_at = $2
-             WHERE holder <> $1 AND expires_at <= $3",
+        // Active and standby: while another node holds a live lease, it
+        // serves the lines (new ones too) and this one stands by; once
+        // none does, this node takes the lapsed leases (their epochs grow)
+        // and the lines nobody holds.
+        let others: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM line_leases WHERE holder <> $1 AND expires_at > $2)",
         )
         .bind(node)
-        .bind(until)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO line_leases (line_id, holder, epoch, expires_at)
-             SELECT id, $1, 1, $2 FROM lines
-             WHERE id NOT IN (SELECT line_id FROM line_leases)
-             ON CONFLICT (line_id) DO NOTHING",
-        )
-        .bind(node)
-        .bind(until)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        if !others {
+            sqlx::query(
+                "UPDATE line_leases SET holder = $1, epoch = epoch + 1, expires_at = $2
+                 WHERE holder <> $1 AND expires_at <= $3",
+            )
+            .bind(node)
+            .bind(until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO line_leases (line_id, holder, epoch, expires_at)
+                 SELECT id, $1, 1, $2 FROM lines
+                 WHERE id NOT IN (SELECT line_id FROM line_leases)
+                 ON CONFLICT (line_id) DO NOTHING",
+            )
+            .bind(node)
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "SELECT line_id, holder, epoch, expires_at FROM line_leases WHERE holder = $1 ORDER BY line_id",
         )
