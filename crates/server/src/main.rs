@@ -359,6 +359,13 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     println!("OpenTurret System Manager {}", env!("CARGO_PKG_VERSION"));
     println!("  portal:      {}", startup::portal_url(bound, &host));
     println!("  data:        {}", config.data_dir.display());
+    match &config.database.url {
+        None => println!("  database:    SQLite in the data directory"),
+        Some(url) => println!(
+            "  database:    PostgreSQL {}",
+            openturret_server::config::redacted_url(url)
+        ),
+    }
     println!(
         "  certificate: {}{}",
         prepared.cert.cert_path.display(),
