@@ -411,6 +411,8 @@ async fn run_serve(config: Config) -> anyhow::Result<()> {
     let restart = app.clone();
     serve(app, listener, prepared.tls, stop).await?;
     openturret_server::telephony::shutdown(&restart).await;
+    // The lines are unbound: another node may take them at once.
+    openturret_server::lease::release(&restart).await;
     restart.cdr.close().await;
     store.close().await;
     if restart.restart.requested() {

@@ -537,8 +537,6 @@ async fn record_orphans(app: &App, ids: Option<&[u64]>) {
 /// lines, then every record is written.
 pub async fn shutdown(app: &App) {
     app.mlc.shutdown().await;
-    // Unbound: another node may take the lines at once.
-    crate::lease::release(app).await;
     // Calls of a vanished MLC still in their grace: recorded now, or never.
     record_orphans(app, None).await;
     flush(app).await;

@@ -33,11 +33,12 @@ use crate::{Change, ChangeObserver, Result};
 /// The channel of the deployment's notifications.
 pub const CHANNEL: &str = "openturret_changes";
 /// How often a node checks that its listener still hears.
-pub const BEAT: Duration = Duration::from_secs(10);
+pub const BEAT: Duration = Duration::from_secs(5);
 /// A listener that has not heard its node's heartbeat for this long is
-/// made again (PostgreSQL caps a payload at 8,000 bytes; ours stay under
-/// [`MAX_PAYLOAD`]).
-pub const DEAF_AFTER: Duration = Duration::from_secs(25);
+/// made again: checked at every beat, so a half-open connection is
+/// noticed within `DEAF_AFTER + BEAT` (20 s). (PostgreSQL caps a payload
+/// at 8,000 bytes; ours stay under [`MAX_PAYLOAD`].)
+pub const DEAF_AFTER: Duration = Duration::from_secs(15);
 const MAX_PAYLOAD: usize = 7_000;
 /// What the listener's connection calls itself (`pg_stat_activity`).
 pub const LISTENER_NAME: &str = "openturret-listener";
