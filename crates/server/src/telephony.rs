@@ -190,19 +190,24 @@ pub fn serves(app: &App, name: &str, line: LineId) -> bool {
 /// The lines (with passwords) that the MLC `name` is to serve.
 pub async fn lines_of(app: &App, name: &str) -> anyhow::Result<Vec<(Line, Option<Secret>)>> {
     let members = members(app);
+    // The lines first, then the passwords: a line created in between is
+    // in neither read or has its password (both are written in one
+    // transaction); the other way round, it could start without one.
+    let lines = app.store.list_lines().await?;
     let mut passwords: HashMap<LineId, Secret> =
         app.store.line_passwords().await?.into_iter().collect();
-    Ok(app
-        .store
-        .list_lines()
-        .await?
-        .into_iter()
-        .filter(|l| choose_leased(app, &members, l.id).is_some_and(|m| m.name() == name))
-        .map(|l| {
-            let p = passwords.remove(&l.id);
-            (l, p)
-        })
-        .collect())
+    let mut out = Vec::new();
+    for l in lines {
+        if !choose_leased(app, &members, l.id).is_some_and(|m| m.name() == name) {
+            continue;
+        }
+        let p = match passwords.remove(&l.id) {
+            None if l.has_password => app.store.line_password(l.id).await?,
+            p => p,
+        };
+        out.push((l, p));
+    }
+    Ok(out)
 }
 
 /// One line for the MLC `name`, if it is to serve it.
