@@ -531,7 +531,8 @@ impl Mlc {
     /// A line was created, changed or deleted: (re)start or stop its
     /// registration without a restart.
     pub fn line_changed(&self, id: LineId) {
-        if !self.is_running() {
+        // (Stopping: the lines are about to be unbound, none is started.)
+        if !self.is_running() || self.is_closing() {
             return;
         }
         let me = self.clone();
@@ -544,6 +545,7 @@ impl Mlc {
         if !self.is_running() {
             return;
         }
+        self.stop_accepting();
         call::end_all(self, Duration::from_secs(3)).await;
         register::shutdown(self, Duration::from_secs(3)).await;
         // Every call's records written before the store closes.
@@ -554,7 +556,7 @@ impl Mlc {
 
     /// Lines changed in bulk (an import): bring the line table in step.
     pub fn lines_changed(&self) {
-        if !self.is_running() {
+        if !self.is_running() || self.is_closing() {
             return;
         }
         let me = self.clone();

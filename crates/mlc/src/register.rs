@@ -104,6 +104,15 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
         return;
     };
     match host.line(id).await {
+        // Running as stored already (a resync started it meanwhile): a
+        // second start would only register it again.
+        Ok(Some((line, _)))
+            if mlc
+                .lines
+                .lock()
+                .unwrap()
+                .get(&id)
+                .is_some_and(|l| l.updated_at == line.updated_at) => {}
         Ok(Some((line, password))) => start(mlc, line, password).await,
         Ok(None) => {
             let old = mlc.lines.lock().unwrap().remove(&id);

@@ -413,9 +413,16 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
     common::wait_push(&mut f.b.1, "ended at B", call_push("ended")).await;
     let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 
-    // Call memory: answered here on A, answered remotely on B.
-    let ma = call_memory(&mut f.a.1).await;
-    let mb = call_memory(&mut f.b.1).await;
+    // Call memory: answered here on A, answered remotely on B (written
+    // after the end is pushed: read until both are there).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (ma, mb) = loop {
+        let (ma, mb) = (call_memory(&mut f.a.1).await, call_memory(&mut f.b.1).await);
+        if (!ma.is_empty() && !mb.is_empty()) || Instant::now() > deadline {
+            break (ma, mb);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(ma.len(), 1, "{ma:?}");
     assert_eq!(mb.len(), 1, "{mb:?}");
     assert_eq!(ma[0]["number"], json!("2000"));
@@ -477,7 +484,15 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
     phone.command("hangup", "");
     let ended = common::wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
     assert_eq!(ended["call"]["reason"], json!("cancelled"));
-    let ma = call_memory(&mut f.a.1).await;
+    // (The entry is written after the end is pushed: read until it is.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ma = loop {
+        let ma = call_memory(&mut f.a.1).await;
+        if ma.len() >= 3 || Instant::now() > deadline {
+            break ma;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(ma.len(), 3, "{ma:?}");
     assert!(ma.iter().any(|e| e["answered"] == json!(false)), "{ma:?}");
     assert_eq!(f.s.app.mlc.calls_in_progress(), 0);
