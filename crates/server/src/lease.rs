@@ -41,7 +41,7 @@ pub const MARGIN: Duration = Duration::from_secs(4);
 /// How long after sending a renewal the node still serves what it got.
 pub const FENCE_AFTER: Duration = Duration::from_secs(TTL.as_secs() - MARGIN.as_secs());
 /// The longest a renewal may take before it counts as failed.
-const RENEW_TIMEOUT: Duration = Duration::from_secs(2);
+const RENEW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The leases this node holds (in [`App`]).
 #[derive(Default)]
