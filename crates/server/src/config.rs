@@ -6,7 +6,7 @@
 //! sets `auth.token_ttl_secs`. Unknown keys, in the file or the environment,
 //! are reported as warnings, never silently ignored. Two variables are not
 //! keys: `TURRET_CONFIG` names the file and `TURRET_LOG` is a log filter
-//! that overrides `log.level`.
+//! that overrides `log.level`; `TURRET_TEST_*` belong to the test suite.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,44 @@ pub struct Config {
     pub components: ComponentsConfig,
     pub log: LogConfig,
     pub database: DatabaseConfig,
+    pub monitor: MonitorConfig,
+}
+
+/// When the disks holding the data directory, backups and CDR files count
+/// as low (a warning) or full (an error) for the error log: under a share
+/// of the disk or under a number of MiB, whichever is reached first.
+/// 0 and 0 switch a level off.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct MonitorConfig {
+    pub disk_warn_percent: u64,
+    pub disk_warn_mib: u64,
+    pub disk_error_percent: u64,
+    pub disk_error_mib: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            disk_warn_percent: 5,
+            disk_warn_mib: 1024,
+            disk_error_percent: 1,
+            disk_error_mib: 100,
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Never warns or errs, whatever the disks hold (tests that count the
+    /// error log's entries must not depend on the machine's free space).
+    pub fn off() -> Self {
+        MonitorConfig {
+            disk_warn_percent: 0,
+            disk_warn_mib: 0,
+            disk_error_percent: 0,
+            disk_error_mib: 0,
+        }
+    }
 }
 
 /// Where the data is kept: the embedded SQLite file in the data directory
@@ -257,6 +295,7 @@ impl Default for Config {
             components: ComponentsConfig::default(),
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -392,6 +431,17 @@ roll_mib = 64
 # records them itself, ended when the link was lost ("controller_lost").
 lost_call_grace_secs = 60
 
+[monitor]
+# The disks holding the data directory, backups and CDR files are checked
+# every minute; each disk is one entry of the error log when it becomes low,
+# full, or fine again. Low (a warning): less than disk_warn_percent % of it
+# or disk_warn_mib MiB free; full (an error): less than disk_error_percent %
+# or disk_error_mib MiB. 0 and 0 switch a level off.
+disk_warn_percent = 5
+disk_warn_mib = 1024
+disk_error_percent = 1
+disk_error_mib = 100
+
 [log]
 # "text" or "json"
 format = "text"
@@ -439,8 +489,9 @@ pub fn load(
             continue;
         };
         // TURRET_CONFIG names the file; TURRET_LOG is a tracing filter that
-        // overrides log.level (like RUST_LOG).
-        if rest == "CONFIG" || rest == "LOG" {
+        // overrides log.level (like RUST_LOG); TURRET_TEST_* belong to the
+        // test suite (which database a test run uses).
+        if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") {
             continue;
         }
         let path: Vec<String> = rest

@@ -12,21 +12,25 @@ use openturret_domain::Timestamp;
 use openturret_domain::model::{Event, EventLevel};
 
 use crate::App;
+use crate::config::MonitorConfig;
 
 const DISK_EVERY: Duration = Duration::from_secs(60);
 const CERT_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// A certificate this close to its end is reported.
 pub const CERT_WARN_DAYS: i64 = 30;
-const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-/// How bad `free` of `total` bytes is: an error under 1 % or 100 MiB,
-/// a warning under 5 % or 1 GiB, else nothing.
-pub fn disk_level(free: u64, total: u64) -> Option<EventLevel> {
-    let pct = |p: u64| total / 100 * p;
-    if free < pct(1) || free < 100 * MIB {
+/// How bad `free` of `total` bytes is under the configured limits: an
+/// error under `disk_error_percent` % or `disk_error_mib` MiB, a warning
+/// under `disk_warn_percent` % or `disk_warn_mib` MiB, else nothing.
+pub fn disk_level(free: u64, total: u64, limits: &MonitorConfig) -> Option<EventLevel> {
+    let under = |percent: u64, mib: u64| {
+        (percent > 0 && (free as u128) * 100 < (total as u128) * percent as u128)
+            || free < mib.saturating_mul(MIB)
+    };
+    if under(limits.disk_error_percent, limits.disk_error_mib) {
         Some(EventLevel::Error)
-    } else if free < pct(5) || free < GIB {
+    } else if under(limits.disk_warn_percent, limits.disk_warn_mib) {
         Some(EventLevel::Warning)
     } else {
         None
@@ -44,25 +48,42 @@ fn watched(app: &App) -> Vec<PathBuf> {
     v
 }
 
-/// Free and total bytes of the disk holding `path` (or its nearest
-/// existing parent).
-fn space(path: &Path) -> Option<(u64, u64)> {
+/// A watched disk: its device, free and total bytes, found from `path` (or
+/// its nearest existing parent).
+struct Disk {
+    device: u64,
+    free: u64,
+    total: u64,
+}
+
+fn disk_of(path: &Path) -> Option<Disk> {
     let mut p = path;
     loop {
-        if let Ok(s) = rustix::fs::statvfs(p) {
-            return Some((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize));
+        if let (Ok(s), Ok(st)) = (rustix::fs::statvfs(p), rustix::fs::stat(p)) {
+            return Some(Disk {
+                device: st.st_dev,
+                free: s.f_bavail * s.f_frsize,
+                total: s.f_blocks * s.f_frsize,
+            });
         }
         p = p.parent()?;
     }
 }
 
-/// Checks the disks once; `states` holds the last level of each.
+/// Checks the disks once; `states` holds the last level of each, by the
+/// first watched folder on it. Folders on one disk make one entry.
 pub fn check_disks(app: &App, states: &mut HashMap<PathBuf, Option<EventLevel>>) {
+    let mut seen = Vec::new();
     for path in watched(app) {
-        let Some((free, total)) = space(&path) else {
+        let Some(disk) = disk_of(&path) else {
             continue;
         };
-        let level = disk_level(free, total);
+        if seen.contains(&disk.device) {
+            continue;
+        }
+        seen.push(disk.device);
+        let (free, total) = (disk.free, disk.total);
+        let level = disk_level(free, total, &app.config.monitor);
         let before = states.insert(path.clone(), level).flatten();
         if before == level {
             continue;
@@ -160,15 +181,33 @@ pub fn start(app: &App) {
 mod tests {
     use super::*;
 
+    const GIB: u64 = 1 << 30;
+
     #[test]
     fn disk_levels_follow_the_share_and_the_bytes_left() {
+        let d = MonitorConfig::default();
         let t = 1000 * GIB;
-        assert_eq!(disk_level(t / 2, t), None);
-        assert_eq!(disk_level(t / 25, t), Some(EventLevel::Warning)); // 4 %
-        assert_eq!(disk_level(t / 200, t), Some(EventLevel::Error)); // 0.5 %
+        assert_eq!(disk_level(t / 2, t, &d), None);
+        assert_eq!(disk_level(t / 25, t, &d), Some(EventLevel::Warning)); // 4 %
+        assert_eq!(disk_level(t / 200, t, &d), Some(EventLevel::Error)); // 0.5 %
         // A small disk: bytes decide.
-        assert_eq!(disk_level(900 * MIB, 2 * GIB), Some(EventLevel::Warning));
-        assert_eq!(disk_level(50 * MIB, 2 * GIB), Some(EventLevel::Error));
-        assert_eq!(disk_level(0, 0), Some(EventLevel::Error));
+        assert_eq!(
+            disk_level(900 * MIB, 2 * GIB, &d),
+            Some(EventLevel::Warning)
+        );
+        assert_eq!(disk_level(50 * MIB, 2 * GIB, &d), Some(EventLevel::Error));
+        assert_eq!(disk_level(0, 0, &d), Some(EventLevel::Error));
+        // Limits of one's own: a big disk warned at 10 %, only bytes for
+        // errors; switched off, even an empty disk is quiet.
+        let own = MonitorConfig {
+            disk_warn_percent: 10,
+            disk_warn_mib: 0,
+            disk_error_percent: 0,
+            disk_error_mib: 500,
+        };
+        assert_eq!(disk_level(t / 11, t, &own), Some(EventLevel::Warning));
+        assert_eq!(disk_level(t / 9, t, &own), None);
+        assert_eq!(disk_level(400 * MIB, t, &own), Some(EventLevel::Error));
+        assert_eq!(disk_level(0, t, &MonitorConfig::off()), None);
     }
 }

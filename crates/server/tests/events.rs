@@ -14,6 +14,7 @@ use common::cti::{cti, drain};
 use common::inproc::InProc;
 use common::mlcproc::{enrol, manager_url, start_mlc};
 use common::sip::{Kamailio, PBX_PASSWORD};
+use openturret_server::config::MonitorConfig;
 use serde_json::{Value, json};
 
 /// Ten thousand clients that do not speak TLS, `parallel` at a time.
@@ -171,6 +172,63 @@ async fn a_scheduled_backup_into_a_folder_that_cannot_be_written_is_an_error() {
     assert!(errors.iter().all(|e| e["level"] == "error"), "{errors:#?}");
     let (st, v) = s.api.get("/api/v1/events?level=fatal").await;
     assert_eq!(st, 422, "{v}");
+}
+
+/// The disk watch under limits of one's own: a disk under the warning
+/// share is one entry for the data, backup and CDR folders on it, and
+/// an error limit above the free space makes it an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_under_the_configured_limit_is_one_entry_for_all_its_folders() {
+    // Every disk has less than 100 % free: low, at once.
+    let s = InProc::start_with(|c, _| {
+        c.monitor = MonitorConfig {
+            disk_warn_percent: 100,
+            ..MonitorConfig::off()
+        }
+    })
+    .await;
+    let low = s
+        .api
+        .wait_error_log("type=disk.low", |_| true, Duration::from_secs(10))
+        .await;
+    assert_eq!(low["level"], "warning");
+    assert_eq!(
+        low["object"],
+        format!("disk:{}", s.dir.path().display()),
+        "{low}"
+    );
+    let free: u64 = low["properties"]["free_mib"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let total: u64 = low["properties"]["total_mib"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(free <= total && total > 0, "{low}");
+    // The backup and CDR folders are on the same disk: no second entry.
+    let all = s.api.error_log("").await;
+    let disks: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().starts_with("disk."))
+        .collect();
+    assert_eq!(disks.len(), 1, "{disks:#?}");
+    // An error where less is free than the error limit in MiB (here more
+    // than any disk holds).
+    let s = InProc::start_with(|c, _| {
+        c.monitor = MonitorConfig {
+            disk_error_mib: 1 << 40,
+            ..MonitorConfig::off()
+        }
+    })
+    .await;
+    let full = s
+        .api
+        .wait_error_log("type=disk.full", |_| true, Duration::from_secs(10))
+        .await;
+    assert_eq!(full["level"], "error", "{full}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
