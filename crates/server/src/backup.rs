@@ -300,7 +300,9 @@ fn system_record(event: &str) -> openturret_store::AuditRecord {
 /// file with atomic renames, under a marker that the next start completes
 /// if the process dies half-way. A failed restore leaves the data as it was.
 pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow::Result<Restored> {
-    embedded_only(config)?;
+    if !crate::startup::embedded(config) {
+        return restore_shared(file, passphrase, config).await;
+    }
     let data = &config.data_dir;
     let _lock = crate::startup::lock_data_dir(data)
         .context("stop the System Manager before restoring (the data directory is in use)")?;
@@ -323,14 +325,93 @@ pub async fn restore(file: &Path, passphrase: Secret, config: &Config) -> anyhow
     })
 }
 
-/// Restoring into PostgreSQL is not available yet (issue 19): refused
-/// before anything is unpacked or changed.
+/// Restores a backup (of either backend) into a PostgreSQL deployment,
+/// with every node stopped (a node serving from the database, seen by its
+/// change listener or a live line lease, refuses it). The backup is checked
+/// and prepared aside exactly as for SQLite (erasures re-applied, sessions
+/// ended, the restore audited), then copied over every table in one
+/// transaction: a failure anywhere leaves the database as it was. The
+/// backup must carry this deployment's master key, which every node holds.
+/// The restore names a new epoch, so each node's anchor of the audit head
+/// takes the restored chain when the node starts.
+async fn restore_shared(
+    file: &Path,
+    passphrase: Secret,
+    config: &Config,
+) -> anyhow::Result<Restored> {
+    use crate::config::redacted_url;
+    let data = &config.data_dir;
+    let _lock = crate::startup::lock_data_dir(data)
+        .context("stop the System Manager before restoring (the data directory is in use)")?;
+    let url = config.database.url.as_deref().unwrap_or_default();
+    let shown = redacted_url(url);
+    let pg =
+        crate::startup::open_store_pg(config, &crate::startup::database_url(config, url)?).await?;
+    let serving = pg.nodes_serving().await?;
+    if !serving.is_empty() {
+        pg.close().await;
+        bail!(
+            "stop every System Manager node on {shown} before restoring; still serving: {}",
+            serving.join(", ")
+        );
+    }
+    let u = unpack(file, passphrase, data).await?;
+    let ours = Keys::read_master(&data.join(KEY_FILE))?;
+    let theirs = Keys::read_master(&u.dir.join(KEY_FILE))?;
+    if *ours != *theirs {
+        pg.close().await;
+        bail!(
+            "{}: made under another master key than this deployment's ({}): its sealed data \
+             would not open here. Restore it into a SQLite deployment (another --data-dir, \
+             without database.url), which takes its key, and move that with turret migrate --to",
+            file.display(),
+            data.join(KEY_FILE).display()
+        );
+    }
+    let epoch = (Timestamp::now().0.max(0) as u64)
+        .max(pg.anchor_epoch()? + 1)
+        .max(pg.restore_epoch().await? + 1);
+    let mut done = system_record("backup.restored");
+    done.changes = vec!["database".into(), format!("epoch:{epoch}")];
+    let erased = prepare(&u, file, config, done).await?;
+    let db = u.dir.join(DB_FILE);
+    let bar = indicatif::ProgressBar::new(openturret_store::postgres::rows_to_copy(&db).await?);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("restoring [{bar:30}] {pos}/{len} rows ({eta})")
+            .expect("valid template"),
+    );
+    let copied = pg
+        .replace_from_sqlite(&db, epoch, &|n| bar.inc(n))
+        .await
+        .with_context(|| format!("while restoring into {shown} (nothing there changed)"));
+    bar.finish_and_clear();
+    if let Err(e) = copied {
+        pg.close().await;
+        return Err(e);
+    }
+    let chain = pg.verify_audit().await?;
+    pg.close().await;
+    if let Some(b) = chain.broken {
+        bail!(
+            "the audit chain does not verify on {shown} after the restore: entry {}: {}",
+            b.seq,
+            b.reason
+        );
+    }
+    Ok(Restored {
+        manifest: u.manifest.clone(),
+        erased_again: erased,
+    })
+}
+
+/// Restoring through the running server is for the embedded database:
+/// on PostgreSQL every node must stop first (`turret backup restore`).
+/// Refused before anything is unpacked or changed.
 fn embedded_only(config: &Config) -> anyhow::Result<()> {
     if !crate::startup::embedded(config) {
         bail!(
-            "restoring into a PostgreSQL deployment is not available yet: restore the backup \
-             into a SQLite deployment (another --data-dir, without database.url) and move it \
-             with turret migrate --to"
+            "a PostgreSQL deployment is restored with every node stopped: stop them all, run \
+             turret backup restore FILE on one of them, then start them again"
         );
     }
     Ok(())

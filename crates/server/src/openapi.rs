@@ -650,7 +650,7 @@ fn operations() -> Vec<Op> {
         )
         .body("BackupVerify")
         .ok(202, S(r("BackupRestored")))
-        .also(501, "the database is PostgreSQL: not available yet (restore into a SQLite deployment, then turret migrate --to)"),
+        .also(501, "the database is PostgreSQL: restore with every node stopped (turret backup restore)"),
         op("get", "/api/v1/api-keys", "api-keys", "API keys of external applications (never the keys themselves)")
             .ok(200, S(array(r("ApiKey")))),
         op("post", "/api/v1/api-keys", "api-keys", "Create an API key: the key is in this answer only")

@@ -604,7 +604,7 @@ async fn a_killed_node_loses_no_acknowledged_write_and_the_chain_verifies_on_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sqlite() {
+async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sqlite_and_back() {
     const PASSPHRASE: &str = "a backup passphrase of some length";
     let a_dir = tempfile::tempdir().unwrap();
     let (server, api) = first_node(a_dir.path()).await;
@@ -662,15 +662,7 @@ async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sql
             "{secret} in clear in the backup"
         );
     }
-    // Restoring into PostgreSQL is refused before anything changes.
     server.stop();
-    let (code, _, err) = turret(
-        a_dir.path(),
-        &["backup", "restore", &file, "--passphrase-stdin"],
-        &format!("{PASSPHRASE}\n"),
-    );
-    assert_ne!(code, 0);
-    assert!(err.contains("turret migrate"), "{err}");
 
     // Into a SQLite deployment it restores: same passwords, same data,
     // the chain verified.
@@ -717,4 +709,179 @@ async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sql
     assert_eq!(v["profile"]["name"], "Gil Backed");
     let (_, lines) = api_s.get("/api/v1/lines").await;
     assert_eq!(lines[0]["has_password"], true, "{lines}");
+
+    // And back: a backup of that SQLite deployment (which took the
+    // deployment's key with the restore) restores into PostgreSQL.
+    let (st, _) = api_s
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Jo From Sqlite", "number": "+44 20 7946 0019"}),
+        )
+        .await;
+    assert!(st.is_success());
+    c.close().await;
+    restored.stop();
+    let (code, out, err) = turret(
+        s_dir.path(),
+        &["backup", "create", "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let from_sqlite = out
+        .split_whitespace()
+        .find(|w| w.ends_with(".otb"))
+        .expect("the backup file is named")
+        .to_string();
+    let (code, out, err) = turret(
+        a_dir.path(),
+        &["backup", "restore", &from_sqlite, "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = turret(a_dir.path(), &["audit", "verify"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let again = Server::start(a_dir.path(), &[]).await;
+    let mut api_a = again.client();
+    api_a.login("admin", ADMIN_PASSWORD).await;
+    let (_, found) = api_a.get("/api/v1/global-contacts?q=jo").await;
+    assert_eq!(found["items"][0]["name"], "Jo From Sqlite", "{found}");
+    let mut c = client_of(&again).await;
+    c.request(json!({"op": "login", "profile_id": gil, "password": "gil-pw-longer"}))
+        .await
+        .expect("the profile logs in with its password on PostgreSQL again");
+}
+
+/// Restoring into PostgreSQL (issue 19): refused while any node serves
+/// from the database; with every node stopped, a backup replaces the data
+/// in one go. What was written after it is gone, a profile erased through
+/// the other node after it stays erased (the ledger is the deployment's),
+/// no id is given out twice, and each node's anchor of the audit head takes
+/// the restored chain (audit verify passes on both). A backup made under
+/// another master key is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_stay() {
+    const PASSPHRASE: &str = "a backup passphrase of some length";
+    let a_dir = tempfile::tempdir().unwrap();
+    let (a, api) = first_node(a_dir.path()).await;
+    let b_dir = second_node_dir(a_dir.path());
+    let b = Server::start(b_dir.path(), &[]).await;
+    let mut api_b = b.client();
+    api_b.login("admin", ADMIN_PASSWORD).await;
+    let (_, p) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Gil Erased", "password": "gil-pw-longer"}),
+        )
+        .await;
+    let gil = p["id"].as_i64().unwrap();
+    let (st, _) = api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Hana Kept", "number": "+44 20 7946 0018"}),
+        )
+        .await;
+    assert!(st.is_success());
+    let (code, out, err) = turret(
+        a_dir.path(),
+        &["backup", "create", "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let file = out
+        .split_whitespace()
+        .find(|w| w.ends_with(".otb"))
+        .expect("the backup file is named")
+        .to_string();
+
+    // After the backup, through B: a new contact, and Gil erased.
+    let (st, v) = api_b
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Ivo Later", "number": "+44 20 7946 0020"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let ivo = v["id"].as_i64().unwrap();
+    let (st, v) = api_b.delete(&format!("/api/v1/profiles/{gil}")).await;
+    assert!(st.is_success(), "{v}");
+
+    // A stopped, B serving: refused, naming what serves; nothing changed.
+    a.stop();
+    let restore = |file: &str| {
+        turret(
+            a_dir.path(),
+            &["backup", "restore", file, "--passphrase-stdin"],
+            &format!("{PASSPHRASE}\n"),
+        )
+    };
+    let (code, _, err) = restore(&file);
+    assert_ne!(code, 0);
+    assert!(err.contains("stop every System Manager node"), "{err}");
+    let (_, found) = api_b.get("/api/v1/global-contacts?q=ivo").await;
+    assert_eq!(found["items"][0]["name"], "Ivo Later", "{found}");
+    b.stop();
+
+    // A backup of another deployment (another master key): refused.
+    let other = tempfile::tempdir().unwrap();
+    let (o, _) = fresh(other.path()).await;
+    o.stop();
+    let (code, out, err) = turret(
+        other.path(),
+        &["backup", "create", "--passphrase-stdin"],
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let foreign = out
+        .split_whitespace()
+        .find(|w| w.ends_with(".otb"))
+        .expect("the backup file is named")
+        .to_string();
+    let (code, _, err) = restore(&foreign);
+    assert_ne!(code, 0);
+    assert!(err.contains("another master key"), "{err}");
+
+    // Every node stopped: restored, and Gil, erased through B, erased again.
+    let (code, out, err) = restore(&file);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("1 profile(s) erased since then were erased again"),
+        "{out}"
+    );
+    // B's anchor names entries the restore replaced; it takes the restored
+    // chain, and the chain verifies from either node.
+    for dir in [a_dir.path(), b_dir.path()] {
+        let (code, out, err) = turret(dir, &["audit", "verify"], "");
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let a = Server::start(a_dir.path(), &[]).await;
+    let b = Server::start(b_dir.path(), &[]).await;
+    let mut api_a = a.client();
+    api_a.login("admin", ADMIN_PASSWORD).await;
+    let mut api_b = b.client();
+    api_b.login("admin", ADMIN_PASSWORD).await;
+    let (_, found) = api_a.get("/api/v1/global-contacts?q=hana").await;
+    assert_eq!(found["items"][0]["name"], "Hana Kept", "{found}");
+    let (_, found) = api_b.get("/api/v1/global-contacts?q=ivo").await;
+    assert_eq!(
+        found["items"],
+        json!([]),
+        "written after the backup: {found}"
+    );
+    let (st, _) = api_b.get(&format!("/api/v1/profiles/{gil}")).await;
+    assert_eq!(st, reqwest::StatusCode::NOT_FOUND, "Gil stays erased");
+    // No id given out twice: a new contact never takes Ivo's.
+    let (_, v) = api_b
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Kai New", "number": "+44 20 7946 0021"}),
+        )
+        .await;
+    assert!(v["id"].as_i64().unwrap() > ivo, "{v}");
+    let (_, audit) = api_a.get("/api/v1/audit?event_type=backup.restored").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    drop((a, b));
+    for dir in [a_dir.path(), b_dir.path()] {
+        let (code, out, err) = turret(dir, &["audit", "verify"], "");
+        assert_eq!(code, 0, "{out}{err}");
+    }
 }

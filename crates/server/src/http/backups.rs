@@ -292,13 +292,14 @@ pub async fn restore(
     ))
 }
 
-/// Restoring into a PostgreSQL deployment is not written yet (issue 19):
-/// 501, saying what to do meanwhile. (Its backups are taken as any.)
+/// A PostgreSQL deployment is restored with every node stopped, from the
+/// command line, never through a running node: 501, saying how. (Its
+/// backups are taken as any.)
 fn postgres_not_yet(app: &App) -> ApiResult<()> {
     if crate::startup::embedded(&app.config) {
         return Ok(());
     }
     Err(ApiError::NotImplemented(
-        "restoring into a PostgreSQL deployment is not available yet: restore the backup into a SQLite deployment (turret backup restore) and move it with turret migrate --to",
+        "a PostgreSQL deployment is restored with every node stopped: stop them all, run turret backup restore FILE on one of them, then start them again",
     ))
 }

@@ -19,7 +19,8 @@ use crate::{Result, StoreError};
 /// The tables, parents before children. `store_backfills` (SQLite's own
 /// bookkeeping, empty once the SQLite store has opened), `cluster_jobs` and
 /// `line_leases` (the deployment's bookkeeping: the new one keeps its own)
-/// are not copied.
+/// and `erasure_ledger` (outside every backup, never restored over: each
+/// node's ledger file brings its erasures to it) are not copied.
 pub const TABLES: &[&str] = &[
     "admins",
     "admin_sessions",
@@ -213,6 +214,123 @@ async fn columns(
     .map_err(db)
 }
 
+/// Opens the SQLite database at `sqlite_db` read-only, for one read
+/// transaction (a consistent view of the source).
+async fn open_source(sqlite_db: &Path) -> Result<sqlx::SqlitePool> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(sqlite_db)
+                .read_only(true),
+        )
+        .await
+        .map_err(StoreError::backend)
+}
+
+/// Copies every table of `read` into `tx` (whose tables are empty but for
+/// the default settings row, replaced), then moves the identities and the
+/// error log's sequence past the copied ids — never back, so an id given
+/// out before a restore is never given out again. Returns each table with
+/// its row count, checked equal on both sides.
+async fn copy_tables(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    read: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<(&'static str, u64)>> {
+    let mut counts = Vec::with_capacity(TABLES.len());
+    for &table in TABLES {
+        let cols = columns(tx, table).await?;
+        if table == "settings" {
+            // The migration made the default row; the copied one replaces it.
+            sqlx::query("DELETE FROM settings")
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+        let select = format!("SELECT {} FROM {table}", names.join(", "));
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut **read);
+        let mut batch: Vec<Vec<Val>> = Vec::with_capacity(BATCH);
+        let mut n = 0u64;
+        while let Some(r) = rows.try_next().await.map_err(StoreError::backend)? {
+            let mut vals = Vec::with_capacity(cols.len());
+            for (i, (name, ty)) in cols.iter().enumerate() {
+                let bad = |e: sqlx::Error| StoreError::Integrity(format!("{table}.{name}: {e}"));
+                vals.push(match ty.as_str() {
+                    "bigint" | "integer" => Val::Int(r.try_get(i).map_err(bad)?),
+                    "boolean" => {
+                        Val::Bool(r.try_get::<Option<i64>, _>(i).map_err(bad)?.map(|v| v != 0))
+                    }
+                    "bytea" => Val::Bytes(r.try_get(i).map_err(bad)?),
+                    _ => Val::Text(r.try_get(i).map_err(bad)?),
+                });
+            }
+            batch.push(vals);
+            n += 1;
+            if batch.len() == BATCH {
+                insert(tx, table, &names, std::mem::take(&mut batch)).await?;
+                progress(BATCH as u64);
+            }
+        }
+        drop(rows);
+        let left = batch.len() as u64;
+        if !batch.is_empty() {
+            insert(tx, table, &names, batch).await?;
+            progress(left);
+        }
+        let there: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db)?;
+        if there as u64 != n {
+            return Err(StoreError::Integrity(format!(
+                "{table}: {n} rows read, {there} written"
+            )));
+        }
+        counts.push((table, n));
+    }
+    let identities: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::TEXT FROM information_schema.columns
+         WHERE table_schema = current_schema() AND column_name = 'id'
+           AND is_identity = 'YES'",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    let past = |seq: &str, max: &str| {
+        format!(
+            "SELECT setval({seq}, GREATEST(pg_sequence_last_value({seq}::regclass), ({max}), 1))"
+        )
+    };
+    for t in identities {
+        let seq = format!("pg_get_serial_sequence('{t}', 'id')");
+        sqlx::query(sqlx::AssertSqlSafe(past(
+            &seq,
+            &format!("SELECT MAX(id) FROM {t}"),
+        )))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(past(
+        "'event_log_seq'",
+        "SELECT MAX(seq) FROM event_log",
+    )))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(counts)
+}
+
+/// The restore epoch an audit entry's changes name (`epoch:N`), if any.
+pub fn epoch_of(changes: &str) -> Option<u64> {
+    changes
+        .split(',')
+        .find_map(|c| c.strip_prefix("epoch:")?.parse().ok())
+}
+
 impl PgStore {
     /// Copies every table of the SQLite database at `sqlite_db` into this
     /// (empty, migrated) database in one transaction; `progress` is told
@@ -223,100 +341,134 @@ impl PgStore {
         sqlite_db: &Path,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<(&'static str, u64)>> {
-        let src = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(sqlite_db)
-                    .read_only(true),
-            )
-            .await
-            .map_err(StoreError::backend)?;
-        // One read transaction: a consistent view of the source.
+        let src = open_source(sqlite_db).await?;
         let mut read = src.begin().await.map_err(StoreError::backend)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let mut counts = Vec::with_capacity(TABLES.len());
-        for &table in TABLES {
-            let cols = columns(&mut tx, table).await?;
-            if table == "settings" {
-                // The migration made the default row; the copied one replaces it.
-                sqlx::query("DELETE FROM settings")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-            let select = format!("SELECT {} FROM {table}", names.join(", "));
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut *read);
-            let mut batch: Vec<Vec<Val>> = Vec::with_capacity(BATCH);
-            let mut n = 0u64;
-            while let Some(r) = rows.try_next().await.map_err(StoreError::backend)? {
-                let mut vals = Vec::with_capacity(cols.len());
-                for (i, (name, ty)) in cols.iter().enumerate() {
-                    let bad =
-                        |e: sqlx::Error| StoreError::Integrity(format!("{table}.{name}: {e}"));
-                    vals.push(match ty.as_str() {
-                        "bigint" | "integer" => Val::Int(r.try_get(i).map_err(bad)?),
-                        "boolean" => {
-                            Val::Bool(r.try_get::<Option<i64>, _>(i).map_err(bad)?.map(|v| v != 0))
-                        }
-                        "bytea" => Val::Bytes(r.try_get(i).map_err(bad)?),
-                        _ => Val::Text(r.try_get(i).map_err(bad)?),
-                    });
-                }
-                batch.push(vals);
-                n += 1;
-                if batch.len() == BATCH {
-                    insert(&mut tx, table, &names, std::mem::take(&mut batch)).await?;
-                    progress(BATCH as u64);
-                }
-            }
-            drop(rows);
-            let left = batch.len() as u64;
-            if !batch.is_empty() {
-                insert(&mut tx, table, &names, batch).await?;
-                progress(left);
-            }
-            let there: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            if there as u64 != n {
-                return Err(StoreError::Integrity(format!(
-                    "{table}: {n} rows read, {there} written"
-                )));
-            }
-            counts.push((table, n));
-        }
-        // Identities and the error log's sequence start after the copies.
-        let identities: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::TEXT FROM information_schema.columns
-             WHERE table_schema = current_schema() AND column_name = 'id'
-               AND is_identity = 'YES'",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        for t in identities {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT setval(pg_get_serial_sequence('{t}', 'id'),
-                   GREATEST((SELECT MAX(id) FROM {t}), 1))"
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        sqlx::query(
-            "SELECT setval('event_log_seq', GREATEST((SELECT MAX(seq) FROM event_log), 1))",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let counts = copy_tables(&mut tx, &mut read, progress).await?;
         tx.commit().await.map_err(db)?;
         drop(read);
         src.close().await;
         Ok(counts)
+    }
+
+    /// Restores: replaces every table of this database with those of the
+    /// SQLite database at `sqlite_db` (an unpacked, checked backup whose
+    /// newest audit entry is the restore's, naming `epoch`), in one
+    /// transaction that holds every table exclusively, so a node sees the
+    /// data before or after and nothing between; any failure leaves the
+    /// data as it was. Line leases go (no node runs during a restore); the
+    /// CTI sequence and every id sequence only move forward. This node's
+    /// anchor then takes the restored head under `epoch`; the other nodes'
+    /// take it when they start (`reconcile_head`).
+    pub async fn replace_from_sqlite(
+        &self,
+        sqlite_db: &Path,
+        epoch: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<(&'static str, u64)>> {
+        let src = open_source(sqlite_db).await?;
+        let mut read = src.begin().await.map_err(StoreError::backend)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let all: Vec<&str> = TABLES.iter().copied().chain(["line_leases"]).collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            all.join(", ")
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        for table in all.iter().rev() {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let counts = copy_tables(&mut tx, &mut read, progress).await?;
+        let (seq, mac): (i64, Vec<u8>) =
+            sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let named: Option<String> = sqlx::query_scalar(
+            "SELECT changes FROM audit_log WHERE event_type = 'backup.restored'
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if named.as_deref().and_then(epoch_of) != Some(epoch) {
+            return Err(StoreError::Integrity(format!(
+                "the restored chain's newest backup.restored entry does not name epoch {epoch}"
+            )));
+        }
+        let mac: [u8; 32] = mac.try_into().map_err(|_| {
+            StoreError::Integrity(format!("audit entry {seq}: a MAC of another length"))
+        })?;
+        tx.commit().await.map_err(db)?;
+        drop(read);
+        src.close().await;
+        self.head.reset((seq, mac), epoch)?;
+        Ok(counts)
+    }
+
+    /// The restore epoch of the database: the one its newest
+    /// `backup.restored` entry names (0 when none does).
+    pub async fn restore_epoch(&self) -> Result<u64> {
+        let named: Option<String> = sqlx::query_scalar(
+            "SELECT changes FROM audit_log WHERE event_type = 'backup.restored'
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(named.as_deref().and_then(epoch_of).unwrap_or(0))
+    }
+
+    /// This node's anchor of the audit head, and its epoch.
+    pub fn anchor_epoch(&self) -> Result<u64> {
+        self.head.epoch()
+    }
+
+    /// After a restore made while this node was stopped: the anchor of the
+    /// replaced chain gives way to the restored chain's head. Nothing
+    /// changes unless the database names a larger epoch than the anchor.
+    pub async fn reconcile_head(&self) -> Result<()> {
+        let epoch = self.restore_epoch().await?;
+        if epoch <= self.head.epoch()? {
+            return Ok(());
+        }
+        let newest: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        if let Some((seq, mac)) = newest
+            && let Ok(mac) = <[u8; 32]>::try_from(mac)
+        {
+            self.head.reset((seq, mac), epoch)?;
+        }
+        Ok(())
+    }
+
+    /// The System Manager nodes serving from this database now: the
+    /// client address of each change listener (every serving node keeps
+    /// one), and each holder of a line lease still live.
+    pub async fn nodes_serving(&self) -> Result<Vec<String>> {
+        let mut v: Vec<String> = sqlx::query_scalar(
+            "SELECT 'a node at ' || COALESCE(host(client_addr), 'a local socket')
+               FROM pg_stat_activity
+              WHERE application_name = $1 AND datname = current_database()
+             UNION
+             SELECT 'node ' || holder FROM line_leases
+              WHERE expires_at > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+        )
+        .bind(super::notify::LISTENER_NAME)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        v.sort();
+        v.dedup();
+        Ok(v)
     }
 
     /// Anchors `head` (the SQLite deployment's newest audit entry) as this

@@ -38,13 +38,13 @@ use openturret_domain::audit::{AuditRecord, entry_mac, pii_commitment};
 use openturret_domain::number::NumberPlan;
 use rand_core::{OsRng, RngCore};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
 use crate::keys::Keys;
 use crate::to32;
 use crate::{Result, StoreError};
 
-pub use copy::{TABLES, database_is_empty, rows_to_copy};
+pub use copy::{TABLES, database_is_empty, epoch_of, rows_to_copy};
 
 /// The advisory lock that serialises audit appends across nodes
 /// ("otaudit" in ASCII).
@@ -110,7 +110,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(StoreError::backend)?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
             keys,
             plan,
@@ -123,7 +123,13 @@ impl PgStore {
             },
             listener: std::sync::Mutex::new(None),
             ledger,
-        })
+        };
+        // A restore made while this node was stopped replaced the chain
+        // its anchor names; erasures made through the other nodes come
+        // into this node's ledger (re-applied at every start).
+        store.reconcile_head().await?;
+        store.sync_ledger().await?;
+        Ok(store)
     }
 
     /// Nothing to do: SQLite's WAL is checkpointed after an erasure so
@@ -179,11 +185,65 @@ impl PgStore {
         }
         one_row(q.execute(&mut *tx.tx).await.map_err(db)?, what)?;
         if let Some((kind, id)) = ledger {
-            self.ledger
-                .record(kind, id, openturret_domain::Timestamp::now().0)?;
+            self.record_erasure(&mut tx.tx, kind, id).await?;
         }
         self.audit(&mut tx, audit).await?;
         self.commit(tx).await
+    }
+
+    /// Records an erasure in this node's ledger file (synced, before the
+    /// commit: never resurrect) and in the deployment's ledger table,
+    /// inside the erasing transaction `conn`.
+    async fn record_erasure(&self, conn: &mut PgConnection, kind: &str, id: i64) -> Result<()> {
+        let e = self
+            .ledger
+            .record(kind, id, openturret_domain::Timestamp::now().0)?;
+        sqlx::query("INSERT INTO erasure_ledger (kind, id, at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(&e.kind)
+            .bind(e.id)
+            .bind(e.at_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Makes this node's ledger file and the deployment's ledger table hold
+    /// the same erasures: those made through other nodes come into the
+    /// file, those of the file (made before the table, or by this node
+    /// alone) into the table. Returns how many the file took.
+    pub async fn sync_ledger(&self) -> Result<usize> {
+        let shared: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT kind, id, at_ms FROM erasure_ledger ORDER BY at_ms, kind, id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let mine: std::collections::HashSet<(String, i64, i64)> = self
+            .ledger
+            .entries()?
+            .into_iter()
+            .map(|e| (e.kind, e.id, e.at_ms))
+            .collect();
+        let mut taken = 0;
+        for (kind, id, at) in &shared {
+            if !mine.contains(&(kind.clone(), *id, *at)) {
+                self.ledger.record(kind, *id, *at)?;
+                taken += 1;
+            }
+        }
+        let theirs: std::collections::HashSet<&(String, i64, i64)> = shared.iter().collect();
+        let missing: Vec<&(String, i64, i64)> =
+            mine.iter().filter(|e| !theirs.contains(e)).collect();
+        if !missing.is_empty() {
+            let mut b: QueryBuilder<Postgres> =
+                QueryBuilder::new("INSERT INTO erasure_ledger (kind, id, at_ms) ");
+            b.push_values(missing, |mut row, (kind, id, at)| {
+                row.push_bind(kind.clone()).push_bind(*id).push_bind(*at);
+            });
+            b.push(" ON CONFLICT DO NOTHING");
+            b.build().execute(&self.pool).await.map_err(db)?;
+        }
+        Ok(taken)
     }
 
     /// Deletes again a row the ledger says was erased, if it is the same

@@ -85,7 +85,7 @@ impl PgStore {
         id: ProfileId,
     ) -> Result<ProfileErasure> {
         let counts = erasure_counts(conn, id).await?;
-        self.ledger.record("profile", id.0, Timestamp::now().0)?;
+        self.record_erasure(conn, "profile", id.0).await?;
         self.erase_profile_rows(conn, id).await?;
         Ok(counts)
     }
