@@ -323,8 +323,10 @@ listen = "127.0.0.1:8443"
 # are closed at once.
 max_connections = 10000
 max_connections_per_address = 256
-# Seconds for a request's headers to arrive; seconds of silence both ways
-# after which a connection is closed (turrets are pinged, never idle).
+# Seconds for a request's headers to arrive (an HTTP/1.1 connection waiting
+# for its next request is closed after as long; responses say so in
+# Keep-Alive: timeout=N); seconds of silence both ways after which any
+# connection is closed (turrets are pinged, never idle).
 header_timeout_secs = 10
 idle_timeout_secs = 120
 

@@ -53,6 +53,28 @@ async fn slow_and_idle_connections_are_closed_and_one_address_gets_its_share() {
     let took = took.expect("a half-sent request was still open after 15 s");
     assert!(took >= Duration::from_secs(1), "closed too early: {took:?}");
 
+    // 1b. A whole request is answered, saying how long the connection is
+    // kept waiting for the next (the header timeout), and it is closed
+    // after about as long.
+    let mut kept = common::tls_to(to, &cert, b"http/1.1").await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    kept.flush().await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.contains("keep-alive: timeout=2"), "{head}");
+    let took = closed_after(kept, Duration::from_secs(15))
+        .await
+        .expect("an idle HTTP/1.1 connection was still open after 15 s");
+    assert!(took >= Duration::from_secs(1), "closed too early: {took:?}");
+
     // 2. An HTTP/2 connection that never speaks: closed after the idle
     // timeout.
     let silent = common::tls_to(to, &cert, b"h2").await;

@@ -280,6 +280,8 @@ impl Turret {
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
             .timeout(Duration::from_secs(120))
+            // (The server closes HTTP/1.1 connections idle for 10 s.)
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap();
         let mut t = Turret {
@@ -387,6 +389,7 @@ pub fn start_baseline() -> (Killer, String, Vec<u8>, reqwest::Client) {
     let cert = std::fs::read(lines.iter().find_map(|l| l.strip_prefix("cert ")).unwrap()).unwrap();
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
         .unwrap();
     (base, url, cert, http)

@@ -25,7 +25,7 @@ pub mod transfer;
 use std::time::{Instant, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -278,6 +278,7 @@ async fn openapi() -> Json<serde_json::Value> {
 async fn headers_and_log(State(app): State<App>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
+    let http1 = req.version() < axum::http::Version::HTTP_2;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -298,6 +299,18 @@ async fn headers_and_log(State(app): State<App>, req: Request, next: Next) -> Re
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // An HTTP/1.1 connection waiting for its next request is closed once
+    // the header timeout passes (hyper's header timer runs between
+    // requests): said to clients, so those that read it do not send on a
+    // connection about to close.
+    if http1
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "timeout={}",
+            app.config.http.header_timeout_secs.max(1)
+        ))
+    {
+        h.insert(HeaderName::from_static("keep-alive"), v);
+    }
     tracing::info!(
         %method,
         route,

@@ -178,6 +178,9 @@ impl Server {
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
             .timeout(Duration::from_secs(30))
+            // The server closes an HTTP/1.1 connection idle for its header
+            // timeout (10 s, told in Keep-Alive): never reuse one that old.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap();
         let server = Server {
