@@ -228,8 +228,8 @@ async fn apply(app: &App, r: &AuditRecord) -> anyhow::Result<()> {
                 // (A new profile names its password among the fields it
                 // set; that ends nobody's session. Read late, under load,
                 // it would end the first session of the new profile.)
+                // (Its stored sessions went with the change itself.)
                 app.sessions.end_profile(pid);
-                app.store.delete_client_sessions(pid).await?;
                 app.hub
                     .send(Some(pid), PushKind::SessionEnded("password_changed"));
             } else {

@@ -1186,6 +1186,68 @@ async fn turret_sessions_are_kept_touched_ended_and_erased_with_their_profile() 
     assert_eq!(s.client_session([2; 32]).await.unwrap(), None);
 }
 
+/// A new password ends the profile's stored turret sessions in the same
+/// transaction (not later, by whoever hears of the change): a stop right
+/// after it, or another node, can never resume one.
+#[tokio::test]
+async fn a_new_password_ends_the_stored_sessions_with_the_change() {
+    let (_d, s) = sqlite().await;
+    a_new_password_ends_the_stored_sessions_with_the_change_suite(s).await;
+}
+
+#[tokio::test]
+async fn a_new_password_ends_the_stored_sessions_with_the_change_on_postgres() {
+    let (_d, s, _) = postgres().await;
+    a_new_password_ends_the_stored_sessions_with_the_change_suite(s).await;
+}
+
+async fn a_new_password_ends_the_stored_sessions_with_the_change_suite(s: impl Store) {
+    let p = profile(&s, "Ann").await;
+    let q = profile(&s, "Bob").await;
+    let now = Timestamp::now();
+    for (token, profile) in [([1; 32], p.id), ([2; 32], p.id), ([3; 32], q.id)] {
+        s.save_client_session(
+            token,
+            ClientSession {
+                profile,
+                started_at: now,
+                last_seen: now,
+                connected: true,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Another change keeps them.
+    s.update_profile(
+        p.id,
+        ProfileChanges {
+            name: Some("Anne".into()),
+            ..Default::default()
+        },
+        audit("profile.updated"),
+    )
+    .await
+    .unwrap();
+    assert!(s.client_session([1; 32]).await.unwrap().is_some());
+    s.update_profile(
+        p.id,
+        ProfileChanges {
+            password: Some(hash("new-password")),
+            ..Default::default()
+        },
+        audit("profile.updated"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.client_session([1; 32]).await.unwrap(), None);
+    assert_eq!(s.client_session([2; 32]).await.unwrap(), None);
+    assert!(
+        s.client_session([3; 32]).await.unwrap().is_some(),
+        "another profile's session stays"
+    );
+}
+
 /// SQLite gives a deleted row's id to the next row when it was the
 /// highest: a profile made after an erasure may carry the erased one's
 /// id, and the ledger must never take it for the erased person.

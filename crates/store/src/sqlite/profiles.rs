@@ -364,6 +364,16 @@ impl ProfileStore for SqliteStore {
         .await
         .map_err(db)?;
         one_row(r, "profile")?;
+        if c.password.is_some() {
+            // A new password ends every session of the profile with the
+            // change itself: none may resume, whatever happens next (a
+            // stop right after, another node).
+            sqlx::query("DELETE FROM client_sessions WHERE profile_id = ?")
+                .bind(id.0)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db)?;
+        }
         if let Some(keys) = &c.call_memory_keys {
             write_keys(&mut tx.tx, id, keys).await?;
         }
