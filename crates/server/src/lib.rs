@@ -189,12 +189,13 @@ impl App {
             let dir = std::fs::canonicalize(&data_dir).unwrap_or_else(|_| data_dir.clone());
             format!("{host}:{}", dir.display())
         });
+        let portal = portal::Memory::for_store(&store);
         let app = App(Arc::new(AppInner {
             store,
             throttle: Throttle::new(config.auth.clone()),
             config,
             host,
-            portal: portal::Memory::default(),
+            portal,
             caller_id: callerid::CallerId::new(plan.clone()),
             hub: hub::Hub::default(),
             sessions: client::session::Sessions::default(),

@@ -885,3 +885,92 @@ async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_
         assert_eq!(code, 0, "{out}{err}");
     }
 }
+
+/// The portal's view state follows an administrator's session from node to
+/// node (a load balancer may send each request to either): a filter set
+/// through A lists on B, a message left by A is shown once by B. It is
+/// kept sealed (PostgreSQL holds no clear name) and goes with the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portals_filters_and_messages_follow_a_session_between_nodes() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let (a, api) = first_node(a_dir.path()).await;
+    let b_dir = second_node_dir(a_dir.path());
+    let b = Server::start(b_dir.path(), &[]).await;
+    for name in ["Ann Filtered", "Bob Other"] {
+        let (st, v) = api
+            .post(
+                "/api/v1/profiles",
+                json!({"name": name, "password": "a-pw-longer"}),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+    }
+    let session = api.token.clone().unwrap();
+    // (Each node has its own certificate.)
+    let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    for dir in [a_dir.path(), b_dir.path()] {
+        let cert = std::fs::read(dir.join("tls/cert.pem")).unwrap();
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap());
+    }
+    let http = http.build().unwrap();
+    let cookie = format!("turret_session={session}");
+    let get = |base: &str, path: &str| {
+        let req = http
+            .get(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .send();
+        async move {
+            let res = req.await.unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::OK);
+            res.text().await.unwrap()
+        }
+    };
+    let post = |base: &str, path: &str, body: String| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send();
+        async move {
+            let res = req.await.unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::SEE_OTHER);
+            res.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    let page = get(&a.url, "/profiles").await;
+    let csrf = page
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a form with its token")
+        .to_string();
+
+    // A filter set through A lists through B.
+    post(&a.url, "/profiles/search", format!("q=Ann&_csrf={csrf}")).await;
+    let on_b = get(&b.url, "/profiles").await;
+    assert!(
+        on_b.contains("Ann Filtered") && !on_b.contains("Bob Other"),
+        "{on_b}"
+    );
+    // A message left by A (after creating a profile) is shown by B, once.
+    let to = post(
+        &a.url,
+        "/profiles/new",
+        format!("name=Cy+New&password=cy-pw-longer&_csrf={csrf}"),
+    )
+    .await;
+    assert!(get(&b.url, &to).await.contains("Profile created."));
+    assert!(!get(&b.url, &to).await.contains("Profile created."));
+
+    // PostgreSQL holds the filter sealed, and forgets it with the session.
+    let url = known_database(a_dir.path()).unwrap();
+    let held = psql(
+        &url,
+        "SELECT slot || ' ' || encode(value, 'escape') FROM portal_memory",
+    );
+    assert!(held.contains("filter:profiles"), "{held}");
+    assert!(!held.contains("Ann"), "the filter in clear: {held}");
+    post(&b.url, "/logout", format!("_csrf={csrf}")).await;
+    assert_eq!(psql(&url, "SELECT COUNT(*) FROM portal_memory").trim(), "0");
+}

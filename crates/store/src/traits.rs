@@ -669,6 +669,23 @@ pub trait MaintenanceStore {
     /// The next `n` numbers of the deployment's CTI event series (one for
     /// every node; only on a shared database).
     async fn cti_sequence(&self, n: i64) -> Result<Vec<i64>>;
+    /// The portal's view state of an admin session (`session`, the hash
+    /// of its token) under `slot`: a one-time message, a list's filter.
+    /// Only on a shared database, where the session's next request may
+    /// reach another node: sealed under the deployment's key (bound to the
+    /// session and the slot), never in a backup, gone with the session.
+    /// `None` removes it.
+    async fn put_view_state(
+        &self,
+        session: [u8; 32],
+        slot: &str,
+        value: Option<&str>,
+    ) -> Result<()>;
+    /// The view state under `slot`, removed if `take`.
+    async fn view_state(&self, session: [u8; 32], slot: &str, take: bool)
+    -> Result<Option<String>>;
+    /// Removes every view state of `session`.
+    async fn forget_view_state(&self, session: [u8; 32]) -> Result<()>;
 }
 
 /// Who serves a line until when (see [`MaintenanceStore::lease_lines`]).

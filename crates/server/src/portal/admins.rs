@@ -82,7 +82,7 @@ async fn render(
             }
         }
     };
-    page_with_status(app, p, "/admins", "Administrators", status, content)
+    page_with_status(p, "/admins", "Administrators", status, content)
 }
 
 async fn list(State(app): State<App>, p: Portal) -> Response {
@@ -115,14 +115,17 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<AdminForm>)
         must_change_password: Some(on(&f.must_change_password)),
     };
     match api::create(State(app.clone()), p.auth.clone(), Json(body)).await {
-        Ok(_) => done(
-            &app,
-            &p,
-            Ok(()),
-            "/admins",
-            "Administrator created.",
-            |_| unreachable_response(),
-        ),
+        Ok(_) => {
+            done(
+                &app,
+                &p,
+                Ok(()),
+                "/admins",
+                "Administrator created.",
+                |_| unreachable_response(),
+            )
+            .await
+        }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
                 let mut s = FormState::with_values("admin", &[("username", &f.username)]);
@@ -156,6 +159,7 @@ async fn set_enabled(app: App, p: Portal, id: i64, enabled: bool) -> Response {
     done(&app, &p, r, "/admins", msg, |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
     })
+    .await
 }
 
 async fn enable(
@@ -190,14 +194,17 @@ async fn reset(
         must_change_password: Some(true),
     };
     match api::reset_password(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await {
-        Ok(_) => done(
-            &app,
-            &p,
-            Ok(()),
-            "/admins",
-            "Password reset; they must choose a new one at sign-in.",
-            |_| unreachable_response(),
-        ),
+        Ok(_) => {
+            done(
+                &app,
+                &p,
+                Ok(()),
+                "/admins",
+                "Password reset; they must choose a new one at sign-in.",
+                |_| unreachable_response(),
+            )
+            .await
+        }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
                 let s = FormState {

@@ -101,7 +101,7 @@ async fn render(
             }
         }
     };
-    page_with_status(app, p, "/api-keys", "API keys", status, content)
+    page_with_status(p, "/api-keys", "API keys", status, content)
 }
 
 async fn list(State(app): State<App>, p: Portal) -> Response {
@@ -186,4 +186,5 @@ async fn revoke(
         "API key revoked; its connections were ended.",
         |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
     )
+    .await
 }

@@ -131,7 +131,7 @@ pub async fn logout(State(app): State<App>, PortalForm(p, _): PortalForm<Empty>)
     if let Err(e) = api::logout(State(app.clone()), any).await {
         return e.into_response();
     }
-    app.portal.forget(p.session);
+    app.portal.forget(p.session).await;
     let mut res = Redirect::to("/login").into_response();
     if let Ok(v) = extract::clear_cookie(SESSION_COOKIE).parse() {
         res.headers_mut().append(header::SET_COOKIE, v);
@@ -213,9 +213,10 @@ pub async fn change_password(
     };
     match api::change_password(State(app.clone()), any, Json(body)).await {
         Ok(token) => {
-            app.portal.forget(p.session);
+            app.portal.forget(p.session).await;
             app.portal
-                .flash(token_hash(&token.token), "Your password was changed.");
+                .flash(token_hash(&token.token), "Your password was changed.")
+                .await;
             let mut res = Redirect::to("/profiles").into_response();
             if let Ok(v) = extract::set_cookie(SESSION_COOKIE, &token.token).parse() {
                 res.headers_mut().append(header::SET_COOKIE, v);

@@ -124,7 +124,7 @@ async fn render(
             }
         }
     };
-    page_with_status(app, p, "/data", "Import & export", status, content)
+    page_with_status(p, "/data", "Import & export", status, content)
 }
 
 async fn data(State(app): State<App>, p: Portal) -> Response {
@@ -269,7 +269,8 @@ async fn import(
                     "Imported {name}: {} new, {} updated.",
                     out.inserted, out.updated
                 ),
-            );
+            )
+            .await;
             Redirect::to("/data").into_response()
         }
         Err(res) => {

@@ -51,7 +51,7 @@ pub struct PageQuery {
 const PAGE: i64 = 50;
 
 async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>) -> Response {
-    let term = app.portal.filter(p.session, "global-contacts");
+    let term = app.portal.filter(p.session, "global-contacts").await;
     let (name, number) = if term.is_empty() {
         (None, None)
     } else if looks_like_number(&term) {
@@ -102,7 +102,7 @@ async fn contacts(State(app): State<App>, p: Portal, Query(q): Query<PageQuery>)
             if q.after.is_some() { "Later results" } else { "First results" },
         ))
     };
-    page(&app, &p, "/global-contacts", "Global contacts", content)
+    page(&p, "/global-contacts", "Global contacts", content)
 }
 
 #[derive(Deserialize)]
@@ -113,12 +113,12 @@ pub struct SearchForm {
 
 async fn search(State(app): State<App>, PortalForm(p, f): PortalForm<SearchForm>) -> Response {
     app.portal
-        .set_filter(p.session, "global-contacts", f.q.trim().to_string());
+        .set_filter(p.session, "global-contacts", f.q.trim().to_string())
+        .await;
     Redirect::to("/global-contacts").into_response()
 }
 
 fn contact_page(
-    app: &App,
     p: &Portal,
     action: &str,
     title: &str,
@@ -138,12 +138,11 @@ fn contact_page(
             }
         }
     };
-    page_with_status(app, p, "/global-contacts", title, status, content)
+    page_with_status(p, "/global-contacts", title, status, content)
 }
 
-async fn new_contact(State(app): State<App>, p: Portal) -> Response {
+async fn new_contact(p: Portal) -> Response {
     contact_page(
-        &app,
         &p,
         "/global-contacts/new",
         "New global contact",
@@ -174,7 +173,6 @@ async fn create_contact(
         "Global contact created.",
         |err| {
             contact_page(
-                &app,
                 &p,
                 "/global-contacts/new",
                 "New global contact",
@@ -183,6 +181,7 @@ async fn create_contact(
             )
         },
     )
+    .await
 }
 
 async fn edit_contact(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
@@ -199,7 +198,6 @@ async fn edit_contact(State(app): State<App>, p: Portal, PathId(id): PathId) -> 
                 ],
             );
             contact_page(
-                &app,
                 &p,
                 &format!("/global-contacts/{id}"),
                 "Edit global contact",
@@ -232,7 +230,6 @@ async fn update_contact(
         "Global contact saved.",
         |err| {
             contact_page(
-                &app,
                 &p,
                 &format!("/global-contacts/{id}"),
                 "Edit global contact",
@@ -241,6 +238,7 @@ async fn update_contact(
             )
         },
     )
+    .await
 }
 
 async fn delete_contact(
@@ -257,6 +255,7 @@ async fn delete_contact(
         "Global contact deleted.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }
 
 async fn lines(State(app): State<App>, p: Portal) -> Response {
@@ -305,7 +304,7 @@ async fn lines(State(app): State<App>, p: Portal) -> Response {
         meta http-equiv="refresh" content="10";
         (content)
     };
-    page(&app, &p, "/lines", "Lines", content)
+    page(&p, "/lines", "Lines", content)
 }
 
 /// Other lines with the same SIP address and username as `id`: the PBX
@@ -374,7 +373,7 @@ async fn delete_line_page(State(app): State<App>, p: Portal, PathId(id): PathId)
             }
         }
     };
-    page(&app, &p, "/lines", "Delete line", content)
+    page(&p, "/lines", "Delete line", content)
 }
 
 #[derive(Deserialize)]
@@ -487,7 +486,7 @@ fn line_page(
             }
         }
     };
-    page_with_status(app, p, "/lines", title, status, content)
+    page_with_status(p, "/lines", title, status, content)
 }
 
 async fn new_line(State(app): State<App>, p: Portal) -> Response {
@@ -543,6 +542,7 @@ async fn create_line(State(app): State<App>, PortalForm(p, f): PortalForm<LineFo
             )
         },
     )
+    .await
 }
 
 async fn edit_line(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
@@ -632,6 +632,7 @@ async fn update_line(
             )
         },
     )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -653,4 +654,5 @@ async fn delete_line(
     done(&app, &p, r, "/lines", "Line deleted.", |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
     })
+    .await
 }

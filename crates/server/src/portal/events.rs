@@ -141,18 +141,22 @@ fn table(entries: &[EventEntry], lines: &HashMap<String, (i64, String)>) -> Mark
 
 async fn events(State(app): State<App>, p: Portal, Query(q): Query<EventsQuery>) -> Response {
     match q.preset.as_deref() {
-        Some("errors") => app
-            .portal
-            .set_filter(p.session, "events", "level=error".into()),
-        Some("warnings") => app
-            .portal
-            .set_filter(p.session, "events", "level=warning".into()),
+        Some("errors") => {
+            app.portal
+                .set_filter(p.session, "events", "level=error".into())
+                .await
+        }
+        Some("warnings") => {
+            app.portal
+                .set_filter(p.session, "events", "level=warning".into())
+                .await
+        }
         _ => {}
     }
     if q.preset.is_some() {
         return Redirect::to("/events").into_response();
     }
-    let stored = app.portal.filter(p.session, "events");
+    let stored = app.portal.filter(p.session, "events").await;
     let filter = match filter_of(&stored, q.before) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -195,7 +199,7 @@ async fn events(State(app): State<App>, p: Portal, Query(q): Query<EventsQuery>)
         (table(&entries, &line_names(&app).await))
         (layout::pager(q.before.map(|_| "/events".to_string()), next, if q.before.is_some() { "Older entries" } else { "Newest entries" }))
     };
-    page(&app, &p, "/events", "Error log", content)
+    page(&p, "/events", "Error log", content)
 }
 
 #[derive(Deserialize)]
@@ -231,7 +235,7 @@ async fn events_filter(
             ("to", &f.to),
         ])
     };
-    app.portal.set_filter(p.session, "events", value);
+    app.portal.set_filter(p.session, "events", value).await;
     Redirect::to("/events").into_response()
 }
 
@@ -298,5 +302,5 @@ async fn dashboard(State(app): State<App>, p: Portal) -> Response {
         (table(&latest, &line_names(&app).await))
         p { a href="/events" { "The whole error log" } " · " a href="/audit" { "The audit log" } }
     };
-    page(&app, &p, "/dashboard", "Dashboard", content)
+    page(&p, "/dashboard", "Dashboard", content)
 }

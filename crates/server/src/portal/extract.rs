@@ -24,11 +24,14 @@ pub struct Portal {
     pub session: [u8; 32],
     /// The CSRF token every form of this session carries.
     pub csrf: String,
+    /// The one-time message left for this session, taken by the page a
+    /// GET renders.
+    pub notice: Option<String>,
 }
 
 impl Portal {
-    pub fn flash(&self, app: &App, message: impl Into<String>) {
-        app.portal.flash(self.session, message);
+    pub async fn flash(&self, app: &App, message: impl Into<String>) {
+        app.portal.flash(self.session, message).await;
     }
 }
 
@@ -110,10 +113,16 @@ async fn session(
     let ctx = AuditContext::from_request_parts(parts, app)
         .await
         .map_err(|e| e.into_response())?;
+    let notice = if parts.method == Method::GET {
+        app.portal.take_flash(session).await
+    } else {
+        None
+    };
     Ok(Portal {
         auth: AdminAuth { admin, ctx },
         session,
         csrf: csrf_for(&session),
+        notice,
     })
 }
 

@@ -8,7 +8,6 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::CSP;
 use super::extract::Portal;
-use crate::App;
 use crate::http::error::ApiError;
 
 /// The sections of the navigation, in order: (path, label).
@@ -61,19 +60,18 @@ pub fn respond(status: StatusCode, body: Markup) -> Response {
 
 /// A full page for a signed-in administrator: header, navigation, the
 /// one-time message of the session, then `content`.
-pub fn page(app: &App, p: &Portal, active: &str, title: &str, content: Markup) -> Response {
-    page_with_status(app, p, active, title, StatusCode::OK, content)
+pub fn page(p: &Portal, active: &str, title: &str, content: Markup) -> Response {
+    page_with_status(p, active, title, StatusCode::OK, content)
 }
 
 pub fn page_with_status(
-    app: &App,
     p: &Portal,
     active: &str,
     title: &str,
     status: StatusCode,
     content: Markup,
 ) -> Response {
-    let flash = app.portal.take_flash(p.session);
+    let flash = p.notice.as_deref();
     let body = html! {
         (DOCTYPE)
         html lang="en" {

@@ -41,8 +41,17 @@ pub use extract::{Portal, PortalForm};
 
 /// Per-session view state kept on the server: one-time messages and the
 /// filters of list pages (which may hold names, so never go into URLs).
+/// Chosen once at start: in this process for one node, in the shared
+/// database (sealed, gone with the session) when several nodes serve, so a
+/// session's next request may reach any of them.
+pub enum Memory {
+    Local(LocalMemory),
+    Shared(std::sync::Arc<dyn openturret_store::Store>),
+}
+
+/// One node's view state, in memory.
 #[derive(Default)]
-pub struct Memory {
+pub struct LocalMemory {
     flashes: Mutex<HashMap<[u8; 32], String>>,
     filters: Mutex<HashMap<([u8; 32], &'static str), String>>,
 }
@@ -50,23 +59,98 @@ pub struct Memory {
 /// Beyond this many remembered items, the oldest state is dropped wholesale.
 const MEMORY_LIMIT: usize = 20_000;
 
+const FLASH: &str = "flash";
+
+fn filter_slot(view: &str) -> String {
+    format!("filter:{view}")
+}
+
+/// View state is a convenience: a failure to keep or read it is logged and
+/// the page goes on without it.
+fn logged<T: Default>(what: &str, r: openturret_store::Result<T>) -> T {
+    r.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the portal's view state could not be {what}");
+        T::default()
+    })
+}
+
 impl Memory {
-    pub fn flash(&self, session: [u8; 32], message: impl Into<String>) {
+    pub fn for_store(store: &std::sync::Arc<dyn openturret_store::Store>) -> Memory {
+        if store.is_shared() {
+            Memory::Shared(store.clone())
+        } else {
+            Memory::Local(LocalMemory::default())
+        }
+    }
+
+    pub async fn flash(&self, session: [u8; 32], message: impl Into<String>) {
+        let message = message.into();
+        match self {
+            Memory::Local(m) => m.flash(session, message),
+            Memory::Shared(s) => logged(
+                "kept",
+                s.put_view_state(session, FLASH, Some(&message)).await,
+            ),
+        }
+    }
+
+    pub async fn take_flash(&self, session: [u8; 32]) -> Option<String> {
+        match self {
+            Memory::Local(m) => m.take_flash(session),
+            Memory::Shared(s) => logged("read", s.view_state(session, FLASH, true).await),
+        }
+    }
+
+    pub async fn set_filter(&self, session: [u8; 32], view: &'static str, value: String) {
+        match self {
+            Memory::Local(m) => m.set_filter(session, view, value),
+            Memory::Shared(s) => {
+                let value = (!value.is_empty()).then_some(value.as_str());
+                logged(
+                    "kept",
+                    s.put_view_state(session, &filter_slot(view), value).await,
+                )
+            }
+        }
+    }
+
+    pub async fn filter(&self, session: [u8; 32], view: &'static str) -> String {
+        match self {
+            Memory::Local(m) => m.filter(session, view),
+            Memory::Shared(s) => logged(
+                "read",
+                s.view_state(session, &filter_slot(view), false).await,
+            )
+            .unwrap_or_default(),
+        }
+    }
+
+    /// Forgets everything about a session (at logout).
+    pub async fn forget(&self, session: [u8; 32]) {
+        match self {
+            Memory::Local(m) => m.forget(session),
+            Memory::Shared(s) => logged("removed", s.forget_view_state(session).await),
+        }
+    }
+}
+
+impl LocalMemory {
+    fn flash(&self, session: [u8; 32], message: String) {
         let mut m = self.flashes.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > MEMORY_LIMIT {
             m.clear();
         }
-        m.insert(session, message.into());
+        m.insert(session, message);
     }
 
-    pub fn take_flash(&self, session: [u8; 32]) -> Option<String> {
+    fn take_flash(&self, session: [u8; 32]) -> Option<String> {
         self.flashes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&session)
     }
 
-    pub fn set_filter(&self, session: [u8; 32], view: &'static str, value: String) {
+    fn set_filter(&self, session: [u8; 32], view: &'static str, value: String) {
         let mut m = self.filters.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > MEMORY_LIMIT {
             m.clear();
@@ -78,7 +162,7 @@ impl Memory {
         }
     }
 
-    pub fn filter(&self, session: [u8; 32], view: &'static str) -> String {
+    fn filter(&self, session: [u8; 32], view: &'static str) -> String {
         self.filters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -87,8 +171,7 @@ impl Memory {
             .unwrap_or_default()
     }
 
-    /// Forgets everything about a session (at logout).
-    pub fn forget(&self, session: [u8; 32]) {
+    fn forget(&self, session: [u8; 32]) {
         self.flashes
             .lock()
             .unwrap_or_else(|p| p.into_inner())

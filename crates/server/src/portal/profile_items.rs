@@ -52,7 +52,7 @@ async fn item_done<T>(
 ) -> Response {
     let err = match result {
         Ok(_) => {
-            p.flash(app, message);
+            p.flash(app, message).await;
             return Redirect::to(&format!("/profiles/{id}#{anchor}")).into_response();
         }
         Err(e) => match layout::form_error(e) {
@@ -113,7 +113,6 @@ async fn add_contact(
 }
 
 fn contact_form_page(
-    app: &App,
     p: &Portal,
     pid: i64,
     cid: i64,
@@ -134,7 +133,7 @@ fn contact_form_page(
             }
         }
     };
-    page_with_status(app, p, "/profiles", "Edit contact", status, content)
+    page_with_status(p, "/profiles", "Edit contact", status, content)
 }
 
 async fn contact_page(State(app): State<App>, p: Portal, PathIds(pid, cid): PathIds) -> Response {
@@ -154,7 +153,7 @@ async fn contact_page(State(app): State<App>, p: Portal, PathIds(pid, cid): Path
                     ("field4", &f.field4),
                 ],
             );
-            contact_form_page(&app, &p, pid, cid, &state, StatusCode::OK)
+            contact_form_page(&p, pid, cid, &state, StatusCode::OK)
         }
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -186,7 +185,6 @@ async fn update_contact(
         "Contact saved.",
         |err| {
             contact_form_page(
-                &app,
                 &p,
                 pid,
                 cid,
@@ -195,6 +193,7 @@ async fn update_contact(
             )
         },
     )
+    .await
 }
 
 async fn delete_contact(
@@ -211,6 +210,7 @@ async fn delete_contact(
         "Contact deleted.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -284,6 +284,7 @@ async fn delete_key(
         "Speed dial key removed.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -339,4 +340,5 @@ async fn remove_line(
         "Line key removed.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }

@@ -33,7 +33,7 @@ pub fn routes() -> Router<App> {
 
 /// Redirects with a message on success; renders `on_error` with the field
 /// error otherwise.
-pub fn done<T>(
+pub async fn done<T>(
     app: &App,
     p: &Portal,
     result: ApiResult<T>,
@@ -43,7 +43,7 @@ pub fn done<T>(
 ) -> Response {
     match result {
         Ok(_) => {
-            p.flash(app, message);
+            p.flash(app, message).await;
             Redirect::to(to).into_response()
         }
         Err(e) => match layout::form_error(e) {
@@ -68,7 +68,7 @@ async fn list(State(app): State<App>, p: Portal, Query(q): Query<ListQuery>) -> 
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let term = app.portal.filter(p.session, "profiles");
+    let term = app.portal.filter(p.session, "profiles").await;
     let needle = (!term.is_empty()).then_some(term.as_str());
     let result = match app
         .store
@@ -131,7 +131,7 @@ async fn list(State(app): State<App>, p: Portal, Query(q): Query<ListQuery>) -> 
             &format!("Page {page_no} of {pages} · {} profiles", result.total),
         ))
     };
-    page(&app, &p, "/profiles", "Profiles", content)
+    page(&p, "/profiles", "Profiles", content)
 }
 
 #[derive(Deserialize)]
@@ -142,7 +142,8 @@ pub struct SearchForm {
 
 async fn search(State(app): State<App>, PortalForm(p, f): PortalForm<SearchForm>) -> Response {
     app.portal
-        .set_filter(p.session, "profiles", f.q.trim().to_string());
+        .set_filter(p.session, "profiles", f.q.trim().to_string())
+        .await;
     Redirect::to("/profiles").into_response()
 }
 
@@ -204,7 +205,7 @@ fn profile_fields(
     }
 }
 
-fn new_form(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Response {
+fn new_form(p: &Portal, state: &FormState, status: StatusCode) -> Response {
     let content = html! {
         @if let Some(e) = state.general_error(&["name", "password", "contacts_password", "call_memory_password", "handsets", "speakers"]) {
             p.error-box role="alert" { (e) }
@@ -217,12 +218,11 @@ fn new_form(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Res
             }
         }
     };
-    page_with_status(app, p, "/profiles", "New profile", status, content)
+    page_with_status(p, "/profiles", "New profile", status, content)
 }
 
-async fn new_page(State(app): State<App>, p: Portal) -> Response {
+async fn new_page(p: Portal) -> Response {
     new_form(
-        &app,
         &p,
         &FormState {
             form: "profile",
@@ -246,7 +246,7 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm
     };
     match api::create_profile(&app, &p.auth, input).await {
         Ok(profile) => {
-            p.flash(&app, "Profile created.");
+            p.flash(&app, "Profile created.").await;
             Redirect::to(&format!("/profiles/{}", profile.id)).into_response()
         }
         Err(e) => match layout::form_error(e) {
@@ -272,7 +272,7 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<ProfileForm
                     }
                 }
                 state.error = Some(err);
-                new_form(&app, &p, &state, StatusCode::UNPROCESSABLE_ENTITY)
+                new_form(&p, &state, StatusCode::UNPROCESSABLE_ENTITY)
             }
             Err(e) => e.into_response(),
         },
@@ -470,7 +470,7 @@ pub(super) async fn render_detail(
             a.button.danger href=(format!("{base}/delete")) { "Delete profile…" }
         }
     };
-    page_with_status(app, p, "/profiles", &profile.name, status, content)
+    page_with_status(p, "/profiles", &profile.name, status, content)
 }
 
 async fn detail(State(app): State<App>, p: Portal, PathId(id): PathId) -> Response {
@@ -503,7 +503,7 @@ async fn update(
     let result = api::update_profile(&app, &p.auth, ProfileId(id), patch).await;
     match result {
         Ok(_) => {
-            p.flash(&app, "Profile saved.");
+            p.flash(&app, "Profile saved.").await;
             Redirect::to(&format!("/profiles/{id}")).into_response()
         }
         Err(e) => match layout::form_error(e) {
@@ -567,7 +567,7 @@ async fn delete_page(State(app): State<App>, p: Portal, PathId(id): PathId) -> R
             }
         }
     };
-    page(&app, &p, "/profiles", "Delete profile", content)
+    page(&p, "/profiles", "Delete profile", content)
 }
 
 async fn delete(
@@ -579,7 +579,7 @@ async fn delete(
         Ok(e) => {
             p.flash(&app, format!(
                 "Profile deleted. Erased {} local contacts, {} speed dial keys, {} call-memory entries, {} line keys, {} consent records and its passwords.",
-                e.local_contacts, e.speed_dials, e.call_memory_entries, e.line_assignments, e.consents));
+                e.local_contacts, e.speed_dials, e.call_memory_entries, e.line_assignments, e.consents)).await;
             Redirect::to("/profiles").into_response()
         }
         Err(e) => e.into_response(),

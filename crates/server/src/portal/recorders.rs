@@ -132,7 +132,7 @@ async fn render_with(
             }
         }
     };
-    page_with_status(app, p, "/recorders", "Voice recorders", status, content)
+    page_with_status(p, "/recorders", "Voice recorders", status, content)
 }
 
 async fn list(State(app): State<App>, p: Portal) -> Response {
@@ -185,9 +185,12 @@ async fn create(State(app): State<App>, PortalForm(p, f): PortalForm<RecorderFor
         password: layout::given(&f.password),
     };
     match api::create(State(app.clone()), p.auth.clone(), Json(body)).await {
-        Ok(_) => done(&app, &p, Ok(()), "/recorders", "Recorder added.", |_| {
-            StatusCode::UNPROCESSABLE_ENTITY.into_response()
-        }),
+        Ok(_) => {
+            done(&app, &p, Ok(()), "/recorders", "Recorder added.", |_| {
+                StatusCode::UNPROCESSABLE_ENTITY.into_response()
+            })
+            .await
+        }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
                 let s = f.refill(err);
@@ -209,6 +212,7 @@ async fn delete(
     done(&app, &p, r, "/recorders", "Recorder removed.", |_| {
         StatusCode::UNPROCESSABLE_ENTITY.into_response()
     })
+    .await
 }
 
 /// The recording notice from the page's file field.
@@ -246,14 +250,17 @@ async fn upload_notice(
         None => Err(ApiError::invalid("wav", "choose a WAV file first")),
     };
     match result {
-        Ok(()) => done(
-            &app,
-            &p,
-            Ok(()),
-            "/recorders",
-            "Recording notice set.",
-            |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
-        ),
+        Ok(()) => {
+            done(
+                &app,
+                &p,
+                Ok(()),
+                "/recorders",
+                "Recording notice set.",
+                |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+            )
+            .await
+        }
         Err(ApiError::Invalid { reason, .. }) => {
             render_with(
                 &app,
@@ -283,6 +290,7 @@ async fn delete_notice(
         "Recording notice removed.",
         |_| StatusCode::UNPROCESSABLE_ENTITY.into_response(),
     )
+    .await
 }
 
 /// The form of one recorder (the password left empty keeps it).
@@ -318,7 +326,6 @@ async fn edit_render(
         }
     };
     page_with_status(
-        app,
         p,
         "/recorders",
         &format!("Recorder {}", r.fields.name),
@@ -354,9 +361,12 @@ async fn update(
         password: layout::given(&f.password),
     };
     match api::update(State(app.clone()), p.auth.clone(), PathId(id), Json(body)).await {
-        Ok(_) => done(&app, &p, Ok(()), "/recorders", "Recorder saved.", |_| {
-            StatusCode::UNPROCESSABLE_ENTITY.into_response()
-        }),
+        Ok(_) => {
+            done(&app, &p, Ok(()), "/recorders", "Recorder saved.", |_| {
+                StatusCode::UNPROCESSABLE_ENTITY.into_response()
+            })
+            .await
+        }
         Err(e) => match layout::form_error(e) {
             Ok(err) => {
                 let s = f.refill(err);

@@ -44,7 +44,7 @@ const AUDIT_KEYS: [&str; 6] = [
 ];
 
 async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -> Response {
-    let stored = app.portal.filter(p.session, "audit");
+    let stored = app.portal.filter(p.session, "audit").await;
     let v =
         |k: &str| layout::given(&layout::filter_value(&stored, k)).map(|s| s.trim().to_string());
     let date = |k: &str, end: bool| -> Result<Option<openturret_domain::Timestamp>, ApiError> {
@@ -132,7 +132,7 @@ async fn audit(State(app): State<App>, p: Portal, Query(q): Query<AuditQuery>) -
         }
         (layout::pager(q.before.map(|_| "/audit".to_string()), next, if q.before.is_some() { "Older entries" } else { "Newest entries" }))
     };
-    page(&app, &p, "/audit", "Audit log", content)
+    page(&p, "/audit", "Audit log", content)
 }
 
 #[derive(Deserialize)]
@@ -168,7 +168,7 @@ async fn audit_filter(
             ("to", &f.to),
         ])
     };
-    app.portal.set_filter(p.session, "audit", value);
+    app.portal.set_filter(p.session, "audit", value).await;
     Redirect::to("/audit").into_response()
 }
 
@@ -301,7 +301,7 @@ async fn backups_page(
             p.muted { "With the System Manager stopped: " code { "turret backup restore FILE --passphrase-stdin" } }
         }
     };
-    page_with_status(app, p, "/backups", "Backups", status, content)
+    page_with_status(p, "/backups", "Backups", status, content)
 }
 
 async fn backups(State(app): State<App>, p: Portal) -> Response {
@@ -332,7 +332,7 @@ async fn backups_answer(
 ) -> Response {
     match result {
         Ok(flash) => {
-            p.flash(app, flash);
+            p.flash(app, flash).await;
             Redirect::to("/backups").into_response()
         }
         Err(e) => match layout::form_error(e) {
@@ -411,7 +411,8 @@ async fn verify_backup(
                     "{} is intact: taken {}, database integrity {}, {} audit entries verified.",
                     v.file, v.created_at, v.integrity, v.audit_entries
                 ),
-            );
+            )
+            .await;
             Redirect::to("/backups").into_response()
         }
         Err(e) => match layout::form_error(e) {
@@ -576,5 +577,5 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
             } }
         }
     };
-    page(&app, &p, "/privacy", "Privacy report", content)
+    page(&p, "/privacy", "Privacy report", content)
 }

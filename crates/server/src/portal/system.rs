@@ -134,7 +134,7 @@ async fn settings_page(app: &App, p: &Portal, master: &FormState, status: Status
             }
         }
     };
-    page_with_status(app, p, "/settings", "Settings", status, content)
+    page_with_status(p, "/settings", "Settings", status, content)
 }
 
 async fn settings(State(app): State<App>, p: Portal) -> Response {
@@ -195,6 +195,7 @@ async fn save_settings(State(app): State<App>, PortalForm(p, f): PortalForm<Swit
     done(&app, &p, r, "/settings", "Settings saved.", |(_, m)| {
         (StatusCode::UNPROCESSABLE_ENTITY, m).into_response()
     })
+    .await
 }
 
 fn cdr_label(f: CdrField) -> &'static str {
@@ -239,6 +240,7 @@ async fn save_cdr(
         "Call data record output saved.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }
 
 async fn rotate_pseudonym_key(
@@ -254,6 +256,7 @@ async fn rotate_pseudonym_key(
         "A new pseudonym key is in use.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -284,7 +287,8 @@ async fn set_master(State(app): State<App>, PortalForm(p, f): PortalForm<MasterF
             p.flash(
                 &app,
                 "The master password is enabled. This was recorded in the audit log.",
-            );
+            )
+            .await;
             Redirect::to("/settings").into_response()
         }
         Err(e) => match layout::form_error(e) {
@@ -313,6 +317,7 @@ async fn disable_master(
         "The master password is disabled and cleared.",
         |(_, m)| (StatusCode::UNPROCESSABLE_ENTITY, m).into_response(),
     )
+    .await
 }
 
 async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusCode) -> Response {
@@ -380,7 +385,7 @@ async fn consents_page(app: &App, p: &Portal, state: &FormState, status: StatusC
             }
         }
     };
-    page_with_status(app, p, "/consents", "Consents", status, content)
+    page_with_status(p, "/consents", "Consents", status, content)
 }
 
 async fn consents(State(app): State<App>, p: Portal) -> Response {
@@ -423,7 +428,7 @@ async fn record_consent(
     .await;
     let state = match r {
         Ok(_) => {
-            p.flash(&app, "Consent recorded.");
+            p.flash(&app, "Consent recorded.").await;
             return Redirect::to("/consents").into_response();
         }
         Err(e) => match layout::form_error(e) {
@@ -473,7 +478,7 @@ async fn withdraw_page(State(app): State<App>, p: Portal, PathId(id): PathId) ->
             }
         }
     };
-    page(&app, &p, "/consents", "Withdraw consent", content)
+    page(&p, "/consents", "Withdraw consent", content)
 }
 
 async fn withdraw(
@@ -485,7 +490,7 @@ async fn withdraw(
         Ok(e) => {
             p.flash(&app, format!(
                 "Consent withdrawn and profile erased: {} local contacts, {} speed dial keys, {} call-memory entries, {} line keys, {} consent records and its passwords.",
-                e.local_contacts, e.speed_dials, e.call_memory_entries, e.line_assignments, e.consents));
+                e.local_contacts, e.speed_dials, e.call_memory_entries, e.line_assignments, e.consents)).await;
             Redirect::to("/consents").into_response()
         }
         Err(e) => e.into_response(),
@@ -528,15 +533,15 @@ async fn save_retention(
         api_settings::update(State(app.clone()), p.auth.clone(), Json(body)).await
     }
     .await;
-    done(
-        &app,
-        &p,
-        r,
-        "/settings#retention",
-        "Retention saved.",
-        |(_, m)| {
-            p.flash(&app, m);
-            Redirect::to("/settings#retention").into_response()
+    // A refused value is told the same way as success: a message above
+    // the settings.
+    let message = match r {
+        Ok(_) => "Retention saved.".to_string(),
+        Err(e) => match layout::form_error(e) {
+            Ok((_, m)) => m,
+            Err(e) => return e.into_response(),
         },
-    )
+    };
+    p.flash(&app, message).await;
+    Redirect::to("/settings#retention").into_response()
 }

@@ -201,6 +201,75 @@ impl MaintenanceStore for PgStore {
         true
     }
 
+    async fn put_view_state(
+        &self,
+        session: [u8; 32],
+        slot: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        match value {
+            Some(v) => {
+                let sealed = self
+                    .keys
+                    .seal_note(&view_topic(&session, slot), v.as_bytes());
+                // (A session ended meanwhile: nothing to keep.)
+                sqlx::query(
+                    "INSERT INTO portal_memory (token_hash, slot, value)
+                     SELECT $1, $2, $3 WHERE EXISTS
+                       (SELECT 1 FROM admin_sessions WHERE token_hash = $1)
+                     ON CONFLICT (token_hash, slot) DO UPDATE SET value = excluded.value",
+                )
+                .bind(&session[..])
+                .bind(slot)
+                .bind(sealed)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            }
+            None => {
+                sqlx::query("DELETE FROM portal_memory WHERE token_hash = $1 AND slot = $2")
+                    .bind(&session[..])
+                    .bind(slot)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn view_state(
+        &self,
+        session: [u8; 32],
+        slot: &str,
+        take: bool,
+    ) -> Result<Option<String>> {
+        let sql = if take {
+            "DELETE FROM portal_memory WHERE token_hash = $1 AND slot = $2 RETURNING value"
+        } else {
+            "SELECT value FROM portal_memory WHERE token_hash = $1 AND slot = $2"
+        };
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar(sql)
+            .bind(&session[..])
+            .bind(slot)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(sealed.and_then(|s| {
+            let open = self.keys.open_note(&view_topic(&session, slot), &s)?;
+            String::from_utf8(open.to_vec()).ok()
+        }))
+    }
+
+    async fn forget_view_state(&self, session: [u8; 32]) -> Result<()> {
+        sqlx::query("DELETE FROM portal_memory WHERE token_hash = $1")
+            .bind(&session[..])
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     async fn cti_sequence(&self, n: i64) -> Result<Vec<i64>> {
         sqlx::query_scalar("SELECT nextval('cti_seq') FROM generate_series(1, $1)")
             .bind(n)
@@ -229,4 +298,11 @@ impl MaintenanceStore for PgStore {
         }
         Ok("ok".into())
     }
+}
+
+/// What a view state is sealed to: its session and slot, so a sealed value
+/// moved to another session or slot does not open.
+fn view_topic(session: &[u8; 32], slot: &str) -> String {
+    let hex: String = session.iter().map(|b| format!("{b:02x}")).collect();
+    format!("portal:{hex}:{slot}")
 }

@@ -143,6 +143,19 @@ impl MaintenanceStore for SqliteStore {
         false
     }
 
+    /// One node keeps the portal's view state in memory.
+    async fn put_view_state(&self, _: [u8; 32], _: &str, _: Option<&str>) -> Result<()> {
+        Err(in_memory())
+    }
+
+    async fn view_state(&self, _: [u8; 32], _: &str, _: bool) -> Result<Option<String>> {
+        Err(in_memory())
+    }
+
+    async fn forget_view_state(&self, _: [u8; 32]) -> Result<()> {
+        Err(in_memory())
+    }
+
     /// One node numbers its CTI events itself, in memory.
     async fn cti_sequence(&self, _n: i64) -> Result<Vec<i64>> {
         Err(StoreError::backend(std::io::Error::other(
@@ -211,4 +224,10 @@ pub(crate) async fn stream_pages(
         )));
     }
     Ok(())
+}
+
+fn in_memory() -> StoreError {
+    StoreError::backend(std::io::Error::other(
+        "one node on SQLite keeps the portal's view state in memory",
+    ))
 }
