@@ -181,6 +181,20 @@ impl Files {
     }
 }
 
+/// Removes an erased profile's name from this node's CDR files.
+pub async fn scrub_name(app: &App, name: &str) {
+    match app.cdr.scrub_profile_name(name).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "erased profile's name removed from CDR files"),
+        Err(e) => tracing::error!(error = %e, dir = %app.cdr.dir().display(),
+            "erased profile's name not removed from CDR files"),
+    }
+}
+
+/// The topic of the notes telling the other nodes of one database to
+/// remove an erased profile's name from their own CDR files.
+pub const TOPIC: &str = "cdr-scrub";
+
 fn list(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()

@@ -100,6 +100,15 @@ pub fn start(app: &App) {
                     match topic {
                         crate::throttle::TOPIC => app.throttle.apply(note),
                         crate::cti::TOPIC => app.cti.heard(note),
+                        crate::cdr::TOPIC => {
+                            // A profile erased through another node: its
+                            // name leaves this node's CDR files too.
+                            let name = String::from_utf8_lossy(note).into_owned();
+                            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                                let app = App(app);
+                                rt.spawn(async move { crate::cdr::scrub_name(&app, &name).await });
+                            }
+                        }
                         _ => {}
                     }
                 }

@@ -756,7 +756,8 @@ async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sql
 /// in one go. What was written after it is gone, a profile erased through
 /// the other node after it stays erased (the ledger is the deployment's),
 /// no id is given out twice, and each node's anchor of the audit head takes
-/// the restored chain (audit verify passes on both). A backup made under
+/// the restored chain (audit verify passes on both). (On the way: a
+/// profile erased through one node leaves the other's CDR files.) A backup made under
 /// another master key is refused and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_stay() {
@@ -802,8 +803,31 @@ async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_
         .await;
     assert!(st.is_success(), "{v}");
     let ivo = v["id"].as_i64().unwrap();
+    // A CDR file of A's names Gil (A carried a call of his).
+    let a_cdr = a_dir.path().join("cdr");
+    std::fs::create_dir_all(&a_cdr).unwrap();
+    let cdr_file = a_cdr.join("cdr-20261204T000000000Z.jsonl");
+    std::fs::write(
+        &cdr_file,
+        "{\"id\":1,\"profile_name\":\"Gil Erased\"}\n{\"id\":2,\"profile_name\":\"Someone Else\"}\n",
+    )
+    .unwrap();
     let (st, v) = api_b.delete(&format!("/api/v1/profiles/{gil}")).await;
     assert!(st.is_success(), "{v}");
+    // Erased through B, his name leaves A's CDR files too.
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&cdr_file).unwrap();
+        if !text.contains("Gil Erased") {
+            assert!(text.contains("Someone Else"), "{text}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "Gil's name is still in A's CDR file: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A stopped, B serving: refused, naming what serves; nothing changed.
     a.stop();

@@ -427,14 +427,17 @@ pub async fn delete_profile(
 }
 
 /// Removes an erased profile's name from the rolling CDR files still in
-/// the pick-up folder.
+/// the pick-up folder, this node's and (in a sealed note) every other
+/// node's on the same database.
 async fn scrub_cdr_files(app: &App, name: &str) {
-    match app.cdr.scrub_profile_name(name).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(records = n, "erased profile's name removed from CDR files"),
-        Err(e) => tracing::error!(error = %e, dir = %app.cdr.dir().display(),
-            "erased profile's name not removed from CDR files"),
+    if let Err(e) = app
+        .store
+        .signal(crate::cdr::TOPIC, &[name.as_bytes()])
+        .await
+    {
+        tracing::error!(error = %e, "the other nodes were not told to remove an erased profile's name from their CDR files");
     }
+    crate::cdr::scrub_name(app, name).await;
 }
 
 #[derive(Serialize)]
