@@ -1898,8 +1898,18 @@ async fn a_change_on_one_node_is_heard_on_the_other_by_its_ids_only_on_postgres(
     assert_eq!(on_a.lock().unwrap().changes[1].4, "tester");
     // A failed change is heard by nobody.
     let _ = a.delete_line(LineId(4242), audit("line.deleted")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(on_b.lock().unwrap().changes.len(), 2);
+    // (PostgreSQL delivers notifications in commit order: a change A
+    // commits after it is the next thing B hears.)
+    a.append_audit(audit("marker")).await.unwrap();
+    until("B hears A's change after the failed one", || {
+        on_b.lock().unwrap().changes.len() >= 3
+    })
+    .await;
+    {
+        let heard = &on_b.lock().unwrap().changes;
+        assert_eq!(heard.len(), 3);
+        assert_eq!(heard[2].0, "marker", "{heard:?}");
+    }
     // A burst larger than one notification's payload arrives whole.
     let burst: Vec<AuditRecord> = (0..400)
         .map(|i| {
@@ -1911,10 +1921,10 @@ async fn a_change_on_one_node_is_heard_on_the_other_by_its_ids_only_on_postgres(
         .collect();
     b.append_audits(burst).await.unwrap();
     until("A hears the whole burst", || {
-        on_a.lock().unwrap().changes.len() == 402
+        on_a.lock().unwrap().changes.len() == 403
     })
     .await;
-    assert_eq!(on_b.lock().unwrap().changes.len(), 402);
+    assert_eq!(on_b.lock().unwrap().changes.len(), 403);
     // A note reaches the other node opened, and crossed the database
     // sealed (a listener of our own on the channel reads ciphertext).
     let mut spy = sqlx::postgres::PgListener::connect(&url).await.unwrap();

@@ -336,9 +336,11 @@ impl Conn {
                 let hash = token_hash(&token);
                 let (s, restored) = match self.app.sessions.resume(&hash).await {
                     // Held here, and still stored (a logout or a password
-                    // change on another node deletes it there).
+                    // change on another node deletes it there; with one
+                    // node, what is held is what is stored: no query).
                     Some(s)
                         if s.lock().await.master
+                            || !self.app.store.is_shared()
                             || self.app.store.client_session(hash).await?.is_some() =>
                     {
                         (s, false)
