@@ -18,6 +18,35 @@ async fn first_node(dir: &Path) -> (Server, Api) {
     fresh(dir).await
 }
 
+/// Two nodes on one new database: A fresh (its administrator signed in,
+/// `api`), then B with A's keys (`api_b`, signed in too).
+struct TwoNodes {
+    a_dir: tempfile::TempDir,
+    b_dir: tempfile::TempDir,
+    a: Server,
+    b: Server,
+    api: Api,
+    api_b: Api,
+}
+
+async fn two_nodes() -> TwoNodes {
+    let a_dir = tempfile::tempdir().unwrap();
+    let (a, api) = first_node(a_dir.path()).await;
+    let b_dir = second_node_dir(a_dir.path());
+    let b = Server::start(b_dir.path(), &[]).await;
+    // B knows the administrator A made: one database.
+    let mut api_b = b.client();
+    api_b.login("admin", ADMIN_PASSWORD).await;
+    TwoNodes {
+        a_dir,
+        b_dir,
+        a,
+        b,
+        api,
+        api_b,
+    }
+}
+
 async fn client_of(server: &Server) -> Connection {
     let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
     Connection::connect(&server.url, &cert).await.unwrap()
@@ -43,13 +72,14 @@ async fn config_with_key(c: &mut Connection, name: &str, within: Duration) -> Op
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_on_one_node_reaches_a_client_of_the_other_and_a_session_moves_between_them() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, api) = first_node(a_dir.path()).await;
-    let b_dir = second_node_dir(a_dir.path());
-    let b = Server::start(b_dir.path(), &[]).await;
-    // B knows the administrator A made: one database.
-    let mut api_b = b.client();
-    api_b.login("admin", ADMIN_PASSWORD).await;
+    let TwoNodes {
+        a_dir,
+        b_dir,
+        a,
+        b,
+        api,
+        api_b: _api_b,
+    } = two_nodes().await;
 
     let (st, v) = api
         .post(
@@ -257,10 +287,14 @@ async fn the_lines_of_a_killed_node_are_registered_by_the_other_within_30_s_neve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_spread_over_two_nodes_meet_one_limit() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, api) = first_node(a_dir.path()).await;
-    let b_dir = second_node_dir(a_dir.path());
-    let b = Server::start(b_dir.path(), &[]).await;
+    let TwoNodes {
+        a_dir: _a_dir,
+        b_dir: _b_dir,
+        a,
+        b,
+        api,
+        api_b: _api_b,
+    } = two_nodes().await;
     let (st, v) = api
         .post(
             "/api/v1/profiles",
@@ -461,10 +495,14 @@ async fn phone_events(ws: &mut common::cti::Ws, n: usize) -> Vec<(u64, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cti_events_of_two_nodes_carry_one_series_and_resume_on_either() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, api) = first_node(a_dir.path()).await;
-    let b_dir = second_node_dir(a_dir.path());
-    let b = Server::start(b_dir.path(), &[]).await;
+    let TwoNodes {
+        a_dir,
+        b_dir,
+        a,
+        b,
+        api,
+        api_b: _api_b,
+    } = two_nodes().await;
     let (st, _) = api
         .patch("/api/v1/settings", json!({"cti_enabled": true}))
         .await;
@@ -544,12 +582,14 @@ async fn phone_events_within(ws: &mut common::cti::Ws, wait: Duration) -> Vec<Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_no_acknowledged_write_and_the_chain_verifies_on_the_other_nodes() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, api) = first_node(a_dir.path()).await;
-    let b_dir = second_node_dir(a_dir.path());
-    let b = Server::start(b_dir.path(), &[]).await;
-    let mut api_b = b.client();
-    api_b.login("admin", ADMIN_PASSWORD).await;
+    let TwoNodes {
+        a_dir: _a_dir,
+        b_dir,
+        a,
+        b: _b,
+        api,
+        api_b,
+    } = two_nodes().await;
     // Four writers on A, and one on B, until A is killed.
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
     let mut writers = Vec::new();
@@ -762,12 +802,14 @@ async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sql
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_stay() {
     const PASSPHRASE: &str = "a backup passphrase of some length";
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, api) = first_node(a_dir.path()).await;
-    let b_dir = second_node_dir(a_dir.path());
-    let b = Server::start(b_dir.path(), &[]).await;
-    let mut api_b = b.client();
-    api_b.login("admin", ADMIN_PASSWORD).await;
+    let TwoNodes {
+        a_dir,
+        b_dir,
+        a,
+        b,
+        api,
+        api_b,
+    } = two_nodes().await;
     let (_, p) = api
         .post(
             "/api/v1/profiles",
@@ -916,10 +958,14 @@ async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_
 /// kept sealed (PostgreSQL holds no clear name) and goes with the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portals_filters_and_messages_follow_a_session_between_nodes() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, api) = first_node(a_dir.path()).await;
-    let b_dir = second_node_dir(a_dir.path());
-    let b = Server::start(b_dir.path(), &[]).await;
+    let TwoNodes {
+        a_dir,
+        b_dir,
+        a,
+        b,
+        api,
+        api_b: _api_b,
+    } = two_nodes().await;
     for name in ["Ann Filtered", "Bob Other"] {
         let (st, v) = api
             .post(
