@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::AuthConfig;
 
+mod shared;
+pub use shared::{Outcome, TOPIC};
+
 /// Which login a username belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Realm {
@@ -176,32 +179,6 @@ pub struct Throttle {
     outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
 
-/// An outcome told to the other nodes (and heard from them).
-#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum Outcome {
-    Failed {
-        realm: String,
-        user: String,
-        addr: IpAddr,
-    },
-    Succeeded {
-        realm: String,
-        user: String,
-        addr: IpAddr,
-    },
-    ClearedUser {
-        realm: String,
-        user: String,
-    },
-    ClearedAddress {
-        addr: IpAddr,
-    },
-}
-
-/// The topic of the throttle's notes between nodes.
-pub const TOPIC: &str = "throttle";
-
 /// Above this many tracked keys, idle entries are swept.
 const SWEEP_ABOVE: usize = 10_000;
 
@@ -223,53 +200,6 @@ impl Throttle {
             policy,
             state: Mutex::new(State::default()),
             outbox: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// From now on every outcome is also sent to `outbox` (for the other
-    /// nodes; a full outbox loses the note, never delays a login).
-    pub fn share_to(&self, outbox: tokio::sync::mpsc::Sender<Vec<u8>>) {
-        let _ = self.outbox.set(outbox);
-    }
-
-    fn share(&self, o: Outcome) {
-        if let Some(tx) = self.outbox.get()
-            && tx
-                .try_send(serde_json::to_vec(&o).expect("an outcome serialises"))
-                .is_err()
-        {
-            tracing::warn!("a login outcome was not shared with the other nodes (queue full)");
-        }
-    }
-
-    /// Counts an outcome another node saw, as if it had been here.
-    pub fn apply(&self, note: &[u8]) {
-        let Ok(o) = serde_json::from_slice::<Outcome>(note) else {
-            tracing::warn!("a login outcome from another node was not understood");
-            return;
-        };
-        let realm_of = |r: &str| Realm::parse(r);
-        match o {
-            Outcome::Failed { realm, user, addr } => {
-                if let Some(realm) = realm_of(&realm) {
-                    let mut st = lock(&self.state);
-                    self.count_failure(&mut st, realm, &user, addr, Instant::now(), true);
-                }
-            }
-            Outcome::Succeeded { realm, user, addr } => {
-                if let Some(realm) = realm_of(&realm) {
-                    let mut st = lock(&self.state);
-                    remember_success(&mut st, realm, &user, addr);
-                }
-            }
-            Outcome::ClearedUser { realm, user } => {
-                if let Some(realm) = realm_of(&realm) {
-                    self.lift_user(realm, &user);
-                }
-            }
-            Outcome::ClearedAddress { addr } => {
-                self.lift_address(addr);
-            }
         }
     }
 
@@ -609,7 +539,7 @@ fn sweep(st: &mut State, now: Instant, window: Duration) {
 mod tests {
     use super::*;
 
-    fn throttle() -> Throttle {
+    pub(super) fn throttle() -> Throttle {
         Throttle::new(AuthConfig {
             max_failures_per_user: 3,
             max_failures_per_ip: 5,
@@ -617,7 +547,7 @@ mod tests {
         })
     }
 
-    fn fail(t: &Throttle, realm: Realm, u: &str, ip: IpAddr) -> Option<LockoutStarted> {
+    pub(super) fn fail(t: &Throttle, realm: Realm, u: &str, ip: IpAddr) -> Option<LockoutStarted> {
         t.begin(realm, u, ip).expect("a slot").failed()
     }
 
@@ -704,49 +634,6 @@ mod tests {
             t.begin(Realm::Profile, "7", owner).is_ok(),
             "the owner is never delayed"
         );
-    }
-
-    #[tokio::test]
-    async fn outcomes_shared_between_nodes_meet_one_limit() {
-        let (a, b) = (throttle(), throttle());
-        let (tx_a, mut from_a) = tokio::sync::mpsc::channel(64);
-        let (tx_b, mut from_b) = tokio::sync::mpsc::channel(64);
-        a.share_to(tx_a);
-        b.share_to(tx_b);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let relay = |from: &mut tokio::sync::mpsc::Receiver<Vec<u8>>, to: &Throttle| {
-            while let Ok(n) = from.try_recv() {
-                to.apply(&n);
-            }
-        };
-        // Two failures on A, the third on B: locked on both.
-        assert_eq!(fail(&a, Realm::Profile, "7", ip), None);
-        assert_eq!(fail(&a, Realm::Profile, "7", ip), None);
-        relay(&mut from_a, &b);
-        assert!(
-            fail(&b, Realm::Profile, "7", ip).is_some(),
-            "B starts the lockout"
-        );
-        relay(&mut from_b, &a);
-        for t in [&a, &b] {
-            assert!(matches!(
-                t.begin(Realm::Profile, "7", ip),
-                Err(Locked {
-                    by_address: false,
-                    ..
-                })
-            ));
-        }
-        // Another account from the address is not locked on either.
-        relay(&mut from_a, &b);
-        assert!(b.begin(Realm::Profile, "8", ip).is_ok());
-        // Lifted on B: lifted on A too.
-        assert!(b.clear_user(Realm::Profile, "7"));
-        relay(&mut from_b, &a);
-        assert!(a.begin(Realm::Profile, "7", ip).is_ok());
-        // A note that is not an outcome changes nothing.
-        a.apply(b"{\"k\":\"bogus\"}");
-        a.apply(b"\xff");
     }
 }
 
