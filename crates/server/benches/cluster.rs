@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::turret::{Turret, connect_all, time_rounds};
-use common::{Postgres, Rng, audit, pct};
+use common::{Postgres, Rng, audit, ms, pct, word};
 use openturret_domain::model::ContactFields;
 use openturret_domain::number::NumberPlan;
 use openturret_server::client::conn::Connection;
@@ -43,23 +43,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-const SYLLABLES: [&str; 16] = [
-    "ka", "ri", "mo", "tan", "le", "su", "vor", "en", "bi", "sha", "ol", "pe", "dra", "ni", "gu",
-    "ast",
-];
-
-fn word(rng: &mut Rng, n: usize) -> String {
-    let mut w: String = (0..n)
-        .map(|_| SYLLABLES[(rng.next_u64() % 16) as usize])
-        .collect();
-    w[..1].make_ascii_uppercase();
-    w
 }
 
 /// A store of each kind in `dir` (the same master key for both).

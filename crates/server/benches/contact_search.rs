@@ -13,31 +13,13 @@ mod common;
 use common::*;
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openturret_domain::model::ContactFields;
 use openturret_server::config::Config;
 use openturret_server::{App, serve, startup};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
-const SYLLABLES: [&str; 16] = [
-    "ka", "ri", "mo", "tan", "le", "su", "vor", "en", "bi", "sha", "ol", "pe", "dra", "ni", "gu",
-    "ast",
-];
-
-/// A made-up name of `n` syllables, capitalised.
-fn word(rng: &mut Rng, n: usize) -> String {
-    let mut w: String = (0..n)
-        .map(|_| SYLLABLES[(rng.next_u64() % 16) as usize])
-        .collect();
-    w[..1].make_ascii_uppercase();
-    w
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 #[tokio::main]
 async fn main() {

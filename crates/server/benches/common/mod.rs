@@ -21,6 +21,26 @@ impl Rng {
     }
 }
 
+pub const SYLLABLES: [&str; 16] = [
+    "ka", "ri", "mo", "tan", "le", "su", "vor", "en", "bi", "sha", "ol", "pe", "dra", "ni", "gu",
+    "ast",
+];
+
+/// A made-up name of `n` syllables, capitalised (the contacts of the
+/// search benchmarks).
+pub fn word(rng: &mut Rng, n: usize) -> String {
+    let mut w: String = (0..n)
+        .map(|_| SYLLABLES[(rng.next_u64() % 16) as usize])
+        .collect();
+    w[..1].make_ascii_uppercase();
+    w
+}
+
+/// A duration in milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// An audit record for bulk writes made by a benchmark.
 pub fn audit() -> AuditRecord {
     AuditRecord {
