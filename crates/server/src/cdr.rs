@@ -191,6 +191,78 @@ pub async fn scrub_name(app: &App, name: &str) {
     }
 }
 
+/// On a shared database, at start: removes from this node's CDR files the
+/// names of profiles erased while it was not listening (the deployment's
+/// ledger keeps a mark of each erased name). In the background; a failure
+/// is logged.
+pub fn scrub_erased_at_start(app: &App) {
+    if !app.store.is_shared() {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let dir = app.cdr.dir().to_path_buf();
+        let names = match tokio::task::spawn_blocking(move || names_in(&dir)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the CDR files could not be read for erased names");
+                return;
+            }
+            Err(_) => return,
+        };
+        match app.store.erased_among(&names).await {
+            Ok(erased) => {
+                for name in erased {
+                    scrub_name(&app, &name).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "erased names not looked up for the CDR files")
+            }
+        }
+    });
+}
+
+/// The distinct profile names in the closed CDR files of `dir`.
+fn names_in(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for p in list(dir) {
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("jsonl") => {
+                for line in std::fs::read_to_string(&p)?.lines() {
+                    if let Ok(v) = serde_json::from_str::<Value>(line)
+                        && let Some(n) = v["profile_name"].as_str()
+                        && !n.is_empty()
+                    {
+                        names.insert(n.to_string());
+                    }
+                }
+            }
+            Some("csv") => {
+                let mut r = csv::ReaderBuilder::new()
+                    .from_path(&p)
+                    .map_err(std::io::Error::other)?;
+                let Some(col) = r
+                    .headers()
+                    .map_err(std::io::Error::other)?
+                    .iter()
+                    .position(|h| h == "profile_name")
+                else {
+                    continue;
+                };
+                for rec in r.records() {
+                    let rec = rec.map_err(std::io::Error::other)?;
+                    if let Some(n) = rec.get(col).filter(|n| !n.is_empty()) {
+                        names.insert(openturret_domain::cell::unescape(n).to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
 /// The topic of the notes telling the other nodes of one database to
 /// remove an erased profile's name from their own CDR files.
 pub const TOPIC: &str = "cdr-scrub";

@@ -223,6 +223,7 @@ impl App {
         retention::start(&app);
         backup::start_schedule(&app);
         monitor::start(&app);
+        cdr::scrub_erased_at_start(&app);
         Ok(app)
     }
 }

@@ -945,6 +945,55 @@ async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_
     assert!(v["id"].as_i64().unwrap() > ivo, "{v}");
     let (_, audit) = api_a.get("/api/v1/audit?event_type=backup.restored").await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    // A profile erased while B is down leaves B's CDR files when B starts
+    // (the ledger keeps a mark of the name, never the name).
+    let (_, p) = api_a
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "Lu Gone", "password": "lu-pw-longer"}),
+        )
+        .await;
+    let lu = p["id"].as_i64().unwrap();
+    b.stop();
+    let b_cdr = b_dir.path().join("cdr");
+    std::fs::create_dir_all(&b_cdr).unwrap();
+    let files = [
+        (
+            b_cdr.join("cdr-20261204T000000000Z.jsonl"),
+            "{\"id\":1,\"profile_name\":\"Lu Gone\"}\n{\"id\":2,\"profile_name\":\"Someone Else\"}\n",
+        ),
+        (
+            b_cdr.join("cdr-20261204T000000000Z.csv"),
+            "id,line_id,profile_name\n1,2,Lu Gone\n2,2,Someone Else\n",
+        ),
+    ];
+    for (f, text) in &files {
+        std::fs::write(f, text).unwrap();
+    }
+    let (st, v) = api_a.delete(&format!("/api/v1/profiles/{lu}")).await;
+    assert!(st.is_success(), "{v}");
+    let url = known_database(a_dir.path()).unwrap();
+    let marks = psql(
+        &url,
+        "SELECT COUNT(name_mark) FROM erasure_ledger WHERE kind = 'profile'",
+    );
+    assert_eq!(marks.trim(), "2", "Gil's and Lu's marks");
+    let b = Server::start(b_dir.path(), &[]).await;
+    let t = Instant::now();
+    for (f, _) in &files {
+        loop {
+            let text = std::fs::read_to_string(f).unwrap();
+            if !text.contains("Lu Gone") {
+                assert!(text.contains("Someone Else"), "{text}");
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "Lu's name is still in B's CDR file after its start: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     drop((a, b));
     for dir in [a_dir.path(), b_dir.path()] {
         let (code, out, err) = turret(dir, &["audit", "verify"], "");

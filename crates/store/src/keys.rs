@@ -32,6 +32,8 @@ pub struct Keys {
     audit: Zeroizing<[u8; KEY_LEN]>,
     /// Seals the notes the nodes of one deployment send each other.
     cluster: Zeroizing<[u8; KEY_LEN]>,
+    /// Marks the names of erased profiles in the deployment's ledger.
+    erased: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -62,7 +64,19 @@ impl Keys {
             line: sub(b"openturret line-password v1"),
             audit: sub(b"openturret audit-chain v1"),
             cluster: sub(b"openturret cluster-notes v1"),
+            erased: sub(b"openturret erased-name v1"),
         }
+    }
+
+    /// The mark of an erased profile's name (HMAC-SHA-256 under a key of
+    /// its own): what the deployment's ledger keeps so that a node which
+    /// was down at the erasure finds the name in its own CDR files, without
+    /// the name itself being kept anywhere.
+    pub fn erased_name_mark(&self, name: &str) -> [u8; 32] {
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.erased[..]).expect("any key length");
+        m.update(name.as_bytes());
+        m.finalize().into_bytes().into()
     }
 
     /// The key of the audit hash chain.

@@ -686,6 +686,12 @@ pub trait MaintenanceStore {
     -> Result<Option<String>>;
     /// Removes every view state of `session`.
     async fn forget_view_state(&self, session: [u8; 32]) -> Result<()>;
+    /// Which of `names` (profile names found in this node's CDR files)
+    /// belong to profiles erased through any node: the deployment's
+    /// ledger keeps a mark of each erased name, never the name. (One node
+    /// on SQLite removes a name from its files at the erasure itself:
+    /// none.)
+    async fn erased_among(&self, names: &[String]) -> Result<Vec<String>>;
 }
 
 /// Who serves a line until when (see [`MaintenanceStore::lease_lines`]).

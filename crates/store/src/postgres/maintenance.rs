@@ -270,6 +270,31 @@ impl MaintenanceStore for PgStore {
         Ok(())
     }
 
+    async fn erased_among(&self, names: &[String]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| self.keys.erased_name_mark(n).to_vec())
+            .collect();
+        let found: std::collections::HashSet<Vec<u8>> = sqlx::query_scalar(
+            "SELECT DISTINCT name_mark FROM erasure_ledger WHERE name_mark = ANY($1)",
+        )
+        .bind(&marks)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .collect();
+        Ok(names
+            .iter()
+            .zip(marks)
+            .filter(|(_, m)| found.contains(m))
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
     async fn cti_sequence(&self, n: i64) -> Result<Vec<i64>> {
         sqlx::query_scalar("SELECT nextval('cti_seq') FROM generate_series(1, $1)")
             .bind(n)

@@ -185,7 +185,7 @@ impl PgStore {
         }
         one_row(q.execute(&mut *tx.tx).await.map_err(db)?, what)?;
         if let Some((kind, id)) = ledger {
-            self.record_erasure(&mut tx.tx, kind, id).await?;
+            self.record_erasure(&mut tx.tx, kind, id, None).await?;
         }
         self.audit(&mut tx, audit).await?;
         self.commit(tx).await
@@ -194,17 +194,28 @@ impl PgStore {
     /// Records an erasure in this node's ledger file (synced, before the
     /// commit: never resurrect) and in the deployment's ledger table,
     /// inside the erasing transaction `conn`.
-    async fn record_erasure(&self, conn: &mut PgConnection, kind: &str, id: i64) -> Result<()> {
+    /// A profile's erasure also marks its name (`Keys::erased_name_mark`).
+    async fn record_erasure(
+        &self,
+        conn: &mut PgConnection,
+        kind: &str,
+        id: i64,
+        name: Option<&str>,
+    ) -> Result<()> {
         let e = self
             .ledger
             .record(kind, id, openturret_domain::Timestamp::now().0)?;
-        sqlx::query("INSERT INTO erasure_ledger (kind, id, at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(&e.kind)
-            .bind(e.id)
-            .bind(e.at_ms)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO erasure_ledger (kind, id, at_ms, name_mark) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&e.kind)
+        .bind(e.id)
+        .bind(e.at_ms)
+        .bind(name.map(|n| self.keys.erased_name_mark(n).to_vec()))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 

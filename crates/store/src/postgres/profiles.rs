@@ -85,7 +85,13 @@ impl PgStore {
         id: ProfileId,
     ) -> Result<ProfileErasure> {
         let counts = erasure_counts(conn, id).await?;
-        self.record_erasure(conn, "profile", id.0).await?;
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM profiles WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        self.record_erasure(conn, "profile", id.0, name.as_deref())
+            .await?;
         self.erase_profile_rows(conn, id).await?;
         Ok(counts)
     }

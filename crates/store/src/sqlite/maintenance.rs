@@ -143,6 +143,10 @@ impl MaintenanceStore for SqliteStore {
         false
     }
 
+    async fn erased_among(&self, _: &[String]) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// One node keeps the portal's view state in memory.
     async fn put_view_state(&self, _: [u8; 32], _: &str, _: Option<&str>) -> Result<()> {
         Err(in_memory())
