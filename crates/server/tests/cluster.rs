@@ -47,6 +47,20 @@ async fn two_nodes() -> TwoNodes {
     }
 }
 
+/// `turret backup create` on `dir` under `passphrase`; the file it wrote.
+fn backup_create(dir: &Path, passphrase: &str) -> String {
+    let (code, out, err) = turret(
+        dir,
+        &["backup", "create", "--passphrase-stdin"],
+        &format!("{passphrase}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    out.split_whitespace()
+        .find(|w| w.ends_with(".otb"))
+        .expect("the backup file is named")
+        .to_string()
+}
+
 async fn client_of(server: &Server) -> Connection {
     let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
     Connection::connect(&server.url, &cert).await.unwrap()
@@ -671,17 +685,7 @@ async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sql
     assert!(st.is_success(), "{v}");
     // An online backup of the PostgreSQL deployment, by the CLI as by a
     // schedule: the same encrypted format as SQLite's.
-    let (code, out, err) = turret(
-        a_dir.path(),
-        &["backup", "create", "--passphrase-stdin"],
-        &format!("{PASSPHRASE}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let file = out
-        .split_whitespace()
-        .find(|w| w.ends_with(".otb"))
-        .expect("the backup file is named")
-        .to_string();
+    let file = backup_create(a_dir.path(), PASSPHRASE);
     let (code, out, err) = turret(
         a_dir.path(),
         &["backup", "verify", &file, "--passphrase-stdin"],
@@ -761,17 +765,7 @@ async fn one_node_on_postgresql_backs_up_online_and_the_backup_restores_into_sql
     assert!(st.is_success());
     c.close().await;
     restored.stop();
-    let (code, out, err) = turret(
-        s_dir.path(),
-        &["backup", "create", "--passphrase-stdin"],
-        &format!("{PASSPHRASE}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let from_sqlite = out
-        .split_whitespace()
-        .find(|w| w.ends_with(".otb"))
-        .expect("the backup file is named")
-        .to_string();
+    let from_sqlite = backup_create(s_dir.path(), PASSPHRASE);
     let (code, out, err) = turret(
         a_dir.path(),
         &["backup", "restore", &from_sqlite, "--passphrase-stdin"],
@@ -824,17 +818,7 @@ async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_
         )
         .await;
     assert!(st.is_success());
-    let (code, out, err) = turret(
-        a_dir.path(),
-        &["backup", "create", "--passphrase-stdin"],
-        &format!("{PASSPHRASE}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let file = out
-        .split_whitespace()
-        .find(|w| w.ends_with(".otb"))
-        .expect("the backup file is named")
-        .to_string();
+    let file = backup_create(a_dir.path(), PASSPHRASE);
 
     // After the backup, through B: a new contact, and Gil erased.
     let (st, v) = api_b
@@ -891,17 +875,7 @@ async fn a_backup_restores_into_postgresql_with_every_node_stopped_and_erasures_
     let other = tempfile::tempdir().unwrap();
     let (o, _) = fresh(other.path()).await;
     o.stop();
-    let (code, out, err) = turret(
-        other.path(),
-        &["backup", "create", "--passphrase-stdin"],
-        &format!("{PASSPHRASE}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let foreign = out
-        .split_whitespace()
-        .find(|w| w.ends_with(".otb"))
-        .expect("the backup file is named")
-        .to_string();
+    let foreign = backup_create(other.path(), PASSPHRASE);
     let (code, _, err) = restore(&foreign);
     assert_ne!(code, 0);
     assert!(err.contains("another master key"), "{err}");

@@ -58,15 +58,7 @@ enum Val {
 /// How many rows the SQLite database at `sqlite_db` holds in the tables
 /// that are copied (for a progress bar).
 pub async fn rows_to_copy(sqlite_db: &Path) -> Result<u64> {
-    let src = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(sqlite_db)
-                .read_only(true),
-        )
-        .await
-        .map_err(StoreError::backend)?;
+    let src = open_source(sqlite_db).await?;
     let mut total = 0u64;
     for t in TABLES {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}")))
