@@ -208,8 +208,16 @@ async fn separate_mlcs_share_the_lines_carry_calls_and_take_over_when_one_dies()
         .request(json!({"op": "unlock_call_memory", "password": "desk-pw-12-longer"}))
         .await
         .unwrap();
-    let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();
-    let entries = cm["entries"].as_array().cloned().unwrap_or_default();
+    // (Written by the report queue after the end is pushed: read until.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (cm, entries) = loop {
+        let cm = turret.request(json!({"op": "call_memory"})).await.unwrap();
+        let entries = cm["entries"].as_array().cloned().unwrap_or_default();
+        if !entries.is_empty() || Instant::now() > deadline {
+            break (cm, entries);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(entries.len(), 1, "{cm}");
     assert_eq!(entries[0]["answered_by"], "local");
 

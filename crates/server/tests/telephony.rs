@@ -340,6 +340,19 @@ async fn floor() -> Floor {
     Floor { s, pbx, line, a, b }
 }
 
+/// The call memory once it holds at least `n` entries (they are written
+/// after a call's end is pushed), or what it holds after 10 s.
+async fn call_memory_of(c: &mut Connection, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = call_memory(c).await;
+        if m.len() >= n || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn call_memory(c: &mut Connection) -> Vec<Value> {
     c.request(json!({"op": "unlock_call_memory", "password": "pw-123456-longer"}))
         .await
@@ -485,14 +498,7 @@ async fn a_call_rings_on_both_turrets_one_answers_and_both_remember_it() {
     let ended = common::wait_push(&mut f.a.1, "ended at A", call_push("ended")).await;
     assert_eq!(ended["call"]["reason"], json!("cancelled"));
     // (The entry is written after the end is pushed: read until it is.)
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ma = loop {
-        let ma = call_memory(&mut f.a.1).await;
-        if ma.len() >= 3 || Instant::now() > deadline {
-            break ma;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ma = call_memory_of(&mut f.a.1, 3).await;
     assert_eq!(ma.len(), 3, "{ma:?}");
     assert!(ma.iter().any(|e| e["answered"] == json!(false)), "{ma:?}");
     assert_eq!(f.s.app.mlc.calls_in_progress(), 0);
@@ -552,8 +558,9 @@ async fn a_turret_dials_out_holds_retrieves_and_transfers() {
     other.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
 
-    // Only the dialling profile remembers the outgoing call.
-    let ma = call_memory(&mut f.a.1).await;
+    // Only the dialling profile remembers the outgoing call (written after
+    // the end is pushed: read until it is).
+    let ma = call_memory_of(&mut f.a.1, 1).await;
     assert_eq!(ma.len(), 1, "{ma:?}");
     assert_eq!(ma[0]["direction"], json!("out"));
     assert_eq!(ma[0]["number"], json!("2000"));
@@ -697,8 +704,9 @@ async fn hanging_up_an_outgoing_call_while_it_rings_cancels_it() {
         .unwrap();
     common::wait_push(&mut f.a.1, "ended", call_push("ended")).await;
     far.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
-    // Unanswered, dialled by A: one entry, on A only.
-    let ma = call_memory(&mut f.a.1).await;
+    // Unanswered, dialled by A: one entry, on A only (written after the
+    // end is pushed: read until it is).
+    let ma = call_memory_of(&mut f.a.1, 1).await;
     assert_eq!(ma.len(), 1, "{ma:?}");
     assert_eq!(ma[0]["answered"], json!(false));
     assert_eq!(ma[0]["direction"], json!("out"));
