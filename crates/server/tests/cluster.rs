@@ -1056,6 +1056,14 @@ async fn the_portals_filters_and_messages_follow_a_session_between_nodes() {
     assert!(get(&b.url, &to).await.contains("Profile created."));
     assert!(!get(&b.url, &to).await.contains("Profile created."));
 
+    // The backups page says how a shared deployment is restored, and
+    // offers no restore through a running node.
+    let backups = get(&b.url, "/backups").await;
+    assert!(
+        backups.contains("Stop every node") && !backups.contains("action=\"/backups/restore\""),
+        "{backups}"
+    );
+
     // PostgreSQL holds the filter sealed, and forgets it with the session.
     let url = known_database(a_dir.path()).unwrap();
     let held = psql(

@@ -179,6 +179,7 @@ async fn backups_page(
     check: &FormState,
     status: StatusCode,
 ) -> Response {
+    let embedded = crate::startup::embedded(&app.config);
     let list = match crate::backup::list(&crate::backup::backup_dir(&app.config)) {
         Ok(l) => l,
         Err(e) => return ApiError::Internal(e).into_response(),
@@ -288,7 +289,9 @@ async fn backups_page(
             h2 { "Restore" }
             p { "Restoring replaces all data with the backup's. The backup is checked and the restored database built aside first: a wrong passphrase or a damaged file changes nothing. Then the System Manager restarts to put it in place; everyone signs in again." }
             p.muted { "Profiles erased after the backup was taken are erased again during the restore: the erasure ledger is kept outside every backup." }
-            @if !files.is_empty() {
+            @if !embedded {
+                p { "This deployment's nodes share a PostgreSQL database: a running node cannot restore under the others. Stop every node, run " code { "turret backup restore FILE --passphrase-stdin" } " on one of them, then start them again." }
+            } @else if !files.is_empty() {
                 @if let Some(e) = restore.general_error(&["file", "passphrase"]) { p.error-box role="alert" { (e) } }
                 form method="post" action="/backups/restore" {
                     (layout::csrf(p))
@@ -298,7 +301,9 @@ async fn backups_page(
                     button.danger type="submit" { "Restore and restart" }
                 }
             }
-            p.muted { "With the System Manager stopped: " code { "turret backup restore FILE --passphrase-stdin" } }
+            @if embedded {
+                p.muted { "With the System Manager stopped: " code { "turret backup restore FILE --passphrase-stdin" } }
+            }
         }
     };
     page_with_status(p, "/backups", "Backups", status, content)
