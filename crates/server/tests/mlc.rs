@@ -400,3 +400,91 @@ CSeq: 1 INVITE\r\nContact: <sip:666@{from}>\r\nContent-Type: application/sdp\r\n
     assert_eq!(audit["items"].as_array().unwrap().len(), 3, "{audit}");
     drop(pbx);
 }
+
+/// The contacts Kamailio holds for `aor`.
+fn contacts(pbx: &Kamailio, aor: &str) -> Vec<String> {
+    pbx.location()
+        .into_iter()
+        .find(|(a, _)| a == aor)
+        .map(|(_, c)| c)
+        .unwrap_or_default()
+}
+
+/// A `turret mlc` whose link to the System Manager goes half-open (a cut
+/// network closes nothing) notices it by the silence of the link's beats
+/// and stops serving its lines: its contact leaves the registrar well
+/// before another node could take the line (a lease lapses after 15 s).
+/// The System Manager notices too (the line is served by none), and when
+/// the network is back the MLC connects again and serves the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turret_mlc_behind_a_silent_link_stops_its_lines_and_comes_back() {
+    let pbx = Kamailio::start("MD5", false);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sm");
+    let (server, api) = common::fresh_with_env(
+        &data,
+        &[
+            ("TURRET_SIP__ENABLED", "false"),
+            ("TURRET_COMPONENTS__LISTEN", "127.0.0.1:0"),
+        ],
+    )
+    .await;
+    let (st, v) = api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Line 1001", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port),
+                   "username": "1001", "password": PBX_PASSWORD}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    // The MLC reaches the System Manager through a relay that can go silent.
+    let manager = common::mlcproc::manager_url(&server);
+    let relay =
+        common::relay::Relay::start(manager.trim_start_matches("https://").to_string()).await;
+    let creds = dir.path().join("creds");
+    common::mlcproc::enrol(&data, &creds, "mlc-a");
+    let _mlc = start_mlc(
+        &format!("https://127.0.0.1:{}", relay.addr.port()),
+        &creds,
+        "mlc-a",
+        dir.path(),
+    );
+    let registered = |pbx: &Kamailio| contacts(pbx, "1001").len() == 1;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !registered(&pbx) {
+        assert!(
+            Instant::now() < deadline,
+            "the MLC never registered the line"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    relay.silence();
+    let cut = Instant::now();
+    while !contacts(&pbx, "1001").is_empty() {
+        assert!(
+            cut.elapsed() < Duration::from_secs(15),
+            "the MLC still registers the line 15 s after its link went silent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unbound = cut.elapsed();
+    eprintln!("the line was unbound {unbound:?} after the link went silent");
+    // The System Manager hears the silence too: the line is served by none.
+    while !lines(&api).await[0]["served_by"].is_null() {
+        assert!(
+            cut.elapsed() < Duration::from_secs(15),
+            "the System Manager still counts on the silent MLC"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The network is back (new connections pass): served again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !registered(&pbx) {
+        assert!(Instant::now() < deadline, "the MLC did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = lines(&api).await;
+    assert_eq!(back[0]["served_by"], "mlc-a", "{back:#?}");
+}

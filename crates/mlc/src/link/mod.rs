@@ -37,6 +37,14 @@ pub use remote::{MlcOptions, run_mlc};
 /// The link protocol's version.
 pub const VERSION: u64 = 1;
 
+/// Each side of the link says `{"t": "beat"}` this often...
+pub const BEAT: std::time::Duration = std::time::Duration::from_secs(1);
+/// ...and takes the link for lost after this long without a word from the
+/// other: a half-open link (a cut network closes nothing) is noticed, so a
+/// `turret mlc` whose System Manager is gone stops serving its lines well
+/// before another node's MLC takes them (a lease lapses after 15 s).
+pub const SILENT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The one cryptographic provider of the link (TLS 1.3, ring).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

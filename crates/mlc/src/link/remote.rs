@@ -252,8 +252,20 @@ pub async fn run_mlc(
             }
         });
         let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
+        let mut beat = tokio::time::interval(super::BEAT);
+        let mut heard = tokio::time::Instant::now();
         let ended = loop {
             tokio::select! {
+                _ = beat.tick() => {
+                    if heard.elapsed() > super::SILENT {
+                        tracing::warn!(silent = ?heard.elapsed(),
+                            "no word from the System Manager: the link counts as lost");
+                        break false;
+                    }
+                    if ws.send(Message::Text(json!({"t": "beat"}).to_string().into())).await.is_err() {
+                        break false;
+                    }
+                }
                 m = out_rx.recv() => {
                     let Some(m) = m else { break false };
                     if ws.send(Message::Text(m.to_string().into())).await.is_err() {
@@ -265,6 +277,7 @@ pub async fn run_mlc(
                 }
                 m = ws.next() => {
                     let Some(Ok(m)) = m else { break false };
+                    heard = tokio::time::Instant::now();
                     let Message::Text(t) = m else { continue };
                     let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
                     on_manager_message(&mlc, &host, v);

@@ -248,10 +248,23 @@ async fn accept(
     let still_enrolled = || enrolled(&data_dir).is_ok_and(|e| e.get(&name) == Some(&fp));
     // A revoked certificate is cut off within a few seconds.
     let mut check = tokio::time::interval(REVOCATION_CHECK);
+    // Both sides beat; a link silent for long is taken for lost (half-open),
+    // and the MLC's lines move.
+    let mut beat = tokio::time::interval(openturret_mlc::link::BEAT);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = beat.tick() => {
+                if heard.elapsed() > openturret_mlc::link::SILENT {
+                    tracing::warn!(mlc = %name, silent = ?heard.elapsed(),
+                        "no word from the MLC: the link counts as lost");
+                    break;
+                }
+                link.send(json!({"t": "beat"}));
+            }
             m = stream.next() => {
                 let Some(Ok(m)) = m else { break };
+                heard = tokio::time::Instant::now();
                 let Message::Text(t) = m else { continue };
                 let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
                     continue;

@@ -10,6 +10,7 @@ pub mod desk;
 pub mod inproc;
 pub mod logs;
 pub mod mlcproc;
+pub mod relay;
 pub mod schema;
 pub mod sip;
 pub mod srs;
