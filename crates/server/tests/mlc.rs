@@ -459,7 +459,9 @@ async fn a_turret_mlc_behind_a_silent_link_stops_its_lines_and_comes_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    relay.silence();
+    // The network goes down (the open link falls silent, nothing closes,
+    // and no new connection gets through).
+    relay.go_down();
     let cut = Instant::now();
     while !contacts(&pbx, "1001").is_empty() {
         assert!(
@@ -480,6 +482,7 @@ async fn a_turret_mlc_behind_a_silent_link_stops_its_lines_and_comes_back() {
     }
 
     // The network is back (new connections pass): served again.
+    relay.come_back();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !registered(&pbx) {
         assert!(Instant::now() < deadline, "the MLC did not come back");

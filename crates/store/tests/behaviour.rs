@@ -5,6 +5,11 @@
 //! `TURRET_TEST_POSTGRES_URL` names (scripts/test.sh starts a throwaway
 //! one); without it they fail, saying so.
 
+#[path = "support/relay.rs"]
+#[allow(dead_code)]
+mod relay;
+use relay::Relay;
+
 use openturret_domain::audit::{AuditLevel, AuditPii, AuditRecord};
 use openturret_domain::model::*;
 use openturret_domain::number::NumberPlan;
@@ -2068,69 +2073,6 @@ async fn one_sqlite_node_holds_every_line_and_keeps_no_lease() {
     assert_eq!(held.len(), 1);
     assert_eq!((held[0].line, held[0].holder.as_str()), (id, "me"));
     assert!(s.line_leases().await.unwrap().is_empty());
-}
-
-/// A TCP relay to `to` that can go silent: the connections open when
-/// [`Relay::silence`] is called stop passing bytes both ways but stay
-/// open, as a cut network leaves them (half-open); later ones pass.
-struct Relay {
-    addr: std::net::SocketAddr,
-    silenced_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Relay {
-    async fn start(to: String) -> Relay {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let silenced_below = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (s, n) = (silenced_below.clone(), accepted.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let index = n.fetch_add(1, Ordering::SeqCst);
-                let server = tokio::net::TcpStream::connect(&to).await.unwrap();
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                for (mut r, mut w) in [(cr, sw), (sr, cw)] {
-                    let s = s.clone();
-                    tokio::spawn(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let Ok(k) = r.read(&mut buf).await else {
-                                return;
-                            };
-                            if k == 0 {
-                                return;
-                            }
-                            if index < s.load(Ordering::SeqCst) {
-                                // Silent, and open for ever (until the test ends).
-                                break;
-                            }
-                            if w.write_all(&buf[..k]).await.is_err() {
-                                return;
-                            }
-                        }
-                        let _keep = (r, w);
-                        std::future::pending::<()>().await;
-                    });
-                }
-            }
-        });
-        Relay {
-            addr,
-            silenced_below,
-            accepted,
-        }
-    }
-
-    fn silence(&self) {
-        use std::sync::atomic::Ordering;
-        self.silenced_below
-            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
-    }
 }
 
 #[tokio::test]

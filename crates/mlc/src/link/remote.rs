@@ -182,7 +182,18 @@ pub async fn run_mlc(
     // Since when the link is down, once it was up.
     let mut lost: Option<std::time::Instant> = None;
     loop {
-        let link = connect(&opts.manager, config.clone(), &mlc, &sip).await;
+        // (Bounded: on a cut network a connection or handshake may hang.)
+        let link = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            connect(&opts.manager, config.clone(), &mlc, &sip),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "no answer within {CONNECT_TIMEOUT:?} (connection, TLS or welcome)"
+            )),
+        };
         let (mut ws, welcome) = match link {
             Ok(x) => x,
             Err(e) => {
@@ -325,6 +336,10 @@ pub async fn run_mlc(
     }
     Ok(())
 }
+
+/// How long connecting to the System Manager may take, TLS and welcome
+/// included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;

@@ -10,6 +10,7 @@ pub mod desk;
 pub mod inproc;
 pub mod logs;
 pub mod mlcproc;
+#[path = "../../../store/tests/support/relay.rs"]
 pub mod relay;
 pub mod schema;
 pub mod sip;

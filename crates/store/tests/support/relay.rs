@@ -1,15 +1,18 @@
 //! A TCP relay that can go silent: the connections open when
 //! [`Relay::silence`] is called stop passing bytes both ways but stay open,
-//! as a cut network leaves them (half-open); later ones pass.
+//! as a cut network leaves them (half-open); later ones pass. Shared by the
+//! store's tests (a half-open listener) and the server's (a half-open
+//! component link), included by path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub struct Relay {
     pub addr: SocketAddr,
     silenced_below: Arc<AtomicU64>,
     accepted: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -19,7 +22,8 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let silenced_below = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (s, n) = (silenced_below.clone(), accepted.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let (s, n, d) = (silenced_below.clone(), accepted.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let index = n.fetch_add(1, Ordering::SeqCst);
@@ -29,7 +33,7 @@ impl Relay {
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
                 for (mut r, mut w) in [(cr, sw), (sr, cw)] {
-                    let s = s.clone();
+                    let (s, d) = (s.clone(), d.clone());
                     tokio::spawn(async move {
                         use tokio::io::{AsyncReadExt, AsyncWriteExt};
                         let mut buf = vec![0u8; 16 * 1024];
@@ -40,7 +44,7 @@ impl Relay {
                             if k == 0 {
                                 return;
                             }
-                            if index < s.load(Ordering::SeqCst) {
+                            if index < s.load(Ordering::SeqCst) || d.load(Ordering::SeqCst) {
                                 // Silent, and open for ever (until the test ends).
                                 break;
                             }
@@ -58,6 +62,7 @@ impl Relay {
             addr,
             silenced_below,
             accepted,
+            down,
         }
     }
 
@@ -65,5 +70,18 @@ impl Relay {
     pub fn silence(&self) {
         self.silenced_below
             .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The network goes down: every connection, open or new, is silent
+    /// (and stays so) until [`Relay::come_back`].
+    pub fn go_down(&self) {
+        self.silence();
+        self.down.store(true, Ordering::SeqCst);
+    }
+
+    /// New connections pass again.
+    pub fn come_back(&self) {
+        self.silence();
+        self.down.store(false, Ordering::SeqCst);
     }
 }
