@@ -47,6 +47,8 @@ pub async fn desk(mlc: Mlc) -> Desk {
 /// [`desk`], the MLC trusting `ca` for TLS peers (a recorder's
 /// certificate) instead of the test PBX's.
 pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
+    // (For the failure message: what the in-process server warned of.)
+    let log = super::logs::capture();
     let pbx = if mlc == Mlc::Tls {
         Kamailio::start_tls()
     } else {
@@ -130,6 +132,21 @@ pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
     .await;
     keep.push(Box::new(mic));
     b.turret_login("Ann Trader", "ann-pw-longer").await;
+    // The line registered, as the API says (else the failure says why,
+    // with the server's warnings), then as the browser shows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, ls) = api.get("/api/v1/lines").await;
+        if ls[0]["registration_state"] == "registered" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the line did not register within 15 s: {ls:#}\nwarnings:\n{}",
+            log.warnings()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     b.wait_text("[data-line][data-registration=registered]", "FX Desk")
         .await;
     Desk {

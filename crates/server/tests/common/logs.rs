@@ -14,6 +14,15 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
+    /// The warnings and errors logged so far, for a failure's message.
+    pub fn warnings(&self) -> String {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Panics naming each of `values` the log holds.
     pub fn assert_holds_none(&self, values: &[&str]) {
         let text = self.text();
@@ -42,12 +51,18 @@ impl Write for Sink {
 /// Installs the process's log subscriber (debug and above, every crate)
 /// writing into the returned buffer as well as to standard error.
 pub fn capture() -> Captured {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-        .with_writer(move || Sink(sink.clone()))
-        .with_ansi(false)
-        .init();
-    captured
+    // Once per process: a later call gets the same capture.
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let sink = captured.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+                .with_writer(move || Sink(sink.clone()))
+                .with_ansi(false)
+                .init();
+            captured
+        })
+        .clone()
 }
