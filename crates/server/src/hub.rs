@@ -100,6 +100,7 @@ pub fn start(app: &App) {
                     match topic {
                         crate::throttle::TOPIC => app.throttle.apply(note),
                         crate::cti::TOPIC => app.cti.heard(note),
+                        crate::peers::TOPIC => app.peers.heard_note(note),
                         crate::cdr::TOPIC => {
                             // A profile erased through another node: its
                             // name leaves this node's CDR files too.
@@ -147,6 +148,8 @@ pub async fn resync(app: &App) -> anyhow::Result<()> {
     app.cti.set_enabled(s.cti_enabled);
     app.pseudo.set_mode(s.pseudonymisation);
     crate::telephony::resync_all(app);
+    // Calls and line states of the other nodes, from them.
+    crate::peers::ask(app);
     for (pid, reason) in app.sessions.gone(app.store.as_ref()).await? {
         app.sessions.end_profile(pid);
         app.hub.send(Some(pid), PushKind::SessionEnded(reason));

@@ -44,6 +44,7 @@ pub mod monitor;
 pub mod net;
 pub mod openapi;
 pub mod passwords;
+pub mod peers;
 pub mod portal;
 pub mod privacy;
 pub mod pseudo;
@@ -110,6 +111,8 @@ pub struct AppInner {
     pub node: String,
     /// The lines this node may serve (issue 19).
     pub leases: lease::Leases,
+    /// The calls and line states the other nodes carry (issue 19).
+    pub peers: peers::Peers,
 }
 
 /// A request for the server to stop and start again in place (`turret
@@ -210,6 +213,7 @@ impl App {
             events,
             node,
             leases: lease::Leases::default(),
+            peers: peers::Peers::default(),
         }));
         let settings = app.store.get_settings().await?;
         app.cti.set_enabled(settings.cti_enabled);
@@ -219,6 +223,7 @@ impl App {
         cti::start_shared(&app);
         hub::start(&app);
         telephony::start(&app);
+        peers::start(&app);
         lease::start(&app);
         retention::start(&app);
         backup::start_schedule(&app);

@@ -27,6 +27,8 @@ pub enum Job {
     Changed(CallView),
     /// The call ended: tell, then write call memory and the CDR.
     Ended(CallView),
+    /// A call another node carries changed: tell the turrets here only.
+    Relayed(CallView),
     /// A push for one profile only.
     ToProfile(ProfileId, Value),
     /// Answered once everything queued before it is told and recorded.
@@ -90,6 +92,7 @@ async fn run(app: WeakApp, mut rx: mpsc::Receiver<Job>, records: mpsc::Sender<Re
         };
         match job {
             Job::Changed(v) => tell(&app, &v).await,
+            Job::Relayed(v) => push(&app, &v).await,
             Job::Ended(v) => {
                 tell(&app, &v).await;
                 let _ = records.send(Record::Ended(v)).await;
@@ -131,6 +134,12 @@ async fn write_records(app: WeakApp, mut rx: mpsc::Receiver<Record>) {
 }
 
 async fn tell(app: &App, v: &CallView) {
+    push(app, v).await;
+    app.cti.publish("call", Some(v.line), cti_call_json(app, v));
+}
+
+/// Pushes the call to every profile showing its line.
+async fn push(app: &App, v: &CallView) {
     let pids = app
         .store
         .profiles_with_line(v.line)
@@ -143,7 +152,6 @@ async fn tell(app: &App, v: &CallView) {
             PushKind::Raw(json!({"push": "call", "call": j}).to_string().into()),
         );
     }
-    app.cti.publish("call", Some(v.line), cti_call_json(app, v));
 }
 
 /// A call as the CTI interface and the query API show it: the caller

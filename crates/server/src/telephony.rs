@@ -66,10 +66,14 @@ pub fn state_since(app: &App, id: LineId) -> Option<openturret_domain::Timestamp
         .map(|(_, at)| *at)
 }
 
-/// A number for a new `turret mlc` connection (1, 2, ...; 0 is the local
-/// MLC), so that call ids never clash between MLCs.
-pub fn next_instance(app: &App) -> u64 {
-    app.telephony.instances.fetch_add(1, Ordering::SeqCst) + 1
+/// A number for a new `turret mlc` connection, so that call ids never
+/// clash between MLCs: with one node 1, 2, ... (0 is the local MLC); with
+/// several, from the deployment's series, so no two nodes' MLCs share one.
+pub async fn next_instance(app: &App) -> anyhow::Result<u64> {
+    match app.store.mlc_instance().await? {
+        Some(n) => Ok(n),
+        None => Ok(app.telephony.instances.fetch_add(1, Ordering::SeqCst) + 1),
+    }
 }
 
 /// An MLC of the system.
@@ -115,6 +119,11 @@ pub async fn start_local(
     let (server, _) = crate::tls::server_config(&app.config.tls, &app.config.data_dir, &app.host)?;
     let tls = crate::mlc::tls_setup(&server, &config)?;
     let host = Arc::new(LocalHost(Arc::downgrade(&app.0)));
+    if let Some(n) = app.store.mlc_instance().await? {
+        // Beside other nodes: a range of its own (with one node, 0).
+        app.mlc
+            .set_call_id_base(n * crate::component::CALL_ID_SPACE);
+    }
     app.mlc.set_media_config(app.config.media.clone());
     let at = app.mlc.start(host, config, Some(tls)).await?;
     // Lines to serve: leases now rather than at the next renewal.
@@ -231,19 +240,28 @@ pub fn line_state(app: &App, id: LineId) -> LineState {
     state_and_owner(app, id).0
 }
 
-/// A line's state and the MLC serving it.
+/// A line's state and the MLC serving it (none here: the state another
+/// node told, [`crate::peers`]).
 pub fn state_and_owner(app: &App, id: LineId) -> (LineState, Option<Member>) {
     let owner = owner(app, id);
     let state = match &owner {
-        None => LineState::Unknown,
+        None => app.peers.line(id).map_or(LineState::Unknown, |(_, s)| s),
         Some(Member::Local) => app.mlc.line_state(id),
         Some(Member::Remote(l)) => l.line_state(id),
     };
     (state, owner)
 }
 
-/// The state of every line some MLC serves (each from its owner).
+/// The state of every line some MLC of the deployment serves (each from
+/// its owner; those of other nodes as they told it).
 pub fn line_states(app: &App) -> HashMap<LineId, LineState> {
+    let mut all = app.peers.lines();
+    all.extend(line_states_here(app));
+    all
+}
+
+/// The state of every line this node's MLCs serve.
+pub fn line_states_here(app: &App) -> HashMap<LineId, LineState> {
     let members = members(app);
     let mine =
         |name: &str, id: LineId| choose_leased(app, &members, id).is_some_and(|m| m.name() == name);
@@ -263,14 +281,34 @@ pub fn line_states(app: &App) -> HashMap<LineId, LineState> {
     all
 }
 
-/// Calls in progress on every MLC, by id.
+/// Calls in progress on every MLC of the deployment, by id.
 pub fn ongoing(app: &App) -> Vec<CallView> {
+    let mut v = ongoing_here(app);
+    let here: HashSet<u64> = v.iter().map(|c| c.id).collect();
+    v.extend(
+        app.peers
+            .calls()
+            .into_iter()
+            .filter(|c| !here.contains(&c.id)),
+    );
+    v.sort_by_key(|c| c.id);
+    v
+}
+
+/// Calls in progress on this node's MLCs, by id.
+pub fn ongoing_here(app: &App) -> Vec<CallView> {
     let mut v = call::ongoing(&app.mlc);
     for l in app.telephony.remotes.lock().unwrap().iter() {
         v.extend(l.calls());
     }
     v.sort_by_key(|c| c.id);
     v
+}
+
+/// Whether turrets here can work calls: an MLC runs here, or another
+/// node's MLCs carry lines or calls that this node hears.
+pub fn reachable(app: &App) -> bool {
+    running(app) || app.peers.any()
 }
 
 pub fn calls_in_progress(app: &App) -> usize {
@@ -286,8 +324,23 @@ pub fn calls_for(app: &App, lines: &[LineId], pid: ProfileId) -> Vec<Value> {
         .collect()
 }
 
-/// The MLC carrying call `id`, the call's line and who holds it.
-fn carrier(app: &App, id: u64) -> Option<(Member, LineId, Option<ProfileId>)> {
+/// Where a call is carried: by an MLC of this node, or on another node.
+enum Carrier {
+    Here(Member),
+    Node(String),
+}
+
+/// What carries call `id`, the call's line and who holds it.
+fn carrier(app: &App, id: u64) -> Option<(Carrier, LineId, Option<ProfileId>)> {
+    if let Some((m, line, owner)) = carrier_here(app, id) {
+        return Some((Carrier::Here(m), line, owner));
+    }
+    app.peers
+        .carrier(id)
+        .map(|(node, line, owner)| (Carrier::Node(node), line, owner))
+}
+
+fn carrier_here(app: &App, id: u64) -> Option<(Member, LineId, Option<ProfileId>)> {
     if let Some((line, owner)) = call::line_of(&app.mlc, id) {
         return Some((Member::Local, line, owner));
     }
@@ -296,6 +349,11 @@ fn carrier(app: &App, id: u64) -> Option<(Member, LineId, Option<ProfileId>)> {
         l.call_line(id)
             .map(|(line, owner)| (Member::Remote(l.clone()), line, owner))
     })
+}
+
+/// Whether one of this node's MLCs carries call `id`.
+pub fn carries_here(app: &App, id: u64) -> bool {
+    carrier_here(app, id).is_some()
 }
 
 /// Whether profile `pid`, whose line keys are `lines`, may act on call
@@ -345,31 +403,36 @@ pub async fn dial(
                 })?
         }
     };
+    let op = json!({"op": "dial", "profile_id": pid.0, "line_id": line.0, "number": number});
     match owner(app, line) {
-        None => Err(op_err(
-            "telephony_off",
-            "no Multi-Line Controller is running",
-        )),
-        Some(Member::Local) => call::dial(&app.mlc, pid, line, number).await,
-        Some(Member::Remote(l)) => l
-            .op(json!({"op": "dial", "profile_id": pid.0, "line_id": line.0, "number": number}))
-            .await
-            .and_then(|v| {
+        // Served by another node: dialled there.
+        None => match app.peers.line(line) {
+            Some((node, _)) => crate::peers::forward(app, &node, op).await.and_then(|v| {
                 v["call_id"]
                     .as_u64()
                     .ok_or_else(|| op_err("internal", "no call id"))
             }),
+            None => Err(op_err(
+                "telephony_off",
+                "no Multi-Line Controller is running",
+            )),
+        },
+        Some(Member::Local) => call::dial(&app.mlc, pid, line, number).await,
+        Some(Member::Remote(l)) => l.op(op).await.and_then(|v| {
+            v["call_id"]
+                .as_u64()
+                .ok_or_else(|| op_err("internal", "no call id"))
+        }),
     }
 }
 
 /// The other operations on a call, routed to the MLC carrying it.
 pub async fn answer(app: &App, id: u64, pid: ProfileId, unit: &str) -> Result<(), OpError> {
+    let op = json!({"op": "answer", "call_id": id, "profile_id": pid.0, "speech_unit": unit});
     match carrier(app, id).ok_or_else(no_call)?.0 {
-        Member::Local => call::answer_call(&app.mlc, id, Some(pid), unit).await,
-        Member::Remote(l) => l
-            .op(json!({"op": "answer", "call_id": id, "profile_id": pid.0, "speech_unit": unit}))
-            .await
-            .map(drop),
+        Carrier::Here(Member::Local) => call::answer_call(&app.mlc, id, Some(pid), unit).await,
+        Carrier::Here(Member::Remote(l)) => l.op(op).await.map(drop),
+        Carrier::Node(n) => crate::peers::forward(app, &n, op).await.map(drop),
     }
 }
 
@@ -381,8 +444,12 @@ pub async fn reject(app: &App, id: u64, pid: ProfileId) -> Result<(), OpError> {
         .await
         .map_err(|e| op_err("internal", e.to_string()))?;
     match member {
-        Member::Local => call::reject_call(&app.mlc, id, pid, &sharing).await,
-        Member::Remote(l) => l
+        Carrier::Node(n) => {
+            let op = json!({"op": "reject", "call_id": id, "profile_id": pid.0});
+            crate::peers::forward(app, &n, op).await.map(drop)
+        }
+        Carrier::Here(Member::Local) => call::reject_call(&app.mlc, id, pid, &sharing).await,
+        Carrier::Here(Member::Remote(l)) => l
             .op(json!({"op": "reject", "call_id": id, "profile_id": pid.0,
                        "sharing": sharing.iter().map(|p| p.0).collect::<Vec<_>>()}))
             .await
@@ -421,19 +488,19 @@ pub async fn voice(
     offer: &str,
     turret: std::net::IpAddr,
 ) -> Result<String, OpError> {
-    match carrier(app, id).ok_or_else(no_call)?.0 {
-        Member::Local => app.mlc.attach_voice(id, pid, offer, turret).await,
-        Member::Remote(l) => l
-            .op(json!({"op": "voice", "call_id": id, "profile_id": pid.0,
-                       "sdp": offer, "turret": turret.to_string()}))
-            .await
-            .and_then(|v| {
-                v["sdp"]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| op_err("internal", "no SDP answer"))
-            }),
-    }
+    let op = json!({"op": "voice", "call_id": id, "profile_id": pid.0,
+                    "sdp": offer, "turret": turret.to_string()});
+    let answer = match carrier(app, id).ok_or_else(no_call)?.0 {
+        Carrier::Here(Member::Local) => return app.mlc.attach_voice(id, pid, offer, turret).await,
+        Carrier::Here(Member::Remote(l)) => l.op(op).await,
+        Carrier::Node(n) => crate::peers::forward(app, &n, op).await,
+    };
+    answer.and_then(|v| {
+        v["sdp"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| op_err("internal", "no SDP answer"))
+    })
 }
 
 async fn simple(
@@ -443,12 +510,13 @@ async fn simple(
     op: &str,
     target: Option<&str>,
 ) -> Result<(), OpError> {
+    let json = json!({"op": op, "call_id": id, "profile_id": pid.0, "target": target});
     match carrier(app, id).ok_or_else(no_call)?.0 {
-        Member::Local => call::run_op(&app.mlc, op, id, pid, target.unwrap_or_default()).await,
-        Member::Remote(l) => l
-            .op(json!({"op": op, "call_id": id, "profile_id": pid.0, "target": target}))
-            .await
-            .map(drop),
+        Carrier::Here(Member::Local) => {
+            call::run_op(&app.mlc, op, id, pid, target.unwrap_or_default()).await
+        }
+        Carrier::Here(Member::Remote(l)) => l.op(json).await.map(drop),
+        Carrier::Node(n) => crate::peers::forward(app, &n, json).await.map(drop),
     }
 }
 
@@ -502,6 +570,7 @@ pub async fn left(app: &App, link: &Arc<Link>) {
             .lock()
             .unwrap()
             .insert(c.id, c.clone());
+        crate::peers::tell_call(app, &c, false);
         send_job(app, Job::Changed(c)).await;
     }
     if ids.is_empty() {
@@ -584,23 +653,13 @@ pub async fn on_line_state(app: &App, id: LineId, previous: &LineState, state: &
             since.insert(id, (kind, openturret_domain::Timestamp::now()));
         }
     }
-    let push = Arc::<str>::from(
-        json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
-            .to_string(),
-    );
     app.cti.publish(
         "line",
         Some(id),
         json!({"line_id": id.0, "state": state.name(), "reason": state.reason()}),
     );
-    // Only clients hear it: with none connected, no need to ask the store.
-    if !app.sessions.is_empty()
-        && let Ok(pids) = app.store.profiles_with_line(id).await
-    {
-        for pid in pids {
-            app.hub.send(Some(pid), PushKind::Raw(push.clone()));
-        }
-    }
+    crate::peers::tell_line(app, id, state);
+    push_line_state(app, id, state).await;
     if previous.name() != state.name() && *state != LineState::Registering {
         let event = match state {
             LineState::Registered => "line.registered",
@@ -615,10 +674,34 @@ pub async fn on_line_state(app: &App, id: LineId, previous: &LineState, state: &
     }
 }
 
+/// Tells the clients here showing line `id` its state.
+pub async fn push_line_state(app: &App, id: LineId, state: &LineState) {
+    // Only clients hear it: with none connected, no need to ask the store.
+    if app.sessions.is_empty() {
+        return;
+    }
+    let push = Arc::<str>::from(
+        json!({"push": "line_state", "line_id": id.0, "state": state.name(), "reason": state.reason()})
+            .to_string(),
+    );
+    if let Ok(pids) = app.store.profiles_with_line(id).await {
+        for pid in pids {
+            app.hub.send(Some(pid), PushKind::Raw(push.clone()));
+        }
+    }
+}
+
+/// Tells the clients here of a call another node carries (nothing is
+/// recorded here: [`crate::peers`]).
+pub async fn push_call(app: &App, view: CallView) {
+    send_job(app, Job::Relayed(view)).await;
+}
+
 /// What any MLC's report of a call does.
 pub async fn on_call(app: &App, view: CallView, ended: bool) {
     // Reported again by its MLC, back in time: its record is the MLC's.
     app.telephony.orphans.lock().unwrap().remove(&view.id);
+    crate::peers::tell_call(app, &view, ended);
     send_job(
         app,
         if ended {
@@ -631,7 +714,13 @@ pub async fn on_call(app: &App, view: CallView, ended: bool) {
 }
 
 pub async fn on_rejected_here(app: &App, view: CallView, pid: ProfileId) {
-    let mut j = call_json(app, &view, pid);
+    crate::peers::tell_rejected(app, &view, pid);
+    push_rejected_here(app, &view, pid).await;
+}
+
+/// Tells `pid`'s clients here that they rejected the call.
+pub async fn push_rejected_here(app: &App, view: &CallView, pid: ProfileId) {
+    let mut j = call_json(app, view, pid);
     j["state"] = json!("rejected_here");
     send_job(app, Job::ToProfile(pid, json!({"push": "call", "call": j}))).await;
 }

@@ -1075,3 +1075,260 @@ async fn the_portals_filters_and_messages_follow_a_session_between_nodes() {
     post(&b.url, "/logout", format!("_csrf={csrf}")).await;
     assert_eq!(psql(&url, "SELECT COUNT(*) FROM portal_memory").trim(), "0");
 }
+
+fn call_push(state: &'static str) -> impl Fn(&Value) -> bool {
+    move |p: &Value| p["push"] == "call" && p["call"]["state"] == state
+}
+
+/// The state of `line` in the `calls` answer of a turret.
+async fn turret_line_state(c: &mut Connection, line: i64) -> String {
+    let v = c.request(json!({"op": "calls"})).await.unwrap();
+    v["lines"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["line_id"] == line))
+        .map(|l| l["state"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+async fn wait_turret_line(c: &mut Connection, line: i64, state: &str, within: Duration) {
+    let t = Instant::now();
+    loop {
+        let now = turret_line_state(c, line).await;
+        if now == state {
+            return;
+        }
+        assert!(
+            t.elapsed() < within,
+            "the turret shows line {line} {now:?}, not {state:?}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turret_on_either_node_works_the_calls_the_other_carries_and_survives_its_end() {
+    use common::sip::Baresip;
+    let pbx = Kamailio::start("MD5", false);
+    let TwoNodes {
+        a_dir,
+        b_dir,
+        a,
+        b,
+        api,
+        api_b: _api_b,
+    } = two_nodes().await;
+    let (st, v) = api
+        .patch("/api/v1/settings", json!({"cdr_enabled": true}))
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (st, v) = api
+        .post(
+            "/api/v1/lines",
+            json!({"name": "Desk 1001", "uri": format!("sip:1001@127.0.0.1:{}", pbx.port),
+                   "username": "1001", "password": PBX_PASSWORD}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let line = v["id"].as_i64().unwrap();
+    let (st, v) = api
+        .post(
+            "/api/v1/global-contacts",
+            json!({"name": "Alice Caller", "number": "2000"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let mut pids = Vec::new();
+    for name in ["Ann Trader", "Bob Trader"] {
+        let (st, v) = api
+            .post(
+                "/api/v1/profiles",
+                json!({"name": name, "password": "trader-pw-longer", "collect_call_memory": true}),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+        let pid = v["id"].as_i64().unwrap();
+        let (st, v) = api
+            .put(
+                &format!("/api/v1/profiles/{pid}/lines/{line}"),
+                json!({"position": 1}),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+        pids.push(pid);
+    }
+
+    // Whichever node takes the line's lease carries its calls; Ann's
+    // turret is on the other one, Bob's on the carrier.
+    let url = known_database(a_dir.path()).unwrap();
+    let name_of = |d: &Path| {
+        format!(
+            "{}:{}",
+            openturret_server::host_name(),
+            std::fs::canonicalize(d).unwrap().display()
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        let h = psql(&url, "SELECT holder FROM line_leases")
+            .trim()
+            .to_string();
+        if !h.is_empty() {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no node took the line");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (carrier, other) = if holder == name_of(a_dir.path()) {
+        (a, b)
+    } else {
+        assert_eq!(holder, name_of(b_dir.path()));
+        (b, a)
+    };
+    let mut ann = client_of(&other).await;
+    ann.request(json!({"op": "login", "profile_id": pids[0], "password": "trader-pw-longer"}))
+        .await
+        .unwrap();
+    let mut bob = client_of(&carrier).await;
+    bob.request(json!({"op": "login", "profile_id": pids[1], "password": "trader-pw-longer"}))
+        .await
+        .unwrap();
+    // The line registers through the carrier; Ann's turret shows it so.
+    wait_turret_line(&mut ann, line, "registered", Duration::from_secs(20)).await;
+
+    // 1. A call to the line rings on both turrets, the caller named from
+    //    the phonebook on each node; Ann answers through her node.
+    let mut phone = Baresip::start("2000", pbx.port, false);
+    let target = format!("sip:1001@127.0.0.1:{}", pbx.port);
+    phone.command("dial", &target);
+    let ring = wait_push(
+        &mut ann,
+        "ringing at Ann (other node)",
+        call_push("ringing"),
+    )
+    .await;
+    assert_eq!(ring["call"]["remote_name"], "Alice Caller");
+    assert_eq!(ring["call"]["line_id"], line);
+    let call = ring["call"]["id"].as_u64().unwrap();
+    let ring_b = wait_push(&mut bob, "ringing at Bob (carrier)", call_push("ringing")).await;
+    assert_eq!(ring_b["call"]["id"], call);
+    let (_, seen) = phone.wait_event("CALL_RINGING", 0, Duration::from_secs(10));
+    ann.request(json!({"op": "answer", "call_id": call}))
+        .await
+        .expect("Ann answers a call the other node carries");
+    let up = wait_push(&mut ann, "connected at Ann", call_push("connected")).await;
+    assert_eq!(up["call"]["here"], true);
+    wait_push(
+        &mut bob,
+        "answered elsewhere at Bob",
+        call_push("answered_elsewhere"),
+    )
+    .await;
+    let (_, seen) = phone.wait_event("CALL_ESTABLISHED", seen, Duration::from_secs(10));
+    // Bob may not take it, nor hang it up: refused on the carrier.
+    let e = bob
+        .request(json!({"op": "answer", "call_id": call}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "not_ringing");
+    // Hold and retrieve from Ann's node.
+    ann.request(json!({"op": "hold", "call_id": call}))
+        .await
+        .unwrap();
+    wait_push(&mut ann, "held at Ann", call_push("held")).await;
+    ann.request(json!({"op": "retrieve", "call_id": call}))
+        .await
+        .unwrap();
+    wait_push(&mut ann, "connected again at Ann", call_push("connected")).await;
+    // A call id that no node carries reads as unknown.
+    let e = ann
+        .request(json!({"op": "hangup", "call_id": call + 1_000_000}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "not_found");
+    ann.request(json!({"op": "hangup", "call_id": call}))
+        .await
+        .unwrap();
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(10));
+    wait_push(&mut ann, "ended at Ann", call_push("ended")).await;
+    wait_push(&mut bob, "ended at Bob", call_push("ended")).await;
+
+    // Recorded once, by the carrier: one CDR, one call-memory entry each.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while psql(&url, "SELECT count(*) FROM call_memory").trim() != "2" {
+        assert!(Instant::now() < deadline, "call memory not written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(psql(&url, "SELECT count(*) FROM cdrs").trim(), "1");
+    ann.request(json!({"op": "unlock_call_memory", "password": "trader-pw-longer"}))
+        .await
+        .unwrap();
+    let mem = ann.request(json!({"op": "call_memory"})).await.unwrap();
+    let mem = mem["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(mem.len(), 1, "{mem:?}");
+    assert_eq!(mem[0]["answered_by"], "local");
+    assert_eq!(mem[0]["name"], "Alice Caller");
+
+    // 2. Ann dials out from her node: the carrier places the call.
+    let far = Baresip::start("3000", pbx.port, true);
+    let v = ann
+        .request(json!({"op": "dial", "number": "3000"}))
+        .await
+        .expect("Ann dials on a line the other node carries");
+    let out = v["call_id"].as_u64().unwrap();
+    let up = wait_push(
+        &mut ann,
+        "outgoing connected at Ann",
+        call_push("connected"),
+    )
+    .await;
+    assert_eq!(up["call"]["id"], out);
+    assert_eq!(up["call"]["direction"], "out");
+    let (_, far_seen) = far.wait_event("CALL_ESTABLISHED", 0, Duration::from_secs(10));
+    ann.request(json!({"op": "hangup", "call_id": out}))
+        .await
+        .unwrap();
+    far.wait_event("CALL_CLOSED", far_seen, Duration::from_secs(10));
+    wait_push(&mut ann, "outgoing ended at Ann", call_push("ended")).await;
+
+    // 3. kill -9 of the carrier while a call rings: Ann's turret is told
+    //    the call is gone, and the line comes back through her own node.
+    phone.command("dial", &target);
+    wait_push(&mut ann, "ringing again at Ann", call_push("ringing")).await;
+    let killed = Instant::now();
+    carrier.crash();
+    let gone = wait_push(&mut ann, "lost at Ann", call_push("ended")).await;
+    assert_eq!(gone["call"]["reason"], "controller_lost");
+    eprintln!(
+        "the ringing call ended at Ann {:?} after the carrier's kill -9",
+        killed.elapsed()
+    );
+    phone.command("hangup", "");
+    let survivor = name_of(if holder == name_of(a_dir.path()) {
+        b_dir.path()
+    } else {
+        a_dir.path()
+    });
+    while psql(&url, "SELECT holder FROM line_leases").trim() != survivor {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the survivor did not take the line"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_turret_line(&mut ann, line, "registered", Duration::from_secs(30)).await;
+    eprintln!(
+        "the line was registered through Ann's node {:?} after the kill",
+        killed.elapsed()
+    );
+    let (_, seen) = phone.wait_event("CALL_CLOSED", seen, Duration::from_secs(35));
+    phone.command("dial", &target);
+    let ring = wait_push(&mut ann, "ringing on the survivor", call_push("ringing")).await;
+    assert_ne!(
+        ring["call"]["id"], call,
+        "call ids are not reused across nodes"
+    );
+    phone.wait_event("CALL_RINGING", seen, Duration::from_secs(10));
+    phone.command("hangup", "");
+    wait_push(&mut ann, "ended on the survivor", call_push("ended")).await;
+    drop(other);
+}

@@ -669,6 +669,11 @@ pub trait MaintenanceStore {
     /// The next `n` numbers of the deployment's CTI event series (one for
     /// every node; only on a shared database).
     async fn cti_sequence(&self, n: i64) -> Result<Vec<i64>>;
+    /// A number for a new Multi-Line Controller instance, unique among
+    /// the deployment's running ones (1..8191, cycling), so call ids never
+    /// clash between nodes. `None` with one node on SQLite: the process
+    /// numbers its own.
+    async fn mlc_instance(&self) -> Result<Option<u64>>;
     /// The portal's view state of an admin session (`session`, the hash
     /// of its token) under `slot`: a one-time message, a list's filter.
     /// Only on a shared database, where the session's next request may

@@ -198,7 +198,7 @@ async fn accept(
             .await;
         bail!("{name} is connected already");
     }
-    let instance = telephony::next_instance(&app);
+    let instance = telephony::next_instance(&app).await?;
     let (out, mut out_rx) = mpsc::channel::<Message>(65_536);
     let link = Arc::new(Link {
         name: name.clone(),

@@ -55,7 +55,7 @@ pub use ca::{enrol, enrolled, revoke};
 pub use link::{Link, serve};
 
 /// Call ids of the n-th MLC to connect start above n << 40.
-const CALL_ID_SPACE: u64 = 1 << 40;
+pub const CALL_ID_SPACE: u64 = 1 << 40;
 /// How often a connected MLC's certificate is checked against the
 /// enrolled list (a revoked one is cut off).
 const REVOCATION_CHECK: Duration = Duration::from_secs(2);

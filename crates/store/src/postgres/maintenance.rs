@@ -303,6 +303,14 @@ impl MaintenanceStore for PgStore {
             .map_err(db)
     }
 
+    async fn mlc_instance(&self) -> Result<Option<u64>> {
+        let n: i64 = sqlx::query_scalar("SELECT nextval('mlc_instances')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(Some(n as u64))
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         // Every table is read whole (PostgreSQL checks each page as it
         // reads it; a damaged one is an error here).

@@ -167,6 +167,10 @@ impl MaintenanceStore for SqliteStore {
         )))
     }
 
+    async fn mlc_instance(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     async fn integrity_check(&self) -> Result<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_all(&self.reader)

@@ -33,7 +33,7 @@ impl Conn {
 
     async fn telephony_profile(&self) -> Result<(ProfileId, Vec<LineId>), ProtoError> {
         let pid = self.user().await?.lock().await.profile;
-        if !telephony::running(&self.app) {
+        if !telephony::reachable(&self.app) {
             return Err(ProtoError::new(
                 "telephony_off",
                 "no Multi-Line Controller is running for this server",

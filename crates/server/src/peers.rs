@@ -1,0 +1,647 @@
+//! Calls across nodes (issue 19): a turret connected to any node of the
+//! deployment sees and works every call and line state of its lines,
+//! whichever node's MLCs carry them.
+//!
+//! The node whose MLCs carry a call (it holds the line's lease) tells the
+//! others each change of its calls and line states in notes on [`TOPIC`]
+//! (sealed under the deployment's key, never stored: [`Store::signal`]).
+//! Each node keeps what the others told it ([`Heard`]) and pushes it to
+//! its own turrets as it pushes its own reports (the caller identified
+//! from each profile's contacts), and nothing more: call memory, CDRs,
+//! audit entries and CTI events are the carrying node's alone, so each
+//! is written once.
+//!
+//! A turret's operation on a call (or a dial on a line) that another node
+//! carries is sent there as an `op` note, authorised on both nodes, and
+//! answered with a `done` note within [`OP_TIMEOUT`]; the media of a
+//! voice session goes straight between the browser and the carrying
+//! MLC, so only the offer and answer pass through here.
+//!
+//! Every node beats every [`BEAT`]. A node silent for [`SILENT`] is gone:
+//! its calls end for the turrets here (`controller_lost`) and its lines
+//! show `unknown` until a survivor takes their leases and registers them.
+//! A node that may have missed notes (it started, its listener came
+//! back, another node restarted) asks every node for everything (`ask`,
+//! answered with `all`). With one node on SQLite none of this runs.
+//!
+//! Notes longer than a notification may carry are cut into parts
+//! ([`PART`]) that the receiver joins again (a node's parts arrive in
+//! order: one statement sends them).
+//!
+//! [`Store::signal`]: openturret_store::AuditStore::signal
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use openturret_domain::{LineId, ProfileId};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::App;
+use crate::mlc::call::{CallState, OpError, op_err};
+use crate::mlc::link::{known_code, state_json, state_of};
+use crate::mlc::{CallView, LineState};
+
+/// The topic of the notes between nodes about calls.
+pub const TOPIC: &str = "calls";
+/// How often a node says it is there.
+pub const BEAT: Duration = Duration::from_secs(2);
+/// A node not heard for this long is gone.
+pub const SILENT: Duration = Duration::from_secs(8);
+/// How long a turret's operation waits for the node carrying the call.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest part of a note (sealed and base64-encoded it stays under
+/// a notification's limit).
+pub const PART: usize = 4096;
+/// Notes waiting to be sent beyond this make the reporter wait.
+const QUEUE: usize = 65_536;
+
+/// What this node knows of the others' calls (in [`App`]).
+#[derive(Default)]
+pub struct Peers {
+    /// This process's number among the nodes' notes (random per start).
+    incarnation: OnceLock<u64>,
+    heard: Mutex<Heard>,
+    /// Operations sent to another node, waiting for its answer.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, OpError>>>>,
+    next: AtomicU64,
+    out: OnceLock<mpsc::Sender<Value>>,
+    inbox: OnceLock<mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct Heard {
+    nodes: HashMap<String, Seen>,
+    calls: HashMap<u64, (String, CallView)>,
+    lines: HashMap<LineId, (String, LineState)>,
+    /// Parts of long notes, by (sender, note number).
+    parts: HashMap<(u64, u32), Vec<u8>>,
+}
+
+struct Seen {
+    incarnation: u64,
+    last: Instant,
+}
+
+impl Peers {
+    /// Whether this node shares calls with others (a shared database).
+    pub fn is_on(&self) -> bool {
+        self.out.get().is_some()
+    }
+
+    /// Whether another node carries calls or lines that this one hears.
+    pub fn any(&self) -> bool {
+        let h = self.heard.lock().unwrap();
+        !h.lines.is_empty() || !h.calls.is_empty()
+    }
+
+    /// The calls other nodes carry.
+    pub fn calls(&self) -> Vec<CallView> {
+        let h = self.heard.lock().unwrap();
+        h.calls.values().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// A call another node carries: that node, the call's line and who
+    /// holds it.
+    pub fn carrier(&self, id: u64) -> Option<(String, LineId, Option<ProfileId>)> {
+        let h = self.heard.lock().unwrap();
+        h.calls.get(&id).map(|(n, c)| (n.clone(), c.line, c.owner))
+    }
+
+    /// A line's state as the node serving it told it.
+    pub fn line(&self, id: LineId) -> Option<(String, LineState)> {
+        self.heard.lock().unwrap().lines.get(&id).cloned()
+    }
+
+    /// Every line state other nodes told.
+    pub fn lines(&self) -> HashMap<LineId, LineState> {
+        let h = self.heard.lock().unwrap();
+        h.lines
+            .iter()
+            .map(|(id, (_, s))| (*id, s.clone()))
+            .collect()
+    }
+
+    /// A note of [`TOPIC`] from another node (the store's observer: never
+    /// waits).
+    pub fn heard_note(&self, note: &[u8]) {
+        if let Some(tx) = self.inbox.get() {
+            let _ = tx.send(note.to_vec());
+        }
+    }
+
+    fn send(&self, msg: Value) {
+        if let Some(tx) = self.out.get()
+            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg)
+        {
+            tracing::warn!("a call note for the other nodes was dropped: too many waiting");
+        }
+    }
+}
+
+/// Starts sharing calls with the other nodes of a shared database.
+pub fn start(app: &App) {
+    if !app.store.is_shared() {
+        return;
+    }
+    let peers = &app.peers;
+    let _ = peers.incarnation.set(rand_u64());
+    let (out, out_rx) = mpsc::channel(QUEUE);
+    let (inbox, inbox_rx) = mpsc::unbounded_channel();
+    let _ = peers.out.set(out);
+    let _ = peers.inbox.set(inbox);
+    tokio::spawn(sender(app.clone(), out_rx));
+    let weak = Arc::downgrade(&app.0);
+    tokio::spawn(receiver(weak.clone(), inbox_rx));
+    tokio::spawn(beats(weak));
+    ask(app);
+}
+
+fn rand_u64() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
+}
+
+/// Asks every other node for its calls and line states (this one may
+/// have missed notes).
+pub fn ask(app: &App) {
+    app.peers.send(json!({"k": "ask"}));
+}
+
+/// This node's MLC reported a call: the other nodes are told.
+pub fn tell_call(app: &App, view: &CallView, ended: bool) {
+    if app.peers.is_on() {
+        app.peers
+            .send(json!({"k": "call", "n": app.node, "v": view.to_json(), "e": ended}));
+    }
+}
+
+/// This node's MLC reported a line's state.
+pub fn tell_line(app: &App, id: LineId, state: &LineState) {
+    if app.peers.is_on() {
+        app.peers
+            .send(json!({"k": "line", "n": app.node, "id": id.0, "s": state_json(state)}));
+    }
+}
+
+/// A profile rejected a call here: its turrets on other nodes are told.
+pub fn tell_rejected(app: &App, view: &CallView, pid: ProfileId) {
+    if app.peers.is_on() {
+        app.peers
+            .send(json!({"k": "rejected", "n": app.node, "v": view.to_json(), "p": pid.0}));
+    }
+}
+
+/// Runs `op` (as the component link carries it: `{"op": ..., "call_id":
+/// ..., "profile_id": ...}`) on `node`, which carries the call; its
+/// answer (`{"call_id": ...}` for a dial, `{"sdp": ...}` for voice).
+pub async fn forward(app: &App, node: &str, op: Value) -> Result<Value, OpError> {
+    let peers = &app.peers;
+    let r = peers.next.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    peers.pending.lock().unwrap().insert(r, tx);
+    peers.send(json!({"k": "op", "to": node, "from": app.node, "r": r, "op": op}));
+    match tokio::time::timeout(OP_TIMEOUT, rx).await {
+        Ok(Ok(answer)) => answer,
+        _ => {
+            peers.pending.lock().unwrap().remove(&r);
+            Err(op_err(
+                "unavailable",
+                "the node carrying this call did not answer",
+            ))
+        }
+    }
+}
+
+/// Sends the queued notes in order, as many as are waiting in one round
+/// trip.
+async fn sender(app: App, mut rx: mpsc::Receiver<Value>) {
+    let me = *app.peers.incarnation.get().expect("set at start");
+    let mut seq: u32 = 0;
+    let weak = Arc::downgrade(&app.0);
+    drop(app);
+    while let Some(first) = rx.recv().await {
+        let Some(app) = weak.upgrade().map(App) else {
+            return;
+        };
+        let mut notes: Vec<Vec<u8>> = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            seq = seq.wrapping_add(1);
+            notes.extend(cut(me, seq, msg.to_string().as_bytes()));
+            if notes.len() < 256 {
+                next = rx.try_recv().ok();
+            }
+        }
+        let refs: Vec<&[u8]> = notes.iter().map(Vec::as_slice).collect();
+        if let Err(e) = app.store.signal(TOPIC, &refs).await {
+            // The others resync when they next hear a beat they missed
+            // notes around (their listener's `Missed`); here, say it.
+            tracing::warn!(error = %e, notes = refs.len(), "call notes not sent to the other nodes");
+        }
+    }
+}
+
+/// `msg` in parts: sender, note number, part, parts, bytes.
+fn cut(me: u64, seq: u32, msg: &[u8]) -> Vec<Vec<u8>> {
+    let chunks: Vec<&[u8]> = if msg.is_empty() {
+        vec![msg]
+    } else {
+        msg.chunks(PART).collect()
+    };
+    let n = chunks.len() as u16;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut v = Vec::with_capacity(16 + c.len());
+            v.extend_from_slice(&me.to_be_bytes());
+            v.extend_from_slice(&seq.to_be_bytes());
+            v.extend_from_slice(&(i as u16).to_be_bytes());
+            v.extend_from_slice(&n.to_be_bytes());
+            v.extend_from_slice(c);
+            v
+        })
+        .collect()
+}
+
+/// Joins parts; the whole note once its last part is here.
+fn join(parts: &mut HashMap<(u64, u32), Vec<u8>>, note: &[u8]) -> Option<Vec<u8>> {
+    if note.len() < 16 {
+        return None;
+    }
+    let from = u64::from_be_bytes(note[..8].try_into().ok()?);
+    let seq = u32::from_be_bytes(note[8..12].try_into().ok()?);
+    let i = u16::from_be_bytes(note[12..14].try_into().ok()?);
+    let n = u16::from_be_bytes(note[14..16].try_into().ok()?);
+    let body = &note[16..];
+    if n <= 1 {
+        return Some(body.to_vec());
+    }
+    // A sender that stopped half-way leaves its parts: bounded.
+    if parts.len() > 1024 {
+        parts.clear();
+    }
+    let buf = parts.entry((from, seq)).or_default();
+    buf.extend_from_slice(body);
+    if i + 1 == n {
+        parts.remove(&(from, seq))
+    } else {
+        None
+    }
+}
+
+async fn receiver(app: std::sync::Weak<crate::AppInner>, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(note) = rx.recv().await {
+        let Some(app) = app.upgrade().map(App) else {
+            return;
+        };
+        let whole = join(&mut app.peers.heard.lock().unwrap().parts, &note);
+        let Some(msg) = whole.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+            continue;
+        };
+        on_note(&app, msg).await;
+    }
+}
+
+async fn on_note(app: &App, msg: Value) {
+    let node = msg["n"].as_str().unwrap_or_default().to_string();
+    match msg["k"].as_str().unwrap_or_default() {
+        "call" => {
+            if let Some(v) = CallView::from_json(&msg["v"]) {
+                heard_call(app, &node, v, msg["e"].as_bool().unwrap_or(false)).await;
+            }
+        }
+        "line" => {
+            if let Some(id) = msg["id"].as_i64().map(LineId) {
+                heard_line(app, &node, id, state_of(&msg["s"])).await;
+            }
+        }
+        "rejected" => {
+            if let (Some(v), Some(pid)) = (
+                CallView::from_json(&msg["v"]),
+                msg["p"].as_i64().map(ProfileId),
+            ) {
+                crate::telephony::push_rejected_here(app, &v, pid).await;
+            }
+        }
+        "beat" => {
+            let inc = msg["i"].as_u64().unwrap_or_default();
+            let new = {
+                let mut h = app.peers.heard.lock().unwrap();
+                let seen = h.nodes.insert(
+                    node.clone(),
+                    Seen {
+                        incarnation: inc,
+                        last: Instant::now(),
+                    },
+                );
+                seen.is_none_or(|s| s.incarnation != inc)
+            };
+            if new {
+                // A node started (or this one had not heard it): what it
+                // carries now, from it.
+                ask(app);
+            }
+        }
+        "ask" => tell_all(app),
+        "all" => heard_all(app, &node, &msg).await,
+        "op" if msg["to"] == json!(app.node) => {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let answer = run_forwarded(&app, &msg["op"]).await;
+                let done = match answer {
+                    Ok(v) => json!({"k": "done", "to": msg["from"], "r": msg["r"], "ok": v}),
+                    Err(e) => json!({"k": "done", "to": msg["from"], "r": msg["r"],
+                                     "err": {"code": e.code, "message": e.message}}),
+                };
+                app.peers.send(done);
+            });
+        }
+        "done" if msg["to"] == json!(app.node) => {
+            let Some(r) = msg["r"].as_u64() else {
+                return;
+            };
+            let Some(tx) = app.peers.pending.lock().unwrap().remove(&r) else {
+                return;
+            };
+            let answer = match msg.get("err") {
+                Some(e) => Err(op_err(
+                    code(e["code"].as_str().unwrap_or_default()),
+                    e["message"].as_str().unwrap_or_default(),
+                )),
+                None => Ok(msg["ok"].clone()),
+            };
+            let _ = tx.send(answer);
+        }
+        _ => {}
+    }
+}
+
+/// The codes an operation's failure may carry between nodes.
+fn code(c: &str) -> &'static str {
+    match c {
+        "telephony_off" => "telephony_off",
+        c => known_code(c),
+    }
+}
+
+async fn heard_call(app: &App, node: &str, v: CallView, ended: bool) {
+    {
+        let mut h = app.peers.heard.lock().unwrap();
+        if ended || v.state == CallState::Ended {
+            h.calls.remove(&v.id);
+        } else {
+            h.calls.insert(v.id, (node.to_string(), v.clone()));
+        }
+    }
+    crate::telephony::push_call(app, v).await;
+}
+
+async fn heard_line(app: &App, node: &str, id: LineId, state: LineState) {
+    app.peers
+        .heard
+        .lock()
+        .unwrap()
+        .lines
+        .insert(id, (node.to_string(), state.clone()));
+    // A line this node serves shows its own state.
+    if crate::telephony::owner(app, id).is_none() {
+        crate::telephony::push_line_state(app, id, &state).await;
+    }
+}
+
+/// Answers an `ask`: every call and line state this node's MLCs carry.
+fn tell_all(app: &App) {
+    let calls: Vec<Value> = crate::telephony::ongoing_here(app)
+        .iter()
+        .map(CallView::to_json)
+        .collect();
+    let lines: Vec<Value> = crate::telephony::line_states_here(app)
+        .iter()
+        .map(|(id, s)| json!([id.0, state_json(s)]))
+        .collect();
+    app.peers.send(json!({"k": "all", "n": app.node,
+        "i": app.peers.incarnation.get(), "calls": calls, "lines": lines}));
+}
+
+/// Everything `node` carries: what it no longer carries ends here.
+async fn heard_all(app: &App, node: &str, msg: &Value) {
+    let calls: Vec<CallView> = msg["calls"]
+        .as_array()
+        .map(|a| a.iter().filter_map(CallView::from_json).collect())
+        .unwrap_or_default();
+    let lines: Vec<(LineId, LineState)> = msg["lines"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| Some((LineId(l[0].as_i64()?), state_of(&l[1]))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (gone_calls, gone_lines, changed_calls, changed_lines) = {
+        let mut h = app.peers.heard.lock().unwrap();
+        if let Some(inc) = msg["i"].as_u64() {
+            h.nodes.insert(
+                node.to_string(),
+                Seen {
+                    incarnation: inc,
+                    last: Instant::now(),
+                },
+            );
+        }
+        let new_ids: std::collections::HashSet<u64> = calls.iter().map(|c| c.id).collect();
+        let gone_calls: Vec<CallView> = h
+            .calls
+            .iter()
+            .filter(|(id, (n, _))| n == node && !new_ids.contains(id))
+            .map(|(_, (_, c))| c.clone())
+            .collect();
+        for c in &gone_calls {
+            h.calls.remove(&c.id);
+        }
+        let changed_calls: Vec<CallView> = calls
+            .into_iter()
+            .filter(|c| {
+                h.calls
+                    .get(&c.id)
+                    .is_none_or(|(_, old)| old.to_json() != c.to_json())
+            })
+            .collect();
+        for c in &changed_calls {
+            h.calls.insert(c.id, (node.to_string(), c.clone()));
+        }
+        let new_lines: std::collections::HashSet<LineId> = lines.iter().map(|l| l.0).collect();
+        let gone_lines: Vec<LineId> = h
+            .lines
+            .iter()
+            .filter(|(id, (n, _))| n == node && !new_lines.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone_lines {
+            h.lines.remove(id);
+        }
+        let changed_lines: Vec<(LineId, LineState)> = lines
+            .into_iter()
+            .filter(|(id, s)| h.lines.get(id).is_none_or(|(_, old)| old != s))
+            .collect();
+        for (id, s) in &changed_lines {
+            h.lines.insert(*id, (node.to_string(), s.clone()));
+        }
+        (gone_calls, gone_lines, changed_calls, changed_lines)
+    };
+    for c in gone_calls {
+        crate::telephony::push_call(app, lost(c)).await;
+    }
+    for c in changed_calls {
+        crate::telephony::push_call(app, c).await;
+    }
+    for id in gone_lines {
+        if crate::telephony::owner(app, id).is_none() {
+            crate::telephony::push_line_state(app, id, &LineState::Unknown).await;
+        }
+    }
+    for (id, s) in changed_lines {
+        if crate::telephony::owner(app, id).is_none() {
+            crate::telephony::push_line_state(app, id, &s).await;
+        }
+    }
+}
+
+/// A call as ended because the node carrying it went silent.
+fn lost(mut c: CallView) -> CallView {
+    c.state = CallState::Ended;
+    c.end_reason = "controller_lost".into();
+    c
+}
+
+/// Beats, and forgets the nodes gone silent.
+async fn beats(app: std::sync::Weak<crate::AppInner>) {
+    let mut tick = tokio::time::interval(BEAT);
+    loop {
+        tick.tick().await;
+        let Some(app) = app.upgrade().map(App) else {
+            return;
+        };
+        app.peers.send(json!({"k": "beat", "n": app.node,
+            "i": app.peers.incarnation.get()}));
+        let (calls, lines) = {
+            let mut h = app.peers.heard.lock().unwrap();
+            let gone: Vec<String> = h
+                .nodes
+                .iter()
+                .filter(|(_, s)| s.last.elapsed() > SILENT)
+                .map(|(n, _)| n.clone())
+                .collect();
+            let mut calls = Vec::new();
+            let mut lines = Vec::new();
+            for n in &gone {
+                h.nodes.remove(n);
+                tracing::warn!(node = %n, "another node went silent: its calls end here");
+                h.calls.retain(|_, (node, c)| {
+                    if node == n {
+                        calls.push(c.clone());
+                    }
+                    node != n
+                });
+                h.lines.retain(|id, (node, _)| {
+                    if node == n {
+                        lines.push(*id);
+                    }
+                    node != n
+                });
+            }
+            (calls, lines)
+        };
+        for c in calls {
+            crate::telephony::push_call(&app, lost(c)).await;
+        }
+        for id in lines {
+            if crate::telephony::owner(&app, id).is_none() {
+                crate::telephony::push_line_state(&app, id, &LineState::Unknown).await;
+            }
+        }
+    }
+}
+
+/// Runs an operation another node sent for a call (or a line) this
+/// node's MLCs carry, authorised again here against the profile's lines;
+/// never sent on (a call that moved is not found).
+async fn run_forwarded(app: &App, op: &Value) -> Result<Value, OpError> {
+    use crate::telephony as t;
+    let pid = ProfileId(op["profile_id"].as_i64().ok_or_else(t::no_call)?);
+    let id = op["call_id"].as_u64().unwrap_or_default();
+    let s = |k: &str| op[k].as_str().unwrap_or_default().to_string();
+    let lines: Vec<LineId> = app
+        .store
+        .list_profile_lines(pid)
+        .await
+        .map_err(|e| op_err("internal", e.to_string()))?
+        .into_iter()
+        .map(|k| k.line_id)
+        .collect();
+    let name = op["op"].as_str().unwrap_or_default();
+    if name == "dial" {
+        let line = LineId(
+            op["line_id"]
+                .as_i64()
+                .ok_or_else(|| op_err("invalid", "no line"))?,
+        );
+        if t::owner(app, line).is_none() {
+            return Err(op_err("line_down", "the line is not served here"));
+        }
+        let call = t::dial(app, pid, Some(line), &s("number")).await?;
+        return Ok(json!({"call_id": call}));
+    }
+    if !t::carries_here(app, id) {
+        return Err(t::no_call());
+    }
+    t::may_act(app, id, pid, &lines)?;
+    match name {
+        "answer" => t::answer(app, id, pid, &s("speech_unit")).await?,
+        "reject" => t::reject(app, id, pid).await?,
+        "hangup" => t::hangup(app, id, pid).await?,
+        "hold" => t::hold(app, id, pid, true).await?,
+        "retrieve" => t::hold(app, id, pid, false).await?,
+        "transfer" => t::transfer(app, id, pid, &s("target")).await?,
+        "move" => t::move_to(app, id, pid, &s("target")).await?,
+        "dtmf" => t::dtmf(app, id, pid, &s("target")).await?,
+        "voice" => {
+            let turret = s("turret")
+                .parse()
+                .map_err(|_| op_err("invalid", "no turret address"))?;
+            let sdp = t::voice(app, id, pid, &s("sdp"), turret).await?;
+            return Ok(json!({"sdp": sdp}));
+        }
+        _ => return Err(op_err("invalid", "no such operation")),
+    }
+    Ok(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_note_is_cut_and_joined_again_and_short_ones_pass_whole() {
+        let long: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let parts = cut(7, 1, &long);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.len() <= PART + 16));
+        let mut store = HashMap::new();
+        // Another sender's short note between the parts changes nothing.
+        assert_eq!(join(&mut store, &parts[0]), None);
+        assert_eq!(
+            join(&mut store, &cut(9, 1, b"short")[0]).as_deref(),
+            Some(&b"short"[..])
+        );
+        assert_eq!(join(&mut store, &parts[1]), None);
+        assert_eq!(join(&mut store, &parts[2]), Some(long));
+        assert!(store.is_empty());
+        // Too short to be a note: ignored.
+        assert_eq!(join(&mut store, b"x"), None);
+    }
+}
