@@ -1106,7 +1106,7 @@ async fn wait_turret_line(c: &mut Connection, line: i64, state: &str, within: Du
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_turret_on_either_node_works_the_calls_the_other_carries_and_survives_its_end() {
+async fn a_turret_on_either_of_two_nodes_works_the_calls_the_other_carries_and_survives_its_end() {
     use common::sip::Baresip;
     let pbx = Kamailio::start("MD5", false);
     let TwoNodes {

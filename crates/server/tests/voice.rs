@@ -245,6 +245,14 @@ async fn a_call_carried_by_a_separate_mlc_is_heard_both_ways() {
     incoming_call_both_ways("PCMU", Mlc::Separate).await;
 }
 
+/// The turret on one node, the call carried by the other's MLC: the
+/// offer and answer pass between the nodes, the audio goes straight
+/// between the browser and the carrier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_carried_by_the_other_of_two_nodes_is_heard_both_ways() {
+    incoming_call_both_ways("PCMU", Mlc::OtherNode).await;
+}
+
 /// An outgoing call: a local ringback while the far end rings (it sends no
 /// early media), then both tones both ways; a busy far end and an unknown
 /// number each give their short tone, which stops by itself.

@@ -38,6 +38,9 @@ pub enum Mlc {
     Unreachable,
     /// In process, the line over TLS (its RTP may then be SRTP).
     Tls,
+    /// Two `turret serve` nodes on one PostgreSQL database: the line
+    /// served by one, the turret connected to the other (issue 19).
+    OtherNode,
 }
 
 pub async fn desk(mlc: Mlc) -> Desk {
@@ -57,7 +60,9 @@ pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
     let ca = ca.or_else(|| (mlc == Mlc::Tls).then(|| pbx.cert_path()));
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     let mut cert = Vec::new();
-    let (url, api) = match mlc {
+    // With two nodes: each node's address and name.
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    let (mut url, api) = match mlc {
         Mlc::InProcess | Mlc::Unreachable | Mlc::Tls => {
             let s = InProc::start_with(|c, _| {
                 c.sip.enabled = true;
@@ -93,6 +98,29 @@ pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
             keep.push(Box::new(dir));
             (url, api)
         }
+        Mlc::OtherNode => {
+            let a_dir = tempfile::tempdir().unwrap();
+            super::postgres_database(a_dir.path()).await;
+            let (a, api) = super::fresh(a_dir.path()).await;
+            let b_dir = super::second_node_dir(a_dir.path());
+            let b = super::Server::start(b_dir.path(), &[]).await;
+            for (s, d) in [(&a, &a_dir), (&b, &b_dir)] {
+                let name = format!(
+                    "{}:{}",
+                    openturret_server::host_name(),
+                    std::fs::canonicalize(d.path()).unwrap().display()
+                );
+                nodes.push((s.url.clone(), name));
+            }
+            let url = a.url.clone();
+            keep.extend([
+                Box::new(a) as Box<dyn std::any::Any + Send>,
+                Box::new(b),
+                Box::new(a_dir),
+                Box::new(b_dir),
+            ]);
+            (url, api)
+        }
     };
     let uri = match pbx.tls_port {
         Some(p) if mlc == Mlc::Tls => format!("sips:1001@127.0.0.1:{p}"),
@@ -116,6 +144,26 @@ pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
         json!({"position": 1}),
     )
     .await;
+    if !nodes.is_empty() {
+        // The turret goes to the node that does not serve the line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let holder = loop {
+            let (_, m) = api.get("/api/v1/mlc").await;
+            if let Some(h) = m["leases"][0]["holder"].as_str() {
+                break h.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no node took the line: {m}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        url = nodes
+            .iter()
+            .find(|(_, name)| *name != holder)
+            .map(|(u, _)| u.clone())
+            .unwrap();
+    }
     let mic = tempfile::tempdir().unwrap();
     let wav = mic.path().join("mic.wav");
     sine_wav(&wav, MIC, 48_000, 10);
