@@ -575,14 +575,7 @@ async fn run_forwarded(app: &App, op: &Value) -> Result<Value, OpError> {
     let pid = ProfileId(op["profile_id"].as_i64().ok_or_else(t::no_call)?);
     let id = op["call_id"].as_u64().unwrap_or_default();
     let s = |k: &str| op[k].as_str().unwrap_or_default().to_string();
-    let lines: Vec<LineId> = app
-        .store
-        .list_profile_lines(pid)
-        .await
-        .map_err(|e| op_err("internal", e.to_string()))?
-        .into_iter()
-        .map(|k| k.line_id)
-        .collect();
+    let lines = t::profile_lines(app, pid).await?;
     let name = op["op"].as_str().unwrap_or_default();
     if name == "dial" {
         let line = LineId(

@@ -372,6 +372,18 @@ pub(crate) fn no_call() -> OpError {
     op_err("not_found", "no such call")
 }
 
+/// The lines profile `pid` has keys for.
+pub async fn profile_lines(app: &App, pid: ProfileId) -> Result<Vec<LineId>, OpError> {
+    Ok(app
+        .store
+        .list_profile_lines(pid)
+        .await
+        .map_err(|e| op_err("internal", e.to_string()))?
+        .into_iter()
+        .map(|k| k.line_id)
+        .collect())
+}
+
 /// Places a call from `pid`'s turret: on `line` (which must be one of
 /// the profile's), or on its first registered line with no call on it.
 pub async fn dial(
@@ -380,14 +392,7 @@ pub async fn dial(
     line: Option<LineId>,
     number: &str,
 ) -> Result<u64, OpError> {
-    let own: Vec<LineId> = app
-        .store
-        .list_profile_lines(pid)
-        .await
-        .map_err(|e| op_err("internal", e.to_string()))?
-        .into_iter()
-        .map(|k| k.line_id)
-        .collect();
+    let own = profile_lines(app, pid).await?;
     let line = match line {
         Some(l) if own.contains(&l) => l,
         Some(_) => return Err(op_err("forbidden", "this profile has no key for that line")),
