@@ -221,6 +221,7 @@ pub async fn forward(app: &App, node: &str, op: Value) -> Result<Value, OpError>
 async fn sender(app: App, mut rx: mpsc::Receiver<Value>) {
     let me = *app.peers.incarnation.get().expect("set at start");
     let mut seq: u32 = 0;
+    let mut lost = false;
     let weak = Arc::downgrade(&app.0);
     drop(app);
     while let Some(first) = rx.recv().await {
@@ -237,10 +238,18 @@ async fn sender(app: App, mut rx: mpsc::Receiver<Value>) {
             }
         }
         let refs: Vec<&[u8]> = notes.iter().map(Vec::as_slice).collect();
-        if let Err(e) = app.store.signal(TOPIC, &refs).await {
-            // The others resync when they next hear a beat they missed
-            // notes around (their listener's `Missed`); here, say it.
-            tracing::warn!(error = %e, notes = refs.len(), "call notes not sent to the other nodes");
+        match app.store.signal(TOPIC, &refs).await {
+            Err(e) => {
+                tracing::warn!(error = %e, notes = refs.len(), "call notes not sent to the other nodes");
+                lost = true;
+            }
+            Ok(()) if lost => {
+                // Notes were lost (the database was unreachable): once
+                // they pass again, the others get everything.
+                lost = false;
+                tell_all(&app);
+            }
+            Ok(()) => {}
         }
     }
 }
