@@ -156,6 +156,10 @@ pub struct Inner {
     /// ACKs awaited for final answers to INVITEs, by "Call-ID CSeq".
     awaiting_ack: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) lines: Mutex<HashMap<LineId, register::LineRuntime>>,
+    /// Held while the line table is brought in step with the host (a
+    /// start, a restart, a resync), so two of them never both find a line
+    /// missing and both start it (it would register twice).
+    pub(crate) reconcile: tokio::sync::Mutex<()>,
     pub(crate) calls: call::Calls,
     /// Bounds the REGISTERs in flight (see `register::run`).
     pub(crate) registering: InFlight,

@@ -90,8 +90,11 @@ pub async fn start_all(mlc: &Mlc) -> anyhow::Result<()> {
         .host()
         .ok_or_else(|| anyhow::anyhow!("no host"))?
         .clone();
-    for (line, password) in host.lines().await? {
-        start(mlc, line, password).await;
+    {
+        let _one_at_a_time = mlc.reconcile.lock().await;
+        for (line, password) in host.lines().await? {
+            start(mlc, line, password).await;
+        }
     }
     tokio::spawn(keepalive(mlc.clone()));
     Ok(())
@@ -103,6 +106,7 @@ pub async fn restart(mlc: &Mlc, id: LineId) {
     let Some(host) = mlc.host().cloned() else {
         return;
     };
+    let _one_at_a_time = mlc.reconcile.lock().await;
     match host.line(id).await {
         // Running as stored already (a resync started it meanwhile): a
         // second start would only register it again.
@@ -227,6 +231,7 @@ pub async fn resync(mlc: &Mlc) {
     let Some(host) = mlc.host().cloned() else {
         return;
     };
+    let _one_at_a_time = mlc.reconcile.lock().await;
     let Ok(stored) = host.lines().await else {
         return;
     };

@@ -86,6 +86,23 @@ struct Seen {
     last: Instant,
 }
 
+impl Heard {
+    /// A node heard of before its first beat counts as seen now (so what
+    /// it told expires should it die before beating); its beat then
+    /// brings its incarnation, and with it a full answer.
+    fn touch(&mut self, node: &str) {
+        if !self.nodes.contains_key(node) {
+            self.nodes.insert(
+                node.to_string(),
+                Seen {
+                    incarnation: 0,
+                    last: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
 impl Peers {
     /// Whether this node shares calls with others (a shared database).
     pub fn is_on(&self) -> bool {
@@ -238,6 +255,7 @@ async fn sender(app: App, mut rx: mpsc::Receiver<Value>) {
             }
         }
         let refs: Vec<&[u8]> = notes.iter().map(Vec::as_slice).collect();
+        tracing::debug!(notes = refs.len(), "call notes to the other nodes");
         match app.store.signal(TOPIC, &refs).await {
             Err(e) => {
                 tracing::warn!(error = %e, notes = refs.len(), "call notes not sent to the other nodes");
@@ -399,8 +417,10 @@ fn code(c: &str) -> &'static str {
 }
 
 async fn heard_call(app: &App, node: &str, v: CallView, ended: bool) {
+    tracing::debug!(call = v.id, state = v.state.name(), %node, "a call another node carries");
     {
         let mut h = app.peers.heard.lock().unwrap();
+        h.touch(node);
         if ended || v.state == CallState::Ended {
             h.calls.remove(&v.id);
         } else {
@@ -411,12 +431,11 @@ async fn heard_call(app: &App, node: &str, v: CallView, ended: bool) {
 }
 
 async fn heard_line(app: &App, node: &str, id: LineId, state: LineState) {
-    app.peers
-        .heard
-        .lock()
-        .unwrap()
-        .lines
-        .insert(id, (node.to_string(), state.clone()));
+    {
+        let mut h = app.peers.heard.lock().unwrap();
+        h.touch(node);
+        h.lines.insert(id, (node.to_string(), state.clone()));
+    }
     // A line this node serves shows its own state.
     if crate::telephony::owner(app, id).is_none() {
         crate::telephony::push_line_state(app, id, &state).await;

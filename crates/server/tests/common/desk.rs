@@ -12,6 +12,9 @@ use super::mlcproc::{enrol, manager_url, start_mlc};
 use super::sip::{Baresip, BaresipOpts, Kamailio, PBX_PASSWORD, sine_wav};
 
 pub const FAR: f64 = 1000.0;
+/// The two nodes' log level: calls and the notes between the nodes, in
+/// the test's output when it fails.
+const NODE_LOG: &str = "info,openturret_server::peers=debug";
 pub const MIC: f64 = 440.0;
 
 /// A server with a line on the PBX, a profile showing it, and the turret
@@ -101,9 +104,9 @@ pub async fn desk_with_ca(mlc: Mlc, ca: Option<std::path::PathBuf>) -> Desk {
         Mlc::OtherNode => {
             let a_dir = tempfile::tempdir().unwrap();
             super::postgres_database(a_dir.path()).await;
-            let (a, api) = super::fresh(a_dir.path()).await;
+            let (a, api) = super::fresh_with_env(a_dir.path(), &[("TURRET_LOG", NODE_LOG)]).await;
             let b_dir = super::second_node_dir(a_dir.path());
-            let b = super::Server::start(b_dir.path(), &[]).await;
+            let b = super::Server::start(b_dir.path(), &[("TURRET_LOG", NODE_LOG)]).await;
             for (s, d) in [(&a, &a_dir), (&b, &b_dir)] {
                 let name = format!(
                     "{}:{}",
