@@ -86,19 +86,23 @@ struct Seen {
     last: Instant,
 }
 
+impl Seen {
+    /// Heard now, as `incarnation` (0: not known yet).
+    fn new(incarnation: u64) -> Seen {
+        Seen {
+            incarnation,
+            last: Instant::now(),
+        }
+    }
+}
+
 impl Heard {
     /// A node heard of before its first beat counts as seen now (so what
     /// it told expires should it die before beating); its beat then
     /// brings its incarnation, and with it a full answer.
     fn touch(&mut self, node: &str) {
         if !self.nodes.contains_key(node) {
-            self.nodes.insert(
-                node.to_string(),
-                Seen {
-                    incarnation: 0,
-                    last: Instant::now(),
-                },
-            );
+            self.nodes.insert(node.to_string(), Seen::new(0));
         }
     }
 }
@@ -359,13 +363,7 @@ async fn on_note(app: &App, msg: Value) {
             let inc = msg["i"].as_u64().unwrap_or_default();
             let new = {
                 let mut h = app.peers.heard.lock().unwrap();
-                let seen = h.nodes.insert(
-                    node.clone(),
-                    Seen {
-                        incarnation: inc,
-                        last: Instant::now(),
-                    },
-                );
+                let seen = h.nodes.insert(node.clone(), Seen::new(inc));
                 seen.is_none_or(|s| s.incarnation != inc)
             };
             if new {
@@ -436,10 +434,7 @@ async fn heard_line(app: &App, node: &str, id: LineId, state: LineState) {
         h.touch(node);
         h.lines.insert(id, (node.to_string(), state.clone()));
     }
-    // A line this node serves shows its own state.
-    if crate::telephony::owner(app, id).is_none() {
-        crate::telephony::push_line_state(app, id, &state).await;
-    }
+    show_line(app, id, &state).await;
 }
 
 /// Answers an `ask`: every call and line state this node's MLCs carry.
@@ -473,13 +468,7 @@ async fn heard_all(app: &App, node: &str, msg: &Value) {
     let (gone_calls, gone_lines, changed_calls, changed_lines) = {
         let mut h = app.peers.heard.lock().unwrap();
         if let Some(inc) = msg["i"].as_u64() {
-            h.nodes.insert(
-                node.to_string(),
-                Seen {
-                    incarnation: inc,
-                    last: Instant::now(),
-                },
-            );
+            h.nodes.insert(node.to_string(), Seen::new(inc));
         }
         let new_ids: std::collections::HashSet<u64> = calls.iter().map(|c| c.id).collect();
         let gone_calls: Vec<CallView> = h
@@ -521,21 +510,12 @@ async fn heard_all(app: &App, node: &str, msg: &Value) {
         }
         (gone_calls, gone_lines, changed_calls, changed_lines)
     };
-    for c in gone_calls {
-        crate::telephony::push_call(app, lost(c)).await;
-    }
+    tell_gone(app, gone_calls, gone_lines).await;
     for c in changed_calls {
         crate::telephony::push_call(app, c).await;
     }
-    for id in gone_lines {
-        if crate::telephony::owner(app, id).is_none() {
-            crate::telephony::push_line_state(app, id, &LineState::Unknown).await;
-        }
-    }
     for (id, s) in changed_lines {
-        if crate::telephony::owner(app, id).is_none() {
-            crate::telephony::push_line_state(app, id, &s).await;
-        }
+        show_line(app, id, &s).await;
     }
 }
 
@@ -584,14 +564,26 @@ async fn beats(app: std::sync::Weak<crate::AppInner>) {
             }
             (calls, lines)
         };
-        for c in calls {
-            crate::telephony::push_call(&app, lost(c)).await;
-        }
-        for id in lines {
-            if crate::telephony::owner(&app, id).is_none() {
-                crate::telephony::push_line_state(&app, id, &LineState::Unknown).await;
-            }
-        }
+        tell_gone(&app, calls, lines).await;
+    }
+}
+
+/// Tells the turrets here that calls and lines another node carried are
+/// gone with it (or no longer its).
+async fn tell_gone(app: &App, calls: Vec<CallView>, lines: Vec<LineId>) {
+    for c in calls {
+        crate::telephony::push_call(app, lost(c)).await;
+    }
+    for id in lines {
+        show_line(app, id, &LineState::Unknown).await;
+    }
+}
+
+/// Pushes a line state another node told, unless this node serves the
+/// line (its turrets then show its own state).
+async fn show_line(app: &App, id: LineId, state: &LineState) {
+    if crate::telephony::owner(app, id).is_none() {
+        crate::telephony::push_line_state(app, id, state).await;
     }
 }
 
