@@ -103,6 +103,9 @@ pub struct Server {
     err: Arc<Mutex<Vec<String>>>,
     err_reader: Option<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
+    /// How many start banners `url` has followed: a restart is the next
+    /// one, whenever it was printed (it may come before anyone waits).
+    banners: usize,
 }
 
 impl Server {
@@ -119,7 +122,11 @@ impl Server {
         ])
         .arg(data_dir)
         .env_remove("TURRET_CONFIG")
-        .env("TURRET_LOG", "warn")
+        // `TURRET_TEST_LOG` says more when a test is looked into.
+        .env(
+            "TURRET_LOG",
+            std::env::var("TURRET_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         // The error log does not depend on the machine's free space.
@@ -193,6 +200,7 @@ impl Server {
             err,
             err_reader: Some(err_reader),
             client,
+            banners: 1,
         };
         server.wait_healthy().await;
         server
@@ -216,7 +224,9 @@ impl Server {
     }
 
     /// Waits until the server has restarted itself (it prints its banner
-    /// again, on a new port), then points at the new address.
+    /// again, on a new port), then points at the new address. The banner
+    /// counted is the one after the last this handle followed, so a
+    /// restart that came before the call is found too.
     pub async fn wait_restart(&mut self) {
         let portal_lines = |s: &Server| {
             s.stdout()
@@ -228,18 +238,21 @@ impl Server {
                 })
                 .collect::<Vec<_>>()
         };
-        let before = portal_lines(self).len();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let lines = portal_lines(self);
-            if lines.len() > before {
-                self.url = lines.last().unwrap().clone();
+            if lines.len() > self.banners {
+                self.banners += 1;
+                self.url = lines[self.banners - 1].clone();
                 break;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("turret serve exited instead of restarting: {status}");
             }
-            assert!(Instant::now() < deadline, "the server did not restart");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not restart (banners: {lines:?})"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.wait_healthy().await;
