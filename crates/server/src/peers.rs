@@ -119,6 +119,15 @@ impl Peers {
         !h.lines.is_empty() || !h.calls.is_empty()
     }
 
+    /// The other nodes this one hears now, by name (one silent for
+    /// [`SILENT`] is dropped).
+    pub fn nodes(&self) -> Vec<String> {
+        let h = self.heard.lock().unwrap();
+        let mut names: Vec<String> = h.nodes.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// The calls other nodes carry.
     pub fn calls(&self) -> Vec<CallView> {
         let h = self.heard.lock().unwrap();

@@ -30,8 +30,13 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
     let chain = app.store.verify_audit().await?;
     let backup_dir = crate::backup::backup_dir(&app.config);
     let backups = crate::backup::list(&backup_dir).unwrap_or_default();
-    let db = app.config.data_dir.join(crate::startup::DB_FILE);
-    let db_where = format!("SQLite database {}", db.display());
+    let db_where = match &app.config.database.url {
+        Some(url) => format!("PostgreSQL database {}", crate::config::redacted_url(url)),
+        None => format!(
+            "SQLite database {}",
+            app.config.data_dir.join(crate::startup::DB_FILE).display()
+        ),
+    };
     let cdr_files = app.cdr.list().len();
     let cdr_where = match (s.cdr_enabled, s.cdr_store, s.cdr_files.as_str()) {
         (false, _, _) => format!("not produced (switched off); older records in {db_where}"),
@@ -163,6 +168,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
         },
         "interfaces": {"cti": s.cti_enabled, "api": s.api_enabled, "recorder_forwarding": s.recorder_forwarding_enabled,
             "api_keys_active": app.store.list_api_keys().await?.iter().filter(|k| k.is_active(openturret_domain::Timestamp::now())).count()},
+        "between_nodes": between_nodes(app),
         "telephony": {
             "mlc_running": crate::telephony::running(app),
             "sip_listen": app.mlc.local_addr().map(|a| a.to_string()),
@@ -193,7 +199,7 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "line_passwords": "XChaCha20-Poly1305 under a key file outside the database",
             "call_memory": "sealed per profile (X25519, HKDF-SHA-256, XChaCha20-Poly1305)",
             "backups": "AES-256-GCM STREAM in 64 KiB chunks; each backup's key from HKDF-SHA-256 of argon2id (64 MiB, t=3) of its passphrase, or sealed (X25519) to the installation's backup key, whose private half is wrapped under its passphrase (argon2id, 64 MiB, t=3)",
-            "erased_rows": "secure_delete on; WAL truncated after each erasure",
+            "erased_rows": erased_rows(app),
         },
         "backups": {
             "directory": backup_dir.display().to_string(),
@@ -214,6 +220,31 @@ pub async fn report(app: &App) -> anyhow::Result<Value> {
             "what": "for each item of personal data and each property (protected at rest, access rule enforced, exportable to the subject, erasable with backups included, retention enforced), the test that fails if it breaks",
         },
     }))
+}
+
+/// What becomes of an erased row's bytes, on this deployment's backend.
+fn erased_rows(app: &App) -> &'static str {
+    if app.store.is_shared() {
+        "gone for every query at once; on PostgreSQL the bytes stay in the table's dead tuples until the next (auto)vacuum and in the cluster's WAL until it is recycled"
+    } else {
+        "secure_delete on; WAL truncated after each erasure"
+    }
+}
+
+/// What several nodes on one database tell each other (issue 19).
+fn between_nodes(app: &App) -> Value {
+    if !app.store.is_shared() {
+        return json!({"shared": false, "what": "one node: nothing leaves this process but through its interfaces"});
+    }
+    json!({
+        "shared": true,
+        "this_node": app.node,
+        "other_nodes": app.peers.nodes(),
+        "notifications": "event types, object ids and the names of changed fields, in clear through PostgreSQL",
+        "notes": "login outcomes (name tried, client address) for the shared limits; CTI events; erased names to take out of each node's CDR files; calls (caller's number and name) and line states; turrets' operations on calls another node carries and their answers",
+        "protection": "notes sealed (XChaCha20-Poly1305) under a key derived from the master key, which only the nodes hold; PostgreSQL relays ciphertext",
+        "stored": false,
+    })
 }
 
 /// Recorder forwarding (issue 18): whether calls go to voice recorders,

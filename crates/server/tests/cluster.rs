@@ -1115,7 +1115,7 @@ async fn a_turret_on_either_of_two_nodes_works_the_calls_the_other_carries_and_s
         a,
         b,
         api,
-        api_b: _api_b,
+        api_b,
     } = two_nodes().await;
     let (st, v) = api
         .patch("/api/v1/settings", json!({"cdr_enabled": true}))
@@ -1178,11 +1178,11 @@ async fn a_turret_on_either_of_two_nodes_works_the_calls_the_other_carries_and_s
         assert!(Instant::now() < deadline, "no node took the line");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (carrier, other) = if holder == name_of(a_dir.path()) {
-        (a, b)
+    let (carrier, other, other_api) = if holder == name_of(a_dir.path()) {
+        (a, b, &api_b)
     } else {
         assert_eq!(holder, name_of(b_dir.path()));
-        (b, a)
+        (b, a, &api)
     };
     let mut ann = client_of(&other).await;
     ann.request(json!({"op": "login", "profile_id": pids[0], "password": "trader-pw-longer"}))
@@ -1194,6 +1194,10 @@ async fn a_turret_on_either_of_two_nodes_works_the_calls_the_other_carries_and_s
         .unwrap();
     // The line registers through the carrier; Ann's turret shows it so.
     wait_turret_line(&mut ann, line, "registered", Duration::from_secs(20)).await;
+    // Her node's record of processing names the node it hears calls from.
+    let (_, r) = other_api.get("/api/v1/privacy-report").await;
+    assert_eq!(r["between_nodes"]["other_nodes"], json!([holder]), "{r:#}");
+    assert_eq!(r["between_nodes"]["stored"], false);
 
     // 1. A call to the line rings on both turrets, the caller named from
     //    the phonebook on each node; Ann answers through her node.

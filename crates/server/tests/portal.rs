@@ -350,6 +350,26 @@ async fn enabling_the_master_password_shows_in_the_audit_viewer() {
             > 3
     );
     b.screenshot("audit").await;
+
+    // The privacy report says so too, and where the data is, on this
+    // run's backend.
+    b.goto("/privacy").await;
+    let page = b.text("main").await;
+    assert!(
+        page.contains("Master password\ton") || page.contains("Master password on"),
+        "{page}"
+    );
+    let postgres = std::env::var("TURRET_TEST_BACKEND").as_deref() == Ok("postgres");
+    let (stored, nodes) = if postgres {
+        (
+            "Stored in the PostgreSQL database postgres://",
+            "others heard now",
+        )
+    } else {
+        ("Stored in the SQLite database /", "one node")
+    };
+    assert!(page.contains(stored), "{page}");
+    assert!(b.text("#privacy-nodes").await.contains(nodes), "{page}");
 }
 
 #[tokio::test]

@@ -252,6 +252,29 @@ async fn the_privacy_report_describes_this_deployment() {
         r["voice"]
     );
     assert_eq!(r["voice"]["media_ports"], "UDP 10000-20000");
+    // Where the data is, as this run's backend has it; the database's
+    // password (if any) never shown.
+    let postgres = std::env::var("TURRET_TEST_BACKEND").as_deref() == Ok("postgres");
+    let stored = r["categories"][0]["stored"].as_str().unwrap();
+    let backend = if postgres {
+        "PostgreSQL database postgres://"
+    } else {
+        "SQLite database /"
+    };
+    assert!(stored.starts_with(backend), "{stored}");
+    assert_eq!(
+        r["between_nodes"]["shared"], postgres,
+        "{}",
+        r["between_nodes"]
+    );
+    assert!(
+        r["encryption"]["erased_rows"]
+            .as_str()
+            .unwrap()
+            .contains(if postgres { "vacuum" } else { "secure_delete" }),
+        "{}",
+        r["encryption"]
+    );
     // It points at the table of its promises and their tests.
     assert!(
         r["proof"]["document"]

@@ -532,7 +532,7 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
                     }
                 }
             }
-            p.muted { "Stored in " (r["deployment"]["data_directory"].as_str().unwrap_or("")) "." }
+            p.muted { "Stored in the " (r["categories"][0]["stored"].as_str().unwrap_or("")) "." }
         }
         section.card {
             h2 { "Collection and interfaces" }
@@ -558,6 +558,13 @@ async fn privacy(State(app): State<App>, p: Portal) -> Response {
                 tr { td { "Multi-Line Controller (SIP)" } td {
                     (yes(&r["telephony"]["mlc_running"]))
                     @if let Some(a) = r["telephony"]["sip_listen"].as_str() { " on " (a) }
+                } }
+                tr #privacy-nodes { td { "Between nodes" } td {
+                    @if r["between_nodes"]["shared"] == true {
+                        "this node " (r["between_nodes"]["this_node"].as_str().unwrap_or("")) "; others heard now: "
+                        (r["between_nodes"]["other_nodes"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(", "))
+                        ". " (r["between_nodes"]["notes"].as_str().unwrap_or("")) "; " (r["between_nodes"]["protection"].as_str().unwrap_or("")) ", never stored."
+                    } @else { "one node" }
                 } }
                 tr { td { "SIP signalling" } td { (r["telephony"]["signalling"].as_str().unwrap_or("")) } }
                 tr { td { "Media" } td { (r["telephony"]["media"].as_str().unwrap_or("")) } }
