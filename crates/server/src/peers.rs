@@ -22,7 +22,12 @@
 //! show `unknown` until a survivor takes their leases and registers them.
 //! A node that may have missed notes (it started, its listener came
 //! back, another node restarted) asks every node for everything (`ask`,
-//! answered with `all`). With one node on SQLite none of this runs.
+//! answered with `all`). Each beat carries a digest of the calls its node
+//! has told of; a node whose heard calls of that node do not match (a
+//! note was lost: an `ended` would leave a call ringing on its turrets)
+//! asks that node alone for everything. A node's notes arrive in the
+//! order it sent them, so the digest matches exactly unless one was lost.
+//! With one node on SQLite none of this runs.
 //!
 //! Notes longer than a notification may carry are cut into parts
 //! ([`PART`]) that the receiver joins again (a node's parts arrive in
@@ -70,6 +75,46 @@ pub struct Peers {
     next: AtomicU64,
     out: OnceLock<mpsc::Sender<Value>>,
     inbox: OnceLock<mpsc::UnboundedSender<Vec<u8>>>,
+    /// The calls this node has told the others of, as the digest in its
+    /// beats covers them; locked while a note about them is queued, so
+    /// a beat's digest counts exactly the notes queued before it.
+    told: Mutex<HashMap<u64, Told>>,
+}
+
+/// What a call's digest covers: enough to see a lost note.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Told {
+    state: &'static str,
+    owner: Option<i64>,
+}
+
+impl Told {
+    fn of(v: &CallView) -> Told {
+        Told {
+            state: v.state.name(),
+            owner: v.owner.map(|p| p.0),
+        }
+    }
+}
+
+/// A digest of calls (FNV-1a over their ids, states and owners in id
+/// order): the same on every node for the same calls.
+fn digest<'a>(calls: impl Iterator<Item = (u64, Told)> + 'a) -> u64 {
+    let mut sorted: Vec<(u64, Told)> = calls.collect();
+    sorted.sort_by_key(|(id, _)| *id);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (id, t) in sorted {
+        eat(&id.to_be_bytes());
+        eat(t.state.as_bytes());
+        eat(&t.owner.unwrap_or(-1).to_be_bytes());
+    }
+    h
 }
 
 #[derive(Default)]
@@ -97,6 +142,16 @@ impl Seen {
 }
 
 impl Heard {
+    /// The digest of the calls heard from `node`.
+    fn digest(&self, node: &str) -> u64 {
+        digest(
+            self.calls
+                .iter()
+                .filter(|(_, (n, _))| n == node)
+                .map(|(id, (_, v))| (*id, Told::of(v))),
+        )
+    }
+
     /// A node heard of before its first beat counts as seen now (so what
     /// it told expires should it die before beating); its beat then
     /// brings its incarnation, and with it a full answer.
@@ -204,6 +259,12 @@ pub fn ask(app: &App) {
 /// This node's MLC reported a call: the other nodes are told.
 pub fn tell_call(app: &App, view: &CallView, ended: bool) {
     if app.peers.is_on() {
+        let mut told = app.peers.told.lock().unwrap();
+        if ended || view.state == CallState::Ended {
+            told.remove(&view.id);
+        } else {
+            told.insert(view.id, Told::of(view));
+        }
         app.peers
             .send(json!({"k": "call", "n": app.node, "v": view.to_json(), "e": ended}));
     }
@@ -370,18 +431,22 @@ async fn on_note(app: &App, msg: Value) {
         }
         "beat" => {
             let inc = msg["i"].as_u64().unwrap_or_default();
-            let new = {
+            let (new, missed) = {
                 let mut h = app.peers.heard.lock().unwrap();
                 let seen = h.nodes.insert(node.clone(), Seen::new(inc));
-                seen.is_none_or(|s| s.incarnation != inc)
+                let missed = msg["d"].as_u64().is_some_and(|d| d != h.digest(&node));
+                (seen.is_none_or(|s| s.incarnation != inc), missed)
             };
             if new {
                 // A node started (or this one had not heard it): what it
                 // carries now, from it.
                 ask(app);
+            } else if missed {
+                tracing::warn!(%node, "a call note from another node was missed: asking it for everything");
+                app.peers.send(json!({"k": "ask", "to": node}));
             }
         }
-        "ask" => tell_all(app),
+        "ask" if msg["to"].is_null() || msg["to"] == json!(app.node) => tell_all(app),
         "all" => heard_all(app, &node, &msg).await,
         "op" if msg["to"] == json!(app.node) => {
             let app = app.clone();
@@ -448,10 +513,10 @@ async fn heard_line(app: &App, node: &str, id: LineId, state: LineState) {
 
 /// Answers an `ask`: every call and line state this node's MLCs carry.
 fn tell_all(app: &App) {
-    let calls: Vec<Value> = crate::telephony::ongoing_here(app)
-        .iter()
-        .map(CallView::to_json)
-        .collect();
+    let mut told = app.peers.told.lock().unwrap();
+    let ongoing = crate::telephony::ongoing_here(app);
+    *told = ongoing.iter().map(|v| (v.id, Told::of(v))).collect();
+    let calls: Vec<Value> = ongoing.iter().map(CallView::to_json).collect();
     let lines: Vec<Value> = crate::telephony::line_states_here(app)
         .iter()
         .map(|(id, s)| json!([id.0, state_json(s)]))
@@ -543,8 +608,12 @@ async fn beats(app: std::sync::Weak<crate::AppInner>) {
         let Some(app) = app.upgrade().map(App) else {
             return;
         };
-        app.peers.send(json!({"k": "beat", "n": app.node,
-            "i": app.peers.incarnation.get()}));
+        {
+            let told = app.peers.told.lock().unwrap();
+            let d = digest(told.iter().map(|(id, t)| (*id, *t)));
+            app.peers.send(json!({"k": "beat", "n": app.node,
+                "i": app.peers.incarnation.get(), "d": d}));
+        }
         let (calls, lines) = {
             let mut h = app.peers.heard.lock().unwrap();
             let gone: Vec<String> = h
@@ -665,5 +734,47 @@ mod tests {
         assert!(store.is_empty());
         // Too short to be a note: ignored.
         assert_eq!(join(&mut store, b"x"), None);
+    }
+
+    fn call(id: u64, state: &str, owner: Option<i64>) -> CallView {
+        CallView::from_json(&json!({"id": id, "line": 1, "direction": "in",
+            "state": state, "owner": owner, "started": 0}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_beats_digest_matches_what_was_heard_from_its_node_and_sees_a_lost_note() {
+        let calls = [call(3, "ringing", None), call(1, "connected", Some(7))];
+        // What node a told, in the order it told it.
+        let told: HashMap<u64, Told> = calls.iter().map(|v| (v.id, Told::of(v))).collect();
+        let said = digest(told.iter().map(|(id, t)| (*id, *t)));
+        // What node c heard: a's calls (in another order) and b's.
+        let mut heard = Heard::default();
+        for v in calls.iter().rev() {
+            heard.calls.insert(v.id, ("a".into(), v.clone()));
+        }
+        heard
+            .calls
+            .insert(9, ("b".into(), call(9, "ringing", None)));
+        assert_eq!(heard.digest("a"), said);
+        assert_ne!(heard.digest("b"), said);
+        // a's call 3 ended and the note was lost: c still has it ringing.
+        let mut told = told;
+        told.remove(&3);
+        let said = digest(told.iter().map(|(id, t)| (*id, *t)));
+        assert_ne!(heard.digest("a"), said);
+        // Answered by someone else, or held, is another digest too.
+        heard.calls.remove(&3);
+        assert_eq!(heard.digest("a"), said);
+        heard
+            .calls
+            .insert(1, ("a".into(), call(1, "held", Some(7))));
+        assert_ne!(heard.digest("a"), said);
+        heard
+            .calls
+            .insert(1, ("a".into(), call(1, "connected", Some(8))));
+        assert_ne!(heard.digest("a"), said);
+        // No calls at all: one fixed digest on both sides.
+        assert_eq!(Heard::default().digest("a"), digest(std::iter::empty()));
     }
 }
