@@ -47,6 +47,9 @@ if [ -z "${TURRET_TEST_POSTGRES_URL:-}" ]; then
   export TURRET_TEST_POSTGRES_THROWAWAY=1
 fi
 
+# A CI run builds once from nothing: incremental compilation's caches
+# would only cost time and disk there.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 echo "==> building (warnings are errors)"
 RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo build --workspace --all-targets --locked
 
